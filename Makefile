@@ -1,0 +1,60 @@
+# hftsig — two commands: `make demo` (the lab's main job) and `make test`.
+# Each bootstraps .venv from nothing but python3 and a C compiler, and is idempotent.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip
+STAMP   = $(VENV)/.stamp
+SRC     = $(shell find hftsig connectors -name '*.pyx' -o -name '*.pxd' -o -name '*.h' 2>/dev/null) setup.py pyproject.toml
+PIPQ    = --disable-pip-version-check -q
+
+.PHONY: all demo test test-all bench build clean distclean venv
+
+all: test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIPQ) --upgrade pip "setuptools>=69" wheel
+
+# Build-time requirements first: iisignature 0.24 builds only without build isolation.
+$(VENV)/.deps: $(VENV)/bin/python pyproject.toml
+	$(PIP) install $(PIPQ) "Cython>=3.0,<4" "numpy>=2.0,<3"
+	$(PIP) install $(PIPQ) --no-build-isolation iisignature==0.24
+	touch $@
+
+# The package itself, editable, with the test and notebook extras; rebuilt when a .pyx changes.
+$(STAMP): $(VENV)/.deps $(SRC)
+	$(PIP) install $(PIPQ) --no-build-isolation -e ".[test,notebooks]"
+	touch $@
+
+venv: $(STAMP)
+
+build: $(STAMP)
+	$(PY) setup.py build_ext --inplace -q
+
+$(VENV)/.bench: $(STAMP)
+	$(PIP) install $(PIPQ) torch==2.13.0
+	$(PIP) install $(PIPQ) --no-build-isolation -e ".[bench]"
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m hftsig demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m ""
+
+bench: $(VENV)/.bench
+	$(PY) -m benchmarks.signatures
+	@for m in normalize aggregator arbitrage stopping; do \
+	  if [ -f benchmarks/$$m.py ]; then $(PY) -m benchmarks.$$m || exit 1; fi; done
+
+clean:
+	rm -rf build *.egg-info
+	find hftsig connectors -name '*.so' -delete
+	find hftsig -name '*.c' -newer setup.py -path '*hftsig*' -delete 2>/dev/null || true
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Exchange connectors: one declarative class per exchange over shared websocket/REST machinery."""

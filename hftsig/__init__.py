@@ -1,0 +1,13 @@
+"""hftsig — a lab for high-frequency crypto market research.
+
+Connectors for Binance, Kraken, Coinbase and CoinGecko feed one tick stream
+(:mod:`hftsig.ticks`); an aggregator keeps books and consolidated quotes;
+arbitrage detectors watch the stream; path signatures
+(:func:`hftsig.sig`, :func:`hftsig.logsig`) and signature optimal stopping
+turn price paths into features and decisions.
+"""
+__version__ = "0.1.0"
+
+from hftsig.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: F401
+
+# Public API re-exports, one line per module (keep this list sorted by module).

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from hftsig import ticks as T
+
+
+def test_dtype_layout_is_fixed_width():
+    assert T.TICK_DTYPE.itemsize == 104
+    assert T.TICK_DTYPE["symbol"] == np.dtype("S16")
+
+
+def test_empty_ticks_defaults():
+    t = T.empty_ticks(3)
+    assert t.shape == (3,)
+    assert np.isnan(t["bid_px"]).all() and np.isnan(t["size"]).all()
+    assert (t["seq"] == -1).all() and (t["seq_first"] == -1).all()
+    with pytest.raises(ValueError, match="n must be"):
+        T.empty_ticks(-1)
+
+
+def test_codes_round_trip_and_errors():
+    for code, name in T.EXCHANGES.items():
+        assert T.exchange_code(name) == code
+        assert T.exchange_name(code) == name
+    for code, name in T.KINDS.items():
+        assert T.kind_code(name) == code
+    with pytest.raises(ValueError, match="exchange"):
+        T.exchange_code("mtgox")
+    with pytest.raises(ValueError, match="kind"):
+        T.kind_code("nope")
+
+
+def test_to_pandas():
+    t = T.empty_ticks(2)
+    t["exchange"] = T.EXCHANGE_KRAKEN
+    t["kind"] = T.KIND_TRADE
+    t["symbol"] = b"BTC-USD"
+    t["price"] = [100.0, 101.0]
+    t["ts_event"] = [1_700_000_000_000_000_000, 1_700_000_000_000_000_001]
+    df = T.to_pandas(t)
+    assert list(df["exchange"]) == ["kraken", "kraken"]
+    assert list(df["kind"]) == ["trade", "trade"]
+    assert list(df["symbol"]) == ["BTC-USD", "BTC-USD"]
+    assert df["price"].tolist() == [100.0, 101.0]
+    assert str(df["ts_event"].dt.tz) == "UTC"
+    with pytest.raises(TypeError, match="TICK_DTYPE"):
+        T.to_pandas(np.zeros(2))
