@@ -24,7 +24,7 @@ $(VENV)/.deps: $(VENV)/bin/python pyproject.toml
 
 # The package itself, editable, with the test and notebook extras; rebuilt when a .pyx changes.
 $(STAMP): $(VENV)/.deps $(SRC)
-	$(PIP) install $(PIPQ) --no-build-isolation -e ".[test,notebooks]"
+	$(PIP) install $(PIPQ) --no-build-isolation -e ".[test]"
 	touch $@
 
 venv: $(STAMP)
