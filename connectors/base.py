@@ -69,7 +69,7 @@ __all__ = [
 
 logger = logging.getLogger("connectors")
 
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,10}-[A-Z0-9]{1,10}$")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 
 
 class MalformedFrame(ValueError):
@@ -154,7 +154,7 @@ def _validate_symbols(symbols):
         if not isinstance(s, str):
             raise TypeError(f"symbols must be strings, got {s!r}")
         s = s.strip().upper()
-        if not _SYMBOL_RE.match(s):
+        if len(s) > 16 or not _SYMBOL_RE.match(s):
             raise ValueError(f"symbols must be canonical 'BASE-QUOTE' (e.g. 'BTC-USDT'), got {s!r}")
         if s not in out:
             out.append(s)

@@ -16,10 +16,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
 from websockets.sync.server import serve
 
+from connector_support import Collector, wait_for
 from connectors.base import (
     Backoff,
     HTTPStatusError,
@@ -72,39 +72,6 @@ class PingingToy(ToyConnector):
 
     def _app_ping(self):
         return json.dumps({"op": "ping"})
-
-
-class Collector:
-    """Thread-safe on_tick sink."""
-
-    def __init__(self):
-        self.batches = []
-        self.lock = threading.Lock()
-
-    def __call__(self, ticks):
-        with self.lock:
-            self.batches.append(ticks.copy())
-
-    def all(self):
-        with self.lock:
-            return np.concatenate(self.batches) if self.batches else empty_ticks(0)
-
-    def data(self):
-        t = self.all()
-        return t[t["kind"] != KIND_STATUS]
-
-    def statuses(self):
-        t = self.all()
-        return list(t["side"][t["kind"] == KIND_STATUS])
-
-
-def wait_for(cond, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return bool(cond())
 
 
 @contextlib.contextmanager
