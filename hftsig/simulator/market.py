@@ -272,6 +272,8 @@ class MarketModel:
         self.steps = 0
         self.t0_ns = time.time_ns()
         self.mispricings = []
+        self.n_book_updates = 0
+        self.n_trades = 0
 
         self._rng = np.random.Generator(np.random.PCG64(seed))
         self._log_usd = np.log(np.array([start[a] for a in assets]))
@@ -477,8 +479,10 @@ class MarketModel:
                     ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u[vi, si], size_z=size_z[vi, si])
                     if ev is not None:
                         events.append(ev)
+                        self.n_book_updates += 1
                     for _ in range(int(n_trades[vi, si])):
                         events.append(self._trade(v, s, now_ns))
+                        self.n_trades += 1
             return events
 
     def advance(self, seconds, now_ns=None):
