@@ -14,7 +14,8 @@ Websocket (``ws_url`` is the base ``ws://127.0.0.1:PORT``, as
   final update id, consistent with the REST snapshot's ``lastUpdateId``),
   partial depth ``@depth5|10|20[@100ms]``.
 - websocket ping frames every ``ping_interval`` seconds (20 s live);
-  ``{"e":"serverShutdown","E":...}`` on demand, then the connection closes.
+  ``{"e":"serverShutdown","E":...}`` on demand (combined streams:
+  ``{"stream":"!serverShutdown","data":{...}}``), then the connection closes.
 
 REST (``rest_url`` is ``http://127.0.0.1:PORT``): ``GET /api/v3/depth``,
 ``/api/v3/exchangeInfo``, ``/api/v3/ticker/bookTicker``, ``/api/v3/ping``,
@@ -257,9 +258,11 @@ class BinanceServer(WsExchangeServer):
             return {"connections": len(conns), "count": count}
         if fault == "shutdown":
             close_after = float(kw.get("close_after", 0.3))
-            now_ms = time.time_ns() // 1_000_000
+            body = '{"e":"serverShutdown","E":%d}' % (time.time_ns() // 1_000_000)
             for c in conns:
-                c.enqueue("serverShutdown", '{"e":"serverShutdown","E":%d}' % now_ms, ctrl=True)
+                # Combined streams wrap it like any event, under the stream name "!serverShutdown".
+                msg = '{"stream":"!serverShutdown","data":%s}' % body if c.subs.get("combined") else body
+                c.enqueue("serverShutdown", msg, ctrl=True)
 
             async def _close(cs=conns):
                 await asyncio.sleep(close_after)

@@ -160,7 +160,8 @@ class CoinbaseServer(WsExchangeServer):
             if conn.subs[ch]:
                 subs[ch] = sorted(conn.subs[ch])
         if conn.subs["heartbeats"]:
-            subs["heartbeats"] = conn.subs["heartbeat_products"]
+            # Coinbase lists the heartbeats channel by its own name, not by products.
+            subs["heartbeats"] = ["heartbeats"]
         events = json.dumps([{"subscriptions": subs}], separators=(",", ":"))
         conn.enqueue("subscriptions", self._envelope("subscriptions", events))
 
@@ -176,7 +177,7 @@ class CoinbaseServer(WsExchangeServer):
         m = self.model
         spec = m.specs[self.venue, product]
         bids, asks, _ = m.book_ticks(self.venue, product)
-        et = rfc3339_ns(time.time_ns())
+        et = "1970-01-01T00:00:00Z"  # snapshot levels carry the epoch, as Coinbase sends them
         changes = [(1, p, q) for p, q in bids] + [(-1, p, q) for p, q in asks]
         events = '[{"type":"snapshot","product_id":"%s","updates":[%s]}]' % (product, self._l2_updates(changes, spec, et))
         conn.enqueue("l2_data", self._envelope("l2_data", events), len(changes))

@@ -184,7 +184,7 @@ class KrakenServer(WsExchangeServer):
                     self._send_book_snapshot(conn, sym, depth)
             elif channel == "ticker":
                 conn.subs["ticker"][sym] = trigger
-                self._ack(conn, method, {"channel": "ticker", "event_trigger": trigger, "snapshot": snapshot, "symbol": pair}, req_id, time_in)
+                self._ack(conn, method, {"channel": "ticker", "snapshot": snapshot, "symbol": pair}, req_id, time_in)
                 if snapshot:
                     conn.enqueue("ticker", self._ticker_msg(sym, "snapshot", time.time_ns()), items=1)
             else:
