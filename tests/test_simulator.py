@@ -754,3 +754,27 @@ def test_coingecko_body_normalizes_to_prices():
     want = {("BTC-USD", round(json.loads(body)["bitcoin"]["usd"], 6)), ("ETH-BTC", round(json.loads(body)["ethereum"]["btc"], 6))}
     assert want <= got
     assert (t["ts_event"] == json.loads(body)["bitcoin"]["last_updated_at"] * 1_000_000_000).all()
+
+
+def test_slow_consumer_is_cut_off():
+    # A stall holds frames in the connection's queue; past max_queue the server
+    # closes the connection with 1008 as exchanges drop clients that fall behind.
+    with SimulatedExchanges(["BTC-USDT", "ETH-USDT"], exchanges=("kraken",), rate=50, max_queue=20) as sim:
+        ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
+        ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USDT", "ETH/USDT"]}}))
+        recv_until(ws, lambda m: m.get("channel") == "book")
+        sim.inject("kraken", "stall", seconds=3.0)
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            ws.settimeout(2.5)
+            try:
+                op, data = ws.recv_data(control_frame=True)
+            except websocket.WebSocketConnectionClosedException:
+                break
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                assert int.from_bytes(data[:2], "big") == 1008
+                break
+        else:
+            raise AssertionError("server kept a stuck client")
+        ws.close()
+        assert sim.connections("kraken")[-1]["overflowed"] is True

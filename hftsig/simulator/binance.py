@@ -72,8 +72,8 @@ class BinanceServer(WsExchangeServer):
     async def on_open(self, conn):
         u = urllib.parse.urlsplit(conn.path)
         q = urllib.parse.parse_qs(u.query)
-        conn.subs["combined"] = u.path == "/stream"
-        conn.subs["us"] = q.get("timeUnit", [""])[0].upper() in ("MICROSECOND", "MICROSECONDS")
+        conn.state["combined"] = u.path == "/stream"
+        conn.state["us"] = q.get("timeUnit", [""])[0].upper() in ("MICROSECOND", "MICROSECONDS")
         streams = set()
         if u.path == "/stream":
             for part in q.get("streams", [""])[0].split("/"):
@@ -132,15 +132,15 @@ class BinanceServer(WsExchangeServer):
                 c.pending["gap"] -= 1
                 c.dropped[mtype] += 1
                 continue
-            if c.subs.get("us") and mtype in ("trade", "aggTrade", "depthUpdate"):
+            if c.state.get("us") and mtype in ("trade", "aggTrade", "depthUpdate"):
                 p = payload(True)
             else:
                 p = payload(False)
-            if c.subs["combined"]:
-                if combined is None or c.subs.get("us"):
+            if c.state["combined"]:
+                if combined is None or c.state.get("us"):
                     combined = '{"stream":"%s","data":%s}' % (stream, p)
                 c.enqueue(mtype, combined, items)
-                if c.subs.get("us"):
+                if c.state.get("us"):
                     combined = None
             else:
                 c.enqueue(mtype, p, items)
@@ -261,7 +261,7 @@ class BinanceServer(WsExchangeServer):
             body = '{"e":"serverShutdown","E":%d}' % (time.time_ns() // 1_000_000)
             for c in conns:
                 # Combined streams wrap it like any event, under the stream name "!serverShutdown".
-                msg = '{"stream":"!serverShutdown","data":%s}' % body if c.subs.get("combined") else body
+                msg = '{"stream":"!serverShutdown","data":%s}' % body if c.state.get("combined") else body
                 c.enqueue("serverShutdown", msg, ctrl=True)
 
             async def _close(cs=conns):
