@@ -154,6 +154,9 @@ class SimulatedExchanges:
         Coinbase closes connections without a subscription after this long.
     coingecko_refresh_s : float
         How often CoinGecko prices (and ``last_updated_at``) refresh.
+    max_queue : int
+        Frames queued per connection before the server cuts a slow client
+        off (close code 1008), as exchanges do.
     **model_kwargs
         Passed to :class:`~hftsig.simulator.market.MarketModel` (``trade_rate``,
         ``volatility_bps``, ``spread_bps``, ``noise_bps``, ...).
@@ -183,6 +186,7 @@ class SimulatedExchanges:
         heartbeat_interval=1.0,
         subscribe_timeout=5.0,
         coingecko_refresh_s=1.0,
+        max_queue=200_000,
         **model_kwargs,
     ):
         exchanges = tuple(exchanges)
@@ -196,7 +200,8 @@ class SimulatedExchanges:
         self.api_key = api_key
         self.key_type = key_type
         self._cfg = dict(ping_interval=ping_interval, heartbeat_interval=heartbeat_interval,
-                         subscribe_timeout=subscribe_timeout, coingecko_refresh_s=coingecko_refresh_s)
+                         subscribe_timeout=subscribe_timeout, coingecko_refresh_s=coingecko_refresh_s,
+                         max_queue=int(max_queue))
         self.faults = []
         self.servers = {}
         self.rest = {}
@@ -205,6 +210,7 @@ class SimulatedExchanges:
         self._running = False
         self._started = False
         self._driver_error = None
+        self._paused = False
 
     # ---------------------------------------------------------- lifecycle
     def start(self):
@@ -216,13 +222,16 @@ class SimulatedExchanges:
         m = self.model
         if "binance" in self.exchanges:
             self.servers["binance"] = BinanceServer(m, ping_interval=cfg["ping_interval"],
-                                                    heartbeat_interval=cfg["heartbeat_interval"])
+                                                    heartbeat_interval=cfg["heartbeat_interval"],
+                                                    max_queue=cfg["max_queue"])
             self.rest["binance"] = _RestServer(self.servers["binance"], "binance")
         if "kraken" in self.exchanges:
-            self.servers["kraken"] = KrakenServer(m, heartbeat_interval=cfg["heartbeat_interval"])
+            self.servers["kraken"] = KrakenServer(m, heartbeat_interval=cfg["heartbeat_interval"],
+                                                  max_queue=cfg["max_queue"])
         if "coinbase" in self.exchanges:
             self.servers["coinbase"] = CoinbaseServer(m, subscribe_timeout=cfg["subscribe_timeout"],
-                                                      heartbeat_interval=cfg["heartbeat_interval"])
+                                                      heartbeat_interval=cfg["heartbeat_interval"],
+                                                      max_queue=cfg["max_queue"])
         if "coingecko" in self.exchanges:
             self.coingecko = CoinGeckoServer(m, api_key=self.api_key, key_type=self.key_type,
                                              refresh_s=cfg["coingecko_refresh_s"])
@@ -274,6 +283,14 @@ class SimulatedExchanges:
         steps0 = m.steps
         while self._running:
             now = time.monotonic()
+            if self._paused:
+                # Frozen market: nothing moves, heartbeats and timers keep going;
+                # on resume the clock restarts from here, without a catch-up burst.
+                start, steps0 = now, m.steps
+                for s in servers:
+                    s.tick(now)
+                await asyncio.sleep(0.01)
+                continue
             due = steps0 + int((now - start) * m.rate)
             # Catch up at most a few steps at once so a loaded machine slows the
             # model instead of flooding the clients.
@@ -296,6 +313,19 @@ class SimulatedExchanges:
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
+
+    def pause(self):
+        """Freeze the market model (no book changes or trades; heartbeats go on).
+
+        Pending Binance diff events and Coinbase trade batches still go out
+        within their batching interval, so after ``pause()`` and a short wait
+        a client's book equals :meth:`book` exactly.
+        """
+        self._paused = True
+
+    def resume(self):
+        """Restart the market model after :meth:`pause`."""
+        self._paused = False
 
     def __enter__(self):
         return self.start()
@@ -424,8 +454,14 @@ class SimulatedExchanges:
         srv = self.servers.get(exchange)
         if srv is None:
             raise ValueError(f"{exchange!r} has no websocket simulator running")
-        conns = srv.conns if open_only else srv.history
-        return [c.info() for c in list(conns)]
+
+        async def collect():
+            return [c.info() for c in (srv.conns if open_only else srv.history)]
+
+        if self._thread is not None and self._thread.is_alive():
+            # Read the counters on the loop thread: a consistent snapshot, no race.
+            return asyncio.run_coroutine_threadsafe(collect(), self._loop).result(timeout=2.0)
+        return [c.info() for c in (srv.conns if open_only else srv.history)]
 
     def sent(self, exchange):
         """Frames sent to all connections of ``exchange`` so far, by type."""
