@@ -69,6 +69,7 @@ def test_channels_books_and_sequence(sim):
         converge_all(c, sim)
         assert wait_for(lambda: len(out.data(KIND_TRADE)) >= 5)
         items = frozen_items(sim, out)
+        n_trades = len(out.data(KIND_TRADE))
 
         def data_frames():  # heartbeats keep flowing during the stall: leave them out
             sent = sim.connections("coinbase")[0]["sent"]
@@ -85,7 +86,7 @@ def test_channels_books_and_sequence(sim):
     # one subscribe per channel, heartbeats included
     assert conn["received"]["subscribe"] == 4
     assert st["gaps"] == 0 and st["malformed"] == 0 and st["reconnects"] == 0
-    assert len(out.data(KIND_TRADE)) == items["market_trades"]
+    assert n_trades == items["market_trades"]
     assert out.statuses()[0] == STATUS_CONNECTED
 
 
