@@ -186,7 +186,7 @@ def test_binance_gap_fault_skips_update_ids(sim):
     sim.inject("binance", "gap")
     prev = first
     jumped = False
-    for _ in range(5):
+    for _ in range(10):
         ev = recv_json(ws)
         if ev["U"] > prev["u"] + 1:
             jumped = True
@@ -780,3 +780,18 @@ def test_slow_consumer_is_cut_off():
             raise AssertionError("server kept a stuck client")
         ws.close()
         assert sim.connections("kraken")[-1]["overflowed"] is True
+
+
+def test_kraken_checksum_matches_the_documented_example():
+    # Kraken's v2 checksum guide: a BTC/USD book (price precision 1, qty 8), checksum 3310070434.
+    from pathlib import Path
+
+    from hftsig.simulator.kraken import kraken_checksum
+
+    doc = json.loads((Path(__file__).parent / "data/samples/kraken/book_checksum_guide_snapshot.json").read_text())
+    d = doc["data"][0]
+
+    def ticks(levels):
+        return [(int(Decimal(lv["price"]) * 10), int(Decimal(lv["qty"]) * 10**8)) for lv in levels]
+
+    assert kraken_checksum(ticks(d["bids"]), ticks(d["asks"]), 1, 8) == d["checksum"] == 3310070434
