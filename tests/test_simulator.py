@@ -795,3 +795,26 @@ def test_kraken_checksum_matches_the_documented_example():
         return [(int(Decimal(lv["price"]) * 10), int(Decimal(lv["qty"]) * 10**8)) for lv in levels]
 
     assert kraken_checksum(ticks(d["bids"]), ticks(d["asks"]), 1, 8) == d["checksum"] == 3310070434
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_simulate_command_stops_on_signals(sig):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.Popen([sys.executable, "-m", "hftsig", "simulate", "--exchanges", "kraken,coingecko",
+                             "--symbols", "BTC-USD"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert any(line.split()[:1] == ["kraken"] for line in lines)
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "simulators stopped" in out
