@@ -818,3 +818,19 @@ def test_simulate_command_stops_on_signals(sig):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and "simulators stopped" in out
+
+
+def test_coingecko_pro_key_query_key_and_stall():
+    with SimulatedExchanges(["BTC-USD"], exchanges=("coingecko",), api_key="k-pro", key_type="pro") as sim:
+        base = sim.connector_kwargs("coingecko")["rest_url"]
+        params = {"ids": "bitcoin", "vs_currencies": "usd"}
+        r = requests.get(base + "/simple/price", params=params, headers={"x-cg-demo-api-key": "k-pro"}, timeout=2)
+        assert r.status_code == 401 and r.json()["status"]["error_code"] == 10011
+        r = requests.get(base + "/simple/price", params=dict(params, x_cg_pro_api_key="k-pro"), timeout=2)
+        assert r.status_code == 200 and set(r.json()["bitcoin"]) == {"usd"}
+        sim.inject("coingecko", "stall", seconds=0.5)
+        t0 = time.monotonic()
+        r = requests.get(base + "/simple/price", params=params, headers={"x-cg-pro-api-key": "k-pro"}, timeout=3)
+        assert r.status_code == 200 and time.monotonic() - t0 >= 0.4
+    with pytest.raises(ValueError, match="key_type"):
+        SimulatedExchanges(["BTC-USD"], exchanges=("coingecko",), key_type="free")

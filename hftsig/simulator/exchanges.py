@@ -193,6 +193,8 @@ class SimulatedExchanges:
         for e in exchanges:
             if e not in EXCHANGES:
                 raise ValueError(f"exchanges: unknown exchange {e!r}; expected some of {EXCHANGES}")
+        if key_type not in ("demo", "pro"):
+            raise ValueError(f"key_type must be 'demo' or 'pro', got {key_type!r}")
         self.exchanges = exchanges
         venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
         self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
