@@ -312,6 +312,8 @@ class SimulatedExchanges:
         for r in self.rest.values():
             if r.thread.is_alive():
                 r.stop()
+            else:
+                r.httpd.server_close()  # bound in start() but never served (failed start)
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
