@@ -186,7 +186,7 @@ def test_binance_gap_fault_skips_update_ids(sim):
     sim.inject("binance", "gap")
     prev = first
     jumped = False
-    for _ in range(5):
+    for _ in range(10):
         ev = recv_json(ws)
         if ev["U"] > prev["u"] + 1:
             jumped = True
@@ -780,3 +780,57 @@ def test_slow_consumer_is_cut_off():
             raise AssertionError("server kept a stuck client")
         ws.close()
         assert sim.connections("kraken")[-1]["overflowed"] is True
+
+
+def test_kraken_checksum_matches_the_documented_example():
+    # Kraken's v2 checksum guide: a BTC/USD book (price precision 1, qty 8), checksum 3310070434.
+    from pathlib import Path
+
+    from hftsig.simulator.kraken import kraken_checksum
+
+    doc = json.loads((Path(__file__).parent / "data/samples/kraken/book_checksum_guide_snapshot.json").read_text())
+    d = doc["data"][0]
+
+    def ticks(levels):
+        return [(int(Decimal(lv["price"]) * 10), int(Decimal(lv["qty"]) * 10**8)) for lv in levels]
+
+    assert kraken_checksum(ticks(d["bids"]), ticks(d["asks"]), 1, 8) == d["checksum"] == 3310070434
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_simulate_command_stops_on_signals(sig):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.Popen([sys.executable, "-m", "hftsig", "simulate", "--exchanges", "kraken,coingecko",
+                             "--symbols", "BTC-USD"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert any(line.split()[:1] == ["kraken"] for line in lines)
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "simulators stopped" in out
+
+
+def test_coingecko_pro_key_query_key_and_stall():
+    with SimulatedExchanges(["BTC-USD"], exchanges=("coingecko",), api_key="k-pro", key_type="pro") as sim:
+        base = sim.connector_kwargs("coingecko")["rest_url"]
+        params = {"ids": "bitcoin", "vs_currencies": "usd"}
+        r = requests.get(base + "/simple/price", params=params, headers={"x-cg-demo-api-key": "k-pro"}, timeout=2)
+        assert r.status_code == 401 and r.json()["status"]["error_code"] == 10011
+        r = requests.get(base + "/simple/price", params=dict(params, x_cg_pro_api_key="k-pro"), timeout=2)
+        assert r.status_code == 200 and set(r.json()["bitcoin"]) == {"usd"}
+        sim.inject("coingecko", "stall", seconds=0.5)
+        t0 = time.monotonic()
+        r = requests.get(base + "/simple/price", params=params, headers={"x-cg-pro-api-key": "k-pro"}, timeout=3)
+        assert r.status_code == 200 and time.monotonic() - t0 >= 0.4
+    with pytest.raises(ValueError, match="key_type"):
+        SimulatedExchanges(["BTC-USD"], exchanges=("coingecko",), key_type="free")
