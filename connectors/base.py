@@ -354,9 +354,15 @@ class Connector:
         self._emit(self._status_tick(code, symbol))
 
     def _note_latency(self, ticks):
-        """Receive minus event time of the message's last record (ns)."""
+        """Receive minus event time of the message's last record (ns).
+
+        Records stamped with the receive time because the exchange sends no
+        event time (Binance ``bookTicker``) say nothing about latency: skipped.
+        """
         if len(ticks):
-            self._last_latency_ns = int(ticks["ts_recv"][-1] - ticks["ts_event"][-1])
+            lat = int(ticks["ts_recv"][-1] - ticks["ts_event"][-1])
+            if lat != 0:
+                self._last_latency_ns = lat
 
     def _sleep(self, seconds):
         """Sleep unless stopped; True when stopped."""
