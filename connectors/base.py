@@ -430,6 +430,7 @@ class WebSocketConnector(Connector):
         self._ws = None
         self._ws_lock = threading.Lock()
         self._reconnect_reason = None
+        self._planned = False
         self._connections = 0
 
     # -- hooks -----------------------------------------------------------
@@ -482,9 +483,13 @@ class WebSocketConnector(Connector):
     def _run(self):
         attempt = 0
         while not self._stop.is_set():
+            self._planned = False
             delivered = self._run_connection()
             if self._stop.is_set():
                 break
+            if self._planned and delivered:  # serverShutdown, connection age: at once
+                attempt = 0
+                continue
             if delivered:
                 attempt = 0
             delay = self.backoff.delay(attempt)
@@ -541,6 +546,7 @@ class WebSocketConnector(Connector):
                 if self._reconnect_reason is not None:
                     self._log_once(("reconnect", self._reconnect_reason),
                                    "reconnecting: %s", self._reconnect_reason)
+                    self._planned = True
                     break
                 now = time.monotonic()
                 if now - last_alive > self.stale_after:
@@ -551,6 +557,7 @@ class WebSocketConnector(Connector):
                     break
                 if self.max_connection_age is not None and now - opened > self.max_connection_age:
                     self._count("age_reconnects")
+                    self._planned = True
                     break
                 ping = self.app_ping_interval
                 if ping is not None and now - max(last_alive, last_sent) > ping:
