@@ -623,7 +623,7 @@ def test_simulate_command_prints_urls_and_rates(capsys):
     from hftsig.cli import main
 
     assert main(["simulate", "--seconds", "0.4", "--interval", "0.2", "--symbols", "BTC-USDT,ETH-USDT",
-                 "--exchanges", "binance,kraken"]) == 0
+                 "--exchanges", "binance,kraken", "--size-churn", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "binance" in out and "ws://127.0.0.1:" in out and "/v2" in out
     assert "book updates/s=" in out and "simulators stopped" in out
