@@ -204,16 +204,18 @@ def test_binance_server_shutdown_then_close(sim):
     sim.inject("binance", "shutdown", close_after=0.2)
     msg = recv_until(ws, lambda m: m.get("stream") == "!serverShutdown")
     assert set(msg["data"]) == {"e", "E"} and msg["data"]["e"] == "serverShutdown"
-    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            ws.settimeout(2)
-            if not ws.recv():
-                raise websocket.WebSocketConnectionClosedException("closed")
-    assert ws.close_frame is None or True
+    deadline = time.monotonic() + 2
+    code = None
+    while code is None and time.monotonic() < deadline:
+        ws.settimeout(2)
+        op, data = ws.recv_data(control_frame=True)
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            code = int.from_bytes(data[:2], "big")
+    ws.close()
+    assert code == 1001
 
 
-def test_binance_pings(sim_ping=None):
+def test_binance_pings():
     with SimulatedExchanges(["BTC-USDT"], exchanges=("binance",), ping_interval=0.2) as sim:
         pings = []
         ws = websocket.WebSocket()
@@ -348,6 +350,8 @@ def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
             key = "error"
         if key == "ticker" and m["type"] == "snapshot":
             key = "ticker_snapshot"
+        if key == "trade" and not m["data"]:
+            continue  # an empty snapshot when nothing traded yet
         got.setdefault(key, m)
     ws.close()
     t = got["ticker_snapshot"]["data"][0]
@@ -366,10 +370,9 @@ def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
     late = [json.loads(f) for f in drain(ws2, 0.3)]
     assert all(m.get("channel") in ("heartbeat", None) for m in late)
     ws2.close()
-    tr = got["trade"]["data"][0] if got["trade"]["data"] else None
-    if tr is not None:
-        assert list(tr) == ["symbol", "side", "price", "qty", "ord_type", "trade_id", "timestamp"]
-        assert tr["side"] in ("buy", "sell")
+    tr = got["trade"]["data"][0]
+    assert list(tr) == ["symbol", "side", "price", "qty", "ord_type", "trade_id", "timestamp"]
+    assert tr["side"] in ("buy", "sell") and tr["symbol"] == "ETH/USDT"
 
 
 # --------------------------------------------------------------- Coinbase
