@@ -31,7 +31,8 @@ def run_simulate(args, out=None):
     out = sys.stdout if out is None else out
     symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else DEFAULT_SYMBOLS
     exchanges = [e.strip() for e in args.exchanges.split(",") if e.strip()]
-    sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth)
+    sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth,
+                             size_churn=getattr(args, "size_churn", 0.05))
     sim.start()
     previous = None
     if threading.current_thread() is threading.main_thread():
