@@ -33,7 +33,7 @@ from connectors.base import (
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
-from hftsig.ticks import KIND_BOOK_DELTA, STATUS_RESYNC
+from hftsig.ticks import STATUS_RESYNC
 
 __all__ = ["BinanceConnector"]
 
@@ -178,16 +178,20 @@ class BinanceConnector(WebSocketConnector):
         ticks = norm.parse(raw, ts_recv)
         kind = norm.last_type
         self._count_type(kind)
-        if kind == "shutdown":
+        if kind == "data":
+            channel = norm.last_channel
+            if channel == "depthUpdate":
+                if len(ticks):
+                    self._on_depth(ticks)
+            elif len(ticks):
+                if channel != "bookTicker":  # bookTicker carries no event time
+                    self._note_latency(ticks)
+                self._emit(ticks)
+        elif kind == "shutdown":
             self.request_reconnect("serverShutdown")
         elif kind == "error":
+            self._count("exchange_errors")
             self._log_once(("error", _preview(raw)), "exchange error: %r", _preview(raw))
-        elif kind == "data":
-            if len(ticks) and (ticks["kind"] == KIND_BOOK_DELTA).any():
-                self._on_depth(ticks)
-            elif len(ticks):
-                self._note_latency(ticks)
-                self._emit(ticks)
         self._drain_snapshots()
 
     def _on_idle(self):
