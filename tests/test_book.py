@@ -217,3 +217,16 @@ def test_book_invariants_under_random_records(recs, depth):
     assert (bids[:, 1] > 0).all() and (asks[:, 1] > 0).all()
     if depth is not None:
         assert len(bids) <= depth and len(asks) <= depth
+
+
+def test_kraken_checksum_of_the_book_channel_example_snapshot_and_update():
+    """Kraken's book channel docs: snapshot (JSON numbers) then update, MATIC/USD precisions 4/8."""
+    n = Normalizer("kraken")
+    book = OrderBook("kraken", "MATIC-USD", depth=10)
+    book.apply(n.parse((DATA / "kraken" / "book_snapshot_full.json").read_bytes(), 0))
+    assert book.kraken_checksum(4, 8) == n.last_checksum == 2439117997
+    # 18097.1547 on the wire must be written 18097.15470000: str(float) would give 18097.1547
+    assert book.levels("bid")[6].tolist() == [0.566, 18097.1547]
+    book.apply(n.parse((DATA / "kraken" / "book_update.json").read_bytes(), 0))
+    assert book.kraken_checksum(4, 8) == n.last_checksum == 2114181697
+    assert book.best_bid() == (0.5666, 4831.75496356) and book.levels("bid")[9].tolist() == [0.5657, 1098.3947558]
