@@ -205,7 +205,9 @@ cdef class BookCore:
         cdef int rc
         cdef uint32_t last_cks = 0
         cdef bint have_cks = False
-        with nogil:
+        # the GIL is let go only for big batches: for the few records of a live
+        # message, handing it over would cost more (and risk a wait) than it saves
+        with nogil(n >= 1024):
             for i in range(n):
                 r = &t[i]
                 if r.exchange != self.exch or memcmp(r.symbol, self.sym, 16) != 0:
@@ -281,8 +283,8 @@ cdef class BookCore:
             raise ValueError("price_decimals and qty_decimals must be in [0, 18]")
         cdef uint32_t crc
         cdef _Side a = self.asks, b = self.bids
-        with nogil:
-            crc = _kraken_crc(a.px, a.sz, a.n, b.px, b.sz, b.n, price_decimals, qty_decimals)
+        # 20 levels: cheaper to keep the GIL than to hand it over
+        crc = _kraken_crc(a.px, a.sz, a.n, b.px, b.sz, b.n, price_decimals, qty_decimals)
         return crc
 
 
