@@ -168,6 +168,8 @@ cdef class BookCore:
     cdef char sym[16]
     cdef readonly Py_ssize_t updates
     cdef public object last_checksum
+    cdef uint32_t cks
+    cdef bint have_cks
     cdef public int64_t last_seq
     cdef public int64_t ts_event
 
@@ -196,62 +198,67 @@ cdef class BookCore:
             if self.asks.n > self.depth:
                 self.asks.n = self.depth
 
+    cdef Py_ssize_t _apply(self, Tick* t, Py_ssize_t n, Py_ssize_t* used) noexcept nogil:
+        """Apply records; return -1 when done, the index of a bad record, or -2 out of memory."""
+        cdef Py_ssize_t i
+        cdef Tick* r
+        cdef bint pending = False
+        cdef int rc
+        for i in range(n):
+            r = &t[i]
+            if r.exchange != self.exch or memcmp(r.symbol, self.sym, 16) != 0:
+                continue
+            if r.kind != KIND_BOOK_DELTA and r.kind != KIND_BOOK_SNAPSHOT:
+                continue
+            if not (isfinite(r.price) and isfinite(r.size)) or r.size < 0 \
+                    or (r.side != 1 and r.side != -1):
+                return i
+            if r.flags & FLAG_SNAPSHOT_BEGIN:
+                self.bids.n = 0
+                self.asks.n = 0
+            if r.side == 1:
+                rc = self.bids.set(r.price, r.size)
+            else:
+                rc = self.asks.set(r.price, r.size)
+            if rc < 0:
+                return -2
+            used[0] += 1
+            pending = True
+            self.ts_event = r.ts_event
+            self.last_seq = r.seq
+            if r.flags & FLAG_LAST:
+                # a message is applied whole before it is truncated (Kraken)
+                self.truncate()
+                self.updates += 1
+                pending = False
+                if r.checksum:
+                    self.cks = r.checksum
+                    self.have_cks = True
+        if pending:
+            self.truncate()
+            self.updates += 1
+        return -1
+
     def apply(self, cnp.ndarray ticks):
         """Apply the book records of ``ticks`` that belong to this book; return their count."""
         cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
-        cdef Py_ssize_t n = ticks.shape[0], i, used = 0, bad = -1
-        cdef Tick* r
-        cdef bint pending = False, oom = False
-        cdef int rc
-        cdef uint32_t last_cks = 0
-        cdef bint have_cks = False
-        # the GIL is let go only for big batches: for the few records of a live
-        # message, handing it over would cost more (and risk a wait) than it saves
-        with nogil(n >= 1024):
-            for i in range(n):
-                r = &t[i]
-                if r.exchange != self.exch or memcmp(r.symbol, self.sym, 16) != 0:
-                    continue
-                if r.kind != KIND_BOOK_DELTA and r.kind != KIND_BOOK_SNAPSHOT:
-                    continue
-                if not (isfinite(r.price) and isfinite(r.size)) or r.size < 0 \
-                        or (r.side != 1 and r.side != -1):
-                    bad = i
-                    break
-                if r.flags & FLAG_SNAPSHOT_BEGIN:
-                    self.bids.n = 0
-                    self.asks.n = 0
-                if r.side == 1:
-                    rc = self.bids.set(r.price, r.size)
-                else:
-                    rc = self.asks.set(r.price, r.size)
-                if rc < 0:
-                    oom = True
-                    break
-                used += 1
-                pending = True
-                self.ts_event = r.ts_event
-                self.last_seq = r.seq
-                if r.flags & FLAG_LAST:
-                    # a message is applied whole before it is truncated (Kraken)
-                    self.truncate()
-                    self.updates += 1
-                    pending = False
-                    if r.checksum:
-                        last_cks = r.checksum
-                        have_cks = True
-            if pending:
-                self.truncate()
-                self.updates += 1
-        if have_cks:
-            self.last_checksum = last_cks
-        if oom:
+        cdef Py_ssize_t n = ticks.shape[0], used = 0, rc
+        self.have_cks = False
+        if n >= 1024:
+            # big batches (REST snapshots) run without the GIL; for the few
+            # records of a live message handing it over would cost more
+            with nogil:
+                rc = self._apply(t, n, &used)
+        else:
+            rc = self._apply(t, n, &used)
+        if self.have_cks:
+            self.last_checksum = self.cks
+        if rc == -2:
             raise MemoryError("order book side could not grow")
-        if bad >= 0:
-            r = &t[bad]
+        if rc >= 0:
             raise ValueError(
-                f"ticks[{bad}] is not a valid book level (side={r.side}, price={r.price}, "
-                f"size={r.size})")
+                f"ticks[{rc}] is not a valid book level (side={t[rc].side}, price={t[rc].price}, "
+                f"size={t[rc].size})")
         return used
 
     def set_level(self, int side, double price, double size):
