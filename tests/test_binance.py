@@ -255,6 +255,12 @@ def test_arguments_are_validated():
         BinanceConnector(["BTCUSDT"])
     with pytest.raises(ValueError, match="not one of"):
         BinanceConnector(["BTC-USDT"]).book("ETH-USDT")
+    with pytest.raises(ValueError, match="not one of"):
+        BinanceConnector(["BTC-USDT"]).synced("ETH-USDT")
+    with pytest.raises(ValueError, match="depth_speed"):
+        BinanceConnector(["BTC-USDT"], depth_speed="250ms")
+    slow = BinanceConnector(["BTC-USDT"], channels=["depth"], depth_speed="1000ms")
+    assert slow._ws_endpoint().endswith("/stream?streams=btcusdt@depth")
 
 
 def test_restart_after_stop(sim):
@@ -323,7 +329,8 @@ def test_local_book_procedure_step_by_step():
         conn.send(event(111, 112, b=[("1.0", "1")]))  # U jumps past 109: restart
         until(lambda: len(served) >= 3)
         time.sleep(0.1)
-        conn.send(event(116, 117, b=[("20.0", "0"), ("19.5", "2")]))
+        conn.send(event(116, 117))  # no level changes, yet the ids move on
+        conn.send(event(118, 119, b=[("20.0", "0"), ("19.5", "2")]))
         done.wait(5)
 
     http = ThreadingHTTPServer(("127.0.0.1", 0), Rest)
@@ -357,7 +364,7 @@ def test_local_book_procedure_step_by_step():
     assert served[0] == "/api/v3/depth?symbol=BTCUSDT&limit=100" and len(served) == 3
     deltas = out.data(KIND_BOOK_DELTA)
     applied = sorted({(int(f), int(u)) for f, u in zip(deltas["seq_first"], deltas["seq"])})
-    assert applied == [(103, 106), (107, 108), (116, 117)]
+    assert applied == [(103, 106), (107, 108), (118, 119)]
     snap_ids = sorted(set(out.data(KIND_BOOK_SNAPSHOT)["seq"].tolist()))
     assert snap_ids == [105, 115]
     assert out.statuses("BTC-USDT") == [STATUS_RESYNC]
