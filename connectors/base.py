@@ -314,7 +314,8 @@ class Connector:
 
     def _log_once(self, key, msg, *args, exc_info=False):
         """Warn the first time ``key`` happens, debug afterwards (counted elsewhere)."""
-        first = key not in self._logged
+        # bounded: a flood of distinct problems must not grow memory forever
+        first = key not in self._logged and len(self._logged) < 1000
         if first:
             self._logged.add(key)
         # the message may carry a URL or frame: never let a key through
