@@ -146,6 +146,7 @@ cdef struct Ctx:
     Py_ssize_t n
     const char* err
     Py_ssize_t errpos
+    Py_ssize_t ss, se      # Binance combined-stream name, ss = -1 if none
 
 cdef struct Val:
     Py_ssize_t s      # strings: first byte inside the quotes; others: first byte
@@ -234,18 +235,41 @@ for _k in range(256):
     PLAIN[_k] = 32 <= _k < 128 and _k != 34 and _k != 92
 
 
+cdef inline uint64_t _load8(const unsigned char* q) noexcept nogil:
+    cdef uint64_t x
+    memcpy(&x, q, 8)
+    return x
+
+
+cdef inline uint64_t _special8(uint64_t x) noexcept nogil:
+    """Nonzero when one of 8 bytes may be '"', a backslash, a control byte or >= 0x80.
+
+    Word-at-a-time test (zero-byte trick); a hit only sends the scan to the
+    byte loop, so false alarms cost time, never correctness.
+    """
+    cdef uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL
+    cdef uint64_t q = x ^ 0x2222222222222222ULL
+    cdef uint64_t b = x ^ 0x5C5C5C5C5C5C5C5CULL
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | (x - 0x2020202020202020ULL) | x) & high
+
+
 cdef Py_ssize_t _string(Ctx* c, Py_ssize_t i, Val* v) noexcept:
     """Scan the string whose opening quote is at i; return the index after it."""
     cdef unsigned char ch
     cdef Py_ssize_t k
+    cdef const unsigned char* p = c.p
+    cdef Py_ssize_t n = c.n
     i += 1
     v.s = i
     v.kind = J_STR
     v.esc = 0
     while True:
-        while i < c.n and PLAIN[c.p[i]]:
+        # locals: the compiler cannot keep c.p/c.n in registers across the stores to v
+        while i + 8 <= n and not _special8(_load8(p + i)):
+            i += 8
+        while i < n and PLAIN[p[i]]:
             i += 1
-        if i >= c.n:
+        if i >= n:
             return _fail(c, i, "unterminated string")
         ch = c.p[i]
         if ch == 34:  # "
@@ -531,7 +555,7 @@ cdef Py_ssize_t _collect(Ctx* c, Py_ssize_t i, int depth, Keys* ks, Val* out) no
             continue
         j = ks.first[c.p[k.s]]
         while j >= 0:
-            if ks.len[j] == L and memcmp(c.p + k.s, ks.name[j], L) == 0:
+            if ks.len[j] == L and _same(c.p + k.s, ks.name[j], L):
                 out[j] = v
                 break
             j = ks.next[j]
@@ -627,6 +651,15 @@ cdef int _arr_elem(Ctx* c, It* it) noexcept:
     return 1
 
 
+cdef inline bint _same(const unsigned char* a, const char* b, Py_ssize_t L) noexcept:
+    """a[:L] == b[:L] for the short keys of exchange messages (a libc call costs more)."""
+    cdef Py_ssize_t m
+    for m in range(L):
+        if a[m] != <unsigned char>b[m]:
+            return False
+    return True
+
+
 cdef inline int _key_id(Ctx* c, Val* k, Keys* ks) noexcept:
     cdef Py_ssize_t L = k.e - k.s
     cdef int j
@@ -634,7 +667,7 @@ cdef inline int _key_id(Ctx* c, Val* k, Keys* ks) noexcept:
         return -1
     j = ks.first[c.p[k.s]]
     while j >= 0:
-        if ks.len[j] == L and memcmp(c.p + k.s, ks.name[j], L) == 0:
+        if ks.len[j] == L and _same(c.p + k.s, ks.name[j], L):
             return j
         j = ks.next[j]
     return -1
@@ -652,7 +685,7 @@ cdef int64_t TS_UNSET = -9223372036854775807 - 1
 
 cdef inline bint _eq(Ctx* c, Val* v, const char* lit) noexcept:
     cdef Py_ssize_t L = strlen(lit)
-    return v.kind == J_STR and v.e - v.s == L and memcmp(c.p + v.s, lit, L) == 0
+    return v.kind == J_STR and v.e - v.s == L and _same(c.p + v.s, lit, L)
 
 
 # ---------------------------------------------------------------------------
@@ -1213,6 +1246,7 @@ cdef class Normalizer:
                 c.p = &mv[0]
         c.err = NULL
         c.errpos = 0
+        c.ss = -1
         tr = _now_ns() if ts_recv is None else ts_recv
         self._reset_last()
         self._pos = self._start
@@ -1291,9 +1325,9 @@ cdef class Normalizer:
             if kid == BN_data and depth == 0 and not inner and f[BN_stream].kind == J_STR \
                     and vs < c.n and c.p[vs] == 123:
                 # combined-stream wrapper, "stream" seen first: parse the payload in place
-                stream = PyBytes_FromStringAndSize(<const char*>c.p + f[BN_stream].s,
-                                                   f[BN_stream].e - f[BN_stream].s)
-                end = self._binance(c, vs, tr, stream, 1)
+                c.ss = f[BN_stream].s
+                c.se = f[BN_stream].e
+                end = self._binance(c, vs, tr, hint, 1)
                 inner = True
                 _span(&f[kid], vs, end, J_OBJ)
             elif (kid == BN_b or kid == BN_a) and vs < c.n and c.p[vs] == 91 \
@@ -1334,9 +1368,9 @@ cdef class Normalizer:
                 and f[BN_A].kind):
             self._bn_quote(c, f, tr)
         elif depth == 0 and f[BN_stream].kind == J_STR and f[BN_data].kind == J_OBJ:
-            stream = PyBytes_FromStringAndSize(<const char*>c.p + f[BN_stream].s,
-                                               f[BN_stream].e - f[BN_stream].s)
-            self._binance(c, f[BN_data].s, tr, stream, 1)
+            c.ss = f[BN_stream].s
+            c.se = f[BN_stream].e
+            self._binance(c, f[BN_data].s, tr, hint, 1)
         elif f[BN_lastUpdateId].kind and f[BN_bids].kind == J_ARR and f[BN_asks].kind == J_ARR:
             self._bn_snapshot(c, f, tr, hint)
         elif f[BN_id].kind and f[BN_result].kind:
@@ -1482,11 +1516,12 @@ cdef class Normalizer:
         cdef char sym[16]
         cdef Py_ssize_t first = self._pos - self._start, j
         cdef Tick* t
-        if hint is None:
+        if c.ss >= 0:  # a combined stream name: "bnbbtc@depth5"
+            hint = PyBytes_FromStringAndSize(<const char*>c.p + c.ss, c.se - c.ss)
+            hint = hint.split(b"@")[0].decode("ascii", "replace").upper()
+        elif hint is None:
             _fail(c, 0, "depth snapshot carries no symbol: pass symbol=")
             self._bad(c)
-        if isinstance(hint, bytes):  # a combined stream name: "bnbbtc@depth5"
-            hint = hint.split(b"@")[0].decode("ascii", "replace").upper()
         else:
             hint = str(hint)
             if "-" in hint:
