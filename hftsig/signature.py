@@ -14,7 +14,7 @@ batch with the GIL released.
 >>> import hftsig
 >>> path = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]])
 >>> hftsig.sig(path, 2)
-array([1., 2., 0.5, 2., 0., 2.])
+array([1. , 2. , 0.5, 2. , 0. , 2. ])
 >>> hftsig.siglength(2, 2)
 6
 >>> s1 = hftsig.sig(path[:2], 2); s2 = hftsig.sig(path[1:], 2)
@@ -24,7 +24,7 @@ True
 >>> for point in path:
 ...     stream.push(point)
 >>> stream.signature
-array([1., 2., 0.5, 2., 0., 2.])
+array([1. , 2. , 0.5, 2. , 0. , 2. ])
 """
 import os
 
@@ -283,8 +283,8 @@ def sigjoin(s, segment, depth):
     a = _as_sigs(s, "s", dim, depth)
     z = np.ascontiguousarray(z, dtype=np.float64)
     _check_finite(z, "segment")
-    batch_shape = np.broadcast_shapes(a.shape[:-1], z.shape[:-1]) if True else None
     try:
+        batch_shape = np.broadcast_shapes(a.shape[:-1], z.shape[:-1])
         a2 = np.broadcast_to(a, batch_shape + a.shape[-1:])
         z2 = np.broadcast_to(z, batch_shape + z.shape[-1:])
     except ValueError as exc:

@@ -24,7 +24,7 @@
  *
  * zs holds z[c] / j at zs[j * d + c] for j = 1..N.  B and pidx are scratch of N
  * entries each; digit is scratch of N ints. */
-static void SK_NAME(sk_horner)(SK_T *restrict S, const SK_T *restrict zs, int d,
+static inline __attribute__((always_inline)) void SK_NAME(sk_horner)(SK_T *restrict S, const SK_T *restrict zs, int d,
                               int N, const int64_t *restrict lvl_off,
                               SK_T *restrict B, int64_t *restrict pidx,
                               int *restrict digit)
@@ -87,7 +87,7 @@ static int64_t SK_NAME(sk_block_scratch)(int d, int N, int64_t siglen)
 }
 
 /* Load the increment X[t+1] - X[t] of every lane into zs (scaled copies). */
-static inline void SK_NAME(sk_load_z)(SK_T *restrict zs, const double *const *rows,
+static inline __attribute__((always_inline)) void SK_NAME(sk_load_z)(SK_T *restrict zs, const double *const *rows,
                                       const int64_t *restrict nsteps, int64_t t,
                                       int d, int N)
 {
@@ -103,6 +103,35 @@ static inline void SK_NAME(sk_load_z)(SK_T *restrict zs, const double *const *ro
         for (int j = 2; j <= N; ++j) zs[(int64_t)j * d + c] = z * (1.0 / j);
     }
 }
+
+/* Steps t0..t1-1 of a block; d is a compile-time constant in each copy
+ * made by sk_run (so that the letter loops unroll and z stays in registers). */
+static inline __attribute__((always_inline)) void SK_NAME(sk_steps)(
+    SK_T *restrict S, SK_T *restrict zs, const double *const *rows,
+    const int64_t *nsteps, int64_t t0, int64_t t1, int d, int N,
+    const int64_t *lvl_off, SK_T *B, int64_t *pidx, int *digit)
+{
+    for (int64_t t = t0; t < t1; ++t) {
+        SK_NAME(sk_load_z)(zs, rows, nsteps, t, d, N);
+        SK_NAME(sk_horner)(S, zs, d, N, lvl_off, B, pidx, digit);
+    }
+}
+
+#define SK_STEPS_D(D) \
+    case D: SK_NAME(sk_steps)(S, zs, rows, nsteps, t0, t1, D, N, lvl_off, B, pidx, digit); break;
+
+static void SK_NAME(sk_run)(SK_T *restrict S, SK_T *restrict zs, const double *const *rows,
+                            const int64_t *nsteps, int64_t t0, int64_t t1, int d, int N,
+                            const int64_t *lvl_off, SK_T *B, int64_t *pidx, int *digit)
+{
+    switch (d) {
+        SK_STEPS_D(1) SK_STEPS_D(2) SK_STEPS_D(3) SK_STEPS_D(4)
+        SK_STEPS_D(5) SK_STEPS_D(6) SK_STEPS_D(7) SK_STEPS_D(8)
+    default:
+        SK_NAME(sk_steps)(S, zs, rows, nsteps, t0, t1, d, N, lvl_off, B, pidx, digit);
+    }
+}
+#undef SK_STEPS_D
 
 /* Signatures of n_items path pieces.  Piece i runs over points
  * start[i]..end[i] of path path_idx[i] in X (shape (batch, len, d), C order)
@@ -146,10 +175,7 @@ static int SK_NAME(sk_sig_pieces)(const double *X, int64_t len, int d, int N,
                 nsteps[l] = 0;
             }
         }
-        for (int64_t t = 0; t < maxsteps; ++t) {
-            SK_NAME(sk_load_z)(zs, rows, nsteps, t, d, N);
-            SK_NAME(sk_horner)(S, zs, d, N, lvl_off, B, pidx, digit);
-        }
+        SK_NAME(sk_run)(S, zs, rows, nsteps, 0, maxsteps, d, N, lvl_off, B, pidx, digit);
         for (int l = 0; l < SK_L; ++l) {
             int64_t it = blk * SK_L + l;
             if (it >= n_items) break;
@@ -197,12 +223,11 @@ static int SK_NAME(sk_sig_at)(const double *X, int64_t batch, int64_t len, int d
             nsteps[l] = b < batch ? len - 1 : 0;
             if (b < batch) nl = l + 1;
         }
-        int64_t j = 0;
-        for (int64_t t = 0; t < len && j < n_at; ++t) {
-            if (t > 0) {
-                SK_NAME(sk_load_z)(zs, rows, nsteps, t - 1, d, N);
-                SK_NAME(sk_horner)(S, zs, d, N, lvl_off, B, pidx, digit);
-            }
+        /* run from one requested index to the next, emitting at each */
+        int64_t j = 0, t = 0;
+        while (j < n_at) {
+            SK_NAME(sk_run)(S, zs, rows, nsteps, t, at[j], d, N, lvl_off, B, pidx, digit);
+            t = at[j];
             for (; j < n_at && at[j] == t; ++j) {
                 for (int l = 0; l < nl; ++l) {
                     double *o = out + ((blk * SK_L + l) * n_at + slot[j]) * siglen;

@@ -21,7 +21,7 @@
 #endif
 
 #ifndef SK_VL
-#define SK_VL 8
+#define SK_VL 4
 #endif
 
 typedef double sk_vec __attribute__((vector_size(8 * SK_VL), aligned(8 * SK_VL)));
