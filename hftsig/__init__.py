@@ -11,4 +11,8 @@ __version__ = "0.1.0"
 from hftsig.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: F401
 
 # Public API re-exports, one line per module (keep this list sorted by module).
-from hftsig.logsignature import logsig, logsiglength  # noqa: F401
+from hftsig import transforms  # noqa: F401,E402
+from hftsig.logsignature import logsig, logsiglength  # noqa: F401,E402
+from hftsig.signature import (  # noqa: F401,E402
+    SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
+from hftsig.transformer import SignatureTransformer  # noqa: F401,E402
