@@ -47,10 +47,10 @@ _BASES = ("lyndon", "expanded")
 
 def _check_int(value, name, minimum):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
     return value
 
 
@@ -267,9 +267,9 @@ def _lyndon_system(dim, depth):
 
 def _check_basis(basis):
     if not isinstance(basis, str):
-        raise TypeError(f"basis must be a string, got {type(basis).__name__}")
+        raise TypeError(f"basis: expected a string, got {type(basis).__name__}")
     if basis not in _BASES:
-        raise ValueError(f"basis must be one of {_BASES}, got {basis!r}")
+        raise ValueError(f"basis: must be one of {_BASES}, got {basis!r}")
     return basis
 
 
@@ -278,7 +278,7 @@ def _n_threads(n_jobs):
         return 1
     n_jobs = _check_int(n_jobs, "n_jobs", -(10**9))
     if n_jobs == 0:
-        raise ValueError("n_jobs must be a positive integer or -1 (all cores), got 0")
+        raise ValueError("n_jobs: must be a positive int or negative (-1 = all cores), got 0")
     if n_jobs < 0:
         import os
 
@@ -330,16 +330,16 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
     n_threads = _n_threads(n_jobs)
     s = np.asarray(signature)
     if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)):
-        raise TypeError(f"signature must hold real numbers, got dtype {s.dtype}")
+        raise TypeError(f"signature: expected real numbers, got dtype {s.dtype}")
     length = _siglength(dim, depth)
     if s.ndim < 1 or s.shape[-1] != length:
         raise ValueError(
-            f"signature must have last axis siglength(dim={dim}, depth={depth}) = {length}, "
+            f"signature: last axis must have siglength(dim={dim}, depth={depth}) = {length}, "
             f"got shape {s.shape}"
         )
     dtype = np.float32 if s.dtype == np.float32 else np.float64
     if not np.isfinite(s).all():
-        raise ValueError("signature must be finite (it holds NaN or inf)")
+        raise ValueError("signature: must be finite (it holds NaN or inf)")
     lead = s.shape[:-1]
     flat = np.ascontiguousarray(s.reshape(-1, length), dtype=dtype)
     if basis == "expanded":
@@ -361,13 +361,15 @@ def _dim_from_siglength(length, depth):
     return dim
 
 
-def logsig(path, depth, *, basis="lyndon", time_aug=False, lead_lag=False, basepoint=False, n_jobs=1):
+def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False, lead_lag=False,
+           basepoint=False, n_jobs=1):
     """Log-signature of a path, or of a batch of paths.
 
     Parameters
     ----------
     path : array_like, shape (length, dim) or (batch, length, dim)
-        Points of the path(s), float64 (float32 accepted and kept).
+        Points of the path(s); float32 and integers are accepted, the
+        computation is float64.
     depth : int
         Truncation level, ``>= 1``.
     basis : {"lyndon", "expanded"}, default "lyndon"
@@ -375,6 +377,12 @@ def logsig(path, depth, *, basis="lyndon", time_aug=False, lead_lag=False, basep
         ``iisignature.logsig(path, iisignature.prepare(dim, depth))``, in the
         order of :func:`lyndon_words`.  ``"expanded"``: the tensor logarithm in
         the signature layout, equal to iisignature's ``"X"`` method.
+    stream : bool, default False
+        Log-signature of every prefix ``path[..., :i+1, :]``, ``i = 1 ..
+        length-1``, as in :func:`hftsig.sig` (one more axis before the last).
+    at : array_like of int, optional
+        Log-signatures of the prefixes ending at these point indices only, as
+        in :func:`hftsig.sig`.
     time_aug, lead_lag, basepoint : bool, default False
         Path transforms applied before the signature, exactly as in
         :func:`hftsig.sig`; ``time_aug`` and ``lead_lag`` change the number of
@@ -384,8 +392,10 @@ def logsig(path, depth, *, basis="lyndon", time_aug=False, lead_lag=False, basep
 
     Returns
     -------
-    ndarray, shape (logsiglength(dim, depth),) or (batch, logsiglength(dim, depth))
-        With ``basis="expanded"``, ``siglength(dim, depth)`` instead.
+    ndarray of float64, shape (logsiglength(dim, depth),) or (batch, logsiglength(dim, depth))
+        With ``basis="expanded"``, ``siglength(dim, depth)`` instead; with
+        ``stream`` or ``at``, one more axis before the last.  ``dim`` counts
+        the channels after ``time_aug``/``lead_lag``.
 
     Examples
     --------
@@ -406,10 +416,21 @@ def logsig(path, depth, *, basis="lyndon", time_aug=False, lead_lag=False, basep
     """
     from hftsig.signature import sig
 
+    try:
+        path = np.asarray(path)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"path: not an array of paths of one shape ({exc})") from None
     depth = _check_int(depth, "depth", 1)
     basis = _check_basis(basis)
     s = sig(
-        path, depth, time_aug=time_aug, lead_lag=lead_lag, basepoint=basepoint, n_jobs=n_jobs
+        path,
+        depth,
+        stream=stream,
+        at=at,
+        time_aug=time_aug,
+        lead_lag=lead_lag,
+        basepoint=basepoint,
+        n_jobs=n_jobs,
     )
     dim = _dim_from_siglength(s.shape[-1], depth)
     return sig_to_logsig(s, dim, depth, basis=basis, n_jobs=n_jobs)

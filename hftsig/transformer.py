@@ -89,10 +89,10 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         if X.dtype == object or not (
             np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
         ):
-            raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+            raise TypeError(f"X: expected real numbers, got dtype {X.dtype}")
         if X.ndim != 3:
             raise ValueError(
-                f"X must be a 3-d array (n_samples, length, dim), got shape {X.shape}"
+                f"X: expected a 3-d array (n_samples, length, dim), got shape {X.shape}"
             )
         return X
 
@@ -115,7 +115,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         _check_int(self.depth, "depth", 1)
         for name in ("logsig", "time_aug", "lead_lag", "basepoint"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+                raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
         X = self._check_X(X)
         self.n_features_in_ = X.shape[2]
         if hasattr(self, "feature_names_in_"):
@@ -124,7 +124,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
             names = np.asarray(channel_names, dtype=object)
             if names.shape != (self.n_features_in_,):
                 raise ValueError(
-                    f"channel_names must name the {self.n_features_in_} channels of X, "
+                    f"channel_names: must name the {self.n_features_in_} channels of X, "
                     f"got {len(names)} names"
                 )
             self.feature_names_in_ = names
@@ -146,7 +146,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         X = self._check_X(X)
         if X.shape[2] != self.n_features_in_:
             raise ValueError(
-                f"X has {X.shape[2]} channels, but SignatureTransformer was fitted "
+                f"X: has {X.shape[2]} channels, but SignatureTransformer was fitted "
                 f"with {self.n_features_in_}"
             )
         kwargs = dict(
@@ -181,13 +181,13 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
             channels = np.asarray(input_features, dtype=object)
             if channels.shape != (self.n_features_in_,):
                 raise ValueError(
-                    f"input_features must name the {self.n_features_in_} channels, "
+                    f"input_features: must name the {self.n_features_in_} channels, "
                     f"got {len(channels)}"
                 )
             if hasattr(self, "feature_names_in_") and not np.array_equal(
                 channels, self.feature_names_in_
             ):
-                raise ValueError("input_features is not equal to feature_names_in_")
+                raise ValueError("input_features: not equal to feature_names_in_")
         channels = [str(c) for c in channels]
         if self.lead_lag:
             channels = [f"{c}_lead" for c in channels] + [f"{c}_lag" for c in channels]

@@ -5,8 +5,10 @@ import iisignature
 import numpy as np
 import pytest
 
+import hftsig
 from hftsig.logsignature import (
     _lyndon_system,
+    logsig,
     logsiglength,
     lyndon_brackets,
     lyndon_words,
@@ -197,6 +199,97 @@ def test_sig_to_logsig_float32_and_noncontiguous_and_threads():
     np.testing.assert_array_equal(sig_to_logsig(s, dim, depth, n_jobs=-1), ref)
     e2 = sig_to_logsig(s, dim, depth, basis="expanded", n_jobs=2)
     np.testing.assert_array_equal(e2, sig_to_logsig(s, dim, depth, basis="expanded"))
+
+
+@pytest.mark.parametrize("dim", [2, 3, 4, 5])
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6])
+def test_logsig_of_paths_matches_iisignature(dim, depth):
+    x = _random_paths(4, 11, dim)
+    prep = iisignature.prepare(dim, depth, "SX")
+    np.testing.assert_allclose(logsig(x, depth), iisignature.logsig(x, prep, "S"), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        logsig(x[1], depth, basis="expanded"), iisignature.logsig(x[1], prep, "X"), rtol=1e-10, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("shape", [(32, 60, 5, 4), (16, 40, 3, 5), (8, 50, 4, 4), (1, 300, 2, 6)])
+def test_logsig_batches_match_iisignature_default(shape):
+    batch, length, dim, depth = shape
+    x = _random_paths(batch, length, dim, scale=0.05)
+    prep = iisignature.prepare(dim, depth)
+    expected = iisignature.logsig(x, prep)
+    np.testing.assert_allclose(logsig(x, depth), expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(logsig(x, depth, n_jobs=2), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_logsig_short_paths_float32_noncontiguous_and_reexport():
+    assert hftsig.logsig is logsig and hftsig.logsiglength is logsiglength
+    # a one-point path has the zero log-signature; two points give the increment
+    np.testing.assert_array_equal(logsig(np.ones((1, 3)), 3), np.zeros(logsiglength(3, 3)))
+    two = np.array([[1.0, 2.0, 3.0], [2.0, 0.0, 3.5]])
+    np.testing.assert_allclose(logsig(two, 4)[:3], [1.0, -2.0, 0.5])
+    np.testing.assert_allclose(logsig(two, 4)[3:], 0.0, atol=1e-15)
+    x = _random_paths(5, 20, 3)
+    ref = logsig(x, 4)
+    np.testing.assert_allclose(logsig(x.astype(np.float32), 4), ref, rtol=1e-4, atol=1e-5)
+    wide = np.repeat(x, 2, axis=2)[:, :, ::2]
+    assert not wide.flags.c_contiguous
+    np.testing.assert_array_equal(logsig(wide, 4), ref)
+    np.testing.assert_array_equal(logsig(x.tolist(), 4), ref)
+    # dimension 1: a scalar path's log-signature is its increment
+    np.testing.assert_allclose(logsig(x[:, :, :1], 5), (x[:, -1, :1] - x[:, 0, :1]), rtol=1e-12)
+
+
+def test_logsig_passes_transforms_stream_and_at_to_sig():
+    x = _random_paths(3, 12, 2)
+    depth = 3
+    for kwargs in ({"time_aug": True}, {"lead_lag": True}, {"basepoint": True},
+                   {"time_aug": True, "lead_lag": True, "basepoint": True}):
+        transformed = x
+        if kwargs.get("lead_lag"):
+            transformed = hftsig.transforms.lead_lag(transformed)
+        if kwargs.get("time_aug"):
+            transformed = hftsig.transforms.time_augment(transformed)
+        if kwargs.get("basepoint"):
+            transformed = hftsig.transforms.basepoint(transformed)
+        dim = transformed.shape[-1]
+        prep = iisignature.prepare(dim, depth, "S")
+        np.testing.assert_allclose(
+            logsig(x, depth, **kwargs), iisignature.logsig(transformed, prep, "S"), rtol=1e-10, atol=1e-12
+        )
+    stream = logsig(x, depth, stream=True)
+    assert stream.shape == (3, 11, logsiglength(2, depth))
+    np.testing.assert_allclose(stream[:, 4], logsig(x[:, :6], depth), rtol=1e-10, atol=1e-13)
+    at = logsig(x, depth, at=[11, 3], basis="expanded")
+    np.testing.assert_allclose(at[:, 0], logsig(x, depth, basis="expanded"), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(at[:, 1], logsig(x[:, :4], depth, basis="expanded"), rtol=1e-10, atol=1e-13)
+
+
+def test_logsig_rejects_bad_input():
+    x = _random_paths(2, 5, 3)
+    with pytest.raises(ValueError, match="path"):
+        logsig(x[0, 0], 2)
+    with pytest.raises(ValueError, match="path"):
+        logsig(x[None], 2)
+    bad = x.copy()
+    bad[0, 1, 2] = np.inf
+    with pytest.raises(ValueError, match="path"):
+        logsig(bad, 2)
+    bad[0, 1, 2] = np.nan
+    with pytest.raises(ValueError, match="path"):
+        logsig(bad, 2)
+    with pytest.raises(ValueError, match="path"):
+        logsig([x[0], x[1, :4]], 2)
+    with pytest.raises(TypeError, match="path"):
+        logsig(x.astype(complex), 2)
+    with pytest.raises(ValueError, match="depth"):
+        logsig(x, 0)
+    with pytest.raises(TypeError, match="depth"):
+        logsig(x, 2.0)
+    with pytest.raises(ValueError, match="basis"):
+        logsig(x, 2, basis="hall")
+    with pytest.raises(ValueError, match="n_jobs"):
+        logsig(x, 2, n_jobs=0)
 
 
 # --- algebra --------------------------------------------------------------------------------

@@ -136,11 +136,11 @@ def test_errors():
     with pytest.raises(NotFittedError):
         SignatureTransformer().get_feature_names_out()
     st = SignatureTransformer(depth=2).fit(X)
-    with pytest.raises(ValueError, match="X has 3 channels"):
+    with pytest.raises(ValueError, match="X: has 3 channels"):
         st.transform(_paths(4, 6, 3))
-    with pytest.raises(ValueError, match="X must be a 3-d"):
+    with pytest.raises(ValueError, match="X: expected a 3-d"):
         st.transform(X[0])
-    with pytest.raises(ValueError, match="X must be a 3-d"):
+    with pytest.raises(ValueError, match="X: expected a 3-d"):
         SignatureTransformer().fit(X[0])
     with pytest.raises(TypeError, match="X"):
         SignatureTransformer().fit(X.astype(str))
