@@ -41,6 +41,27 @@ def test_transforms_are_applied_before_the_signature():
     assert stl.get_feature_names_out().shape == (logsiglength(3, 3),)
 
 
+def test_feature_names_point_at_the_right_coordinates():
+    # with lead-lag, the area between a channel's lead and its lag is its
+    # quadratic variation, and the time channel increases by exactly 1
+    X = _paths(6, 30, 2)
+    st = SignatureTransformer(depth=2, time_aug=True, lead_lag=True)
+    feats = st.fit(X, channel_names=["bid", "ask"]).transform(X)
+    col = {name: k for k, name in enumerate(st.get_feature_names_out())}
+    qv = (np.diff(X, axis=1) ** 2).sum(axis=1)
+    for c, name in enumerate(["bid", "ask"]):
+        area = feats[:, col[f"S({name}_lead,{name}_lag)"]] - feats[:, col[f"S({name}_lag,{name}_lead)"]]
+        np.testing.assert_allclose(area, qv[:, c], rtol=1e-10)
+        np.testing.assert_allclose(feats[:, col[f"S({name}_lead)"]], X[:, -1, c] - X[:, 0, c], rtol=1e-10)
+    np.testing.assert_allclose(feats[:, col["S(time)"]], 1.0)
+    np.testing.assert_allclose(feats[:, col["S(time,time)"]], 0.5)
+    # log-signature names: the [0,1] bracket of a path is its Levy area
+    st = SignatureTransformer(depth=2, logsig=True).fit(X)
+    s = iisignature.sig(X, 2)
+    area = st.transform(X)[:, list(st.get_feature_names_out()).index("L(0,1)")]
+    np.testing.assert_allclose(area, 0.5 * (s[:, 3] - s[:, 4]), rtol=1e-10)
+
+
 def test_feature_names_spell_the_words():
     X = _paths(3, 5, 2)
     st = SignatureTransformer(depth=2).fit(X)
