@@ -15,4 +15,13 @@ from hftsig import transforms  # noqa: F401,E402
 from hftsig.logsignature import logsig, logsiglength  # noqa: F401,E402
 from hftsig.signature import (  # noqa: F401,E402
     SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
-from hftsig.transformer import SignatureTransformer  # noqa: F401,E402
+
+
+def __getattr__(name):
+    # SignatureTransformer is loaded on first use: importing scikit-learn
+    # costs seconds, which `import hftsig` (CLI, services) should not pay.
+    if name == "SignatureTransformer":
+        from hftsig.transformer import SignatureTransformer
+
+        return SignatureTransformer
+    raise AttributeError(f"module 'hftsig' has no attribute {name!r}")
