@@ -212,6 +212,13 @@ def test_logsig_of_paths_matches_iisignature(dim, depth):
     )
 
 
+@pytest.mark.parametrize("dim,depth", [(2, 7), (2, 8), (3, 7)])
+def test_logsig_high_depth_matches_iisignature(dim, depth):
+    x = _random_paths(3, 25, dim, scale=0.2)
+    prep = iisignature.prepare(dim, depth, "S")
+    np.testing.assert_allclose(logsig(x, depth), iisignature.logsig(x, prep, "S"), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape", [(32, 60, 5, 4), (16, 40, 3, 5), (8, 50, 4, 4), (1, 300, 2, 6)])
 def test_logsig_batches_match_iisignature_default(shape):
     batch, length, dim, depth = shape
