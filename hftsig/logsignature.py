@@ -34,24 +34,15 @@ coefficients into coordinates.  The sparse triangle is built once per
 threaded over the batch with ``n_jobs``.
 """
 from functools import lru_cache
-from numbers import Integral
 
 import numpy as np
 
 from hftsig._ext import _logsignature
+from hftsig.signature import _check_finite, _check_int, _n_threads, _numeric, siglength, sig
 
 __all__ = ["logsig", "logsiglength", "lyndon_words", "lyndon_brackets", "sig_to_logsig"]
 
 _BASES = ("lyndon", "expanded")
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return value
 
 
 def _mobius(n):
@@ -273,24 +264,6 @@ def _check_basis(basis):
     return basis
 
 
-def _n_threads(n_jobs):
-    if n_jobs is None:
-        return 1
-    n_jobs = _check_int(n_jobs, "n_jobs", -(10**9))
-    if n_jobs == 0:
-        raise ValueError("n_jobs: must be a positive int or negative (-1 = all cores), got 0")
-    if n_jobs < 0:
-        import os
-
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, (cores or 1) + 1 + n_jobs)
-    return n_jobs
-
-
-def _siglength(dim, depth):
-    return sum(dim**level for level in range(1, depth + 1))
-
-
 def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
     """Log-signature from a signature already computed.
 
@@ -329,17 +302,15 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
     basis = _check_basis(basis)
     n_threads = _n_threads(n_jobs)
     s = np.asarray(signature)
-    if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)):
-        raise TypeError(f"signature: expected real numbers, got dtype {s.dtype}")
-    length = _siglength(dim, depth)
+    _numeric(s, "signature")
+    length = siglength(dim, depth)
     if s.ndim < 1 or s.shape[-1] != length:
         raise ValueError(
             f"signature: last axis must have siglength(dim={dim}, depth={depth}) = {length}, "
             f"got shape {s.shape}"
         )
     dtype = np.float32 if s.dtype == np.float32 else np.float64
-    if not np.isfinite(s).all():
-        raise ValueError("signature: must be finite (it holds NaN or inf)")
+    _check_finite(s, "signature")
     lead = s.shape[:-1]
     flat = np.ascontiguousarray(s.reshape(-1, length), dtype=dtype)
     if basis == "expanded":
@@ -354,9 +325,9 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
 
 def _dim_from_siglength(length, depth):
     dim = 1
-    while _siglength(dim, depth) < length:
+    while siglength(dim, depth) < length:
         dim += 1
-    if _siglength(dim, depth) != length:
+    if siglength(dim, depth) != length:
         raise AssertionError(f"{length} is not a signature length at depth {depth}")
     return dim
 
@@ -414,8 +385,6 @@ def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False
     >>> hftsig.logsig(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]), 2)
     array([1. , 1. , 0.5])
     """
-    from hftsig.signature import sig
-
     try:
         path = np.asarray(path)
     except ValueError as exc:  # ragged nested sequences
