@@ -36,6 +36,14 @@ static void *sk_aligned_alloc(size_t nbytes)
 
 static void sk_aligned_free(void *p) { free(p); }
 
+/* entries of the Horner chain scratch: max(1, d^(N-2)) */
+static int64_t sk_chain_len(int d, int N)
+{
+    int64_t n = 1;
+    for (int k = 2; k < N; ++k) n *= d;
+    return n;
+}
+
 /* vector instance */
 #define SK_T sk_vec
 #define SK_L SK_VL
@@ -165,7 +173,7 @@ static int sk_work_init(sk_work *w, int d, int N)
     sk_level_offsets(d, N, w->lvl_off);
     int64_t top = 1; /* d^(N-1) */
     for (int k = 1; k < N; ++k) top *= d;
-    w->zs = (double *)malloc(sizeof(double) * ((N + 1) * (int64_t)d + N));
+    w->zs = (double *)malloc(sizeof(double) * ((N + 1) * (int64_t)d + sk_chain_len(d, N)));
     w->B = w->zs + (N + 1) * (int64_t)d;
     w->buf0 = (double *)malloc(sizeof(double) * 2 * top);
     w->buf1 = w->buf0 + top;
@@ -195,7 +203,7 @@ static inline void sk_join(sk_work *w, double *restrict s, const double *restric
         w->zs[d + c] = z[c];
         for (int j = 2; j <= N; ++j) w->zs[j * d + c] = z[c] * (1.0 / j);
     }
-    sk_horner_s(s, w->zs, d, N, w->lvl_off, w->B, w->pidx, w->digit);
+    sk_horner_s(s, s + w->lvl_off[N], w->zs, d, N, w->lvl_off, w->B);
 }
 
 /* s <- exp(y) (x) s: prepend the linear segment with displacement y.
