@@ -25,7 +25,9 @@ How it is computed: the signature comes from :func:`hftsig.signature.sig`;
 ``log(1 + x)`` is evaluated by Horner's scheme in the truncated tensor algebra
 (``x (1 - x (1/2 - x (1/3 - ...))))``, only the levels that can still reach
 the truncation being formed); the Lyndon coordinates come from the tensor
-logarithm's coefficients on the Lyndon words.  The expansion of ``P_w`` is
+logarithm's coefficients on the Lyndon words, and for them the last Horner
+product is formed at the Lyndon words only (about ``d**N`` products instead of
+``N d**N``).  The expansion of ``P_w`` is
 ``w`` plus words lexicographically greater than ``w`` (Reutenauer, *Free Lie
 Algebras*, Thm 5.1), so the matrix ``<P_w, u>`` over Lyndon words ``u, w`` is
 unit lower-triangular and one forward substitution per path turns the
@@ -256,6 +258,38 @@ def _lyndon_system(dim, depth):
     )
 
 
+@lru_cache(maxsize=32)
+def _lyndon_splits(dim, depth):
+    """Positions of the prefix/suffix pairs of every Lyndon word.
+
+    For word ``u`` of length ``m``, split ``i`` (``0 < i < m``) pairs the
+    position of ``u[:i]`` in the signature layout with that of ``u[i:]``;
+    ``split_ptr`` delimits each word's splits (CSR).  The kernel forms the
+    tensor logarithm's coefficient at ``u`` from these pairs only.
+    """
+    words = _lyndon_words_cached(dim, depth)
+    starts = [0]
+    for level in range(1, depth + 1):
+        starts.append(starts[-1] + dim**level)  # starts[l - 1]: first slot of level l
+    ptr, xs, rs = [0], [], []
+    for w in words:
+        m = len(w)
+        for i in range(1, m):
+            prefix = suffix = 0
+            for letter in w[:i]:
+                prefix = prefix * dim + letter
+            for letter in w[i:]:
+                suffix = suffix * dim + letter
+            xs.append(starts[i - 1] + prefix)
+            rs.append(starts[m - i - 1] + suffix)
+        ptr.append(len(xs))
+    return (
+        np.asarray(ptr, dtype=np.intp),
+        np.asarray(xs, dtype=np.intp),
+        np.asarray(rs, dtype=np.intp),
+    )
+
+
 def _check_basis(basis):
     if not isinstance(basis, str):
         raise TypeError(f"basis: expected a string, got {type(basis).__name__}")
@@ -318,8 +352,12 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
         _logsignature.tensor_log(flat, out, dim, depth, n_threads)
     else:
         words, indptr, indices, data = _lyndon_system(dim, depth)
+        split_ptr, split_x, split_r = _lyndon_splits(dim, depth)
         out = np.empty((flat.shape[0], words.shape[0]), dtype=dtype)
-        _logsignature.lyndon_logsig(flat, out, dim, depth, words, indptr, indices, data, n_threads)
+        _logsignature.lyndon_logsig(
+            flat, out, dim, depth, words, split_ptr, split_x, split_r, indptr, indices, data,
+            n_threads,
+        )
     return out.reshape(lead + out.shape[-1:])
 
 
