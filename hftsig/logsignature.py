@@ -45,6 +45,8 @@ from hftsig.signature import _check_finite, _check_int, _n_threads, _numeric, si
 __all__ = ["logsig", "logsiglength", "lyndon_words", "lyndon_brackets", "sig_to_logsig"]
 
 _BASES = ("lyndon", "expanded")
+# about 100 microseconds of tensor-log work (multiply-adds) per thread
+_MIN_WORK_PER_THREAD = 1 << 17
 
 
 def _mobius(n):
@@ -382,6 +384,9 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
     _check_finite(s, "signature")
     lead = s.shape[:-1]
     flat = np.ascontiguousarray(s.reshape(-1, length), dtype=dtype)
+    if flat.shape[0] * length * depth < _MIN_WORK_PER_THREAD * n_threads:
+        # waking threads costs more than a few hundred microseconds of work
+        n_threads = max(1, flat.shape[0] * length * depth // _MIN_WORK_PER_THREAD)
     if basis == "expanded":
         out = np.empty_like(flat)
         _logsignature.tensor_log(flat, out, dim, depth, n_threads)
