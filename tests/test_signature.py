@@ -310,3 +310,15 @@ def test_top_level_exports():
     for name in ("sig", "siglength", "sigcombine", "sigjoin", "siginv", "SignatureStream",
                  "transforms"):
         assert hasattr(hftsig, name)
+
+
+@pytest.mark.parametrize("batch,n_jobs", [(1, 1), (2, 1), (3, 2), (9, 2)])
+def test_at_small_batches_cut_into_pieces(batch, n_jobs):
+    # small batches are cut at the requested indices and joined by Chen
+    x = rng(22).standard_normal((batch, 300, 2)) * 0.2
+    at = [0, 3, 3, 10, 299, 17, 150, 151, 1]
+    out = sig(x, 5, at=at, n_jobs=n_jobs)
+    full = iisignature.sig(x, 5, 2)
+    for j, i in enumerate(at):
+        expect = np.zeros((batch, siglength(2, 5))) if i == 0 else full[:, i - 1]
+        close(out[:, j], expect)

@@ -127,6 +127,32 @@ static void sk_mul_inplace(double *restrict a, const double *restrict b, int d,
     }
 }
 
+/* b <- a (x) b in place (a the signature of the earlier piece).  Levels
+ * from N down so that b_j, j < k, are still the old values. */
+static void sk_mul_inplace_left(const double *restrict a, double *restrict b, int d,
+                                int N, const int64_t *lvl_off)
+{
+    for (int k = N; k >= 1; --k) {
+        double *bk = b + lvl_off[k];
+        const double *ak = a + lvl_off[k];
+        int64_t nk = 1; /* d^k */
+        for (int i = 0; i < k; ++i) nk *= d;
+        for (int64_t w = 0; w < nk; ++w) bk[w] += ak[w];
+        int64_t du = 1; /* d^j */
+        for (int j = 1; j < k; ++j) {
+            du *= d;
+            int64_t dv = nk / du; /* d^(k-j) */
+            const double *aj = a + lvl_off[j];
+            const double *bv = b + lvl_off[k - j];
+            for (int64_t u = 0; u < du; ++u) {
+                double x = aj[u];
+                double *row = bk + u * dv;
+                for (int64_t v = 0; v < dv; ++v) row[v] += x * bv[v];
+            }
+        }
+    }
+}
+
 /* out <- s^(-1) in the truncated tensor algebra (for a signature this is
  * the signature of the reversed path):
  *     inv_k = -s_k - sum_{j=1}^{k-1} s_j (x) inv_{k-j}. */
@@ -312,7 +338,12 @@ static int sk_sig(const double *X, int64_t batch, int64_t len, int d, int N,
     return failed;
 }
 
-/* Prefix signatures at sorted point indices `at` (see sk_sig_at_*). */
+/* Prefix signatures at sorted point indices `at` (see sk_sig_at_*).
+ *
+ * A batch too small to fill the lanes (a single long path, say) is cut at
+ * the requested indices instead: the pieces between consecutive indices
+ * are computed side by side in the lanes, and their running Chen products
+ * are the prefix signatures. */
 static int sk_sig_at(const double *X, int64_t batch, int64_t len, int d, int N,
                      const int64_t *at, const int64_t *slot, int64_t n_at,
                      double *out, int nthreads)
@@ -323,11 +354,75 @@ static int sk_sig_at(const double *X, int64_t batch, int64_t len, int d, int N,
     sk_level_offsets(d, N, lvl_off);
     memset(out, 0, sizeof(double) * batch * n_at * siglen);
     if (batch == 0 || n_at == 0) return 0;
-    if (batch <= 2)
-        return sk_sig_at_s(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
+    if (batch >= (int64_t)SK_VL * nthreads)
+        return sk_sig_at_v(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
                            nthreads);
-    return sk_sig_at_v(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
-                       nthreads);
+
+    /* distinct nonzero indices: the piece ends */
+    int64_t *ends = (int64_t *)malloc(sizeof(int64_t) * (n_at + 1));
+    if (ends == NULL) return 1;
+    int64_t nq = 0;
+    for (int64_t j = 0; j < n_at; ++j)
+        if (at[j] > 0 && (nq == 0 || ends[nq - 1] != at[j])) ends[nq++] = at[j];
+    if (nq == 0) {
+        free(ends);
+        return 0;
+    }
+    int64_t n_items = batch * nq;
+    int64_t *pi = (int64_t *)malloc(sizeof(int64_t) * (3 * n_items + 2 * nq));
+    double *pieces = (double *)malloc(sizeof(double) * n_items * siglen);
+    if (pi == NULL || pieces == NULL) {
+        free(ends);
+        free(pi);
+        free(pieces);
+        return 1;
+    }
+    int64_t *st = pi + n_items, *en = st + n_items, *order = en + n_items;
+    int64_t *rank = order + nq;
+    /* pieces sorted by length, longest first, so that the lanes of one
+     * block do similar work (insertion sort: nq is the number of dates) */
+    for (int64_t q = 0; q < nq; ++q) {
+        int64_t lq = ends[q] - (q ? ends[q - 1] : 0);
+        int64_t r = q - 1;
+        while (r >= 0 && ends[order[r]] - (order[r] ? ends[order[r] - 1] : 0) < lq) {
+            order[r + 1] = order[r];
+            --r;
+        }
+        order[r + 1] = q;
+    }
+    for (int64_t r = 0; r < nq; ++r) rank[order[r]] = r;
+    /* item r * batch + b: piece order[r] of path b */
+    for (int64_t r = 0; r < nq; ++r)
+        for (int64_t b = 0; b < batch; ++b) {
+            int64_t i = r * batch + b, q = order[r];
+            pi[i] = b;
+            st[i] = q ? ends[q - 1] : 0;
+            en[i] = ends[q];
+        }
+    int failed;
+    if (n_items <= 2)
+        failed = sk_sig_pieces_s(X, len, d, N, lvl_off, siglen, pi, st, en, n_items,
+                                 pieces, nthreads);
+    else
+        failed = sk_sig_pieces_v(X, len, d, N, lvl_off, siglen, pi, st, en, n_items,
+                                 pieces, nthreads);
+    for (int64_t b = 0; b < batch; ++b) {
+        const double *prev = NULL;
+        int64_t j = 0;
+        while (j < n_at && at[j] == 0) ++j; /* prefix of one point: zero */
+        for (int64_t q = 0; q < nq; ++q) {
+            double *cur = pieces + (rank[q] * batch + b) * siglen;
+            if (prev != NULL) sk_mul_inplace_left(prev, cur, d, N, lvl_off);
+            /* cur now holds the prefix ending at ends[q] */
+            for (; j < n_at && at[j] == ends[q]; ++j)
+                memcpy(out + (b * n_at + slot[j]) * siglen, cur, sizeof(double) * siglen);
+            prev = cur;
+        }
+    }
+    free(ends);
+    free(pi);
+    free(pieces);
+    return failed;
 }
 
 #endif
