@@ -23,13 +23,13 @@ Two outputs are offered:
 
 How it is computed: the signature comes from :func:`hftsig.signature.sig`;
 ``log(1 + x)`` is evaluated by Horner's scheme in the truncated tensor algebra
-(``x (1 - x (1/2 - x (1/3 - ...))))``, only the levels that can still reach
+(``x (1 - x (1/2 - x (1/3 - ...)))``, only the levels that can still reach
 the truncation being formed); the Lyndon coordinates come from the tensor
 logarithm's coefficients on the Lyndon words, and for them the last Horner
 product is formed at the Lyndon words only (about ``d**N`` products instead of
 ``N d**N``).  The expansion of ``P_w`` is
 ``w`` plus words lexicographically greater than ``w`` (Reutenauer, *Free Lie
-Algebras*, Thm 5.1), so the matrix ``<P_w, u>`` over Lyndon words ``u, w`` is
+Algebras*, ch. 5; checked when the table is built), so the matrix ``<P_w, u>`` over Lyndon words ``u, w`` is
 unit lower-triangular and one forward substitution per path turns the
 coefficients into coordinates.  The sparse triangle is built once per
 ``(dim, depth)`` and cached.  Both steps run in Cython without the GIL,
@@ -385,7 +385,7 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
     lead = s.shape[:-1]
     flat = np.ascontiguousarray(s.reshape(-1, length), dtype=dtype)
     if flat.shape[0] * length * depth < _MIN_WORK_PER_THREAD * n_threads:
-        # waking threads costs more than a few hundred microseconds of work
+        # below ~100 us of work per thread, waking threads costs more than it saves
         n_threads = max(1, flat.shape[0] * length * depth // _MIN_WORK_PER_THREAD)
     if basis == "expanded":
         out = np.empty_like(flat)
