@@ -23,6 +23,9 @@
 /* level offsets live in int64_t[64] arrays */
 #define SK_MAX_DEPTH 60
 
+/* Paths per block.  4 doubles fill one AVX2 register; 8 (two registers
+ * per coordinate) measured 2-7x slower here (register spills in the
+ * unrolled letter loops), 2 about 2x slower.  -DSK_VL=n overrides. */
 #ifndef SK_VL
 #define SK_VL 4
 #endif
