@@ -6,9 +6,18 @@ in lexicographic order, so a signature of a ``dim``-dimensional path has
 ``siglength(dim, depth) = dim + dim**2 + ... + dim**depth`` coordinates.
 
 Computation is in float64: float32 (or integer) input is converted first and
-every result is float64.  Batches are computed several paths per SIMD
-register (see ``hftsig/_ext/sigkernels.h``); ``n_jobs`` threads over the
-batch with the GIL released.
+every result is float64.
+
+How it is computed (``hftsig/_ext/sigkernels.h``): each increment multiplies
+the running signature by the segment's tensor exponential with Horner's
+scheme, never forming the exponential.  Paths are processed four to a SIMD
+register (batch innermost), and two increments are applied per pass over
+the top level, so that each top-level coordinate is loaded and stored once
+per two steps.  A batch too small to fill the registers (one long path) is
+cut into pieces that are computed side by side and joined with Chen's
+identity; ``sig(..., at=...)`` on a small batch is cut at the requested
+indices the same way.  ``n_jobs`` threads (OpenMP) over those blocks with
+the GIL released.
 
 >>> import numpy as np
 >>> import hftsig
@@ -39,6 +48,7 @@ __all__ = ["sig", "siglength", "sigcombine", "sigjoin", "siginv", "SignatureStre
 # Refuse outputs beyond this many float64 per signature (2 GiB): a typo in
 # depth should raise, not exhaust memory.
 _MAX_SIGLEN = 1 << 28
+_MAX_DEPTH = 60  # SK_MAX_DEPTH in hftsig/_ext/sigkernels.h
 
 
 def _check_int(value, name, minimum):
@@ -62,6 +72,8 @@ def siglength(dim, depth):
 
 
 def _check_size(dim, depth):
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"depth: at most {_MAX_DEPTH}, got {depth}")
     n = siglength(dim, depth)
     if n > _MAX_SIGLEN:
         raise ValueError(f"depth: signature of dim={dim}, depth={depth} has {n} "

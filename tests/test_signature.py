@@ -283,6 +283,8 @@ def test_bad_input_errors_name_the_argument():
         sig(x, 2, n_jobs=0)
     with pytest.raises(ValueError, match="depth"):
         sig(x, 40)
+    with pytest.raises(ValueError, match="depth"):
+        sig(x[:, :1], 61)
     # ragged batch cannot form an array
     with pytest.raises((ValueError, TypeError), match="path|inhomogeneous"):
         sig([np.zeros((3, 2)), np.zeros((4, 2))], 2)
@@ -304,6 +306,8 @@ def test_bad_input_to_sig_algebra():
         sigjoin(s, np.zeros(3), 3)
     with pytest.raises(ValueError, match="depth"):
         siglength(2, 0)
+    with pytest.raises(ValueError, match="depth"):
+        sigjoin(np.zeros(100), np.zeros(1), 100)
 
 
 def test_top_level_exports():

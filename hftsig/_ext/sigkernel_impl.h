@@ -81,6 +81,41 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_horner)(
     }
 }
 
+/* dst <- src (x) exp(z) on levels 1..K, out of place (src and dst hold
+ * levels 1..K contiguously and do not overlap): the same arithmetic as
+ * sk_horner, reading only src, so no level has to be copied first. */
+static inline __attribute__((always_inline)) void SK_NAME(sk_horner_oop)(
+    const SK_T *restrict src, SK_T *restrict dst, const SK_T *restrict zs, int d, int K,
+    const int64_t *restrict lvl_off, SK_T *restrict Bbuf)
+{
+    const SK_T *z1 = zs + d, *z2 = zs + 2 * d;
+    for (int c = 0; c < d; ++c) dst[c] = src[c] + z1[c];
+    if (K >= 2) {
+        const SK_T *s2 = src + lvl_off[2];
+        SK_T *d2 = dst + lvl_off[2];
+        for (int a = 0; a < d; ++a) {
+            SK_T b = z2[a] + src[a];
+            for (int c = 0; c < d; ++c) d2[a * d + c] = s2[a * d + c] + b * z1[c];
+        }
+    }
+    for (int k = 3; k <= K; ++k) {
+        SK_NAME(sk_chain)(src, zs, d, k, lvl_off, Bbuf);
+        int64_t n = lvl_off[k - 1] - lvl_off[k - 2]; /* d^(k-2) */
+        const SK_T *Skm1 = src + lvl_off[k - 1];
+        const SK_T *Sk = src + lvl_off[k];
+        SK_T *Dk = dst + lvl_off[k];
+        for (int64_t u = 0; u < n; ++u) {
+            const SK_T bu = Bbuf[u];
+            for (int a = 0; a < d; ++a) {
+                SK_T b = bu * z2[a] + Skm1[u * d + a];
+                const SK_T *row = Sk + (u * d + a) * d;
+                SK_T *orow = Dk + (u * d + a) * d;
+                for (int c = 0; c < d; ++c) orow[c] = row[c] + b * z1[c];
+            }
+        }
+    }
+}
+
 /* Top level of two steps at once: S_N <- S_N + A(S, z) + A(T, y), where
  * A(S, z)[w] = B_{N-1}(S, z)[w_1..w_{N-1}] z[w_N] is what sk_horner adds to
  * level N, S the lower levels before the two steps and T those after the
@@ -180,11 +215,12 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_steps)(
         for (; t + 1 < t1; t += 2) {
             SK_NAME(sk_load_z)(b->zs, rows, nsteps, t, d, N);
             SK_NAME(sk_load_z)(b->ys, rows, nsteps, t + 1, d, N);
-            memcpy(T, S, sizeof(SK_T) * nlow);
-            SK_NAME(sk_horner)(T, T + lvl_off[N - 1], b->zs, d, N - 1, lvl_off, b->BA);
+            /* T = lower levels after the first step; then the top level of
+             * both steps; then the lower levels after the second step,
+             * written straight back over S's */
+            SK_NAME(sk_horner_oop)(S, T, b->zs, d, N - 1, lvl_off, b->BA);
             SK_NAME(sk_top2)(S, T, S + nlow, b->zs, b->ys, d, N, lvl_off, b->BA, b->BB);
-            SK_NAME(sk_horner)(T, T + lvl_off[N - 1], b->ys, d, N - 1, lvl_off, b->BA);
-            memcpy(S, T, sizeof(SK_T) * nlow);
+            SK_NAME(sk_horner_oop)(T, S, b->ys, d, N - 1, lvl_off, b->BA);
         }
     }
     for (; t < t1; ++t) {
