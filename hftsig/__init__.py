@@ -12,4 +12,5 @@ from hftsig.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: F401
 
 # Public API re-exports, one line per module (keep this list sorted by module).
 from hftsig import transforms  # noqa: F401,E402
-from hftsig.signature import SignatureStream, sig, sigcombine, siginv, sigjoin, siglength  # noqa: F401,E402,E501
+from hftsig.signature import (  # noqa: F401,E402
+    SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
