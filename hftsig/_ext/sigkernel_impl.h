@@ -153,11 +153,54 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_top2)(
 }
 
 /* Scratch needed by sk_horner plus the block signature and zs, in SK_T units. */
+/* Two steps for N >= 4, with level N-1 fused into the top-level loop:
+ * T (lower levels after the first step) is needed only up to level N-2,
+ * since T_{N-1} = S_{N-1} + C_A z is formed in registers where it is used,
+ * and the final level N-1, T_{N-1} + C_B y, is written there too.  Stores
+ * per two steps: d^N + d^(N-1) + 2 (levels 1..N-2), instead of
+ * d^N + 2 (levels 1..N-1).  CA, CB: chains of level N-1 (d^(N-3) each). */
+static inline __attribute__((always_inline)) void SK_NAME(sk_two_steps_fused)(
+    SK_T *restrict S, SK_T *restrict T, const SK_T *restrict zs,
+    const SK_T *restrict ys, int d, int N, const int64_t *restrict lvl_off,
+    SK_T *restrict BA, SK_T *restrict BB, SK_T *restrict CA, SK_T *restrict CB)
+{
+    const SK_T *z1 = zs + d, *z2 = zs + 2 * d;
+    const SK_T *y1 = ys + d, *y2 = ys + 2 * d;
+    SK_NAME(sk_horner_oop)(S, T, zs, d, N - 2, lvl_off, BA);
+    SK_NAME(sk_chain)(S, zs, d, N, lvl_off, BA);
+    SK_NAME(sk_chain)(T, ys, d, N, lvl_off, BB);
+    SK_NAME(sk_chain)(S, zs, d, N - 1, lvl_off, CA);
+    SK_NAME(sk_chain)(T, ys, d, N - 1, lvl_off, CB);
+    int64_t np = lvl_off[N - 2] - lvl_off[N - 3]; /* d^(N-3) */
+    SK_T *Sm1 = S + lvl_off[N - 1];
+    const SK_T *Sm2 = S + lvl_off[N - 2], *Tm2 = T + lvl_off[N - 2];
+    SK_T *top = S + lvl_off[N];
+    for (int64_t up = 0; up < np; ++up) {
+        const SK_T ca0 = CA[up], cb0 = CB[up];
+        for (int ap = 0; ap < d; ++ap) {
+            const int64_t u = up * d + ap;
+            const SK_T cA = ca0 * z2[ap] + Sm2[u];
+            const SK_T cB = cb0 * y2[ap] + Tm2[u];
+            const SK_T ba0 = BA[u], bb0 = BB[u];
+            for (int a = 0; a < d; ++a) {
+                const SK_T s_old = Sm1[u * d + a];
+                const SK_T t = s_old + cA * z1[a];
+                const SK_T ba = ba0 * z2[a] + s_old;
+                const SK_T bb = bb0 * y2[a] + t;
+                Sm1[u * d + a] = t + cB * y1[a];
+                SK_T *row = top + (u * d + a) * d;
+                for (int c = 0; c < d; ++c) row[c] += ba * z1[c] + bb * y1[c];
+            }
+        }
+    }
+    SK_NAME(sk_horner_oop)(T, S, ys, d, N - 2, lvl_off, BA);
+}
+
 /* Block scratch in SK_T units: the signature, a second copy of its lower
  * levels, two scaled increments, two Horner chains. */
 static int64_t SK_NAME(sk_block_scratch)(int d, int N, int64_t siglen, const int64_t *lvl_off)
 {
-    return siglen + lvl_off[N] + 2 * ((int64_t)(N + 1) * d + sk_chain_len(d, N));
+    return siglen + lvl_off[N] + 2 * (int64_t)(N + 1) * d + 4 * sk_chain_len(d, N);
 }
 
 /* Load the increment X[t+1] - X[t] of every lane into zs (scaled copies). */
@@ -181,7 +224,7 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_load_z)(SK_T *restr
 /* Block state: the signature S (contiguous, level N at S + lvl_off[N]), a
  * second copy T of its lower levels, scaled increments zs, ys and chains. */
 typedef struct {
-    SK_T *S, *T, *zs, *ys, *BA, *BB;
+    SK_T *S, *T, *zs, *ys, *BA, *BB, *CA, *CB;
 } SK_NAME(sk_block);
 
 static int SK_NAME(sk_block_init)(SK_NAME(sk_block) *b, int d, int N, int64_t siglen,
@@ -197,6 +240,8 @@ static int SK_NAME(sk_block_init)(SK_NAME(sk_block) *b, int d, int N, int64_t si
     b->ys = b->zs + (int64_t)(N + 1) * d;
     b->BA = b->ys + (int64_t)(N + 1) * d;
     b->BB = b->BA + sk_chain_len(d, N);
+    b->CA = b->BB + sk_chain_len(d, N);
+    b->CB = b->CA + sk_chain_len(d, N);
     return 0;
 }
 
@@ -212,6 +257,16 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_steps)(
     int64_t t = t0;
     if (N >= 2) {
         const int64_t nlow = lvl_off[N];
+        /* the fused pass measured faster for d <= 3 (lower levels are a
+         * large share of the work there) and no faster for d = 4, 5 */
+        if (N >= 4 && d <= 3 && !sk_unfused) {
+            for (; t + 1 < t1; t += 2) {
+                SK_NAME(sk_load_z)(b->zs, rows, nsteps, t, d, N);
+                SK_NAME(sk_load_z)(b->ys, rows, nsteps, t + 1, d, N);
+                SK_NAME(sk_two_steps_fused)(S, T, b->zs, b->ys, d, N, lvl_off, b->BA,
+                                            b->BB, b->CA, b->CB);
+            }
+        }
         for (; t + 1 < t1; t += 2) {
             SK_NAME(sk_load_z)(b->zs, rows, nsteps, t, d, N);
             SK_NAME(sk_load_z)(b->ys, rows, nsteps, t + 1, d, N);
@@ -236,6 +291,11 @@ static void SK_NAME(sk_run)(SK_NAME(sk_block) *restrict b, const double *const *
                             const int64_t *nsteps, int64_t t0, int64_t t1, int d, int N,
                             const int64_t *lvl_off)
 {
+#ifndef SK_SPECIALISE
+    /* one generic copy keeps the build short where speed matters less */
+    SK_NAME(sk_steps)(b, rows, nsteps, t0, t1, d, N, lvl_off);
+    return;
+#endif
     switch (d) {
         SK_STEPS_D(1) SK_STEPS_D(2) SK_STEPS_D(3) SK_STEPS_D(4)
         SK_STEPS_D(5) SK_STEPS_D(6) SK_STEPS_D(7) SK_STEPS_D(8)
@@ -250,92 +310,104 @@ static void SK_NAME(sk_run)(SK_NAME(sk_block) *restrict b, const double *const *
  * and its signature goes to out[i * siglen ...].  Pieces are taken SK_L at a
  * time; the caller orders them so that a block's pieces have similar
  * lengths (shorter lanes see zero increments, i.e. the identity). */
+static void SK_NAME(sk_pieces_block)(sk_ctx *cx, int64_t blk)
+{
+    const int d = cx->d, N = cx->N;
+    const int64_t *lvl_off = cx->lvl_off, siglen = cx->siglen, n_items = cx->n_items;
+    SK_NAME(sk_block) blkst;
+    if (SK_NAME(sk_block_init)(&blkst, d, N, siglen, lvl_off) != 0) {
+        cx->failed = 1;
+        return;
+    }
+    SK_T *S = blkst.S;
+    const double *rows[SK_L];
+    int64_t nsteps[SK_L];
+    int64_t maxsteps = 0;
+    for (int l = 0; l < SK_L; ++l) {
+        int64_t it = blk * SK_L + l;
+        if (it < n_items) {
+            rows[l] = cx->X + (cx->path_idx[it] * cx->len + cx->start[it]) * d;
+            nsteps[l] = cx->end[it] - cx->start[it];
+            if (nsteps[l] > maxsteps) maxsteps = nsteps[l];
+        } else {
+            rows[l] = NULL;
+            nsteps[l] = 0;
+        }
+    }
+    SK_NAME(sk_run)(&blkst, rows, nsteps, 0, maxsteps, d, N, lvl_off);
+    for (int l = 0; l < SK_L; ++l) {
+        int64_t it = blk * SK_L + l;
+        if (it >= n_items) break;
+        double *o = cx->out + it * siglen;
+        for (int64_t w = 0; w < siglen; ++w) o[w] = SK_GET(S[w], l);
+    }
+    sk_aligned_free(blkst.S);
+}
+
 static int SK_NAME(sk_sig_pieces)(const double *X, int64_t len, int d, int N,
                                    const int64_t *lvl_off, int64_t siglen,
                                    const int64_t *path_idx, const int64_t *start,
                                    const int64_t *end, int64_t n_items,
                                    double *out, int nthreads)
 {
+    sk_ctx cx;
+    memset(&cx, 0, sizeof(cx));
+    cx.X = X; cx.len = len; cx.d = d; cx.N = N; cx.lvl_off = lvl_off; cx.siglen = siglen;
+    cx.path_idx = path_idx; cx.start = start; cx.end = end; cx.n_items = n_items;
+    cx.out = out;
     int64_t nblocks = (n_items + SK_L - 1) / SK_L;
-    int failed = 0;
-#ifdef _OPENMP
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
-#endif
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-        SK_NAME(sk_block) blkst;
-        if (SK_NAME(sk_block_init)(&blkst, d, N, siglen, lvl_off) != 0) {
-            failed = 1;
-            continue;
-        }
-        SK_T *S = blkst.S;
-        const double *rows[SK_L];
-        int64_t nsteps[SK_L];
-        int64_t maxsteps = 0;
-        for (int l = 0; l < SK_L; ++l) {
-            int64_t it = blk * SK_L + l;
-            if (it < n_items) {
-                rows[l] = X + (path_idx[it] * len + start[it]) * d;
-                nsteps[l] = end[it] - start[it];
-                if (nsteps[l] > maxsteps) maxsteps = nsteps[l];
-            } else {
-                rows[l] = NULL;
-                nsteps[l] = 0;
-            }
-        }
-        SK_NAME(sk_run)(&blkst, rows, nsteps, 0, maxsteps, d, N, lvl_off);
-        for (int l = 0; l < SK_L; ++l) {
-            int64_t it = blk * SK_L + l;
-            if (it >= n_items) break;
-            double *o = out + it * siglen;
-            for (int64_t w = 0; w < siglen; ++w) o[w] = SK_GET(S[w], l);
-        }
-        sk_aligned_free(blkst.S);
-    }
-    return failed;
+    sk_parallel(SK_NAME(sk_pieces_block), &cx, nblocks, nthreads);
+    return cx.failed;
 }
 
 /* Prefix signatures of every path of X (shape (batch, len, d)) ending at the
  * point indices at[0] <= at[1] <= ... (n_at of them, sorted); the prefix
  * ending at at[j] goes to out[(b * n_at + slot[j]) * siglen ...]. */
+static void SK_NAME(sk_at_block)(sk_ctx *cx, int64_t blk)
+{
+    const int d = cx->d, N = cx->N;
+    const int64_t *lvl_off = cx->lvl_off, siglen = cx->siglen, batch = cx->batch;
+    const int64_t *at = cx->at, *slot = cx->slot, n_at = cx->n_at;
+    SK_NAME(sk_block) blkst;
+    if (SK_NAME(sk_block_init)(&blkst, d, N, siglen, lvl_off) != 0) {
+        cx->failed = 1;
+        return;
+    }
+    SK_T *S = blkst.S;
+    const double *rows[SK_L];
+    int64_t nsteps[SK_L];
+    int nl = 0;
+    for (int l = 0; l < SK_L; ++l) {
+        int64_t b = blk * SK_L + l;
+        rows[l] = b < batch ? cx->X + b * cx->len * d : NULL;
+        nsteps[l] = b < batch ? cx->len - 1 : 0;
+        if (b < batch) nl = l + 1;
+    }
+    /* run from one requested index to the next, emitting at each */
+    int64_t j = 0, t = 0;
+    while (j < n_at) {
+        SK_NAME(sk_run)(&blkst, rows, nsteps, t, at[j], d, N, lvl_off);
+        t = at[j];
+        for (; j < n_at && at[j] == t; ++j) {
+            for (int l = 0; l < nl; ++l) {
+                double *o = cx->out + ((blk * SK_L + l) * n_at + slot[j]) * siglen;
+                for (int64_t w = 0; w < siglen; ++w) o[w] = SK_GET(S[w], l);
+            }
+        }
+    }
+    sk_aligned_free(blkst.S);
+}
+
 static int SK_NAME(sk_sig_at)(const double *X, int64_t batch, int64_t len, int d,
                                int N, const int64_t *lvl_off, int64_t siglen,
                                const int64_t *at, const int64_t *slot,
                                int64_t n_at, double *out, int nthreads)
 {
+    sk_ctx cx;
+    memset(&cx, 0, sizeof(cx));
+    cx.X = X; cx.batch = batch; cx.len = len; cx.d = d; cx.N = N; cx.lvl_off = lvl_off;
+    cx.siglen = siglen; cx.at = at; cx.slot = slot; cx.n_at = n_at; cx.out = out;
     int64_t nblocks = (batch + SK_L - 1) / SK_L;
-    int failed = 0;
-#ifdef _OPENMP
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
-#endif
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-        SK_NAME(sk_block) blkst;
-        if (SK_NAME(sk_block_init)(&blkst, d, N, siglen, lvl_off) != 0) {
-            failed = 1;
-            continue;
-        }
-        SK_T *S = blkst.S;
-        const double *rows[SK_L];
-        int64_t nsteps[SK_L];
-        int nl = 0;
-        for (int l = 0; l < SK_L; ++l) {
-            int64_t b = blk * SK_L + l;
-            rows[l] = b < batch ? X + b * len * d : NULL;
-            nsteps[l] = b < batch ? len - 1 : 0;
-            if (b < batch) nl = l + 1;
-        }
-        /* run from one requested index to the next, emitting at each */
-        int64_t j = 0, t = 0;
-        while (j < n_at) {
-            SK_NAME(sk_run)(&blkst, rows, nsteps, t, at[j], d, N, lvl_off);
-            t = at[j];
-            for (; j < n_at && at[j] == t; ++j) {
-                for (int l = 0; l < nl; ++l) {
-                    double *o = out + ((blk * SK_L + l) * n_at + slot[j]) * siglen;
-                    for (int64_t w = 0; w < siglen; ++w) o[w] = SK_GET(S[w], l);
-                }
-            }
-        }
-        sk_aligned_free(blkst.S);
-    }
-    return failed;
+    sk_parallel(SK_NAME(sk_at_block), &cx, nblocks, nthreads);
+    return cx.failed;
 }
