@@ -287,6 +287,8 @@ class Recorder:
         with self._buf_lock:
             buf, self._buf = self._buf, []
         with self._io_lock:
+            if self._parts and time.monotonic() - self._seg_t0 >= self.rotate_seconds:
+                self._compact()  # a segment spans at most rotate_seconds
             if buf:
                 ticks = buf[0] if len(buf) == 1 else np.concatenate(buf)
                 if self._seg_t0 is None:
