@@ -19,10 +19,10 @@ RUN pip install "Cython>=3.0,<4" "numpy>=2.0,<3" "setuptools>=69" wheel \
 COPY pyproject.toml setup.py README.md ./
 COPY hftsig ./hftsig
 COPY connectors ./connectors
-COPY notebooks ./notebooks
 RUN pip install --no-build-isolation ".[notebooks]"
 
-# Recordings go to a volume; run as an unprivileged user.
+# Recordings go to /data, notebooks are mounted at /app/notebooks (see docker-compose.yml);
+# run as an unprivileged user.
 RUN useradd --create-home --uid 1000 hftsig && mkdir -p /data && chown hftsig /data
 USER hftsig
 VOLUME ["/data"]

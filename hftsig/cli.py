@@ -33,6 +33,7 @@ def build_parser():
     _add_run_parser(sub)
     _add_record_parser(sub)
     _add_replay_parser(sub)
+    _add_notebook_parser(sub)
     return parser
 
 
@@ -121,8 +122,10 @@ def _add_recorder_args(p):
                    help="compact a segment once it reaches this many MB (default 64)")
     g.add_argument("--rotate-seconds", type=float, default=3600.0,
                    help="... or once it is this old (default 3600)")
-    g.add_argument("--flush-interval", type=float, default=1.0,
-                   help="seconds between durable flushes: the most a crash loses (default 1)")
+    g.add_argument("--flush-interval", type=float,
+                   default=float(os.environ.get("HFTSIG_FLUSH_INTERVAL", 1.0)),
+                   help="seconds between durable flushes: the most a crash loses (default: "
+                   "$HFTSIG_FLUSH_INTERVAL or 1)")
 
 
 def _add_run_parser(sub):
@@ -335,6 +338,39 @@ def _cmd_replay(args):
             print(f"NBBO {sym}: bid {nb.bid_px} ({nb.bid_venue}) ask {nb.ask_px} "
                   f"({nb.ask_venue})")
     return 0
+
+
+def _add_notebook_parser(sub):
+    p = sub.add_parser(
+        "notebook", help="start JupyterLab on the notebooks folder",
+        description="Start JupyterLab (the 'notebooks' extra) serving the notebooks folder; "
+        "the notebooks reach the simulators or live exchanges through hftsig.")
+    p.add_argument("--dir", default=os.environ.get("HFTSIG_NOTEBOOK_DIR", "notebooks"),
+                   help="folder to serve (default: $HFTSIG_NOTEBOOK_DIR or notebooks)")
+    p.add_argument("--ip", default=os.environ.get("HFTSIG_NOTEBOOK_IP", "127.0.0.1"),
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("HFTSIG_NOTEBOOK_PORT", 8888)),
+                   help="port (default 8888)")
+    p.add_argument("--print-command", action="store_true",
+                   help="print the jupyter command line instead of running it")
+    p.set_defaults(func=_cmd_notebook)
+
+
+def _cmd_notebook(args):
+    import shlex
+    import shutil
+
+    cmd = ["jupyter", "lab", f"--notebook-dir={args.dir}", f"--ip={args.ip}",
+           f"--port={args.port}", "--no-browser"]
+    if args.print_command:
+        print(shlex.join(cmd))
+        return 0
+    if shutil.which("jupyter") is None:
+        print("hftsig notebook: jupyter is not installed; pip install 'hftsig[notebooks]'",
+              file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    os.execvp(cmd[0], cmd)
 
 
 def main(argv=None):
