@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hftsig.aggregator import concat_ticks
 from hftsig.ticks import FLAG_LAST, TICK_DTYPE
 
 __all__ = ["Recorder", "read_ticks", "replay", "ReplayConnector", "tick_files"]
@@ -178,7 +179,7 @@ def read_ticks(path):
         parts.append(_from_table(table))
     if not parts:
         return np.empty(0, dtype=TICK_DTYPE)
-    return np.concatenate(parts)
+    return concat_ticks(parts).copy()
 
 
 class Recorder:
@@ -290,7 +291,7 @@ class Recorder:
             if self._parts and time.monotonic() - self._seg_t0 >= self.rotate_seconds:
                 self._compact()  # a segment spans at most rotate_seconds
             if buf:
-                ticks = buf[0] if len(buf) == 1 else np.concatenate(buf)
+                ticks = concat_ticks(buf)
                 if self._seg_t0 is None:
                     self._seg_t0 = time.monotonic()
                 name = self._dir / f"{self._prefix}-{self._seg:06d}.part{len(self._parts):06d}.parquet"
