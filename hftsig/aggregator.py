@@ -512,6 +512,7 @@ class Aggregator:
         self._drain_dropped = 0
         self._chunks = 0
         self._ticks = 0
+        self._state_errors = 0
         self._worker_busy_ns = 0
         self._idle = threading.Event()
         self._idle.set()
@@ -864,6 +865,7 @@ class Aggregator:
             "worker_busy_s": self._worker_busy_ns / 1e9,
             "callbacks": cbs,
             "callback_errors": sum(c["errors"] for c in cbs),
+            "state_errors": self._state_errors,
             "iterators": subs,
             "drain_buffered": drain_n,
             "drain_dropped": self._drain_dropped,
@@ -955,7 +957,13 @@ class Aggregator:
         with self._lock:
             if dirty:
                 self._invalidate_books(dirty)
-            self._update_state(rows, chunk, src0, src_of)
+            try:
+                self._update_state(rows, chunk, src0, src_of)
+            except Exception:  # counted and logged once; consumers still get the ticks
+                self._state_errors += 1
+                if self._state_errors == 1:
+                    log.exception("aggregator state update failed (counted in "
+                                  "aggregator_stats()['state_errors']; logged once)")
             callbacks = self._callbacks
             subs = self._subs
             if self.drain_size:
