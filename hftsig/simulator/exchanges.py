@@ -205,6 +205,7 @@ class SimulatedExchanges:
         self._running = False
         self._started = False
         self._driver_error = None
+        self._paused = False
 
     # ---------------------------------------------------------- lifecycle
     def start(self):
@@ -274,6 +275,14 @@ class SimulatedExchanges:
         steps0 = m.steps
         while self._running:
             now = time.monotonic()
+            if self._paused:
+                # Frozen market: nothing moves, heartbeats and timers keep going;
+                # on resume the clock restarts from here, without a catch-up burst.
+                start, steps0 = now, m.steps
+                for s in servers:
+                    s.tick(now)
+                await asyncio.sleep(0.01)
+                continue
             due = steps0 + int((now - start) * m.rate)
             # Catch up at most a few steps at once so a loaded machine slows the
             # model instead of flooding the clients.
@@ -296,6 +305,19 @@ class SimulatedExchanges:
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
+
+    def pause(self):
+        """Freeze the market model (no book changes or trades; heartbeats go on).
+
+        Pending Binance diff events and Coinbase trade batches still go out
+        within their batching interval, so after ``pause()`` and a short wait
+        a client's book equals :meth:`book` exactly.
+        """
+        self._paused = True
+
+    def resume(self):
+        """Restart the market model after :meth:`pause`."""
+        self._paused = False
 
     def __enter__(self):
         return self.start()
@@ -424,8 +446,14 @@ class SimulatedExchanges:
         srv = self.servers.get(exchange)
         if srv is None:
             raise ValueError(f"{exchange!r} has no websocket simulator running")
-        conns = srv.conns if open_only else srv.history
-        return [c.info() for c in list(conns)]
+
+        async def collect():
+            return [c.info() for c in (srv.conns if open_only else srv.history)]
+
+        if self._thread is not None and self._thread.is_alive():
+            # Read the counters on the loop thread: a consistent snapshot, no race.
+            return asyncio.run_coroutine_threadsafe(collect(), self._loop).result(timeout=2.0)
+        return [c.info() for c in (srv.conns if open_only else srv.history)]
 
     def sent(self, exchange):
         """Frames sent to all connections of ``exchange`` so far, by type."""

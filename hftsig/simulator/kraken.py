@@ -229,8 +229,9 @@ class KrakenServer(WsExchangeServer):
             view = self._views[sym, depth] = self._view(sym, depth)
         bids, asks = view
         ck = kraken_checksum(bids, asks, spec.price_decimals, spec.qty_decimals)
-        body = '{"channel":"book","type":"snapshot","data":[{"symbol":"%s","bids":[%s],"asks":[%s],"checksum":%d,"timestamp":"%s"}]}' % (
-            kraken_symbol(sym), self._levels(bids, spec), self._levels(asks, spec), ck, rfc3339_us(time.time_ns()))
+        # As documented, snapshots carry no timestamp (updates do).
+        body = '{"channel":"book","type":"snapshot","data":[{"symbol":"%s","bids":[%s],"asks":[%s],"checksum":%d}]}' % (
+            kraken_symbol(sym), self._levels(bids, spec), self._levels(asks, spec), ck)
         conn.enqueue("book", body, items=len(bids) + len(asks))
         conn.last_seq[sym] = ck
 

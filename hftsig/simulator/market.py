@@ -147,11 +147,12 @@ class _Book:
         self.stats = None
         self.ts_ns = 0
 
+    # Books are rebuilt best level first, so insertion order is book order.
     def sorted_bids(self):
-        return sorted(self.bids.items(), reverse=True)
+        return list(self.bids.items())
 
     def sorted_asks(self):
-        return sorted(self.asks.items())
+        return list(self.asks.items())
 
 
 class MarketModel:
@@ -187,6 +188,9 @@ class MarketModel:
         be below half of the smallest spread (checked).
     level_gap_bps : float
         Distance between book levels in bps (at least one tick).
+    size_churn : float
+        Probability that a level keeps its price but gets a new size in a
+        step (1.0: every level changes every step, the heaviest stream).
     prices : dict or None
         Start USD prices overriding the built-in ones, e.g. ``{"XYZ": 2.0}``.
 
@@ -216,6 +220,7 @@ class MarketModel:
         spread_bps=None,
         noise_bps=0.2,
         level_gap_bps=0.5,
+        size_churn=0.05,
         prices=None,
     ):
         symbols = [str(s).upper() for s in symbols]
@@ -230,6 +235,8 @@ class MarketModel:
         for v in venues:
             if v not in VENUES:
                 raise ValueError(f"venues: unknown venue {v!r}; expected some of {VENUES}")
+        if not 0.0 <= size_churn <= 1.0:
+            raise ValueError(f"size_churn must be in [0, 1], got {size_churn!r}")
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate!r}")
         depth = int(depth)
@@ -267,6 +274,7 @@ class MarketModel:
         self.spread_bps = spread
         self.noise_bps = float(noise_bps)
         self.level_gap_bps = float(level_gap_bps)
+        self.size_churn = float(size_churn)
         self.lock = threading.RLock()
         self.t = 0.0
         self.steps = 0
@@ -358,9 +366,8 @@ class MarketModel:
         spec = self.spec(venue, symbol)
         with self.lock:
             b = self._books[venue, symbol]
-            bp = max(b.bids)
-            ap = min(b.asks)
-            bq, aq = b.bids[bp], b.asks[ap]
+            bp, bq = next(iter(b.bids.items()))
+            ap, aq = next(iter(b.asks.items()))
         return (
             round(bp * spec.tick, spec.price_decimals),
             round(bq * spec.lot, spec.qty_decimals),
@@ -470,17 +477,17 @@ class MarketModel:
             # Venue noise: bounded AR(1) in bps.
             nz = rng.standard_normal(self._noise.shape)
             self._noise = np.clip(0.9 * self._noise + 0.3 * self.noise_bps * nz, -self.noise_bps, self.noise_bps)
-            size_u = rng.random((len(self.venues), len(self.symbols), 2 * self.depth))
-            size_z = rng.standard_normal((len(self.venues), len(self.symbols), 2 * self.depth))
-            n_trades = rng.poisson(self.trade_rate * dt, (len(self.venues), len(self.symbols)))
+            size_u = rng.random((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
+            size_z = rng.standard_normal((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
+            n_trades = rng.poisson(self.trade_rate * dt, (len(self.venues), len(self.symbols))).tolist()
             events = []
             for vi, v in enumerate(self.venues):
                 for si, s in enumerate(self.symbols):
-                    ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u[vi, si], size_z=size_z[vi, si])
+                    ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u[vi][si], size_z=size_z[vi][si])
                     if ev is not None:
                         events.append(ev)
                         self.n_book_updates += 1
-                    for _ in range(int(n_trades[vi, si])):
+                    for _ in range(n_trades[vi][si]):
                         events.append(self._trade(v, s, now_ns))
                         self.n_trades += 1
             return events
@@ -521,34 +528,34 @@ class MarketModel:
             # Initial build and out-of-step requotes draw from their own stream
             # so the step stream (and determinism) is unaffected.
             g = np.random.Generator(np.random.PCG64([self.seed, zlib.crc32(f"{v}/{s}".encode()), self.steps, len(self.mispricings)]))
-            size_u = g.random(2 * depth)
-            size_z = g.standard_normal(2 * depth)
+            size_u = g.random(2 * depth).tolist()
+            size_z = g.standard_normal(2 * depth).tolist()
         changes = []
         # The top level sits at the quote; deeper levels sit on a fixed price
         # grid, so a small move of the mid changes a few levels, not all.
         bid_grid = ((best_bid - 1) // gap) * gap
         ask_grid = -((-(best_ask + 1)) // gap) * gap
+        exp = math.exp
+        keep = 1.0 - self.size_churn
         for side, book, prices in (
-            (1, b.bids, [best_bid] + [bid_grid - k * gap for k in range(depth - 1)]),
-            (-1, b.asks, [best_ask] + [ask_grid + k * gap for k in range(depth - 1)]),
+            (1, b.bids, [p for p in [best_bid] + list(range(bid_grid, bid_grid - gap * (depth - 1), -gap)) if p > 0]),
+            (-1, b.asks, [best_ask] + list(range(ask_grid, ask_grid + gap * (depth - 1), gap))),
         ):
             off = 0 if side == 1 else depth
+            # Levels are inserted best first, so each dict iterates in book order.
             new = {}
+            get = book.get
             for k, p in enumerate(prices):
-                if p <= 0:
-                    continue
-                old = book.get(p)
-                if old is not None and (initial is False and size_u[off + k] > 0.05):
+                old = get(p)
+                if old is not None and not initial and size_u[off + k] < keep:
                     new[p] = old
                 else:
-                    q = int(mean_lots * math.exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
-                    new[p] = max(1, q)
-            for p in book:
-                if p not in new:
-                    changes.append((side, p, 0))
-            for p, q in new.items():
-                if book.get(p) != q:
-                    changes.append((side, p, q))
+                    q = int(mean_lots * exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
+                    new[p] = q if q > 1 else 1
+            removed = book.keys() - new.keys()
+            if removed:
+                changes.extend((side, p, 0) for p in sorted(removed, reverse=side == 1))
+            changes.extend((side, p, q) for p, q in new.items() if get(p) != q)
             if side == 1:
                 b.bids = new
             else:
@@ -567,12 +574,7 @@ class MarketModel:
         b = self._books[v, s]
         rng = self._rng
         side = 1 if rng.random() < 0.5 else -1
-        if side == 1:
-            p = min(b.asks)
-            top_q = b.asks[p]
-        else:
-            p = max(b.bids)
-            top_q = b.bids[p]
+        p, top_q = next(iter((b.asks if side == 1 else b.bids).items()))
         q = max(1, int(top_q * rng.random() * 0.5))
         b.trade_id += 1
         st = b.stats
