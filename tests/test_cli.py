@@ -16,6 +16,7 @@ from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook"]
+SIM_EXCHANGES = "coingecko"  # the exchanges whose connectors have landed
 
 
 def hftsig(*args, timeout=120):
@@ -125,3 +126,37 @@ def test_live_view_signals_are_thread_safe_and_bounded():
     frame = view.render()
     assert "SIGNALS (200 so far)" in frame
     assert frame.count(" sig ") == 3
+
+
+def _summary_ticks(out, feed):
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == feed and len(parts) > 2 and parts[1].replace(",", "").isdigit():
+            return int(parts[1].replace(",", ""))
+    raise AssertionError(f"no summary line for {feed}:\n{out}")
+
+
+def test_record_on_the_simulators_then_replay(tmp_path):
+    rec = tmp_path / "sim"
+    r = hftsig("record", str(rec), "--simulate", "--exchanges", SIM_EXCHANGES,
+               "--symbols", "ETH-BTC,BTC-USDT", "--seconds", "3", "--flush-interval", "0.2")
+    assert r.returncode == 0, r.stderr
+    for feed in SIM_EXCHANGES.split(","):
+        assert _summary_ticks(r.stdout, feed) > 0
+    ticks = read_ticks(rec)
+    assert f"recorded {len(ticks):,} ticks" in r.stdout
+    assert set(ticks["exchange"].tolist()) == {exchange_code(e) for e in SIM_EXCHANGES.split(",")}
+    r2 = hftsig("replay", str(rec))
+    assert r2.returncode == 0, r2.stderr
+    assert f"replayed {len(ticks):,} ticks" in r2.stdout
+    assert _summary_ticks(r2.stdout, "replay") == len(ticks)
+
+
+def test_run_simulate_shows_the_live_view_as_plain_text_when_piped():
+    r = hftsig("run", "--simulate", "--exchanges", SIM_EXCHANGES, "--symbols", "ETH-BTC",
+               "--seconds", "2.5")
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout  # not a terminal: no escape codes
+    assert "NBBO" in r.stdout and "hftsig summary" in r.stdout
+    for feed in SIM_EXCHANGES.split(","):
+        assert _summary_ticks(r.stdout, feed) > 0
