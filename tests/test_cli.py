@@ -1,6 +1,7 @@
 """The hftsig command line: --help everywhere, replay, run/record on the simulators, live view."""
 import io
 import os
+import threading
 import subprocess
 import sys
 from pathlib import Path
@@ -54,29 +55,29 @@ def quotes(n=400):
     return t
 
 
-def test_replay_command_prints_summary_and_nbbo(tmp_path):
+def test_replay_command_prints_summary_and_nbbo(tmp_path, capsys):
     t = quotes()
     with Recorder(tmp_path / "rec") as rec:
         rec.write(t)
-    r = hftsig("replay", str(tmp_path / "rec"))
-    assert r.returncode == 0, r.stderr
-    assert f"replayed {len(t)} ticks" in r.stdout
+    assert main(["replay", str(tmp_path / "rec")]) == 0
+    r = capsys.readouterr()
+    assert f"replayed {len(t)} ticks" in r.out
     last = {}
     for row in t:
         last[int(row["exchange"])] = row
     best_bid = max(v["bid_px"] for v in last.values())
-    assert f"NBBO ETH-BTC: bid {best_bid}" in r.stdout
-    assert "replay" in r.stdout and "TICKS" in r.stdout
+    assert f"NBBO ETH-BTC: bid {best_bid}" in r.out
+    assert "replay" in r.out and "TICKS" in r.out
 
 
-def test_replay_command_on_a_missing_recording(tmp_path):
-    r = hftsig("replay", str(tmp_path / "nothing"))
-    assert r.returncode == 2 and "no recording" in r.stderr
+def test_replay_command_on_a_missing_recording(tmp_path, capsys):
+    assert main(["replay", str(tmp_path / "nothing")]) == 2
+    assert "no recording" in capsys.readouterr().err
 
 
 def test_bad_endpoint_option_is_a_clear_error(tmp_path):
-    r = hftsig("run", "--simulate", "--ws-url", "nasdaq=ws://x", "--seconds", "1")
-    assert r.returncode != 0 and "EXCHANGE=URL" in r.stderr
+    with pytest.raises(SystemExit, match="EXCHANGE=URL"):
+        main(["run", "--simulate", "--ws-url", "nasdaq=ws://x", "--seconds", "1"])
 
 
 class _Terminal(io.StringIO):
@@ -129,7 +130,8 @@ def test_live_view_signals_are_thread_safe_and_bounded():
 
 
 def _summary_ticks(out, feed):
-    for line in out.splitlines():
+    assert "hftsig summary" in out, out
+    for line in out.split("hftsig summary", 1)[1].splitlines():
         parts = line.split()
         if parts and parts[0] == feed and len(parts) > 2 and parts[1].replace(",", "").isdigit():
             return int(parts[1].replace(",", ""))
@@ -152,11 +154,12 @@ def test_record_on_the_simulators_then_replay(tmp_path):
     assert _summary_ticks(r2.stdout, "replay") == len(ticks)
 
 
-def test_run_simulate_shows_the_live_view_as_plain_text_when_piped():
-    r = hftsig("run", "--simulate", "--exchanges", SIM_EXCHANGES, "--symbols", "ETH-BTC",
-               "--seconds", "2.5")
-    assert r.returncode == 0, r.stderr
-    assert "\x1b" not in r.stdout  # not a terminal: no escape codes
-    assert "NBBO" in r.stdout and "hftsig summary" in r.stdout
+def test_run_simulate_shows_the_live_view_as_plain_text_when_piped(capsys):
+    assert main(["run", "--simulate", "--exchanges", SIM_EXCHANGES, "--symbols", "ETH-BTC",
+                 "--seconds", "2.5"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out  # not a terminal: no escape codes
+    assert "NBBO" in out and "hftsig summary" in out
     for feed in SIM_EXCHANGES.split(","):
-        assert _summary_ticks(r.stdout, feed) > 0
+        assert _summary_ticks(out, feed) > 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("hftsig")]

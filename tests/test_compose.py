@@ -94,10 +94,13 @@ def run_hftsig(args, env=None, timeout=120):
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
-def test_service_help_runs(name):
-    r = run_hftsig([command(name)[0], "--help"])
-    assert r.returncode == 0, r.stderr
-    assert "usage: hftsig " + command(name)[0] in r.stdout
+def test_service_help_runs(name, capsys):
+    from hftsig.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([command(name)[0], "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: hftsig " + command(name)[0])
 
 
 def test_simulator_service_runs_natively():
@@ -107,10 +110,12 @@ def test_simulator_service_runs_natively():
     assert "binance" in r.stdout and "simulators stopped" in r.stdout
 
 
-def test_jupyter_services_run_jupyter_lab_on_the_mounted_notebooks():
+def test_jupyter_services_run_jupyter_lab_on_the_mounted_notebooks(capsys):
+    from hftsig.cli import main
+
     for name in ("jupyter-tick", "jupyter-live"):
-        r = run_hftsig(command(name) + ["--print-command"], env=service_env(name))
-        assert r.returncode == 0, r.stderr
-        assert r.stdout.split()[:2] == ["jupyter", "lab"]
-        assert "--notebook-dir=/app/notebooks" in r.stdout and "--ip=0.0.0.0" in r.stdout
+        assert main(command(name) + ["--print-command"]) == 0
+        out = capsys.readouterr().out
+        assert out.split()[:2] == ["jupyter", "lab"]
+        assert "--notebook-dir=/app/notebooks" in out and "--ip=0.0.0.0" in out
         assert "./notebooks:/app/notebooks" in SERVICES[name]["volumes"]
