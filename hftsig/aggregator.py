@@ -438,7 +438,7 @@ class Aggregator:
         queued batches and count them.
     stale_after : float, default 5.0
         Seconds after which a quote no longer counts for :meth:`nbbo`.
-    drain_size : int, default 1_000_000
+    drain_size : int, default 250_000
         Most ticks kept for :meth:`drain`; older ticks not yet drained are
         discarded and counted (``aggregator_stats()["drain_dropped"]``).
     clock : {"wall", "data"}, default "wall"
@@ -456,7 +456,7 @@ class Aggregator:
     """
 
     def __init__(self, connectors, *, queue_size=100_000, overflow="block", stale_after=5.0,
-                 drain_size=1_000_000, clock="wall", book_depth=None):
+                 drain_size=250_000, clock="wall", book_depth=None):
         connectors = list(connectors)
         if not connectors:
             raise ValueError("connectors must hold at least one connector")
