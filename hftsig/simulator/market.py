@@ -117,6 +117,10 @@ Trade = namedtuple(
 Trade.__doc__ = """One trade; ``side`` is the taker side (+1 buy, -1 sell)."""
 
 
+_POW10 = [10**k for k in range(19)]
+_FIXED = [None] + ["%%d.%%0%dd" % k for k in range(1, 19)]
+
+
 def format_fixed(n, decimals):
     """Format the integer ``n`` scaled by ``10**-decimals`` with exactly that many decimals.
 
@@ -125,9 +129,9 @@ def format_fixed(n, decimals):
     """
     if decimals == 0:
         return str(n)
-    sign = "-" if n < 0 else ""
-    s = str(abs(n)).rjust(decimals + 1, "0")
-    return f"{sign}{s[:-decimals]}.{s[-decimals:]}"
+    if n < 0:
+        return "-" + _FIXED[decimals] % divmod(-n, _POW10[decimals])
+    return _FIXED[decimals] % divmod(n, _POW10[decimals])
 
 
 def _clamp(x, lo, hi):
