@@ -15,7 +15,8 @@ taken off the queue (a *chunk*, ticks in arrival order) the worker
    :meth:`Aggregator.ticks` iterator, and to the :meth:`Aggregator.drain`
    buffer.  Each consumer sees every tick; none takes ticks from another.
 
-State read from another thread (:meth:`~Aggregator.top`,
+The arrays handed to consumers are read-only and shared between them: copy
+an array to change or keep it.  State read from another thread (:meth:`~Aggregator.top`,
 :meth:`~Aggregator.nbbo`, :meth:`~Aggregator.quotes`, :meth:`~Aggregator.book`)
 is consistent at chunk boundaries, which are always message boundaries.
 
