@@ -17,7 +17,7 @@ from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook"]
-SIM_EXCHANGES = "coingecko"  # the exchanges whose connectors have landed
+SIM_EXCHANGES = "binance,kraken,coinbase,coingecko"
 
 
 def hftsig(*args, timeout=120):
