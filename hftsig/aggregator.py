@@ -61,7 +61,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections import deque
 from typing import NamedTuple
 

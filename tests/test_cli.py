@@ -1,10 +1,6 @@
 """The hftsig command line: --help everywhere, replay, run/record on the simulators, live view."""
 import io
-import os
 import threading
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,15 +11,8 @@ from hftsig.liveview import LiveView, render_summary
 from hftsig.recorder import Recorder, ReplayConnector, read_ticks
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook"]
 SIM_EXCHANGES = "binance,kraken,coinbase,coingecko"
-
-
-def hftsig(*args, timeout=120):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "hftsig", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_every_command_is_registered():
@@ -138,20 +127,21 @@ def _summary_ticks(out, feed):
     raise AssertionError(f"no summary line for {feed}:\n{out}")
 
 
-def test_record_on_the_simulators_then_replay(tmp_path):
+def test_record_on_the_simulators_then_replay(tmp_path, capsys):
     rec = tmp_path / "sim"
-    r = hftsig("record", str(rec), "--simulate", "--exchanges", SIM_EXCHANGES,
-               "--symbols", "ETH-BTC,BTC-USDT", "--seconds", "3", "--flush-interval", "0.2")
-    assert r.returncode == 0, r.stderr
+    assert main(["record", str(rec), "--simulate", "--exchanges", SIM_EXCHANGES,
+                 "--symbols", "ETH-BTC,BTC-USDT", "--seconds", "2",
+                 "--flush-interval", "0.2"]) == 0
+    out = capsys.readouterr().out
     for feed in SIM_EXCHANGES.split(","):
-        assert _summary_ticks(r.stdout, feed) > 0
+        assert _summary_ticks(out, feed) > 0
     ticks = read_ticks(rec)
-    assert f"recorded {len(ticks):,} ticks" in r.stdout
+    assert f"recorded {len(ticks):,} ticks" in out
     assert set(ticks["exchange"].tolist()) == {exchange_code(e) for e in SIM_EXCHANGES.split(",")}
-    r2 = hftsig("replay", str(rec))
-    assert r2.returncode == 0, r2.stderr
-    assert f"replayed {len(ticks):,} ticks" in r2.stdout
-    assert _summary_ticks(r2.stdout, "replay") == len(ticks)
+    assert main(["replay", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert f"replayed {len(ticks):,} ticks" in out
+    assert _summary_ticks(out, "replay") == len(ticks)
 
 
 def test_run_simulate_shows_the_live_view_as_plain_text_when_piped(capsys):
