@@ -540,11 +540,19 @@ class Aggregator:
         """Stop every connector, process what is queued, stop the worker, end iterators."""
         if not self._started or self._worker is None:
             return
-        for c in self.connectors:
+        def stop_one(c):
             try:
                 c.stop(timeout=1.0)
             except Exception:  # a broken connector must not keep the others running
                 log.exception("stopping connector %r failed", c)
+
+        # in parallel: each connector may take up to its one-second join
+        stoppers = [threading.Thread(target=stop_one, args=(c,), daemon=True)
+                    for c in self.connectors]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(timeout)
         self._stopping = True
         self._queue.close()
         self._worker.join(timeout)

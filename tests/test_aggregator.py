@@ -608,3 +608,27 @@ def test_e2e_slow_consumer_block_loses_nothing(live_sim):
     assert dropped == 0
     assert sum(s["blocked"] for s in st.values()) > 0
     assert got + rejected == emitted
+
+
+def test_e2e_disconnect_and_gap_are_seen_and_recovered(live_sim):
+    sim = live_sim
+    agg = _loopback_aggregator(sim, stale_after=60)
+    statuses = []
+    agg.on_tick(lambda a: statuses.extend(zip(a["exchange"].tolist(), a["side"].tolist())),
+                kinds="status")
+    with agg:
+        assert _wait_until(lambda: _all_quoted(agg), 20)
+        sim.inject("kraken", "disconnect")
+        sim.inject("coinbase", "gap")
+        kr, cb = exchange_code("kraken"), exchange_code("coinbase")
+        assert _wait_until(lambda: (kr, STATUS_DISCONNECTED) in statuses
+                           and statuses.count((kr, STATUS_CONNECTED)) >= 2, 20), statuses
+        assert _wait_until(lambda: agg.stats()["coinbase"]["gaps"] >= 1, 20)
+        # after recovery both venues quote again and count in the NBBO
+        t_fault = time.time_ns()
+        assert _wait_until(lambda: all(agg.top(ex, s).ts_recv > t_fault
+                                       for ex in ("kraken", "coinbase") for s in E2E_SYMBOLS), 20)
+        assert all(agg.nbbo(s).venues == 3 for s in E2E_SYMBOLS)
+    st = agg.stats()
+    assert st["kraken"]["reconnects"] >= 1 and st["kraken"]["status"]["disconnected"] >= 1
+    assert st["coinbase"]["gaps"] >= 1 and cb in {e for e, _ in statuses}
