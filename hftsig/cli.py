@@ -271,7 +271,7 @@ def _wait(seconds):
 
 
 def _run_session(args, record_path):
-    from hftsig.liveview import LiveView, render_summary
+    from hftsig.liveview import LiveView, ignore_interrupts, render_summary
 
     with _Session(args) as s:
         agg = s.agg
@@ -289,12 +289,14 @@ def _run_session(args, record_path):
             else:
                 _wait(args.seconds)
         finally:
-            agg.stop()
+            with ignore_interrupts():
+                agg.stop()
+                if rec is not None:
+                    rec.close()
+        with ignore_interrupts():
+            print(render_summary(agg, time.monotonic() - t0))
             if rec is not None:
-                rec.close()
-        print(render_summary(agg, time.monotonic() - t0))
-        if rec is not None:
-            print(f"recorded {rec.rows_written:,} ticks to {record_path}")
+                print(f"recorded {rec.rows_written:,} ticks to {record_path}")
     return 0
 
 
