@@ -193,3 +193,27 @@ def test_bad_arguments():
     bad["exchange"], bad["kind"], bad["symbol"], bad["side"] = T.EXCHANGE_KRAKEN, T.KIND_BOOK_DELTA, b"BTC-USD", 1
     with pytest.raises(ValueError, match="valid book level"):
         book.apply(bad)  # NaN price
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, -1]), st.integers(1, 40), st.sampled_from([0.0, 0.5, 1.0, 2.5]),
+                          st.booleans(), st.booleans()), max_size=60),
+       st.one_of(st.none(), st.integers(1, 8)))
+def test_book_invariants_under_random_records(recs, depth):
+    """Sides stay sorted, hold no empty levels and respect the depth after every message."""
+    book = OrderBook("coinbase", "BTC-USD", depth=depth)
+    t = T.empty_ticks(len(recs))
+    t["exchange"], t["symbol"] = T.EXCHANGE_COINBASE, b"BTC-USD"
+    for k, (side, px, sz, begin, last) in enumerate(recs):
+        t[k]["kind"] = T.KIND_BOOK_SNAPSHOT if begin else T.KIND_BOOK_DELTA
+        t[k]["side"], t[k]["price"], t[k]["size"] = side, float(px), sz
+        t[k]["flags"] = (T.FLAG_SNAPSHOT_BEGIN if begin else 0) | (T.FLAG_LAST if last else 0)
+    assert book.apply(t) == len(recs)
+    bids, asks = book.levels("bid"), book.levels("ask")
+    assert (np.diff(bids[:, 0]) < 0).all() and (np.diff(asks[:, 0]) > 0).all()
+    assert (bids[:, 1] > 0).all() and (asks[:, 1] > 0).all()
+    if depth is not None:
+        assert len(bids) <= depth and len(asks) <= depth

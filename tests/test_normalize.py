@@ -443,3 +443,63 @@ def test_fuzz_mutated_frames(data):
     assert np.isfinite(out["ts_event"]).all()
     # whatever parses is valid JSON
     assert validate_json(bytes(m))
+
+
+def _reorder(obj, rng):
+    """Same JSON with every object's keys shuffled (and numbers/strings kept as text)."""
+    if isinstance(obj, dict):
+        items = list(obj.items())
+        rng.shuffle(items)
+        return {k: _reorder(v, rng) for k, v in items}
+    if isinstance(obj, list):
+        return [_reorder(v, rng) for v in obj]
+    return obj
+
+
+@pytest.mark.parametrize("exchange,msg", _all_samples())
+def test_key_order_does_not_matter(exchange, msg):
+    """One-pass parsing (keys in the exchanges' order) and the fallback agree."""
+    sym = "BNBBTC" if b"lastUpdateId" in msg else None
+    want = Normalizer(exchange).parse(msg, TR, sym)
+    rng = random.Random(1)
+    n = Normalizer(exchange)
+    for _ in range(12):
+        shuffled = json.dumps(_reorder(json.loads(msg, parse_float=lambda s: float(s)), rng))
+        got = n.parse(shuffled, TR, sym)
+        # the same records; within a symbol group the order of bids/asks may differ
+        key = lambda t: sorted(t.tobytes()[k * 104:(k + 1) * 104] for k in range(len(t)))
+        clean, ref = got.copy(), want.copy()
+        for t in (clean, ref):
+            t["flags"] = 0
+            t["checksum"] = 0
+        assert key(clean) == key(ref)
+        # flags and the checksum sit on the first/last record, whichever that is now
+        assert sorted(got["flags"]) == sorted(want["flags"])
+        assert sorted(got["checksum"]) == sorted(want["checksum"])
+        if len(got):
+            assert got["flags"][-1] & T.FLAG_LAST and got["checksum"][-1] == want["checksum"][-1]
+
+
+@pytest.mark.parametrize("exchange", ["binance", "kraken", "coinbase", "coingecko"])
+def test_deep_nesting_is_refused_not_crashing(exchange):
+    n = Normalizer(exchange)
+    for msg in (b"[" * 100000, b'{"a":' * 50000, b"[" * 60 + b"]" * 60):
+        try:
+            out = n.parse(msg, TR)
+        except MalformedMessage as exc:
+            assert "deep" in str(exc) or "end" in str(exc) or "unterminated" in str(exc)
+        else:
+            assert len(out) == 0 and n.last_type == "unknown"
+
+
+def test_large_rest_snapshot_grows_the_buffer():
+    levels = 5000
+    bids = ",".join(f'["{100 - k * 0.01:.2f}","{k + 1}.5"]' for k in range(levels))
+    asks = ",".join(f'["{100.01 + k * 0.01:.2f}","{k + 2}"]' for k in range(levels))
+    body = f'{{"lastUpdateId":77,"bids":[{bids}],"asks":[{asks}]}}'
+    n = Normalizer("binance", chunk_size=64)
+    small = n.parse(sample("binance", "bookTicker"), TR)
+    t = n.parse(body, TR, symbol="BTCUSDT")
+    assert len(t) == 2 * levels and t["flags"][0] == T.FLAG_SNAPSHOT_BEGIN and t["flags"][-1] == T.FLAG_LAST
+    assert t["price"][levels - 1] == float(f"{100 - (levels - 1) * 0.01:.2f}") and t["size"][-1] == levels + 1
+    assert small["bid_px"][0] == 25.3519  # the earlier batch is untouched
