@@ -193,6 +193,8 @@ class SimulatedExchanges:
         for e in exchanges:
             if e not in EXCHANGES:
                 raise ValueError(f"exchanges: unknown exchange {e!r}; expected some of {EXCHANGES}")
+        if key_type not in ("demo", "pro"):
+            raise ValueError(f"key_type must be 'demo' or 'pro', got {key_type!r}")
         self.exchanges = exchanges
         venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
         self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
@@ -310,6 +312,8 @@ class SimulatedExchanges:
         for r in self.rest.values():
             if r.thread.is_alive():
                 r.stop()
+            else:
+                r.httpd.server_close()  # bound in start() but never served (failed start)
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
