@@ -354,9 +354,15 @@ class Connector:
         self._emit(self._status_tick(code, symbol))
 
     def _note_latency(self, ticks):
-        """Receive minus event time of the message's last record (ns)."""
+        """Receive minus event time of the message's last record (ns).
+
+        Records stamped with the receive time because the exchange sends no
+        event time (Binance ``bookTicker``) say nothing about latency: skipped.
+        """
         if len(ticks):
-            self._last_latency_ns = int(ticks["ts_recv"][-1] - ticks["ts_event"][-1])
+            lat = int(ticks["ts_recv"][-1] - ticks["ts_event"][-1])
+            if lat != 0:
+                self._last_latency_ns = lat
 
     def _sleep(self, seconds):
         """Sleep unless stopped; True when stopped."""
@@ -424,6 +430,7 @@ class WebSocketConnector(Connector):
         self._ws = None
         self._ws_lock = threading.Lock()
         self._reconnect_reason = None
+        self._planned = False
         self._connections = 0
 
     # -- hooks -----------------------------------------------------------
@@ -476,9 +483,13 @@ class WebSocketConnector(Connector):
     def _run(self):
         attempt = 0
         while not self._stop.is_set():
+            self._planned = False
             delivered = self._run_connection()
             if self._stop.is_set():
                 break
+            if self._planned and delivered:  # serverShutdown, connection age: at once
+                attempt = 0
+                continue
             if delivered:
                 attempt = 0
             delay = self.backoff.delay(attempt)
@@ -535,6 +546,7 @@ class WebSocketConnector(Connector):
                 if self._reconnect_reason is not None:
                     self._log_once(("reconnect", self._reconnect_reason),
                                    "reconnecting: %s", self._reconnect_reason)
+                    self._planned = True
                     break
                 now = time.monotonic()
                 if now - last_alive > self.stale_after:
@@ -545,6 +557,7 @@ class WebSocketConnector(Connector):
                     break
                 if self.max_connection_age is not None and now - opened > self.max_connection_age:
                     self._count("age_reconnects")
+                    self._planned = True
                     break
                 ping = self.app_ping_interval
                 if ping is not None and now - max(last_alive, last_sent) > ping:

@@ -23,7 +23,13 @@ from __future__ import annotations
 
 import time
 
-from connectors.base import MalformedFrame, RestClient, SnapshotWorker, WebSocketConnector
+from connectors.base import (
+    MalformedFrame,
+    RestClient,
+    SnapshotWorker,
+    WebSocketConnector,
+    _preview,
+)
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
@@ -289,10 +295,3 @@ class BinanceConnector(WebSocketConnector):
                     break
                 self._apply(symbol, ticks)
                 st.local = last
-
-
-def _preview(raw, n=200):
-    if isinstance(raw, (bytes, bytearray)):
-        raw = bytes(raw[:n]).decode("utf-8", "replace")
-    return str(raw)[:n]
-

@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from connectors.base import MalformedFrame, WebSocketConnector
+from connectors.base import MalformedFrame, WebSocketConnector, _preview
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
@@ -187,9 +187,3 @@ class CoinbaseConnector(WebSocketConnector):
                 self._books[symbol].apply(part)
                 self._note_latency(part)
                 self._emit(part)
-
-
-def _preview(raw, n=200):
-    if isinstance(raw, (bytes, bytearray)):
-        raw = bytes(raw[:n]).decode("utf-8", "replace")
-    return str(raw)[:n]

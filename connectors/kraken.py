@@ -19,11 +19,11 @@ import json
 
 import numpy as np
 
-from connectors.base import MalformedFrame, WebSocketConnector
+from connectors.base import MalformedFrame, WebSocketConnector, _preview
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
-from hftsig.ticks import KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, STATUS_RESYNC
+from hftsig.ticks import FLAG_LAST, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, STATUS_RESYNC
 
 __all__ = ["KrakenConnector"]
 
@@ -194,10 +194,10 @@ class KrakenConnector(WebSocketConnector):
 
     # -- book -------------------------------------------------------------------
     def _on_book(self, ticks):
-        syms = ticks["symbol"]
-        # one Kraken book message may carry several pairs; check each one
-        bounds = np.flatnonzero(syms[1:] != syms[:-1]) + 1
-        for part in np.split(ticks, bounds):
+        # one Kraken book message may carry several entries (pairs); the
+        # normalizer ends each with FLAG_LAST and its checksum: check each one
+        ends = np.flatnonzero(ticks["flags"] & FLAG_LAST) + 1
+        for part in np.split(ticks, ends[ends < len(ticks)]):
             symbol = self._canon_b.get(bytes(part["symbol"][0]))
             if symbol is None:
                 raise MalformedFrame(f"book message for unsubscribed pair {part['symbol'][0]!r}")
@@ -228,10 +228,3 @@ class KrakenConnector(WebSocketConnector):
             return
         self._note_latency(part)
         self._emit(part)
-
-
-def _preview(raw, n=200):
-    if isinstance(raw, (bytes, bytearray)):
-        raw = bytes(raw[:n]).decode("utf-8", "replace")
-    return str(raw)[:n]
-

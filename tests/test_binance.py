@@ -1,10 +1,12 @@
 """BinanceConnector against the loopback Binance simulator (websocket + REST)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
-from connector_support import Collector, books_converge, delta_chains_intact, wait_for
+from connector_support import Collector, books_converge, delta_chains_intact, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
 from connectors import BinanceConnector
 from connectors.base import Backoff
 from hftsig.simulator import SimulatedExchanges
@@ -36,18 +38,14 @@ def make(sim, out, **kw):
                             **kw)
 
 
-def frozen_counts(sim, c, out):
-    """Stall the simulator's data, let the wire drain, and return (sent, received) counts."""
+def frozen_counts(sim, c, out, trade_key="trade"):
+    """Stall the simulator's data, let the wire drain, and return the frames it sent by type."""
     sim.inject("binance", "stall", seconds=1.0, heartbeats=True)
-    sent = {}
-    for _ in range(100):
-        sent = sim.sent("binance")
-        if wait_for(lambda: len(out.data(KIND_TRADE)) >= sent.get("trade", 0), timeout=0.05):
-            break
+    time.sleep(0.05)  # a frame being written when the stall began is counted after it
     sent = sim.sent("binance")
-    wait_for(lambda: len(out.data(KIND_TRADE)) >= sent.get("trade", 0)
+    wait_for(lambda: len(out.data(KIND_TRADE)) >= sent.get(trade_key, 0)
              and len(out.data(KIND_QUOTE)) >= sent.get("bookTicker", 0), timeout=0.8)
-    return sent
+    return sim.sent("binance")
 
 
 def synced_with_diffs(c, out):
@@ -267,3 +265,108 @@ def test_restart_after_stop(sim):
         assert not any(c.synced(s) for s in SYMBOLS)
     assert c.stats()["connected"] is False
     assert len(np.unique(out.data(KIND_BOOK_SNAPSHOT)["ts_recv"])) >= 4  # two per run
+
+
+def test_local_book_procedure_step_by_step():
+    """The documented procedure on a scripted real server pair (websocket + HTTP):
+    a snapshot older than the first buffered ``U`` is fetched again, buffered
+    events covered by the snapshot are dropped, a ``U`` jump restarts the sync."""
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from websockets.sync.server import serve
+
+    snaps = [
+        {"lastUpdateId": 90, "bids": [["10.0", "1"]], "asks": [["11.0", "1"]]},  # too old
+        {"lastUpdateId": 105, "bids": [["10.0", "2"], ["9.0", "1"]], "asks": [["11.0", "3"]]},
+        {"lastUpdateId": 115, "bids": [["20.0", "1"]], "asks": [["21.0", "1"]]},
+    ]
+    served = []
+    done = threading.Event()
+
+    class Rest(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(snaps[min(len(served), 2)]).encode()
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    def event(first, last, b=(), a=()):
+        return json.dumps({"stream": "btcusdt@depth@100ms", "data": {
+            "e": "depthUpdate", "E": 1700000000000, "s": "BTCUSDT", "U": first, "u": last,
+            "b": [list(x) for x in b], "a": [list(x) for x in a]}})
+
+    def until(cond):
+        end = time.monotonic() + 3
+        while not cond() and time.monotonic() < end and not done.is_set():
+            time.sleep(0.01)
+
+    def ws_handler(conn):
+        conn.send(event(100, 102, b=[("10.0", "5")]))  # inside the snapshot: dropped
+        conn.send(event(103, 106, b=[("9.5", "1")]))  # straddles lastUpdateId 105: applied
+        conn.send(event(107, 108, a=[("11.0", "0"), ("12.0", "4")]))
+        until(lambda: len(served) >= 2)
+        time.sleep(0.1)
+        conn.send(event(111, 112, b=[("1.0", "1")]))  # U jumps past 109: restart
+        until(lambda: len(served) >= 3)
+        time.sleep(0.1)
+        conn.send(event(116, 117, b=[("20.0", "0"), ("19.5", "2")]))
+        done.wait(5)
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Rest)
+    http.daemon_threads = True
+    ws = serve(ws_handler, "127.0.0.1", 0, compression=None, ping_interval=None)
+    threads = [threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05}),
+               threading.Thread(target=ws.serve_forever)]
+    for t in threads:
+        t.start()
+    out = Collector()
+    c = BinanceConnector(["BTC-USDT"], channels=["depth"], on_tick=out, depth_limit=100,
+                         ws_url=f"ws://127.0.0.1:{ws.socket.getsockname()[1]}",
+                         rest_url=f"http://127.0.0.1:{http.server_address[1]}", backoff=FAST)
+    try:
+        c.start()
+        book = c.book("BTC-USDT")
+        assert wait_for(lambda: book.levels("bid").tolist() == [[19.5, 2.0]]
+                        and c.stats()["snapshots"] == 2)
+        st = c.stats()
+    finally:
+        stopped = c.stop()
+        done.set()
+        ws.shutdown()
+        http.shutdown()
+        http.server_close()
+        for t in threads:
+            t.join(2)
+    assert stopped is True
+    assert book.levels("ask").tolist() == [[21.0, 1.0]]
+    assert st["snapshot_refetches"] == 1 and st["gaps"] == 1 and st["resyncs"] == 1
+    assert served[0] == "/api/v3/depth?symbol=BTCUSDT&limit=100" and len(served) == 3
+    deltas = out.data(KIND_BOOK_DELTA)
+    applied = sorted({(int(f), int(u)) for f, u in zip(deltas["seq_first"], deltas["seq"])})
+    assert applied == [(103, 106), (107, 108), (116, 117)]
+    snap_ids = sorted(set(out.data(KIND_BOOK_SNAPSHOT)["seq"].tolist()))
+    assert snap_ids == [105, 115]
+    assert out.statuses("BTC-USDT") == [STATUS_RESYNC]
+
+
+def test_agg_trades(sim):
+    out = Collector()
+    c = make(sim, out, channels=["aggTrade"])
+    c.start()
+    try:
+        assert wait_for(lambda: len(out.data(KIND_TRADE)) >= 3)
+        assert c._ws_endpoint().endswith("streams=btcusdt@aggTrade/ethusdt@aggTrade")
+        sent = frozen_counts(sim, c, out, "aggTrade")
+    finally:
+        assert c.stop() is True
+    assert len(out.data(KIND_TRADE)) == sent["aggTrade"]
+    for s in SYMBOLS:
+        assert trades_contiguous(out, s)

@@ -1,10 +1,12 @@
 """CoinbaseConnector (Advanced Trade) against the loopback Coinbase simulator."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
-from connector_support import Collector, books_converge, wait_for
+from connector_support import Collector, books_converge, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
 from connectors import CoinbaseConnector
 from connectors.base import Backoff
 from hftsig.simulator import SimulatedExchanges
@@ -42,13 +44,20 @@ def converge_all(c, sim):
 
 
 def frozen_items(sim, out):
+    """Stall data, let the wire drain, return the server's record counts by frame type."""
     sim.inject("coinbase", "stall", seconds=1.0, heartbeats=True)
-    items = {}
-    for conn in sim.connections("coinbase"):
-        for k, v in conn["items"].items():
-            items[k] = items.get(k, 0) + v
-    wait_for(lambda: len(out.data(KIND_TRADE)) >= items.get("market_trades", 0), timeout=0.8)
-    return items
+    time.sleep(0.05)  # a frame being written when the stall began is counted after it
+
+    def items():
+        total = {}
+        for conn in sim.connections("coinbase"):
+            for k, v in conn["items"].items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    first = items()
+    wait_for(lambda: len(out.data(KIND_TRADE)) >= first.get("market_trades", 0), timeout=0.8)
+    return items()
 
 
 def test_channels_books_and_sequence(sim):
@@ -60,6 +69,7 @@ def test_channels_books_and_sequence(sim):
         converge_all(c, sim)
         assert wait_for(lambda: len(out.data(KIND_TRADE)) >= 5)
         items = frozen_items(sim, out)
+        n_trades = len(out.data(KIND_TRADE))
 
         def data_frames():  # heartbeats keep flowing during the stall: leave them out
             sent = sim.connections("coinbase")[0]["sent"]
@@ -76,7 +86,7 @@ def test_channels_books_and_sequence(sim):
     # one subscribe per channel, heartbeats included
     assert conn["received"]["subscribe"] == 4
     assert st["gaps"] == 0 and st["malformed"] == 0 and st["reconnects"] == 0
-    assert len(out.data(KIND_TRADE)) == items["market_trades"]
+    assert n_trades == items["market_trades"]
     assert out.statuses()[0] == STATUS_CONNECTED
 
 

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from websockets.sync.server import serve
 
-from connector_support import Collector, wait_for
+from connector_support import Collector, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
 from connectors.base import (
     Backoff,
     HTTPStatusError,
@@ -478,3 +478,49 @@ def test_stop_cuts_a_hung_request():
         assert p.stop() is True
         assert time.monotonic() - t0 < 1.0
     assert p.stats().get("http_errors", 0) == 0  # an interrupted request is not an error
+
+
+@pytest.mark.parametrize("exchange", ["binance", "kraken", "coinbase"])
+def test_garbage_over_the_wire_is_counted_never_fatal(exchange):
+    """Every truncation of the documented sample frames and random bytes, sent by a
+    real server, end up counted as malformed; the thread lives on and the
+    good frame that follows is delivered."""
+    import random
+    from pathlib import Path
+
+    from connectors import BinanceConnector, CoinbaseConnector, KrakenConnector
+    from hftsig.ticks import KIND_TRADE
+
+    samples = sorted((Path(__file__).parent / "data" / "samples" / exchange).glob("*.json"))
+    frames = [p.read_bytes().strip() for p in samples]
+    rng = random.Random(42)
+    truncated = [f[:cut] for f in frames for cut in sorted({1, len(f) // 2, len(f) - 1,
+                                                              rng.randrange(1, len(f))})]
+    noise = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80))) for _ in range(30)]
+    good = {"binance": "trade.json", "kraken": "trade_update.json",
+            "coinbase": "market_trades.json"}[exchange]
+    good = (Path(__file__).parent / "data" / "samples" / exchange / good).read_text().strip()
+
+    def handler(conn, state):
+        for f in truncated + noise:
+            conn.send(f)  # bytes go out as binary frames, as a broken proxy might
+        conn.send(good)
+        state["stop"].wait(5)
+
+    cls = {"binance": BinanceConnector, "kraken": KrakenConnector,
+           "coinbase": CoinbaseConnector}[exchange]
+    out = Collector()
+    with ws_server(handler) as (url, state):
+        kw = {"channels": ["trade"]} if exchange == "binance" else {}
+        c = cls(["BTC-USD"] if exchange != "binance" else ["BTC-USDT"], ws_url=url, on_tick=out,
+                backoff=Backoff(**FAST), **kw)
+        c.start()
+        try:
+            assert wait_for(lambda: len(out.data(KIND_TRADE)) == 1)
+            assert c.running
+            st = c.stats()
+        finally:
+            assert c.stop() is True
+    assert st["messages"] == len(truncated) + len(noise) + 1
+    assert st["malformed"] >= len(truncated)  # no prefix of a JSON object is JSON
+    assert st["errors"] == 0 and st["reconnects"] == 0

@@ -1,10 +1,12 @@
 """KrakenConnector (WebSocket v2) against the loopback Kraken simulator."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
-from connector_support import Collector, books_converge, wait_for
+from connector_support import Collector, books_converge, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
 from connectors import KrakenConnector
 from connectors.base import Backoff
 from hftsig.simulator import SimulatedExchanges
@@ -44,14 +46,21 @@ def converge_all(c, sim):
 
 
 def frozen_items(sim, out):
-    """Stall data, let the wire drain, return the server's record counts (trades, tickers)."""
+    """Stall data, let the wire drain, return the server's record counts by frame type."""
     sim.inject("kraken", "stall", seconds=1.0, heartbeats=True)
-    items = {}
-    for conn in sim.connections("kraken"):
-        for k, v in conn["items"].items():
-            items[k] = items.get(k, 0) + v
-    wait_for(lambda: len(out.data(KIND_TRADE)) >= items.get("trade", 0), timeout=0.8)
-    return items
+    time.sleep(0.05)  # a frame being written when the stall began is counted after it
+
+    def items():
+        total = {}
+        for conn in sim.connections("kraken"):
+            for k, v in conn["items"].items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    first = items()
+    wait_for(lambda: len(out.data(KIND_TRADE)) >= first.get("trade", 0)
+             and len(out.data(KIND_QUOTE)) >= first.get("ticker", 0), timeout=0.8)
+    return items()
 
 
 def test_books_checksummed_and_equal_to_simulator(sim):
@@ -63,6 +72,7 @@ def test_books_checksummed_and_equal_to_simulator(sim):
         converge_all(c, sim)
         assert wait_for(lambda: len(out.data(KIND_TRADE)) >= 5)
         items = frozen_items(sim, out)
+        n_trades, n_quotes = len(out.data(KIND_TRADE)), len(out.data(KIND_QUOTE))
         st = c.stats()
     finally:
         assert c.stop() is True
@@ -71,8 +81,8 @@ def test_books_checksummed_and_equal_to_simulator(sim):
         spec = sim.model.spec("kraken", s)
         assert c.precisions()[s] == (spec.price_decimals, spec.qty_decimals)
     assert st["checksum_failures"] == 0 and st["resyncs"] == 0 and st["malformed"] == 0
-    assert len(out.data(KIND_TRADE)) == items["trade"]
-    assert len(out.data(KIND_QUOTE)) == items["ticker"]
+    assert n_trades == items["trade"]
+    assert n_quotes == items["ticker"]
     t = out.data(KIND_TRADE)
     for s in SYMBOLS:
         ids = t["seq"][t["symbol"] == s.encode()]
@@ -134,12 +144,13 @@ def test_malformed_frame_counted_nothing_lost(sim):
         sim.inject("kraken", "malformed", count=2)
         assert wait_for(lambda: c.stats()["malformed"] == 2)
         items = frozen_items(sim, out)
-        converge_all(c, sim)
+        n_trades = len(out.data(KIND_TRADE))
+        converge_all(c, sim)  # after the stall: the model moved on meanwhile
         st = c.stats()
     finally:
         assert c.stop() is True
     assert st["reconnects"] == 0 and st["checksum_failures"] == 0
-    assert len(out.data(KIND_TRADE)) == items["trade"]
+    assert n_trades == items["trade"]
 
 
 def test_stall_with_heartbeats_keeps_connection_silence_restarts(sim):
@@ -167,3 +178,82 @@ def test_arguments_are_validated():
         KrakenConnector(["BTC-USD"], precisions={"ETH-USD": (2, 8)})
     with pytest.raises(ValueError, match="channels"):
         KrakenConnector(["BTC-USD"], channels=["ohlc"])
+
+
+def test_docs_checksum_sample_and_multi_pair_message():
+    """A scripted real server: the instrument snapshot gives BTC/USD precisions
+    (1, 8); the book snapshot from Kraken's checksum guide verifies (checksum
+    3310070434); a message with two book entries is checked entry by entry and
+    only the pair whose checksum fails is resubscribed."""
+    import json
+    import threading
+    from pathlib import Path
+
+    from websockets.sync.server import serve
+
+    guide = (Path(__file__).parent / "data" / "samples" / "kraken"
+             / "book_checksum_guide_snapshot.json").read_text().strip()
+    instrument = json.dumps({"channel": "instrument", "type": "snapshot", "data": {
+        "assets": [], "pairs": [
+            {"symbol": "BTC/USD", "base": "BTC", "quote": "USD", "price_precision": 1,
+             "qty_precision": 8},
+            {"symbol": "ETH/USD", "base": "ETH", "quote": "USD", "price_precision": 2,
+             "qty_precision": 8}]}})
+    eth_snapshot = {"symbol": "ETH/USD", "bids": [{"price": 3000.5, "qty": 1.0}],
+                    "asks": [{"price": 3001.25, "qty": 2.0}]}
+    from hftsig.simulator.kraken import kraken_checksum  # the simulator's own implementation
+    eth_ck = kraken_checksum([(300050, 100000000)], [(300125, 200000000)], 2, 8)
+    received = []
+    done = threading.Event()
+
+    def handler(conn):
+        while not done.is_set():
+            try:
+                req = json.loads(conn.recv(timeout=0.1))
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+            received.append(req)
+            p = req.get("params", {})
+            if p.get("channel") == "instrument":
+                conn.send(instrument)
+            elif p.get("channel") == "book" and req["method"] == "subscribe":
+                if len(p["symbol"]) == 2:  # first subscription: the guide book, then ETH
+                    conn.send(guide)
+                    conn.send(json.dumps({"channel": "book", "type": "snapshot",
+                                          "data": [dict(eth_snapshot, checksum=eth_ck)]}))
+                    # one message, two entries: BTC's checksum is wrong, ETH's right
+                    conn.send(json.dumps({"channel": "book", "type": "update", "data": [
+                        {"symbol": "BTC/USD", "bids": [], "asks": [{"price": "45285.2", "qty": "0.0"}],
+                         "checksum": 1},
+                        {"symbol": "ETH/USD", "bids": [{"price": 3000.5, "qty": 0.5}], "asks": [],
+                         "checksum": kraken_checksum([(300050, 50000000)], [(300125, 200000000)], 2, 8)},
+                    ]}))
+                else:  # the resubscription of the failing pair alone
+                    conn.send(guide)
+
+    server = serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None)
+    th = threading.Thread(target=server.serve_forever)
+    th.start()
+    out = Collector()
+    c = KrakenConnector(["BTC-USD", "ETH-USD"], channels=["book"], on_tick=out,
+                        ws_url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v2",
+                        backoff=Backoff(initial=0.02, maximum=0.1, seed=0))
+    try:
+        c.start()
+        assert wait_for(lambda: c.stats()["checksum_failures"] == 1 and ready(c))
+        st = c.stats()
+    finally:
+        stopped = c.stop()
+        done.set()
+        server.shutdown()
+        th.join(2)
+    assert stopped is True
+    assert c.precisions() == {"BTC-USD": (1, 8), "ETH-USD": (2, 8)}
+    assert st["checksum_failures"] == 1 and st["resyncs"] == 1
+    assert c.book("BTC-USD").best_bid() == (45283.5, 0.1)  # the guide's book, again
+    assert c.book("ETH-USD").best_bid() == (3000.5, 0.5)  # its update applied
+    unsub = [r for r in received if r["method"] == "unsubscribe"]
+    assert [r["params"]["symbol"] for r in unsub] == [["BTC/USD"]]
+    assert out.statuses("BTC-USD") == [STATUS_RESYNC] and out.statuses("ETH-USD") == []
