@@ -3,7 +3,9 @@
 :class:`Aggregator` takes any objects keeping the connector contract
 (``exchange``, ``symbols``, ``on_tick``, ``start()``, ``stop(timeout)``,
 ``stats()``), points every connector's ``on_tick`` at one bounded queue of tick
-batches and runs one worker thread that drains it.  For each group of batches
+batches and runs one worker thread that drains it.  A connector hands over the
+array it passes to ``on_tick`` and must not write to it afterwards (views of a
+larger buffer are copied).  For each group of batches
 taken off the queue (a *chunk*, ticks in arrival order) the worker
 
 1. updates state: an :class:`hftsig.book.OrderBook` per (exchange, symbol) from
@@ -119,7 +121,7 @@ _STATE_DTYPE = np.dtype(
 
 
 def concat_ticks(arrays):
-    """Concatenate TICK_DTYPE arrays, fast; the result is read-only.
+    """Concatenate TICK_DTYPE arrays, fast; the result may be read-only (copy to write).
 
     ``np.concatenate`` promotes structured dtypes field by field for every input
     (tens of microseconds per array in numpy 2); joining the raw bytes does
@@ -404,7 +406,6 @@ class _ConnStats:
         self.status = {"connected": 0, "disconnected": 0, "resync": 0, "stale": 0}
         self.connected = None
         self.books_invalidated = 0
-        self.first_ns = None
         self.rate_t = time.monotonic()
         self.rate_ticks = 0
         self.rate_batches = 0
