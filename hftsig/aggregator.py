@@ -383,12 +383,22 @@ class _Callback:
         k, sy, ex = self.kinds, self.symbols, self.exchanges
         if k is None and sy is None and ex is None:
             return chunk
-        keep = [(k is None or r[3] in k) and (sy is None or r[7] in sy)
-                and (ex is None or r[2] in ex) for r in rows]
-        n = sum(keep)
+        if rows is None:  # a large chunk: numpy masks
+            keep = np.ones(len(chunk), dtype=bool)
+            if k is not None:
+                keep &= np.isin(chunk["kind"], np.array(sorted(k), dtype=np.uint8))
+            if sy is not None:
+                keep &= np.isin(chunk["symbol"], np.array(sorted(sy), dtype="S16"))
+            if ex is not None:
+                keep &= np.isin(chunk["exchange"], np.array(sorted(ex), dtype=np.uint8))
+            n = int(keep.sum())
+        else:
+            keep = [(k is None or r[3] in k) and (sy is None or r[7] in sy)
+                    and (ex is None or r[2] in ex) for r in rows]
+            n = sum(keep)
         if n == 0:
             return None
-        if n == len(rows):
+        if n == len(chunk):
             return chunk
         return chunk[np.array(keep)]
 
@@ -514,6 +524,7 @@ class Aggregator:
         self._chunks = 0
         self._ticks = 0
         self._state_errors = 0
+        self._small_chunk = 64  # chunks up to this size take the pure-Python path
         self._worker_busy_ns = 0
         self._idle = threading.Event()
         self._idle.set()
@@ -924,50 +935,67 @@ class Aggregator:
         self._chunks += 1
         self._ticks += n
         now_ns = time.time_ns()
-        # Python tuples: for the few ticks of a typical chunk this beats numpy's
-        # per-call overhead by far; large chunks are turned into tuples column by
-        # column, which is several times faster than a structured tolist().
-        if n <= 16:
+        cstats = self._cstats
+        src_of = None
+        if n <= self._small_chunk:
+            # Python tuples: for the few ticks of a typical chunk this beats numpy's
+            # per-call overhead by far.
             rows = chunk.tolist()
             newest = max([r[1] for r in rows])
-        else:
-            rows = list(zip(*[chunk[f].tolist() for f in _FIELDS]))
-            newest = int(chunk["ts_recv"].max())
-        if newest > self._data_now:
-            self._data_now = newest
-        cstats = self._cstats
-        if sources is None:
-            cs = cstats[src0]
-            cs.batches += len(items)
-            cs.ticks += n
-            cs.lat.extend([r[1] - r[0] for r in rows if r[3] != KIND_STATUS])
-            cs.qlat.extend([now_ns - r[1] for r in rows])
-            src_of = None
-        else:
-            src_of = []
-            pos = 0
-            for s_, b in items:
-                nb = len(b)
-                cs = cstats[s_]
-                cs.batches += 1
-                cs.ticks += nb
-                src_of.extend([s_] * nb)
-                if nb == 1:
-                    r = rows[pos]
-                    if r[3] != KIND_STATUS:
-                        cs.lat.append(r[1] - r[0])
-                    cs.qlat.append(now_ns - r[1])
-                else:
+            if sources is None:
+                cs = cstats[src0]
+                cs.batches += len(items)
+                cs.ticks += n
+                cs.lat.extend([r[1] - r[0] for r in rows if r[3] != KIND_STATUS])
+                cs.qlat.extend([now_ns - r[1] for r in rows])
+            else:
+                src_of = []
+                pos = 0
+                for s_, b in items:
+                    nb = len(b)
+                    cs = cstats[s_]
+                    cs.batches += 1
+                    cs.ticks += nb
+                    src_of.extend([s_] * nb)
                     part = rows[pos:pos + nb]
                     cs.lat.extend([r[1] - r[0] for r in part if r[3] != KIND_STATUS])
                     cs.qlat.extend([now_ns - r[1] for r in part])
-                pos += nb
+                    pos += nb
+        else:
+            # large chunks (a backlog): vectorized, Python touches only what changed
+            rows = None
+            kinds = chunk["kind"]
+            ts_recv = chunk["ts_recv"]
+            newest = int(ts_recv.max())
+            lat = ts_recv - chunk["ts_event"]
+            qlat = now_ns - ts_recv
+            counted = kinds != KIND_STATUS
+            if sources is None:
+                cs = cstats[src0]
+                cs.batches += len(items)
+                cs.ticks += n
+                cs.lat.extend(lat[counted][-_LAT_RING:].tolist())
+                cs.qlat.extend(qlat[-_LAT_RING:].tolist())
+            else:
+                src_of = np.repeat(np.array(sources, dtype=np.int32), [len(b) for _, b in items])
+                for s_ in set(sources):
+                    m = src_of == s_
+                    cs = cstats[s_]
+                    cs.batches += sources.count(s_)
+                    cs.ticks += int(m.sum())
+                    cs.lat.extend(lat[m & counted][-_LAT_RING:].tolist())
+                    cs.qlat.extend(qlat[m][-_LAT_RING:].tolist())
+        if newest > self._data_now:
+            self._data_now = newest
 
         with self._lock:
             if dirty:
                 self._invalidate_books(dirty)
             try:
-                self._update_state(rows, chunk, src0, src_of)
+                if rows is not None:
+                    self._update_state(rows, chunk, src0, src_of)
+                else:
+                    self._update_state_large(chunk, src0, src_of)
             except Exception:  # counted and logged once; consumers still get the ticks
                 self._state_errors += 1
                 if self._state_errors == 1:
@@ -1045,6 +1073,36 @@ class Aggregator:
                 self._update_status(r, src0 if src_of is None else src_of[i])
         if book_idx is not None:
             self._update_books(rows, chunk, book_idx)
+
+    def _update_state_large(self, chunk, src0, src_of):
+        kinds = chunk["kind"]
+        is_q = kinds == KIND_QUOTE
+        n_q = int(is_q.sum())
+        if n_q:
+            self._apply_last_quotes(chunk if n_q == len(chunk) else chunk[is_q])
+        if n_q < len(chunk):
+            rest = ~is_q
+            sub = chunk[rest]
+            rows = list(zip(*[sub[f].tolist() for f in _FIELDS]))
+            self._update_state(rows, sub, src0, None if src_of is None else src_of[rest].tolist())
+
+    def _apply_last_quotes(self, q):
+        """Per (exchange, symbol), apply the quote the sequential rule would end on:
+        the newest ``ts_recv``, the last one among equals."""
+        ex, sy = q["exchange"], q["symbol"]
+        order = np.lexsort((np.arange(len(q)), q["ts_recv"], sy, ex))
+        exo, syo = ex[order], sy[order]
+        last = np.ones(len(q), dtype=bool)
+        last[:-1] = (exo[1:] != exo[:-1]) | (syo[1:] != syo[:-1])
+        get = self._rows.get
+        down = self._down_since
+        for r in q[order[last]].tolist():
+            key = (r[2], r[7])
+            row = get(key) or self._row(key)
+            if r[1] >= row[_R_QTR] or row[_R_SRC] == 0:
+                row[2:9] = (SOURCE_QUOTE, r[8], r[9], r[10], r[11], r[0], r[1])
+            if down and r[2] in down and down[r[2]] < r[1]:
+                del down[r[2]]
 
     def _update_books(self, rows, chunk, book_idx):
         groups = {}
