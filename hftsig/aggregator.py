@@ -830,7 +830,7 @@ class Aggregator:
         second or so) and ``mean_rate`` since start; ``latency_us`` (p50, p99,
         p999 of ``ts_recv - ts_event`` over the last 8192 ticks, status ticks
         excluded); ``queue_latency_us`` (p50/p99/p999 from ``ts_recv`` to the
-        worker dispatching the tick); ``reconnects`` and ``gaps`` (the
+        worker dispatching the tick; NaN with ``clock="data"``); ``reconnects`` and ``gaps`` (the
         connector's own counts when its stats have them, else counted from
         status ticks); ``status`` (status tick counts); ``connected``;
         ``dropped``/``dropped_batches`` (queue overflow), ``blocked`` (puts that
@@ -935,6 +935,7 @@ class Aggregator:
         self._chunks += 1
         self._ticks += n
         now_ns = time.time_ns()
+        wall = self.clock == "wall"  # a replay's ts_recv is in the past: no queue latency
         cstats = self._cstats
         src_of = None
         if n <= self._small_chunk:
@@ -947,7 +948,8 @@ class Aggregator:
                 cs.batches += len(items)
                 cs.ticks += n
                 cs.lat.extend([r[1] - r[0] for r in rows if r[3] != KIND_STATUS])
-                cs.qlat.extend([now_ns - r[1] for r in rows])
+                if wall:
+                    cs.qlat.extend([now_ns - r[1] for r in rows])
             else:
                 src_of = []
                 pos = 0
@@ -959,7 +961,8 @@ class Aggregator:
                     src_of.extend([s_] * nb)
                     part = rows[pos:pos + nb]
                     cs.lat.extend([r[1] - r[0] for r in part if r[3] != KIND_STATUS])
-                    cs.qlat.extend([now_ns - r[1] for r in part])
+                    if wall:
+                        cs.qlat.extend([now_ns - r[1] for r in part])
                     pos += nb
         else:
             # large chunks (a backlog): vectorized, Python touches only what changed
@@ -975,7 +978,8 @@ class Aggregator:
                 cs.batches += len(items)
                 cs.ticks += n
                 cs.lat.extend(lat[counted][-_LAT_RING:].tolist())
-                cs.qlat.extend(qlat[-_LAT_RING:].tolist())
+                if wall:
+                    cs.qlat.extend(qlat[-_LAT_RING:].tolist())
             else:
                 src_of = np.repeat(np.array(sources, dtype=np.int32), [len(b) for _, b in items])
                 for s_ in set(sources):
@@ -984,7 +988,8 @@ class Aggregator:
                     cs.batches += sources.count(s_)
                     cs.ticks += int(m.sum())
                     cs.lat.extend(lat[m & counted][-_LAT_RING:].tolist())
-                    cs.qlat.extend(qlat[m][-_LAT_RING:].tolist())
+                    if wall:
+                        cs.qlat.extend(qlat[m][-_LAT_RING:].tolist())
         if newest > self._data_now:
             self._data_now = newest
 

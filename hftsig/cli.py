@@ -351,6 +351,9 @@ def _cmd_replay(args):
         if nb.bid_venue or nb.ask_venue:
             print(f"NBBO {sym}: bid {nb.bid_px} ({nb.bid_venue}) ask {nb.ask_px} "
                   f"({nb.ask_venue})")
+        elif sym:
+            print(f"NBBO {sym}: no venue up (stale quotes, or the feeds "
+                  "disconnected at the end of the recording)")
     return 0
 
 
