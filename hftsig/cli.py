@@ -239,9 +239,14 @@ class _Session:
         if gecko is None and a.simulate:
             gecko = 1.0
         options = {"coingecko": {"interval": gecko}} if gecko is not None else {}
-        conns = make_connectors(a.exchanges, a.symbols, endpoints, options)
-        self.agg = Aggregator(conns, queue_size=a.queue_size, overflow=a.overflow,
-                              stale_after=a.stale_after, drain_size=0)
+        try:
+            conns = make_connectors(a.exchanges, a.symbols, endpoints, options)
+            self.agg = Aggregator(conns, queue_size=a.queue_size, overflow=a.overflow,
+                                  stale_after=a.stale_after, drain_size=0)
+        except BaseException:
+            if self.sim is not None:
+                self.sim.stop()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -393,7 +398,10 @@ def _cmd_notebook(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except ValueError as exc:  # bad symbols, exchanges, paths: a message, not a traceback
+        parser.exit(2, f"hftsig {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":
