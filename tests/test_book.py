@@ -217,3 +217,33 @@ def test_book_invariants_under_random_records(recs, depth):
     assert (bids[:, 1] > 0).all() and (asks[:, 1] > 0).all()
     if depth is not None:
         assert len(bids) <= depth and len(asks) <= depth
+
+
+def test_kraken_checksum_of_the_book_channel_example_snapshot_and_update():
+    """Kraken's book channel docs: snapshot (JSON numbers) then update, MATIC/USD precisions 4/8."""
+    n = Normalizer("kraken")
+    book = OrderBook("kraken", "MATIC-USD", depth=10)
+    book.apply(n.parse((DATA / "kraken" / "book_snapshot_full.json").read_bytes(), 0))
+    assert book.kraken_checksum(4, 8) == n.last_checksum == 2439117997
+    # 18097.1547 on the wire must be written 18097.15470000: str(float) would give 18097.1547
+    assert book.levels("bid")[6].tolist() == [0.566, 18097.1547]
+    book.apply(n.parse((DATA / "kraken" / "book_update.json").read_bytes(), 0))
+    assert book.kraken_checksum(4, 8) == n.last_checksum == 2114181697
+    assert book.best_bid() == (0.5666, 4831.75496356) and book.levels("bid")[9].tolist() == [0.5657, 1098.3947558]
+
+
+def test_big_batches_apply_the_same_with_the_gil_released():
+    rng = np.random.default_rng(2)
+    n = 5000
+    t = T.empty_ticks(n)
+    t["exchange"], t["symbol"], t["kind"] = T.EXCHANGE_BINANCE, b"BTC-USDT", T.KIND_BOOK_DELTA
+    t["side"] = rng.choice([1, -1], n)
+    t["price"] = np.where(t["side"] == 1, 100 - rng.integers(1, 300, n) / 100, 100 + rng.integers(1, 300, n) / 100)
+    t["size"] = rng.choice([0.0, 1.0, 2.0], n)
+    t["flags"][-1] = T.FLAG_LAST
+    big, small = OrderBook("binance", "BTC-USDT"), OrderBook("binance", "BTC-USDT")
+    assert big.apply(t) == n  # one batch: without the GIL
+    for k in range(0, n, 10):  # small batches: with it
+        small.apply(t[k:k + 10])
+    assert big.levels("bid").tolist() == small.levels("bid").tolist()
+    assert big.levels("ask").tolist() == small.levels("ask").tolist()
