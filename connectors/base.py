@@ -40,7 +40,6 @@ import socket
 import threading
 import time
 import weakref
-from collections import Counter
 
 import numpy as np
 import requests
@@ -209,11 +208,14 @@ class Connector:
         self._exchange_code = exchange_code(self.exchange)
         self._stop = threading.Event()
         self._thread = None
-        self._lock = threading.Lock()
-        self._stats = Counter()
-        self._types = Counter()
+        # Counters are plain dicts written without a lock: each key has one
+        # writing thread (the connector thread; REST counters the thread doing
+        # REST), and stats() copies them with dict(), atomic under the GIL.
+        self._stats = {}
+        self._types = {}
         self._connected = False
         self._last_latency_ns = 0
+        self._latency_src = None  # last tick batch with exchange event times
         self._logged = set()
 
     # -- public contract -------------------------------------------------
@@ -251,16 +253,19 @@ class Connector:
         types (a dict of message type -> count), plus REST counters
         (http_requests, http_429, http_5xx, http_errors) where used.
         """
-        with self._lock:
-            out = {k: 0 for k in ("messages", "ticks", "reconnects", "gaps",
-                                  "checksum_failures", "malformed", "resyncs",
-                                  "stale", "errors", "callback_errors", "http_requests",
-                                  "http_429", "http_418", "http_5xx", "http_errors",
-                                  "http_retries")}
-            out.update(self._stats)
-            out["last_latency_ns"] = int(self._last_latency_ns)
-            out["connected"] = bool(self._connected)
-            out["types"] = dict(self._types)
+        out = {k: 0 for k in ("messages", "ticks", "reconnects", "gaps",
+                              "checksum_failures", "malformed", "resyncs",
+                              "stale", "errors", "callback_errors", "http_requests",
+                              "http_429", "http_418", "http_5xx", "http_errors",
+                              "http_retries")}
+        out.update(dict(self._stats))
+        src = self._latency_src
+        if src is not None and len(src):
+            # computed here, not per message, to keep the hot path lean
+            self._last_latency_ns = int(src["ts_recv"][-1] - src["ts_event"][-1])
+        out["last_latency_ns"] = int(self._last_latency_ns)
+        out["connected"] = bool(self._connected)
+        out["types"] = dict(self._types)
         return out
 
     @property
@@ -297,16 +302,15 @@ class Connector:
             self._set_connected(False)
 
     def _count(self, key, n=1):
-        with self._lock:
-            self._stats[key] += n
+        d = self._stats
+        d[key] = d.get(key, 0) + n
 
     def _count_type(self, key):
-        with self._lock:
-            self._types[key] += 1
+        d = self._types
+        d[key] = d.get(key, 0) + 1
 
     def _set_connected(self, flag):
-        with self._lock:
-            self._connected = bool(flag)
+        self._connected = bool(flag)
 
     def _log_once(self, key, msg, *args, exc_info=False):
         """Warn the first time ``key`` happens, debug afterwards (counted elsewhere)."""
@@ -323,7 +327,8 @@ class Connector:
         n = len(ticks)
         if n == 0:
             return
-        self._count("ticks", n)
+        d = self._stats
+        d["ticks"] = d.get("ticks", 0) + n
         cb = self.on_tick
         if cb is None:
             return
@@ -354,15 +359,14 @@ class Connector:
         self._emit(self._status_tick(code, symbol))
 
     def _note_latency(self, ticks):
-        """Receive minus event time of the message's last record (ns).
+        """Remember ``ticks`` for ``last_latency_ns`` (receive minus event time of
+        its last record, computed by :meth:`stats`).
 
-        Records stamped with the receive time because the exchange sends no
-        event time (Binance ``bookTicker``) say nothing about latency: skipped.
+        Callers skip messages without an exchange event time (Binance
+        ``bookTicker`` is stamped with the receive time): they say nothing
+        about latency.
         """
-        if len(ticks):
-            lat = int(ticks["ts_recv"][-1] - ticks["ts_event"][-1])
-            if lat != 0:
-                self._last_latency_ns = lat
+        self._latency_src = ticks
 
     def _sleep(self, seconds):
         """Sleep unless stopped; True when stopped."""
@@ -888,6 +892,8 @@ class SnapshotWorker:
 
     def results(self):
         """Finished fetches: list of (key, generation, result or exception)."""
+        if not self._pending:
+            return []
         out = []
         while True:
             try:

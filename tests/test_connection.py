@@ -320,7 +320,7 @@ def test_callback_errors_do_not_kill_the_thread():
         try:
             assert wait_for(lambda: c.stats()["messages"] == 5)
         finally:
-            c.stop()
+            assert c.stop() is True
     assert c.stats()["callback_errors"] >= 6
     assert len(calls) >= 6
 
