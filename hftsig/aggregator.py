@@ -350,6 +350,7 @@ class _TickIterator:
 
     def close(self):
         """Stop receiving ticks (also done when the iterator is garbage collected)."""
+        self._current = None
         sub = self._sub
         with sub.cond:
             sub.closed = True
