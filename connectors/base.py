@@ -314,7 +314,8 @@ class Connector:
 
     def _log_once(self, key, msg, *args, exc_info=False):
         """Warn the first time ``key`` happens, debug afterwards (counted elsewhere)."""
-        first = key not in self._logged
+        # bounded: a flood of distinct problems must not grow memory forever
+        first = key not in self._logged and len(self._logged) < 1000
         if first:
             self._logged.add(key)
         # the message may carry a URL or frame: never let a key through
@@ -401,6 +402,18 @@ class WebSocketConnector(Connector):
     max_connection_age : float or None
         Reconnect proactively after this many seconds (Binance ends
         connections at 24 h); ``None`` uses the class default.
+
+    Notes
+    -----
+    An exchange class sets the class attributes (``exchange``,
+    ``valid_channels``, ``default_channels``, ``default_ws_url``,
+    ``stale_after``, ``app_ping_interval``, ``max_connection_age``) and
+    fills in the hooks, all called on the connector thread:
+    ``_ws_endpoint()`` (URL with stream names), ``_on_open()`` (reset
+    per-connection state), ``_subscribe_messages()`` (sent on every
+    connect, so reconnects resubscribe), ``_on_message(raw, ts_recv)``
+    (raise ``ValueError`` for a malformed frame: it is counted and logged
+    once), ``_app_ping()``, ``_on_idle()`` and ``_on_close()``.
     """
 
     default_ws_url = ""

@@ -109,11 +109,11 @@ class CoinbaseConnector(WebSocketConnector):
             self._log_once(("error", _preview(raw)), "exchange error: %r", _preview(raw))
             return
         seq = int(norm.last_seq)
-        if seq >= 0:
-            if self._last_seq >= 0 and seq <= self._last_seq:
+        if seq >= 0:  # counts frames on this connection from 0
+            if seq <= self._last_seq:
                 self._count("old_events")
                 return
-            gap = self._last_seq >= 0 and seq > self._last_seq + 1
+            gap = seq > self._last_seq + 1
             self._last_seq = seq
             if gap:
                 self._resync(seq)
