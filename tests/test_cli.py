@@ -1,0 +1,166 @@
+"""The hftsig command line: --help everywhere, replay, run/record on the simulators, live view."""
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hftsig.aggregator import Aggregator
+from hftsig.cli import build_parser, main
+from hftsig.liveview import LiveView, render_summary
+from hftsig.recorder import Recorder, ReplayConnector, read_ticks
+from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
+
+COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook"]
+SIM_EXCHANGES = "binance,kraken,coinbase,coingecko"
+
+
+def test_every_command_is_registered():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("cmd", [[]] + [[c] for c in COMMANDS])
+def test_help_everywhere(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(cmd + ["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: hftsig")
+
+
+def quotes(n=400):
+    rng = np.random.default_rng(0)
+    t = empty_ticks(n)
+    t["kind"] = KIND_QUOTE
+    t["flags"] = FLAG_LAST
+    t["exchange"] = [exchange_code(e) for e in rng.choice(["kraken", "coinbase"], n)]
+    t["symbol"] = b"ETH-BTC"
+    t["bid_px"] = 0.05 + rng.random(n) * 1e-3
+    t["ask_px"] = t["bid_px"] + 1e-5
+    t["bid_sz"] = t["ask_sz"] = 1.0
+    t["ts_recv"] = 10**18 + np.arange(n) * 10**6
+    t["ts_event"] = t["ts_recv"] - 5000
+    return t
+
+
+def test_replay_command_prints_summary_and_nbbo(tmp_path, capsys):
+    t = quotes()
+    with Recorder(tmp_path / "rec") as rec:
+        rec.write(t)
+    assert main(["replay", str(tmp_path / "rec")]) == 0
+    r = capsys.readouterr()
+    assert f"replayed {len(t)} ticks" in r.out
+    last = {}
+    for row in t:
+        last[int(row["exchange"])] = row
+    best_bid = max(v["bid_px"] for v in last.values())
+    assert f"NBBO ETH-BTC: bid {best_bid}" in r.out
+    assert "replay" in r.out and "TICKS" in r.out
+
+
+def test_replay_command_on_a_missing_recording(tmp_path, capsys):
+    assert main(["replay", str(tmp_path / "nothing")]) == 2
+    assert "no recording" in capsys.readouterr().err
+
+
+def test_bad_endpoint_option_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="EXCHANGE=URL"):
+        main(["run", "--simulate", "--ws-url", "nasdaq=ws://x", "--seconds", "1"])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _agg_with_quotes():
+    agg = Aggregator([ReplayConnector(quotes(50))], clock="data")
+    agg.start()
+    assert agg.wait_finished(10)
+    agg.stop()
+    return agg
+
+
+def test_live_view_redraws_in_place_on_a_terminal_and_plain_elsewhere():
+    agg = _agg_with_quotes()
+    term = _Terminal()
+    view = LiveView(agg, stream=term)
+    view.draw()
+    view.draw()
+    out = term.getvalue()
+    n_lines = view.render().count("\n") + 1
+    assert f"\x1b[{n_lines}F" in out  # cursor back up over the previous frame
+    assert "\x1b[K" in out and "ETH-BTC" in out
+    plain = io.StringIO()
+    view = LiveView(agg, stream=plain)
+    view.draw()
+    view.draw()
+    assert "\x1b" not in plain.getvalue()
+    assert plain.getvalue().count("NBBO") == 2
+    s = render_summary(agg, 1.0)
+    assert "replay" in s and "50" in s
+
+
+def test_live_view_signals_are_thread_safe_and_bounded():
+    import threading
+
+    agg = _agg_with_quotes()
+    view = LiveView(agg, stream=io.StringIO(), max_signals=3)
+    th = [threading.Thread(target=lambda k=k: [view.add_signal(f"sig {k}-{i}") for i in range(50)])
+          for k in range(4)]
+    for x in th:
+        x.start()
+    for x in th:
+        x.join()
+    frame = view.render()
+    assert "SIGNALS (200 so far)" in frame
+    assert frame.count(" sig ") == 3
+
+
+def _summary_ticks(out, feed):
+    assert "hftsig summary" in out, out
+    for line in out.split("hftsig summary", 1)[1].splitlines():
+        parts = line.split()
+        if parts and parts[0] == feed and len(parts) > 2 and parts[1].replace(",", "").isdigit():
+            return int(parts[1].replace(",", ""))
+    raise AssertionError(f"no summary line for {feed}:\n{out}")
+
+
+def test_record_on_the_simulators_then_replay(tmp_path, capsys):
+    rec = tmp_path / "sim"
+    assert main(["record", str(rec), "--simulate", "--exchanges", SIM_EXCHANGES,
+                 "--symbols", "ETH-BTC,BTC-USDT", "--seconds", "2",
+                 "--flush-interval", "0.2"]) == 0
+    out = capsys.readouterr().out
+    for feed in SIM_EXCHANGES.split(","):
+        assert _summary_ticks(out, feed) > 0
+    ticks = read_ticks(rec)
+    assert f"recorded {len(ticks):,} ticks" in out
+    assert set(ticks["exchange"].tolist()) == {exchange_code(e) for e in SIM_EXCHANGES.split(",")}
+    assert main(["replay", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert f"replayed {len(ticks):,} ticks" in out
+    assert _summary_ticks(out, "replay") == len(ticks)
+
+
+def test_run_simulate_shows_the_live_view_as_plain_text_when_piped(capsys):
+    assert main(["run", "--simulate", "--exchanges", SIM_EXCHANGES, "--symbols", "ETH-BTC",
+                 "--seconds", "2.5"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out  # not a terminal: no escape codes
+    assert "NBBO" in out and "hftsig summary" in out
+    for feed in SIM_EXCHANGES.split(","):
+        assert _summary_ticks(out, feed) > 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("hftsig")]
+
+
+def test_bad_symbol_is_a_clear_error_and_leaves_no_thread(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--simulate", "--symbols", "NOPE", "--seconds", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "hftsig run: error" in err and "'NOPE'" in err
+    time.sleep(0.5)  # the simulator loop thread ends within its stop timeout
+    assert not [t for t in threading.enumerate() if t.name.startswith("hftsig-sim")]
