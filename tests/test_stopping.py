@@ -76,8 +76,8 @@ def test_put_rule_beats_european_and_never_stops_out_of_the_money(fitted_put):
 def test_put_dual_upper_bound_lies_above(fitted_put):
     ref = _put_case()["fd"]
     sim = paths.GBMContinuation(mu=R_PUT, sigma=0.2, dt=1 / 50)
-    up = fitted_put.dual_upper_bound(put_paths(100, 3), put_payoff, sim, n_inner=100, random_state=4)
-    assert isinstance(up, UpperBound) and up.n_paths == 100 and up.n_inner == 100
+    up = fitted_put.dual_upper_bound(put_paths(60, 3), put_payoff, sim, n_inner=100, random_state=4)
+    assert isinstance(up, UpperBound) and up.n_paths == 60 and up.n_inner == 100
     assert up.gap >= 0 and up.std_error > 0
     # an upper bound: above the (American >= Bermudan) reference up to its noise
     assert up.value + 3 * up.std_error >= ref
@@ -143,7 +143,7 @@ def _fit_max_call(n, seed, s0):
 
 @pytest.mark.parametrize("case", REF["max_call"]["cases"], ids=lambda c: f"S{c['S0']}")
 def test_max_call_within_one_percent(case):
-    st = _fit_max_call(20_000, 30, case["S0"])
+    st = _fit_max_call(10_000, 30, case["S0"])
     assert st.n_dates_ == 9 and st.coef_.shape[0] == 9
     low = st.value(max_call_paths(40_000, 31, case["S0"]), max_call_payoff)
     assert abs(low.value - case["value"]) <= 0.01 * case["value"] + 2 * low.std_error
@@ -173,7 +173,7 @@ def fbm_payoff(w):
 
 def test_fbm_small_hurst_signature_beats_markovian_regression():
     hurst = 0.01
-    train, test = paths.fbm(10_000, 100, hurst, random_state=50), paths.fbm(20_000, 100, hurst, random_state=51)
+    train, test = paths.fbm(8_000, 100, hurst, random_state=50), paths.fbm(12_000, 100, hurst, random_state=51)
     sig = SignatureStopper(depth=3).fit(train, fbm_payoff)
     markov = PolynomialStopper(degree=3).fit(train, fbm_payoff)
     assert not sig.itm_only_  # payoffs take both signs: regress on every path
