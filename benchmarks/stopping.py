@@ -56,7 +56,7 @@ def _problems(quick):
         fit_kw=dict(discount=r, times=np.linspace(0.0, 1.0, 51)),
         sig=dict(depth=2), poly=dict(degree=3),
         simulator=paths.GBMContinuation(mu=r, sigma=case["sigma"], dt=1 / 50),
-        dual=(100, 200) if quick else (300, 2000))
+        dual=(100, 200) if quick else (100, 2000))
 
     mc = REF["max_call"]
     p = mc["parameters"]
@@ -75,7 +75,7 @@ def _problems(quick):
             fit_kw=dict(exercise_idx=np.arange(1, 10), discount=p["r"], times=np.linspace(0.0, p["T"], 10)),
             sig=dict(depth=3), poly=dict(degree=3),
             simulator=paths.GBMContinuation(mu=p["r"] - p["dividend"], sigma=p["sigma"], dt=p["T"] / 9),
-            dual=(100, 200) if quick else (500, 1000))
+            dual=(100, 200) if quick else (200, 1000))
 
     def fbm_payoff(w):
         return w[..., 0]
@@ -96,7 +96,7 @@ def _problems(quick):
             name=f"fBm H={h}, 100 dates", reference=ref, ref_note=note,
             make=fbm_paths, payoff=fbm_payoff,
             n_train=min(n_train, 50_000), n_eval=min(n_eval, 50_000), fit_kw={},
-            sig=dict(depth=3 if quick else (5 if h == 0.3 else 4)), poly=dict(degree=3),
+            sig=dict(depth=3 if quick else 4), poly=dict(degree=3),
             simulator=None, dual=None)
 
 
