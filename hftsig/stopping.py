@@ -679,9 +679,10 @@ class SignatureStopper(_BackwardInduction):
 
     def _check_params(self):
         _check_int(self.depth, "depth", 1)
-        _check_int(self.n_jobs, "n_jobs", -64) if self.n_jobs is not None else None
+        if isinstance(self.n_jobs, (bool, np.bool_)) or not isinstance(self.n_jobs, numbers.Integral):
+            raise TypeError(f"n_jobs must be an integer, got {type(self.n_jobs).__name__}")
         if self.n_jobs == 0:
-            raise ValueError("n_jobs must be a non-zero integer")
+            raise ValueError("n_jobs must be a non-zero integer (-1: all cores)")
         for name in ("time_aug", "logsig"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")

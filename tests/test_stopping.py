@@ -278,6 +278,8 @@ def test_exercise_idx_and_array_payoffs_agree_with_callable():
     (lambda x, z: SignatureStopper().fit("paths", z), TypeError, "paths"),
     (lambda x, z: SignatureStopper(in_the_money="yes").fit(x, z), ValueError, "in_the_money"),
     (lambda x, z: SignatureStopper(logsig=1).fit(x, z), TypeError, "logsig"),
+    (lambda x, z: SignatureStopper(n_jobs=0).fit(x, z), ValueError, "n_jobs"),
+    (lambda x, z: PolynomialStopper(degree=0).fit(x, z), ValueError, "degree"),
 ])
 def test_bad_input_raises_clear_errors(make, exc, match):
     x = put_paths(50, 80)[:, :6]
