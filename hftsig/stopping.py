@@ -421,8 +421,8 @@ class _BackwardInduction(BaseEstimator):
         se = float(cash.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         return StoppingValue(float(cash.mean()), se, n)
 
-    def dual_upper_bound(self, paths, payoffs, simulator, *, n_inner=100, random_state=None,
-                         max_batch=20_000):
+    def dual_upper_bound(self, paths, payoffs, simulator, *, n_inner=100, lower=None,
+                         random_state=None, max_batch=20_000):
         """Upper bound from the martingale dual, by Andersen--Broadie nested simulation.
 
         For any martingale ``M`` with ``M_0 = 0``, ``E[max_j (Z_j - M_j)]`` is
@@ -453,6 +453,14 @@ class _BackwardInduction(BaseEstimator):
             paths.  See :class:`hftsig.paths.GBMContinuation`.
         n_inner : int
             Continuations per outer node (default 100).
+        lower : StoppingValue, optional
+            A lower bound from :meth:`value` on paths independent of these.
+            The upper bound is then ``lower.value + gap`` (Andersen and
+            Broadie's estimator), with standard error
+            ``hypot(lower.std_error, gap_std_error)``: far smaller than the
+            direct estimate when the value at the start is estimated from few
+            inner paths.  Without it, the upper bound is estimated from the
+            outer and inner paths alone.
         random_state : None, int or Generator
             Seed of the inner simulations (default: the estimator's
             ``random_state``).
@@ -470,6 +478,8 @@ class _BackwardInduction(BaseEstimator):
         if not callable(simulator):
             raise TypeError("simulator must be a callable simulator(history, n_inner, n_future, rng)")
         n_inner = _check_int(n_inner, "n_inner", 1)
+        if lower is not None and not isinstance(lower, StoppingValue):
+            raise TypeError(f"lower must be a StoppingValue from value(), got {type(lower).__name__}")
         max_batch = _check_int(max_batch, "max_batch", 1)
         rng = _rng(self.random_state if random_state is None else random_state)
         n_outer, n_points, dim = paths.shape
@@ -483,7 +493,8 @@ class _BackwardInduction(BaseEstimator):
         # inner values are needed where the date enters the maximum, on exercise
         # dates (for the correction) and at date 0 (pi_0 = L_0)
         need = in_max | ex
-        need[:, 0] = True
+        if idx[0] == 0:
+            need[:, 0] = True
         need[:, -1] = False
         q = np.full((n_outer, n_dates), np.nan)
         dates = range(n_dates - 1)
@@ -501,6 +512,17 @@ class _BackwardInduction(BaseEstimator):
                 r = rows[start:start + step]
                 q[r, k] = self._inner_value(paths[r, :t + 1], k, payoffs, simulator, n_inner,
                                             n_future, rng)
+        # When the first exercise date is after the start, the martingale starts at
+        # the start: M_{t_0} = 0 and its first increment is L_{t_1} - E_{t_0}[L_{t_1}].
+        # Anchoring there (shared by the outer paths) rather than at the first date
+        # keeps the cross-path spread of L_{t_1} out of the bound's variance.
+        start = np.zeros(n_outer)
+        if idx[0] > 0:
+            step = max(1, max_batch // n_inner)
+            for s0 in range(0, n_outer, step):
+                r = np.arange(s0, min(n_outer, s0 + step))
+                start[r] = self._inner_value(paths[r, :1], -1, payoffs, simulator, n_inner,
+                                             n_points - 1, rng)
         # L_j: the payoff where the rule exercises, else the inner estimate
         lval = np.where(ex, z, q)
         lval[:, -1] = z[:, -1]
@@ -510,10 +532,15 @@ class _BackwardInduction(BaseEstimator):
         with np.errstate(invalid="ignore"):
             excess = np.where(in_max, z - pi, -np.inf)
         delta = excess.max(axis=1)
-        upper = pi[:, 0] + delta
+        # Z_j - M_j = Z_j - pi_j + L at the anchor (the start, or the first date)
+        upper = (start if idx[0] > 0 else pi[:, 0]) + delta
         se = float(upper.std(ddof=1) / np.sqrt(n_outer)) if n_outer > 1 else float("nan")
         dse = float(delta.std(ddof=1) / np.sqrt(n_outer)) if n_outer > 1 else float("nan")
-        return UpperBound(float(upper.mean()), se, n_outer, n_inner, float(delta.mean()), dse)
+        gap = float(delta.mean())
+        value = float(upper.mean())
+        if lower is not None:
+            value, se = float(lower.value) + gap, float(np.hypot(lower.std_error, dse))
+        return UpperBound(value, se, n_outer, n_inner, gap, dse)
 
     def _inner_value(self, history, k, payoffs, simulator, n_inner, n_future, rng):
         """Mean over continuations of the discounted payoff of the rule from date k+1."""

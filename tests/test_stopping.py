@@ -73,6 +73,25 @@ def test_put_rule_beats_european_and_never_stops_out_of_the_money(fitted_put):
     assert fitted_put.value(x, put_payoff).value > 3.844 + 0.1
 
 
+def test_max_call_dual_anchored_at_the_start():
+    # exercise starts at t = 1/3: the martingale is anchored at t = 0, shared by all
+    # outer paths, so the bound is tight even with a small nested simulation
+    case = REF["max_call"]["cases"][0]
+    st = _fit_max_call(10_000, 32, case["S0"])
+    low = st.value(max_call_paths(30_000, 33, case["S0"]), max_call_payoff)
+    sim = paths.GBMContinuation(mu=MC["r"] - MC["dividend"], sigma=MC["sigma"], dt=MC["T"] / 9)
+    outer = max_call_paths(40, 34, case["S0"])
+    up = st.dual_upper_bound(outer, max_call_payoff, sim, n_inner=200, random_state=35)
+    ab = st.dual_upper_bound(outer, max_call_payoff, sim, n_inner=200, lower=low, random_state=35)
+    assert ab.gap == up.gap and ab.value == pytest.approx(low.value + up.gap)
+    assert ab.std_error < up.std_error
+    assert 0 <= up.gap < 0.03 * case["value"]
+    assert up.value + 3 * up.std_error >= case["value"]
+    assert ab.value + 3 * ab.std_error >= case["value"]
+    with pytest.raises(TypeError, match="lower"):
+        st.dual_upper_bound(outer, max_call_payoff, sim, n_inner=2, lower=1.0)
+
+
 def test_put_dual_upper_bound_lies_above(fitted_put):
     ref = _put_case()["fd"]
     sim = paths.GBMContinuation(mu=R_PUT, sigma=0.2, dt=1 / 50)
@@ -162,10 +181,10 @@ def test_max_call_full_size_with_upper_bound():
     assert abs(low.value - case["value"]) <= 0.01 * case["value"]
     sim = paths.GBMContinuation(mu=MC["r"] - MC["dividend"], sigma=MC["sigma"], dt=MC["T"] / 9)
     up = st.dual_upper_bound(max_call_paths(300, 42, case["S0"]), max_call_payoff, sim, n_inner=1000,
-                             random_state=43)
+                             lower=low, random_state=43)
     print("max-call", low, up)
     assert up.value >= case["value"] - 2 * up.std_error
-    assert (up.value - low.value) / case["value"] < 0.01
+    assert up.gap / case["value"] < 0.01 and up.value - low.value == pytest.approx(up.gap)
 
 
 # -- stopping fractional Brownian motion (Becker, Cheridito & Jentzen 2019) ---------------
