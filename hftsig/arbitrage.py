@@ -203,7 +203,7 @@ def quote_ticks(rows):
     A convenience for tests, notebooks and examples.
 
     >>> t = quote_ticks([("kraken", "BTC-USD", 100.0, 1.0, 101.0, 2.0, 5)])
-    >>> t["symbol"][0], int(t["ts_event"][0])
+    >>> bytes(t["symbol"][0]), int(t["ts_event"][0])
     (b'BTC-USD', 5)
     """
     rows = list(rows)
