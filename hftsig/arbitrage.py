@@ -589,7 +589,7 @@ class TriangularArbitrage:
             e = edges[j]
             venue, symbol, b, q, fee = self.markets_[e >> 1]
             price, size, ts = snap[j]
-            age = max(0.0, (now - ts) / 1e6)
+            age = max(0.0, (now - float(ts)) / 1e6)
             buy = bool(e & 1)
             legs.append(Leg(symbol, venue, "buy" if buy else "sell", float(price), float(size),
                             float(fee), age))
