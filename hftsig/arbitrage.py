@@ -99,7 +99,7 @@ DEFAULT_TAKER_FEES_BPS = {
 _DEFAULT_START = ("USD", "USDT", "USDC", "EUR", "BTC", "ETH")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Leg:
     """One trade of a cycle.
 
@@ -130,7 +130,7 @@ class Leg:
     age_ms: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Opportunity:
     """An arbitrage cycle found profitable after fees.
 
@@ -384,8 +384,8 @@ class TriangularArbitrage:
         if getattr(self, "core_", None) is not None:
             return
         self._validate()
-        age_ns = float(self.max_quote_age_ms) * 1e6
-        age_ns = min(age_ns, 9.0e18)
+        # capped at 2**61 ns (73 years) so that time arithmetic cannot overflow
+        age_ns = min(float(self.max_quote_age_ms) * 1e6, float(2**61))
         self.core_ = ArbCore(
             int(age_ns), 1.0 + float(self.min_edge_bps) * 1e-4, self.report == "best"
         )
@@ -398,6 +398,9 @@ class TriangularArbitrage:
         self._market_id = {}
         # per cycle: (edges, kind)
         self.cycles_ = []
+        self._cycle_info = {}
+        self._extra_cycles = []
+        self._extra_ids = {}
         self.events_ = deque(maxlen=int(self.max_events))
         self.n_ticks_ = 0
         self.n_opportunities_ = 0
@@ -405,6 +408,7 @@ class TriangularArbitrage:
             a: i for i, a in enumerate(self.start_assets or _DEFAULT_START)
         }
         self._usd = set(self.usd_assets)
+        self._usd_ids = []
 
     def reset(self):
         """Forget all markets, quotes and events."""
@@ -414,10 +418,11 @@ class TriangularArbitrage:
         return self
 
     def _get_lock(self):
-        lock = self.__dict__.get("_lock")
-        if lock is None:
-            lock = self.__dict__.setdefault("_lock", threading.Lock())
-        return lock
+        try:
+            return self._lock
+        except AttributeError:
+            self.__dict__.setdefault("_lock", threading.Lock())
+            return self._lock
 
     def _asset(self, name):
         i = self._asset_id.get(name)
@@ -426,6 +431,8 @@ class TriangularArbitrage:
             self.assets_.append(name)
             self._asset_id[name] = i
             self._adj[i] = {}
+            if name in self._usd:
+                self._usd_ids.append(i)
         return i
 
     def _edge_from(self, m, asset):
@@ -477,6 +484,9 @@ class TriangularArbitrage:
     # ------------------------------------------------------------------ input
     @staticmethod
     def _as_ticks(ticks):
+        if (type(ticks) is np.ndarray and ticks.dtype is TICK_DTYPE and ticks.ndim == 1
+                and ticks.flags.c_contiguous):
+            return ticks
         arr = np.asarray(ticks)
         if arr.dtype != TICK_DTYPE:
             raise TypeError(f"ticks must be TICK_DTYPE records, got dtype {arr.dtype}")
@@ -526,11 +536,10 @@ class TriangularArbitrage:
             self.n_ticks_ += n
             if n == 0:
                 return found
-            raw = arr.view(np.uint8)
             core = self.core_
             start = 0
             while True:
-                stop, k, reason = core.process(raw, start, n)
+                stop, k, reason = core.process(arr, start, n)
                 if k:
                     found.extend(self._hits(arr, k))
                 if reason == STOP_UNKNOWN_MARKET:
@@ -553,27 +562,29 @@ class TriangularArbitrage:
     # ------------------------------------------------------------------ events
     def _hits(self, arr, k):
         core = self.core_
-        o_tick = core.o_tick_[:k].copy()
-        o_cycle = core.o_cycle_[:k].copy()
-        o_gross = core.o_gross_[:k].copy()
-        o_net = core.o_net_[:k].copy()
-        legs = core.o_legs_[: k * 9].reshape(k, 3, 3).copy()
+        o_tick = core.o_tick_[:k]
+        cyc = core.o_cycle_[:k].tolist()
+        gross = core.o_gross_[:k].tolist()
+        net = core.o_net_[:k].tolist()
+        legs = core.o_legs_[: k * 9].tolist()
+        ts = arr["ts_event"][o_tick].tolist()
+        exch = arr["exchange"][o_tick].tolist()
+        sym = arr["symbol"][o_tick].tolist()
         out = []
         for j in range(k):
-            i = int(o_tick[j])
-            edges, kind = self.cycles_[int(o_cycle[j])]
-            now = int(arr["ts_event"][i])
-            snap = [(legs[j, l, 0], legs[j, l, 1], legs[j, l, 2]) for l in range(len(edges))]
-            trigger = (exchange_name(arr["exchange"][i]),
-                       arr["symbol"][i].decode("ascii", "replace"))
-            ev = self._event(edges, snap, kind, now, float(o_gross[j]), float(o_net[j]),
-                             trigger)
+            snap = legs[9 * j: 9 * j + 9]
+            trigger = (exchange_name(exch[j]), sym[j].decode("ascii", "replace"))
+            ev = self._event(cyc[j], snap, ts[j], gross[j], net[j], trigger)
             if ev is not None:
                 out.append(ev)
         return out
 
-    def _event(self, edges, snap, kind, now, gross, net, trigger):
-        """Build an Opportunity from edges and per-leg (price, size, ts) snapshots."""
+    def _info(self, c):
+        """What never changes about a cycle: rotation, names, sides, fees."""
+        info = self._cycle_info.get(c)
+        if info is not None:
+            return info
+        edges, kind = self.cycles_[c] if c >= 0 else self._extra_cycles[-1 - c]
         n = len(edges)
         froms = []
         for e in edges:
@@ -582,24 +593,37 @@ class TriangularArbitrage:
         rank = self._start_rank
         big = len(rank)
         r0 = min(range(n), key=lambda j: (rank.get(self.assets_[froms[j]], big), j))
-        order = [(r0 + j) % n for j in range(n)]
-        legs = []
-        rates = []
+        order = tuple((r0 + j) % n for j in range(n))
+        static = []
         for j in order:
             e = edges[j]
             venue, symbol, b, q, fee = self.markets_[e >> 1]
-            price, size, ts = snap[j]
-            age = max(0.0, (now - float(ts)) / 1e6)
-            buy = bool(e & 1)
-            legs.append(Leg(symbol, venue, "buy" if buy else "sell", float(price), float(size),
-                            float(fee), age))
-            rates.append((buy, float(price), float(size), 1.0 - fee * 1e-4))
-        cum, cap = 1.0, math.inf
-        for buy, price, size, fm in rates:
-            capf = size * price if buy else size
-            cap = min(cap, capf / cum)
-            cum *= (1.0 / price if buy else price) * fm
+            static.append((symbol, venue, bool(e & 1), fee, 1.0 - fee * 1e-4))
         cycle = tuple(self.assets_[froms[j]] for j in order) + (self.assets_[froms[r0]],)
+        info = (kind, order, tuple(static), cycle, tuple(x[1] for x in static))
+        self._cycle_info[c] = info
+        return info
+
+    def _event(self, c, snap, now, gross, net, trigger):
+        """Build an Opportunity for cycle ``c`` from per-leg (price, size, ts) snapshots."""
+        kind, order, static, cycle, venues = self._info(c)
+        legs = []
+        cum, cap = 1.0, math.inf
+        for j, (symbol, venue, buy, fee, fm) in zip(order, static):
+            price, size, ts = snap[3 * j], snap[3 * j + 1], snap[3 * j + 2]
+            age = (now - ts) / 1e6
+            legs.append(Leg(symbol, venue, "buy" if buy else "sell", price, size, fee,
+                            age if age > 0.0 else 0.0))
+            if buy:
+                capf = size * price
+                r = fm / price
+            else:
+                capf = size
+                r = price * fm
+            lim = capf / cum
+            if lim < cap:
+                cap = lim
+            cum *= r
         start = cycle[0]
         usd = self._usd_price(start, now)
         vwap_edge = None
@@ -618,7 +642,7 @@ class TriangularArbitrage:
             ts=int(now),
             kind=kind,
             cycle=cycle,
-            venues=tuple(leg.venue for leg in legs),
+            venues=venues,
             legs=tuple(legs),
             gross_edge_bps=(float(gross) - 1.0) * 1e4,
             net_edge_bps=(float(net) - 1.0) * 1e4,
@@ -629,6 +653,17 @@ class TriangularArbitrage:
             vwap_edge_bps=vwap_edge,
         )
 
+    def _cycle_event(self, edges, snap, now, gross, net):
+        """Event for a cycle found by :meth:`find_cycles` (not in the index)."""
+        key = tuple(edges)
+        c = self._extra_ids.get(key)
+        if c is None:  # negative ids: cycles outside the per-market index
+            c = -1 - len(self._extra_cycles)
+            self._extra_cycles.append((key, "cycle"))
+            self._extra_ids[key] = c
+        flat = [float(x) for leg in snap for x in leg]
+        return self._event(c, flat, now, gross, net, None)
+
     def _usd_price(self, asset, now):
         """USD value of one unit of ``asset`` from a fresh USD-like market, or None."""
         if asset in self._usd:
@@ -637,15 +672,13 @@ class TriangularArbitrage:
         if aid is None:
             return None
         core = self.core_
-        max_age = core.max_age_ns
-        for other, ms in self._adj[aid].items():
-            if self.assets_[other] not in self._usd:
-                continue
-            for m in ms:
-                bid, ask = core.a_bid_[m], core.a_ask_[m]
-                if not (bid > 0 and ask > bid) or now - core.a_ts_[m] > max_age:
+        oldest = now - core.max_age_ns
+        vts, bids, asks = core.a_vts_, core.a_bid_, core.a_ask_
+        for usd in self._usd_ids:
+            for m in self._adj[aid].get(usd, ()):
+                if vts[m] < oldest:
                     continue
-                mid = 0.5 * (bid + ask)
+                mid = 0.5 * (float(bids[m]) + float(asks[m]))
                 return mid if self.markets_[m][2] == aid else 1.0 / mid
         return None
 
@@ -808,7 +841,7 @@ class TriangularArbitrage:
                         price, size = core.a_bid_[m], core.a_bsz_[m]
                         gross *= price
                     snap.append((price, size, core.a_ts_[m]))
-                ev = self._event(es, snap, "cycle", now, gross, net, None)
+                ev = self._cycle_event(es, snap, now, gross, net)
                 if ev is not None:
                     out.append(ev)
             out.sort(key=lambda ev: -ev.net_edge_bps)

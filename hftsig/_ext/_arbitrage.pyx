@@ -10,13 +10,23 @@ Edges: market ``m`` (``BASE-QUOTE`` on one venue) gives two directed edges,
 ``2*m`` = sell base at the bid (base -> quote, capacity ``bid_sz`` base) and
 ``2*m + 1`` = buy base at the ask (quote -> base, capacity ``ask_sz * ask``
 quote).  A cycle is up to three edges whose assets chain back to the start.
+
+Each quote update stores the two edges' net rates (fee included) and a
+"valid since" time (a far-past time when the quote is one-sided or crossed),
+so that evaluating a cycle is three loads, a freshness compare and three
+multiplies.  Every market keeps its own contiguous list of the cycles through
+it, edges inline, so the loop over them walks memory in order.
 """
 cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.math cimport INFINITY
 from libc.string cimport memcpy
+from libc.stdlib cimport malloc, realloc, free
+cimport numpy as cnp
 
 import numpy as np
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -78,6 +88,10 @@ cdef inline uint64_t _mix(uint64_t a, uint64_t b, uint64_t c) noexcept nogil:
     return h
 
 
+
+cdef int64_t INVALID_TS = -(<int64_t>1 << 62)
+
+
 cdef class ArbCore:
     """Flat state of the detector; grown by Python, read by the tick loop."""
 
@@ -87,22 +101,18 @@ cdef class ArbCore:
     cdef int32_t[::1] hval
     cdef public Py_ssize_t hcap, hcount
 
-    cdef public object a_fee_, a_bid_, a_bsz_, a_ask_, a_asz_, a_ts_, a_venue_, a_head_, a_deg_
-    cdef double[::1] fee, bid, bsz, ask, asz
-    cdef int64_t[::1] ts
-    cdef int32_t[::1] venue, head, deg
+    cdef public object a_fee_, a_bid_, a_bsz_, a_ask_, a_asz_, a_ts_, a_vts_, a_venue_
+    cdef public object a_rate_, a_deg_
     cdef public Py_ssize_t n_markets, mcap
+    # per market: malloc'd list of entries (cycle, e0, e1, e2)
+    cdef int32_t** lists
+    cdef int32_t* lcap
 
-    cdef public object c_len_, c_edges_, e_cycle_, e_next_
-    cdef int8_t[::1] c_len
-    cdef int32_t[::1] c_edges, e_cycle, e_next
-    cdef public Py_ssize_t n_cycles, ccap, n_entries, ecap
+    cdef public object c_len_, c_edges_
+    cdef public Py_ssize_t n_cycles, ccap
 
     # output of one process() call
     cdef public object o_tick_, o_cycle_, o_gross_, o_net_, o_size_, o_legs_
-    cdef int64_t[::1] o_tick
-    cdef int32_t[::1] o_cycle
-    cdef double[::1] o_gross, o_net, o_size, o_legs
     cdef public Py_ssize_t ocap
 
     cdef public int64_t max_age_ns
@@ -110,19 +120,30 @@ cdef class ArbCore:
     cdef public bint best_only
     cdef public int64_t last_ts
 
+    def __cinit__(self, *args, **kwargs):
+        self.lists = NULL
+        self.lcap = NULL
+
+    def __dealloc__(self):
+        cdef Py_ssize_t m
+        if self.lists != NULL:
+            for m in range(self.mcap):
+                free(self.lists[m])
+            free(self.lists)
+        free(self.lcap)
+
     def __init__(self, int64_t max_age_ns, double threshold, bint best_only, Py_ssize_t ocap=4096):
         self.max_age_ns = max_age_ns
         self.threshold = threshold
         self.best_only = best_only
-        self.last_ts = 0
+        self.last_ts = INVALID_TS
         self.n_markets = 0
         self.n_cycles = 0
-        self.n_entries = 0
+        self.mcap = 0
         self.hcount = 0
         self._alloc_hash(1024)
         self._alloc_markets(256)
         self._alloc_cycles(1024)
-        self._alloc_entries(4096)
         self._alloc_out(ocap)
 
     # ------------------------------------------------------------------ storage
@@ -139,30 +160,34 @@ cdef class ArbCore:
         self.hcount = 0
 
     def _alloc_markets(self, Py_ssize_t cap):
-        def grow(old, fill, dtype):
-            new = np.full(cap, fill, dtype)
-            if old is not None:
-                new[: len(old)] = old
-            return new
-        first = self.a_fee_ is None
-        self.a_fee_ = grow(None if first else self.a_fee_, 1.0, np.float64)
-        self.a_bid_ = grow(None if first else self.a_bid_, np.nan, np.float64)
-        self.a_bsz_ = grow(None if first else self.a_bsz_, np.nan, np.float64)
-        self.a_ask_ = grow(None if first else self.a_ask_, np.nan, np.float64)
-        self.a_asz_ = grow(None if first else self.a_asz_, np.nan, np.float64)
-        self.a_ts_ = grow(None if first else self.a_ts_, 0, np.int64)
-        self.a_venue_ = grow(None if first else self.a_venue_, 0, np.int32)
-        self.a_head_ = grow(None if first else self.a_head_, -1, np.int32)
-        self.a_deg_ = grow(None if first else self.a_deg_, 0, np.int32)
-        self.fee = self.a_fee_
-        self.bid = self.a_bid_
-        self.bsz = self.a_bsz_
-        self.ask = self.a_ask_
-        self.asz = self.a_asz_
-        self.ts = self.a_ts_
-        self.venue = self.a_venue_
-        self.head = self.a_head_
-        self.deg = self.a_deg_
+        cdef Py_ssize_t old = self.mcap, m
+
+        def grow(name, fill, dtype, width=1):
+            new = np.full(cap * width, fill, dtype)
+            prev = getattr(self, name)
+            if prev is not None:
+                new[: len(prev)] = prev
+            setattr(self, name, new)
+
+        grow("a_fee_", 1.0, np.float64)
+        grow("a_bid_", np.nan, np.float64)
+        grow("a_bsz_", np.nan, np.float64)
+        grow("a_ask_", np.nan, np.float64)
+        grow("a_asz_", np.nan, np.float64)
+        grow("a_ts_", INVALID_TS, np.int64)
+        grow("a_vts_", INVALID_TS, np.int64)
+        grow("a_venue_", 0, np.int32)
+        grow("a_deg_", 0, np.int32)
+        grow("a_rate_", 0.0, np.float64, 2)
+        lists = <int32_t**>realloc(self.lists, cap * sizeof(int32_t*))
+        lcap = <int32_t*>realloc(self.lcap, cap * sizeof(int32_t))
+        if lists == NULL or lcap == NULL:
+            raise MemoryError()
+        self.lists = lists
+        self.lcap = lcap
+        for m in range(old, cap):
+            self.lists[m] = NULL
+            self.lcap[m] = 0
         self.mcap = cap
 
     def _alloc_cycles(self, Py_ssize_t cap):
@@ -173,21 +198,7 @@ cdef class ArbCore:
             new_edges[: len(self.c_edges_)] = self.c_edges_
         self.c_len_ = new_len
         self.c_edges_ = new_edges
-        self.c_len = self.c_len_
-        self.c_edges = self.c_edges_
         self.ccap = cap
-
-    def _alloc_entries(self, Py_ssize_t cap):
-        new_c = np.full(cap, -1, np.int32)
-        new_n = np.full(cap, -1, np.int32)
-        if self.e_cycle_ is not None:
-            new_c[: len(self.e_cycle_)] = self.e_cycle_
-            new_n[: len(self.e_next_)] = self.e_next_
-        self.e_cycle_ = new_c
-        self.e_next_ = new_n
-        self.e_cycle = self.e_cycle_
-        self.e_next = self.e_next_
-        self.ecap = cap
 
     def _alloc_out(self, Py_ssize_t cap):
         self.o_tick_ = np.zeros(cap, np.int64)
@@ -197,12 +208,6 @@ cdef class ArbCore:
         self.o_size_ = np.zeros(cap, np.float64)
         # per hit and leg: price, top size (base units), quote ts (ns, as float)
         self.o_legs_ = np.zeros(cap * MAX_LEGS * 3, np.float64)
-        self.o_tick = self.o_tick_
-        self.o_cycle = self.o_cycle_
-        self.o_gross = self.o_gross_
-        self.o_net = self.o_net_
-        self.o_size = self.o_size_
-        self.o_legs = self.o_legs_
         self.ocap = cap
 
     # ------------------------------------------------------------------ markets
@@ -248,133 +253,97 @@ cdef class ArbCore:
         cdef Py_ssize_t m = self.n_markets
         if m >= self.mcap:
             self._alloc_markets(self.mcap * 2)
-        self.fee[m] = fee_mult
-        self.venue[m] = venue
+        self.a_fee_[m] = fee_mult
+        self.a_venue_[m] = venue
         self.n_markets = m + 1
         return m
 
     def add_cycle(self, edges):
-        """Append a cycle (sequence of 2 or 3 edge ids) and index it under its markets."""
-        cdef Py_ssize_t c = self.n_cycles, j, k
-        cdef int32_t m
+        """Append a cycle (2 or 3 edge ids) and list it under each of its markets."""
+        cdef Py_ssize_t c = self.n_cycles, j, d
+        cdef int32_t m, newcap
+        cdef int32_t* lst
+        cdef int32_t[MAX_LEGS] e
         n = len(edges)
         if n < 2 or n > MAX_LEGS:
             raise ValueError(f"a cycle has 2 to {MAX_LEGS} legs, got {n}")
         if c >= self.ccap:
             self._alloc_cycles(self.ccap * 2)
-        self.c_len[c] = <int8_t>n
+        self.c_len_[c] = n
+        for j in range(MAX_LEGS):
+            e[j] = <int32_t>edges[j] if j < n else -1
+            self.c_edges_[c * MAX_LEGS + j] = e[j]
         seen = set()
         for j in range(n):
-            self.c_edges[c * MAX_LEGS + j] = <int32_t>edges[j]
-            m = <int32_t>(edges[j] >> 1)
+            m = e[j] >> 1
             if m in seen:
                 continue
             seen.add(m)
-            k = self.n_entries
-            if k >= self.ecap:
-                self._alloc_entries(self.ecap * 2)
-            self.e_cycle[k] = <int32_t>c
-            self.e_next[k] = self.head[m]
-            self.head[m] = <int32_t>k
-            self.deg[m] += 1
-            self.n_entries = k + 1
-            if self.deg[m] * 2 + 2 > self.ocap:
+            d = self.a_deg_[m]
+            if (d + 1) * 4 > self.lcap[m]:
+                newcap = max(16, 2 * self.lcap[m])
+                lst = <int32_t*>realloc(self.lists[m], newcap * sizeof(int32_t))
+                if lst == NULL:
+                    raise MemoryError()
+                self.lists[m] = lst
+                self.lcap[m] = newcap
+            lst = self.lists[m] + 4 * d
+            lst[0] = <int32_t>c
+            lst[1] = e[0]
+            lst[2] = e[1]
+            lst[3] = e[2]
+            self.a_deg_[m] = d + 1
+            if 2 * (d + 2) > self.ocap:
                 self._alloc_out(self.ocap * 2)
         self.n_cycles = c + 1
         return c
-
-    def set_quote(self, Py_ssize_t m, double bid, double bsz, double ask, double asz, int64_t ts):
-        """Set the top of book of market ``m`` (used by book-driven updates and tests)."""
-        self.bid[m] = bid
-        self.bsz[m] = bsz
-        self.ask[m] = ask
-        self.asz[m] = asz
-        self.ts[m] = ts
 
     def max_degree(self):
         return int(np.max(self.a_deg_[: self.n_markets])) if self.n_markets else 0
 
     # ------------------------------------------------------------------ hot loop
-    cdef inline bint _valid(self, int32_t m, int64_t now) noexcept nogil:
-        cdef double b = self.bid[m], a = self.ask[m]
-        # NaN compares false, so one-sided or empty quotes fail here too
-        if not (b > 0.0 and a > b and self.bsz[m] > 0.0 and self.asz[m] > 0.0):
-            return False
-        return now - self.ts[m] <= self.max_age_ns
-
-    cdef inline bint _eval(self, Py_ssize_t c, int64_t now, double* gross_out,
-                           double* net_out, double* size_out) noexcept nogil:
-        cdef int n = self.c_len[c], j
-        cdef int32_t e, m
-        cdef double gross = 1.0, cum = 1.0, cap = INFINITY, r, capf, lim
-        for j in range(n):
-            e = self.c_edges[c * MAX_LEGS + j]
-            m = e >> 1
-            if not self._valid(m, now):
-                return False
-            if e & 1:
-                r = 1.0 / self.ask[m]
-                capf = self.asz[m] * self.ask[m]
-            else:
-                r = self.bid[m]
-                capf = self.bsz[m]
-            lim = capf / cum
-            if lim < cap:
-                cap = lim
-            gross *= r
-            cum *= r * self.fee[m]
-        gross_out[0] = gross
-        net_out[0] = cum
-        size_out[0] = cap
-        return True
-
-    cdef inline void _emit(self, Py_ssize_t k, Py_ssize_t i, Py_ssize_t c, double gross,
-                           double net, double size) noexcept nogil:
-        cdef int j, n = self.c_len[c]
-        cdef int32_t e, m
-        cdef Py_ssize_t base = k * MAX_LEGS * 3
-        self.o_tick[k] = i
-        self.o_cycle[k] = <int32_t>c
-        self.o_gross[k] = gross
-        self.o_net[k] = net
-        self.o_size[k] = size
-        for j in range(n):
-            e = self.c_edges[c * MAX_LEGS + j]
-            m = e >> 1
-            if e & 1:
-                self.o_legs[base + 3 * j] = self.ask[m]
-                self.o_legs[base + 3 * j + 1] = self.asz[m]
-            else:
-                self.o_legs[base + 3 * j] = self.bid[m]
-                self.o_legs[base + 3 * j + 1] = self.bsz[m]
-            self.o_legs[base + 3 * j + 2] = <double>self.ts[m]
-
-    @cython.boundscheck(False)
-    @cython.wraparound(False)
-    def process(self, const uint8_t[::1] raw, Py_ssize_t start, Py_ssize_t n):
-        """Run ticks ``start..n-1`` of a TICK_DTYPE byte buffer.
+    def process(self, cnp.ndarray ticks, Py_ssize_t start, Py_ssize_t n):
+        """Run ticks ``start..n-1`` of a C-contiguous TICK_DTYPE array.
 
         Returns ``(stop, n_hits, reason)``: the index of the first tick not
         processed, the number of hits written to the output arrays, and why
         it stopped (``STOP_DONE``, ``STOP_UNKNOWN_MARKET`` at tick ``stop``,
         ``STOP_OUTPUT_FULL``).
         """
-        cdef const hftsig_tick_t* tp
+        if ticks.dtype.itemsize != sizeof(hftsig_tick_t) or not ticks.flags.c_contiguous:
+            raise ValueError("ticks must be a C-contiguous TICK_DTYPE array")
+        if n > ticks.shape[0] or start < 0:
+            raise ValueError("tick range out of bounds")
+        if n <= start:
+            return start, 0, _STOP_DONE
+        cdef const hftsig_tick_t* tp = <const hftsig_tick_t*>cnp.PyArray_DATA(ticks)
         cdef const hftsig_tick_t* t
-        cdef Py_ssize_t i = start, k = 0, slot, c, ent, best_c
-        cdef int32_t m, mm
-        cdef uint64_t k0, k1, mask
-        cdef int64_t now
-        cdef double gross, net, size, best_net, best_gross, best_size
-        cdef double thr = self.threshold
+        cdef Py_ssize_t i = start, k = 0, slot, best_j, j, deg, jl, nl
+        cdef int32_t m, mm, c, e, em
+        cdef int32_t* lst
+        cdef int32_t* ent
+        cdef uint64_t k0, k1
+        cdef int64_t now, oldest, max_age = self.max_age_ns
+        cdef double net, best_net, thr = self.threshold, b, a, fm, r, capf, cum, cap, gross
         cdef int reason = 0
         cdef bint best_only = self.best_only
-        if n <= start:
-            return start, 0, STOP_DONE
-        if raw.shape[0] < n * sizeof(hftsig_tick_t):
-            raise ValueError("raw buffer shorter than n ticks")
-        tp = <const hftsig_tick_t*>&raw[0]
-        mask = <uint64_t>(self.hcap - 1)
+        cdef double* fee = <double*>cnp.PyArray_DATA(self.a_fee_)
+        cdef double* bid = <double*>cnp.PyArray_DATA(self.a_bid_)
+        cdef double* bsz = <double*>cnp.PyArray_DATA(self.a_bsz_)
+        cdef double* ask = <double*>cnp.PyArray_DATA(self.a_ask_)
+        cdef double* asz = <double*>cnp.PyArray_DATA(self.a_asz_)
+        cdef double* rate = <double*>cnp.PyArray_DATA(self.a_rate_)
+        cdef int64_t* ts = <int64_t*>cnp.PyArray_DATA(self.a_ts_)
+        cdef int64_t* vts = <int64_t*>cnp.PyArray_DATA(self.a_vts_)
+        cdef int32_t* venue = <int32_t*>cnp.PyArray_DATA(self.a_venue_)
+        cdef int32_t* degs = <int32_t*>cnp.PyArray_DATA(self.a_deg_)
+        cdef int64_t* o_tick = <int64_t*>cnp.PyArray_DATA(self.o_tick_)
+        cdef int32_t* o_cycle = <int32_t*>cnp.PyArray_DATA(self.o_cycle_)
+        cdef double* o_gross = <double*>cnp.PyArray_DATA(self.o_gross_)
+        cdef double* o_net = <double*>cnp.PyArray_DATA(self.o_net_)
+        cdef double* o_size = <double*>cnp.PyArray_DATA(self.o_size_)
+        cdef double* o_legs = <double*>cnp.PyArray_DATA(self.o_legs_)
+        cdef Py_ssize_t ocap = self.ocap, n_markets = self.n_markets
         with nogil:
             while i < n:
                 t = tp + i
@@ -382,9 +351,9 @@ cdef class ArbCore:
                     if (t.side == STATUS_DISCONNECTED or t.side == STATUS_RESYNC
                             or t.side == STATUS_STALE):
                         # a broken connection makes every quote of that venue unusable
-                        for mm in range(self.n_markets):
-                            if self.venue[mm] == t.exchange:
-                                self.ts[mm] = -9223372036854775807
+                        for mm in range(n_markets):
+                            if venue[mm] == t.exchange:
+                                vts[mm] = INVALID_TS
                     i += 1
                     continue
                 if t.kind != KIND_QUOTE:
@@ -400,55 +369,98 @@ cdef class ArbCore:
                 if m < 0:
                     i += 1
                     continue
-                if self.ocap - k < self.deg[m] + 1:
+                deg = degs[m]
+                if ocap - k < deg + 1:
                     reason = _STOP_OUTPUT_FULL
                     break
                 now = t.ts_event
                 if now > self.last_ts:
                     self.last_ts = now
-                self.bid[m] = t.bid_px
-                self.bsz[m] = t.bid_sz
-                self.ask[m] = t.ask_px
-                self.asz[m] = t.ask_sz
-                self.ts[m] = now
-                if self._valid(m, now):
-                    best_c = -1
-                    best_net = thr
-                    best_gross = 0.0
-                    best_size = 0.0
-                    ent = self.head[m]
-                    while ent != -1:
-                        c = self.e_cycle[ent]
-                        ent = self.e_next[ent]
-                        if self._eval(c, now, &gross, &net, &size) and net > thr:
-                            if best_only:
-                                if net > best_net:
-                                    best_net = net
-                                    best_gross = gross
-                                    best_size = size
-                                    best_c = c
-                            else:
-                                self._emit(k, i, c, gross, net, size)
-                                k += 1
-                    if best_only and best_c >= 0:
-                        self._emit(k, i, best_c, best_gross, best_net, best_size)
-                        k += 1
+                b = t.bid_px
+                a = t.ask_px
+                bid[m] = b
+                bsz[m] = t.bid_sz
+                ask[m] = a
+                asz[m] = t.ask_sz
+                ts[m] = now
                 i += 1
+                # NaN compares false: one-sided, empty, crossed or locked quotes are invalid
+                if not (b > 0.0 and a > b and t.bid_sz > 0.0 and t.ask_sz > 0.0):
+                    vts[m] = INVALID_TS
+                    continue
+                vts[m] = now
+                fm = fee[m]
+                rate[2 * m] = b * fm
+                rate[2 * m + 1] = fm / a
+                oldest = now - max_age
+                lst = self.lists[m]
+                best_j = -1
+                best_net = thr
+                for j in range(deg):
+                    ent = lst + 4 * j
+                    e = ent[1]
+                    em = ent[2]
+                    if vts[e >> 1] < oldest or vts[em >> 1] < oldest:
+                        continue
+                    net = rate[e] * rate[em]
+                    e = ent[3]
+                    if e >= 0:
+                        if vts[e >> 1] < oldest:
+                            continue
+                        net = net * rate[e]
+                    if net > thr:
+                        if best_only:
+                            if net > best_net:
+                                best_net = net
+                                best_j = j
+                        else:
+                            self._emit(k, i - 1, ent, net, bid, bsz, ask, asz, fee, ts,
+                                       o_tick, o_cycle, o_gross, o_net, o_size, o_legs)
+                            k += 1
+                if best_only and best_j >= 0:
+                    self._emit(k, i - 1, lst + 4 * best_j, best_net, bid, bsz, ask, asz, fee,
+                               ts, o_tick, o_cycle, o_gross, o_net, o_size, o_legs)
+                    k += 1
         return i, k, reason
 
-    def evaluate(self, Py_ssize_t c, int64_t now):
-        """Evaluate cycle ``c`` at time ``now``: ``(gross, net, size)`` or None."""
-        cdef double gross, net, size
-        if c < 0 or c >= self.n_cycles:
-            raise IndexError(c)
-        if self._eval(c, now, &gross, &net, &size):
-            return gross, net, size
-        return None
+    cdef inline void _emit(self, Py_ssize_t k, Py_ssize_t i, int32_t* ent, double net,
+                           double* bid, double* bsz, double* ask, double* asz, double* fee,
+                           int64_t* ts, int64_t* o_tick, int32_t* o_cycle, double* o_gross,
+                           double* o_net, double* o_size, double* o_legs) noexcept nogil:
+        """Record a hit with the leg prices, sizes and times as they are now."""
+        cdef int j
+        cdef int32_t e, m
+        cdef double gross = 1.0, cum = 1.0, cap = INFINITY, r, capf, lim
+        cdef Py_ssize_t base = k * MAX_LEGS * 3
+        for j in range(MAX_LEGS):
+            e = ent[1 + j]
+            if e < 0:
+                break
+            m = e >> 1
+            if e & 1:
+                r = 1.0 / ask[m]
+                capf = asz[m] * ask[m]
+                o_legs[base + 3 * j] = ask[m]
+                o_legs[base + 3 * j + 1] = asz[m]
+            else:
+                r = bid[m]
+                capf = bsz[m]
+                o_legs[base + 3 * j] = bid[m]
+                o_legs[base + 3 * j + 1] = bsz[m]
+            o_legs[base + 3 * j + 2] = <double>ts[m]
+            lim = capf / cum
+            if lim < cap:
+                cap = lim
+            gross *= r
+            cum *= r * fee[m]
+        o_tick[k] = i
+        o_cycle[k] = ent[0]
+        o_gross[k] = gross
+        o_net[k] = net
+        o_size[k] = cap
 
     def valid_mask(self, int64_t now):
-        """Boolean array: which markets have a usable, fresh quote at ``now``."""
-        out = np.zeros(self.n_markets, dtype=bool)
-        cdef Py_ssize_t m
-        for m in range(self.n_markets):
-            out[m] = self._valid(<int32_t>m, now)
-        return out
+        """Boolean array: which markets have a usable quote no older than max_age at ``now``."""
+        n = self.n_markets
+        vts = self.a_vts_[:n]
+        return (vts > INVALID_TS) & (now - vts <= self.max_age_ns)
