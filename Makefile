@@ -14,7 +14,7 @@ all: test
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install $(PIPQ) --upgrade pip "setuptools>=69" wheel
+	$(PIP) install $(PIPQ) --upgrade pip "setuptools>=77" wheel
 
 # Build-time requirements first: iisignature 0.24 builds only without build isolation.
 $(VENV)/.deps: $(VENV)/bin/python pyproject.toml
@@ -54,7 +54,7 @@ bench: $(VENV)/.bench
 clean:
 	rm -rf build *.egg-info
 	find hftsig connectors -name '*.so' -delete
-	find hftsig -name '*.c' -newer setup.py -path '*hftsig*' -delete 2>/dev/null || true
+	for f in $$(find hftsig -name '*.pyx'); do rm -f "$${f%.pyx}.c"; done
 
 distclean: clean
 	rm -rf $(VENV)

@@ -11,3 +11,4 @@ __version__ = "0.1.0"
 from hftsig.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: F401
 
 # Public API re-exports, one line per module (keep this list sorted by module).
+from hftsig import normalize  # noqa: F401,E402  (callable: hftsig.normalize(exchange, message))

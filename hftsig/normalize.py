@@ -1,0 +1,107 @@
+"""Exchange messages -> :data:`~hftsig.ticks.TICK_DTYPE` records.
+
+One websocket frame or REST body in, a (possibly empty) batch of ticks out,
+with no connection at all: live connectors, recorded data and the tests go
+through the same code.  The work is done by a Cython scanner over the raw
+bytes (``hftsig/_ext/_normalize.pyx``); Python's ``json`` is only used for
+rare messages (Kraken ``instrument``, CoinGecko bodies).
+
+Supported messages
+------------------
+binance
+    ``bookTicker`` -> one ``KIND_QUOTE`` (``ts_event`` = receive time, the
+    stream has no event time; ``seq`` = ``u``); ``trade``/``aggTrade`` -> one
+    ``KIND_TRADE`` (``ts_event`` = ``T``; ``m: true`` means the buyer was the
+    maker so ``side`` = -1, taker sold; ``seq`` = trade id / aggregate id);
+    ``depthUpdate`` -> one ``KIND_BOOK_DELTA`` per level (``seq_first`` = ``U``,
+    ``seq`` = ``u``); a depth snapshot (REST ``/api/v3/depth`` body or a
+    ``@depthN`` partial-book stream) -> ``KIND_BOOK_SNAPSHOT`` records;
+    combined-stream wrappers ``{"stream": .., "data": ..}`` are unwrapped;
+    ``serverShutdown`` -> ``last_type == "shutdown"``; ``{"result": null,
+    "id": ..}`` -> ``"subscribed"``; ``{"code": .., "msg": ..}`` -> ``"error"``.
+    Millisecond times, or microseconds (``timeUnit=MICROSECOND``; detected by
+    magnitude with ``time_unit="auto"``).
+kraken (WebSocket v2)
+    ``book`` snapshot/update -> ``KIND_BOOK_SNAPSHOT``/``KIND_BOOK_DELTA``
+    per level, the message's ``checksum`` on the last record of each symbol;
+    ``ticker`` -> ``KIND_QUOTE``; ``trade`` -> ``KIND_TRADE`` (``side`` is the
+    taker's, ``seq`` = ``trade_id``); ``heartbeat``, ``status``, ``pong``,
+    subscribe/unsubscribe acknowledgements (``success`` false -> ``"error"``);
+    ``instrument`` fills :attr:`Normalizer.precisions` with
+    ``{symbol: (price_precision, qty_precision)}`` for the book checksum.
+    Prices may be JSON numbers or strings.
+coinbase (Advanced Trade)
+    ``l2_data`` snapshot/update (``side`` ``bid``/``offer``) -> book records,
+    ``seq`` = ``sequence_num``; ``ticker`` -> ``KIND_QUOTE`` (``ticker_batch``
+    has no best bid/ask and makes no tick); ``market_trades`` ->
+    ``KIND_TRADE`` (``side`` read as the taker's ``BUY``/``SELL``);
+    ``heartbeats``, ``subscriptions``, ``status``, ``{"type": "error"}``.
+    ``last_seq`` is the envelope's ``sequence_num`` for every message.
+coingecko
+    ``/simple/price`` body -> one ``KIND_PRICE`` per (coin, vs-currency)
+    (``bitcoin``/``usd`` -> ``BTC-USD``), ``ts_event`` = ``last_updated_at``;
+    coin ids without a ticker mapping are skipped (see
+    :func:`hftsig.symbols.register`); ``{"status": {"error_code": ..}}`` ->
+    ``"error"``.
+
+Every record of a message gets ``ts_recv``; the last record of each
+symbol's group in a message has ``FLAG_LAST``; the first record of a book
+snapshot has ``FLAG_SNAPSHOT_BEGIN`` (clear the book, then apply).
+
+Malformed input (not JSON, truncated, a known message type missing a field
+or with a non-numeric price, an unmappable symbol) raises
+:class:`MalformedMessage` and emits nothing.  Valid JSON of an unknown shape
+gives ``last_type == "unknown"`` and no ticks.
+
+Examples
+--------
+>>> from hftsig.normalize import normalize, Normalizer
+>>> frame = b'{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}'
+>>> t = normalize("binance", frame, ts_recv=1_700_000_000_000_000_000)
+>>> t["symbol"][0], float(t["bid_px"][0]), float(t["ask_sz"][0]), int(t["seq"][0])
+(np.bytes_(b'BNB-USDT'), 25.3519, 40.66, 400900217)
+>>> n = Normalizer("kraken")
+>>> len(n.parse('{"channel":"heartbeat"}', 0)), n.last_type
+(0, 'heartbeat')
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import types
+
+from hftsig._ext._normalize import MalformedMessage, Normalizer
+
+__all__ = ["normalize", "Normalizer", "MalformedMessage", "EXCHANGES"]
+
+#: exchanges the normalizer understands
+EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
+
+
+def normalize(exchange, message, ts_recv=None, symbol=None):
+    """Ticks of one message without keeping a :class:`Normalizer`.
+
+    See :class:`Normalizer` and the module docstring.  For a stream of
+    messages create one :class:`Normalizer` and call ``parse``: it keeps the
+    symbol cache and output chunk.
+    """
+    cache = _LOCAL.__dict__
+    key = str(exchange).lower()
+    n = cache.get(key)
+    if n is None:
+        n = cache[key] = Normalizer(key)
+    return n.parse(message, ts_recv, symbol).copy()
+
+
+# one Normalizer per thread and exchange: a Normalizer is not thread-safe
+_LOCAL = threading.local()
+
+
+class _CallableModule(types.ModuleType):
+    """``hftsig.normalize`` is both this module and the function ``normalize``."""
+
+    def __call__(self, exchange, message, ts_recv=None, symbol=None):
+        return normalize(exchange, message, ts_recv, symbol)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,54 @@
+"""``hftsig simulate``: run the exchange simulators in the foreground."""
+from __future__ import annotations
+
+import sys
+import time
+
+from hftsig.simulator.exchanges import SimulatedExchanges
+from hftsig.simulator.market import DEFAULT_SYMBOLS
+
+
+def _total_sent(sim):
+    out = {}
+    for e, d in sim.stats().items():
+        n = sum(d.get("sent", {}).values())
+        n += sum(v for k, v in d.get("rest", {}).get("responses", {}).items() if isinstance(k, int))
+        out[e] = n
+    return out
+
+
+def run_simulate(args, out=sys.stdout):
+    """Start the simulators, print URLs, then per-exchange messages/s until
+    ``args.seconds`` pass or Ctrl-C; returns 0."""
+    symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else DEFAULT_SYMBOLS
+    exchanges = [e.strip() for e in args.exchanges.split(",") if e.strip()]
+    sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth)
+    sim.start()
+    try:
+        print(f"hftsig simulate: {len(sim.symbols)} symbols, seed {args.seed}, {args.rate:g} updates/s", file=out)
+        for e, kw in sim.urls().items():
+            urls = "  ".join(f"{k}={v}" for k, v in kw.items() if v)
+            print(f"  {e:<10} {urls}", file=out)
+        print("messages/s sent (websocket frames + REST responses); Ctrl-C stops", file=out, flush=True)
+        start = time.monotonic()
+        m = sim.model
+        last_t, last = start, _total_sent(sim)
+        last_model = (m.n_book_updates, m.n_trades)
+        while args.seconds is None or time.monotonic() - start < args.seconds:
+            wait = args.interval
+            if args.seconds is not None:
+                wait = min(wait, max(0.0, args.seconds - (time.monotonic() - start)))
+            time.sleep(wait)
+            now, cur = time.monotonic(), _total_sent(sim)
+            dt = max(now - last_t, 1e-9)
+            rates = "  ".join(f"{e}={(cur[e] - last[e]) / dt:,.0f}" for e in cur)
+            model = (m.n_book_updates, m.n_trades)
+            print(f"[{now - start:6.1f}s] {rates}  | model: book updates/s={(model[0] - last_model[0]) / dt:,.0f}"
+                  f" trades/s={(model[1] - last_model[1]) / dt:,.0f}", file=out, flush=True)
+            last_t, last, last_model = now, cur, model
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    print("simulators stopped", file=out)
+    return 0

@@ -1,0 +1,483 @@
+"""All four exchange simulators over one market model, on loopback.
+
+:class:`SimulatedExchanges` starts one background thread with an asyncio loop
+running the websocket servers (Binance, Kraken v2, Coinbase Advanced Trade)
+and the model clock, plus one ``ThreadingHTTPServer`` thread each for the
+Binance REST API and CoinGecko.  Every port is an ephemeral port on 127.0.0.1.
+
+URLs handed to connectors (:meth:`SimulatedExchanges.connector_kwargs`):
+
+========== ================================== ======================================
+exchange   ws_url                             rest_url
+========== ================================== ======================================
+binance    ``ws://127.0.0.1:P`` (base; append ``http://127.0.0.1:Q`` (base; append
+           ``/stream?streams=...`` or          ``/api/v3/depth``...)
+           ``/ws/<name>``)
+kraken     ``ws://127.0.0.1:P/v2`` (full)      ``None``
+coinbase   ``ws://127.0.0.1:P`` (full)         ``None``
+coingecko  ``None``                            ``http://127.0.0.1:Q/api/v3`` (base
+                                              including ``/api/v3``)
+========== ================================== ======================================
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import http.server
+import threading
+import time
+import urllib.parse
+
+from hftsig.simulator.binance import BinanceServer
+from hftsig.simulator.coinbase import CoinbaseServer
+from hftsig.simulator.coingecko import CoinGeckoServer
+from hftsig.simulator.kraken import KrakenServer
+from hftsig.simulator.market import DEFAULT_SYMBOLS, MarketModel
+
+__all__ = ["SimulatedExchanges", "EXCHANGES", "FAULTS"]
+
+EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
+#: faults each exchange accepts in :meth:`SimulatedExchanges.inject`
+FAULTS = {
+    "binance": ("disconnect", "malformed", "gap", "stall", "shutdown", "http_429", "http_418", "http_500", "http_malformed"),
+    "kraken": ("disconnect", "malformed", "gap", "bad_checksum", "stall"),
+    "coinbase": ("disconnect", "malformed", "gap", "stall"),
+    "coingecko": ("http_429", "http_500", "http_malformed", "stall"),
+}
+
+
+class _RestServer:
+    """A ThreadingHTTPServer in front of one exchange's REST handler, with faults."""
+
+    def __init__(self, handler, name):
+        self.handler = handler
+        self.name = name
+        self.lock = threading.Lock()
+        self.faults = collections.deque()  # pending (status, retry_after) or ("malformed",)
+        self.stalled_until = 0.0
+        self.requests = collections.Counter()  # path -> count
+        self.responses = collections.Counter()  # status -> count
+        rest = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+            server_version = "hftsig-simulator"
+            sys_version = ""
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                rest._serve(self)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name=f"hftsig-sim-{name}-http", daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=1.0)
+
+    def _serve(self, req):
+        u = urllib.parse.urlsplit(req.path)
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        with self.lock:
+            self.requests[u.path] += 1
+            fault = self.faults.popleft() if self.faults else None
+            stall = self.stalled_until - time.monotonic()
+        if stall > 0:
+            time.sleep(min(stall, 5.0))
+        malformed = False
+        if fault is None:
+            try:
+                status, hdrs, body = self.handler.handle_rest(u.path, u.query, headers)
+            except Exception as exc:  # never let a handler bug kill the request thread silently
+                status, hdrs, body = 500, {}, '{"error":"%s"}' % type(exc).__name__
+        elif fault[0] == "malformed":
+            status, hdrs, body = self.handler.handle_rest(u.path, u.query, headers)
+            body = body[: max(1, len(body) // 2)]
+            malformed = True
+        else:
+            status, hdrs, body = self.handler.rest_error(fault[0], fault[1])
+        data = body.encode()
+        with self.lock:
+            self.responses[status] += 1
+            if malformed:
+                self.responses["malformed"] += 1
+        try:
+            req.send_response(status)
+            req.send_header("Content-Type", "application/json;charset=UTF-8" if data[:1] in (b"{", b"[") else "text/html")
+            for k, v in hdrs.items():
+                req.send_header(k, v)
+            req.send_header("Content-Length", str(len(data)))
+            req.end_headers()
+            req.wfile.write(data)
+        except OSError:
+            pass
+
+    def info(self):
+        with self.lock:
+            return {"requests": dict(self.requests), "responses": dict(self.responses), "pending_faults": len(self.faults)}
+
+
+class SimulatedExchanges:
+    """Binance, Kraken, Coinbase and CoinGecko simulators on 127.0.0.1.
+
+    Parameters
+    ----------
+    symbols : sequence of str
+        Canonical ``BASE-QUOTE`` symbols listed on every simulated venue.
+    exchanges : sequence of str
+        Which servers to start (any of ``binance``, ``kraken``, ``coinbase``,
+        ``coingecko``).
+    seed : int
+        Seed of the market model (same seed, same books and trades step by step).
+    rate : float
+        Model steps per second (book updates per second per symbol and venue).
+    depth : int
+        Book levels per side.
+    api_key : str or None
+        CoinGecko API key the server demands (None: keyless access).
+    key_type : {"demo", "pro"}
+        Which CoinGecko host the simulator plays.
+    ping_interval : float or None
+        Binance websocket ping frame interval in seconds (20 live).
+    heartbeat_interval : float
+        Kraken and Coinbase heartbeat period in seconds.
+    subscribe_timeout : float or None
+        Coinbase closes connections without a subscription after this long.
+    coingecko_refresh_s : float
+        How often CoinGecko prices (and ``last_updated_at``) refresh.
+    **model_kwargs
+        Passed to :class:`~hftsig.simulator.market.MarketModel` (``trade_rate``,
+        ``volatility_bps``, ``spread_bps``, ``noise_bps``, ...).
+
+    Examples
+    --------
+    >>> import json, websocket
+    >>> with SimulatedExchanges(["BTC-USDT"], exchanges=("binance",), seed=1) as sim:
+    ...     ws = websocket.create_connection(sim.connector_kwargs("binance")["ws_url"]
+    ...                                      + "/ws/btcusdt@bookTicker", timeout=2)
+    ...     msg = json.loads(ws.recv()); ws.close()
+    >>> sorted(msg)
+    ['A', 'B', 'a', 'b', 's', 'u']
+    """
+
+    def __init__(
+        self,
+        symbols=DEFAULT_SYMBOLS,
+        exchanges=EXCHANGES,
+        *,
+        seed=0,
+        rate=20.0,
+        depth=20,
+        api_key=None,
+        key_type="demo",
+        ping_interval=20.0,
+        heartbeat_interval=1.0,
+        subscribe_timeout=5.0,
+        coingecko_refresh_s=1.0,
+        **model_kwargs,
+    ):
+        exchanges = tuple(exchanges)
+        for e in exchanges:
+            if e not in EXCHANGES:
+                raise ValueError(f"exchanges: unknown exchange {e!r}; expected some of {EXCHANGES}")
+        self.exchanges = exchanges
+        venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
+        self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
+        self.symbols = self.model.symbols
+        self.api_key = api_key
+        self.key_type = key_type
+        self._cfg = dict(ping_interval=ping_interval, heartbeat_interval=heartbeat_interval,
+                         subscribe_timeout=subscribe_timeout, coingecko_refresh_s=coingecko_refresh_s)
+        self.faults = []
+        self.servers = {}
+        self.rest = {}
+        self._loop = None
+        self._thread = None
+        self._running = False
+        self._started = False
+        self._driver_error = None
+        self._paused = False
+
+    # ---------------------------------------------------------- lifecycle
+    def start(self):
+        """Start every server; returns self once all ports listen."""
+        if self._started:
+            raise RuntimeError("SimulatedExchanges already started")
+        self._started = True
+        cfg = self._cfg
+        m = self.model
+        if "binance" in self.exchanges:
+            self.servers["binance"] = BinanceServer(m, ping_interval=cfg["ping_interval"],
+                                                    heartbeat_interval=cfg["heartbeat_interval"])
+            self.rest["binance"] = _RestServer(self.servers["binance"], "binance")
+        if "kraken" in self.exchanges:
+            self.servers["kraken"] = KrakenServer(m, heartbeat_interval=cfg["heartbeat_interval"])
+        if "coinbase" in self.exchanges:
+            self.servers["coinbase"] = CoinbaseServer(m, subscribe_timeout=cfg["subscribe_timeout"],
+                                                      heartbeat_interval=cfg["heartbeat_interval"])
+        if "coingecko" in self.exchanges:
+            self.coingecko = CoinGeckoServer(m, api_key=self.api_key, key_type=self.key_type,
+                                             refresh_s=cfg["coingecko_refresh_s"])
+            self.rest["coingecko"] = _RestServer(self.coingecko, "coingecko")
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="hftsig-sim-loop", daemon=True)
+        self._running = True
+        self._thread.start()
+        if not ready.wait(5.0) or self._driver_error is not None:
+            self.stop()
+            raise RuntimeError(f"simulators failed to start: {self._driver_error!r}")
+        for r in self.rest.values():
+            r.start()
+        return self
+
+    def _run(self, ready):
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+
+        async def main():
+            try:
+                for s in self.servers.values():
+                    await s.start()
+            except Exception as exc:
+                self._driver_error = exc
+                ready.set()
+                return
+            self.model.t0_ns = time.time_ns()
+            ready.set()
+            await self._drive()
+            for s in self.servers.values():
+                await s.stop()
+
+        try:
+            loop.run_until_complete(main())
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    async def _drive(self):
+        m = self.model
+        servers = list(self.servers.values())
+        start = time.monotonic()
+        steps0 = m.steps
+        while self._running:
+            now = time.monotonic()
+            if self._paused:
+                # Frozen market: nothing moves, heartbeats and timers keep going;
+                # on resume the clock restarts from here, without a catch-up burst.
+                start, steps0 = now, m.steps
+                for s in servers:
+                    s.tick(now)
+                await asyncio.sleep(0.01)
+                continue
+            due = steps0 + int((now - start) * m.rate)
+            # Catch up at most a few steps at once so a loaded machine slows the
+            # model instead of flooding the clients.
+            n = min(due - m.steps, 5)
+            for _ in range(n):
+                events = m.step(time.time_ns())
+                for s in servers:
+                    s.on_events(events)
+            for s in servers:
+                s.tick(now)
+            next_step = start + (m.steps - steps0 + 1) / m.rate
+            await asyncio.sleep(max(0.0, min(next_step - time.monotonic(), 0.02)))
+
+    def stop(self, timeout=1.0):
+        """Close every connection and port; returns within about ``timeout`` seconds."""
+        self._running = False
+        for r in self.rest.values():
+            if r.thread.is_alive():
+                r.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def pause(self):
+        """Freeze the market model (no book changes or trades; heartbeats go on).
+
+        Pending Binance diff events and Coinbase trade batches still go out
+        within their batching interval, so after ``pause()`` and a short wait
+        a client's book equals :meth:`book` exactly.
+        """
+        self._paused = True
+
+    def resume(self):
+        """Restart the market model after :meth:`pause`."""
+        self._paused = False
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return f"SimulatedExchanges(exchanges={self.exchanges!r}, symbols={list(self.symbols)!r}, urls={self.urls()!r})"
+
+    # --------------------------------------------------------------- URLs
+    def connector_kwargs(self, exchange):
+        """``{"ws_url": ..., "rest_url": ...}`` for the connector of ``exchange``
+        (see the module docstring for each URL's shape)."""
+        if exchange not in self.exchanges:
+            raise ValueError(f"exchange {exchange!r} is not simulated here; running: {self.exchanges}")
+        if not self._started:
+            raise RuntimeError("start the simulators first")
+        if exchange == "binance":
+            return {"ws_url": f"ws://127.0.0.1:{self.servers['binance'].port}",
+                    "rest_url": f"http://127.0.0.1:{self.rest['binance'].port}"}
+        if exchange == "kraken":
+            return {"ws_url": f"ws://127.0.0.1:{self.servers['kraken'].port}/v2", "rest_url": None}
+        if exchange == "coinbase":
+            return {"ws_url": f"ws://127.0.0.1:{self.servers['coinbase'].port}", "rest_url": None}
+        return {"ws_url": None, "rest_url": f"http://127.0.0.1:{self.rest['coingecko'].port}/api/v3"}
+
+    def urls(self):
+        """``{exchange: connector_kwargs(exchange)}`` for every running exchange."""
+        if not self._started:
+            return {}
+        return {e: self.connector_kwargs(e) for e in self.exchanges}
+
+    # -------------------------------------------------------------- truth
+    def book(self, exchange, symbol, depth=None):
+        """The venue's book now (see :meth:`MarketModel.book`)."""
+        return self.model.book(exchange, symbol, depth)
+
+    def top(self, exchange, symbol):
+        """``(bid, bid_qty, ask, ask_qty)`` on ``exchange`` now."""
+        return self.model.top(exchange, symbol)
+
+    def nbbo(self, symbol):
+        """Best bid/offer across the simulated venues (see :meth:`MarketModel.nbbo`)."""
+        return self.model.nbbo(symbol)
+
+    def mid(self, symbol):
+        return self.model.mid(symbol)
+
+    def inject_mispricing(self, exchange, symbol, bps, duration_s):
+        """Shift ``exchange``'s quotes of ``symbol`` by ``bps`` for ``duration_s``
+        seconds; returns the record also kept in :attr:`mispricings`."""
+        return self.model.inject_mispricing(exchange, symbol, bps, duration_s)
+
+    @property
+    def mispricings(self):
+        return self.model.mispricings
+
+    # ------------------------------------------------------------- faults
+    def inject(self, exchange, fault, **kw):
+        """Inject ``fault`` into ``exchange``'s simulator now.
+
+        Faults (keyword arguments in brackets):
+
+        - ``"disconnect"`` (``abrupt=False``, ``code``): close every
+          connection (abruptly: drop the TCP connection without a close frame).
+        - ``"malformed"`` (``count=1``, ``payload``): send a truncated JSON frame.
+        - ``"gap"`` (``count=1``): Binance drops the next diff depth event of
+          each connection (``U`` jumps past ``u + 1``); Kraken drops the next
+          book update (the next checksum no longer matches the client's book);
+          Coinbase drops the next ``l2_data`` frame, using up its
+          ``sequence_num`` (``drop=False`` only skips a number).
+        - ``"bad_checksum"`` (``count=1``): Kraken's next book update carries a
+          wrong checksum (its levels are right).
+        - ``"http_429"`` (``count=1``, ``retry_after=1``): the next REST
+          requests get 429 (Binance with ``Retry-After``; CoinGecko without).
+          ``"http_418"`` likewise (Binance IP ban); ``"http_500"`` (``count``);
+          ``"http_malformed"`` (``count``): truncated REST bodies.
+        - ``"stall"`` (``seconds=2``, ``heartbeats=True``, ``drop=False``):
+          stop sending data, connections stay open; heartbeats continue unless
+          ``heartbeats=False``; held data is sent when the stall ends unless
+          ``drop=True``.  For REST exchanges: responses are delayed.
+        - ``"shutdown"`` (``close_after=0.3``): Binance ``serverShutdown``
+          event, then the connections close.
+
+        Returns the log record (also appended to :attr:`faults`): time in ns,
+        exchange, fault, arguments and what was affected.
+        """
+        if exchange not in self.exchanges:
+            raise ValueError(f"exchange {exchange!r} is not simulated here; running: {self.exchanges}")
+        if fault not in FAULTS[exchange]:
+            raise ValueError(f"fault {fault!r} not supported for {exchange}; choose from {FAULTS[exchange]}")
+        if not self._started or self._thread is None:
+            raise RuntimeError("start the simulators first")
+        t_ns = time.time_ns()
+        if fault.startswith("http_"):
+            rest = self.rest[exchange]
+            count = int(kw.get("count", 1))
+            with rest.lock:
+                for _ in range(count):
+                    if fault == "http_malformed":
+                        rest.faults.append(("malformed", None))
+                    else:
+                        rest.faults.append((int(fault[5:]), kw.get("retry_after", 1)))
+            detail = {"count": count}
+        elif exchange == "coingecko":
+            rest = self.rest[exchange]
+            seconds = float(kw.get("seconds", 2.0))
+            with rest.lock:
+                rest.stalled_until = time.monotonic() + seconds
+            detail = {"seconds": seconds}
+        else:
+            fut = asyncio.run_coroutine_threadsafe(self.servers[exchange].inject(fault, **kw), self._loop)
+            detail = fut.result(timeout=2.0)
+        rec = {"time_ns": t_ns, "exchange": exchange, "fault": fault, "kwargs": dict(kw), **detail}
+        self.faults.append(rec)
+        return rec
+
+    # ------------------------------------------------------------ counters
+    def connections(self, exchange, open_only=False):
+        """Per-connection counters of ``exchange``: frames sent by type
+        (``sent``), records inside them (``items``: book levels, trades),
+        frames dropped by gap faults, client requests, last sequence numbers
+        (Binance ``u`` / trade id per stream, Coinbase ``sequence_num``, Kraken
+        checksum per symbol), subscriptions, open/close times."""
+        srv = self.servers.get(exchange)
+        if srv is None:
+            raise ValueError(f"{exchange!r} has no websocket simulator running")
+        conns = srv.conns if open_only else srv.history
+        return [c.info() for c in list(conns)]
+
+    def sent(self, exchange):
+        """Frames sent to all connections of ``exchange`` so far, by type."""
+        total = collections.Counter()
+        for c in self.connections(exchange):
+            total.update(c["sent"])
+        return dict(total)
+
+    def rest_stats(self, exchange):
+        """REST requests by path and responses by status (``"malformed"`` counted too)."""
+        return self.rest[exchange].info()
+
+    def stats(self):
+        """Summary per exchange: open connections, frames sent by type, REST counters."""
+        out = {}
+        for e in self.exchanges:
+            d = {}
+            if e in self.servers:
+                d["connections"] = len(self.servers[e].conns)
+                d["sent"] = self.sent(e)
+            if e in self.rest:
+                d["rest"] = self.rest_stats(e)
+            out[e] = d
+        return out
+
+    def wait_for_connections(self, exchange, n=1, timeout=2.0):
+        """Block until ``exchange`` has at least ``n`` open connections; returns success."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.servers[exchange].conns) >= n:
+                return True
+            time.sleep(0.01)
+        return False

@@ -1,0 +1,588 @@
+"""The exchange simulators, exercised with real clients (websocket-client, requests)."""
+import json
+import socket
+import threading
+import time
+import zlib
+from decimal import Decimal
+
+import pytest
+import requests
+import websocket
+
+from hftsig.simulator import SimulatedExchanges
+
+SYMS = ["BTC-USDT", "ETH-USDT", "ETH-BTC", "BTC-USD"]
+
+
+@pytest.fixture
+def sim():
+    s = SimulatedExchanges(SYMS, seed=1, rate=40, depth=20, heartbeat_interval=0.25, trade_rate=20)
+    s.start()
+    yield s
+    s.stop()
+
+
+def recv_json(ws, timeout=2.0):
+    ws.settimeout(timeout)
+    return json.loads(ws.recv())
+
+
+def recv_until(ws, pred, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ws.settimeout(max(0.01, deadline - time.monotonic()))
+        msg = json.loads(ws.recv())
+        if pred(msg):
+            return msg
+    raise AssertionError("expected message did not arrive")
+
+
+def drain(ws, seconds):
+    """Every frame (raw text) received within ``seconds``."""
+    out = []
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out
+        ws.settimeout(left)
+        try:
+            out.append(ws.recv())
+        except websocket.WebSocketTimeoutException:
+            return out
+
+
+# ---------------------------------------------------------------- Binance
+def test_binance_combined_stream_shapes(sim):
+    url = sim.connector_kwargs("binance")["ws_url"]
+    ws = websocket.create_connection(url + "/stream?streams=btcusdt@bookTicker/btcusdt@depth@100ms/btcusdt@trade/btcusdt@aggTrade", timeout=2)
+    seen = {}
+    deadline = time.monotonic() + 3
+    while len(seen) < 4 and time.monotonic() < deadline:
+        msg = recv_json(ws)
+        assert set(msg) == {"stream", "data"}
+        seen[msg["stream"]] = msg["data"]
+    ws.close()
+    bt = seen["btcusdt@bookTicker"]
+    assert list(bt) == ["u", "s", "b", "B", "a", "A"]
+    assert bt["s"] == "BTCUSDT" and isinstance(bt["u"], int)
+    assert all(isinstance(bt[k], str) and len(bt[k].split(".")[1]) == 8 for k in "bBaA")
+    assert float(bt["b"]) < float(bt["a"])
+    d = seen["btcusdt@depth@100ms"]
+    assert list(d) == ["e", "E", "s", "U", "u", "b", "a"] and d["e"] == "depthUpdate"
+    assert d["U"] <= d["u"] and all(isinstance(p, str) and isinstance(q, str) for p, q in d["b"] + d["a"])
+    t = seen["btcusdt@trade"]
+    assert list(t) == ["e", "E", "s", "t", "p", "q", "T", "m", "M"] and t["e"] == "trade"
+    assert isinstance(t["m"], bool) and isinstance(t["E"], int) and t["E"] > 1.6e12
+    a = seen["btcusdt@aggTrade"]
+    assert list(a) == ["e", "E", "s", "a", "p", "q", "f", "l", "T", "m", "M"]
+
+
+def test_binance_raw_stream_and_live_subscribe(sim):
+    url = sim.connector_kwargs("binance")["ws_url"]
+    ws = websocket.create_connection(url + "/ws/ethusdt@bookTicker", timeout=2)
+    msg = recv_json(ws)
+    assert msg["s"] == "ETHUSDT" and "stream" not in msg
+    ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["ethbtc@trade"], "id": 7}))
+    assert recv_until(ws, lambda m: "id" in m) == {"result": None, "id": 7}
+    ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 8}))
+    assert recv_until(ws, lambda m: "id" in m) == {"result": ["ethbtc@trade", "ethusdt@bookTicker"], "id": 8}
+    assert recv_until(ws, lambda m: m.get("e") == "trade")["s"] == "ETHBTC"
+    ws.close()
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        websocket.create_connection(url + "/nope", timeout=2)
+
+
+def _apply(book, levels):
+    for p, q in levels:
+        if Decimal(q) == 0:
+            book.pop(Decimal(p), None)
+        else:
+            book[Decimal(p)] = Decimal(q)
+
+
+def test_binance_rest_snapshot_and_diff_events_rebuild_the_book(sim):
+    kw = sim.connector_kwargs("binance")
+    ws = websocket.create_connection(kw["ws_url"] + "/stream?streams=btcusdt@depth@100ms", timeout=2)
+    buffered = [recv_json(ws)["data"]]  # first event buffered before the snapshot, as documented
+    snap = requests.get(kw["rest_url"] + "/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 1000}, timeout=2).json()
+    assert set(snap) == {"lastUpdateId", "bids", "asks"}
+    assert snap["lastUpdateId"] >= buffered[0]["U"]
+    bids, asks = {}, {}
+    _apply(bids, snap["bids"])
+    _apply(asks, snap["asks"])
+    local = snap["lastUpdateId"]
+    applied = 0
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        buffered.append(recv_json(ws)["data"])
+    sim.pause()
+    buffered.extend(json.loads(f)["data"] for f in drain(ws, 0.4))
+    for ev in buffered:
+        if ev["u"] <= local:
+            continue
+        assert ev["U"] <= local + 1, "update ids must be contiguous"
+        _apply(bids, ev["b"])
+        _apply(asks, ev["a"])
+        local = ev["u"]
+        applied += 1
+    ws.close()
+    assert applied >= 5
+    truth = sim.book("binance", "BTC-USDT")
+    assert truth["update_id"] == local
+    assert [(float(p), float(q)) for p, q in sorted(bids.items(), reverse=True)] == truth["bids"]
+    assert [(float(p), float(q)) for p, q in sorted(asks.items())] == truth["asks"]
+
+
+def test_binance_exchange_info_and_rest_errors(sim):
+    rest = sim.connector_kwargs("binance")["rest_url"]
+    info = requests.get(rest + "/api/v3/exchangeInfo", timeout=2).json()
+    assert {s["symbol"] for s in info["symbols"]} == {"BTCUSDT", "ETHUSDT", "ETHBTC", "BTCUSD"}
+    eb = next(s for s in info["symbols"] if s["symbol"] == "ETHBTC")
+    assert (eb["baseAsset"], eb["quoteAsset"], eb["status"]) == ("ETH", "BTC", "TRADING")
+    pf = next(f for f in eb["filters"] if f["filterType"] == "PRICE_FILTER")
+    assert float(pf["tickSize"]) == sim.model.spec("binance", "ETH-BTC").tick
+    r = requests.get(rest + "/api/v3/depth", params={"symbol": "NOPE"}, timeout=2)
+    assert r.status_code == 400 and r.json() == {"code": -1121, "msg": "Invalid symbol."}
+    rec = sim.inject("binance", "http_429", count=2, retry_after=3)
+    assert rec["fault"] == "http_429" and rec["time_ns"] > 0 and sim.faults[-1] is rec
+    for _ in range(2):
+        r = requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2)
+        assert r.status_code == 429 and r.headers["Retry-After"] == "3" and r.json()["code"] == -1003
+    assert requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).status_code == 200
+    sim.inject("binance", "http_500")
+    assert requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).status_code == 500
+    sim.inject("binance", "http_malformed")
+    with pytest.raises(ValueError):
+        requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).json()
+    assert sim.rest_stats("binance")["responses"][429] == 2
+
+
+def test_binance_gap_fault_skips_update_ids(sim):
+    url = sim.connector_kwargs("binance")["ws_url"]
+    ws = websocket.create_connection(url + "/ws/btcusdt@depth@100ms", timeout=2)
+    first = recv_json(ws)
+    sim.inject("binance", "gap")
+    prev = first
+    jumped = False
+    for _ in range(5):
+        ev = recv_json(ws)
+        if ev["U"] > prev["u"] + 1:
+            jumped = True
+        prev = ev
+    ws.close()
+    assert jumped
+    conn = sim.connections("binance")[-1]
+    assert conn["dropped"] == {"depthUpdate": 1}
+
+
+def test_binance_server_shutdown_then_close(sim):
+    url = sim.connector_kwargs("binance")["ws_url"]
+    ws = websocket.create_connection(url + "/stream?streams=btcusdt@bookTicker", timeout=2)
+    recv_json(ws)
+    sim.inject("binance", "shutdown", close_after=0.2)
+    msg = recv_until(ws, lambda m: m.get("e") == "serverShutdown")
+    assert set(msg) == {"e", "E"}
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            ws.settimeout(2)
+            if not ws.recv():
+                raise websocket.WebSocketConnectionClosedException("closed")
+    assert ws.close_frame is None or True
+
+
+def test_binance_pings(sim_ping=None):
+    with SimulatedExchanges(["BTC-USDT"], exchanges=("binance",), ping_interval=0.2) as sim:
+        pings = []
+        ws = websocket.WebSocket()
+        ws.connect(sim.connector_kwargs("binance")["ws_url"] + "/ws/btcusdt@trade", timeout=2)
+        deadline = time.monotonic() + 0.8
+        while time.monotonic() < deadline:
+            ws.settimeout(0.5)
+            try:
+                op, data = ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                continue
+            if op == websocket.ABNF.OPCODE_PING:
+                pings.append(data)
+                ws.pong(data)
+        ws.close()
+        assert len(pings) >= 2
+
+
+# ----------------------------------------------------------------- Kraken
+def _kraken_ck(bids, asks, pp, qp):
+    def f(x, d):
+        return f"{x:.{d}f}".replace(".", "").lstrip("0")
+
+    s = "".join(f(p, pp) + f(q, qp) for p, q in sorted(asks.items())[:10])
+    s += "".join(f(p, pp) + f(q, qp) for p, q in sorted(bids.items(), reverse=True)[:10])
+    return zlib.crc32(s.encode())
+
+
+def _kraken_apply(book, levels, depth, reverse):
+    for lv in levels:
+        if lv["qty"] == 0:
+            book.pop(lv["price"], None)
+        else:
+            book[lv["price"]] = lv["qty"]
+    for p in sorted(book, reverse=reverse)[depth:]:
+        del book[p]
+
+
+def _kraken_connect(sim):
+    ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
+    status = recv_json(ws)
+    assert status["channel"] == "status" and status["type"] == "update"
+    assert status["data"][0]["system"] == "online" and status["data"][0]["api_version"] == "v2"
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "instrument"}, "req_id": 1}))
+    recv_until(ws, lambda m: m.get("method") == "subscribe")
+    inst = recv_until(ws, lambda m: m.get("channel") == "instrument")
+    prec = {p["symbol"]: (p["price_precision"], p["qty_precision"]) for p in inst["data"]["pairs"]}
+    return ws, prec
+
+
+def test_kraken_book_checksums_and_truth(sim):
+    ws, prec = _kraken_connect(sim)
+    assert prec["BTC/USDT"] == (1, 8)
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USDT"], "depth": 10}, "req_id": 5}))
+    ack = recv_until(ws, lambda m: m.get("method") == "subscribe")
+    assert ack["success"] is True and ack["req_id"] == 5
+    assert ack["result"] == {"channel": "book", "depth": 10, "snapshot": True, "symbol": "BTC/USDT"}
+    snap = recv_until(ws, lambda m: m.get("channel") == "book")
+    assert snap["type"] == "snapshot"
+    d = snap["data"][0]
+    bids = {lv["price"]: lv["qty"] for lv in d["bids"]}
+    asks = {lv["price"]: lv["qty"] for lv in d["asks"]}
+    pp, qp = prec["BTC/USDT"]
+    assert _kraken_ck(bids, asks, pp, qp) == d["checksum"]
+    updates = 0
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        m = recv_json(ws)
+        if m.get("channel") != "book":
+            continue
+        d = m["data"][0]
+        assert m["type"] == "update" and isinstance(d["timestamp"], str) and d["timestamp"].endswith("Z")
+        _kraken_apply(bids, d["bids"], 10, True)
+        _kraken_apply(asks, d["asks"], 10, False)
+        assert _kraken_ck(bids, asks, pp, qp) == d["checksum"]
+        updates += 1
+    sim.pause()
+    for f in drain(ws, 0.2):
+        m = json.loads(f)
+        if m.get("channel") == "book":
+            _kraken_apply(bids, m["data"][0]["bids"], 10, True)
+            _kraken_apply(asks, m["data"][0]["asks"], 10, False)
+    ws.close()
+    assert updates >= 10
+    truth = sim.book("kraken", "BTC-USDT", depth=10)
+    assert sorted(bids.items(), reverse=True) == truth["bids"]
+    assert sorted(asks.items()) == truth["asks"]
+
+
+def test_kraken_bad_checksum_and_gap_faults(sim):
+    ws, prec = _kraken_connect(sim)
+    pp, qp = prec["ETH/BTC"]
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["ETH/BTC"], "depth": 25}}))
+    snap = recv_until(ws, lambda m: m.get("channel") == "book")["data"][0]
+    bids = {lv["price"]: lv["qty"] for lv in snap["bids"]}
+    asks = {lv["price"]: lv["qty"] for lv in snap["asks"]}
+    assert len(bids) == sim.model.depth  # the whole book when it is shallower than the subscription
+
+    def next_update_ok():
+        m = recv_until(ws, lambda m: m.get("channel") == "book")["data"][0]
+        _kraken_apply(bids, m["bids"], 25, True)
+        _kraken_apply(asks, m["asks"], 25, False)
+        return _kraken_ck(bids, asks, pp, qp) == m["checksum"]
+
+    assert next_update_ok()
+    sim.inject("kraken", "bad_checksum")
+    results = [next_update_ok() for _ in range(3)]
+    assert results[0] is False and results[1:] == [True, True]  # levels were right, only the checksum lied
+    sim.inject("kraken", "gap")
+    assert not all(next_update_ok() for _ in range(3))
+    ws.close()
+    c = sim.connections("kraken")[-1]
+    assert c["dropped"] == {"book": 1}
+
+
+def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
+    ws, _ = _kraken_connect(sim)
+    # subscribed to the quiet instrument channel only: heartbeats keep the line alive
+    assert recv_until(ws, lambda m: m.get("channel") == "heartbeat", timeout=1.0) == {"channel": "heartbeat"}
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["ETH/USDT"], "event_trigger": "bbo"}}))
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": ["ETH/USDT"]}}))
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["DOGE/USD"]}, "req_id": 9}))
+    ws.send(json.dumps({"method": "ping", "req_id": 42}))
+    got = {}
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not {"ticker_snapshot", "error", "pong", "trade"} <= set(got):
+        m = recv_json(ws)
+        key = m.get("channel") or m.get("method")
+        if key == "subscribe" and not m["success"]:
+            key = "error"
+        if key == "ticker" and m["type"] == "snapshot":
+            key = "ticker_snapshot"
+        got.setdefault(key, m)
+    ws.close()
+    t = got["ticker_snapshot"]["data"][0]
+    assert list(t) == ["symbol", "bid", "bid_qty", "ask", "ask_qty", "last", "volume", "vwap", "low", "high",
+                       "change", "change_pct", "timestamp"]
+    assert all(isinstance(t[k], (int, float)) for k in list(t)[1:-1])
+    err = got["error"]
+    assert err["error"] == "Currency pair not supported DOGE/USD" and err["req_id"] == 9 and err["symbol"] == "DOGE/USD"
+    assert got["pong"]["req_id"] == 42 and set(got["pong"]) == {"method", "req_id", "time_in", "time_out"}
+    tr = got["trade"]["data"][0] if got["trade"]["data"] else None
+    if tr is not None:
+        assert list(tr) == ["symbol", "side", "price", "qty", "ord_type", "trade_id", "timestamp"]
+        assert tr["side"] in ("buy", "sell")
+
+
+# --------------------------------------------------------------- Coinbase
+def _coinbase(sim, channels, products=("BTC-USD",)):
+    ws = websocket.create_connection(sim.connector_kwargs("coinbase")["ws_url"], timeout=2)
+    for ch in channels:
+        ws.send(json.dumps({"type": "subscribe", "product_ids": list(products), "channel": ch}))
+    return ws
+
+
+def _l2_apply(bids, asks, updates):
+    for u in updates:
+        book = bids if u["side"] == "bid" else asks
+        assert u["side"] in ("bid", "offer")
+        if Decimal(u["new_quantity"]) == 0:
+            book.pop(Decimal(u["price_level"]), None)
+        else:
+            book[Decimal(u["price_level"])] = Decimal(u["new_quantity"])
+
+
+def test_coinbase_level2_sequence_and_truth(sim):
+    ws = _coinbase(sim, ["heartbeats", "level2", "ticker", "market_trades"])
+    frames = [json.loads(f) for f in drain(ws, 1.2)]
+    sim.pause()
+    frames += [json.loads(f) for f in drain(ws, 0.4)]
+    ws.close()
+    seqs = [f["sequence_num"] for f in frames]
+    assert seqs == list(range(len(frames)))
+    for f in frames:
+        assert list(f) == ["channel", "client_id", "timestamp", "sequence_num", "events"]
+    chans = {f["channel"] for f in frames}
+    assert {"subscriptions", "heartbeats", "l2_data", "ticker", "market_trades"} <= chans
+    assert frames[-1]["channel"] in chans
+    subs = [f for f in frames if f["channel"] == "subscriptions"][-1]["events"][0]["subscriptions"]
+    assert subs["level2"] == ["BTC-USD"] and subs["ticker"] == ["BTC-USD"]
+    bids, asks = {}, {}
+    l2 = [f for f in frames if f["channel"] == "l2_data"]
+    assert l2[0]["events"][0]["type"] == "snapshot"
+    for f in l2:
+        for ev in f["events"]:
+            assert ev["product_id"] == "BTC-USD"
+            _l2_apply(bids, asks, ev["updates"])
+    truth = sim.book("coinbase", "BTC-USD")
+    assert [(float(p), float(q)) for p, q in sorted(bids.items(), reverse=True)] == truth["bids"]
+    assert [(float(p), float(q)) for p, q in sorted(asks.items())] == truth["asks"]
+    hb = [f for f in frames if f["channel"] == "heartbeats"]
+    counters = [int(f["events"][0]["heartbeat_counter"]) for f in hb]
+    assert counters == list(range(counters[0], counters[0] + len(counters)))
+    tk = [f for f in frames if f["channel"] == "ticker"][0]["events"][0]["tickers"][0]
+    assert tk["type"] == "ticker" and tk["product_id"] == "BTC-USD"
+    assert all(isinstance(tk[k], str) for k in ("price", "best_bid", "best_ask", "best_bid_quantity"))
+    trades = [t for f in frames if f["channel"] == "market_trades" for e in f["events"] for t in e["trades"]]
+    assert trades and set(trades[0]) == {"trade_id", "product_id", "price", "size", "side", "time"}
+    assert {t["side"] for t in trades} <= {"BUY", "SELL"}
+    # count in == count out
+    c = sim.connections("coinbase")[-1]
+    got = {}
+    for f in frames:
+        got[f["channel"]] = got.get(f["channel"], 0) + 1
+    assert c["sent"] == got
+    assert c["last_seq"]["sequence_num"] == seqs[-1]
+
+
+def test_coinbase_gap_fault_and_errors(sim):
+    ws = _coinbase(sim, ["level2"], ["ETH-USDT"])
+    last = recv_until(ws, lambda m: m.get("channel") == "l2_data")
+    sim.inject("coinbase", "gap")
+    frames = [last] + [json.loads(f) for f in drain(ws, 0.5)]
+    seqs = [f["sequence_num"] for f in frames]
+    assert any(b - a == 2 for a, b in zip(seqs, seqs[1:]))
+    ws.send(json.dumps({"type": "subscribe", "product_ids": ["NOPE-USD"], "channel": "level2"}))
+    err = recv_until(ws, lambda m: m.get("type") == "error")
+    assert set(err) == {"type", "message"}
+    ws.send(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "candles_nope"}))
+    assert recv_until(ws, lambda m: m.get("type") == "error")["message"]
+    ws.close()
+
+
+def test_coinbase_closes_without_subscription():
+    with SimulatedExchanges(["BTC-USD"], exchanges=("coinbase",), subscribe_timeout=0.3) as sim:
+        ws = websocket.create_connection(sim.connector_kwargs("coinbase")["ws_url"], timeout=2)
+        t0 = time.monotonic()
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while time.monotonic() - t0 < 2:
+                ws.recv()
+        assert time.monotonic() - t0 < 1.5
+
+
+# ---------------------------------------------------------------- CoinGecko
+def test_coingecko_simple_price_and_keys():
+    with SimulatedExchanges(["BTC-USDT", "ETH-BTC"], exchanges=("coingecko",), api_key="k-demo") as sim:
+        base = sim.connector_kwargs("coingecko")["rest_url"]
+        assert base.endswith("/api/v3")
+        params = {"ids": "bitcoin,ethereum,nope", "vs_currencies": "usd,btc", "include_last_updated_at": "true"}
+        r = requests.get(base + "/simple/price", params=params, headers={"x-cg-demo-api-key": "k-demo"}, timeout=2)
+        assert r.status_code == 200
+        body = r.json()
+        assert set(body) == {"bitcoin", "ethereum"}
+        assert set(body["bitcoin"]) == {"usd", "btc", "last_updated_at"}
+        assert isinstance(body["bitcoin"]["last_updated_at"], int)
+        assert abs(body["bitcoin"]["last_updated_at"] - time.time()) < 5
+        assert body["bitcoin"]["usd"] == pytest.approx(sim.model.usd_price("BTC"), rel=1e-3)
+        assert body["ethereum"]["btc"] == pytest.approx(sim.model.mid("ETH-BTC"), rel=1e-3)
+        r = requests.get(base + "/simple/price", params=params, timeout=2)
+        assert r.status_code == 401 and r.json()["status"]["error_code"] == 10002
+        r = requests.get(base + "/simple/price", params=params, headers={"x-cg-pro-api-key": "k-demo"}, timeout=2)
+        assert r.status_code == 401 and r.json()["status"]["error_code"] == 10010
+        r = requests.get(base + "/simple/price", params=params, headers={"x-cg-demo-api-key": "wrong"}, timeout=2)
+        assert r.status_code == 401
+        ok = {"x-cg-demo-api-key": "k-demo"}
+        sim.inject("coingecko", "http_429")
+        r = requests.get(base + "/simple/price", params=params, headers=ok, timeout=2)
+        assert r.status_code == 429 and "Retry-After" not in r.headers and r.json()["status"]["error_code"] == 429
+        sim.inject("coingecko", "http_500")
+        assert requests.get(base + "/simple/price", params=params, headers=ok, timeout=2).status_code == 500
+        assert requests.get(base + "/ping", headers=ok, timeout=2).json() == {"gecko_says": "(V3) To the Moon!"}
+        assert [f["fault"] for f in sim.faults] == ["http_429", "http_500"]
+
+
+# ------------------------------------------------------- generic faults
+@pytest.mark.parametrize("exchange", ["binance", "kraken", "coinbase"])
+def test_disconnect_and_malformed(sim, exchange):
+    ws = _open_data_stream(sim, exchange)
+    sim.inject(exchange, "malformed")
+    with pytest.raises(ValueError):
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            ws.settimeout(2)
+            json.loads(ws.recv())
+    sim.inject(exchange, "disconnect")
+    t0 = time.monotonic()
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        while time.monotonic() - t0 < 2:
+            ws.settimeout(2)
+            ws.recv()
+    assert [f["fault"] for f in sim.faults] == ["malformed", "disconnect"]
+    assert sim.faults[1]["connections"] == 1
+    assert sim.connections(exchange)[-1]["sent"]["malformed"] == 1
+
+
+def _open_data_stream(sim, exchange):
+    url = sim.connector_kwargs(exchange)["ws_url"]
+    if exchange == "binance":
+        ws = websocket.create_connection(url + "/ws/btcusdt@bookTicker", timeout=2)
+    elif exchange == "kraken":
+        ws = websocket.create_connection(url, timeout=2)
+        ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USDT"]}}))
+    else:
+        ws = _coinbase(sim, ["heartbeats", "level2"], ["BTC-USDT"])
+    recv_json(ws)
+    return ws
+
+
+@pytest.mark.parametrize("exchange", ["binance", "kraken", "coinbase"])
+def test_stall_holds_data_keeps_heartbeats(sim, exchange):
+    ws = _open_data_stream(sim, exchange)
+    drain(ws, 0.15)
+    sim.inject(exchange, "stall", seconds=0.8)
+    drain(ws, 0.1)  # frames already on the wire when the stall began
+    during = [json.loads(f) for f in drain(ws, 0.5)]
+    after = [json.loads(f) for f in drain(ws, 0.6)]
+    ws.close()
+    data = [m for m in during if m.get("channel") not in ("heartbeat", "heartbeats")]
+    assert data == []
+    if exchange != "binance":  # Binance has no application heartbeat (ping frames instead)
+        assert len(during) >= 1
+    assert len([m for m in after if m.get("channel") not in ("heartbeat", "heartbeats")]) > 3
+    if exchange == "coinbase":
+        seqs = [m["sequence_num"] for m in during + after]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def test_stall_without_heartbeats(sim):
+    ws = _open_data_stream(sim, "kraken")
+    drain(ws, 0.1)
+    sim.inject("kraken", "stall", seconds=0.7, heartbeats=False)
+    assert drain(ws, 0.5) == []
+    ws.close()
+
+
+def test_inject_validates():
+    with SimulatedExchanges(["BTC-USD"], exchanges=("kraken",)) as sim:
+        with pytest.raises(ValueError, match="shutdown"):
+            sim.inject("kraken", "shutdown")
+        with pytest.raises(ValueError, match="binance"):
+            sim.inject("binance", "disconnect")
+    with pytest.raises(ValueError, match="exchanges"):
+        SimulatedExchanges(["BTC-USD"], exchanges=("ftx",))
+
+
+# ------------------------------------------------- mispricing, determinism
+def test_mispricing_shows_in_binance_quotes(sim):
+    ws = websocket.create_connection(sim.connector_kwargs("binance")["ws_url"] + "/ws/ethbtc@bookTicker", timeout=2)
+    recv_json(ws)
+    rec = sim.inject_mispricing("binance", "ETH-BTC", 30.0, 0.5)
+    assert sim.mispricings[-1] is rec and rec["end_ns"] - rec["start_ns"] == 500_000_000
+    shifted = []
+    for f in drain(ws, 0.4):
+        m = json.loads(f)
+        mid = (float(m["b"]) + float(m["a"])) / 2
+        shifted.append((mid / sim.mid("ETH-BTC") - 1) * 1e4)
+    ws.close()
+    assert shifted and max(shifted) > 25
+
+
+def test_same_seed_same_stream():
+    def run():
+        with SimulatedExchanges(["ETH-BTC"], exchanges=("binance",), seed=42, rate=50) as sim:
+            sim.pause()
+            time.sleep(0.05)
+            return sim.book("binance", "ETH-BTC"), sim.model.steps
+
+    (b1, n1), (b2, n2) = run(), run()
+    # both froze at some step; replay the model to the later one and compare
+    from hftsig.simulator.market import MarketModel
+
+    m1, m2 = MarketModel(["ETH-BTC"], ("binance",), seed=42, rate=50), MarketModel(["ETH-BTC"], ("binance",), seed=42, rate=50)
+    for _ in range(n1):
+        m1.step()
+    for _ in range(n2):
+        m2.step()
+    assert m1.book("binance", "ETH-BTC")["bids"] == b1["bids"]
+    assert m2.book("binance", "ETH-BTC")["asks"] == b2["asks"]
+
+
+# --------------------------------------------------------------- shutdown
+def test_clean_quick_shutdown():
+    before = set(threading.enumerate())
+    sim = SimulatedExchanges(SYMS, seed=0)
+    sim.start()
+    ports = [sim.servers[e].port for e in ("binance", "kraken", "coinbase")] + [r.port for r in sim.rest.values()]
+    ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
+    recv_json(ws)
+    requests.get(sim.connector_kwargs("coingecko")["rest_url"] + "/ping", timeout=2)
+    t0 = time.monotonic()
+    sim.stop()
+    assert time.monotonic() - t0 < 1.2
+    time.sleep(0.05)
+    assert set(threading.enumerate()) <= before
+    for p in ports:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", p), timeout=0.5)
+    try:
+        ws.settimeout(1)
+        assert ws.recv() == ""  # the close frame
+    except (websocket.WebSocketConnectionClosedException, ConnectionError):
+        pass
