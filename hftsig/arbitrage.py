@@ -84,6 +84,7 @@ __all__ = [
     "Opportunity",
     "TriangularArbitrage",
     "quote_ticks",
+    "quotes_from_model",
 ]
 
 #: Lowest-tier published spot taker fees (basis points) used when ``fees`` names
@@ -223,6 +224,29 @@ def quote_ticks(rows):
         out[i]["ask_px"], out[i]["ask_sz"] = ask, asz
         out[i]["ts_event"] = out[i]["ts_recv"] = int(ts)
     return out
+
+
+def quotes_from_model(model, venues=None, symbols=None, ts=None):
+    """Quote ticks of the current top of book of a simulator market model.
+
+    Bridges :class:`hftsig.simulator.market.MarketModel` (or
+    ``SimulatedExchanges.model``) to the detector without the network, for
+    tests, notebooks and ``hftsig arb --source model``.
+
+    Parameters
+    ----------
+    model : MarketModel
+    venues, symbols : sequence of str or None
+        Which books to quote (default: all of the model's).
+    ts : int or None
+        ``ts_event`` in ns (default: the model time, ``t`` seconds, in ns).
+    """
+    venues = model.venues if venues is None else venues
+    symbols = model.symbols if symbols is None else symbols
+    now = int(round(model.t * 1e9)) if ts is None else int(ts)
+    return quote_ticks(
+        (v, s, *model.top(v, s), now) for v in venues for s in symbols
+    )
 
 
 def _parse_symbol(symbol):

@@ -468,3 +468,104 @@ def test_random_stream_matches_brute_force(cross_venue):
         assert got == expect, step
         n_hits += len(got)
     assert n_hits > 20  # the stream does exercise the detector
+
+
+# ------------------------------------------------ the simulator's market model
+
+SIM_SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC", "SOL-USDT", "SOL-BTC", "SOL-ETH")
+SIM_FEES = {"binance": 10.0, "kraken": 16.0, "coinbase": 25.0}
+
+
+def _sim_model(seed=3):
+    from hftsig.simulator.market import MarketModel
+
+    return MarketModel(SIM_SYMBOLS, seed=seed, rate=10)
+
+
+def _thresholds(model, venue):
+    """(shift surely profitable after fees and spreads, shift below the fees alone)."""
+    others = [w for w in model.venues if w != venue]
+    half = {v: model.spread_bps[v] / 2 for v in model.venues}
+    above = (SIM_FEES[venue] + half[venue] + min(SIM_FEES[w] + half[w] for w in others)
+             + 2 * model.noise_bps + 3.0)
+    below = SIM_FEES[venue] + min(SIM_FEES[w] for w in others)
+    return above, below
+
+
+def test_simulator_mispricings_above_fees_reported_below_not():
+    from hftsig.arbitrage import quotes_from_model
+
+    model = _sim_model()
+    arb = TriangularArbitrage(fees=SIM_FEES, max_quote_age_ms=500)
+    rng = np.random.default_rng(11)
+    cases = []
+    for k in range(18):
+        venue = model.venues[k % 3]
+        symbol = SIM_SYMBOLS[(k * 5) % len(SIM_SYMBOLS)]
+        above, below = _thresholds(model, venue)
+        sign = 1.0 if k % 2 else -1.0
+        big = k % 3 != 1
+        bps = sign * (above + rng.uniform(0, 20) if big else below - rng.uniform(2, 10))
+        cases.append((venue, symbol, bps, big))
+    hits_outside = []
+    for venue, symbol, bps, big in cases:
+        for _ in range(5):  # quiet steps between mispricings
+            model.step()
+            hits_outside += arb.update(quotes_from_model(model))
+        rec = model.inject_mispricing(venue, symbol, bps, duration_s=0.5)
+        found = []
+        while model.t < rec["end"] + 1e-9:
+            model.step()
+            found += arb.update(quotes_from_model(model))
+        if big:
+            assert any((venue, symbol) in {(l.venue, l.symbol) for l in ev.legs}
+                       for ev in found), (venue, symbol, bps)
+            assert all(ev.net_edge_bps > 0 for ev in found)
+        else:
+            assert found == [], (venue, symbol, bps, found[:1])
+    # the books never make an opportunity on their own
+    assert hits_outside == []
+
+
+def test_simulator_stale_and_one_sided_venues_rejected():
+    from hftsig.arbitrage import quotes_from_model
+
+    def run(withhold, one_sided):
+        model = _sim_model(seed=5)
+        arb = TriangularArbitrage(fees=SIM_FEES, max_quote_age_ms=300)
+
+        def feed(first=False):
+            q = quotes_from_model(model)
+            if not first:  # withheld venues quoted once, at the first step only
+                q = q[~np.isin(q["exchange"], [exchange_code(v) for v in withhold])]
+            if one_sided:
+                m = (q["exchange"] == exchange_code("kraken")) & (q["symbol"] == b"BTC-USDT")
+                q["ask_px"][m] = np.nan
+            return arb.update(q)
+
+        model.step()
+        feed(first=True)
+        above, _ = _thresholds(model, "binance")
+        model.inject_mispricing("binance", "BTC-USDT", above + 10, duration_s=1.0)
+        found = []
+        for _ in range(10):
+            model.step()
+            found += feed()
+        return found
+
+    from hftsig.ticks import exchange_code
+
+    last_other = 100 * MS  # the withheld venues' quotes are from the first step (t = 0.1 s)
+    base = run((), False)
+    assert any(ev.kind == "spatial" and "kraken" in ev.venues and ev.ts > last_other + 300 * MS
+               for ev in base)
+    stale = run(("kraken", "coinbase"), False)
+    assert any(set(ev.venues) != {"binance"} for ev in stale)  # while still fresh
+    for ev in stale:
+        assert max(ev.quote_ages_ms) <= 300
+        if ev.ts > last_other + 300 * MS:
+            assert set(ev.venues) == {"binance"}
+    one = run((), True)
+    assert one  # coinbase still pairs with binance
+    for ev in one:
+        assert ("kraken", "BTC-USDT") not in {(l.venue, l.symbol) for l in ev.legs}
