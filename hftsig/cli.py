@@ -2,7 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
+
+EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
+DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC")
+_CONNECTOR_CLASSES = {
+    "binance": "BinanceConnector",
+    "kraken": "KrakenConnector",
+    "coinbase": "CoinbaseConnector",
+    "coingecko": "CoinGeckoConnector",
+}
 
 
 def build_parser():
@@ -13,10 +24,16 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    demo = sub.add_parser("demo", help="run the lab's main job and print a summary")
+    demo = sub.add_parser("demo", help="run the lab's main job and print a summary",
+                          description="Simulated Binance, Kraken, Coinbase and CoinGecko feeds "
+                          "-> aggregator -> live view, then a summary.")
     demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
     demo.set_defaults(func=_cmd_demo)
     _add_simulate(sub)
+    _add_run_parser(sub)
+    _add_record_parser(sub)
+    _add_replay_parser(sub)
+    _add_notebook_parser(sub)
     return parser
 
 
@@ -47,6 +64,313 @@ def _cmd_simulate(args):
     from hftsig.simulator.cli import run_simulate
 
     return run_simulate(args)
+
+
+# -- run / record / replay ------------------------------------------------------------------
+def _csv(text):
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _env_list(name, default):
+    value = os.environ.get(name)
+    return _csv(value) if value else list(default)
+
+
+def _add_source_args(p):
+    g = p.add_argument_group("market data source")
+    g.add_argument("--exchanges", type=_csv, default=_env_list("HFTSIG_EXCHANGES", EXCHANGES),
+                   help="comma-separated exchanges (default: $HFTSIG_EXCHANGES or "
+                   f"{','.join(EXCHANGES)})")
+    g.add_argument("--symbols", type=_csv,
+                   default=_env_list("HFTSIG_SYMBOLS", DEFAULT_SYMBOLS),
+                   help="comma-separated canonical symbols BASE-QUOTE (default: "
+                   f"$HFTSIG_SYMBOLS or {','.join(DEFAULT_SYMBOLS)})")
+    g.add_argument("--simulate", action="store_true",
+                   default=os.environ.get("HFTSIG_SIMULATE", "") not in ("", "0"),
+                   help="start the embedded loopback simulators and connect to them "
+                   "instead of the live exchanges (default: $HFTSIG_SIMULATE)")
+    g.add_argument("--seed", type=int, default=0, help="simulator seed (with --simulate)")
+    g.add_argument("--ws-url", action="append", default=[], metavar="EXCHANGE=URL",
+                   help="websocket endpoint of one exchange (repeatable; also "
+                   "$HFTSIG_<EXCHANGE>_WS_URL), e.g. binance=ws://simulator:9001")
+    g.add_argument("--rest-url", action="append", default=[], metavar="EXCHANGE=URL",
+                   help="REST endpoint of one exchange (repeatable; also "
+                   "$HFTSIG_<EXCHANGE>_REST_URL)")
+    g.add_argument("--seconds", type=float, default=None,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    a = p.add_argument_group("aggregator")
+    a.add_argument("--queue-size", type=int, default=100_000, help="input queue size in ticks")
+    a.add_argument("--overflow", choices=("block", "drop_oldest"), default="block",
+                   help="what a full queue does (default block)")
+    a.add_argument("--stale-after", type=float, default=5.0,
+                   help="seconds after which a quote leaves the NBBO (default 5)")
+
+
+def _add_view_args(p, default_view):
+    g = p.add_argument_group("display")
+    g.add_argument("--view", dest="view", action="store_true", default=default_view,
+                   help="show the live view" + (" (default)" if default_view else ""))
+    g.add_argument("--no-view", dest="view", action="store_false",
+                   help="no live view; print a summary at the end")
+    g.add_argument("--refresh", type=float, default=0.5,
+                   help="seconds between redraws on a terminal (default 0.5)")
+
+
+def _add_recorder_args(p):
+    g = p.add_argument_group("recording")
+    g.add_argument("--rotate-mb", type=float, default=64.0,
+                   help="compact a segment once it reaches this many MB (default 64)")
+    g.add_argument("--rotate-seconds", type=float, default=3600.0,
+                   help="... or once it is this old (default 3600)")
+    g.add_argument("--flush-interval", type=float,
+                   default=float(os.environ.get("HFTSIG_FLUSH_INTERVAL", 1.0)),
+                   help="seconds between durable flushes: the most a crash loses (default: "
+                   "$HFTSIG_FLUSH_INTERVAL or 1)")
+
+
+def _add_run_parser(sub):
+    p = sub.add_parser(
+        "run", help="aggregate live (or --simulate) feeds with a live view",
+        description="Connect to the exchanges (or, with --simulate, to the embedded loopback "
+        "simulators), aggregate their ticks and show tops of book, NBBO and feed rates. "
+        "Ends after --seconds or on Ctrl-C with a summary.")
+    _add_source_args(p)
+    _add_view_args(p, default_view=True)
+    p.add_argument("--record", metavar="PATH", default=None,
+                   help="also record every tick to Parquet under PATH")
+    _add_recorder_args(p)
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_record_parser(sub):
+    p = sub.add_parser(
+        "record", help="record live (or --simulate) ticks to Parquet",
+        description="Record every tick of the chosen feeds to append-only Parquet files under "
+        "PATH (a directory, or name.parquet). A crash loses at most the last flush interval. "
+        "Prints progress lines; --view shows the live view instead.")
+    p.add_argument("path", metavar="PATH", help="directory or name.parquet to record into")
+    _add_source_args(p)
+    _add_view_args(p, default_view=False)
+    _add_recorder_args(p)
+    p.set_defaults(func=_cmd_record)
+
+
+def _add_replay_parser(sub):
+    p = sub.add_parser(
+        "replay", help="replay a recording through the aggregator",
+        description="Feed recorded ticks back through the aggregator (same API as live), then "
+        "print the summary and the final NBBO.")
+    p.add_argument("path", metavar="PATH", help="recording directory, name.parquet or file")
+    p.add_argument("--speed", type=float, default=None,
+                   help="1.0 = recorded pace, 10 = ten times faster (default: as fast as "
+                   "possible)")
+    _add_view_args(p, default_view=False)
+    p.set_defaults(func=_cmd_replay)
+
+
+def _url_overrides(args):
+    urls = {}
+    for opt, key in ((args.ws_url, "ws_url"), (args.rest_url, "rest_url")):
+        for item in opt:
+            ex, sep, url = item.partition("=")
+            if not sep or ex.strip().lower() not in EXCHANGES or not url:
+                raise SystemExit(f"hftsig: --{key.replace('_', '-')} wants EXCHANGE=URL with "
+                                 f"EXCHANGE one of {','.join(EXCHANGES)}, got {item!r}")
+            urls.setdefault(ex.strip().lower(), {})[key] = url
+    for ex in EXCHANGES:
+        for key in ("ws_url", "rest_url"):
+            env = os.environ.get(f"HFTSIG_{ex.upper()}_{key.upper()}")
+            if env:
+                urls.setdefault(ex, {}).setdefault(key, env)
+    return urls
+
+
+def make_connectors(exchanges, symbols, endpoints=None):
+    """One connector per exchange name, for ``symbols``, with optional endpoint kwargs.
+
+    ``endpoints`` maps exchange -> ``{"ws_url": ..., "rest_url": ...}`` (from the
+    simulators or the command line); missing ones default to the live exchange.
+    """
+    import connectors
+
+    out = []
+    for ex in exchanges:
+        ex = ex.lower()
+        if ex not in _CONNECTOR_CLASSES:
+            raise ValueError(f"exchanges: unknown exchange {ex!r}; one of {EXCHANGES}")
+        cls = getattr(connectors, _CONNECTOR_CLASSES[ex])
+        kw = dict((endpoints or {}).get(ex, {}))
+        out.append(cls(list(symbols), **kw))
+    return out
+
+
+class _Session:
+    """Simulators (optional) + connectors + aggregator, as one context manager."""
+
+    def __init__(self, args):
+        self.args = args
+        self.sim = None
+        self.agg = None
+
+    def __enter__(self):
+        from hftsig.aggregator import Aggregator
+
+        a = self.args
+        for ex in a.exchanges:
+            if ex.lower() not in EXCHANGES:
+                raise SystemExit(f"hftsig: unknown exchange {ex!r}; one of {','.join(EXCHANGES)}")
+        endpoints = _url_overrides(a)
+        if a.simulate:
+            from hftsig.simulator import SimulatedExchanges
+
+            self.sim = SimulatedExchanges(symbols=list(a.symbols), seed=a.seed)
+            self.sim.__enter__()
+            for ex in a.exchanges:
+                endpoints[ex] = {**self.sim.connector_kwargs(ex), **endpoints.get(ex, {})}
+        conns = make_connectors(a.exchanges, a.symbols, endpoints)
+        self.agg = Aggregator(conns, queue_size=a.queue_size, overflow=a.overflow,
+                              stale_after=a.stale_after, drain_size=0)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self.agg is not None:
+                self.agg.stop()
+        finally:
+            if self.sim is not None:
+                self.sim.__exit__(*exc)
+
+
+def _recorder(path, args):
+    from hftsig.recorder import Recorder
+
+    return Recorder(path, rotate_bytes=int(args.rotate_mb * (1 << 20)),
+                    rotate_seconds=args.rotate_seconds, flush_interval=args.flush_interval)
+
+
+def _wait(seconds):
+    """Sleep ``seconds`` (forever if None); False on Ctrl-C."""
+    try:
+        if seconds is None:
+            while True:
+                time.sleep(3600)
+        time.sleep(seconds)
+        return True
+    except KeyboardInterrupt:
+        return False
+
+
+def _run_session(args, record_path):
+    from hftsig.liveview import LiveView, render_summary
+
+    with _Session(args) as s:
+        agg = s.agg
+        rec = None
+        if record_path:
+            rec = _recorder(record_path, args)
+            agg.on_tick(rec.write)
+        t0 = time.monotonic()
+        agg.start()
+        try:
+            if args.view:
+                LiveView(agg, interval=args.refresh).run(args.seconds)
+            elif record_path:
+                _progress(agg, rec, args.seconds)
+            else:
+                _wait(args.seconds)
+        finally:
+            agg.stop()
+            if rec is not None:
+                rec.close()
+        print(render_summary(agg, time.monotonic() - t0))
+        if rec is not None:
+            print(f"recorded {rec.rows_written:,} ticks to {record_path}")
+    return 0
+
+
+def _progress(agg, rec, seconds):
+    end = None if seconds is None else time.monotonic() + seconds
+    try:
+        while end is None or time.monotonic() < end:
+            time.sleep(min(5.0, max(0.0, end - time.monotonic())) if end else 5.0)
+            total = sum(s["ticks"] for s in agg.stats().values())
+            print(f"{time.strftime('%H:%M:%S')} ticks {total:,} durable {rec.rows_written:,}",
+                  flush=True)
+    except KeyboardInterrupt:
+        pass
+
+
+def _cmd_run(args):
+    return _run_session(args, args.record)
+
+
+def _cmd_record(args):
+    return _run_session(args, args.path)
+
+
+def _cmd_replay(args):
+    from hftsig.liveview import LiveView, render_summary
+    from hftsig.recorder import read_ticks, replay
+
+    try:
+        ticks = read_ticks(args.path)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"hftsig replay: {exc}", file=sys.stderr)
+        return 2
+    agg = replay(ticks, speed=args.speed, drain_size=0)
+    t0 = time.monotonic()
+    with agg:
+        if args.view:
+            import threading
+
+            done = threading.Event()
+            threading.Thread(target=lambda: (agg.wait_finished(), done.set()),
+                             daemon=True).start()
+            LiveView(agg, interval=args.refresh).run(stop=done)
+        else:
+            agg.wait_finished()
+    elapsed = time.monotonic() - t0
+    print(render_summary(agg, elapsed))
+    print(f"replayed {len(ticks):,} ticks from {args.path}")
+    for sym in agg.symbols():
+        nb = agg.nbbo(sym)
+        if nb.bid_venue or nb.ask_venue:
+            print(f"NBBO {sym}: bid {nb.bid_px} ({nb.bid_venue}) ask {nb.ask_px} "
+                  f"({nb.ask_venue})")
+    return 0
+
+
+def _add_notebook_parser(sub):
+    p = sub.add_parser(
+        "notebook", help="start JupyterLab on the notebooks folder",
+        description="Start JupyterLab (the 'notebooks' extra) serving the notebooks folder; "
+        "the notebooks reach the simulators or live exchanges through hftsig.")
+    p.add_argument("--dir", default=os.environ.get("HFTSIG_NOTEBOOK_DIR", "notebooks"),
+                   help="folder to serve (default: $HFTSIG_NOTEBOOK_DIR or notebooks)")
+    p.add_argument("--ip", default=os.environ.get("HFTSIG_NOTEBOOK_IP", "127.0.0.1"),
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("HFTSIG_NOTEBOOK_PORT", 8888)),
+                   help="port (default 8888)")
+    p.add_argument("--print-command", action="store_true",
+                   help="print the jupyter command line instead of running it")
+    p.set_defaults(func=_cmd_notebook)
+
+
+def _cmd_notebook(args):
+    import shlex
+    import shutil
+
+    cmd = ["jupyter", "lab", f"--notebook-dir={args.dir}", f"--ip={args.ip}",
+           f"--port={args.port}", "--no-browser"]
+    if args.print_command:
+        print(shlex.join(cmd))
+        return 0
+    if shutil.which("jupyter") is None:
+        print("hftsig notebook: jupyter is not installed; pip install 'hftsig[notebooks]'",
+              file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    os.execvp(cmd[0], cmd)
 
 
 def main(argv=None):

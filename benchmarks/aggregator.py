@@ -1,0 +1,275 @@
+"""Aggregator throughput and latency: ``python -m benchmarks.aggregator``.
+
+Two measurements, 4 exchanges x 10 symbols:
+
+core
+    Four feeder threads (one per exchange, keeping the connector contract) hand
+    the aggregator single-record quote messages as fast as it takes them
+    (``overflow="block"``), each stamped with ``ts_recv`` just before
+    ``on_tick``.  Latency is consumer callback time minus ``ts_recv``: queue +
+    state update + dispatch.  This is the aggregator's own ceiling.
+loopback
+    The four loopback simulators -> the four real connectors (websocket-client,
+    Cython normalization) -> aggregator -> callback.  Latency is callback time
+    minus the simulator's event time (``ts_event``, stamped when the simulator
+    builds the message) for exchanges that stamp one, and the split
+    ``ts_recv - ts_event`` (send, network, parse, normalize) versus callback -
+    ``ts_recv`` (queue, state, dispatch).
+
+Where the time goes is reported from the aggregator's own counters (worker busy
+time per tick) and, for parse/normalize, from timing the Normalizer on the
+frames the simulators send.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import threading
+import time
+
+import numpy as np
+
+from hftsig.aggregator import Aggregator
+from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
+
+EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
+SYMBOLS = tuple(f"C{i}-USDT" for i in range(10))
+
+
+class _Feeder:
+    """A connector sending pre-built one-record quote messages from its own thread."""
+
+    def __init__(self, exchange, n, seed, rate=None):
+        self.exchange = exchange
+        self.rate = rate  # messages per second, None: as fast as the aggregator takes them
+        self.symbols = list(SYMBOLS)
+        self.on_tick = None
+        rng = np.random.default_rng(seed)
+        t = empty_ticks(n)
+        t["kind"] = KIND_QUOTE
+        t["flags"] = FLAG_LAST
+        t["exchange"] = exchange_code(exchange)
+        t["symbol"] = [SYMBOLS[i].encode() for i in rng.integers(0, len(SYMBOLS), n)]
+        t["bid_px"] = 100 + rng.standard_normal(n)
+        t["ask_px"] = t["bid_px"] + 0.01
+        t["bid_sz"] = t["ask_sz"] = 1.0
+        self._msgs = [t[i:i + 1].copy() for i in range(n)]
+        self._thread = None
+        self._stop = threading.Event()
+        self.sent = 0
+        self.done = threading.Event()
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        tns = time.time_ns
+        cb = self.on_tick
+        msgs = self._msgs
+        if self.rate is None:
+            for m in msgs:
+                now = tns()
+                m["ts_event"] = now
+                m["ts_recv"] = now
+                cb(m)
+            self.sent = len(msgs)
+            self.done.set()
+            return
+        # paced: every millisecond, send what is due (bursts as a socket would deliver)
+        t0 = time.monotonic()
+        i = 0
+        while i < len(msgs) and not self._stop.is_set():
+            due = min(len(msgs), int((time.monotonic() - t0) * self.rate) + 1)
+            while i < due:
+                m = msgs[i]
+                now = tns()
+                m["ts_event"] = now
+                m["ts_recv"] = now
+                cb(m)
+                i += 1
+            self.sent = i
+            time.sleep(0.001)
+        self.done.set()
+
+    def wait(self, timeout=None):
+        return self.done.wait(timeout)
+
+    def stop(self, timeout=1.0):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stats(self):
+        return {"messages": self.sent, "ticks": self.sent, "reconnects": 0, "gaps": 0,
+                "checksum_failures": 0, "malformed": 0, "last_latency_ns": 0,
+                "connected": True}
+
+
+class _LatencySink:
+    """Callback recording callback-time minus a timestamp field, per tick."""
+
+    def __init__(self, field):
+        self.field = field
+        self.chunks = []
+        self.n = 0
+        self.busy_ns = 0
+
+    def __call__(self, ticks):
+        t0 = time.time_ns()
+        self.chunks.append(t0 - ticks[self.field])
+        self.n += len(ticks)
+        self.busy_ns += time.time_ns() - t0
+
+    def percentiles(self):
+        if not self.chunks:
+            return [float("nan")] * 3
+        lat = np.concatenate(self.chunks)
+        return list(np.percentile(lat, [50, 99, 99.9]) / 1e3)
+
+
+def bench_core(n_per_exchange=60_000, repeats=3, rate=None):
+    rows = []
+    for r in range(repeats):
+        feeders = [_Feeder(ex, n_per_exchange, seed=i + 10 * r,
+                           rate=None if rate is None else rate / len(EXCHANGES))
+                   for i, ex in enumerate(EXCHANGES)]
+        agg = Aggregator(feeders, queue_size=100_000, overflow="block", drain_size=0)
+        sink = _LatencySink("ts_recv")
+        agg.on_tick(sink)
+        t0 = time.perf_counter()
+        with agg:
+            assert agg.wait_finished(timeout=300)
+            elapsed = time.perf_counter() - t0
+        a = agg.aggregator_stats()
+        total = sum(f.sent for f in feeders)
+        assert sink.n == total, "ticks lost"
+        p = sink.percentiles()
+        rows.append({
+            "ticks": total, "seconds": elapsed, "rate": total / elapsed,
+            "p50_us": p[0], "p99_us": p[1], "p999_us": p[2],
+            "worker_us_per_tick": a["worker_busy_s"] / total * 1e6,
+            "callback_us_per_tick": sink.busy_ns / 1e3 / total,
+            "ticks_per_chunk": total / a["chunks"],
+        })
+    return rows
+
+
+def _simulator_frames(n=20_000):
+    """Time the Normalizer on frames the simulators send (parse + normalize cost)."""
+    try:
+        from hftsig.normalize import Normalizer
+    except ImportError:
+        return None
+    import websocket
+
+    from hftsig.simulator import SimulatedExchanges
+
+    out = {}
+    with SimulatedExchanges(list(SYMBOLS[:2]), exchanges=("binance",), seed=1, rate=2000) as sim:
+        url = sim.connector_kwargs("binance")["ws_url"] + "/ws/c0usdt@bookTicker"
+        ws = websocket.create_connection(url, timeout=5)
+        frames = [ws.recv() for _ in range(2000)]
+        ws.close()
+    norm = Normalizer("binance")
+    frames = (frames * (n // len(frames) + 1))[:n]
+    t0 = time.perf_counter_ns()
+    for f in frames:
+        norm.parse(f, 0)
+    out["binance bookTicker"] = (time.perf_counter_ns() - t0) / len(frames) / 1e3
+    return out
+
+
+def bench_loopback(seconds=10.0, rate=2000.0):
+    """Simulators -> connectors -> aggregator -> callback."""
+    import connectors  # noqa: F401
+
+    from hftsig.cli import make_connectors
+    from hftsig.simulator import SimulatedExchanges
+
+    syms = list(SYMBOLS)
+    with SimulatedExchanges(syms, seed=3, rate=rate) as sim:
+        conns = make_connectors(EXCHANGES, syms, {ex: sim.connector_kwargs(ex) for ex in EXCHANGES})
+        agg = Aggregator(conns, queue_size=100_000, overflow="block", drain_size=0)
+        sink_event = _LatencySink("ts_event")
+        sink_recv = _LatencySink("ts_recv")
+        agg.on_tick(sink_event, kinds=["quote", "book_delta", "trade"],
+                    exchanges=["kraken", "coinbase"])
+        agg.on_tick(sink_recv)
+        with agg:
+            time.sleep(2.0)  # connect, subscribe, snapshots
+            start = {n: s["ticks"] for n, s in agg.stats().items()}
+            sink_recv.chunks.clear()
+            sink_event.chunks.clear()
+            t0 = time.perf_counter()
+            time.sleep(seconds)
+            elapsed = time.perf_counter() - t0
+            st = agg.stats()
+            a = agg.aggregator_stats()
+        per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
+    return {
+        "rate": sum(per.values()), "per_exchange": per,
+        "e2e_us": sink_event.percentiles(), "queue_us": sink_recv.percentiles(),
+        "wire_us": {n: s["latency_us"] for n, s in st.items()},
+        "worker_us_per_tick": a["worker_busy_s"] / max(a["ticks"], 1) * 1e6,
+        "dropped": sum(s["dropped"] for s in st.values()),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.aggregator", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=("core", "loopback", "both"), default="both")
+    p.add_argument("--ticks", type=int, default=60_000, help="core: messages per exchange")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--core-rates", type=lambda t: [float(x) for x in t.split(",") if x],
+                   default=[20_000.0, 50_000.0, 100_000.0],
+                   help="core: offered total rates (ticks/s) for the latency rows")
+    p.add_argument("--seconds", type=float, default=10.0, help="loopback: measuring time")
+    p.add_argument("--rate", type=float, default=2000.0,
+                   help="loopback: simulator book updates per second per symbol and venue")
+    args = p.parse_args(argv)
+    print(f"# aggregator benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} "
+          f"{platform.processor() or ''}, python {platform.python_version()}, "
+          "4 exchanges x 10 symbols (shared machine: quote medians)")
+    if args.mode in ("core", "both"):
+        print("\n## core: 4 feeder threads -> queue -> state -> callback (block, nothing lost)")
+        print("one-record quote messages; latency = callback time - ts_recv stamped at send")
+        print("| offered ticks/s | achieved ticks/s | p50 us | p99 us | p99.9 us "
+              "| worker us/tick | callback us/tick | ticks/chunk |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for rate in (None, *args.core_rates):
+            rows = bench_core(args.ticks, args.repeats, rate)
+            med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+            offered = "max" if rate is None else f"{rate:,.0f}"
+            print(f"| {offered} | {med['rate']:,.0f} | {med['p50_us']:.1f} | {med['p99_us']:.1f} "
+                  f"| {med['p999_us']:.1f} | {med['worker_us_per_tick']:.2f} | "
+                  f"{med['callback_us_per_tick']:.2f} | {med['ticks_per_chunk']:.1f} |",
+                  flush=True)
+    if args.mode in ("loopback", "both"):
+        try:
+            r = bench_loopback(args.seconds, args.rate)
+        except ImportError as exc:
+            print(f"\n## loopback: not run ({exc})")
+            return 0
+        print("\n## loopback: simulators -> connectors -> aggregator -> callback")
+        print(f"sustained {r['rate']:,.0f} ticks/s; per feed " + ", ".join(
+            f"{k} {v:,.0f}/s" for k, v in r["per_exchange"].items()))
+        e, q = r["e2e_us"], r["queue_us"]
+        print("| path | p50 us | p99 us | p99.9 us |\n|---|---:|---:|---:|")
+        print(f"| simulator event -> callback (kraken, coinbase) | {e[0]:.0f} | {e[1]:.0f} "
+              f"| {e[2]:.0f} |")
+        print(f"| connector receive -> callback (all) | {q[0]:.0f} | {q[1]:.0f} | {q[2]:.0f} |")
+        for k, v in r["wire_us"].items():
+            print(f"| {k}: event -> connector receive | {v['p50']:.0f} | {v['p99']:.0f} "
+                  f"| {v['p999']:.0f} |")
+        print(f"aggregator worker {r['worker_us_per_tick']:.2f} us/tick; dropped {r['dropped']}")
+        f = _simulator_frames()
+        if f:
+            for k, v in f.items():
+                print(f"parse+normalize {k}: {v:.2f} us/message")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

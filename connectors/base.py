@@ -1,0 +1,844 @@
+"""Shared connection machinery: websocket and REST-polling connector bases.
+
+Every exchange connector is a small declarative class on top of
+:class:`WebSocketConnector` or :class:`RestPollingConnector`: endpoints,
+channels and limits are class attributes, and a few hooks say what to send
+on connect and what to do with each parsed message.  The machinery here owns
+the thread, the socket, reconnects, the watchdog, stats and status ticks.
+
+The connector contract (what the aggregator relies on):
+
+``exchange``
+    exchange name (``"binance"``...).
+``symbols``
+    tuple of canonical ``BASE-QUOTE`` symbols.
+``start()``
+    non-blocking; starts the connector's thread.
+``stop(timeout=1.0)``
+    stops and joins the thread(s) within ``timeout`` seconds; returns True
+    when they ended.
+``on_tick``
+    callable taking one :data:`hftsig.ticks.TICK_DTYPE` array per message,
+    called on the connector thread; may be set after construction, before
+    :meth:`start`.
+``stats()``
+    dict with at least ``messages``, ``ticks``, ``reconnects``, ``gaps``,
+    ``checksum_failures``, ``malformed``, ``last_latency_ns``,
+    ``connected``.
+
+Connection events reach ``on_tick`` as ``KIND_STATUS`` ticks whose ``side``
+is ``STATUS_CONNECTED``, ``STATUS_DISCONNECTED``, ``STATUS_RESYNC`` or
+``STATUS_STALE``.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import re
+import socket
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import requests
+import websocket
+
+from connectors.credentials import redact
+from hftsig.ticks import (
+    FLAG_LAST,
+    KIND_STATUS,
+    STATUS_CONNECTED,
+    STATUS_DISCONNECTED,
+    STATUS_RESYNC,
+    STATUS_STALE,
+    empty_ticks,
+    exchange_code,
+)
+
+__all__ = [
+    "Backoff",
+    "Connector",
+    "WebSocketConnector",
+    "RestClient",
+    "RestPollingConnector",
+    "HTTPStatusError",
+    "MalformedFrame",
+]
+
+logger = logging.getLogger("connectors")
+
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
+
+
+class MalformedFrame(ValueError):
+    """A frame the connector itself could not make sense of (bad JSON, missing fields)."""
+
+
+class HTTPStatusError(RuntimeError):
+    """A REST call failed for good (non-retryable status, or retries exhausted)."""
+
+    def __init__(self, message, status=None):
+        super().__init__(redact(message))
+        self.status = status
+
+
+class Backoff:
+    """Capped exponential backoff with jitter.
+
+    The ``attempt``-th delay (0-based) is ``min(maximum, initial * factor**attempt)``
+    scaled by a random factor in ``[1 - jitter, 1]`` so that many clients
+    dropped at once do not reconnect in lockstep.
+
+    Parameters
+    ----------
+    initial : float
+        First delay in seconds (> 0).
+    maximum : float
+        Cap in seconds (>= initial).
+    factor : float
+        Growth per attempt (>= 1).
+    jitter : float
+        Fraction of the delay that is randomised, in ``[0, 1]``.
+    seed : int or None
+        Seed of the jitter generator (tests).
+
+    Examples
+    --------
+    >>> b = Backoff(initial=0.1, maximum=1.0, jitter=0.0)
+    >>> [b.delay(i) for i in range(5)]
+    [0.1, 0.2, 0.4, 0.8, 1.0]
+    """
+
+    def __init__(self, initial=0.5, maximum=30.0, factor=2.0, jitter=0.5, seed=None):
+        if not initial > 0:
+            raise ValueError(f"initial must be > 0, got {initial!r}")
+        if not maximum >= initial:
+            raise ValueError(f"maximum must be >= initial, got {maximum!r} < {initial!r}")
+        if not factor >= 1:
+            raise ValueError(f"factor must be >= 1, got {factor!r}")
+        if not 0 <= jitter <= 1:
+            raise ValueError(f"jitter must be in [0, 1], got {jitter!r}")
+        self.initial = float(initial)
+        self.maximum = float(maximum)
+        self.factor = float(factor)
+        self.jitter = float(jitter)
+        self._rng = random.Random(seed)
+
+    def delay(self, attempt):
+        """Delay in seconds before retry number ``attempt`` (0-based)."""
+        attempt = max(0, int(attempt))
+        # cap the exponent so huge attempt counts never overflow
+        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
+        return base * (1.0 - self.jitter * self._rng.random())
+
+    def __repr__(self):
+        return (f"Backoff(initial={self.initial}, maximum={self.maximum}, "
+                f"factor={self.factor}, jitter={self.jitter})")
+
+
+def _validate_symbols(symbols):
+    if isinstance(symbols, (str, bytes)):
+        symbols = [symbols]
+    try:
+        symbols = list(symbols)
+    except TypeError:
+        raise TypeError(f"symbols must be a sequence of 'BASE-QUOTE' strings, got {symbols!r}") from None
+    if not symbols:
+        raise ValueError("symbols must name at least one 'BASE-QUOTE' symbol")
+    out = []
+    for s in symbols:
+        if isinstance(s, bytes):
+            s = s.decode("ascii", "replace")
+        if not isinstance(s, str):
+            raise TypeError(f"symbols must be strings, got {s!r}")
+        s = s.strip().upper()
+        if len(s) > 16 or not _SYMBOL_RE.match(s):
+            raise ValueError(f"symbols must be canonical 'BASE-QUOTE' (e.g. 'BTC-USDT'), got {s!r}")
+        if s not in out:
+            out.append(s)
+    return tuple(out)
+
+
+class Connector:
+    """Thread, stats, status ticks and error accounting shared by every connector.
+
+    Subclasses set the class attributes and implement :meth:`_run`.
+
+    Parameters
+    ----------
+    symbols : sequence of str
+        Canonical ``BASE-QUOTE`` symbols.
+    channels : sequence of str or None
+        Subset of :attr:`valid_channels`; ``None`` means :attr:`default_channels`.
+    on_tick : callable or None
+        Called with one tick array per message on the connector thread.
+    backoff : Backoff or None
+        Reconnect / retry schedule; ``None`` uses ``Backoff()``.
+    """
+
+    #: exchange name, one of :data:`hftsig.ticks.EXCHANGES`
+    exchange = ""
+    #: channels this exchange offers through the connector
+    valid_channels: tuple = ()
+    #: channels used when the caller names none
+    default_channels: tuple = ()
+
+    def __init__(self, symbols, *, channels=None, on_tick=None, backoff=None):
+        self.symbols = _validate_symbols(symbols)
+        if channels is None:
+            channels = self.default_channels
+        if isinstance(channels, str):
+            channels = (channels,)
+        channels = tuple(channels)
+        bad = [c for c in channels if c not in self.valid_channels]
+        if bad or not channels:
+            raise ValueError(
+                f"channels must be a non-empty subset of {self.valid_channels}, got {channels!r}")
+        self.channels = channels
+        if on_tick is not None and not callable(on_tick):
+            raise TypeError(f"on_tick must be callable or None, got {on_tick!r}")
+        self.on_tick = on_tick
+        if backoff is None:
+            backoff = Backoff()
+        if not isinstance(backoff, Backoff):
+            raise TypeError(f"backoff must be a Backoff, got {backoff!r}")
+        self.backoff = backoff
+        self._exchange_code = exchange_code(self.exchange)
+        self._stop = threading.Event()
+        self._thread = None
+        self._lock = threading.Lock()
+        self._stats = Counter()
+        self._types = Counter()
+        self._connected = False
+        self._last_latency_ns = 0
+        self._logged = set()
+
+    # -- public contract -------------------------------------------------
+    def start(self):
+        """Start the connector thread and return at once."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError(f"{self!r} is already running")
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._thread_main, name=f"{self.exchange}-connector", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout=1.0):
+        """Stop the connector; join its thread(s) within ``timeout`` seconds.
+
+        Returns True when every thread has ended.
+        """
+        deadline = time.monotonic() + float(timeout)
+        self._stop.set()
+        self._interrupt()
+        ok = True
+        for t in self._threads():
+            if t is threading.current_thread():
+                continue
+            t.join(max(0.0, deadline - time.monotonic()))
+            ok = ok and not t.is_alive()
+        return ok
+
+    def stats(self):
+        """Counters since construction, as a plain dict.
+
+        Keys: messages, ticks, reconnects, gaps, checksum_failures, malformed,
+        resyncs, stale, errors, callback_errors, last_latency_ns, connected,
+        types (a dict of message type -> count), plus REST counters
+        (http_requests, http_429, http_5xx, http_errors) where used.
+        """
+        with self._lock:
+            out = {k: 0 for k in ("messages", "ticks", "reconnects", "gaps",
+                                  "checksum_failures", "malformed", "resyncs",
+                                  "stale", "errors", "callback_errors")}
+            out.update(self._stats)
+            out["last_latency_ns"] = int(self._last_latency_ns)
+            out["connected"] = bool(self._connected)
+            out["types"] = dict(self._types)
+        return out
+
+    @property
+    def running(self):
+        """True while the connector thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return f"{type(self).__name__}(symbols={list(self.symbols)!r}, channels={list(self.channels)!r})"
+
+    # -- for subclasses --------------------------------------------------
+    def _threads(self):
+        return [t for t in (self._thread,) if t is not None]
+
+    def _interrupt(self):
+        """Wake the connector thread out of any blocking call (stop())."""
+
+    def _run(self):
+        raise NotImplementedError
+
+    def _thread_main(self):
+        try:
+            self._run()
+        except Exception:  # a bug must be visible, never silent
+            logger.exception("%s connector thread failed", self.exchange)
+            self._count("errors")
+        finally:
+            self._set_connected(False)
+
+    def _count(self, key, n=1):
+        with self._lock:
+            self._stats[key] += n
+
+    def _count_type(self, key):
+        with self._lock:
+            self._types[key] += 1
+
+    def _set_connected(self, flag):
+        with self._lock:
+            self._connected = bool(flag)
+
+    def _log_once(self, key, msg, *args, exc_info=False):
+        """Warn the first time ``key`` happens, debug afterwards (counted elsewhere)."""
+        first = key not in self._logged
+        if first:
+            self._logged.add(key)
+        # the message may carry a URL or frame: never let a key through
+        text = redact(msg % args if args else msg)
+        logger.log(logging.WARNING if first else logging.DEBUG, "%s: %s", self.exchange, text,
+                   exc_info=exc_info if first else False)
+
+    def _emit(self, ticks):
+        """Hand one tick array to ``on_tick``; a failing callback is counted, not fatal."""
+        n = len(ticks)
+        if n == 0:
+            return
+        self._count("ticks", n)
+        cb = self.on_tick
+        if cb is None:
+            return
+        try:
+            cb(ticks)
+        except Exception as exc:
+            self._count("callback_errors")
+            self._log_once(("callback", type(exc)), "on_tick raised %r", exc, exc_info=True)
+
+    def _status_tick(self, code, symbol=""):
+        t = empty_ticks(1)
+        now = time.time_ns()
+        t["ts_event"] = now
+        t["ts_recv"] = now
+        t["exchange"] = self._exchange_code
+        t["kind"] = KIND_STATUS
+        t["side"] = code
+        t["flags"] = FLAG_LAST
+        t["symbol"] = symbol.encode("ascii") if isinstance(symbol, str) else symbol
+        return t
+
+    def _emit_status(self, code, symbol=""):
+        """Emit one KIND_STATUS tick (``symbol`` empty for connection-wide events)."""
+        self._count_type({STATUS_CONNECTED: "status_connected",
+                          STATUS_DISCONNECTED: "status_disconnected",
+                          STATUS_RESYNC: "status_resync",
+                          STATUS_STALE: "status_stale"}.get(code, "status"))
+        self._emit(self._status_tick(code, symbol))
+
+    def _note_latency(self, ticks):
+        """Receive minus event time of the message's last record (ns)."""
+        if len(ticks):
+            self._last_latency_ns = int(ticks["ts_recv"][-1] - ticks["ts_event"][-1])
+
+    def _sleep(self, seconds):
+        """Sleep unless stopped; True when stopped."""
+        return self._stop.wait(max(0.0, seconds))
+
+
+class WebSocketConnector(Connector):
+    """One websocket connection on its own thread (websocket-client).
+
+    The thread connects, sends :meth:`_subscribe_messages`, then reads frames
+    with a short socket timeout so it notices :meth:`stop` and the watchdog.
+    Pings are answered by websocket-client with the ping's payload; every
+    frame (data, heartbeat, ping, pong) counts as liveness for the watchdog,
+    which reconnects only after ``stale_after`` seconds of real silence.
+    A dropped connection is retried after :attr:`backoff` delays; the
+    backoff resets once a connection has delivered a message.
+
+    Parameters
+    ----------
+    symbols, channels, on_tick, backoff
+        See :class:`Connector`.
+    ws_url : str or None
+        Websocket base URL; ``None`` uses :attr:`default_ws_url`.
+    rest_url : str or None
+        REST base URL where the exchange needs one; ``None`` uses
+        :attr:`default_rest_url`.
+    stale_after : float or None
+        Seconds of silence before the watchdog reconnects; ``None`` uses
+        the class default.
+    connect_timeout : float
+        Seconds for the TCP connect and websocket handshake.
+    max_connection_age : float or None
+        Reconnect proactively after this many seconds (Binance ends
+        connections at 24 h); ``None`` uses the class default.
+    """
+
+    default_ws_url = ""
+    default_rest_url = ""
+    #: seconds of silence that count as a stalled feed
+    stale_after = 30.0
+    #: send an application-level ping after this many idle seconds (None: never)
+    app_ping_interval = None
+    #: reconnect before the exchange ends the connection (seconds, None: never)
+    max_connection_age = None
+    #: socket read timeout: how often the thread looks at stop and the watchdog
+    poll_interval = 0.1
+
+    def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
+                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None):
+        super().__init__(symbols, channels=channels, on_tick=on_tick, backoff=backoff)
+        self.ws_url = _check_url(ws_url or self.default_ws_url, ("ws://", "wss://"), "ws_url")
+        rest = rest_url or self.default_rest_url
+        self.rest_url = _check_url(rest, ("http://", "https://"), "rest_url") if rest else ""
+        if stale_after is not None:
+            if not stale_after > 0:
+                raise ValueError(f"stale_after must be > 0 seconds, got {stale_after!r}")
+            self.stale_after = float(stale_after)
+        if max_connection_age is not None:
+            if not max_connection_age > 0:
+                raise ValueError(f"max_connection_age must be > 0, got {max_connection_age!r}")
+            self.max_connection_age = float(max_connection_age)
+        if not connect_timeout > 0:
+            raise ValueError(f"connect_timeout must be > 0, got {connect_timeout!r}")
+        self.connect_timeout = float(connect_timeout)
+        self._ws = None
+        self._ws_lock = threading.Lock()
+        self._reconnect_reason = None
+        self._connections = 0
+
+    # -- hooks -----------------------------------------------------------
+    def _ws_endpoint(self):
+        """Full URL to connect to (e.g. with a combined-stream query)."""
+        return self.ws_url
+
+    def _on_open(self):
+        """Reset per-connection state; called before subscribing."""
+
+    def _subscribe_messages(self):
+        """Messages (str) sent right after connecting."""
+        return []
+
+    def _on_message(self, raw, ts_recv):
+        """Handle one text/binary frame. Raise ValueError for malformed frames."""
+        raise NotImplementedError
+
+    def _app_ping(self):
+        """Application-level ping message (str) or None."""
+        return None
+
+    def _on_idle(self):
+        """Called on every read timeout (between frames) on the connector thread."""
+
+    # -- helpers for subclasses --------------------------------------------
+    def send(self, message):
+        """Send a text message on the current connection (connector thread or not)."""
+        ws = self._ws
+        if ws is None or not ws.connected:
+            raise ConnectionError(f"{self.exchange}: not connected")
+        ws.send(message)
+
+    def request_reconnect(self, reason):
+        """Drop the connection and reconnect (from the connector thread)."""
+        self._reconnect_reason = reason
+
+    # -- machinery ---------------------------------------------------------
+    def _interrupt(self):
+        with self._ws_lock:
+            ws = self._ws
+        if ws is not None:
+            sock = ws.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _run(self):
+        attempt = 0
+        while not self._stop.is_set():
+            delivered = self._run_connection()
+            if self._stop.is_set():
+                break
+            if delivered:
+                attempt = 0
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            if self._sleep(delay):
+                break
+
+    def _connect(self):
+        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        with self._ws_lock:
+            self._ws = ws
+        url = self._ws_endpoint()
+        try:
+            ws.connect(url, timeout=self.connect_timeout, suppress_origin=True)
+        except Exception as exc:
+            self._count("connect_failures")
+            self._log_once(("connect", type(exc)), "connect to %s failed: %r", url, exc)
+            self._close_ws(ws)
+            return None
+        ws.settimeout(self.poll_interval)
+        return ws
+
+    def _close_ws(self, ws):
+        with self._ws_lock:
+            if self._ws is ws:
+                self._ws = None
+        try:
+            ws.shutdown()
+        except Exception:
+            pass
+
+    def _run_connection(self):
+        """Connect, subscribe, read until the connection ends. True if a frame arrived."""
+        ws = self._connect()
+        if ws is None or self._stop.is_set():
+            if ws is not None:
+                self._close_ws(ws)
+            return False
+        self._connections += 1
+        if self._connections > 1:
+            self._count("reconnects")
+        self._reconnect_reason = None
+        delivered = False
+        opened = time.monotonic()
+        last_alive = opened
+        last_sent = opened
+        try:
+            self._on_open()
+            for msg in self._subscribe_messages():
+                ws.send(msg)
+            self._set_connected(True)
+            self._emit_status(STATUS_CONNECTED)
+            while not self._stop.is_set():
+                if self._reconnect_reason is not None:
+                    self._log_once(("reconnect", self._reconnect_reason),
+                                   "reconnecting: %s", self._reconnect_reason)
+                    break
+                now = time.monotonic()
+                if now - last_alive > self.stale_after:
+                    self._count("stale")
+                    self._log_once(("stale",), "no frame for %.1f s, reconnecting",
+                                   now - last_alive)
+                    self._emit_status(STATUS_STALE)
+                    break
+                if self.max_connection_age is not None and now - opened > self.max_connection_age:
+                    self._count("age_reconnects")
+                    break
+                ping = self.app_ping_interval
+                if ping is not None and now - max(last_alive, last_sent) > ping:
+                    msg = self._app_ping()
+                    if msg is not None:
+                        ws.send(msg)
+                        last_sent = now
+                try:
+                    opcode, data = ws.recv_data(control_frame=True)
+                except websocket.WebSocketTimeoutException:
+                    self._on_idle()
+                    continue
+                ts_recv = time.time_ns()
+                last_alive = time.monotonic()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    break
+                if opcode == websocket.ABNF.OPCODE_PING:
+                    self._count_type("ping")
+                    continue
+                if opcode == websocket.ABNF.OPCODE_PONG:
+                    self._count_type("pong")
+                    continue
+                delivered = True
+                self._count("messages")
+                try:
+                    self._on_message(data, ts_recv)
+                except ValueError as exc:  # MalformedMessage / MalformedFrame / JSON errors
+                    self._count("malformed")
+                    self._count_type("malformed")
+                    self._log_once(("malformed", type(exc).__name__),
+                                   "malformed frame (%s: %s): %r", type(exc).__name__, exc,
+                                   _preview(data))
+                except (websocket.WebSocketException, OSError):
+                    raise
+                except Exception as exc:
+                    self._count("errors")
+                    self._log_once(("handler", type(exc)), "handler failed on %r: %r",
+                                   _preview(data), exc, exc_info=True)
+        except (websocket.WebSocketException, OSError) as exc:
+            if not self._stop.is_set():
+                self._log_once(("dropped", type(exc)), "connection dropped: %r", exc)
+        finally:
+            self._close_ws(ws)
+            was = self.stats()["connected"]
+            self._set_connected(False)
+            if was:
+                self._emit_status(STATUS_DISCONNECTED)
+            self._on_close()
+        return delivered
+
+    def _on_close(self):
+        """Called after each connection ends (connector thread)."""
+
+
+def _preview(data, n=200):
+    if isinstance(data, (bytes, bytearray)):
+        data = bytes(data[:n]).decode("utf-8", "replace")
+    return str(data)[:n]
+
+
+def _check_url(url, schemes, name):
+    if not isinstance(url, str) or not url.startswith(schemes):
+        raise ValueError(f"{name} must start with one of {schemes}, got {redact(str(url))!r}")
+    return url.rstrip("/")
+
+
+def _retry_after(resp):
+    """Seconds from a Retry-After header (delta-seconds only), or None."""
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class RestClient:
+    """A ``requests.Session`` with timeouts, retries and redacted errors.
+
+    429 and 418 (Binance ban) honour ``Retry-After`` when present and back
+    off by ``backoff`` otherwise; 5xx and connection errors back off too.
+    Every outcome is counted in the owning connector's stats:
+    ``http_requests``, ``http_429``, ``http_418``, ``http_5xx``,
+    ``http_errors``, ``http_retries``.
+
+    Parameters
+    ----------
+    base_url : str
+        ``http(s)://host[:port][/prefix]``.
+    owner : Connector
+        Receives counters and provides stop/backoff.
+    headers : dict or None
+        Extra headers (values may be :class:`~connectors.credentials.Secret`).
+    timeout : float
+        Per-request timeout in seconds.
+    max_retries : int
+        Retries after the first attempt before :class:`HTTPStatusError`.
+    max_retry_after : float
+        Cap on a server-given ``Retry-After`` (seconds).
+    """
+
+    def __init__(self, base_url, owner, *, headers=None, timeout=5.0, max_retries=5,
+                 max_retry_after=60.0):
+        self.base_url = _check_url(base_url, ("http://", "https://"), "rest_url")
+        self.owner = owner
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.max_retry_after = float(max_retry_after)
+        self._headers = dict(headers or {})
+        self.session = requests.Session()
+
+    def __repr__(self):
+        return f"RestClient({redact(self.base_url)!r}, headers={sorted(self._headers)!r})"
+
+    def close(self):
+        self.session.close()
+
+    def get(self, path, params=None):
+        """GET ``base_url + path``; returns the ``requests.Response`` of a 2xx answer.
+
+        Raises :class:`HTTPStatusError` for 4xx other than 429/418, or when
+        retries are exhausted, and ``InterruptedError`` when the owner stops.
+        """
+        owner = self.owner
+        url = self.base_url + path
+        # Secrets are revealed only here, into the outgoing request.
+        headers = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in self._headers.items()}
+        attempt = 0
+        while True:
+            if owner._stop.is_set():
+                raise InterruptedError("connector stopped")
+            owner._count("http_requests")
+            wait = None
+            try:
+                resp = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+            except requests.RequestException as exc:
+                owner._count("http_errors")
+                owner._log_once(("http-exc", type(exc)), "GET %s failed: %s", url, exc)
+                status = None
+            else:
+                status = resp.status_code
+                if 200 <= status < 300:
+                    return resp
+                if status in (429, 418):
+                    owner._count(f"http_{status}")
+                    wait = _retry_after(resp)
+                    if wait is not None:
+                        wait = min(wait, self.max_retry_after)
+                elif status >= 500:
+                    owner._count("http_5xx")
+                else:
+                    owner._count("http_errors")
+                    raise HTTPStatusError(
+                        f"GET {url} -> HTTP {status}: {resp.text[:200]}", status=status)
+                owner._log_once(("http", status), "GET %s -> HTTP %s (Retry-After %s)",
+                                url, status, resp.headers.get("Retry-After"))
+            if attempt >= self.max_retries:
+                raise HTTPStatusError(f"GET {url} failed after {attempt + 1} attempts "
+                                      f"(last status {status})", status=status)
+            if wait is None:
+                wait = owner.backoff.delay(attempt)
+            owner._count("http_retries")
+            attempt += 1
+            if owner._sleep(wait):
+                raise InterruptedError("connector stopped")
+
+    def get_json(self, path, params=None):
+        """:meth:`get` and decode JSON; undecodable bodies raise :class:`MalformedFrame`."""
+        resp = self.get(path, params)
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise MalformedFrame(f"GET {redact(self.base_url + path)}: body is not JSON "
+                                 f"({_preview(resp.content)!r})") from exc
+
+
+class RestPollingConnector(Connector):
+    """Polls a REST endpoint every ``interval`` seconds on its own thread.
+
+    Subclasses implement :meth:`_poll` (one round; return nothing) using
+    :attr:`rest` (a :class:`RestClient`).  A failed round is counted and the
+    next one waits an extra backoff delay; malformed bodies are counted as
+    ``malformed``.
+    """
+
+    default_rest_url = ""
+    #: seconds between polls
+    interval = 10.0
+
+    def __init__(self, symbols, *, channels=None, rest_url=None, on_tick=None, backoff=None,
+                 interval=None, timeout=5.0, headers=None):
+        super().__init__(symbols, channels=channels, on_tick=on_tick, backoff=backoff)
+        if interval is not None:
+            if not interval > 0:
+                raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+            self.interval = float(interval)
+        self.rest_url = _check_url(rest_url or self.default_rest_url, ("http://", "https://"),
+                                   "rest_url")
+        self.rest = RestClient(self.rest_url, self, headers=headers, timeout=timeout)
+
+    def _poll(self):
+        raise NotImplementedError
+
+    def _interrupt(self):
+        self.rest.close()
+
+    def _run(self):
+        failures = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._poll()
+            except InterruptedError:
+                break
+            except HTTPStatusError as exc:
+                failures += 1
+                self._set_connected(False)
+                self._log_once(("poll", exc.status), "poll failed: %s", exc)
+            except ValueError as exc:
+                failures += 1
+                self._count("malformed")
+                self._log_once(("malformed", type(exc).__name__), "malformed body: %s", exc)
+            else:
+                failures = 0
+            extra = self.backoff.delay(failures - 1) if failures else 0.0
+            if self._sleep(self.interval - (time.monotonic() - started) + extra):
+                break
+        self.rest.close()
+
+
+class SnapshotWorker:
+    """One helper thread running REST snapshot fetches off the websocket thread.
+
+    The websocket thread keeps reading (and buffering) while a snapshot is
+    in flight; results come back through :meth:`results`, polled by the
+    websocket thread, so book state is only ever touched by that thread.
+    """
+
+    def __init__(self, owner, fetch):
+        self.owner = owner
+        self.fetch = fetch
+        self._requests = queue.Queue()
+        self._results = queue.Queue()
+        self._pending = set()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._main, name=f"{self.owner.exchange}-snapshots",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def thread(self):
+        return self._thread
+
+    def request(self, key, generation):
+        """Ask for a snapshot of ``key``; duplicates while one is pending are ignored."""
+        if (key, generation) in self._pending:
+            return
+        self._pending.add((key, generation))
+        self._requests.put((key, generation))
+
+    def results(self):
+        """Finished fetches: list of (key, generation, result or exception)."""
+        out = []
+        while True:
+            try:
+                item = self._results.get_nowait()
+            except queue.Empty:
+                return out
+            self._pending.discard(item[:2])
+            out.append(item)
+
+    def wake(self):
+        self._requests.put(None)
+
+    def _main(self):
+        stop = self.owner._stop
+        while not stop.is_set():
+            item = self._requests.get()
+            if item is None or stop.is_set():
+                break
+            key, gen = item
+            try:
+                result = self.fetch(key)
+            except InterruptedError:
+                break
+            except Exception as exc:  # handed to the websocket thread, which counts it
+                result = exc
+            self._results.put((key, gen, result))
+
+
+def concat_ticks(parts):
+    """Concatenate tick arrays (tiny helper kept here so connectors share one path)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_ticks(0)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+

@@ -1,0 +1,1123 @@
+"""One tick stream from many connectors: a bounded queue, books, quotes, NBBO, stats.
+
+:class:`Aggregator` takes any objects keeping the connector contract
+(``exchange``, ``symbols``, ``on_tick``, ``start()``, ``stop(timeout)``,
+``stats()``), points every connector's ``on_tick`` at one bounded queue of tick
+batches and runs one worker thread that drains it.  For each group of batches
+taken off the queue (a *chunk*, ticks in arrival order) the worker
+
+1. updates state: an :class:`hftsig.book.OrderBook` per (exchange, symbol) from
+   book records, the latest quote per (exchange, symbol) from ``KIND_QUOTE``
+   records and from book tops, the latest reference price (``KIND_PRICE``) and
+   trade, connection status from ``KIND_STATUS`` records, and statistics;
+2. dispatches the chunk to callbacks registered with :meth:`Aggregator.on_tick`
+   (filtered by kind, symbol and exchange), to every open
+   :meth:`Aggregator.ticks` iterator, and to the :meth:`Aggregator.drain`
+   buffer.  Each consumer sees every tick; none takes ticks from another.
+
+State read from another thread (:meth:`~Aggregator.top`,
+:meth:`~Aggregator.nbbo`, :meth:`~Aggregator.quotes`, :meth:`~Aggregator.book`)
+is consistent at chunk boundaries, which are always message boundaries.
+
+Overflow
+--------
+The queue holds at most ``queue_size`` *ticks* (not batches).  A batch is never
+split, so one batch larger than the whole queue is accepted once the queue is
+empty.  With ``overflow="block"`` the connector thread calling ``on_tick`` waits
+for room (back-pressure: nothing is lost, the connector falls behind and the
+exchange or simulator buffers).  With ``overflow="drop_oldest"`` the oldest
+queued batches are dropped to make room; dropped ticks are counted per
+connector (``stats()[name]["dropped"]``) and logged once per connector.  A
+dropped batch holding book records leaves that book unknown: it is cleared and
+reported invalid (``stats()[name]["books_invalidated"]``) until the next
+snapshot (``FLAG_SNAPSHOT_BEGIN``) arrives.
+
+Examples
+--------
+A :class:`~hftsig.recorder.ReplayConnector` keeps the connector contract, so
+recorded or synthetic ticks go through the same API as live ones:
+
+>>> import numpy as np
+>>> from hftsig.ticks import empty_ticks, KIND_QUOTE, FLAG_LAST, exchange_code
+>>> from hftsig.recorder import ReplayConnector
+>>> t = empty_ticks(2)
+>>> t["kind"] = KIND_QUOTE; t["flags"] = FLAG_LAST; t["symbol"] = b"BTC-USD"
+>>> t["exchange"] = [exchange_code("kraken"), exchange_code("coinbase")]
+>>> t["ts_event"] = t["ts_recv"] = [1, 2]
+>>> t["bid_px"] = [100.0, 101.0]; t["ask_px"] = [102.0, 101.5]
+>>> t["bid_sz"] = t["ask_sz"] = 1.0
+>>> with Aggregator([ReplayConnector(t)], clock="data") as agg:
+...     agg.wait_finished(timeout=5)
+...     best = agg.nbbo("BTC-USD")
+True
+>>> best.bid_px, best.bid_venue, best.ask_px, best.ask_venue
+(101.0, 'coinbase', 101.5, 'coinbase')
+>>> len(agg.drain())
+2
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+
+from hftsig.ticks import (
+    FLAG_SNAPSHOT_BEGIN,
+    KIND_BOOK_DELTA,
+    KIND_BOOK_SNAPSHOT,
+    KIND_PRICE,
+    KIND_QUOTE,
+    KIND_STATUS,
+    KIND_TRADE,
+    STATUS_CONNECTED,
+    STATUS_DISCONNECTED,
+    STATUS_RESYNC,
+    STATUS_STALE,
+    TICK_DTYPE,
+    exchange_code,
+    exchange_name,
+    kind_code,
+    to_pandas,
+)
+
+__all__ = ["Aggregator", "TickArray", "Top", "NBBO", "concat_ticks"]
+
+log = logging.getLogger(__name__)
+
+_OVERFLOW_MODES = ("block", "drop_oldest")
+_LAT_RING = 8192  # latency samples kept per connector for percentiles
+
+SOURCE_QUOTE = 1  # top of book from a KIND_QUOTE record
+SOURCE_BOOK = 2  # top of book read from the aggregator's own OrderBook
+_SOURCE_NAMES = {0: "", SOURCE_QUOTE: "quote", SOURCE_BOOK: "book"}
+
+# One row per (exchange, symbol) ever seen: the latest quote, price and trade.
+_STATE_DTYPE = np.dtype(
+    [
+        ("exchange", "u1"),
+        ("symbol", "S16"),
+        ("source", "u1"),
+        ("bid_px", "<f8"),
+        ("bid_sz", "<f8"),
+        ("ask_px", "<f8"),
+        ("ask_sz", "<f8"),
+        ("quote_ts_event", "<i8"),
+        ("quote_ts_recv", "<i8"),
+        ("price", "<f8"),
+        ("price_ts_event", "<i8"),
+        ("price_ts_recv", "<i8"),
+        ("trade_px", "<f8"),
+        ("trade_sz", "<f8"),
+        ("trade_ts_recv", "<i8"),
+    ]
+)
+
+
+def concat_ticks(arrays):
+    """Concatenate TICK_DTYPE arrays, fast; the result is read-only.
+
+    ``np.concatenate`` promotes structured dtypes field by field for every input
+    (tens of microseconds per array in numpy 2); joining the raw bytes does
+    not.
+    """
+    if len(arrays) == 1:
+        return arrays[0]
+    return np.frombuffer(b"".join([a.tobytes() for a in arrays]), dtype=TICK_DTYPE)
+
+
+class TickArray(np.ndarray):
+    """A TICK_DTYPE structured array with a :meth:`to_pandas` method."""
+
+    def to_pandas(self):
+        """Return the ticks as a DataFrame (see :func:`hftsig.ticks.to_pandas`)."""
+        return to_pandas(self.view(np.ndarray))
+
+
+class Top(NamedTuple):
+    """Latest top of book of one (exchange, symbol)."""
+
+    exchange: str
+    symbol: str
+    bid_px: float
+    bid_sz: float
+    ask_px: float
+    ask_sz: float
+    ts_event: int
+    ts_recv: int
+    source: str  # "quote" (a KIND_QUOTE record) or "book" (the aggregator's book)
+
+
+class NBBO(NamedTuple):
+    """Best bid and offer of one symbol across exchanges (NaN/None where no venue)."""
+
+    symbol: str
+    bid_px: float
+    bid_sz: float
+    bid_venue: str | None
+    ask_px: float
+    ask_sz: float
+    ask_venue: str | None
+    ts_recv: int  # newest quote time among the venues considered
+    venues: int  # how many venues had a fresh two-sided or one-sided quote
+
+
+def _as_symbol(symbol):
+    if isinstance(symbol, bytes):
+        return symbol.upper()
+    if isinstance(symbol, str):
+        return symbol.upper().encode("ascii")
+    raise TypeError(f"symbol must be str or bytes, got {type(symbol).__name__}")
+
+
+def _as_exchange(exchange):
+    if isinstance(exchange, (int, np.integer)):
+        return int(exchange)
+    return exchange_code(exchange)
+
+
+class _Queue:
+    """Bounded queue of (source, batch) counting ticks, with per-source overflow counts."""
+
+    def __init__(self, capacity, overflow, n_sources):
+        self.capacity = capacity
+        self.drop_oldest = overflow == "drop_oldest"
+        self._items = deque()
+        self._n = 0
+        lock = threading.Lock()
+        self._not_empty = threading.Condition(lock)
+        self._not_full = threading.Condition(lock)
+        self._closed = False
+        self._getter_waiting = False
+        self.dropped = [0] * n_sources  # ticks dropped, by the source that sent them
+        self.dropped_batches = [0] * n_sources
+        self.blocked = [0] * n_sources  # puts that had to wait for room
+        self.rejected = [0] * n_sources  # ticks offered after close
+        self.dirty_books = set()  # (exchange, symbol) whose book records were dropped
+        self.high_water = 0
+
+    def __len__(self):
+        return self._n
+
+    def put(self, source, batch):
+        n = len(batch)
+        with self._not_full:
+            if self._closed:
+                self.rejected[source] += n
+                return False
+            if self._n + n > self.capacity and self._n > 0:
+                if self.drop_oldest:
+                    while self._n + n > self.capacity and self._items:
+                        src, old = self._items.popleft()
+                        self._n -= len(old)
+                        self.dropped[src] += len(old)
+                        self.dropped_batches[src] += 1
+                        k = old["kind"]
+                        bk = (k == KIND_BOOK_DELTA) | (k == KIND_BOOK_SNAPSHOT)
+                        if bk.any():
+                            ob = old[bk]
+                            self.dirty_books.update(
+                                zip(ob["exchange"].tolist(), ob["symbol"].tolist()))
+                else:
+                    self.blocked[source] += 1
+                    while self._n + n > self.capacity and self._n > 0 and not self._closed:
+                        self._not_full.wait(0.05)
+                    if self._closed:
+                        self.rejected[source] += n
+                        return False
+            self._items.append((source, batch))
+            self._n += n
+            if self._n > self.high_water:
+                self.high_water = self._n
+            if self._getter_waiting:
+                self._not_empty.notify()
+        return True
+
+    def get_all(self, timeout):
+        """Take every queued batch (waiting up to ``timeout`` for the first)."""
+        with self._not_empty:
+            if not self._items:
+                self._getter_waiting = True
+                self._not_empty.wait(timeout)
+                self._getter_waiting = False
+                if not self._items:
+                    return [], None
+            items = list(self._items)
+            self._items.clear()
+            self._n = 0
+            dirty = None
+            if self.dirty_books:
+                dirty, self.dirty_books = self.dirty_books, set()
+            self._not_full.notify_all()
+        return items, dirty
+
+    def close(self):
+        with self._not_full:
+            self._closed = True
+            self._not_full.notify_all()
+            self._not_empty.notify_all()
+
+
+class _Subscription:
+    """Buffer of chunks for one :meth:`Aggregator.ticks` iterator."""
+
+    def __init__(self, capacity, block):
+        self.capacity = capacity
+        self.block = block
+        self.items = deque()
+        self.n = 0
+        self.cond = threading.Condition()
+        self.closed = False  # iterator gone: stop feeding
+        self.ended = False  # aggregator stopped: nothing more will come
+        self.dropped = 0
+
+    def push(self, chunk, stopping):
+        n = len(chunk)
+        with self.cond:
+            if self.closed:
+                return
+            if self.n + n > self.capacity and self.n > 0:
+                if self.block and not stopping():
+                    while (self.n + n > self.capacity and self.n > 0 and not self.closed
+                           and not stopping()):
+                        self.cond.wait(0.05)
+                while self.n + n > self.capacity and self.items:
+                    old = self.items.popleft()
+                    self.n -= len(old)
+                    self.dropped += len(old)
+            self.items.append(chunk)
+            self.n += n
+            self.cond.notify_all()
+
+    def end(self):
+        with self.cond:
+            self.ended = True
+            self.cond.notify_all()
+
+
+class _TickIterator:
+    """Iterator returned by :meth:`Aggregator.ticks`; see there."""
+
+    def __init__(self, agg, sub, timeout, batches):
+        self._agg = agg
+        self._sub = sub
+        self._timeout = timeout
+        self._batches = batches
+        self._current = None
+        self._pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self._batches and self._current is not None and self._pos < len(self._current):
+            rec = self._current[self._pos]
+            self._pos += 1
+            return rec
+        sub = self._sub
+        with sub.cond:
+            deadline = None if self._timeout is None else time.monotonic() + self._timeout
+            while not sub.items:
+                if sub.ended or sub.closed:
+                    self.close()
+                    raise StopIteration
+                if deadline is None:
+                    sub.cond.wait(0.5)
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise StopIteration
+                    sub.cond.wait(left)
+            chunk = sub.items.popleft()
+            sub.n -= len(chunk)
+            sub.cond.notify_all()
+        if self._batches:
+            return chunk
+        self._current = chunk
+        self._pos = 1
+        return chunk[0]
+
+    @property
+    def dropped(self):
+        """Ticks this iterator lost because it fell behind (``drop_oldest`` only)."""
+        return self._sub.dropped
+
+    def close(self):
+        """Stop receiving ticks (also done when the iterator is garbage collected)."""
+        sub = self._sub
+        with sub.cond:
+            sub.closed = True
+            sub.items.clear()
+            sub.n = 0
+            sub.cond.notify_all()
+        self._agg._unsubscribe(sub)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class _Callback:
+    __slots__ = ("func", "kinds", "symbols", "exchanges", "calls", "errors", "logged", "name")
+
+    def __init__(self, func, kinds, symbols, exchanges):
+        self.func = func
+        self.kinds = kinds
+        self.symbols = symbols
+        self.exchanges = exchanges
+        self.calls = 0
+        self.errors = 0
+        self.logged = False
+        self.name = getattr(func, "__qualname__", None) or repr(func)
+
+    def select(self, chunk, rows):
+        """The ticks of ``chunk`` passing the filters: the chunk itself, a copy, or None."""
+        k, sy, ex = self.kinds, self.symbols, self.exchanges
+        if k is None and sy is None and ex is None:
+            return chunk
+        keep = [(k is None or r[3] in k) and (sy is None or r[7] in sy)
+                and (ex is None or r[2] in ex) for r in rows]
+        n = sum(keep)
+        if n == 0:
+            return None
+        if n == len(rows):
+            return chunk
+        return chunk[np.array(keep)]
+
+
+class _ConnStats:
+    """Worker-side counters for one connector."""
+
+    def __init__(self, name, exchange):
+        self.name = name
+        self.exchange = exchange
+        self.batches = 0
+        self.ticks = 0
+        self.lat = deque(maxlen=_LAT_RING)  # ts_recv - ts_event, ns
+        self.qlat = deque(maxlen=_LAT_RING)  # dispatch - ts_recv, ns
+        self.status = {"connected": 0, "disconnected": 0, "resync": 0, "stale": 0}
+        self.connected = None
+        self.books_invalidated = 0
+        self.first_ns = None
+        self.rate_t = time.monotonic()
+        self.rate_ticks = 0
+        self.rate_batches = 0
+        self.rate = 0.0
+        self.msg_rate = 0.0
+
+    @staticmethod
+    def _pct(ring):
+        v = np.array(list(ring), dtype=np.float64)
+        if len(v) == 0:
+            return {"p50": float("nan"), "p99": float("nan"), "p999": float("nan")}
+        p = np.percentile(v, [50, 99, 99.9]) / 1e3
+        return {"p50": float(p[0]), "p99": float(p[1]), "p999": float(p[2])}
+
+
+class Aggregator:
+    """Merge connectors into one tick stream with books, quotes, NBBO and stats.
+
+    Parameters
+    ----------
+    connectors : sequence
+        Objects keeping the connector contract (see :mod:`connectors`): each
+        has ``exchange``, ``symbols``, a settable ``on_tick``, ``start()``,
+        ``stop(timeout)`` and ``stats()``.  The aggregator sets their
+        ``on_tick``; a connector must not be shared between aggregators.
+    queue_size : int, default 100_000
+        Capacity of the input queue in ticks (see Overflow in the module doc).
+        Also the capacity of each :meth:`ticks` iterator's buffer.
+    overflow : {"block", "drop_oldest"}, default "block"
+        What a full queue does: make the connector wait, or drop the oldest
+        queued batches and count them.
+    stale_after : float, default 5.0
+        Seconds after which a quote no longer counts for :meth:`nbbo`.
+    drain_size : int, default 1_000_000
+        Most ticks kept for :meth:`drain`; older ticks not yet drained are
+        discarded and counted (``aggregator_stats()["drain_dropped"]``).
+    clock : {"wall", "data"}, default "wall"
+        Time that quote ages are measured against: the wall clock, or the
+        newest ``ts_recv`` seen (for replays of recorded data).
+    book_depth : int or None, default None
+        Levels kept per book side, passed on to :class:`hftsig.book.OrderBook`
+        where it supports a depth; None keeps every level.
+
+    Attributes
+    ----------
+    names : list of str
+        Connector names used as keys of :meth:`stats` (the exchange name,
+        suffixed ``#2``... when several connectors share one).
+    """
+
+    def __init__(self, connectors, *, queue_size=100_000, overflow="block", stale_after=5.0,
+                 drain_size=1_000_000, clock="wall", book_depth=None):
+        connectors = list(connectors)
+        if not connectors:
+            raise ValueError("connectors must hold at least one connector")
+        for c in connectors:
+            for attr in ("exchange", "start", "stop"):
+                if not hasattr(c, attr):
+                    raise TypeError(
+                        f"connectors: {c!r} lacks {attr!r}; it does not keep the connector "
+                        "contract")
+        queue_size = int(queue_size)
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        if overflow not in _OVERFLOW_MODES:
+            raise ValueError(f"overflow must be one of {_OVERFLOW_MODES}, got {overflow!r}")
+        if clock not in ("wall", "data"):
+            raise ValueError(f"clock must be 'wall' or 'data', got {clock!r}")
+        stale_after = float(stale_after)
+        if not stale_after > 0:
+            raise ValueError(f"stale_after must be > 0 seconds, got {stale_after}")
+        drain_size = int(drain_size)
+        if drain_size < 0:
+            raise ValueError(f"drain_size must be >= 0, got {drain_size}")
+        self.connectors = connectors
+        self.queue_size = queue_size
+        self.overflow = overflow
+        self.stale_after = stale_after
+        self.drain_size = drain_size
+        self.clock = clock
+        self.book_depth = book_depth
+
+        names, seen = [], {}
+        for c in connectors:
+            base = str(c.exchange)
+            seen[base] = seen.get(base, 0) + 1
+            names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+        self.names = names
+        self._queue = _Queue(queue_size, overflow, len(connectors))
+        self._cstats = [_ConnStats(n, str(c.exchange)) for n, c in zip(names, connectors)]
+
+        self._lock = threading.Lock()  # guards the state below
+        # (exchange code, symbol bytes) -> list laid out as _STATE_DTYPE (see _R_*)
+        self._rows = {}
+        self._by_symbol = {}  # symbol bytes -> [row lists]
+        self._books = {}  # (exchange code, symbol bytes) -> OrderBook
+        self._book_invalid = set()  # keys waiting for a snapshot after a drop
+        self._down_since = {}  # exchange code -> ts_recv of its last disconnect/stale
+        self._data_now = 0  # newest ts_recv seen
+
+        self._callbacks = []  # list of _Callback, replaced (not mutated) on change
+        self._subs = []
+        self._drain = deque()
+        self._drain_n = 0
+        self._drain_dropped = 0
+        self._chunks = 0
+        self._ticks = 0
+        self._state_errors = 0
+        self._worker_busy_ns = 0
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stopping = False
+        self._worker = None
+        self._started = False
+        self._t_start = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self):
+        """Start the worker thread, then every connector.  Returns ``self``."""
+        if self._started:
+            raise RuntimeError("Aggregator already started")
+        self._started = True
+        self._t_start = time.monotonic()
+        for i, c in enumerate(self.connectors):
+            c.on_tick = self._make_sink(i)
+        self._worker = threading.Thread(target=self._run, name="hftsig-aggregator", daemon=True)
+        self._worker.start()
+        for c in self.connectors:
+            c.start()
+        return self
+
+    def stop(self, timeout=2.0):
+        """Stop every connector, process what is queued, stop the worker, end iterators."""
+        if not self._started or self._worker is None:
+            return
+        for c in self.connectors:
+            try:
+                c.stop(timeout=1.0)
+            except Exception:  # a broken connector must not keep the others running
+                log.exception("stopping connector %r failed", c)
+        self._stopping = True
+        self._queue.close()
+        self._worker.join(timeout)
+        for sub in list(self._subs):
+            sub.end()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _make_sink(self, index):
+        put = self._queue.put
+
+        def on_tick(batch):
+            try:
+                dt = batch.dtype
+                if dt is not TICK_DTYPE and dt != TICK_DTYPE:
+                    raise AttributeError
+            except AttributeError:
+                raise TypeError(
+                    f"on_tick expects a TICK_DTYPE array, got {type(batch).__name__}") from None
+            if batch.ndim != 1:
+                batch = batch.reshape(-1)
+            if not batch.size:
+                return
+            if not batch.flags.owndata:  # the connector may reuse its buffer
+                batch = batch.copy()
+            put(index, batch)
+
+        return on_tick
+
+    def wait_finished(self, timeout=None):
+        """Wait until every finite connector (e.g. a replay) has sent everything and the
+        aggregator has processed it.  Returns False on timeout.
+
+        A connector is finite when it has a ``wait(timeout)`` method returning True
+        once it has nothing more to send.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for c in self.connectors:
+            if hasattr(c, "wait"):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not c.wait(left):
+                    return False
+        return self.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def flush(self, timeout=None):
+        """Wait until the queue is empty and the worker idle; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if len(self._queue) == 0 and self._idle.is_set():
+                # the worker may have taken items but not yet cleared _idle: re-check
+                time.sleep(0.001)
+                if len(self._queue) == 0 and self._idle.is_set():
+                    return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            if self._worker is None or not self._worker.is_alive():
+                return len(self._queue) == 0
+            time.sleep(0.002)
+
+    # -- consumers -----------------------------------------------------------------------
+    def on_tick(self, callback, *, kinds=None, symbols=None, exchanges=None):
+        """Call ``callback(ticks)`` on the worker thread for every chunk of ticks.
+
+        ``ticks`` is a TICK_DTYPE array of consecutive ticks (whole messages, in
+        arrival order) that pass the filters; the aggregator's state already
+        includes them.  The callback must be quick (it delays every consumer and,
+        with ``overflow="block"``, the connectors) and must not keep the array
+        beyond the call without copying it.  An exception is counted, logged
+        once per callback with its traceback, and never stops the worker.
+
+        Parameters
+        ----------
+        callback : callable
+        kinds : iterable of str or int, optional
+            Kind names (``"quote"``, ``"trade"``...) or ``KIND_*`` codes.
+        symbols : iterable of str, optional
+            Canonical symbols (``"BTC-USDT"``).
+        exchanges : iterable of str or int, optional
+
+        Returns
+        -------
+        handle : object
+            Pass it to :meth:`remove_callback`.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        if isinstance(kinds, (str, int)):
+            kinds = [kinds]
+        if isinstance(symbols, (str, bytes)):
+            symbols = [symbols]
+        if isinstance(exchanges, (str, int)):
+            exchanges = [exchanges]
+        k = None if kinds is None else frozenset(
+            kind_code(x) if isinstance(x, str) else int(x) for x in kinds)
+        s = None if symbols is None else frozenset(_as_symbol(x) for x in symbols)
+        e = None if exchanges is None else frozenset(_as_exchange(x) for x in exchanges)
+        cb = _Callback(callback, k, s, e)
+        with self._lock:
+            self._callbacks = self._callbacks + [cb]
+        return cb
+
+    def remove_callback(self, handle):
+        """Stop calling a callback registered with :meth:`on_tick`."""
+        with self._lock:
+            self._callbacks = [c for c in self._callbacks if c is not handle]
+
+    def ticks(self, timeout=None, *, batches=False):
+        """Iterate over every tick from now on.
+
+        Yields single tick records (``numpy.void`` of TICK_DTYPE; ``rec["price"]``)
+        or, with ``batches=True``, TICK_DTYPE arrays (the chunks the worker
+        processed) — much cheaper at high rates.  The iterator has its own buffer
+        of ``queue_size`` ticks, registered when :meth:`ticks` is called, so it
+        takes nothing from callbacks or other iterators.  When it falls behind, the
+        worker waits for it (``overflow="block"``) or its oldest buffered ticks are
+        dropped and counted in its ``dropped`` attribute (``"drop_oldest"``).
+
+        Iteration ends when no tick arrives within ``timeout`` seconds (None:
+        wait until the aggregator stops, after everything buffered was yielded).
+        Breaking out of the loop and dropping the iterator, or ``close()``,
+        unsubscribes it.
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
+        sub = _Subscription(self.queue_size, self.overflow == "block")
+        with self._lock:
+            self._subs = self._subs + [sub]
+        if self._stopping:
+            sub.end()
+        return _TickIterator(self, sub, timeout, batches)
+
+    def _unsubscribe(self, sub):
+        with self._lock:
+            self._subs = [s for s in self._subs if s is not sub]
+
+    def drain(self):
+        """Return every tick processed since the last call, as a :class:`TickArray`.
+
+        At most ``drain_size`` ticks are kept between calls; when more arrive, the
+        oldest are discarded and counted in ``aggregator_stats()["drain_dropped"]``.
+        The result has a ``to_pandas()`` method.
+        """
+        with self._lock:
+            parts = list(self._drain)
+            self._drain.clear()
+            self._drain_n = 0
+        if not parts:
+            return np.empty(0, dtype=TICK_DTYPE).view(TickArray)
+        return concat_ticks(parts).copy().view(TickArray)
+
+    # -- state ---------------------------------------------------------------------------
+    def _now(self):
+        return time.time_ns() if self.clock == "wall" else self._data_now
+
+    def book(self, exchange, symbol):
+        """A copy of the aggregator's order book of (exchange, symbol), or None.
+
+        The copy is an :class:`hftsig.book.OrderBook` the caller may read freely
+        while the aggregator goes on updating its own.  None when no book records
+        arrived, or when the book is invalid after a drop (waiting for a snapshot).
+        """
+        key = (_as_exchange(exchange), _as_symbol(symbol))
+        with self._lock:
+            if key in self._book_invalid:
+                return None
+            b = self._books.get(key)
+            if b is None:
+                return None
+            return _copy_book(b)
+
+    def top(self, exchange, symbol):
+        """Latest top of book of (exchange, symbol) as a :class:`Top`, or None."""
+        key = (_as_exchange(exchange), _as_symbol(symbol))
+        with self._lock:
+            r = self._rows.get(key)
+            if r is None or r[_R_SRC] == 0:
+                return None
+            r = list(r)
+        return Top(exchange_name(key[0]), key[1].decode(), r[_R_BID], r[_R_BSZ], r[_R_ASK],
+                   r[_R_ASZ], r[_R_QTE], r[_R_QTR], _SOURCE_NAMES[r[_R_SRC]])
+
+    def nbbo(self, symbol, *, max_age=None):
+        """Best bid and offer of ``symbol`` across exchanges, as an :class:`NBBO`.
+
+        Quotes older than ``max_age`` seconds (default ``stale_after``) and quotes
+        of venues whose latest event is a disconnect or stale-feed status are left
+        out.  Ties go to the venue whose quote is oldest (it was there first).
+        Reference prices (``KIND_PRICE``) have no bid/ask and never count.
+        """
+        sym = _as_symbol(symbol)
+        max_age = self.stale_after if max_age is None else float(max_age)
+        with self._lock:
+            sel = _state_array(self._by_symbol.get(sym, ()))
+            down = dict(self._down_since)
+            now = self._now()
+        sel = sel[sel["source"] != 0]
+        if len(sel):
+            fresh = (now - sel["quote_ts_recv"]) <= max_age * 1e9
+            for i, ex in enumerate(sel["exchange"].tolist()):
+                if ex in down and down[ex] >= sel["quote_ts_recv"][i]:
+                    fresh[i] = False
+            sel = sel[fresh]
+        bid = sel[np.isfinite(sel["bid_px"])]
+        ask = sel[np.isfinite(sel["ask_px"])]
+        nan = float("nan")
+        bid_px = bid_sz = ask_px = ask_sz = nan
+        bid_venue = ask_venue = None
+        if len(bid):
+            order = np.lexsort((bid["quote_ts_recv"], -bid["bid_px"]))
+            b = bid[order[0]]
+            bid_px, bid_sz, bid_venue = float(b["bid_px"]), float(b["bid_sz"]), exchange_name(
+                b["exchange"])
+        if len(ask):
+            order = np.lexsort((ask["quote_ts_recv"], ask["ask_px"]))
+            a = ask[order[0]]
+            ask_px, ask_sz, ask_venue = float(a["ask_px"]), float(a["ask_sz"]), exchange_name(
+                a["exchange"])
+        ts = int(sel["quote_ts_recv"].max()) if len(sel) else 0
+        return NBBO(sym.decode(), bid_px, bid_sz, bid_venue, ask_px, ask_sz, ask_venue, ts,
+                    len(sel))
+
+    def symbols(self):
+        """Sorted canonical symbols seen so far."""
+        with self._lock:
+            syms = list(self._by_symbol)
+        return sorted(s.decode() for s in syms)
+
+    def quotes(self):
+        """DataFrame of the latest state of every (exchange, symbol) seen.
+
+        Columns: exchange, symbol, bid_px, bid_sz, ask_px, ask_sz, source (of the
+        quote: "quote" or "book"), quote_ts_recv, age_ms (of the quote), price
+        and price_ts_recv (latest reference price), trade_px, trade_sz.
+        """
+        import pandas as pd
+
+        with self._lock:
+            st = _state_array(self._rows.values())
+            now = self._now()
+        df = pd.DataFrame({
+            "exchange": [exchange_name(c) for c in st["exchange"]],
+            "symbol": [s.decode() for s in st["symbol"]],
+            "bid_px": st["bid_px"], "bid_sz": st["bid_sz"],
+            "ask_px": st["ask_px"], "ask_sz": st["ask_sz"],
+            "source": [_SOURCE_NAMES[int(s)] for s in st["source"]],
+            "quote_ts_recv": pd.to_datetime(st["quote_ts_recv"], unit="ns", utc=True),
+            "age_ms": np.where(st["source"] != 0, (now - st["quote_ts_recv"]) / 1e6, np.nan),
+            "price": st["price"],
+            "price_ts_recv": pd.to_datetime(st["price_ts_recv"], unit="ns", utc=True),
+            "trade_px": st["trade_px"], "trade_sz": st["trade_sz"],
+        })
+        return df.sort_values(["symbol", "exchange"], kind="stable").reset_index(drop=True)
+
+    def stats(self):
+        """Per-connector statistics, keyed by connector name (see :attr:`names`).
+
+        Each value holds: ``exchange``; ``messages`` and ``ticks`` received;
+        ``rate`` and ``msg_rate`` (ticks and messages per second over the last
+        second or so) and ``mean_rate`` since start; ``latency_us`` (p50, p99,
+        p999 of ``ts_recv - ts_event`` over the last 8192 ticks, status ticks
+        excluded); ``queue_latency_us`` (p50/p99/p999 from ``ts_recv`` to the
+        worker dispatching the tick); ``reconnects`` and ``gaps`` (the
+        connector's own counts when its stats have them, else counted from
+        status ticks); ``status`` (status tick counts); ``connected``;
+        ``dropped``/``dropped_batches`` (queue overflow), ``blocked`` (puts that
+        waited for room), ``books_invalidated``; and ``connector``: the
+        connector's own ``stats()``.
+        """
+        out = {}
+        elapsed = max(time.monotonic() - (self._t_start or time.monotonic()), 1e-9)
+        q = self._queue
+        for i, (c, cs) in enumerate(zip(self.connectors, self._cstats)):
+            try:
+                own = dict(c.stats()) if hasattr(c, "stats") else {}
+            except Exception as exc:  # report, don't fail the whole call
+                own = {"error": repr(exc)}
+            d = {
+                "exchange": cs.exchange,
+                "messages": cs.batches,
+                "ticks": cs.ticks,
+                "rate": cs.rate,
+                "msg_rate": cs.msg_rate,
+                "mean_rate": cs.ticks / elapsed,
+                "latency_us": cs._pct(cs.lat),
+                "queue_latency_us": cs._pct(cs.qlat),
+                "reconnects": own.get("reconnects", max(cs.status["connected"] - 1, 0)),
+                "gaps": own.get("gaps", cs.status["resync"]),
+                "status": dict(cs.status),
+                "connected": own.get("connected", cs.connected),
+                "dropped": q.dropped[i],
+                "dropped_batches": q.dropped_batches[i],
+                "blocked": q.blocked[i],
+                "rejected_after_stop": q.rejected[i],
+                "books_invalidated": cs.books_invalidated,
+                "connector": own,
+            }
+            out[self.names[i]] = d
+        return out
+
+    def aggregator_stats(self):
+        """The aggregator's own counters: queue, chunks, callbacks, iterators, drain."""
+        with self._lock:
+            cbs = [{"callback": c.name, "calls": c.calls, "errors": c.errors}
+                   for c in self._callbacks]
+            subs = len(self._subs)
+            drain_n = self._drain_n
+        return {
+            "queue_len": len(self._queue),
+            "queue_size": self.queue_size,
+            "queue_high_water": self._queue.high_water,
+            "overflow": self.overflow,
+            "chunks": self._chunks,
+            "ticks": self._ticks,
+            "worker_busy_s": self._worker_busy_ns / 1e9,
+            "callbacks": cbs,
+            "callback_errors": sum(c["errors"] for c in cbs),
+            "state_errors": self._state_errors,
+            "iterators": subs,
+            "drain_buffered": drain_n,
+            "drain_dropped": self._drain_dropped,
+        }
+
+    # -- worker --------------------------------------------------------------------------
+    def _run(self):
+        q = self._queue
+        while True:
+            items, dirty = q.get_all(0.1)
+            if not items:
+                if self._stopping:
+                    break
+                self._tick_rates()
+                continue
+            self._idle.clear()
+            t0 = time.perf_counter_ns()
+            try:
+                self._process(items, dirty)
+            except Exception:  # a bug here must not silently stop the stream
+                log.exception("aggregator worker failed on a chunk; continuing")
+            self._worker_busy_ns += time.perf_counter_ns() - t0
+            self._tick_rates()
+            self._idle.set()
+
+    def _tick_rates(self):
+        now = time.monotonic()
+        for cs in self._cstats:
+            dt = now - cs.rate_t
+            if dt >= 1.0:
+                cs.rate = (cs.ticks - cs.rate_ticks) / dt
+                cs.msg_rate = (cs.batches - cs.rate_batches) / dt
+                cs.rate_t, cs.rate_ticks, cs.rate_batches = now, cs.ticks, cs.batches
+
+    def _process(self, items, dirty):
+        if len(items) == 1:
+            src0, chunk = items[0]
+            sources = None
+        else:
+            chunk = concat_ticks([b for _, b in items])
+            sources = [s for s, _ in items]
+            src0 = sources[0]
+            if sources.count(src0) == len(sources):
+                sources = None
+        chunk.flags.writeable = False  # shared by every consumer
+        n = len(chunk)
+        self._chunks += 1
+        self._ticks += n
+        now_ns = time.time_ns()
+        # Python tuples: for the few ticks of a typical chunk this beats numpy's
+        # per-call overhead by far; large chunks are turned into tuples column by
+        # column, which is several times faster than a structured tolist().
+        if n <= 16:
+            rows = chunk.tolist()
+            newest = max([r[1] for r in rows])
+        else:
+            rows = list(zip(*[chunk[f].tolist() for f in _FIELDS]))
+            newest = int(chunk["ts_recv"].max())
+        if newest > self._data_now:
+            self._data_now = newest
+        cstats = self._cstats
+        if sources is None:
+            cs = cstats[src0]
+            cs.batches += len(items)
+            cs.ticks += n
+            cs.lat.extend([r[1] - r[0] for r in rows if r[3] != KIND_STATUS])
+            cs.qlat.extend([now_ns - r[1] for r in rows])
+            src_of = None
+        else:
+            src_of = []
+            pos = 0
+            for s_, b in items:
+                nb = len(b)
+                cs = cstats[s_]
+                cs.batches += 1
+                cs.ticks += nb
+                src_of.extend([s_] * nb)
+                if nb == 1:
+                    r = rows[pos]
+                    if r[3] != KIND_STATUS:
+                        cs.lat.append(r[1] - r[0])
+                    cs.qlat.append(now_ns - r[1])
+                else:
+                    part = rows[pos:pos + nb]
+                    cs.lat.extend([r[1] - r[0] for r in part if r[3] != KIND_STATUS])
+                    cs.qlat.extend([now_ns - r[1] for r in part])
+                pos += nb
+
+        with self._lock:
+            if dirty:
+                self._invalidate_books(dirty)
+            try:
+                self._update_state(rows, chunk, src0, src_of)
+            except Exception:  # counted and logged once; consumers still get the ticks
+                self._state_errors += 1
+                if self._state_errors == 1:
+                    log.exception("aggregator state update failed (counted in "
+                                  "aggregator_stats()['state_errors']; logged once)")
+            callbacks = self._callbacks
+            subs = self._subs
+            if self.drain_size:
+                self._drain.append(chunk)
+                self._drain_n += n
+                while self._drain_n > self.drain_size:
+                    excess = self._drain_n - self.drain_size
+                    old = self._drain[0]
+                    if len(old) <= excess:
+                        self._drain.popleft()
+                        cut = len(old)
+                    else:
+                        self._drain[0] = old[excess:]
+                        cut = excess
+                    self._drain_n -= cut
+                    self._drain_dropped += cut
+
+        for cb in callbacks:
+            part = cb.select(chunk, rows)
+            if part is None:
+                continue
+            cb.calls += 1
+            try:
+                cb.func(part)
+            except Exception:
+                cb.errors += 1
+                if not cb.logged:
+                    cb.logged = True
+                    log.exception("on_tick callback %s raised (counted; logged once)", cb.name)
+        if subs:
+            stopping = lambda: self._stopping  # noqa: E731
+            for sub in subs:
+                sub.push(chunk, stopping)
+
+    def _row(self, key):
+        row = self._rows.get(key)
+        if row is None:
+            nan = float("nan")
+            row = [key[0], key[1], 0, nan, nan, nan, nan, 0, 0, nan, 0, 0, nan, nan, 0]
+            self._rows[key] = row
+            self._by_symbol.setdefault(key[1], []).append(row)
+        return row
+
+    def _update_state(self, rows, chunk, src0, src_of):
+        get = self._rows.get
+        down = self._down_since
+        book_idx = None
+        for i, r in enumerate(rows):
+            kind = r[3]
+            if kind == KIND_QUOTE:
+                key = (r[2], r[7])
+                row = get(key) or self._row(key)
+                if r[1] >= row[_R_QTR] or row[_R_SRC] == 0:
+                    row[2:9] = (SOURCE_QUOTE, r[8], r[9], r[10], r[11], r[0], r[1])
+                if down and r[2] in down and down[r[2]] < r[1]:
+                    del down[r[2]]
+            elif kind == KIND_BOOK_DELTA or kind == KIND_BOOK_SNAPSHOT:
+                if book_idx is None:
+                    book_idx = []
+                book_idx.append(i)
+            elif kind == KIND_TRADE:
+                key = (r[2], r[7])
+                row = get(key) or self._row(key)
+                row[_R_TPX], row[_R_TSZ], row[_R_TTR] = r[12], r[13], r[1]
+            elif kind == KIND_PRICE:
+                key = (r[2], r[7])
+                row = get(key) or self._row(key)
+                row[_R_PX], row[_R_PXE], row[_R_PXR] = r[12], r[0], r[1]
+            elif kind == KIND_STATUS:
+                self._update_status(r, src0 if src_of is None else src_of[i])
+        if book_idx is not None:
+            self._update_books(rows, chunk, book_idx)
+
+    def _update_books(self, rows, chunk, book_idx):
+        groups = {}
+        for i in book_idx:
+            r = rows[i]
+            groups.setdefault((r[2], r[7]), []).append(i)
+        whole = len(book_idx) == len(rows)
+        for key, idx in groups.items():
+            recs = chunk if (whole and len(groups) == 1) else chunk[np.array(idx)]
+            if key in self._book_invalid:
+                starts = np.flatnonzero(recs["flags"] & FLAG_SNAPSHOT_BEGIN)
+                if len(starts) == 0:
+                    continue  # still unknown: wait for a snapshot
+                recs = recs[starts[0]:]
+                self._book_invalid.discard(key)
+            book = self._books.get(key)
+            if book is None:
+                book = self._books[key] = _new_book(self.book_depth)
+            book.apply(recs)
+            bid = book.best_bid()
+            ask = book.best_ask()
+            row = self._row(key)
+            last = rows[idx[-1]]
+            if last[1] >= row[_R_QTR] or row[_R_SRC] != SOURCE_QUOTE:
+                nan = float("nan")
+                bp, bz = (float(bid[0]), float(bid[1])) if bid is not None else (nan, nan)
+                ap, az = (float(ask[0]), float(ask[1])) if ask is not None else (nan, nan)
+                row[2:9] = (SOURCE_BOOK, bp, bz, ap, az, last[0], last[1])
+            down = self._down_since
+            if down and key[0] in down and down[key[0]] < last[1]:
+                del down[key[0]]
+
+    def _invalidate_books(self, dirty):
+        for key in dirty:
+            if key in self._books:
+                self._books[key] = _new_book(self.book_depth)
+            self._book_invalid.add(key)
+            row = self._rows.get(key)
+            if row is not None and row[_R_SRC] == SOURCE_BOOK:
+                row[_R_SRC] = 0
+            for cs in self._cstats:
+                if cs.exchange == exchange_name(key[0]):
+                    cs.books_invalidated += 1
+                    break
+
+    def _update_status(self, r, src):
+        code = r[4]
+        name = _STATUS_NAMES.get(code)
+        if name is None:
+            return
+        cs = self._cstats[src]
+        cs.status[name] += 1
+        ex = r[2]
+        if code == STATUS_CONNECTED:
+            cs.connected = True
+            self._down_since.pop(ex, None)
+        elif code in (STATUS_DISCONNECTED, STATUS_STALE):
+            cs.connected = code != STATUS_DISCONNECTED and cs.connected
+            self._down_since[ex] = r[1]
+
+
+_R_SRC, _R_BID, _R_BSZ, _R_ASK, _R_ASZ, _R_QTE, _R_QTR = 2, 3, 4, 5, 6, 7, 8
+_R_PX, _R_PXE, _R_PXR, _R_TPX, _R_TSZ, _R_TTR = 9, 10, 11, 12, 13, 14
+_FIELDS = TICK_DTYPE.names
+_STATUS_NAMES = {STATUS_CONNECTED: "connected", STATUS_DISCONNECTED: "disconnected",
+                 STATUS_RESYNC: "resync", STATUS_STALE: "stale"}
+
+
+def _state_array(rows):
+    """State rows (lists) -> a structured array of _STATE_DTYPE."""
+    return np.array([tuple(r) for r in rows], dtype=_STATE_DTYPE)
+
+
+def _new_book(depth):
+    from hftsig.book import OrderBook
+
+    return OrderBook() if depth is None else OrderBook(depth=depth)
+
+
+def _copy_book(book):
+    if hasattr(book, "copy"):
+        return book.copy()
+    import copy
+
+    return copy.deepcopy(book)

@@ -1,0 +1,394 @@
+"""Aggregator: queue, overflow, consumers, state and stats.
+
+The first part drives the aggregator with ReplayConnector (a real connector
+object sending synthetic tick arrays from its own thread); the end-to-end part
+at the bottom runs the four connectors against the loopback simulators.
+"""
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hftsig.aggregator import Aggregator, TickArray
+from hftsig.recorder import ReplayConnector
+from hftsig.ticks import (
+    FLAG_LAST,
+    KIND_PRICE,
+    KIND_QUOTE,
+    KIND_STATUS,
+    KIND_TRADE,
+    STATUS_CONNECTED,
+    STATUS_DISCONNECTED,
+    TICK_DTYPE,
+    empty_ticks,
+    exchange_code,
+)
+
+EXCHANGES = ["binance", "kraken", "coinbase"]
+SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
+T0 = 1_700_000_000_000_000_000
+
+
+def synthetic_quotes(n, seed=0, exchanges=EXCHANGES, symbols=SYMBOLS, step_ns=1000):
+    """n one-record quote messages with random prices, seq = 0..n-1."""
+    rng = np.random.default_rng(seed)
+    t = empty_ticks(n)
+    t["kind"] = KIND_QUOTE
+    t["flags"] = FLAG_LAST
+    t["exchange"] = [exchange_code(exchanges[i]) for i in rng.integers(0, len(exchanges), n)]
+    t["symbol"] = [symbols[i].encode() for i in rng.integers(0, len(symbols), n)]
+    mid = 100.0 + rng.standard_normal(n)
+    spread = rng.uniform(0.01, 0.5, n)
+    t["bid_px"] = np.round(mid - spread / 2, 2)
+    t["ask_px"] = np.round(mid + spread / 2, 2)
+    t["bid_sz"] = rng.uniform(0.1, 5, n)
+    t["ask_sz"] = rng.uniform(0.1, 5, n)
+    t["ts_recv"] = T0 + np.arange(n, dtype=np.int64) * step_ns
+    t["ts_event"] = t["ts_recv"] - rng.integers(0, 2_000_000, n)
+    t["seq"] = np.arange(n)
+    return t
+
+
+def expected_nbbo(t, symbol):
+    """Brute force: latest quote per exchange, then best bid / best ask."""
+    last = {}
+    for r in t:
+        if r["kind"] == KIND_QUOTE and r["symbol"] == symbol.encode():
+            last[int(r["exchange"])] = r
+    bid = max(last.values(), key=lambda r: (r["bid_px"], -r["ts_recv"]))
+    ask = min(last.values(), key=lambda r: (r["ask_px"], r["ts_recv"]))
+    return bid, ask
+
+
+def assert_same_ticks(a, b):
+    """Field-by-field equality, NaN equal to NaN (structured == treats NaN as unequal)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype == TICK_DTYPE and a.shape == b.shape
+    for f in TICK_DTYPE.names:
+        np.testing.assert_array_equal(a[f], b[f], err_msg=f)
+
+
+def run_replay(ticks, **kw):
+    agg = Aggregator([ReplayConnector(ticks)], clock="data", **kw)
+    return agg
+
+
+def test_validation():
+    c = ReplayConnector(empty_ticks(0))
+    with pytest.raises(ValueError, match="connectors"):
+        Aggregator([])
+    with pytest.raises(TypeError, match="connectors"):
+        Aggregator([object()])
+    with pytest.raises(ValueError, match="queue_size"):
+        Aggregator([c], queue_size=0)
+    with pytest.raises(ValueError, match="overflow"):
+        Aggregator([c], overflow="drop_newest")
+    with pytest.raises(ValueError, match="stale_after"):
+        Aggregator([c], stale_after=0)
+    with pytest.raises(ValueError, match="clock"):
+        Aggregator([c], clock="exchange")
+    agg = Aggregator([c])
+    with pytest.raises(TypeError, match="callback"):
+        agg.on_tick(42)
+    with pytest.raises(ValueError, match="kind"):
+        agg.on_tick(print, kinds=["quotes"])
+    with pytest.raises(ValueError, match="timeout"):
+        agg.ticks(timeout=-1)
+    with pytest.raises(TypeError, match="TICK_DTYPE"):
+        ReplayConnector(np.zeros(3))
+
+
+def test_every_consumer_sees_every_tick_in_order():
+    t = synthetic_quotes(3000, seed=1)
+    agg = run_replay(t)
+    got_cb = []
+    agg.on_tick(lambda a: got_cb.append(a["seq"].copy()))
+    it_single = agg.ticks(timeout=5)
+    it_batch = agg.ticks(timeout=5, batches=True)
+    single, batched = [], []
+
+    def consume():
+        single.extend(int(r["seq"]) for r in it_single)
+
+    th = threading.Thread(target=consume)
+    th.start()
+    with agg:
+        assert agg.wait_finished(timeout=20)
+        for b in it_batch:
+            batched.append(b["seq"].copy())
+            if sum(map(len, batched)) == len(t):
+                break
+    th.join(10)
+    seq = np.arange(len(t))
+    np.testing.assert_array_equal(np.concatenate(got_cb), seq)
+    np.testing.assert_array_equal(np.array(single), seq)
+    np.testing.assert_array_equal(np.concatenate(batched), seq)
+    d = agg.drain()
+    assert isinstance(d, TickArray) and d.dtype == TICK_DTYPE
+    assert_same_ticks(d.view(np.ndarray), t)
+    assert len(agg.drain()) == 0  # drained
+    df = d.to_pandas()
+    assert len(df) == len(t) and set(df["exchange"]) == set(EXCHANGES)
+    s = agg.stats()["replay"]
+    assert s["ticks"] == len(t) and s["messages"] == len(t) and s["dropped"] == 0
+
+
+def test_filters():
+    t = synthetic_quotes(600, seed=2)
+    trades = empty_ticks(50)
+    trades["kind"] = KIND_TRADE
+    trades["flags"] = FLAG_LAST
+    trades["symbol"] = b"BTC-USD"
+    trades["exchange"] = exchange_code("kraken")
+    trades["price"] = 100.0
+    trades["size"] = 1.0
+    allt = np.concatenate([t, trades])
+    allt["ts_recv"] = T0 + np.arange(len(allt))
+    agg = run_replay(allt)
+    got = {"trade": [], "eth": [], "kraken_sol_quote": []}
+    agg.on_tick(lambda a: got["trade"].append(a.copy()), kinds="trade")
+    agg.on_tick(lambda a: got["eth"].append(a.copy()), symbols=["eth-usd"])
+    agg.on_tick(lambda a: got["kraken_sol_quote"].append(a.copy()), kinds=[KIND_QUOTE],
+                symbols="SOL-USD", exchanges=["kraken"])
+    with agg:
+        assert agg.wait_finished(timeout=20)
+    tr = np.concatenate(got["trade"])
+    assert len(tr) == 50 and (tr["kind"] == KIND_TRADE).all()
+    eth = np.concatenate(got["eth"])
+    assert_same_ticks(eth, allt[allt["symbol"] == b"ETH-USD"])
+    ks = np.concatenate(got["kraken_sol_quote"])
+    want = allt[(allt["symbol"] == b"SOL-USD") & (allt["exchange"] == exchange_code("kraken"))
+                & (allt["kind"] == KIND_QUOTE)]
+    assert_same_ticks(ks, want)
+    q = agg.quotes()
+    row = q[(q["exchange"] == "kraken") & (q["symbol"] == "BTC-USD")].iloc[0]
+    assert row["trade_px"] == 100.0 and row["trade_sz"] == 1.0
+
+
+def test_callback_errors_are_counted_logged_once_and_do_not_stop_the_worker(caplog):
+    t = synthetic_quotes(500, seed=3)
+    agg = run_replay(t)
+    seen = []
+
+    def bad(a):
+        raise RuntimeError("boom")
+
+    agg.on_tick(bad)
+    agg.on_tick(lambda a: seen.append(len(a)))
+    with caplog.at_level(logging.ERROR, logger="hftsig.aggregator"):
+        with agg:
+            assert agg.wait_finished(timeout=20)
+    st = agg.aggregator_stats()
+    assert sum(seen) == len(t)
+    bad_stats = [c for c in st["callbacks"] if "bad" in c["callback"]][0]
+    assert bad_stats["errors"] == bad_stats["calls"] >= 1
+    assert st["callback_errors"] == bad_stats["errors"]
+    assert sum("boom" in r.getMessage() or (r.exc_info and "boom" in str(r.exc_info[1]))
+               for r in caplog.records) == 1
+
+
+def test_top_quotes_and_nbbo_match_brute_force():
+    t = synthetic_quotes(2000, seed=4)
+    agg = run_replay(t, stale_after=3600)
+    with agg:
+        assert agg.wait_finished(timeout=20)
+    for sym in SYMBOLS:
+        bid, ask = expected_nbbo(t, sym)
+        nb = agg.nbbo(sym)
+        assert nb.bid_px == bid["bid_px"] and nb.bid_sz == bid["bid_sz"]
+        assert nb.bid_venue == {1: "binance", 2: "kraken", 3: "coinbase"}[int(bid["exchange"])]
+        assert nb.ask_px == ask["ask_px"] and nb.ask_sz == ask["ask_sz"]
+        assert nb.ask_venue == {1: "binance", 2: "kraken", 3: "coinbase"}[int(ask["exchange"])]
+        assert nb.venues == 3
+        for ex in EXCHANGES:
+            last = t[(t["symbol"] == sym.encode()) & (t["exchange"] == exchange_code(ex))][-1]
+            top = agg.top(ex, sym)
+            assert (top.bid_px, top.ask_px, top.ts_recv) == (
+                last["bid_px"], last["ask_px"], last["ts_recv"])
+            assert top.source == "quote"
+    q = agg.quotes()
+    assert len(q) == len(EXCHANGES) * len(SYMBOLS)
+    assert agg.top("binance", "DOGE-USD") is None
+    assert np.isnan(agg.nbbo("DOGE-USD").bid_px) and agg.nbbo("DOGE-USD").bid_venue is None
+    assert agg.symbols() == sorted(SYMBOLS)
+
+
+def _quote(ex, sym, bid, ask, ts):
+    t = empty_ticks(1)
+    t["kind"] = KIND_QUOTE
+    t["flags"] = FLAG_LAST
+    t["exchange"] = exchange_code(ex)
+    t["symbol"] = sym.encode()
+    t["bid_px"], t["ask_px"], t["bid_sz"], t["ask_sz"] = bid, ask, 1.0, 2.0
+    t["ts_event"] = t["ts_recv"] = ts
+    return t
+
+
+def test_nbbo_ignores_stale_and_disconnected_venues():
+    s = 1_000_000_000
+    status = empty_ticks(1)
+    status["kind"] = KIND_STATUS
+    status["side"] = STATUS_DISCONNECTED
+    status["flags"] = FLAG_LAST
+    status["exchange"] = exchange_code("coinbase")
+    status["ts_event"] = status["ts_recv"] = T0 + 11 * s
+    t = np.concatenate([
+        _quote("binance", "BTC-USD", 105.0, 106.0, T0),  # best, but 12 s old at the end
+        _quote("kraken", "BTC-USD", 100.0, 102.0, T0 + 10 * s),
+        _quote("coinbase", "BTC-USD", 101.0, 101.5, T0 + 10 * s),  # then disconnected
+        status,
+        _quote("kraken", "ETH-USD", 10.0, 11.0, T0 + 12 * s),  # moves the data clock
+    ])
+    agg = run_replay(t, stale_after=5)
+    with agg:
+        assert agg.wait_finished(timeout=10)
+    nb = agg.nbbo("BTC-USD")
+    assert (nb.bid_px, nb.bid_venue, nb.ask_px, nb.ask_venue) == (100.0, "kraken", 102.0,
+                                                                  "kraken")
+    nb = agg.nbbo("BTC-USD", max_age=20)  # binance counts again; coinbase is still down
+    assert (nb.bid_px, nb.bid_venue, nb.ask_px, nb.ask_venue) == (105.0, "binance", 102.0,
+                                                                  "kraken")
+    st = agg.stats()["replay"]
+    assert st["status"]["disconnected"] == 1
+
+
+def test_reconnect_makes_venue_count_again():
+    s = 1_000_000_000
+    ev = []
+    for code, ts in ((STATUS_DISCONNECTED, T0 + s), (STATUS_CONNECTED, T0 + 2 * s)):
+        e = empty_ticks(1)
+        e["kind"] = KIND_STATUS
+        e["side"] = code
+        e["flags"] = FLAG_LAST
+        e["exchange"] = exchange_code("coinbase")
+        e["ts_event"] = e["ts_recv"] = ts
+        ev.append(e)
+    t = np.concatenate([_quote("coinbase", "BTC-USD", 101.0, 101.5, T0), ev[0],
+                        _quote("coinbase", "BTC-USD", 101.2, 101.4, T0 + 3 * s)])
+    agg = run_replay(t)
+    with agg:
+        assert agg.wait_finished(timeout=10)
+    assert agg.nbbo("BTC-USD").bid_px == 101.2
+    agg2 = run_replay(np.concatenate([t[:2], ev[1]]))
+    with agg2:
+        assert agg2.wait_finished(timeout=10)
+    # connected again but no fresh quote since: the old quote counts (it is 2 s old)
+    assert agg2.nbbo("BTC-USD").bid_px == 101.0
+
+
+def test_reference_prices_never_make_an_nbbo():
+    p = empty_ticks(1)
+    p["kind"] = KIND_PRICE
+    p["flags"] = FLAG_LAST
+    p["exchange"] = exchange_code("coingecko")
+    p["symbol"] = b"BTC-USD"
+    p["price"] = 99.0
+    p["ts_event"] = p["ts_recv"] = T0
+    agg = run_replay(p)
+    with agg:
+        assert agg.wait_finished(timeout=10)
+    nb = agg.nbbo("BTC-USD")
+    assert nb.bid_venue is None and nb.venues == 0
+    q = agg.quotes()
+    assert q.iloc[0]["price"] == 99.0 and q.iloc[0]["exchange"] == "coingecko"
+    assert agg.top("coingecko", "BTC-USD") is None
+
+
+def _slow(delay):
+    got = []
+
+    def cb(a):
+        got.append(a["seq"].copy())
+        time.sleep(delay)
+
+    return got, cb
+
+
+def test_slow_consumer_drop_oldest_drops_and_counts():
+    n = 4000
+    t = synthetic_quotes(n, seed=5)
+    agg = Aggregator([ReplayConnector(t)], queue_size=64, overflow="drop_oldest", clock="data")
+    got, cb = _slow(0.002)
+    agg.on_tick(cb)
+    with agg:
+        assert agg.wait_finished(timeout=60)
+    seq = np.concatenate(got)
+    st = agg.stats()["replay"]
+    assert st["dropped"] > 0 and st["dropped_batches"] == st["dropped"]  # one tick per message
+    assert len(seq) + st["dropped"] == n  # never silent
+    assert (np.diff(seq) > 0).all()  # what arrives is in order, without duplicates
+    assert st["ticks"] == len(seq)
+
+
+def test_slow_consumer_block_loses_nothing():
+    n = 1500
+    t = synthetic_quotes(n, seed=6)
+    agg = Aggregator([ReplayConnector(t)], queue_size=32, overflow="block", clock="data")
+    got, cb = _slow(0.001)
+    agg.on_tick(cb)
+    with agg:
+        assert agg.wait_finished(timeout=60)
+    np.testing.assert_array_equal(np.concatenate(got), np.arange(n))
+    st = agg.stats()["replay"]
+    assert st["dropped"] == 0 and st["blocked"] > 0
+    assert agg.aggregator_stats()["queue_high_water"] <= 32
+
+
+def test_slow_iterator_drop_oldest_counts_its_drops():
+    n = 3000
+    t = synthetic_quotes(n, seed=7)
+    agg = Aggregator([ReplayConnector(t)], queue_size=50, overflow="drop_oldest", clock="data")
+    it = agg.ticks(timeout=2)
+    with agg:
+        assert agg.wait_finished(timeout=30)
+        seqs = [int(r["seq"]) for r in it]
+    assert it.dropped > 0
+    assert len(seqs) + it.dropped + agg.stats()["replay"]["dropped"] == n
+    assert (np.diff(seqs) > 0).all()
+
+
+def test_two_connectors_counted_separately_and_iterator_ends_on_stop():
+    a = synthetic_quotes(700, seed=8, exchanges=["binance"])
+    b = synthetic_quotes(300, seed=9, exchanges=["kraken"])
+    agg = Aggregator([ReplayConnector(a), ReplayConnector(b)], clock="data")
+    assert agg.names == ["replay", "replay#2"]
+    it = agg.ticks()  # no timeout: ends when the aggregator stops
+    with agg:
+        assert agg.wait_finished(timeout=20)
+    n = sum(1 for _ in it)
+    assert n == 1000
+    st = agg.stats()
+    assert st["replay"]["ticks"] == 700 and st["replay#2"]["ticks"] == 300
+    assert st["replay"]["connector"]["ticks"] == 700
+
+
+def test_latency_percentiles_from_timestamps():
+    t = synthetic_quotes(1000, seed=10)
+    lat = np.arange(1000, dtype=np.int64) * 1000  # 0..999 µs
+    t["ts_event"] = t["ts_recv"] - lat
+    agg = run_replay(t)
+    with agg:
+        assert agg.wait_finished(timeout=20)
+    s = agg.stats()["replay"]["latency_us"]
+    assert s["p50"] == pytest.approx(np.percentile(lat, 50) / 1e3)
+    assert s["p99"] == pytest.approx(np.percentile(lat, 99) / 1e3)
+
+
+def test_drain_is_bounded_and_counts_what_it_discards():
+    t = synthetic_quotes(1000, seed=11)
+    agg = run_replay(t, drain_size=100)
+    with agg:
+        assert agg.wait_finished(timeout=20)
+    d = agg.drain()
+    np.testing.assert_array_equal(d["seq"], np.arange(900, 1000))
+    assert agg.aggregator_stats()["drain_dropped"] == 900
+
+
+def test_on_tick_rejects_foreign_arrays():
+    c = ReplayConnector(empty_ticks(0))
+    agg = Aggregator([c])
+    with agg:
+        with pytest.raises(TypeError, match="TICK_DTYPE"):
+            c.on_tick(np.zeros(2))
