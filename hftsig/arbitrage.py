@@ -294,9 +294,14 @@ class TriangularArbitrage:
         ``best_bid()``/``best_ask()`` (``(price, size)`` or ``None``), e.g.
         ``Aggregator.book``.  Used for VWAP at ``notional`` and, with
         ``book_quotes=True``, to turn book updates into top-of-book updates.
+    tops : callable or None
+        ``tops(venue, symbol)`` returning the current top of book as an object
+        with ``bid_px, bid_sz, ask_px, ask_sz`` (or None), e.g.
+        ``Aggregator.top``; preferred over ``books`` for ``book_quotes``.
     book_quotes : bool, default False
         Treat the last record of each book message as a quote update read from
-        ``books``.
+        ``tops`` (or ``books``), for venues whose feed carries books but no
+        quotes.
     report : {"all", "best"}
         Report every profitable cycle through the updated market, or only the
         best one per update.
@@ -331,6 +336,7 @@ class TriangularArbitrage:
         cross_venue=True,
         spatial=True,
         books=None,
+        tops=None,
         book_quotes=False,
         report="all",
         on_opportunity=None,
@@ -347,6 +353,7 @@ class TriangularArbitrage:
         self.cross_venue = cross_venue
         self.spatial = spatial
         self.books = books
+        self.tops = tops
         self.book_quotes = book_quotes
         self.report = report
         self.on_opportunity = on_opportunity
@@ -401,6 +408,8 @@ class TriangularArbitrage:
             raise ValueError(f"max_events must be >= 1, got {self.max_events!r}")
         if self.books is not None and not callable(self.books):
             raise TypeError("books must be a callable books(venue, symbol) or None")
+        if self.tops is not None and not callable(self.tops):
+            raise TypeError("tops must be a callable tops(venue, symbol) or None")
         if self.on_opportunity is not None and not callable(self.on_opportunity):
             raise TypeError("on_opportunity must be callable or None")
 
@@ -527,9 +536,15 @@ class TriangularArbitrage:
         for i in np.flatnonzero(mask):
             venue = exchange_name(arr["exchange"][i])
             symbol = arr["symbol"][i].decode("ascii", "replace")
-            book = self.books(venue, symbol)
-            bb = book.best_bid() if book is not None else None
-            ba = book.best_ask() if book is not None else None
+            if self.tops is not None:
+                top = self.tops(venue, symbol)
+                bb = ba = None
+                if top is not None:
+                    bb, ba = (top.bid_px, top.bid_sz), (top.ask_px, top.ask_sz)
+            else:
+                book = self.books(venue, symbol)
+                bb = book.best_bid() if book is not None else None
+                ba = book.best_ask() if book is not None else None
             arr["kind"][i] = KIND_QUOTE
             arr["bid_px"][i], arr["bid_sz"][i] = bb if bb is not None else (np.nan, np.nan)
             arr["ask_px"][i], arr["ask_sz"][i] = ba if ba is not None else (np.nan, np.nan)
@@ -554,7 +569,7 @@ class TriangularArbitrage:
         found = []
         with self._get_lock():
             self._ensure_state()
-            if self.book_quotes and self.books is not None:
+            if self.book_quotes and (self.tops is not None or self.books is not None):
                 arr = self._book_quotes(arr)
             n = len(arr)
             self.n_ticks_ += n

@@ -15,7 +15,7 @@ from hftsig.recorder import Recorder, ReplayConnector, read_ticks
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook"]
+COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook", "arb"]
 
 
 def hftsig(*args, timeout=120):

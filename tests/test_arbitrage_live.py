@@ -1,0 +1,59 @@
+"""Tests of hftsig.arbitrage_live: the ``hftsig arb`` command and the demo plugin."""
+import io
+import re
+
+import numpy as np
+
+from hftsig.arbitrage import quotes_from_model
+
+
+def test_run_arb_model_source_reports_injections_above_fees_only():
+    from hftsig.arbitrage_live import run_arb
+
+    out = io.StringIO()
+    assert run_arb(3.0, source="model", inject_every=0.4, seed=3, stream=out) == 0
+    text = out.getvalue()
+    assert "# injected" in text
+    m = re.search(r"injected mispricings: (\d+) above fees\+spreads, (\d+) detected; "
+                  r"(\d+) below fees, (\d+) reported", text)
+    assert m, text[-2000:]
+    n_above, hit_above, n_below, hit_below = map(int, m.groups())
+    assert n_above + n_below >= 3
+    assert hit_above == n_above
+    assert hit_below == 0
+
+
+def test_cli_arb(capsys):
+    from hftsig.cli import main
+
+    assert main(["arb", "--seconds", "1", "--source", "model", "--inject-every", "0",
+                 "--fees", "binance=10,kraken=20,coinbase=30"]) == 0
+    out = capsys.readouterr().out
+    assert "taker fees bps binance 10, kraken 20, coinbase 30" in out
+    assert "arbitrage:" in out
+
+
+def test_demo_plugin_through_a_real_aggregator():
+    from hftsig.aggregator import Aggregator
+    from hftsig.arbitrage_live import demo_plugin
+    from hftsig.liveview import LiveView
+    from hftsig.recorder import ReplayConnector
+    from hftsig.simulator.market import MarketModel
+
+    model = MarketModel(["BTC-USDT", "ETH-USDT", "ETH-BTC"], seed=2, rate=10)
+    batches = []
+    for step in range(12):
+        if step == 4:
+            model.inject_mispricing("kraken", "ETH-USDT", 120.0, duration_s=0.4)
+        model.step()
+        batches.append(quotes_from_model(model))
+    ticks = np.concatenate(batches)
+    agg = Aggregator([ReplayConnector(ticks)], clock="data")
+    view = LiveView(agg, stream=io.StringIO())
+    summary = demo_plugin(agg, view, sim=None)
+    with agg:
+        assert agg.wait_finished(10)
+    frame = view.render()
+    assert "ETH-USDT@kraken" in frame
+    text = summary()
+    assert "opportunity reports" in text
