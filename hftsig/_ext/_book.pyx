@@ -1,0 +1,296 @@
+# cython: language_level=3
+"""L2 order book kernels (public API: :mod:`hftsig.book`).
+
+Each side is a price-sorted pair of float64 arrays (bids descending, asks
+ascending); a level is found by binary search and inserted/removed with
+memmove, which beats trees for the few hundred levels an exchange sends.
+"""
+from libc.stdint cimport int64_t, uint32_t, uint8_t, int8_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memmove, memcmp, memcpy
+from libc.stdio cimport snprintf
+from libc.math cimport isnan, isfinite, NAN
+cimport numpy as cnp
+import numpy as np
+
+from hftsig import ticks as _ticks
+
+cnp.import_array()
+
+cdef struct Tick:
+    int64_t ts_event
+    int64_t ts_recv
+    uint8_t exchange
+    uint8_t kind
+    int8_t side
+    uint8_t flags
+    uint32_t checksum
+    char symbol[16]
+    double bid_px
+    double bid_sz
+    double ask_px
+    double ask_sz
+    double price
+    double size
+    int64_t seq
+    int64_t seq_first
+
+if sizeof(Tick) != _ticks.TICK_DTYPE.itemsize:
+    raise ImportError("Tick struct does not match TICK_DTYPE")
+
+cdef enum:
+    KIND_BOOK_DELTA = 3
+    KIND_BOOK_SNAPSHOT = 4
+    FLAG_LAST = 1
+    FLAG_SNAPSHOT_BEGIN = 2
+
+assert (KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, FLAG_LAST, FLAG_SNAPSHOT_BEGIN) == (
+    _ticks.KIND_BOOK_DELTA, _ticks.KIND_BOOK_SNAPSHOT, _ticks.FLAG_LAST, _ticks.FLAG_SNAPSHOT_BEGIN)
+
+cdef uint32_t CRC_TABLE[256]
+
+
+cdef void _crc_init() noexcept:
+    cdef uint32_t c
+    cdef int n, k
+    for n in range(256):
+        c = <uint32_t>n
+        for k in range(8):
+            c = (0xEDB88320 ^ (c >> 1)) if (c & 1) else (c >> 1)
+        CRC_TABLE[n] = c
+
+
+_crc_init()
+
+
+cdef inline uint32_t _crc(uint32_t crc, const char* s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        crc = CRC_TABLE[(crc ^ <uint8_t>s[i]) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+cdef class _Side:
+    """One side of a book: prices kept sorted (descending for bids)."""
+    cdef double* px
+    cdef double* sz
+    cdef Py_ssize_t n, cap
+    cdef bint desc
+
+    def __cinit__(self, bint desc):
+        self.desc = desc
+        self.n = 0
+        self.cap = 64
+        self.px = <double*>malloc(self.cap * sizeof(double))
+        self.sz = <double*>malloc(self.cap * sizeof(double))
+        if self.px == NULL or self.sz == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.px)
+        free(self.sz)
+
+    cdef inline Py_ssize_t find(self, double p) noexcept nogil:
+        """Index of the first level not better than p (insertion point)."""
+        cdef Py_ssize_t lo = 0, hi = self.n, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if (self.px[mid] > p) if self.desc else (self.px[mid] < p):
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef int set(self, double p, double s) except -1:
+        cdef Py_ssize_t i = self.find(p)
+        if i < self.n and self.px[i] == p:
+            if s == 0.0:
+                memmove(self.px + i, self.px + i + 1, (self.n - i - 1) * sizeof(double))
+                memmove(self.sz + i, self.sz + i + 1, (self.n - i - 1) * sizeof(double))
+                self.n -= 1
+            else:
+                self.sz[i] = s
+            return 0
+        if s == 0.0:
+            return 0  # removing a level we do not have is normal (Binance says so)
+        if self.n == self.cap:
+            self.grow()
+        memmove(self.px + i + 1, self.px + i, (self.n - i) * sizeof(double))
+        memmove(self.sz + i + 1, self.sz + i, (self.n - i) * sizeof(double))
+        self.px[i] = p
+        self.sz[i] = s
+        self.n += 1
+        return 0
+
+    cdef int grow(self) except -1:
+        cdef Py_ssize_t cap = self.cap * 2
+        cdef double* px = <double*>realloc(self.px, cap * sizeof(double))
+        if px == NULL:
+            raise MemoryError()
+        self.px = px
+        cdef double* sz = <double*>realloc(self.sz, cap * sizeof(double))
+        if sz == NULL:
+            raise MemoryError()
+        self.sz = sz
+        self.cap = cap
+        return 0
+
+    cdef object levels(self, Py_ssize_t k):
+        if k < 0 or k > self.n:
+            k = self.n
+        out = np.empty((k, 2), dtype=np.float64)
+        cdef double[:, ::1] o = out
+        cdef Py_ssize_t i
+        for i in range(k):
+            o[i, 0] = self.px[i]
+            o[i, 1] = self.sz[i]
+        return out
+
+    cdef double fill(self, double want, double* got) noexcept nogil:
+        """Notional of taking ``want`` from this side; ``got`` = quantity available."""
+        cdef double left = want, notional = 0.0, take
+        cdef Py_ssize_t i = 0
+        while left > 0.0 and i < self.n:
+            take = self.sz[i] if self.sz[i] < left else left
+            notional += take * self.px[i]
+            left -= take
+            i += 1
+        got[0] = want - left
+        return notional
+
+
+cdef class BookCore:
+    """State of one L2 book; :class:`hftsig.book.OrderBook` wraps it."""
+    cdef readonly _Side bids, asks
+    cdef readonly Py_ssize_t depth
+    cdef uint8_t exch
+    cdef char sym[16]
+    cdef readonly Py_ssize_t updates
+    cdef public object last_checksum
+    cdef public int64_t last_seq
+    cdef public int64_t ts_event
+
+    def __init__(self, int exchange, bytes symbol, Py_ssize_t depth):
+        if len(symbol) > 16:
+            raise ValueError("symbol longer than 16 bytes")
+        self.bids = _Side(True)
+        self.asks = _Side(False)
+        self.depth = depth
+        self.exch = <uint8_t>exchange
+        memcpy(self.sym, b"\0" * 16, 16)
+        memcpy(self.sym, <const char*>symbol, len(symbol))
+        self.updates = 0
+        self.last_checksum = None
+        self.last_seq = -1
+        self.ts_event = 0
+
+    def clear(self):
+        self.bids.n = 0
+        self.asks.n = 0
+
+    cdef void truncate(self) noexcept:
+        if self.depth > 0:
+            if self.bids.n > self.depth:
+                self.bids.n = self.depth
+            if self.asks.n > self.depth:
+                self.asks.n = self.depth
+
+    def apply(self, cnp.ndarray ticks):
+        """Apply the book records of ``ticks`` that belong to this book; return their count."""
+        cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
+        cdef Py_ssize_t n = ticks.shape[0], i, used = 0
+        cdef Tick* r
+        cdef bint pending = False
+        for i in range(n):
+            r = &t[i]
+            if r.exchange != self.exch or memcmp(r.symbol, self.sym, 16) != 0:
+                continue
+            if r.kind != KIND_BOOK_DELTA and r.kind != KIND_BOOK_SNAPSHOT:
+                continue
+            if not (isfinite(r.price) and isfinite(r.size)) or r.size < 0 \
+                    or (r.side != 1 and r.side != -1):
+                raise ValueError(
+                    f"ticks[{i}] is not a valid book level (side={r.side}, price={r.price}, "
+                    f"size={r.size})")
+            if r.flags & FLAG_SNAPSHOT_BEGIN:
+                self.bids.n = 0
+                self.asks.n = 0
+            if r.side == 1:
+                self.bids.set(r.price, r.size)
+            else:
+                self.asks.set(r.price, r.size)
+            used += 1
+            pending = True
+            self.ts_event = r.ts_event
+            self.last_seq = r.seq
+            if r.flags & FLAG_LAST:
+                # a message is applied whole before it is truncated (Kraken)
+                self.truncate()
+                self.updates += 1
+                pending = False
+                if r.checksum:
+                    self.last_checksum = r.checksum
+        if pending:
+            self.truncate()
+            self.updates += 1
+        return used
+
+    def set_level(self, int side, double price, double size):
+        if not (isfinite(price) and isfinite(size)) or size < 0:
+            raise ValueError(f"price and size must be finite and size >= 0, got {price}, {size}")
+        if side == 1:
+            self.bids.set(price, size)
+        else:
+            self.asks.set(price, size)
+
+    def best(self, int side):
+        cdef _Side s = self.bids if side == 1 else self.asks
+        if s.n == 0:
+            return (NAN, NAN)
+        return (s.px[0], s.sz[0])
+
+    def levels(self, int side, Py_ssize_t k):
+        return (self.bids if side == 1 else self.asks).levels(k)
+
+    def count(self, int side):
+        return (self.bids if side == 1 else self.asks).n
+
+    def fill(self, int side, double size):
+        cdef double got
+        cdef double notional = (self.bids if side == 1 else self.asks).fill(size, &got)
+        return notional, got
+
+    def kraken_checksum(self, int price_decimals, int qty_decimals):
+        """CRC32 of the top 10 asks (ascending) then top 10 bids (descending)."""
+        cdef char buf[64]
+        cdef char clean[64]
+        cdef uint32_t crc = 0xFFFFFFFF
+        cdef int side, k, m, j, lead, idx
+        cdef Py_ssize_t i, n
+        cdef _Side s
+        cdef double v
+        if not (0 <= price_decimals <= 18 and 0 <= qty_decimals <= 18):
+            raise ValueError("price_decimals and qty_decimals must be in [0, 18]")
+        for side in range(2):
+            s = self.asks if side == 0 else self.bids
+            n = s.n if s.n < 10 else 10
+            for i in range(n):
+                for k in range(2):
+                    v = s.px[i] if k == 0 else s.sz[i]
+                    # the exchange's own decimal text: v rounded to the pair's
+                    # precision (repr/Decimal of the float would be wrong)
+                    m = snprintf(buf, 64, "%.*f", price_decimals if k == 0 else qty_decimals, v)
+                    if m <= 0 or m >= 64:
+                        raise ValueError(f"cannot format {v} for the checksum")
+                    lead = 1
+                    j = 0
+                    for idx in range(m):
+                        if buf[idx] == 46:  # '.'
+                            continue
+                        if lead and buf[idx] == 48:  # leading '0'
+                            continue
+                        lead = 0
+                        clean[j] = buf[idx]
+                        j += 1
+                    crc = _crc(crc, clean, j)
+        return crc ^ 0xFFFFFFFF

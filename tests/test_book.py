@@ -1,0 +1,195 @@
+"""Tests of hftsig.book: book rules, VWAP and Kraken's CRC32 checksum."""
+import json
+import math
+import pathlib
+import random
+import zlib
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from hftsig import ticks as T
+from hftsig.book import OrderBook
+from hftsig.normalize import Normalizer, normalize
+
+DATA = pathlib.Path(__file__).parent / "data" / "samples"
+GUIDE = (DATA / "kraken" / "book_checksum_guide_snapshot.json").read_bytes()
+
+
+def kraken_reference_checksum(asks, bids):
+    """Kraken's algorithm on decimal strings, as the guide states it."""
+    def tok(s):
+        return s.replace(".", "").lstrip("0")
+    text = "".join(tok(p) + tok(q) for p, q in asks[:10]) + "".join(tok(p) + tok(q) for p, q in bids[:10])
+    return zlib.crc32(text.encode())
+
+
+def test_kraken_checksum_of_the_guide_example():
+    book = OrderBook("kraken", "BTC-USD", depth=10)
+    assert book.apply(normalize("kraken", GUIDE, 0)) == 20
+    assert book.kraken_checksum(1, 8) == 3310070434
+    assert book.last_checksum == 3310070434
+    # the guide's own strings give the same value through the reference code
+    d = json.loads(GUIDE)["data"][0]
+    asks = [(x["price"], x["qty"]) for x in d["asks"]]
+    bids = [(x["price"], x["qty"]) for x in d["bids"]]
+    assert kraken_reference_checksum(asks, bids) == 3310070434
+
+
+def test_float_repr_would_get_the_checksum_wrong():
+    """The trap: str(float) drops trailing zeros ("0.1" for "0.10000000")."""
+    book = OrderBook("kraken", "BTC-USD")
+    book.apply(normalize("kraken", GUIDE, 0))
+    asks = [(str(p), str(q)) for p, q in book.levels("ask", 10)]
+    bids = [(str(p), str(q)) for p, q in book.levels("bid", 10)]
+    assert kraken_reference_checksum(asks, bids) != 3310070434
+    assert book.kraken_checksum(1, 8) == 3310070434
+
+
+def _kraken_msg(kind, bids, asks, checksum=None):
+    item = {"symbol": "BTC/USD", "bids": [{"price": p, "qty": q} for p, q in bids],
+            "asks": [{"price": p, "qty": q} for p, q in asks]}
+    if checksum is not None:
+        item["checksum"] = checksum
+    return json.dumps({"channel": "book", "type": kind, "data": [item]})
+
+
+def test_kraken_updates_track_reference_checksum():
+    """Random updates on the guide book: our checksum equals the decimal-string reference."""
+    rng = random.Random(11)
+    depth = 10
+    d = json.loads(GUIDE)["data"][0]
+    ref = {"bids": {Decimal(x["price"]): x["qty"] for x in d["bids"]},
+           "asks": {Decimal(x["price"]): x["qty"] for x in d["asks"]}}
+    book = OrderBook("kraken", "BTC-USD", depth=depth)
+    n = Normalizer("kraken")
+    book.apply(n.parse(GUIDE, 0))
+    for step in range(300):
+        bids, asks = [], []
+        for _ in range(rng.randrange(1, 4)):
+            side = rng.choice(["bids", "asks"])
+            base = Decimal("45284.3") + (Decimal(rng.randrange(1, 200)) / 10) * (1 if side == "asks" else -1)
+            price = f"{base:.1f}"
+            qty = "0.00000000" if rng.random() < 0.3 and ref[side] else f"{Decimal(rng.randrange(1, 10**9)) / 10**8:.8f}"
+            if qty.startswith("0.00000000") and ref[side]:
+                price = f"{rng.choice(sorted(ref[side])):.1f}"
+            (bids if side == "bids" else asks).append((price, qty))
+            if Decimal(qty) == 0:
+                ref[side].pop(Decimal(price), None)
+            else:
+                ref[side][Decimal(price)] = qty
+        # truncate the reference after the whole message, as Kraken does
+        ref["bids"] = dict(sorted(ref["bids"].items(), reverse=True)[:depth])
+        ref["asks"] = dict(sorted(ref["asks"].items())[:depth])
+        want = kraken_reference_checksum(
+            [(f"{p:.1f}", q) for p, q in sorted(ref["asks"].items())],
+            [(f"{p:.1f}", q) for p, q in sorted(ref["bids"].items(), reverse=True)])
+        # Kraken sends numbers as JSON numbers: float() of the text
+        msg = _kraken_msg("update", [(float(p), float(q)) for p, q in bids],
+                          [(float(p), float(q)) for p, q in asks], want)
+        book.apply(n.parse(msg, step))
+        assert book.kraken_checksum(1, 8) == n.last_checksum == want, step
+
+
+def test_snapshot_replaces_and_deltas_set_and_remove():
+    book = OrderBook("coinbase", "BTC-USD")
+    n = Normalizer("coinbase")
+    snap = (DATA / "coinbase" / "l2_data_snapshot.json").read_bytes()
+    book.set_level("ask", 30000.0, 1.0)
+    book.apply(n.parse(snap, 0))
+    assert book.best_ask() == (math.nan, math.nan) or np.isnan(book.best_ask()[0])
+    assert book.levels("bid").tolist() == [[21921.73, 0.06317902], [21921.3, 0.02]]
+
+    def upd(side, price, qty, seq):
+        return json.dumps({"channel": "l2_data", "timestamp": "2023-02-09T20:32:50.714964855Z",
+                           "sequence_num": seq, "events": [{"type": "update", "product_id": "BTC-USD",
+                                                            "updates": [{"side": side, "event_time": "2023-02-09T20:32:50.9Z",
+                                                                         "price_level": price, "new_quantity": qty}]}]})
+    book.apply(n.parse(upd("offer", "21922.5", "1.5", 1), 0))
+    book.apply(n.parse(upd("bid", "21921.73", "0", 2), 0))
+    book.apply(n.parse(upd("bid", "21000", "0", 3), 0))  # absent level: ignored
+    book.apply(n.parse(upd("bid", "21921.3", "0.5", 4), 0))
+    assert book.best_bid() == (21921.3, 0.5) and book.best_ask() == (21922.5, 1.5)
+    assert book.updates == 5 and book.last_seq == 4
+    book.apply(n.parse(snap, 0))
+    assert book.levels("ask", 5).shape == (0, 2) and book.best_bid() == (21921.73, 0.06317902)
+
+
+def test_depth_truncation_happens_after_the_whole_message():
+    book = OrderBook("kraken", "BTC-USD", depth=3)
+    book.apply(normalize("kraken", _kraken_msg("snapshot", [(100, 1), (99, 1), (98, 1)], [(101, 1)]), 0))
+    # insert above (pushes 98 out), then delete 100: 98 must survive, Kraken sends no re-add
+    book.apply(normalize("kraken", _kraken_msg("update", [(100.5, 2), (100, 0)], []), 0))
+    assert book.levels("bid").tolist() == [[100.5, 2.0], [99.0, 1.0], [98.0, 1.0]]
+    book.apply(normalize("kraken", _kraken_msg("update", [(99.5, 1)], []), 0))
+    assert book.levels("bid")[:, 0].tolist() == [100.5, 99.5, 99.0]
+
+
+def test_other_symbols_and_kinds_are_skipped():
+    book = OrderBook("binance", "BNB-BTC")
+    n = Normalizer("binance")
+    mixed = np.concatenate([
+        n.parse((DATA / "binance" / "bookTicker.json").read_bytes(), 0),
+        n.parse((DATA / "binance" / "depthUpdate.json").read_bytes(), 0),
+        normalize("kraken", GUIDE, 0)])
+    assert book.apply(mixed) == 2
+    assert book.best_bid() == (0.0024, 10.0) and book.best_ask() == (0.0026, 100.0)
+
+
+def test_random_updates_match_a_dict_book():
+    rng = np.random.default_rng(5)
+    book = OrderBook("binance", "BTC-USDT")
+    ref = {1: {}, -1: {}}
+    n = Normalizer("binance")
+    for k in range(400):
+        b = [[f"{rng.integers(900, 1000) / 10:.1f}", f"{rng.choice([0, rng.integers(1, 50)])}"] for _ in range(3)]
+        a = [[f"{rng.integers(1001, 1100) / 10:.1f}", f"{rng.choice([0, rng.integers(1, 50)])}"] for _ in range(3)]
+        msg = json.dumps({"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": k, "u": k, "b": b, "a": a})
+        book.apply(n.parse(msg, 0))
+        for side, lv in ((1, b), (-1, a)):
+            for p, q in lv:
+                if float(q) == 0:
+                    ref[side].pop(float(p), None)
+                else:
+                    ref[side][float(p)] = float(q)
+    assert book.levels("bid").tolist() == [[p, q] for p, q in sorted(ref[1].items(), reverse=True)]
+    assert book.levels("ask").tolist() == [[p, q] for p, q in sorted(ref[-1].items())]
+
+
+def test_vwap_and_fill():
+    book = OrderBook("binance", "BTC-USDT")
+    for p, q in ((101.0, 1.0), (102.0, 2.0), (104.0, 1.0)):
+        book.set_level("ask", p, q)
+    book.set_level("bid", 100.0, 3.0)
+    assert book.vwap("ask", 1.0) == 101.0
+    assert book.vwap("ask", 3.0) == pytest.approx((101 + 2 * 102) / 3)
+    assert book.vwap("ask", 4.0) == pytest.approx((101 + 204 + 104) / 4)
+    assert math.isnan(book.vwap("ask", 4.5))  # too thin: nan
+    assert book.fill("ask", 4.5) == (pytest.approx(409 / 4), 4.0)
+    assert book.vwap("bid", 2.0) == 100.0
+    assert book.mid() == 100.5
+    empty = OrderBook("binance", "BTC-USDT")
+    assert math.isnan(empty.vwap("bid", 1.0)) and math.isnan(empty.fill("bid", 1.0)[0])
+
+
+def test_bad_arguments():
+    book = OrderBook("kraken", "BTC-USD")
+    with pytest.raises(ValueError, match="side"):
+        book.levels("middle")
+    with pytest.raises(ValueError, match="size"):
+        book.vwap("bid", -1)
+    with pytest.raises(ValueError, match="depth"):
+        OrderBook("kraken", "BTC-USD", depth=0)
+    with pytest.raises(ValueError, match="exchange"):
+        OrderBook("ftx", "BTC-USD")
+    with pytest.raises(ValueError, match="BASE-QUOTE"):
+        OrderBook("kraken", "BTCUSD")
+    with pytest.raises(TypeError, match="TICK_DTYPE"):
+        book.apply(np.zeros(3))
+    with pytest.raises(ValueError, match="price_decimals"):
+        book.kraken_checksum(-1, 8)
+    bad = T.empty_ticks(1)
+    bad["exchange"], bad["kind"], bad["symbol"], bad["side"] = T.EXCHANGE_KRAKEN, T.KIND_BOOK_DELTA, b"BTC-USD", 1
+    with pytest.raises(ValueError, match="valid book level"):
+        book.apply(bad)  # NaN price
