@@ -56,10 +56,11 @@ def drain(ws, seconds):
 # ---------------------------------------------------------------- Binance
 def test_binance_combined_stream_shapes(sim):
     url = sim.connector_kwargs("binance")["ws_url"]
-    ws = websocket.create_connection(url + "/stream?streams=btcusdt@bookTicker/btcusdt@depth@100ms/btcusdt@trade/btcusdt@aggTrade", timeout=2)
+    streams = "btcusdt@bookTicker/btcusdt@depth@100ms/btcusdt@trade/btcusdt@aggTrade/btcusdt@depth5@100ms"
+    ws = websocket.create_connection(url + "/stream?streams=" + streams, timeout=2)
     seen = {}
     deadline = time.monotonic() + 3
-    while len(seen) < 4 and time.monotonic() < deadline:
+    while len(seen) < 5 and time.monotonic() < deadline:
         msg = recv_json(ws)
         assert set(msg) == {"stream", "data"}
         seen[msg["stream"]] = msg["data"]
@@ -77,6 +78,25 @@ def test_binance_combined_stream_shapes(sim):
     assert isinstance(t["m"], bool) and isinstance(t["E"], int) and t["E"] > 1.6e12
     a = seen["btcusdt@aggTrade"]
     assert list(a) == ["e", "E", "s", "a", "p", "q", "f", "l", "T", "m", "M"]
+    p5 = seen["btcusdt@depth5@100ms"]
+    assert list(p5) == ["lastUpdateId", "bids", "asks"] and len(p5["bids"]) == len(p5["asks"]) == 5
+
+
+def test_binance_counts_sent_equal_received(sim):
+    url = sim.connector_kwargs("binance")["ws_url"]
+    ws = websocket.create_connection(url + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@depth@100ms", timeout=2)
+    frames = drain(ws, 0.6)
+    sim.pause()
+    frames += drain(ws, 0.3)
+    ws.close()
+    got = {}
+    for f in frames:
+        d = json.loads(f)["data"]
+        kind = d.get("e", "bookTicker")
+        got[kind] = got.get(kind, 0) + 1
+    conn = sim.connections("binance")[-1]
+    assert conn["sent"] == got
+    assert conn["last_seq"]["ethbtc@depth@100ms"] == max(json.loads(f)["data"].get("u", 0) for f in frames if "depth" in f)
 
 
 def test_binance_raw_stream_and_live_subscribe(sim):
@@ -335,6 +355,15 @@ def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
     err = got["error"]
     assert err["error"] == "Currency pair not supported DOGE/USD" and err["req_id"] == 9 and err["symbol"] == "DOGE/USD"
     assert got["pong"]["req_id"] == 42 and set(got["pong"]) == {"method", "req_id", "time_in", "time_out"}
+    ws2, _ = _kraken_connect(sim)
+    ws2.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["ETH/BTC"]}, "req_id": 1}))
+    recv_until(ws2, lambda m: m.get("channel") == "book")
+    ws2.send(json.dumps({"method": "unsubscribe", "params": {"channel": "book", "symbol": ["ETH/BTC"]}, "req_id": 2}))
+    ack = recv_until(ws2, lambda m: m.get("method") == "unsubscribe")
+    assert ack["success"] and ack["result"]["symbol"] == "ETH/BTC"
+    late = [json.loads(f) for f in drain(ws2, 0.3)]
+    assert all(m.get("channel") in ("heartbeat", None) for m in late)
+    ws2.close()
     tr = got["trade"]["data"][0] if got["trade"]["data"] else None
     if tr is not None:
         assert list(tr) == ["symbol", "side", "price", "qty", "ord_type", "trade_id", "timestamp"]
@@ -586,3 +615,14 @@ def test_clean_quick_shutdown():
         assert ws.recv() == ""  # the close frame
     except (websocket.WebSocketConnectionClosedException, ConnectionError):
         pass
+
+
+def test_simulate_command_prints_urls_and_rates(capsys):
+    from hftsig.cli import main
+
+    assert main(["simulate", "--seconds", "0.4", "--interval", "0.2", "--symbols", "BTC-USDT,ETH-USDT",
+                 "--exchanges", "binance,kraken"]) == 0
+    out = capsys.readouterr().out
+    assert "binance" in out and "ws://127.0.0.1:" in out and "/v2" in out
+    assert "book updates/s=" in out and "simulators stopped" in out
+    assert "coinbase" not in out

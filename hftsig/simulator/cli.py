@@ -17,9 +17,10 @@ def _total_sent(sim):
     return out
 
 
-def run_simulate(args, out=sys.stdout):
+def run_simulate(args, out=None):
     """Start the simulators, print URLs, then per-exchange messages/s until
     ``args.seconds`` pass or Ctrl-C; returns 0."""
+    out = sys.stdout if out is None else out
     symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else DEFAULT_SYMBOLS
     exchanges = [e.strip() for e in args.exchanges.split(",") if e.strip()]
     sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth)

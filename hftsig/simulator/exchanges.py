@@ -446,8 +446,14 @@ class SimulatedExchanges:
         srv = self.servers.get(exchange)
         if srv is None:
             raise ValueError(f"{exchange!r} has no websocket simulator running")
-        conns = srv.conns if open_only else srv.history
-        return [c.info() for c in list(conns)]
+
+        async def collect():
+            return [c.info() for c in (srv.conns if open_only else srv.history)]
+
+        if self._thread is not None and self._thread.is_alive():
+            # Read the counters on the loop thread: a consistent snapshot, no race.
+            return asyncio.run_coroutine_threadsafe(collect(), self._loop).result(timeout=2.0)
+        return [c.info() for c in (srv.conns if open_only else srv.history)]
 
     def sent(self, exchange):
         """Frames sent to all connections of ``exchange`` so far, by type."""

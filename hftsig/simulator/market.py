@@ -188,6 +188,9 @@ class MarketModel:
         be below half of the smallest spread (checked).
     level_gap_bps : float
         Distance between book levels in bps (at least one tick).
+    size_churn : float
+        Probability that a level keeps its price but gets a new size in a
+        step (1.0: every level changes every step, the heaviest stream).
     prices : dict or None
         Start USD prices overriding the built-in ones, e.g. ``{"XYZ": 2.0}``.
 
@@ -217,6 +220,7 @@ class MarketModel:
         spread_bps=None,
         noise_bps=0.2,
         level_gap_bps=0.5,
+        size_churn=0.05,
         prices=None,
     ):
         symbols = [str(s).upper() for s in symbols]
@@ -231,6 +235,8 @@ class MarketModel:
         for v in venues:
             if v not in VENUES:
                 raise ValueError(f"venues: unknown venue {v!r}; expected some of {VENUES}")
+        if not 0.0 <= size_churn <= 1.0:
+            raise ValueError(f"size_churn must be in [0, 1], got {size_churn!r}")
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate!r}")
         depth = int(depth)
@@ -268,6 +274,7 @@ class MarketModel:
         self.spread_bps = spread
         self.noise_bps = float(noise_bps)
         self.level_gap_bps = float(level_gap_bps)
+        self.size_churn = float(size_churn)
         self.lock = threading.RLock()
         self.t = 0.0
         self.steps = 0
@@ -529,6 +536,7 @@ class MarketModel:
         bid_grid = ((best_bid - 1) // gap) * gap
         ask_grid = -((-(best_ask + 1)) // gap) * gap
         exp = math.exp
+        keep = 1.0 - self.size_churn
         for side, book, prices in (
             (1, b.bids, [p for p in [best_bid] + list(range(bid_grid, bid_grid - gap * (depth - 1), -gap)) if p > 0]),
             (-1, b.asks, [best_ask] + list(range(ask_grid, ask_grid + gap * (depth - 1), gap))),
@@ -539,7 +547,7 @@ class MarketModel:
             get = book.get
             for k, p in enumerate(prices):
                 old = get(p)
-                if old is not None and not initial and size_u[off + k] > 0.05:
+                if old is not None and not initial and size_u[off + k] < keep:
                     new[p] = old
                 else:
                     q = int(mean_lots * exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
