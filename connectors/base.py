@@ -39,6 +39,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections import Counter
 
 import numpy as np
@@ -253,7 +254,9 @@ class Connector:
         with self._lock:
             out = {k: 0 for k in ("messages", "ticks", "reconnects", "gaps",
                                   "checksum_failures", "malformed", "resyncs",
-                                  "stale", "errors", "callback_errors")}
+                                  "stale", "errors", "callback_errors", "http_requests",
+                                  "http_429", "http_418", "http_5xx", "http_errors",
+                                  "http_retries")}
             out.update(self._stats)
             out["last_latency_ns"] = int(self._last_latency_ns)
             out["connected"] = bool(self._connected)
@@ -619,6 +622,59 @@ def _retry_after(resp):
         return None
 
 
+class _SocketRegistry:
+    """Sockets of the session's live HTTP connections, so stop() can cut a hung request."""
+
+    def __init__(self):
+        self._conns = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def add(self, conn):
+        with self._lock:
+            self._conns.add(conn)
+
+    def abort_all(self):
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _tracking_adapter(registry):
+    """An HTTPAdapter whose connections register their sockets in ``registry``."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Conn(HTTPConnection):
+        def connect(self):
+            super().connect()
+            registry.add(self)
+
+    class SConn(HTTPSConnection):
+        def connect(self):
+            super().connect()
+            registry.add(self)
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Conn
+
+    class SPool(HTTPSConnectionPool):
+        ConnectionCls = SConn
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SPool}
+
+    return Adapter()
+
+
 class RestClient:
     """A ``requests.Session`` with timeouts, retries and redacted errors.
 
@@ -652,12 +708,18 @@ class RestClient:
         self.max_retries = int(max_retries)
         self.max_retry_after = float(max_retry_after)
         self._headers = dict(headers or {})
+        self._sockets = _SocketRegistry()
         self.session = requests.Session()
+        adapter = _tracking_adapter(self._sockets)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def __repr__(self):
         return f"RestClient({redact(self.base_url)!r}, headers={sorted(self._headers)!r})"
 
     def close(self):
+        """Close the session and cut any request in flight (it fails at once)."""
+        self._sockets.abort_all()
         self.session.close()
 
     def get(self, path, params=None):
@@ -679,6 +741,8 @@ class RestClient:
             try:
                 resp = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
+                if owner._stop.is_set():  # stop() cut the request
+                    raise InterruptedError("connector stopped") from None
                 owner._count("http_errors")
                 owner._log_once(("http-exc", type(exc)), "GET %s failed: %s", url, exc)
                 status = None
@@ -790,6 +854,10 @@ class SnapshotWorker:
         self._thread = None
 
     def start(self):
+        # fresh queues: a stop() leaves a wake-up marker and stale requests behind
+        self._requests = queue.Queue()
+        self._results = queue.Queue()
+        self._pending = set()
         self._thread = threading.Thread(target=self._main, name=f"{self.owner.exchange}-snapshots",
                                         daemon=True)
         self._thread.start()

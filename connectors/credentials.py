@@ -137,7 +137,10 @@ class RedactingFilter(logging.Filter):
 
 
 _filter = RedactingFilter()
-logging.getLogger("connectors").addFilter(_filter)
+# Logger filters apply only to records of that very logger: cover ours and the
+# libraries that log URLs (a key pasted into a URL query would show there).
+for _name in ("connectors", "urllib3.connectionpool", "websocket"):
+    logging.getLogger(_name).addFilter(_filter)
 
 
 class Credentials:

@@ -352,11 +352,15 @@ def test_contract_validation():
 def http_server(responses):
     """Real HTTP server answering GETs from a script: list of (status, headers, body)."""
     log = []
+    release = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             log.append((self.path, dict(self.headers)))
             status, headers, body = responses.pop(0) if len(responses) > 1 else responses[0]
+            if status == "hang":  # a server that never answers in time
+                release.wait(float(headers))
+                return
             data = body.encode() if isinstance(body, str) else body
             self.send_response(status)
             for k, v in headers.items():
@@ -375,6 +379,7 @@ def http_server(responses):
     try:
         yield f"http://127.0.0.1:{srv.server_address[1]}", log
     finally:
+        release.set()
         srv.shutdown()
         srv.server_close()
         th.join(2)
@@ -461,3 +466,15 @@ def test_poller_survives_errors_and_stops_fast():
     seqs = list(out.data()["seq"])
     assert seqs[:2] == [1, 2] and set(seqs[2:]) == {2}
     assert log[0][0] == "/price?s=BTC-USD"
+
+
+def test_stop_cuts_a_hung_request():
+    with http_server([("hang", "3", "")]) as (url, log):
+        p = ToyPoller(["BTC-USD"], rest_url=url, timeout=10.0)
+        p.start()
+        assert wait_for(lambda: p.stats().get("http_requests", 0) == 1)
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        assert p.stop() is True
+        assert time.monotonic() - t0 < 1.0
+    assert p.stats().get("http_errors", 0) == 0  # an interrupted request is not an error
