@@ -33,7 +33,8 @@ from hftsig.aggregator import Aggregator
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
 EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
-SYMBOLS = tuple(f"C{i}-USDT" for i in range(10))
+SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC", "SOL-USDT", "BNB-USDT", "XRP-USDT", "ADA-USDT",
+           "DOGE-USDT", "LTC-USDT", "LINK-USDT")
 
 
 class _Feeder:
@@ -167,7 +168,7 @@ def _simulator_frames(n=20_000):
 
     out = {}
     with SimulatedExchanges(list(SYMBOLS[:2]), exchanges=("binance",), seed=1, rate=2000) as sim:
-        url = sim.connector_kwargs("binance")["ws_url"] + "/ws/c0usdt@bookTicker"
+        url = sim.connector_kwargs("binance")["ws_url"] + "/ws/btcusdt@bookTicker"
         ws = websocket.create_connection(url, timeout=5)
         frames = [ws.recv() for _ in range(2000)]
         ws.close()

@@ -11,4 +11,6 @@ __version__ = "0.1.0"
 from hftsig.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: F401
 
 # Public API re-exports, one line per module (keep this list sorted by module).
+from hftsig.aggregator import Aggregator  # noqa: F401,E402
 from hftsig import normalize  # noqa: F401,E402  (callable: hftsig.normalize(exchange, message))
+from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: F401,E402

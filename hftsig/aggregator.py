@@ -197,7 +197,7 @@ class _Queue:
         self.dropped_batches = [0] * n_sources
         self.blocked = [0] * n_sources  # puts that had to wait for room
         self.rejected = [0] * n_sources  # ticks offered after close
-        self.dirty_books = set()  # (exchange, symbol) whose book records were dropped
+        self.dirty_books = {}  # (exchange, symbol) whose book records were dropped -> source
         self.high_water = 0
 
     def __len__(self):
@@ -220,8 +220,8 @@ class _Queue:
                         bk = (k == KIND_BOOK_DELTA) | (k == KIND_BOOK_SNAPSHOT)
                         if bk.any():
                             ob = old[bk]
-                            self.dirty_books.update(
-                                zip(ob["exchange"].tolist(), ob["symbol"].tolist()))
+                            for key in zip(ob["exchange"].tolist(), ob["symbol"].tolist()):
+                                self.dirty_books[key] = src
                 else:
                     self.blocked[source] += 1
                     while self._n + n > self.capacity and self._n > 0 and not self._closed:
@@ -251,7 +251,7 @@ class _Queue:
             self._n = 0
             dirty = None
             if self.dirty_books:
-                dirty, self.dirty_books = self.dirty_books, set()
+                dirty, self.dirty_books = self.dirty_books, {}
             self._not_full.notify_all()
         return items, dirty
 
@@ -1053,7 +1053,7 @@ class Aggregator:
                 self._book_invalid.discard(key)
             book = self._books.get(key)
             if book is None:
-                book = self._books[key] = _new_book(self.book_depth)
+                book = self._books[key] = _new_book(key, self.book_depth)
             book.apply(recs)
             bid = book.best_bid()
             ask = book.best_ask()
@@ -1063,23 +1063,21 @@ class Aggregator:
                 nan = float("nan")
                 bp, bz = (float(bid[0]), float(bid[1])) if bid is not None else (nan, nan)
                 ap, az = (float(ask[0]), float(ask[1])) if ask is not None else (nan, nan)
+                # an empty side reads (nan, nan)
                 row[2:9] = (SOURCE_BOOK, bp, bz, ap, az, last[0], last[1])
             down = self._down_since
             if down and key[0] in down and down[key[0]] < last[1]:
                 del down[key[0]]
 
     def _invalidate_books(self, dirty):
-        for key in dirty:
+        for key, src in dirty.items():
             if key in self._books:
-                self._books[key] = _new_book(self.book_depth)
+                self._books[key] = _new_book(key, self.book_depth)
             self._book_invalid.add(key)
             row = self._rows.get(key)
             if row is not None and row[_R_SRC] == SOURCE_BOOK:
                 row[_R_SRC] = 0
-            for cs in self._cstats:
-                if cs.exchange == exchange_name(key[0]):
-                    cs.books_invalidated += 1
-                    break
+            self._cstats[src].books_invalidated += 1
 
     def _update_status(self, r, src):
         code = r[4]
@@ -1109,15 +1107,18 @@ def _state_array(rows):
     return np.array([tuple(r) for r in rows], dtype=_STATE_DTYPE)
 
 
-def _new_book(depth):
+def _new_book(key, depth):
     from hftsig.book import OrderBook
 
-    return OrderBook() if depth is None else OrderBook(depth=depth)
+    return OrderBook(exchange_name(key[0]), key[1].decode("ascii"), depth)
 
 
 def _copy_book(book):
-    if hasattr(book, "copy"):
-        return book.copy()
-    import copy
+    """An independent OrderBook with the same levels."""
+    from hftsig.book import OrderBook
 
-    return copy.deepcopy(book)
+    out = OrderBook(book.exchange, book.symbol, book.depth)
+    for side in ("bid", "ask"):
+        for px, sz in book.levels(side).tolist():
+            out.set_level(side, px, sz)
+    return out

@@ -392,3 +392,113 @@ def test_on_tick_rejects_foreign_arrays():
     with agg:
         with pytest.raises(TypeError, match="TICK_DTYPE"):
             c.on_tick(np.zeros(2))
+
+
+# -- books ----------------------------------------------------------------------------------
+def book_messages(n_msgs, exchange="kraken", symbol="ETH-BTC", seed=0, snapshot_every=None):
+    """A snapshot then random delta messages (1-5 levels each), as one tick array."""
+    from hftsig.ticks import FLAG_SNAPSHOT_BEGIN, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT
+
+    rng = np.random.default_rng(seed)
+    msgs = []
+
+    def snapshot():
+        t = empty_ticks(20)
+        t["kind"] = KIND_BOOK_SNAPSHOT
+        t["side"] = [1] * 10 + [-1] * 10
+        t["price"] = np.r_[100 - np.arange(1, 11) * 0.5, 100 + np.arange(1, 11) * 0.5]
+        t["size"] = rng.uniform(0.1, 3, 20).round(3)
+        t["flags"][0] = FLAG_SNAPSHOT_BEGIN
+        t["flags"][-1] |= FLAG_LAST
+        return t
+
+    msgs.append(snapshot())
+    for i in range(n_msgs):
+        if snapshot_every and i and i % snapshot_every == 0:
+            msgs.append(snapshot())
+            continue
+        k = int(rng.integers(1, 6))
+        t = empty_ticks(k)
+        t["kind"] = KIND_BOOK_DELTA
+        side = rng.choice([1, -1], k)
+        t["side"] = side
+        # bids below 100, asks above: the book never crosses
+        t["price"] = np.where(side == 1, 100 - rng.integers(1, 25, k) * 0.5,
+                              100 + rng.integers(1, 25, k) * 0.5)
+        t["size"] = np.where(rng.random(k) < 0.3, 0.0, rng.uniform(0.1, 3, k).round(3))
+        t["flags"][-1] = FLAG_LAST
+        msgs.append(t)
+    out = np.concatenate(msgs)
+    out["exchange"] = exchange_code(exchange)
+    out["symbol"] = symbol.encode()
+    out["ts_recv"] = T0 + np.arange(len(out)) * 1000
+    out["ts_event"] = out["ts_recv"]
+    out["seq"] = np.arange(len(out))
+    return out
+
+
+def reference_book(t, exchange, symbol):
+    from hftsig.book import OrderBook
+
+    b = OrderBook(exchange, symbol)
+    b.apply(t)
+    return b
+
+
+def test_books_and_book_tops_match_a_reference_book():
+    a = book_messages(400, "kraken", "ETH-BTC", seed=1)
+    b = book_messages(300, "coinbase", "ETH-BTC", seed=2)
+    # interleave whole messages of the two venues (never split a message)
+    ca = np.flatnonzero(a["flags"] & FLAG_LAST)[200] + 1
+    cb = np.flatnonzero(b["flags"] & FLAG_LAST)[150] + 1
+    t = np.concatenate([a[:ca], b[:cb], a[ca:], b[cb:]])
+    t["ts_recv"] = T0 + np.arange(len(t)) * 1000
+    agg = run_replay(t, stale_after=3600)
+    with agg:
+        assert agg.wait_finished(timeout=20)
+    for ex, src in (("kraken", a), ("coinbase", b)):
+        ref = reference_book(src, ex, "ETH-BTC")
+        book = agg.book(ex, "ETH-BTC")
+        for side in ("bid", "ask"):
+            np.testing.assert_array_equal(book.levels(side), ref.levels(side))
+        top = agg.top(ex, "ETH-BTC")
+        assert top.source == "book"
+        assert (top.bid_px, top.bid_sz) == ref.best_bid()
+        assert (top.ask_px, top.ask_sz) == ref.best_ask()
+    # the copy handed out is independent of the aggregator's book
+    book.set_level("bid", 99.99, 1.0)
+    assert agg.book("coinbase", "ETH-BTC").best_bid() != (99.99, 1.0)
+    nb = agg.nbbo("ETH-BTC")
+    tops = {ex: reference_book(s, ex, "ETH-BTC") for ex, s in (("kraken", a), ("coinbase", b))}
+    assert nb.bid_px == max(x.best_bid()[0] for x in tops.values())
+    assert nb.ask_px == min(x.best_ask()[0] for x in tops.values())
+    assert agg.book("binance", "ETH-BTC") is None
+
+
+def test_dropped_book_records_invalidate_the_book_until_a_snapshot():
+    body = book_messages(2000, "kraken", "ETH-BTC", seed=3)
+    final = book_messages(5, "kraken", "ETH-BTC", seed=4)  # a snapshot and 5 deltas
+    assert len(final) < 40  # fits in the queue: drop_oldest drops older ticks first
+    t = np.concatenate([body, final])
+    t["seq"] = np.arange(len(t))
+    t["ts_recv"] = T0 + np.arange(len(t)) * 1000
+    agg = Aggregator([ReplayConnector(t)], queue_size=40, overflow="drop_oldest",
+                     clock="data", stale_after=3600)
+    seen_invalid = []
+
+    def slow(a):
+        if a["seq"][-1] < len(body):
+            time.sleep(0.001)
+            if agg.book("kraken", "ETH-BTC") is None:
+                seen_invalid.append(agg.top("kraken", "ETH-BTC"))
+
+    agg.on_tick(slow)
+    with agg:
+        assert agg.wait_finished(timeout=60)
+    st = agg.stats()["replay"]
+    assert st["dropped"] > 0 and st["books_invalidated"] > 0
+    assert seen_invalid and all(top is None for top in seen_invalid)
+    ref = reference_book(final, "kraken", "ETH-BTC")
+    book = agg.book("kraken", "ETH-BTC")
+    for side in ("bid", "ask"):
+        np.testing.assert_array_equal(book.levels(side), ref.levels(side))
