@@ -1,0 +1,1 @@
+"""Private compiled kernels (Cython and C); use the public modules instead."""

@@ -1,0 +1,258 @@
+"""Signature benchmark: hftsig against iisignature and pysiglib.
+
+Run from the repository root::
+
+    python -m benchmarks.signatures            # 9 repeats per timing
+    python -m benchmarks.signatures --quick    # 3 repeats, fewer ticks
+
+Every row first checks that the libraries agree (``allclose``), then times
+each with the median of repeated runs.  Ratios are peer time / hftsig time
+(above 1: hftsig is faster).  A peer that is not installed prints ``n/a``.
+pysiglib is imported after torch, which it needs.  Times are wall clock on
+whatever else the machine is doing: quote them with the machine line.
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import hftsig
+
+try:
+    import iisignature
+except ImportError:  # pragma: no cover - optional peer
+    iisignature = None
+try:
+    import torch  # noqa: F401  (pysiglib needs torch imported first)
+    import pysiglib
+except ImportError:  # pragma: no cover - optional peer
+    pysiglib = None
+
+CASES = [(32, 1000, 5, 4), (1, 10000, 2, 6), (128, 100, 3, 5), (64, 500, 4, 4)]
+PUSH_CASES = [(1, 3, 4), (1, 2, 4), (1, 3, 3), (64, 3, 4)]  # (n_paths, dim, depth)
+N_DATES = 50
+
+
+def machine():
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical cores"
+
+
+def median_time(fn, repeats):
+    fn()  # warm up (thread pools, caches, lazy imports)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def random_paths(batch, length, dim, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.standard_normal((batch, length, dim)) / np.sqrt(length), axis=1)
+
+
+def check(name, ours, theirs, rtol=1e-8):
+    theirs = np.asarray(theirs, dtype=np.float64).reshape(np.shape(ours))
+    scale = max(1.0, float(np.abs(theirs).max()))
+    if not np.allclose(ours, theirs, rtol=rtol, atol=rtol * scale):
+        err = float(np.abs(ours - theirs).max())
+        raise AssertionError(f"{name}: outputs differ (max abs diff {err:.3g})")
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, op, case, unit, ours, ii, ps, note=""):
+        self.rows.append((op, case, unit, ours, ii, ps, note))
+        self.print_row(self.rows[-1])
+
+    @staticmethod
+    def header():
+        print(f"| {'operation':<24} | {'(batch,length,dim,depth)':<24} | {'unit':<6} | "
+              f"{'hftsig':>9} | {'iisignature':>11} | {'pysiglib':>9} | {'iisig/hft':>9} | "
+              f"{'pysig/hft':>9} | note")
+        print(f"|{'-' * 26}|{'-' * 26}|{'-' * 8}|{'-' * 11}|{'-' * 13}|{'-' * 11}|{'-' * 11}|"
+              f"{'-' * 11}|------")
+
+    @staticmethod
+    def print_row(row):
+        op, case, unit, ours, ii, ps, note = row
+
+        def fmt(v, w):
+            return f"{v:>{w}.3f}" if v is not None else f"{'n/a':>{w}}"
+
+        def ratio(v):
+            return f"{v / ours:>8.2f}x" if (v is not None and ours) else f"{'n/a':>9}"
+
+        print(f"| {op:<24} | {str(case):<24} | {unit:<6} | {fmt(ours, 9)} | {fmt(ii, 11)} | "
+              f"{fmt(ps, 9)} | {ratio(ii)} | {ratio(ps)} | {note}", flush=True)
+
+
+def bench_sig(table, case, repeats):
+    batch, length, dim, depth = case
+    x = random_paths(batch, length, dim)
+    ours = hftsig.sig(x, depth)
+    ii = ps = None
+    if iisignature is not None:
+        check("iisignature.sig", ours, iisignature.sig(x, depth))
+        ii = median_time(lambda: iisignature.sig(x, depth), repeats) * 1e3
+    if pysiglib is not None:
+        check("pysiglib.sig", ours, pysiglib.sig(x, depth, n_jobs=1))
+        ps = median_time(lambda: pysiglib.sig(x, depth, n_jobs=1), repeats) * 1e3
+    t1 = median_time(lambda: hftsig.sig(x, depth), repeats) * 1e3
+    table.add("sig, 1 thread", case, "ms", t1, ii, ps)
+
+    check("hftsig.sig n_jobs=-1", hftsig.sig(x, depth, n_jobs=-1), ours, rtol=1e-10)
+    ps = None
+    if pysiglib is not None:
+        check("pysiglib.sig n_jobs=-1", ours, pysiglib.sig(x, depth, n_jobs=-1))
+        ps = median_time(lambda: pysiglib.sig(x, depth, n_jobs=-1), repeats) * 1e3
+    tall = median_time(lambda: hftsig.sig(x, depth, n_jobs=-1), repeats) * 1e3
+    table.add("sig, n_jobs=-1", case, "ms", tall, None, ps,
+              f"{t1 / tall:.2f}x own 1-thread; iisignature has no threads")
+
+
+def bench_at(table, case, repeats):
+    """Prefix signatures at N_DATES exercise dates (what optimal stopping needs)."""
+    batch, length, dim, depth = case
+    x = random_paths(batch, length, dim, seed=1)
+    dates = np.unique(np.linspace(length // N_DATES, length - 1, N_DATES).astype(np.int64))
+    ours = hftsig.sig(x, depth, at=dates)
+    ii = ps = None
+    if iisignature is not None:
+        # iisignature's way: every prefix, then select
+        def ii_at():
+            return iisignature.sig(x, depth, 2)[:, dates - 1]
+        check("iisignature stream", ours, ii_at())
+        ii = median_time(ii_at, repeats) * 1e3
+    if pysiglib is not None:
+        # pysiglib's best way: signatures of the pieces between dates, joined by Chen
+        bounds = np.concatenate([[0], dates])
+
+        def ps_at():
+            out = []
+            acc = None
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                piece = pysiglib.sig(np.ascontiguousarray(x[:, a:b + 1]), depth, n_jobs=1)
+                acc = piece if acc is None else pysiglib.sig_combine(acc, piece, dim, depth)
+                out.append(acc)
+            return np.stack(out, axis=1)
+        check("pysiglib pieces + sig_combine", ours, ps_at())
+        ps = median_time(ps_at, repeats) * 1e3
+    t = median_time(lambda: hftsig.sig(x, depth, at=dates), repeats) * 1e3
+    table.add(f"sig at {len(dates)} dates", case, "ms", t, ii, ps,
+              "iisignature: full stream then select; pysiglib: pieces + sig_combine")
+
+
+def bench_logsig(table, case, repeats):
+    batch, length, dim, depth = case
+    if not hasattr(hftsig, "logsig"):
+        print(f"  (logsig {case}: skipped, hftsig.logsig is not available on this branch)")
+        return
+    x = random_paths(batch, length, dim, seed=2)
+    ours = hftsig.logsig(x, depth)
+    ii = None
+    if iisignature is not None:
+        prep = iisignature.prepare(dim, depth)
+        check("iisignature.logsig", ours, iisignature.logsig(x, prep), rtol=1e-7)
+        ii = median_time(lambda: iisignature.logsig(x, prep), repeats) * 1e3
+    t = median_time(lambda: hftsig.logsig(x, depth), repeats) * 1e3
+    table.add("logsig (Lyndon)", case, "ms", t, ii, None, "pysiglib: not compared")
+
+
+def bench_push(table, n_paths, dim, depth, n_ticks, window=None):
+    """Per-tick cost of extending a running signature (one push / one join per tick)."""
+    rng = np.random.default_rng(3)
+    shape = (n_ticks, dim) if n_paths == 1 else (n_ticks, n_paths, dim)
+    pts = np.cumsum(rng.standard_normal(shape) * 0.01, axis=0)
+    ticks = list(pts)  # one array per tick, as a feed would deliver them
+    incs = list(np.diff(pts, axis=0))
+
+    st = hftsig.SignatureStream(dim, depth, window=window,
+                                n_paths=None if n_paths == 1 else n_paths)
+
+    def ours():
+        st.reset()
+        push = st.push
+        for p in ticks:
+            push(p)
+
+    ours()
+    if window is None:
+        x = pts if n_paths == 1 else np.swapaxes(pts, 0, 1)
+        check("SignatureStream", st.signature, hftsig.sig(x, depth), rtol=1e-9)
+    t = median_time(ours, 5) / n_ticks * 1e6
+
+    ii = ps = None
+    if window is None and iisignature is not None:
+        k = min(n_ticks - 1, 2000)
+
+        def ii_run():
+            s = np.zeros(hftsig.siglength(dim, depth)) if n_paths == 1 else \
+                np.zeros((n_paths, hftsig.siglength(dim, depth)))
+            for z in incs[:k]:
+                s = iisignature.sigjoin(s, z, depth)
+            return s
+        x = pts[:k + 1] if n_paths == 1 else np.swapaxes(pts[:k + 1], 0, 1)
+        check("iisignature.sigjoin", hftsig.sig(x, depth), ii_run(), rtol=1e-3)
+        ii = median_time(ii_run, 3) / k * 1e6
+    if window is None and pysiglib is not None:
+        k = min(n_ticks - 1, 300)
+
+        def ps_run():
+            s = np.zeros(hftsig.siglength(dim, depth)) if n_paths == 1 else \
+                np.zeros((n_paths, hftsig.siglength(dim, depth)))
+            for z in incs[:k]:
+                s = pysiglib.sig_join(s, z, dim, depth)
+            return s
+        x = pts[:k + 1] if n_paths == 1 else np.swapaxes(pts[:k + 1], 0, 1)
+        check("pysiglib.sig_join", hftsig.sig(x, depth), ps_run(), rtol=1e-9)
+        ps = median_time(ps_run, 3) / k * 1e6
+    label = "SignatureStream.push" + (f" w={window}" if window else "")
+    table.add(label, (n_paths, "tick", dim, depth), "us/tick", t, ii, ps,
+              "peers: sigjoin / sig_join per tick" if window is None else "sliding window")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 repeats and fewer ticks")
+    args = ap.parse_args(argv)
+    repeats = 3 if args.quick else 9
+    n_ticks = 5000 if args.quick else 20000
+
+    print(f"hftsig {hftsig.__version__} signature benchmark")
+    print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    print(f"machine: {machine()}; numpy {np.__version__}")
+    print(f"peers: iisignature {getattr(iisignature, '__version__', 'n/a')}, "
+          f"pysiglib {getattr(pysiglib, '__version__', 'n/a')}")
+    print(f"median of {repeats} runs; float64; ratio = peer time / hftsig time\n")
+    table = Table()
+    table.header()
+    for case in CASES:
+        bench_sig(table, case, repeats)
+    for case in CASES:
+        bench_at(table, case, repeats)
+    for case in CASES:
+        bench_logsig(table, case, repeats)
+    for n_paths, dim, depth in PUSH_CASES:
+        bench_push(table, n_paths, dim, depth, n_ticks if n_paths == 1 else n_ticks // 10)
+    bench_push(table, 1, 3, 4, n_ticks, window=100)
+
+
+if __name__ == "__main__":
+    main()

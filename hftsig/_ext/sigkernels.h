@@ -1,0 +1,333 @@
+/* Truncated path-signature kernels (hand-written C, called from _signature.pyx).
+ *
+ * Layout everywhere: level 0 left out, levels 1..N concatenated, words in
+ * lexicographic order (iisignature's layout); level k starts at
+ * lvl_off[k] = d + d^2 + ... + d^(k-1).
+ *
+ * Batched signatures are vectorised ACROSS paths: sigkernel_impl.h is
+ * instantiated for a GCC vector of SK_VL doubles (several paths per SIMD
+ * register, batch innermost) and for plain double (one path).  A single
+ * long path is cut into pieces that fill the lanes and the piece
+ * signatures are joined with Chen's identity.
+ */
+#ifndef HFTSIG_SIGKERNELS_H
+#define HFTSIG_SIGKERNELS_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef SK_VL
+#define SK_VL 4
+#endif
+
+typedef double sk_vec __attribute__((vector_size(8 * SK_VL), aligned(8 * SK_VL)));
+
+static void *sk_aligned_alloc(size_t nbytes)
+{
+    size_t a = 64;
+    nbytes = (nbytes + a - 1) / a * a;
+    if (nbytes == 0) nbytes = a;
+    return aligned_alloc(a, nbytes);
+}
+
+static void sk_aligned_free(void *p) { free(p); }
+
+/* entries of the Horner chain scratch: max(1, d^(N-2)) */
+static int64_t sk_chain_len(int d, int N)
+{
+    int64_t n = 1;
+    for (int k = 2; k < N; ++k) n *= d;
+    return n;
+}
+
+/* vector instance */
+#define SK_T sk_vec
+#define SK_L SK_VL
+#define SK_NAME(x) x##_v
+#define SK_GET(v, l) ((v)[l])
+#define SK_SET(v, l, x) ((v)[l] = (x))
+#include "sigkernel_impl.h"
+#undef SK_T
+#undef SK_L
+#undef SK_NAME
+#undef SK_GET
+#undef SK_SET
+
+/* scalar instance */
+#define SK_T double
+#define SK_L 1
+#define SK_NAME(x) x##_s
+#define SK_GET(v, l) (v)
+#define SK_SET(v, l, x) ((v) = (x))
+#include "sigkernel_impl.h"
+#undef SK_T
+#undef SK_L
+#undef SK_NAME
+#undef SK_GET
+#undef SK_SET
+
+static int64_t sk_siglength(int d, int N)
+{
+    int64_t s = 0, p = 1;
+    for (int k = 1; k <= N; ++k) {
+        p *= d;
+        s += p;
+    }
+    return s;
+}
+
+static void sk_level_offsets(int d, int N, int64_t *lvl_off)
+{
+    int64_t p = 1;
+    lvl_off[0] = 0;
+    lvl_off[1] = 0;
+    for (int k = 1; k < N; ++k) {
+        p *= d;
+        lvl_off[k + 1] = lvl_off[k] + p;
+    }
+}
+
+static int sk_threads(int nthreads)
+{
+#ifdef _OPENMP
+    return nthreads < 1 ? 1 : nthreads;
+#else
+    (void)nthreads;
+    return 1;
+#endif
+}
+
+/* a <- a (x) b in place (Chen product of two signatures of one path each).
+ * Levels from N down so that a_j, j < k, are still the old values. */
+static void sk_mul_inplace(double *restrict a, const double *restrict b, int d,
+                           int N, const int64_t *lvl_off)
+{
+    for (int k = N; k >= 1; --k) {
+        double *ak = a + lvl_off[k];
+        const double *bk = b + lvl_off[k];
+        int64_t nk = 1; /* d^k */
+        for (int i = 0; i < k; ++i) nk *= d;
+        for (int64_t w = 0; w < nk; ++w) ak[w] += bk[w];
+        int64_t du = 1; /* d^j */
+        for (int j = 1; j < k; ++j) {
+            du *= d;
+            int64_t dv = nk / du; /* d^(k-j) */
+            const double *aj = a + lvl_off[j];
+            const double *bv = b + lvl_off[k - j];
+            for (int64_t u = 0; u < du; ++u) {
+                double x = aj[u];
+                double *row = ak + u * dv;
+                for (int64_t v = 0; v < dv; ++v) row[v] += x * bv[v];
+            }
+        }
+    }
+}
+
+/* out <- s^(-1) in the truncated tensor algebra (for a signature this is
+ * the signature of the reversed path):
+ *     inv_k = -s_k - sum_{j=1}^{k-1} s_j (x) inv_{k-j}. */
+static void sk_inverse(const double *restrict s, double *restrict out, int d,
+                       int N, const int64_t *lvl_off)
+{
+    int64_t nk = 1;
+    for (int k = 1; k <= N; ++k) {
+        nk *= d;
+        double *ok = out + lvl_off[k];
+        const double *sk = s + lvl_off[k];
+        for (int64_t w = 0; w < nk; ++w) ok[w] = -sk[w];
+        int64_t du = 1;
+        for (int j = 1; j < k; ++j) {
+            du *= d;
+            int64_t dv = nk / du;
+            const double *sj = s + lvl_off[j];
+            const double *iv = out + lvl_off[k - j];
+            for (int64_t u = 0; u < du; ++u) {
+                double x = sj[u];
+                double *row = ok + u * dv;
+                for (int64_t v = 0; v < dv; ++v) row[v] -= x * iv[v];
+            }
+        }
+    }
+}
+
+/* Scratch for one path's Horner step: zs ((N+1)*d), B (N), pidx (N), digit (N). */
+typedef struct {
+    int d, N;
+    int64_t siglen;
+    int64_t lvl_off[64];
+    double *zs, *B, *buf0, *buf1;
+    int64_t *pidx;
+    int *digit;
+} sk_work;
+
+static int sk_work_init(sk_work *w, int d, int N)
+{
+    if (N < 1 || N > 62 || d < 1) return -1;
+    w->d = d;
+    w->N = N;
+    w->siglen = sk_siglength(d, N);
+    sk_level_offsets(d, N, w->lvl_off);
+    int64_t top = 1; /* d^(N-1) */
+    for (int k = 1; k < N; ++k) top *= d;
+    w->zs = (double *)malloc(sizeof(double) * ((N + 1) * (int64_t)d + sk_chain_len(d, N)));
+    w->B = w->zs + (N + 1) * (int64_t)d;
+    w->buf0 = (double *)malloc(sizeof(double) * 2 * top);
+    w->buf1 = w->buf0 + top;
+    w->pidx = (int64_t *)malloc(sizeof(int64_t) * (N + 1));
+    w->digit = (int *)malloc(sizeof(int) * (N + 1));
+    if (!w->zs || !w->buf0 || !w->pidx || !w->digit) return -1;
+    return 0;
+}
+
+static void sk_work_free(sk_work *w)
+{
+    free(w->zs);
+    free(w->buf0);
+    free(w->pidx);
+    free(w->digit);
+    w->zs = NULL;
+    w->buf0 = NULL;
+    w->pidx = NULL;
+    w->digit = NULL;
+}
+
+/* s <- s (x) exp(z): append the linear segment with displacement z. */
+static inline void sk_join(sk_work *w, double *restrict s, const double *restrict z)
+{
+    int d = w->d, N = w->N;
+    for (int c = 0; c < d; ++c) {
+        w->zs[d + c] = z[c];
+        for (int j = 2; j <= N; ++j) w->zs[j * d + c] = z[c] * (1.0 / j);
+    }
+    sk_horner_s(s, s + w->lvl_off[N], w->zs, d, N, w->lvl_off, w->B);
+}
+
+/* s <- exp(y) (x) s: prepend the linear segment with displacement y.
+ * Horner from the right end of the words, for level k:
+ *     C_1 = s_1 + y / k,
+ *     C_j[a v] = s_j[a v] + y_a / (k - j + 1) * C_{j-1}[v],   j = 2..k-1,
+ *     s'_k[a v] = s_k[a v] + y_a * C_{k-1}[v]. */
+static void sk_prepend(sk_work *w, double *restrict s, const double *restrict y)
+{
+    int d = w->d, N = w->N;
+    const int64_t *off = w->lvl_off;
+    for (int k = N; k >= 1; --k) {
+        double *sk = s + off[k];
+        if (k == 1) {
+            for (int c = 0; c < d; ++c) sk[c] += y[c];
+            continue;
+        }
+        /* C_1 = s_1 + y / k */
+        double *C = w->buf0, *D = w->buf1;
+        double inv = 1.0 / k;
+        for (int c = 0; c < d; ++c) C[c] = s[c] + y[c] * inv;
+        int64_t n = d; /* size of C_j */
+        for (int j = 2; j < k; ++j) {
+            double f = 1.0 / (k - j + 1);
+            const double *sj = s + off[j];
+            for (int a = 0; a < d; ++a) {
+                double ya = y[a] * f;
+                const double *sr = sj + a * n;
+                double *dr = D + a * n;
+                for (int64_t v = 0; v < n; ++v) dr[v] = sr[v] + ya * C[v];
+            }
+            double *t = C;
+            C = D;
+            D = t;
+            n *= d;
+        }
+        for (int a = 0; a < d; ++a) {
+            double ya = y[a];
+            double *row = sk + a * n;
+            for (int64_t v = 0; v < n; ++v) row[v] += ya * C[v];
+        }
+    }
+}
+
+/* Signatures of a batch of paths X (batch, len, d) into out (batch, siglen).
+ * Returns nonzero on allocation failure. */
+static int sk_sig(const double *X, int64_t batch, int64_t len, int d, int N,
+                  double *out, int nthreads)
+{
+    nthreads = sk_threads(nthreads);
+    int64_t siglen = sk_siglength(d, N);
+    int64_t lvl_off[64];
+    sk_level_offsets(d, N, lvl_off);
+    int64_t steps = len - 1;
+    memset(out, 0, sizeof(double) * batch * siglen);
+    if (steps <= 0 || batch == 0) return 0;
+
+    /* Cut each path into `chunks` pieces so that the pieces fill every lane
+     * of every thread; a piece of fewer than min_steps steps would spend
+     * more on the Chen joins than it saves. */
+    int64_t target = (int64_t)SK_VL * nthreads;
+    int64_t chunks = 1;
+    if (batch < target) {
+        int64_t min_steps = 8 * N > 32 ? 8 * N : 32;
+        chunks = (target + batch - 1) / batch;
+        int64_t maxc = steps / min_steps;
+        if (maxc < 1) maxc = 1;
+        if (chunks > maxc) chunks = maxc;
+    }
+    int64_t n_items = batch * chunks;
+    int64_t *pi = (int64_t *)malloc(sizeof(int64_t) * 3 * n_items);
+    if (pi == NULL) return 1;
+    int64_t *st = pi + n_items, *en = st + n_items;
+    for (int64_t b = 0; b < batch; ++b)
+        for (int64_t c = 0; c < chunks; ++c) {
+            int64_t i = b * chunks + c;
+            pi[i] = b;
+            st[i] = steps * c / chunks;
+            en[i] = steps * (c + 1) / chunks;
+        }
+    double *pieces = out;
+    if (chunks > 1) {
+        pieces = (double *)malloc(sizeof(double) * n_items * siglen);
+        if (pieces == NULL) {
+            free(pi);
+            return 1;
+        }
+    }
+    int failed;
+    if (n_items <= 2)
+        failed = sk_sig_pieces_s(X, len, d, N, lvl_off, siglen, pi, st, en, n_items,
+                                 pieces, nthreads);
+    else
+        failed = sk_sig_pieces_v(X, len, d, N, lvl_off, siglen, pi, st, en, n_items,
+                                 pieces, nthreads);
+    if (chunks > 1) {
+        for (int64_t b = 0; b < batch; ++b) {
+            double *o = out + b * siglen;
+            memcpy(o, pieces + b * chunks * siglen, sizeof(double) * siglen);
+            for (int64_t c = 1; c < chunks; ++c)
+                sk_mul_inplace(o, pieces + (b * chunks + c) * siglen, d, N, lvl_off);
+        }
+        free(pieces);
+    }
+    free(pi);
+    return failed;
+}
+
+/* Prefix signatures at sorted point indices `at` (see sk_sig_at_*). */
+static int sk_sig_at(const double *X, int64_t batch, int64_t len, int d, int N,
+                     const int64_t *at, const int64_t *slot, int64_t n_at,
+                     double *out, int nthreads)
+{
+    nthreads = sk_threads(nthreads);
+    int64_t siglen = sk_siglength(d, N);
+    int64_t lvl_off[64];
+    sk_level_offsets(d, N, lvl_off);
+    memset(out, 0, sizeof(double) * batch * n_at * siglen);
+    if (batch == 0 || n_at == 0) return 0;
+    if (batch <= 2)
+        return sk_sig_at_s(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
+                           nthreads);
+    return sk_sig_at_v(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
+                       nthreads);
+}
+
+#endif
