@@ -1,0 +1,202 @@
+"""scikit-learn transformer turning paths into (log-)signature features."""
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from hftsig.logsignature import _check_int, logsig, lyndon_words
+from hftsig.signature import sig
+
+__all__ = ["SignatureTransformer"]
+
+
+def _words(dim, depth):
+    """All words of length 1..depth over ``dim`` letters, in the signature layout order."""
+    words = []
+    level = [()]
+    for _ in range(depth):
+        level = [w + (letter,) for w in level for letter in range(dim)]
+        words.extend(level)
+    return words
+
+
+class SignatureTransformer(TransformerMixin, BaseEstimator):
+    """Signature or log-signature features of paths, as a scikit-learn transformer.
+
+    Each sample is a path of ``length`` points in ``dim`` channels; it becomes
+    one row of features: the truncated signature (:func:`hftsig.sig`) or the
+    Lyndon-basis log-signature (:func:`hftsig.logsig`).
+
+    Parameters
+    ----------
+    depth : int, default 2
+        Truncation level, ``>= 1``.
+    logsig : bool, default False
+        Log-signature coordinates (Lyndon basis) instead of the signature.
+    time_aug : bool, default False
+        Append time (from 0 to 1) as the last channel before the signature.
+    lead_lag : bool, default False
+        Lead-lag transform before the signature: lead channels first, then lag
+        channels, then time when ``time_aug`` is set (:mod:`hftsig.transforms`).
+    basepoint : bool, default False
+        Start every path at the origin (so the features see the first point).
+    n_jobs : int, default 1
+        Threads over the samples (``-1``: all cores).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of channels (``dim``) of the paths seen in :meth:`fit`.
+    feature_names_in_ : ndarray of str, shape (n_features_in_,)
+        Channel names, when :meth:`fit` was given ``channel_names``.
+
+    Notes
+    -----
+    Feature names (:meth:`get_feature_names_out`) spell each coordinate's word
+    over the channel names: ``"S(0,1)"`` is the signature coefficient of the
+    word (channel 0, channel 1), i.e. the iterated integral of ``dX_0 dX_1``;
+    ``"L(0,0,1)"`` is the log-signature coordinate of the Lyndon word 001,
+    i.e. of the bracket ``[0,[0,1]]`` given by its standard factorisation.
+    Channels are named ``"0", "1", ...`` unless names are given; with
+    ``lead_lag`` each channel ``c`` becomes ``"c_lead"`` and ``"c_lag"``, and
+    ``time_aug`` adds a channel ``"time"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hftsig import SignatureTransformer
+    >>> X = np.array([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]])
+    >>> st = SignatureTransformer(depth=2).fit(X)
+    >>> st.get_feature_names_out().tolist()
+    ['S(0)', 'S(1)', 'S(0,0)', 'S(0,1)', 'S(1,0)', 'S(1,1)']
+    >>> st.transform(X)
+    array([[1. , 1. , 0.5, 1. , 0. , 0.5]])
+    >>> SignatureTransformer(depth=2, logsig=True).fit(X).transform(X)
+    array([[1. , 1. , 0.5]])
+    """
+
+    def __init__(
+        self, depth=2, logsig=False, time_aug=False, lead_lag=False, basepoint=False, n_jobs=1
+    ):
+        self.depth = depth
+        self.logsig = logsig
+        self.time_aug = time_aug
+        self.lead_lag = lead_lag
+        self.basepoint = basepoint
+        self.n_jobs = n_jobs
+
+    def _check_X(self, X):
+        X = np.asarray(X)
+        if X.dtype == object or not (
+            np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
+        ):
+            raise TypeError(f"X: expected real numbers, got dtype {X.dtype}")
+        if X.ndim != 3:
+            raise ValueError(
+                f"X: expected a 3-d array (n_samples, length, dim), got shape {X.shape}"
+            )
+        return X
+
+    def fit(self, X, y=None, channel_names=None):
+        """Check the parameters and record the number (and names) of channels.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, length, dim)
+            Paths.
+        y : ignored
+        channel_names : sequence of str, optional
+            Names of the ``dim`` channels, used by :meth:`get_feature_names_out`
+            and stored as ``feature_names_in_``.
+
+        Returns
+        -------
+        self
+        """
+        _check_int(self.depth, "depth", 1)
+        for name in ("logsig", "time_aug", "lead_lag", "basepoint"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+        X = self._check_X(X)
+        self.n_features_in_ = X.shape[2]
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if channel_names is not None:
+            names = np.asarray(channel_names, dtype=object)
+            if names.shape != (self.n_features_in_,):
+                raise ValueError(
+                    f"channel_names: must name the {self.n_features_in_} channels of X, "
+                    f"got {len(names)} names"
+                )
+            self.feature_names_in_ = names
+        return self
+
+    def transform(self, X):
+        """Signature (or log-signature) features of each path.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, length, dim)
+            Paths with the ``dim`` seen in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_features)
+        """
+        check_is_fitted(self, "n_features_in_")
+        X = self._check_X(X)
+        if X.shape[2] != self.n_features_in_:
+            raise ValueError(
+                f"X: has {X.shape[2]} channels, but SignatureTransformer was fitted "
+                f"with {self.n_features_in_}"
+            )
+        kwargs = dict(
+            time_aug=self.time_aug,
+            lead_lag=self.lead_lag,
+            basepoint=self.basepoint,
+            n_jobs=self.n_jobs,
+        )
+        if self.logsig:
+            return logsig(X, self.depth, **kwargs)
+        return sig(X, self.depth, **kwargs)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features: the words of the coordinates.
+
+        Parameters
+        ----------
+        input_features : sequence of str, optional
+            Channel names; defaults to ``feature_names_in_`` when fitted with
+            names, else ``"0", "1", ...``.
+
+        Returns
+        -------
+        ndarray of str
+        """
+        check_is_fitted(self, "n_features_in_")
+        if input_features is None:
+            channels = getattr(
+                self, "feature_names_in_", [str(i) for i in range(self.n_features_in_)]
+            )
+        else:
+            channels = np.asarray(input_features, dtype=object)
+            if channels.shape != (self.n_features_in_,):
+                raise ValueError(
+                    f"input_features: must name the {self.n_features_in_} channels, "
+                    f"got {len(channels)}"
+                )
+            if hasattr(self, "feature_names_in_") and not np.array_equal(
+                channels, self.feature_names_in_
+            ):
+                raise ValueError("input_features: not equal to feature_names_in_")
+        channels = [str(c) for c in channels]
+        if self.lead_lag:
+            channels = [f"{c}_lead" for c in channels] + [f"{c}_lag" for c in channels]
+        if self.time_aug:
+            channels = channels + ["time"]
+        if self.logsig:
+            prefix, words = "L", lyndon_words(len(channels), self.depth)
+        else:
+            prefix, words = "S", _words(len(channels), self.depth)
+        return np.asarray(
+            [f"{prefix}({','.join(channels[i] for i in w)})" for w in words], dtype=object
+        )
