@@ -257,26 +257,32 @@ def test_bad_input():
         quote_ticks([("binance", "BTC-USDT", 1.0)])
 
 
-class LevelsBook:
-    """A static two-sided book keeping the ``books`` accessor protocol."""
+def order_book(venue, symbol, bids, asks):
+    """A real hftsig.book.OrderBook holding the given levels (one snapshot message)."""
+    from hftsig.book import OrderBook
+    from hftsig.ticks import FLAG_LAST, FLAG_SNAPSHOT_BEGIN, KIND_BOOK_SNAPSHOT, exchange_code
 
-    def __init__(self, bids, asks):
-        self._bids, self._asks = bids, asks
-
-    def levels(self, side, n):
-        return (self._bids if side == "bid" else self._asks)[:n]
-
-    def best_bid(self):
-        return tuple(self._bids[0])
-
-    def best_ask(self):
-        return tuple(self._asks[0])
+    levels = [(1, p, q) for p, q in bids] + [(-1, p, q) for p, q in asks]
+    t = empty_ticks(len(levels))
+    t["kind"] = KIND_BOOK_SNAPSHOT
+    t["exchange"] = exchange_code(venue)
+    t["symbol"] = symbol.encode()
+    t["side"] = [x[0] for x in levels]
+    t["price"] = [x[1] for x in levels]
+    t["size"] = [x[2] for x in levels]
+    t["flags"][0] |= FLAG_SNAPSHOT_BEGIN
+    t["flags"][-1] |= FLAG_LAST
+    book = OrderBook(venue, symbol)
+    assert book.apply(t) == len(levels)
+    return book
 
 
 def test_notional_vwap_through_books():
     books = {
-        ("coinbase", "BTC-USD"): LevelsBook([[99.8, 2.0]], [[100.0, 0.3], [100.5, 1.0]]),
-        ("kraken", "BTC-USD"): LevelsBook([[101.0, 0.5], [100.8, 5.0]], [[101.2, 0.5]]),
+        ("coinbase", "BTC-USD"): order_book("coinbase", "BTC-USD", [[99.8, 2.0]],
+                                            [[100.0, 0.3], [100.5, 1.0]]),
+        ("kraken", "BTC-USD"): order_book("kraken", "BTC-USD", [[101.0, 0.5], [100.8, 5.0]],
+                                          [[101.2, 0.5]]),
     }
     rows = quote_ticks([
         ("kraken", "BTC-USD", 101.0, 0.5, 101.2, 0.5, 0),
@@ -302,8 +308,8 @@ def test_book_quotes_from_books():
     from hftsig.ticks import FLAG_LAST, KIND_BOOK_DELTA, exchange_code
 
     books = {
-        ("coinbase", "BTC-USD"): LevelsBook([[99.8, 2.0]], [[100.0, 0.3]]),
-        ("kraken", "BTC-USD"): LevelsBook([[101.0, 0.5]], [[101.2, 0.5]]),
+        ("coinbase", "BTC-USD"): order_book("coinbase", "BTC-USD", [[99.8, 2.0]], [[100.0, 0.3]]),
+        ("kraken", "BTC-USD"): order_book("kraken", "BTC-USD", [[101.0, 0.5]], [[101.2, 0.5]]),
     }
     t = empty_ticks(2)
     t["kind"] = KIND_BOOK_DELTA

@@ -57,3 +57,35 @@ def test_demo_plugin_through_a_real_aggregator():
     assert "ETH-USDT@kraken" in frame
     text = summary()
     assert "opportunity reports" in text
+
+
+def test_book_feeds_through_aggregator_tops():
+    """Venues sending only book records: the detector reads tops from the aggregator."""
+    from hftsig.aggregator import Aggregator
+    from hftsig.arbitrage import TriangularArbitrage
+    from hftsig.recorder import ReplayConnector
+    from hftsig.ticks import (FLAG_LAST, FLAG_SNAPSHOT_BEGIN, KIND_BOOK_SNAPSHOT, empty_ticks,
+                              exchange_code)
+
+    msgs = []
+    for i, (venue, bid, ask) in enumerate([("kraken", 101.0, 101.2), ("coinbase", 99.8, 100.0)]):
+        t = empty_ticks(2)
+        t["kind"] = KIND_BOOK_SNAPSHOT
+        t["exchange"] = exchange_code(venue)
+        t["symbol"] = b"BTC-USD"
+        t["side"] = [1, -1]
+        t["price"] = [bid, ask]
+        t["size"] = [0.5, 0.3]
+        t["flags"] = [FLAG_SNAPSHOT_BEGIN, FLAG_LAST]
+        t["ts_event"] = t["ts_recv"] = 10**18 + i * 10**6
+        msgs.append(t)
+    agg = Aggregator([ReplayConnector(np.concatenate(msgs))], clock="data")
+    det = TriangularArbitrage(fees={"kraken": 26.0, "coinbase": 40.0}, tops=agg.top,
+                              book_quotes=True)
+    agg.on_tick(det.update)
+    with agg:
+        assert agg.wait_finished(10)
+    ev = det.events_[-1]
+    assert ev.kind == "spatial" and ev.venues == ("coinbase", "kraken")
+    net = (101.0 / 100.0) * (1 - 26e-4) * (1 - 40e-4)
+    assert abs(ev.net_edge_bps - (net - 1) * 1e4) < 1e-9
