@@ -239,11 +239,12 @@ def quotes_from_model(model, venues=None, symbols=None, ts=None):
     venues, symbols : sequence of str or None
         Which books to quote (default: all of the model's).
     ts : int or None
-        ``ts_event`` in ns (default: the model time, ``t`` seconds, in ns).
+        ``ts_event`` in ns (default: the model's wall-clock start ``t0_ns`` plus
+        its model time ``t``, as the simulators stamp their events).
     """
     venues = model.venues if venues is None else venues
     symbols = model.symbols if symbols is None else symbols
-    now = int(round(model.t * 1e9)) if ts is None else int(ts)
+    now = model.t0_ns + int(round(model.t * 1e9)) if ts is None else int(ts)
     return quote_ticks(
         (v, s, *model.top(v, s), now) for v in venues for s in symbols
     )

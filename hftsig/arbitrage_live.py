@@ -219,8 +219,8 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
                     rec = watch.inject(model, rng, venues, symbols, fee_table,
                                        model.spread_bps, model.noise_bps,
                                        duration_s=min(1.0, 0.5 * inject_every))
-                    rec["_t0"] = int(rec["start"] * 1e9)
-                    rec["_t1"] = int(rec["end"] * 1e9) + int(1e8)
+                    rec["_t0"] = model.t0_ns + int(rec["start"] * 1e9)
+                    rec["_t1"] = model.t0_ns + int(rec["end"] * 1e9) + int(1e8)
                     next_inject += inject_every
                 det.update(quotes_from_model(model))
                 time.sleep(model.dt)

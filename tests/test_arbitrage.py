@@ -541,7 +541,7 @@ def test_simulator_stale_and_one_sided_venues_rejected():
         arb = TriangularArbitrage(fees=SIM_FEES, max_quote_age_ms=300)
 
         def feed(first=False):
-            q = quotes_from_model(model)
+            q = quotes_from_model(model, ts=int(round(model.t * 1e9)))
             if not first:  # withheld venues quoted once, at the first step only
                 q = q[~np.isin(q["exchange"], [exchange_code(v) for v in withhold])]
             if one_sided:
