@@ -57,6 +57,8 @@ def _add_simulate(sub):
     sim.add_argument("--seed", type=int, default=0, help="market model seed (default 0)")
     sim.add_argument("--rate", type=float, default=20.0, help="book updates per second per symbol (default 20)")
     sim.add_argument("--depth", type=int, default=20, help="book levels per side (default 20)")
+    sim.add_argument("--size-churn", type=float, default=0.05,
+                     help="share of levels resized per update, 0..1 (default 0.05; 1 = heaviest stream)")
     sim.add_argument("--interval", type=float, default=1.0, help="seconds between rate reports (default 1)")
     sim.set_defaults(func=_cmd_simulate)
 

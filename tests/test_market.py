@@ -159,3 +159,13 @@ def test_format_fixed():
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MarketModel(**kwargs)
+
+
+def test_fast_requote_equals_the_full_requote():
+    fast = MarketModel(SYMS, seed=9, rate=20, size_churn=0.2)
+    full = MarketModel(SYMS, seed=9, rate=20, size_churn=0.2)
+    full._force_full = True
+    assert _summary(fast.advance(3.0)) == _summary(full.advance(3.0))
+    for v in fast.venues:
+        for s in SYMS:
+            assert fast.book_ticks(v, s) == full.book_ticks(v, s)

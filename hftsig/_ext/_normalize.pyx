@@ -12,7 +12,7 @@ twice, so a returned batch stays valid for as long as the caller keeps it.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_Check
 from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int8_t
-from libc.string cimport memcmp, memcpy, memset, strlen
+from libc.string cimport memchr, memcmp, memcpy, memset, strlen
 from libc.math cimport isfinite, NAN
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 cimport numpy as cnp
@@ -537,6 +537,119 @@ cdef Py_ssize_t _collect(Ctx* c, Py_ssize_t i, int depth, Keys* ks, Val* out) no
             j = ks.next[j]
 
 
+cdef int _obj_key(Ctx* c, It* it, Val* k) noexcept:
+    """Next key of an object: 1 with it.i at its value, 0 at the end, -1 on error.
+
+    The caller consumes the value and calls _obj_done with its end.
+    """
+    cdef Py_ssize_t i = _ws(c, it.i)
+    if it.state == 2:
+        return 0
+    if i >= c.n:
+        _fail(c, i, "unterminated object")
+        return -1
+    if it.state == 1:
+        if c.p[i] == 44:
+            i = _ws(c, i + 1)
+            if i >= c.n or c.p[i] != 34:
+                _fail(c, i, "expected a key")
+                return -1
+        elif c.p[i] == 125:
+            it.i = i + 1
+            it.state = 2
+            return 0
+        else:
+            _fail(c, i, "expected ',' or '}'")
+            return -1
+    else:
+        if c.p[i] == 125:
+            it.i = i + 1
+            it.state = 2
+            return 0
+        if c.p[i] != 34:
+            _fail(c, i, "expected a key")
+            return -1
+    i = _string(c, i, k)
+    if i < 0:
+        return -1
+    i = _ws(c, i)
+    if i >= c.n or c.p[i] != 58:
+        _fail(c, i, "expected ':'")
+        return -1
+    it.i = i + 1
+    return 1
+
+
+cdef inline void _obj_done(It* it, Py_ssize_t end) noexcept:
+    it.i = end
+    it.state = 1
+
+
+cdef inline void _arr_at(It* it, Py_ssize_t pos, int depth) noexcept:
+    """Iterate the array whose '[' is at pos."""
+    it.i = pos + 1
+    it.state = 0
+    it.depth = depth + 1
+
+
+cdef int _arr_elem(Ctx* c, It* it) noexcept:
+    """Next element of an array: 1 with it.i at it, 0 at the end, -1 on error.
+
+    The caller consumes the element and calls _obj_done with its end.
+    """
+    cdef Py_ssize_t i = _ws(c, it.i)
+    if it.state == 2:
+        return 0
+    if it.depth > MAX_DEPTH:
+        _fail(c, i, "nested too deep")
+        return -1
+    if i >= c.n:
+        _fail(c, i, "unterminated array")
+        return -1
+    if it.state == 1:
+        if c.p[i] == 44:
+            i = _ws(c, i + 1)
+        elif c.p[i] == 93:
+            it.i = i + 1
+            it.state = 2
+            return 0
+        else:
+            _fail(c, i, "expected ',' or ']'")
+            return -1
+    elif c.p[i] == 93:
+        it.i = i + 1
+        it.state = 2
+        return 0
+    if i >= c.n:
+        _fail(c, i, "unterminated array")
+        return -1
+    it.i = i
+    return 1
+
+
+cdef inline int _key_id(Ctx* c, Val* k, Keys* ks) noexcept:
+    cdef Py_ssize_t L = k.e - k.s
+    cdef int j
+    if L == 0:
+        return -1
+    j = ks.first[c.p[k.s]]
+    while j >= 0:
+        if ks.len[j] == L and memcmp(c.p + k.s, ks.name[j], L) == 0:
+            return j
+        j = ks.next[j]
+    return -1
+
+
+cdef inline void _span(Val* v, Py_ssize_t s, Py_ssize_t e, int kind) noexcept:
+    v.s = s
+    v.e = e
+    v.kind = kind
+    v.esc = 0
+
+
+cdef int64_t TS_UNSET = -9223372036854775807 - 1
+
+
 cdef inline bint _eq(Ctx* c, Val* v, const char* lit) noexcept:
     cdef Py_ssize_t L = strlen(lit)
     return v.kind == J_STR and v.e - v.s == L and memcmp(c.p + v.s, lit, L) == 0
@@ -774,6 +887,12 @@ cdef enum:
     KRI_symbol, KRI_bids, KRI_asks, KRI_checksum, KRI_timestamp, KRI_bid, KRI_bid_qty
     KRI_ask, KRI_ask_qty, KRI_side, KRI_price, KRI_qty, KRI_trade_id, KRI_channel
 
+cdef Keys KRL
+_keys(&KRL, ("price", "qty"))
+
+cdef Keys CGS
+_keys(&CGS, ("error_code", "error_message"))
+
 cdef Keys CB
 _keys(&CB, ("channel", "timestamp", "sequence_num", "events", "type", "message"))
 cdef enum:
@@ -856,6 +975,7 @@ cdef class Normalizer:
     cdef Py_ssize_t _cap, _pos, _start
     cdef Tick _tmpl
     cdef dict _symcache
+    cdef dict _cg_cache
     cdef dict _symbols
     cdef char _craw[8][32]
     cdef int _crawlen[8]
@@ -893,6 +1013,7 @@ cdef class Normalizer:
             for raw, canon in dict(symbols).items():
                 self._symbols[str(raw)] = _symbols.canonical(canon)
         self._symcache = {}
+        self._cg_cache = {}
         self._cn = 0
         self._cnext = 0
         memset(&self._tmpl, 0, sizeof(Tick))
@@ -1103,7 +1224,7 @@ cdef class Normalizer:
             elif self._exch == EX_COINBASE:
                 self._coinbase(&c, tr)
             else:
-                self._coingecko(message, tr)
+                self._coingecko(&c, tr)
         except BaseException:
             self._pos = self._start
             raise
@@ -1141,54 +1262,92 @@ cdef class Normalizer:
         return t * 1000000
 
     # -- Binance -------------------------------------------------------------------
-    cdef int _binance(self, Ctx* c, Py_ssize_t i, int64_t tr, object hint, int depth) except -1:
+    cdef Py_ssize_t _binance(self, Ctx* c, Py_ssize_t i, int64_t tr, object hint,
+                             int depth) except -1:
+        """Parse the Binance object at i (one pass where key order allows); return its end."""
         cdef Val f[MAX_KEYS]
-        cdef Py_ssize_t end
-        cdef Tick* t
-        cdef int64_t x, ts
-        cdef char sym[16]
+        cdef Val k, v
+        cdef It it
+        cdef Py_ssize_t end, vs
+        cdef int kid, r, j
+        cdef bint inner = False, bdone = False, adone = False
+        cdef Py_ssize_t first = self._pos - self._start
         i = _ws(c, i)
         if depth == 0 and (i >= c.n or c.p[i] != 123):
-            return self._validate_any(c)
-        end = _collect(c, i, depth, &BN, f)
-        if end < 0:
+            self._validate_any(c)
+            return c.n
+        for j in range(BN.n):
+            f[j].kind = J_NONE
+        if _obj_open(c, &it, i, depth) < 0:
             self._bad(c)
+        while True:
+            r = _obj_key(c, &it, &k)
+            if r == 0:
+                break
+            if r < 0:
+                self._bad(c)
+            kid = _key_id(c, &k, &BN)
+            vs = _ws(c, it.i)
+            if kid == BN_data and depth == 0 and not inner and f[BN_stream].kind == J_STR \
+                    and vs < c.n and c.p[vs] == 123:
+                # combined-stream wrapper, "stream" seen first: parse the payload in place
+                stream = PyBytes_FromStringAndSize(<const char*>c.p + f[BN_stream].s,
+                                                   f[BN_stream].e - f[BN_stream].s)
+                end = self._binance(c, vs, tr, stream, 1)
+                inner = True
+                _span(&f[kid], vs, end, J_OBJ)
+            elif (kid == BN_b or kid == BN_a) and vs < c.n and c.p[vs] == 91 \
+                    and _eq(c, &f[BN_e], "depthUpdate"):
+                end = self._bn_levels_at(c, vs, 1 if kid == BN_b else -1, it.depth)
+                if kid == BN_b:
+                    bdone = True
+                else:
+                    adone = True
+                _span(&f[kid], vs, end, J_ARR)
+            else:
+                end = _value(c, it.i, &v, it.depth)
+                if end < 0:
+                    self._bad(c)
+                if kid >= 0:
+                    f[kid] = v
+            _obj_done(&it, end)
+        end = it.i
         if depth == 0:
             self._whole(c, end)
+        if inner:
+            return end
         if f[BN_e].kind == J_STR:
             if _eq(c, &f[BN_e], "trade") or _eq(c, &f[BN_e], "aggTrade"):
-                return self._bn_trade(c, f, tr)
-            if _eq(c, &f[BN_e], "depthUpdate"):
-                return self._bn_depth(c, f, tr)
-            if _eq(c, &f[BN_e], "bookTicker"):
-                return self._bn_quote(c, f, tr)
-            if _eq(c, &f[BN_e], "serverShutdown"):
+                self._bn_trade(c, f, tr)
+            elif _eq(c, &f[BN_e], "depthUpdate"):
+                self._bn_depth(c, f, tr, first, bdone, adone)
+            elif _eq(c, &f[BN_e], "bookTicker"):
+                self._bn_quote(c, f, tr)
+            elif _eq(c, &f[BN_e], "serverShutdown"):
                 self._ltype = T_SHUTDOWN
                 self._lchan = "serverShutdown"
-                return 0
-            self._ltype = T_UNKNOWN
-            self._lchan = PyBytes_FromStringAndSize(<const char*>c.p + f[BN_e].s,
-                                                    f[BN_e].e - f[BN_e].s).decode("utf-8", "replace")
-            return 0
+            else:
+                self._ltype = T_UNKNOWN
+                self._lchan = self._text(c, &f[BN_e])
+            return end
         if (f[BN_u].kind and f[BN_s].kind and f[BN_b].kind and f[BN_B].kind and f[BN_a].kind
                 and f[BN_A].kind):
-            return self._bn_quote(c, f, tr)
-        if depth == 0 and f[BN_stream].kind == J_STR and f[BN_data].kind == J_OBJ:
+            self._bn_quote(c, f, tr)
+        elif depth == 0 and f[BN_stream].kind == J_STR and f[BN_data].kind == J_OBJ:
             stream = PyBytes_FromStringAndSize(<const char*>c.p + f[BN_stream].s,
                                                f[BN_stream].e - f[BN_stream].s)
-            return self._binance(c, f[BN_data].s, tr, stream, 1)
-        if f[BN_lastUpdateId].kind and f[BN_bids].kind == J_ARR and f[BN_asks].kind == J_ARR:
-            return self._bn_snapshot(c, f, tr, hint)
-        if f[BN_id].kind and f[BN_result].kind:
+            self._binance(c, f[BN_data].s, tr, stream, 1)
+        elif f[BN_lastUpdateId].kind and f[BN_bids].kind == J_ARR and f[BN_asks].kind == J_ARR:
+            self._bn_snapshot(c, f, tr, hint)
+        elif f[BN_id].kind and f[BN_result].kind:
             self._ltype = T_SUBSCRIBED if f[BN_result].kind == J_NULL else T_UNKNOWN
-            return 0
-        if f[BN_error].kind or (f[BN_code].kind and f[BN_msg].kind):
+        elif f[BN_error].kind or (f[BN_code].kind and f[BN_msg].kind):
             self._ltype = T_ERROR
             self.last_error = PyBytes_FromStringAndSize(<const char*>c.p + i, end - i).decode(
                 "utf-8", "replace")
-            return 0
-        self._ltype = T_UNKNOWN
-        return 0
+        else:
+            self._ltype = T_UNKNOWN
+        return end
 
     cdef int _bn_quote(self, Ctx* c, Val* f, int64_t tr) except -1:
         cdef Tick* t
@@ -1250,38 +1409,45 @@ cdef class Normalizer:
         memcpy(self._lsym, t.symbol, 16)
         return 0
 
-    cdef int _bn_levels(self, Ctx* c, Val* arr, int8_t side, uint8_t kind, int64_t ts,
-                        int64_t tr, char* sym, int64_t seq, int64_t seq_first) except -1:
+    cdef Py_ssize_t _bn_levels_at(self, Ctx* c, Py_ssize_t pos, int8_t side,
+                                  int depth) except -1:
+        """Emit one record per [price, qty] of the array at pos (price/size/side only)."""
         cdef It ia, il
-        cdef Val lv, pv, qv
+        cdef Val pv, qv, rest
         cdef int r
         cdef Tick* t
-        if _arr_open(c, &ia, arr) < 0:
-            self._bad(c)
+        _arr_at(&ia, pos, depth)
         while True:
-            r = _arr_next(c, &ia, &lv)
+            r = _arr_elem(c, &ia)
             if r == 0:
-                return 0
+                return ia.i
             if r < 0:
                 self._bad(c)
-            if _arr_open(c, &il, &lv) < 0 or _arr_next(c, &il, &pv) != 1 \
-                    or _arr_next(c, &il, &qv) != 1:
-                _fail(c, lv.s, "book level must be [price, quantity]")
+            if c.p[ia.i] != 91:
+                _fail(c, ia.i, "book level must be [price, quantity]")
                 self._bad(c)
+            _arr_at(&il, ia.i, ia.depth)
+            if _arr_next(c, &il, &pv) != 1 or _arr_next(c, &il, &qv) != 1:
+                _fail(c, ia.i, "book level must be [price, quantity]")
+                self._bad(c)
+            while True:
+                r = _arr_next(c, &il, &rest)
+                if r == 0:
+                    break
+                if r < 0:
+                    self._bad(c)
             t = self._rec()
-            t.kind = kind
             t.side = side
-            t.ts_event = ts
-            t.ts_recv = tr
-            memcpy(t.symbol, sym, 16)
             _num(c, &pv, &t.price)
             _num(c, &qv, &t.size)
-            t.seq = seq
-            t.seq_first = seq_first
+            _obj_done(&ia, il.i)
 
-    cdef int _bn_depth(self, Ctx* c, Val* f, int64_t tr) except -1:
+    cdef int _bn_depth(self, Ctx* c, Val* f, int64_t tr, Py_ssize_t first, bint bdone,
+                       bint adone) except -1:
         cdef int64_t x, u, U
         cdef char sym[16]
+        cdef Py_ssize_t j
+        cdef Tick* t
         if not (f[BN_s].kind and f[BN_E].kind and f[BN_u].kind and f[BN_U].kind
                 and f[BN_b].kind == J_ARR and f[BN_a].kind == J_ARR):
             _fail(c, 0, "depthUpdate lacks s/E/U/u/b/a")
@@ -1292,9 +1458,19 @@ cdef class Normalizer:
         _int(c, &f[BN_U], &U)
         self._sym(c, &f[BN_s], sym)
         x = self._bn_time(x)
-        self._bn_levels(c, &f[BN_b], 1, KIND_BOOK_DELTA, x, tr, sym, u, U)
-        self._bn_levels(c, &f[BN_a], -1, KIND_BOOK_DELTA, x, tr, sym, u, U)
-        if self._pos > self._start:
+        if not bdone:
+            self._bn_levels_at(c, f[BN_b].s, 1, 1)
+        if not adone:
+            self._bn_levels_at(c, f[BN_a].s, -1, 1)
+        for j in range(self._start + first, self._pos):
+            t = &self._buf[j]
+            t.kind = KIND_BOOK_DELTA
+            t.ts_event = x
+            t.ts_recv = tr
+            memcpy(t.symbol, sym, 16)
+            t.seq = u
+            t.seq_first = U
+        if self._pos > self._start + first:
             self._buf[self._pos - 1].flags |= FLAG_LAST
         self._lseq = u
         self._lseq_first = U
@@ -1304,7 +1480,8 @@ cdef class Normalizer:
     cdef int _bn_snapshot(self, Ctx* c, Val* f, int64_t tr, object hint) except -1:
         cdef int64_t u
         cdef char sym[16]
-        cdef Py_ssize_t first = self._pos
+        cdef Py_ssize_t first = self._pos - self._start, j
+        cdef Tick* t
         if hint is None:
             _fail(c, 0, "depth snapshot carries no symbol: pass symbol=")
             self._bad(c)
@@ -1317,10 +1494,18 @@ cdef class Normalizer:
         self._sym_text(hint, sym)
         _int(c, &f[BN_lastUpdateId], &u)
         self._lchan = S_DEPTH
-        self._bn_levels(c, &f[BN_bids], 1, KIND_BOOK_SNAPSHOT, tr, tr, sym, u, u)
-        self._bn_levels(c, &f[BN_asks], -1, KIND_BOOK_SNAPSHOT, tr, tr, sym, u, u)
-        if self._pos > first:
-            self._buf[first].flags |= FLAG_SNAPSHOT_BEGIN
+        self._bn_levels_at(c, f[BN_bids].s, 1, 1)
+        self._bn_levels_at(c, f[BN_asks].s, -1, 1)
+        for j in range(self._start + first, self._pos):
+            t = &self._buf[j]
+            t.kind = KIND_BOOK_SNAPSHOT
+            t.ts_event = tr
+            t.ts_recv = tr
+            memcpy(t.symbol, sym, 16)
+            t.seq = u
+            t.seq_first = u
+        if self._pos > self._start + first:
+            self._buf[self._start + first].flags |= FLAG_SNAPSHOT_BEGIN
             self._buf[self._pos - 1].flags |= FLAG_LAST
         self._lseq = u
         self._lseq_first = u
@@ -1328,19 +1513,100 @@ cdef class Normalizer:
         return 0
 
     # -- Kraken WebSocket v2 -----------------------------------------------------------
+    cdef int _kr_kind(self, Ctx* c, Val* f, int* snapshot) except -1:
+        """1 book, 2 ticker, 3 trade (0 otherwise) from the channel/type seen so far."""
+        if f[KR_type].kind != J_STR:
+            return 0
+        if _eq(c, &f[KR_type], "snapshot"):
+            snapshot[0] = 1
+        elif _eq(c, &f[KR_type], "update"):
+            snapshot[0] = 0
+        else:
+            return 0
+        if _eq(c, &f[KR_channel], "book"):
+            return 1
+        if _eq(c, &f[KR_channel], "ticker"):
+            return 2
+        if _eq(c, &f[KR_channel], "trade"):
+            return 3
+        return 0
+
     cdef int _kraken(self, Ctx* c, int64_t tr) except -1:
         cdef Val f[MAX_KEYS]
         cdef Val g[MAX_KEYS]
-        cdef Val item
+        cdef Val k, v
         cdef It it
-        cdef Py_ssize_t i = _ws(c, 0), end
-        cdef int r, kind
+        cdef Py_ssize_t i = _ws(c, 0), end, vs
+        cdef int r, kid, kind = 0, j, snapshot = 0
+        cdef bint data_done = False
         if i >= c.n or c.p[i] != 123:
             return self._validate_any(c)
-        end = _collect(c, i, 0, &KR, f)
-        if end < 0:
+        for j in range(KR.n):
+            f[j].kind = J_NONE
+        if _obj_open(c, &it, i, 0) < 0:
             self._bad(c)
-        self._whole(c, end)
+        while True:
+            r = _obj_key(c, &it, &k)
+            if r == 0:
+                break
+            if r < 0:
+                self._bad(c)
+            kid = _key_id(c, &k, &KR)
+            vs = _ws(c, it.i)
+            if kid == KR_data and not data_done and vs < c.n and c.p[vs] == 91:
+                kind = self._kr_kind(c, f, &snapshot)
+                if kind:
+                    # channel and type came first (as Kraken sends them): one pass
+                    end = self._kr_data(c, vs, kind, snapshot, tr, it.depth)
+                    data_done = True
+                    _span(&f[kid], vs, end, J_ARR)
+                    _obj_done(&it, end)
+                    continue
+            end = _value(c, it.i, &v, it.depth)
+            if end < 0:
+                self._bad(c)
+            if kid >= 0:
+                f[kid] = v
+            _obj_done(&it, end)
+        self._whole(c, it.i)
+        if f[KR_method].kind == J_STR or f[KR_error].kind or f[KR_channel].kind != J_STR:
+            self._pos = self._start  # not a data message after all
+            return self._kraken_control(c, f)
+        kind = self._kr_kind(c, f, &snapshot)
+        if _eq(c, &f[KR_channel], "book"):
+            self._lchan = S_BOOK
+        elif _eq(c, &f[KR_channel], "ticker"):
+            self._lchan = S_TICKER
+        elif _eq(c, &f[KR_channel], "trade"):
+            self._lchan = S_TRADE
+        elif _eq(c, &f[KR_channel], "heartbeat"):
+            self._ltype = T_HEARTBEAT
+            self._lchan = S_HEARTBEAT
+            return 0
+        elif _eq(c, &f[KR_channel], "status"):
+            self._ltype = T_STATUS
+            self._lchan = S_STATUS
+            return 0
+        elif _eq(c, &f[KR_channel], "instrument"):
+            self._lchan = "instrument"
+            self._kraken_instrument(c)
+            return 0
+        else:
+            self._ltype = T_UNKNOWN
+            self._lchan = self._text(c, &f[KR_channel])
+            return 0
+        if not kind:
+            _fail(c, f[KR_type].s if f[KR_type].kind else 0, "type must be snapshot or update")
+            self._bad(c)
+        if f[KR_data].kind != J_ARR:
+            _fail(c, f[KR_data].s if f[KR_data].kind else 0, "data must be an array")
+            self._bad(c)
+        if not data_done:
+            self._kr_data(c, f[KR_data].s, kind, snapshot, tr, 1)
+        return 0
+
+    cdef int _kraken_control(self, Ctx* c, Val* f) except -1:
+        cdef Val g[MAX_KEYS]
         if f[KR_method].kind == J_STR:
             ok = f[KR_success].kind == J_TRUE
             if _eq(c, &f[KR_method], "subscribe"):
@@ -1370,118 +1636,106 @@ cdef class Normalizer:
             self._ltype = T_ERROR
             self.last_error = self._text(c, &f[KR_error]) if f[KR_error].kind == J_STR else None
             return 0
-        if f[KR_channel].kind != J_STR:
-            self._ltype = T_UNKNOWN
-            return 0
-        if _eq(c, &f[KR_channel], "book"):
-            kind = 1
-            self._lchan = S_BOOK
-        elif _eq(c, &f[KR_channel], "ticker"):
-            kind = 2
-            self._lchan = S_TICKER
-        elif _eq(c, &f[KR_channel], "trade"):
-            kind = 3
-            self._lchan = S_TRADE
-        elif _eq(c, &f[KR_channel], "heartbeat"):
-            self._ltype = T_HEARTBEAT
-            self._lchan = S_HEARTBEAT
-            return 0
-        elif _eq(c, &f[KR_channel], "status"):
-            self._ltype = T_STATUS
-            self._lchan = S_STATUS
-            return 0
-        elif _eq(c, &f[KR_channel], "instrument"):
-            self._lchan = "instrument"
-            self._kraken_instrument(c)
-            return 0
-        else:
-            self._ltype = T_UNKNOWN
-            self._lchan = self._text(c, &f[KR_channel])
-            return 0
-        if f[KR_data].kind != J_ARR:
-            _fail(c, f[KR_data].s if f[KR_data].kind else 0, "data must be an array")
-            self._bad(c)
-        snapshot = _eq(c, &f[KR_type], "snapshot")
-        if not snapshot and not _eq(c, &f[KR_type], "update"):
-            _fail(c, f[KR_type].s, "type must be snapshot or update")
-            self._bad(c)
-        _arr_open(c, &it, &f[KR_data])
-        while True:
-            r = _arr_next(c, &it, &item)
-            if r == 0:
-                return 0
-            if r < 0:
-                self._bad(c)
-            if item.kind != J_OBJ or _collect(c, item.s, 1, &KRI, g) < 0:
-                _fail(c, item.s, "data item must be an object")
-                self._bad(c)
-            if kind == 1:
-                self._kr_book(c, g, tr, snapshot)
-            elif kind == 2:
-                self._kr_ticker(c, g, tr)
-            else:
-                self._kr_trade(c, g, tr)
-
-    cdef str _text(self, Ctx* c, Val* v):
-        if v.kind != J_STR:
-            return PyBytes_FromStringAndSize(<const char*>c.p + v.s, v.e - v.s).decode("utf-8")
-        raw = PyBytes_FromStringAndSize(<const char*>c.p + v.s - 1, v.e - v.s + 2)
-        return json.loads(raw) if v.esc else raw[1:len(raw) - 1].decode("utf-8")
-
-    cdef int _try_last_symbol(self, Ctx* c, Val* v) except -1:
-        cdef char sym[16]
-        try:
-            self._sym(c, v, sym)
-        except MalformedMessage:
-            c.err = NULL
-            return 0
-        memcpy(self._lsym, sym, 16)
+        self._ltype = T_UNKNOWN
         return 0
 
-    cdef int _kr_levels(self, Ctx* c, Val* arr, int8_t side, uint8_t kind, int64_t ts,
-                        int64_t tr, char* sym) except -1:
+    cdef Py_ssize_t _kr_data(self, Ctx* c, Py_ssize_t pos, int kind, int snapshot, int64_t tr,
+                             int depth) except -1:
         cdef It ia
-        cdef Val lv
-        cdef Val h[MAX_KEYS]
         cdef int r
-        cdef Tick* t
-        if _arr_open(c, &ia, arr) < 0:
-            self._bad(c)
+        cdef Py_ssize_t end
+        _arr_at(&ia, pos, depth)
         while True:
-            r = _arr_next(c, &ia, &lv)
+            r = _arr_elem(c, &ia)
             if r == 0:
-                return 0
+                return ia.i
             if r < 0:
                 self._bad(c)
-            if lv.kind != J_OBJ or _collect(c, lv.s, 1, &KRI, h) < 0 \
-                    or not h[KRI_price].kind or not h[KRI_qty].kind:
-                _fail(c, lv.s, "book level must be {price, qty}")
+            if c.p[ia.i] != 123:
+                _fail(c, ia.i, "data item must be an object")
+                self._bad(c)
+            end = self._kr_item(c, ia.i, kind, snapshot, tr, ia.depth)
+            _obj_done(&ia, end)
+
+    cdef Py_ssize_t _kr_item(self, Ctx* c, Py_ssize_t pos, int kind, int snapshot, int64_t tr,
+                             int depth) except -1:
+        cdef Val g[MAX_KEYS]
+        cdef Val k, v
+        cdef It it
+        cdef int r, kid, j
+        cdef Py_ssize_t end, vs, first = self._pos - self._start
+        for j in range(KRI.n):
+            g[j].kind = J_NONE
+        if _obj_open(c, &it, pos, depth) < 0:
+            self._bad(c)
+        while True:
+            r = _obj_key(c, &it, &k)
+            if r == 0:
+                break
+            if r < 0:
+                self._bad(c)
+            kid = _key_id(c, &k, &KRI)
+            if kind == 1 and (kid == KRI_bids or kid == KRI_asks):
+                vs = _ws(c, it.i)
+                if vs >= c.n or c.p[vs] != 91:
+                    _fail(c, vs, "bids/asks must be arrays")
+                    self._bad(c)
+                end = self._kr_levels_at(c, vs, 1 if kid == KRI_bids else -1, it.depth)
+                _span(&g[kid], vs, end, J_ARR)
+            else:
+                end = _value(c, it.i, &v, it.depth)
+                if end < 0:
+                    self._bad(c)
+                if kid >= 0:
+                    g[kid] = v
+            _obj_done(&it, end)
+        if kind == 1:
+            self._kr_book(c, g, tr, snapshot, first)
+        elif kind == 2:
+            self._kr_ticker(c, g, tr)
+        else:
+            self._kr_trade(c, g, tr)
+        return it.i
+
+    cdef Py_ssize_t _kr_levels_at(self, Ctx* c, Py_ssize_t pos, int8_t side,
+                                  int depth) except -1:
+        cdef It ia
+        cdef Val h[2]
+        cdef int r
+        cdef Py_ssize_t end
+        cdef Tick* t
+        _arr_at(&ia, pos, depth)
+        while True:
+            r = _arr_elem(c, &ia)
+            if r == 0:
+                return ia.i
+            if r < 0:
+                self._bad(c)
+            end = _collect(c, ia.i, ia.depth, &KRL, h)
+            if end < 0:
+                self._bad(c)
+            if not h[0].kind or not h[1].kind:
+                _fail(c, ia.i, "book level must be {price, qty}")
                 self._bad(c)
             t = self._rec()
-            t.kind = kind
             t.side = side
-            t.ts_event = ts
-            t.ts_recv = tr
-            memcpy(t.symbol, sym, 16)
-            _num(c, &h[KRI_price], &t.price)
-            _num(c, &h[KRI_qty], &t.size)
+            _num(c, &h[0], &t.price)
+            _num(c, &h[1], &t.size)
+            _obj_done(&ia, end)
 
-    cdef int _kr_book(self, Ctx* c, Val* g, int64_t tr, bint snapshot) except -1:
+    cdef int _kr_book(self, Ctx* c, Val* g, int64_t tr, int snapshot,
+                      Py_ssize_t first) except -1:
         cdef char sym[16]
         cdef int64_t ts = tr, cks
-        cdef Py_ssize_t first = self._pos
+        cdef Py_ssize_t j
+        cdef Tick* t
         cdef uint8_t kind = KIND_BOOK_SNAPSHOT if snapshot else KIND_BOOK_DELTA
-        if not g[KRI_symbol].kind or g[KRI_bids].kind != J_ARR and g[KRI_bids].kind \
-                or g[KRI_asks].kind != J_ARR and g[KRI_asks].kind:
-            _fail(c, 0, "book item lacks symbol/bids/asks")
+        if not g[KRI_symbol].kind:
+            _fail(c, 0, "book item lacks a symbol")
             self._bad(c)
         self._sym(c, &g[KRI_symbol], sym)
         if g[KRI_timestamp].kind:
             _time(c, &g[KRI_timestamp], &ts)
-        if g[KRI_bids].kind:
-            self._kr_levels(c, &g[KRI_bids], 1, kind, ts, tr, sym)
-        if g[KRI_asks].kind:
-            self._kr_levels(c, &g[KRI_asks], -1, kind, ts, tr, sym)
         if g[KRI_checksum].kind:
             _int(c, &g[KRI_checksum], &cks)
             if cks < 0 or cks > 4294967295:
@@ -1489,11 +1743,17 @@ cdef class Normalizer:
                 self._bad(c)
             self._lcks = <uint32_t>cks
             self._has_cks = 1
-        if self._pos > first:
+        for j in range(self._start + first, self._pos):
+            t = &self._buf[j]
+            t.kind = kind
+            t.ts_event = ts
+            t.ts_recv = tr
+            memcpy(t.symbol, sym, 16)
+        if self._pos > self._start + first:
             if snapshot:
-                self._buf[first].flags |= FLAG_SNAPSHOT_BEGIN
+                self._buf[self._start + first].flags |= FLAG_SNAPSHOT_BEGIN
             self._buf[self._pos - 1].flags |= FLAG_LAST
-            if self._has_cks:
+            if g[KRI_checksum].kind:
                 self._buf[self._pos - 1].checksum = self._lcks
         memcpy(self._lsym, sym, 16)
         return 0
@@ -1550,41 +1810,63 @@ cdef class Normalizer:
         memcpy(self._lsym, t.symbol, 16)
         return 0
 
-    cdef int _kraken_instrument(self, Ctx* c) except -1:
-        msg = json.loads(PyBytes_FromStringAndSize(<const char*>c.p, c.n))
-        data = msg.get("data")
-        pairs = data.get("pairs") if isinstance(data, dict) else None
-        if not isinstance(pairs, list):
-            raise MalformedMessage("instrument message lacks data.pairs")
-        for pair in pairs:
-            try:
-                name = _symbols.to_canonical("kraken", pair["symbol"])
-                self.precisions[name] = (int(pair["price_precision"]), int(pair["qty_precision"]))
-            except (KeyError, TypeError, ValueError):
-                raise MalformedMessage(f"instrument pair entry is malformed: {pair!r}") from None
+    # -- Coinbase Advanced Trade ---------------------------------------------------------
+    cdef int _cb_kind(self, Ctx* c, Val* f) except -1:
+        """1 l2_data, 2 ticker/ticker_batch, 3 market_trades (0 otherwise)."""
+        if _eq(c, &f[CB_channel], "l2_data"):
+            return 1
+        if _eq(c, &f[CB_channel], "ticker") or _eq(c, &f[CB_channel], "ticker_batch"):
+            return 2
+        if _eq(c, &f[CB_channel], "market_trades"):
+            return 3
         return 0
 
-    # -- Coinbase Advanced Trade ---------------------------------------------------------
     cdef int _coinbase(self, Ctx* c, int64_t tr) except -1:
         cdef Val f[MAX_KEYS]
-        cdef Val ev[MAX_KEYS]
-        cdef Val item
+        cdef Val k, v
         cdef It it
-        cdef Py_ssize_t i = _ws(c, 0), end
-        cdef int r, kind
+        cdef Py_ssize_t i = _ws(c, 0), end, vs, first = self._pos - self._start, j
+        cdef int r, kid, kind = 0
         cdef int64_t ts = tr, seq = -1
+        cdef bint events_done = False
+        cdef Tick* t
         if i >= c.n or c.p[i] != 123:
             return self._validate_any(c)
-        end = _collect(c, i, 0, &CB, f)
-        if end < 0:
+        for j in range(CB.n):
+            f[j].kind = J_NONE
+        if _obj_open(c, &it, i, 0) < 0:
             self._bad(c)
-        self._whole(c, end)
+        while True:
+            r = _obj_key(c, &it, &k)
+            if r == 0:
+                break
+            if r < 0:
+                self._bad(c)
+            kid = _key_id(c, &k, &CB)
+            vs = _ws(c, it.i)
+            if kid == CB_events and not events_done and vs < c.n and c.p[vs] == 91:
+                kind = self._cb_kind(c, f)
+                if kind:
+                    end = self._cb_events(c, vs, kind, tr, it.depth)
+                    events_done = True
+                    _span(&f[kid], vs, end, J_ARR)
+                    _obj_done(&it, end)
+                    continue
+            end = _value(c, it.i, &v, it.depth)
+            if end < 0:
+                self._bad(c)
+            if kid >= 0:
+                f[kid] = v
+            _obj_done(&it, end)
+        self._whole(c, it.i)
         if _eq(c, &f[CB_type], "error"):
+            self._pos = self._start + first
             self._ltype = T_ERROR
             if f[CB_message].kind == J_STR:
                 self.last_error = self._text(c, &f[CB_message])
             return 0
         if f[CB_channel].kind != J_STR:
+            self._pos = self._start + first
             self._ltype = T_UNKNOWN
             return 0
         if f[CB_sequence_num].kind:
@@ -1593,14 +1875,12 @@ cdef class Normalizer:
             self._lseq_first = seq
         if f[CB_timestamp].kind:
             _time(c, &f[CB_timestamp], &ts)
-        if _eq(c, &f[CB_channel], "l2_data"):
-            kind = 1
+        kind = self._cb_kind(c, f)
+        if kind == 1:
             self._lchan = S_L2
-        elif _eq(c, &f[CB_channel], "ticker") or _eq(c, &f[CB_channel], "ticker_batch"):
-            kind = 2
+        elif kind == 2:
             self._lchan = self._text(c, &f[CB_channel])
-        elif _eq(c, &f[CB_channel], "market_trades"):
-            kind = 3
+        elif kind == 3:
             self._lchan = S_MARKET_TRADES
         elif _eq(c, &f[CB_channel], "heartbeats"):
             self._ltype = T_HEARTBEAT
@@ -1621,223 +1901,333 @@ cdef class Normalizer:
         if f[CB_events].kind != J_ARR:
             _fail(c, f[CB_events].s if f[CB_events].kind else 0, "events must be an array")
             self._bad(c)
-        _arr_open(c, &it, &f[CB_events])
-        while True:
-            r = _arr_next(c, &it, &item)
-            if r == 0:
-                return 0
-            if r < 0:
-                self._bad(c)
-            if item.kind != J_OBJ or _collect(c, item.s, 1, &CBE, ev) < 0:
-                _fail(c, item.s, "event must be an object")
-                self._bad(c)
-            if kind == 1:
-                self._cb_l2(c, ev, ts, tr, seq)
-            elif kind == 2:
-                self._cb_tickers(c, ev, ts, tr, seq)
-            else:
-                self._cb_trades(c, ev, tr)
+        if not events_done:
+            self._cb_events(c, f[CB_events].s, kind, tr, 1)
+        # envelope fields known only now: its time where the event has none, its sequence
+        for j in range(self._start + first, self._pos):
+            t = &self._buf[j]
+            if t.ts_event == TS_UNSET:
+                t.ts_event = ts
+            if kind != 3:
+                t.seq = seq
+                t.seq_first = seq
+        return 0
 
-    cdef int _cb_l2(self, Ctx* c, Val* ev, int64_t ts, int64_t tr, int64_t seq) except -1:
-        cdef char sym[16]
-        cdef Val h[MAX_KEYS]
-        cdef Val lv
+    cdef Py_ssize_t _cb_events(self, Ctx* c, Py_ssize_t pos, int kind, int64_t tr,
+                               int depth) except -1:
         cdef It ia
         cdef int r
-        cdef Tick* t
-        cdef int64_t et
-        cdef Py_ssize_t first = self._pos
-        cdef bint snapshot = _eq(c, &ev[CBE_type], "snapshot")
-        if not snapshot and not _eq(c, &ev[CBE_type], "update"):
-            _fail(c, ev[CBE_type].s, "l2_data event type must be snapshot or update")
-            self._bad(c)
-        if not ev[CBE_product_id].kind or ev[CBE_updates].kind != J_ARR:
-            _fail(c, 0, "l2_data event lacks product_id/updates")
-            self._bad(c)
-        self._sym(c, &ev[CBE_product_id], sym)
-        _arr_open(c, &ia, &ev[CBE_updates])
+        cdef Py_ssize_t end
+        _arr_at(&ia, pos, depth)
         while True:
-            r = _arr_next(c, &ia, &lv)
+            r = _arr_elem(c, &ia)
+            if r == 0:
+                return ia.i
+            if r < 0:
+                self._bad(c)
+            if c.p[ia.i] != 123:
+                _fail(c, ia.i, "event must be an object")
+                self._bad(c)
+            end = self._cb_event(c, ia.i, kind, tr, ia.depth)
+            _obj_done(&ia, end)
+
+    cdef Py_ssize_t _cb_event(self, Ctx* c, Py_ssize_t pos, int kind, int64_t tr,
+                              int depth) except -1:
+        cdef Val ev[MAX_KEYS]
+        cdef Val k, v
+        cdef It it
+        cdef int r, kid, j, want
+        cdef Py_ssize_t end, vs, first = self._pos - self._start
+        cdef char sym[16]
+        cdef Tick* t
+        cdef bint snapshot
+        want = CBE_updates if kind == 1 else (CBE_tickers if kind == 2 else CBE_trades)
+        for j in range(CBE.n):
+            ev[j].kind = J_NONE
+        if _obj_open(c, &it, pos, depth) < 0:
+            self._bad(c)
+        while True:
+            r = _obj_key(c, &it, &k)
             if r == 0:
                 break
             if r < 0:
                 self._bad(c)
-            if lv.kind != J_OBJ or _collect(c, lv.s, 1, &CBE, h) < 0 \
-                    or not (h[CBE_side].kind and h[CBE_price_level].kind
-                            and h[CBE_new_quantity].kind):
-                _fail(c, lv.s, "update must have side/price_level/new_quantity")
-                self._bad(c)
-            t = self._rec()
-            t.kind = KIND_BOOK_SNAPSHOT if snapshot else KIND_BOOK_DELTA
-            if _eq(c, &h[CBE_side], "bid"):
-                t.side = 1
-            elif _eq(c, &h[CBE_side], "offer") or _eq(c, &h[CBE_side], "ask"):
-                t.side = -1
+            kid = _key_id(c, &k, &CBE)
+            if kid == want:
+                vs = _ws(c, it.i)
+                if vs >= c.n or c.p[vs] != 91:
+                    _fail(c, vs, "updates/tickers/trades must be an array")
+                    self._bad(c)
+                end = self._cb_list_at(c, vs, kind, tr, it.depth)
+                _span(&ev[kid], vs, end, J_ARR)
             else:
-                _fail(c, h[CBE_side].s, "side must be bid or offer")
+                end = _value(c, it.i, &v, it.depth)
+                if end < 0:
+                    self._bad(c)
+                if kid >= 0:
+                    ev[kid] = v
+            _obj_done(&it, end)
+        if ev[want].kind != J_ARR:
+            _fail(c, pos, "event lacks updates/tickers/trades")
+            self._bad(c)
+        if kind == 1:
+            snapshot = _eq(c, &ev[CBE_type], "snapshot")
+            if not snapshot and not _eq(c, &ev[CBE_type], "update"):
+                _fail(c, ev[CBE_type].s, "l2_data event type must be snapshot or update")
                 self._bad(c)
-            t.ts_recv = tr
-            t.ts_event = ts
-            if h[CBE_event_time].kind:
-                _time(c, &h[CBE_event_time], &et)
-                # snapshot levels carry the zero time: keep the envelope's
-                if et > 0:
-                    t.ts_event = et
-            memcpy(t.symbol, sym, 16)
-            _num(c, &h[CBE_price_level], &t.price)
-            _num(c, &h[CBE_new_quantity], &t.size)
-            t.seq = seq
-            t.seq_first = seq
-        if self._pos > first:
-            if snapshot:
-                self._buf[first].flags |= FLAG_SNAPSHOT_BEGIN
-            self._buf[self._pos - 1].flags |= FLAG_LAST
+            if not ev[CBE_product_id].kind:
+                _fail(c, pos, "l2_data event lacks product_id")
+                self._bad(c)
+            self._sym(c, &ev[CBE_product_id], sym)
+            for j in range(self._start + first, self._pos):
+                t = &self._buf[j]
+                t.kind = KIND_BOOK_SNAPSHOT if snapshot else KIND_BOOK_DELTA
+                memcpy(t.symbol, sym, 16)
+            if self._pos > self._start + first:
+                if snapshot:
+                    self._buf[self._start + first].flags |= FLAG_SNAPSHOT_BEGIN
+                self._buf[self._pos - 1].flags |= FLAG_LAST
+            memcpy(self._lsym, sym, 16)
+        return it.i
+
+    cdef Py_ssize_t _cb_list_at(self, Ctx* c, Py_ssize_t pos, int kind, int64_t tr,
+                                int depth) except -1:
+        cdef It ia
+        cdef Val h[MAX_KEYS]
+        cdef int r
+        cdef Py_ssize_t end
+        _arr_at(&ia, pos, depth)
+        while True:
+            r = _arr_elem(c, &ia)
+            if r == 0:
+                return ia.i
+            if r < 0:
+                self._bad(c)
+            end = _collect(c, ia.i, ia.depth, &CBE, h)
+            if end < 0:
+                self._bad(c)
+            if kind == 1:
+                self._cb_update(c, h, tr, ia.i)
+            elif kind == 2:
+                self._cb_ticker(c, h, tr, ia.i)
+            else:
+                self._cb_trade(c, h, tr, ia.i)
+            _obj_done(&ia, end)
+
+    cdef int _cb_update(self, Ctx* c, Val* h, int64_t tr, Py_ssize_t pos) except -1:
+        cdef Tick* t
+        cdef int64_t et
+        if not (h[CBE_side].kind and h[CBE_price_level].kind and h[CBE_new_quantity].kind):
+            _fail(c, pos, "update must have side/price_level/new_quantity")
+            self._bad(c)
+        t = self._rec()
+        if _eq(c, &h[CBE_side], "bid"):
+            t.side = 1
+        elif _eq(c, &h[CBE_side], "offer") or _eq(c, &h[CBE_side], "ask"):
+            t.side = -1
+        else:
+            _fail(c, h[CBE_side].s, "side must be bid or offer")
+            self._bad(c)
+        t.ts_recv = tr
+        t.ts_event = TS_UNSET
+        if h[CBE_event_time].kind:
+            _time(c, &h[CBE_event_time], &et)
+            # snapshot levels carry the zero time: keep the envelope's
+            if et > 0:
+                t.ts_event = et
+        _num(c, &h[CBE_price_level], &t.price)
+        _num(c, &h[CBE_new_quantity], &t.size)
+        return 0
+
+    cdef int _cb_ticker(self, Ctx* c, Val* h, int64_t tr, Py_ssize_t pos) except -1:
+        cdef Tick* t
+        if not h[CBE_product_id].kind:
+            _fail(c, pos, "ticker must have a product_id")
+            self._bad(c)
+        if not (h[CBE_best_bid].kind and h[CBE_best_ask].kind):
+            return 0  # ticker_batch leaves out the book: no quote to make
+        t = self._rec()
+        t.kind = KIND_QUOTE
+        t.ts_recv = tr
+        t.ts_event = TS_UNSET
+        self._sym(c, &h[CBE_product_id], t.symbol)
+        _num(c, &h[CBE_best_bid], &t.bid_px)
+        _num(c, &h[CBE_best_ask], &t.ask_px)
+        if h[CBE_best_bid_quantity].kind:
+            _num(c, &h[CBE_best_bid_quantity], &t.bid_sz)
+        if h[CBE_best_ask_quantity].kind:
+            _num(c, &h[CBE_best_ask_quantity], &t.ask_sz)
+        t.flags = FLAG_LAST
+        memcpy(self._lsym, t.symbol, 16)
+        return 0
+
+    cdef int _cb_trade(self, Ctx* c, Val* h, int64_t tr, Py_ssize_t pos) except -1:
+        cdef Tick* t
+        cdef int64_t tid
+        if not (h[CBE_product_id].kind and h[CBE_price].kind and h[CBE_size].kind
+                and h[CBE_side].kind and h[CBE_time].kind):
+            _fail(c, pos, "trade must have product_id/price/size/side/time")
+            self._bad(c)
+        t = self._rec()
+        t.kind = KIND_TRADE
+        t.ts_recv = tr
+        _time(c, &h[CBE_time], &t.ts_event)
+        self._sym(c, &h[CBE_product_id], t.symbol)
+        _num(c, &h[CBE_price], &t.price)
+        _num(c, &h[CBE_size], &t.size)
+        if _eq(c, &h[CBE_side], "BUY"):
+            t.side = 1
+        elif _eq(c, &h[CBE_side], "SELL"):
+            t.side = -1
+        else:
+            _fail(c, h[CBE_side].s, "side must be BUY or SELL")
+            self._bad(c)
+        if h[CBE_trade_id].kind and _int_quiet(c, &h[CBE_trade_id], &tid):
+            t.seq = tid
+            t.seq_first = tid
+        t.flags = FLAG_LAST
+        memcpy(self._lsym, t.symbol, 16)
+        return 0
+
+    cdef str _text(self, Ctx* c, Val* v):
+        if v.kind != J_STR:
+            return PyBytes_FromStringAndSize(<const char*>c.p + v.s, v.e - v.s).decode("utf-8")
+        raw = PyBytes_FromStringAndSize(<const char*>c.p + v.s - 1, v.e - v.s + 2)
+        return json.loads(raw) if v.esc else raw[1:len(raw) - 1].decode("utf-8")
+
+    cdef int _try_last_symbol(self, Ctx* c, Val* v) except -1:
+        cdef char sym[16]
+        try:
+            self._sym(c, v, sym)
+        except MalformedMessage:
+            c.err = NULL
+            return 0
         memcpy(self._lsym, sym, 16)
         return 0
 
-    cdef int _cb_tickers(self, Ctx* c, Val* ev, int64_t ts, int64_t tr, int64_t seq) except -1:
-        cdef Val h[MAX_KEYS]
-        cdef Val lv
-        cdef It ia
-        cdef int r
-        cdef Tick* t
-        if ev[CBE_tickers].kind != J_ARR:
-            _fail(c, 0, "ticker event lacks tickers")
-            self._bad(c)
-        _arr_open(c, &ia, &ev[CBE_tickers])
-        while True:
-            r = _arr_next(c, &ia, &lv)
-            if r == 0:
-                return 0
-            if r < 0:
-                self._bad(c)
-            if lv.kind != J_OBJ or _collect(c, lv.s, 1, &CBE, h) < 0 \
-                    or not h[CBE_product_id].kind:
-                _fail(c, lv.s, "ticker must be an object with product_id")
-                self._bad(c)
-            if not (h[CBE_best_bid].kind and h[CBE_best_ask].kind):
-                continue  # ticker_batch leaves out the book: no quote to make
-            t = self._rec()
-            t.kind = KIND_QUOTE
-            t.ts_recv = tr
-            t.ts_event = ts
-            self._sym(c, &h[CBE_product_id], t.symbol)
-            _num(c, &h[CBE_best_bid], &t.bid_px)
-            _num(c, &h[CBE_best_ask], &t.ask_px)
-            if h[CBE_best_bid_quantity].kind:
-                _num(c, &h[CBE_best_bid_quantity], &t.bid_sz)
-            if h[CBE_best_ask_quantity].kind:
-                _num(c, &h[CBE_best_ask_quantity], &t.ask_sz)
-            t.seq = seq
-            t.seq_first = seq
-            t.flags = FLAG_LAST
-            memcpy(self._lsym, t.symbol, 16)
-
-    cdef int _cb_trades(self, Ctx* c, Val* ev, int64_t tr) except -1:
-        cdef Val h[MAX_KEYS]
-        cdef Val lv
-        cdef It ia
-        cdef int r
-        cdef Tick* t
-        cdef int64_t tid
-        if ev[CBE_trades].kind != J_ARR:
-            _fail(c, 0, "market_trades event lacks trades")
-            self._bad(c)
-        _arr_open(c, &ia, &ev[CBE_trades])
-        while True:
-            r = _arr_next(c, &ia, &lv)
-            if r == 0:
-                return 0
-            if r < 0:
-                self._bad(c)
-            if lv.kind != J_OBJ or _collect(c, lv.s, 1, &CBE, h) < 0 \
-                    or not (h[CBE_product_id].kind and h[CBE_price].kind and h[CBE_size].kind
-                            and h[CBE_side].kind and h[CBE_time].kind):
-                _fail(c, lv.s, "trade must have product_id/price/size/side/time")
-                self._bad(c)
-            t = self._rec()
-            t.kind = KIND_TRADE
-            t.ts_recv = tr
-            _time(c, &h[CBE_time], &t.ts_event)
-            self._sym(c, &h[CBE_product_id], t.symbol)
-            _num(c, &h[CBE_price], &t.price)
-            _num(c, &h[CBE_size], &t.size)
-            if _eq(c, &h[CBE_side], "BUY"):
-                t.side = 1
-            elif _eq(c, &h[CBE_side], "SELL"):
-                t.side = -1
-            else:
-                _fail(c, h[CBE_side].s, "side must be BUY or SELL")
-                self._bad(c)
-            if h[CBE_trade_id].kind and _int_quiet(c, &h[CBE_trade_id], &tid):
-                t.seq = tid
-                t.seq_first = tid
-            t.flags = FLAG_LAST
-            memcpy(self._lsym, t.symbol, 16)
+    cdef int _kraken_instrument(self, Ctx* c) except -1:
+        msg = json.loads(PyBytes_FromStringAndSize(<const char*>c.p, c.n))
+        data = msg.get("data")
+        pairs = data.get("pairs") if isinstance(data, dict) else None
+        if not isinstance(pairs, list):
+            raise MalformedMessage("instrument message lacks data.pairs")
+        for pair in pairs:
+            try:
+                name = _symbols.to_canonical("kraken", pair["symbol"])
+                self.precisions[name] = (int(pair["price_precision"]), int(pair["qty_precision"]))
+            except (KeyError, TypeError, ValueError):
+                raise MalformedMessage(f"instrument pair entry is malformed: {pair!r}") from None
+        return 0
 
     # -- CoinGecko REST ----------------------------------------------------------------
-    cdef int _coingecko(self, object message, int64_t tr) except -1:
+    cdef int _coingecko(self, Ctx* c, int64_t tr) except -1:
+        """``/simple/price``: {coin: {vs: price, ..., last_updated_at: s}, ...}."""
+        cdef It it, ic
+        cdef Val k, kv, v
+        cdef int r
+        cdef Py_ssize_t i = _ws(c, 0), end, vs, first, j
+        cdef int64_t upd
+        cdef bint has_upd
         cdef Tick* t
-        cdef char sym[16]
-        if isinstance(message, (bytes, bytearray, memoryview)):
-            message = bytes(message)
-        try:
-            body = json.loads(message)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise MalformedMessage(f"CoinGecko body is not JSON: {exc}") from None
+        cdef double px
+        if i >= c.n or c.p[i] != 123:
+            return self._validate_any(c)
         self._lchan = S_SIMPLE_PRICE
-        if not isinstance(body, dict):
-            self._ltype = T_UNKNOWN
-            return 0
-        status = body.get("status")
-        if isinstance(status, dict) and ("error_code" in status or "error_message" in status):
-            self._ltype = T_ERROR
-            self.last_error = str(status.get("error_message", status.get("error_code")))
-            return 0
-        if "error" in body:
-            self._ltype = T_ERROR
-            self.last_error = str(body["error"])
-            return 0
-        rows = []
-        for coin, quotes in body.items():
-            if not isinstance(quotes, dict):
-                raise MalformedMessage(f"CoinGecko entry for {coin!r} is not an object")
-            if str(coin).lower() not in _symbols.COINGECKO_IDS:
-                continue  # a coin without a ticker mapping cannot be named
-            upd = quotes.get("last_updated_at")
-            if upd is None:
-                ts = tr
-            elif isinstance(upd, (int, float)) and not isinstance(upd, bool) and 0 <= upd < 1e10:
-                ts = int(round(upd * 1e9))
-            else:
-                raise MalformedMessage(f"last_updated_at of {coin!r} is not epoch seconds: {upd!r}")
-            for vs, price in sorted(quotes.items()):
+        if _obj_open(c, &it, i, 0) < 0:
+            self._bad(c)
+        while True:
+            r = _obj_key(c, &it, &k)
+            if r == 0:
+                break
+            if r < 0:
+                self._bad(c)
+            vs = _ws(c, it.i)
+            if vs >= c.n or c.p[vs] != 123 or k.esc or _eq(c, &k, "status") or _eq(c, &k, "error"):
+                # an error body ({"status": {...}} / {"error": ...}) or another shape
+                end = _value(c, it.i, &v, it.depth)
+                if end < 0:
+                    self._bad(c)
+                self._cg_other(c, &k, &v)
+                _obj_done(&it, end)
+                continue
+            coin = PyBytes_FromStringAndSize(<const char*>c.p + k.s, k.e - k.s)
+            first = self._pos - self._start
+            has_upd = False
+            _obj_open(c, &ic, vs, it.depth)
+            while True:
+                r = _obj_key(c, &ic, &kv)
+                if r == 0:
+                    break
+                if r < 0:
+                    self._bad(c)
+                end = _value(c, ic.i, &v, ic.depth)
+                if end < 0:
+                    self._bad(c)
+                _obj_done(&ic, end)
+                if _eq(c, &kv, "last_updated_at"):
+                    if v.kind != J_NUM:
+                        _fail(c, v.s, "last_updated_at must be epoch seconds")
+                        self._bad(c)
+                    _int(c, &v, &upd)
+                    if upd < 0 or upd > 9999999999:
+                        _fail(c, v.s, "last_updated_at must be epoch seconds")
+                        self._bad(c)
+                    has_upd = True
+                    continue
                 # vs-currency keys have no underscore; usd_24h_vol & co. do
-                if "_" in vs:
+                if kv.esc or memchr(c.p + kv.s, 95, kv.e - kv.s) != NULL or v.kind == J_NULL:
                     continue
-                if isinstance(price, bool) or not isinstance(price, (int, float)):
-                    if price is None:
-                        continue
-                    raise MalformedMessage(f"price {coin}/{vs} is not a number: {price!r}")
-                try:
-                    canon = _symbols.to_canonical("coingecko", (coin, vs))
-                except ValueError:
-                    continue
-                rows.append((canon, float(price), ts))
-        for canon, price, ts in rows:
-            if not np.isfinite(price):
-                raise MalformedMessage(f"price of {canon} is not finite")
-        for canon, price, ts in rows:
-            t = self._rec()
-            t.kind = KIND_PRICE
-            t.ts_event = ts
-            t.ts_recv = tr
-            b = canon.encode("ascii").ljust(16, b"\0")
-            memcpy(t.symbol, PyBytes_AS_STRING(b), 16)
-            t.price = price
-            t.flags = FLAG_LAST
-            memcpy(self._lsym, t.symbol, 16)
+                if v.kind != J_NUM:
+                    _fail(c, v.s, "price is not a number")
+                    self._bad(c)
+                _num(c, &v, &px)
+                can = self._cg_symbol(coin, PyBytes_FromStringAndSize(
+                    <const char*>c.p + kv.s, kv.e - kv.s))
+                if can is None:
+                    continue  # a coin without a ticker mapping cannot be named
+                t = self._rec()
+                t.kind = KIND_PRICE
+                t.ts_recv = tr
+                t.price = px
+                t.flags = FLAG_LAST
+                memcpy(t.symbol, PyBytes_AS_STRING(can), 16)
+                memcpy(self._lsym, t.symbol, 16)
+            for j in range(self._start + first, self._pos):
+                self._buf[j].ts_event = upd * 1000000000 if has_upd else tr
+            _obj_done(&it, ic.i)
+        self._whole(c, it.i)
         return 0
+
+    cdef int _cg_other(self, Ctx* c, Val* k, Val* v) except -1:
+        cdef Val g[MAX_KEYS]
+        if _eq(c, k, "error"):
+            self._ltype = T_ERROR
+            self.last_error = self._text(c, v) if v.kind == J_STR else \
+                PyBytes_FromStringAndSize(<const char*>c.p + v.s, v.e - v.s).decode("utf-8")
+        elif _eq(c, k, "status") and v.kind == J_OBJ:
+            if _collect(c, v.s, 1, &CGS, g) < 0:
+                self._bad(c)
+            if g[0].kind or g[1].kind:
+                self._ltype = T_ERROR
+                self.last_error = self._text(c, &g[1] if g[1].kind else &g[0])
+        elif self._ltype == T_DATA:
+            self._ltype = T_UNKNOWN
+        return 0
+
+    cdef object _cg_symbol(self, bytes coin, bytes vs):
+        key = (coin, vs)
+        hit = self._cg_cache.get(key, 0)
+        if hit != 0:
+            return hit
+        try:
+            canon = _symbols.to_canonical("coingecko", (coin.decode("utf-8"), vs.decode("utf-8")))
+            out = canon.encode("ascii").ljust(16, b"\0")
+        except (ValueError, UnicodeDecodeError):
+            out = None
+        if len(self._cg_cache) > 4096:
+            self._cg_cache.clear()
+        self._cg_cache[key] = out
+        return out
 
 
 cdef bint _int_quiet(Ctx* c, Val* v, int64_t* out) noexcept:

@@ -55,7 +55,8 @@ class Connection:
         self.dropped = collections.Counter()  # frames dropped on purpose (gap faults)
         self.received = collections.Counter()  # client requests by method
         self.last_seq = {}
-        self.subs = {}
+        self.subs = {}  # what the client subscribed to (reported by info())
+        self.state = {}  # protocol state of the connection (sequence numbers, options)
         self.pending = collections.Counter()  # pending per-connection faults
         self.last_send = time.monotonic()
         self.closed = False

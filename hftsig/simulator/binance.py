@@ -14,7 +14,8 @@ Websocket (``ws_url`` is the base ``ws://127.0.0.1:PORT``, as
   final update id, consistent with the REST snapshot's ``lastUpdateId``),
   partial depth ``@depth5|10|20[@100ms]``.
 - websocket ping frames every ``ping_interval`` seconds (20 s live);
-  ``{"e":"serverShutdown","E":...}`` on demand, then the connection closes.
+  ``{"e":"serverShutdown","E":...}`` on demand (combined streams:
+  ``{"stream":"!serverShutdown","data":{...}}``), then the connection closes.
 
 REST (``rest_url`` is ``http://127.0.0.1:PORT``): ``GET /api/v3/depth``,
 ``/api/v3/exchangeInfo``, ``/api/v3/ticker/bookTicker``, ``/api/v3/ping``,
@@ -71,8 +72,8 @@ class BinanceServer(WsExchangeServer):
     async def on_open(self, conn):
         u = urllib.parse.urlsplit(conn.path)
         q = urllib.parse.parse_qs(u.query)
-        conn.subs["combined"] = u.path == "/stream"
-        conn.subs["us"] = q.get("timeUnit", [""])[0].upper() in ("MICROSECOND", "MICROSECONDS")
+        conn.state["combined"] = u.path == "/stream"
+        conn.state["us"] = q.get("timeUnit", [""])[0].upper() in ("MICROSECOND", "MICROSECONDS")
         streams = set()
         if u.path == "/stream":
             for part in q.get("streams", [""])[0].split("/"):
@@ -131,15 +132,15 @@ class BinanceServer(WsExchangeServer):
                 c.pending["gap"] -= 1
                 c.dropped[mtype] += 1
                 continue
-            if c.subs.get("us") and mtype in ("trade", "aggTrade", "depthUpdate"):
+            if c.state.get("us") and mtype in ("trade", "aggTrade", "depthUpdate"):
                 p = payload(True)
             else:
                 p = payload(False)
-            if c.subs["combined"]:
-                if combined is None or c.subs.get("us"):
+            if c.state["combined"]:
+                if combined is None or c.state.get("us"):
                     combined = '{"stream":"%s","data":%s}' % (stream, p)
                 c.enqueue(mtype, combined, items)
-                if c.subs.get("us"):
+                if c.state.get("us"):
                     combined = None
             else:
                 c.enqueue(mtype, p, items)
@@ -257,9 +258,11 @@ class BinanceServer(WsExchangeServer):
             return {"connections": len(conns), "count": count}
         if fault == "shutdown":
             close_after = float(kw.get("close_after", 0.3))
-            now_ms = time.time_ns() // 1_000_000
+            body = '{"e":"serverShutdown","E":%d}' % (time.time_ns() // 1_000_000)
             for c in conns:
-                c.enqueue("serverShutdown", '{"e":"serverShutdown","E":%d}' % now_ms, ctrl=True)
+                # Combined streams wrap it like any event, under the stream name "!serverShutdown".
+                msg = '{"stream":"!serverShutdown","data":%s}' % body if c.state.get("combined") else body
+                c.enqueue("serverShutdown", msg, ctrl=True)
 
             async def _close(cs=conns):
                 await asyncio.sleep(close_after)

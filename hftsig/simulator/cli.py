@@ -1,7 +1,15 @@
-"""``hftsig simulate``: run the exchange simulators in the foreground."""
+"""``hftsig simulate``: run the exchange simulators in the foreground.
+
+Output: a header line, then one line per exchange, ``<exchange> ws_url=<url>
+rest_url=<url>`` (only the URLs it has; other programs parse these lines),
+then a rate line every ``--interval`` seconds.  Ctrl-C or SIGTERM stops it
+cleanly.
+"""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 
 from hftsig.simulator.exchanges import SimulatedExchanges
@@ -23,8 +31,13 @@ def run_simulate(args, out=None):
     out = sys.stdout if out is None else out
     symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else DEFAULT_SYMBOLS
     exchanges = [e.strip() for e in args.exchanges.split(",") if e.strip()]
-    sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth)
+    sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth,
+                             size_churn=getattr(args, "size_churn", 0.05))
     sim.start()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # `docker stop` sends SIGTERM: stop as cleanly as on Ctrl-C.
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         print(f"hftsig simulate: {len(sim.symbols)} symbols, seed {args.seed}, {args.rate:g} updates/s", file=out)
         for e, kw in sim.urls().items():
@@ -51,5 +64,11 @@ def run_simulate(args, out=None):
         pass
     finally:
         sim.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print("simulators stopped", file=out)
     return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -74,14 +74,14 @@ class CoinbaseServer(WsExchangeServer):
             if conn.pending["gap"] > 0 and channel == "l2_data":
                 # A lost frame: its sequence number is used up, its data never arrives.
                 conn.pending["gap"] -= 1
-                conn.subs["seq"] += 1
+                conn.state["seq"] += 1
                 conn.dropped[channel] += 1
                 return None
             if conn.pending["skip_seq"] > 0:
                 conn.pending["skip_seq"] -= 1
-                conn.subs["seq"] += 1
-            seq = conn.subs["seq"]
-            conn.subs["seq"] = seq + 1
+                conn.state["seq"] += 1
+            seq = conn.state["seq"]
+            conn.state["seq"] = seq + 1
             conn.last_seq["sequence_num"] = seq
             return '{"channel":"%s","client_id":"","timestamp":"%s","sequence_num":%d,"events":%s}' % (
                 channel, ts, seq, events_json)
@@ -89,12 +89,12 @@ class CoinbaseServer(WsExchangeServer):
         return build
 
     async def on_open(self, conn):
-        conn.subs.update(seq=0, heartbeats=False, hb_counter=0, ticker=set(), level2=set(), market_trades=set(),
-                         heartbeat_products=[], subscribed_once=False)
+        conn.subs.update(heartbeats=False, ticker=set(), level2=set(), market_trades=set())
+        conn.state.update(seq=0, hb_counter=0, subscribed_once=False)
         if self.subscribe_timeout:
             async def _deadline():
                 await asyncio.sleep(self.subscribe_timeout)
-                if not conn.subs["subscribed_once"] and not conn.closed:
+                if not conn.state["subscribed_once"] and not conn.closed:
                     await conn.ws.close(1008, "subscribe timeout")
 
             asyncio.ensure_future(_deadline())
@@ -126,10 +126,9 @@ class CoinbaseServer(WsExchangeServer):
         if bad:
             self._error(conn, f"Failed to subscribe: unknown product {bad[0]}")
             return
-        conn.subs["subscribed_once"] = True
+        conn.state["subscribed_once"] = True
         if channel == "heartbeats":
             conn.subs["heartbeats"] = typ == "subscribe"
-            conn.subs["heartbeat_products"] = list(products) if typ == "subscribe" else []
             self._send_subscriptions(conn)
             return
         target = conn.subs[channel]
@@ -160,7 +159,8 @@ class CoinbaseServer(WsExchangeServer):
             if conn.subs[ch]:
                 subs[ch] = sorted(conn.subs[ch])
         if conn.subs["heartbeats"]:
-            subs["heartbeats"] = conn.subs["heartbeat_products"]
+            # Coinbase lists the heartbeats channel by its own name, not by products.
+            subs["heartbeats"] = ["heartbeats"]
         events = json.dumps([{"subscriptions": subs}], separators=(",", ":"))
         conn.enqueue("subscriptions", self._envelope("subscriptions", events))
 
@@ -176,7 +176,7 @@ class CoinbaseServer(WsExchangeServer):
         m = self.model
         spec = m.specs[self.venue, product]
         bids, asks, _ = m.book_ticks(self.venue, product)
-        et = rfc3339_ns(time.time_ns())
+        et = "1970-01-01T00:00:00Z"  # snapshot levels carry the epoch, as Coinbase sends them
         changes = [(1, p, q) for p, q in bids] + [(-1, p, q) for p, q in asks]
         events = '[{"type":"snapshot","product_id":"%s","updates":[%s]}]' % (product, self._l2_updates(changes, spec, et))
         conn.enqueue("l2_data", self._envelope("l2_data", events), len(changes))
@@ -248,11 +248,11 @@ class CoinbaseServer(WsExchangeServer):
     def heartbeat(self, conn, now):
         if not conn.subs.get("heartbeats"):
             return
-        conn.subs["hb_counter"] += 1
+        conn.state["hb_counter"] += 1
         ns = time.time_ns()
         s, rem = divmod(ns, 1_000_000_000)
         current = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s)) + f".{rem:09d} +0000 UTC m=+{now - self._t0:.9f}"
-        events = '[{"current_time":"%s","heartbeat_counter":"%d"}]' % (current, conn.subs["hb_counter"])
+        events = '[{"current_time":"%s","heartbeat_counter":"%d"}]' % (current, conn.state["hb_counter"])
         conn.enqueue("heartbeats", self._envelope("heartbeats", events), ctrl=True)
 
     # ------------------------------------------------------------- faults

@@ -154,6 +154,9 @@ class SimulatedExchanges:
         Coinbase closes connections without a subscription after this long.
     coingecko_refresh_s : float
         How often CoinGecko prices (and ``last_updated_at``) refresh.
+    max_queue : int
+        Frames queued per connection before the server cuts a slow client
+        off (close code 1008), as exchanges do.
     **model_kwargs
         Passed to :class:`~hftsig.simulator.market.MarketModel` (``trade_rate``,
         ``volatility_bps``, ``spread_bps``, ``noise_bps``, ...).
@@ -183,12 +186,15 @@ class SimulatedExchanges:
         heartbeat_interval=1.0,
         subscribe_timeout=5.0,
         coingecko_refresh_s=1.0,
+        max_queue=200_000,
         **model_kwargs,
     ):
         exchanges = tuple(exchanges)
         for e in exchanges:
             if e not in EXCHANGES:
                 raise ValueError(f"exchanges: unknown exchange {e!r}; expected some of {EXCHANGES}")
+        if key_type not in ("demo", "pro"):
+            raise ValueError(f"key_type must be 'demo' or 'pro', got {key_type!r}")
         self.exchanges = exchanges
         venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
         self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
@@ -196,7 +202,8 @@ class SimulatedExchanges:
         self.api_key = api_key
         self.key_type = key_type
         self._cfg = dict(ping_interval=ping_interval, heartbeat_interval=heartbeat_interval,
-                         subscribe_timeout=subscribe_timeout, coingecko_refresh_s=coingecko_refresh_s)
+                         subscribe_timeout=subscribe_timeout, coingecko_refresh_s=coingecko_refresh_s,
+                         max_queue=int(max_queue))
         self.faults = []
         self.servers = {}
         self.rest = {}
@@ -217,13 +224,16 @@ class SimulatedExchanges:
         m = self.model
         if "binance" in self.exchanges:
             self.servers["binance"] = BinanceServer(m, ping_interval=cfg["ping_interval"],
-                                                    heartbeat_interval=cfg["heartbeat_interval"])
+                                                    heartbeat_interval=cfg["heartbeat_interval"],
+                                                    max_queue=cfg["max_queue"])
             self.rest["binance"] = _RestServer(self.servers["binance"], "binance")
         if "kraken" in self.exchanges:
-            self.servers["kraken"] = KrakenServer(m, heartbeat_interval=cfg["heartbeat_interval"])
+            self.servers["kraken"] = KrakenServer(m, heartbeat_interval=cfg["heartbeat_interval"],
+                                                  max_queue=cfg["max_queue"])
         if "coinbase" in self.exchanges:
             self.servers["coinbase"] = CoinbaseServer(m, subscribe_timeout=cfg["subscribe_timeout"],
-                                                      heartbeat_interval=cfg["heartbeat_interval"])
+                                                      heartbeat_interval=cfg["heartbeat_interval"],
+                                                      max_queue=cfg["max_queue"])
         if "coingecko" in self.exchanges:
             self.coingecko = CoinGeckoServer(m, api_key=self.api_key, key_type=self.key_type,
                                              refresh_s=cfg["coingecko_refresh_s"])
@@ -302,6 +312,8 @@ class SimulatedExchanges:
         for r in self.rest.values():
             if r.thread.is_alive():
                 r.stop()
+            else:
+                r.httpd.server_close()  # bound in start() but never served (failed start)
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None

@@ -44,23 +44,22 @@ def _num(n, decimals):
     return s
 
 
-def _ck_field(n, decimals):
-    return format_fixed(n, decimals).replace(".", "").lstrip("0")
-
-
 def kraken_checksum(bids, asks, price_decimals, qty_decimals):
     """Kraken v2 book checksum of integer ``(ticks, lots)`` levels.
 
     ``bids`` best (highest) first, ``asks`` best (lowest) first; only the top
-    10 of each count.
+    10 of each count.  Kraken writes each price and quantity with the pair's
+    precision, removes the ``.`` and strips leading zeros: for a positive
+    integer count of ticks (lots) that text is the integer's own decimal
+    digits, so the precisions only fix the units the levels are counted in.
+
+    >>> kraken_checksum([(452835, 10000000)], [(452852, 150000000)], 1, 8) == \\
+    ...     zlib.crc32(b"452852" + b"150000000" + b"452835" + b"10000000")
+    True
     """
-    parts = []
-    for p, q in asks[:10]:
-        parts.append(_ck_field(p, price_decimals))
-        parts.append(_ck_field(q, qty_decimals))
-    for p, q in bids[:10]:
-        parts.append(_ck_field(p, price_decimals))
-        parts.append(_ck_field(q, qty_decimals))
+    del price_decimals, qty_decimals  # the units are already those of the pair
+    parts = [str(x) for p, q in asks[:10] for x in (p, q)]
+    parts += [str(x) for p, q in bids[:10] for x in (p, q)]
     return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
 
 
@@ -184,7 +183,7 @@ class KrakenServer(WsExchangeServer):
                     self._send_book_snapshot(conn, sym, depth)
             elif channel == "ticker":
                 conn.subs["ticker"][sym] = trigger
-                self._ack(conn, method, {"channel": "ticker", "event_trigger": trigger, "snapshot": snapshot, "symbol": pair}, req_id, time_in)
+                self._ack(conn, method, {"channel": "ticker", "snapshot": snapshot, "symbol": pair}, req_id, time_in)
                 if snapshot:
                     conn.enqueue("ticker", self._ticker_msg(sym, "snapshot", time.time_ns()), items=1)
             else:

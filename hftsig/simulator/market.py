@@ -117,6 +117,10 @@ Trade = namedtuple(
 Trade.__doc__ = """One trade; ``side`` is the taker side (+1 buy, -1 sell)."""
 
 
+_POW10 = [10**k for k in range(19)]
+_FIXED = [None] + ["%%d.%%0%dd" % k for k in range(1, 19)]
+
+
 def format_fixed(n, decimals):
     """Format the integer ``n`` scaled by ``10**-decimals`` with exactly that many decimals.
 
@@ -125,9 +129,9 @@ def format_fixed(n, decimals):
     """
     if decimals == 0:
         return str(n)
-    sign = "-" if n < 0 else ""
-    s = str(abs(n)).rjust(decimals + 1, "0")
-    return f"{sign}{s[:-decimals]}.{s[-decimals:]}"
+    if n < 0:
+        return "-" + _FIXED[decimals] % divmod(-n, _POW10[decimals])
+    return _FIXED[decimals] % divmod(n, _POW10[decimals])
 
 
 def _clamp(x, lo, hi):
@@ -137,11 +141,13 @@ def _clamp(x, lo, hi):
 class _Book:
     """One venue's book of one symbol: integer ticks -> integer lots."""
 
-    __slots__ = ("bids", "asks", "update_id", "trade_id", "stats", "ts_ns")
+    __slots__ = ("bids", "asks", "update_id", "trade_id", "stats", "ts_ns", "grid")
 
     def __init__(self, update_id, trade_id):
         self.bids = {}
         self.asks = {}
+        # side -> (grid start, gap, {grid price: lots}, [grid prices]) of the levels below the top
+        self.grid = {1: None, -1: None}
         self.update_id = update_id
         self.trade_id = trade_id
         self.stats = None
@@ -535,31 +541,47 @@ class MarketModel:
         # grid, so a small move of the mid changes a few levels, not all.
         bid_grid = ((best_bid - 1) // gap) * gap
         ask_grid = -((-(best_ask + 1)) // gap) * gap
-        exp = math.exp
         keep = 1.0 - self.size_churn
-        for side, book, prices in (
-            (1, b.bids, [p for p in [best_bid] + list(range(bid_grid, bid_grid - gap * (depth - 1), -gap)) if p > 0]),
-            (-1, b.asks, [best_ask] + list(range(ask_grid, ask_grid + gap * (depth - 1), gap))),
-        ):
-            off = 0 if side == 1 else depth
-            # Levels are inserted best first, so each dict iterates in book order.
-            new = {}
-            get = book.get
-            for k, p in enumerate(prices):
-                old = get(p)
-                if old is not None and not initial and size_u[off + k] < keep:
-                    new[p] = old
+        if initial or self._force_full or bid_grid - gap * (depth - 2) <= 0:
+            fast = False
+        else:
+            gb, ga = b.grid[1], b.grid[-1]
+            fast = gb is not None and ga is not None and gb[0] == bid_grid and gb[1] == gap \
+                and ga[0] == ask_grid and ga[1] == gap
+        if fast:
+            # Same grid as before: only the top level and the levels whose size
+            # churns can change; the result equals the full requote below.
+            self._requote_fast(b, 1, best_bid, mean_lots, size_u, size_z, keep, changes)
+            self._requote_fast(b, -1, best_ask, mean_lots, size_u, size_z, keep, changes)
+        else:
+            exp = math.exp
+            for side, book, grid, step in ((1, b.bids, bid_grid, -gap), (-1, b.asks, ask_grid, gap)):
+                prices = [best_bid if side == 1 else best_ask] + list(range(grid, grid + step * (depth - 1), step))
+                if side == 1:
+                    prices = [p for p in prices if p > 0]
+                off = 0 if side == 1 else depth
+                # Levels are inserted best first, so each dict iterates in book order.
+                new = {}
+                get = book.get
+                for k, p in enumerate(prices):
+                    old = get(p)
+                    if old is not None and not initial and size_u[off + k] < keep:
+                        new[p] = old
+                    else:
+                        q = int(mean_lots * exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
+                        new[p] = q if q > 1 else 1
+                removed = book.keys() - new.keys()
+                if removed:
+                    changes.extend((side, p, 0) for p in sorted(removed, reverse=side == 1))
+                changes.extend((side, p, q) for p, q in new.items() if get(p) != q)
+                if side == 1:
+                    b.bids = new
                 else:
-                    q = int(mean_lots * exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
-                    new[p] = q if q > 1 else 1
-            removed = book.keys() - new.keys()
-            if removed:
-                changes.extend((side, p, 0) for p in sorted(removed, reverse=side == 1))
-            changes.extend((side, p, q) for p, q in new.items() if get(p) != q)
-            if side == 1:
-                b.bids = new
-            else:
-                b.asks = new
+                    b.asks = new
+                items = iter(new.items())
+                next(items)
+                levels = dict(items)
+                b.grid[side] = (grid, gap, levels, list(levels))
         if initial:
             return None
         if not changes:
@@ -568,6 +590,38 @@ class MarketModel:
         b.update_id += len(changes)
         b.ts_ns = now_ns if now_ns is not None else self.t0_ns + int(self.t * 1e9)
         return BookUpdate(v, s, changes, first, b.update_id, b.ts_ns)
+
+    _force_full = False  # tests set it to compare the fast requote with the full one
+
+    def _requote_fast(self, b, side, top, mean_lots, size_u, size_z, keep, changes):
+        book = b.bids if side == 1 else b.asks
+        depth = self.depth
+        off = 0 if side == 1 else depth
+        old_top, old_q = next(iter(book.items()))
+        if top == old_top and size_u[off] < keep:
+            top_q = old_q
+        else:
+            q = int(mean_lots * math.exp(0.5 * size_z[off]))
+            top_q = q if q > 1 else 1
+        if top != old_top:
+            changes.append((side, old_top, 0))
+        if top != old_top or top_q != old_q:
+            changes.append((side, top, top_q))
+        _, _, grid, prices = b.grid[side]
+        u = size_u[off + 1:off + 1 + len(prices)]
+        for k in [k for k, x in enumerate(u, 1) if x >= keep]:
+            q = int(mean_lots * math.exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
+            q = q if q > 1 else 1
+            p = prices[k - 1]
+            if q != grid[p]:
+                grid[p] = q
+                changes.append((side, p, q))
+        new = {top: top_q}
+        new.update(grid)
+        if side == 1:
+            b.bids = new
+        else:
+            b.asks = new
 
     def _trade(self, v, s, now_ns):
         spec = self.specs[v, s]
