@@ -443,3 +443,38 @@ def test_fuzz_mutated_frames(data):
     assert np.isfinite(out["ts_event"]).all()
     # whatever parses is valid JSON
     assert validate_json(bytes(m))
+
+
+def _reorder(obj, rng):
+    """Same JSON with every object's keys shuffled (and numbers/strings kept as text)."""
+    if isinstance(obj, dict):
+        items = list(obj.items())
+        rng.shuffle(items)
+        return {k: _reorder(v, rng) for k, v in items}
+    if isinstance(obj, list):
+        return [_reorder(v, rng) for v in obj]
+    return obj
+
+
+@pytest.mark.parametrize("exchange,msg", _all_samples())
+def test_key_order_does_not_matter(exchange, msg):
+    """One-pass parsing (keys in the exchanges' order) and the fallback agree."""
+    sym = "BNBBTC" if b"lastUpdateId" in msg else None
+    want = Normalizer(exchange).parse(msg, TR, sym)
+    rng = random.Random(1)
+    n = Normalizer(exchange)
+    for _ in range(12):
+        shuffled = json.dumps(_reorder(json.loads(msg, parse_float=lambda s: float(s)), rng))
+        got = n.parse(shuffled, TR, sym)
+        # the same records; within a symbol group the order of bids/asks may differ
+        key = lambda t: sorted(t.tobytes()[k * 104:(k + 1) * 104] for k in range(len(t)))
+        clean, ref = got.copy(), want.copy()
+        for t in (clean, ref):
+            t["flags"] = 0
+            t["checksum"] = 0
+        assert key(clean) == key(ref)
+        # flags and the checksum sit on the first/last record, whichever that is now
+        assert sorted(got["flags"]) == sorted(want["flags"])
+        assert sorted(got["checksum"]) == sorted(want["checksum"])
+        if len(got):
+            assert got["flags"][-1] & T.FLAG_LAST and got["checksum"][-1] == want["checksum"][-1]

@@ -146,6 +146,7 @@ cdef struct Ctx:
     Py_ssize_t n
     const char* err
     Py_ssize_t errpos
+    Py_ssize_t ss, se      # Binance combined-stream name, ss = -1 if none
 
 cdef struct Val:
     Py_ssize_t s      # strings: first byte inside the quotes; others: first byte
@@ -1213,6 +1214,7 @@ cdef class Normalizer:
                 c.p = &mv[0]
         c.err = NULL
         c.errpos = 0
+        c.ss = -1
         tr = _now_ns() if ts_recv is None else ts_recv
         self._reset_last()
         self._pos = self._start
@@ -1291,9 +1293,9 @@ cdef class Normalizer:
             if kid == BN_data and depth == 0 and not inner and f[BN_stream].kind == J_STR \
                     and vs < c.n and c.p[vs] == 123:
                 # combined-stream wrapper, "stream" seen first: parse the payload in place
-                stream = PyBytes_FromStringAndSize(<const char*>c.p + f[BN_stream].s,
-                                                   f[BN_stream].e - f[BN_stream].s)
-                end = self._binance(c, vs, tr, stream, 1)
+                c.ss = f[BN_stream].s
+                c.se = f[BN_stream].e
+                end = self._binance(c, vs, tr, hint, 1)
                 inner = True
                 _span(&f[kid], vs, end, J_OBJ)
             elif (kid == BN_b or kid == BN_a) and vs < c.n and c.p[vs] == 91 \
@@ -1334,9 +1336,9 @@ cdef class Normalizer:
                 and f[BN_A].kind):
             self._bn_quote(c, f, tr)
         elif depth == 0 and f[BN_stream].kind == J_STR and f[BN_data].kind == J_OBJ:
-            stream = PyBytes_FromStringAndSize(<const char*>c.p + f[BN_stream].s,
-                                               f[BN_stream].e - f[BN_stream].s)
-            self._binance(c, f[BN_data].s, tr, stream, 1)
+            c.ss = f[BN_stream].s
+            c.se = f[BN_stream].e
+            self._binance(c, f[BN_data].s, tr, hint, 1)
         elif f[BN_lastUpdateId].kind and f[BN_bids].kind == J_ARR and f[BN_asks].kind == J_ARR:
             self._bn_snapshot(c, f, tr, hint)
         elif f[BN_id].kind and f[BN_result].kind:
@@ -1482,11 +1484,12 @@ cdef class Normalizer:
         cdef char sym[16]
         cdef Py_ssize_t first = self._pos - self._start, j
         cdef Tick* t
-        if hint is None:
+        if c.ss >= 0:  # a combined stream name: "bnbbtc@depth5"
+            hint = PyBytes_FromStringAndSize(<const char*>c.p + c.ss, c.se - c.ss)
+            hint = hint.split(b"@")[0].decode("ascii", "replace").upper()
+        elif hint is None:
             _fail(c, 0, "depth snapshot carries no symbol: pass symbol=")
             self._bad(c)
-        if isinstance(hint, bytes):  # a combined stream name: "bnbbtc@depth5"
-            hint = hint.split(b"@")[0].decode("ascii", "replace").upper()
         else:
             hint = str(hint)
             if "-" in hint:
