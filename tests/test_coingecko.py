@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from connector_support import Collector, wait_for
+from connector_support import Collector, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
 from connectors import CoinGeckoConnector
 from connectors.base import Backoff
 from hftsig.simulator import SimulatedExchanges
@@ -106,7 +106,8 @@ def test_429_without_retry_after_and_5xx_back_off(fault, key):
     st = c.stats()
     assert st[key] == 3
     assert st["http_retries"] == 3
-    assert st["http_requests"] == sum(rest["requests"].values())
+    # every request we counted reached the server, except one stop() may have cut
+    assert 0 <= st["http_requests"] - sum(rest["requests"].values()) <= 1
 
 
 def test_malformed_body_counted_then_recovers():

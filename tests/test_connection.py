@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from websockets.sync.server import serve
 
-from connector_support import Collector, wait_for
+from connector_support import Collector, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
 from connectors.base import (
     Backoff,
     HTTPStatusError,

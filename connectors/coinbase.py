@@ -1,0 +1,189 @@
+"""Coinbase Advanced Trade market data: ticker, level2, market_trades, heartbeats.
+
+One subscribe message per channel is sent right after connecting (Coinbase
+closes connections that do not subscribe within 5 s), always including
+``heartbeats`` so that quiet products keep the connection (and the
+watchdog) alive.  Every message carries a per-connection ``sequence_num``;
+a jump means messages were lost: the gap is counted, ``STATUS_RESYNC`` is
+emitted for every book, and ``level2`` is unsubscribed and subscribed again
+for fresh snapshots, with level2 updates dropped until they arrive.  A
+repeated or older ``sequence_num`` is dropped as a duplicate.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from connectors.base import MalformedFrame, WebSocketConnector, _preview
+from hftsig.book import OrderBook
+from hftsig.normalize import Normalizer
+from hftsig.symbols import from_canonical
+from hftsig.ticks import FLAG_LAST, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_TRADE, STATUS_RESYNC
+
+__all__ = ["CoinbaseConnector"]
+
+
+class CoinbaseConnector(WebSocketConnector):
+    """Coinbase Advanced Trade connector (public channels, no authentication).
+
+    Parameters
+    ----------
+    symbols : sequence of str
+        Canonical symbols (``"BTC-USD"``).
+    channels : sequence of str
+        Any of ``"ticker"``, ``"level2"``, ``"market_trades"``
+        (``heartbeats`` is always subscribed).
+    ws_url : str or None
+        Defaults to ``wss://advanced-trade-ws.coinbase.com``.
+    on_tick : callable or None
+        Called with each message's tick array on the connector thread.
+    backoff, stale_after, connect_timeout, max_connection_age
+        See :class:`connectors.base.WebSocketConnector`.
+
+    Examples
+    --------
+    >>> c = CoinbaseConnector(["BTC-USD"], channels=["level2"])
+    >>> [json.loads(m)["channel"] for m in c._subscribe_messages()]
+    ['heartbeats', 'level2']
+    """
+
+    exchange = "coinbase"
+    valid_channels = ("ticker", "level2", "market_trades")
+    default_channels = ("ticker", "level2", "market_trades")
+    default_ws_url = "wss://advanced-trade-ws.coinbase.com"
+    #: heartbeats arrive every second
+    stale_after = 15.0
+
+    def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
+                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None):
+        super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
+                         on_tick=on_tick, backoff=backoff, stale_after=stale_after,
+                         connect_timeout=connect_timeout, max_connection_age=max_connection_age)
+        self._venue = {s: from_canonical("coinbase", s) for s in self.symbols}
+        self._canon_b = {s.encode(): s for s in self.symbols}
+        self._normalizer = Normalizer("coinbase")
+        self._books = {s: OrderBook(self.exchange, s) for s in self.symbols}
+        self._awaiting = set(self.symbols)
+        self._last_seq = -1
+        self._last_trade = {}  # symbol bytes -> highest trade id emitted (kept across reconnects)
+
+    def book(self, symbol):
+        """The local :class:`hftsig.book.OrderBook` of ``symbol`` (updated on the connector thread)."""
+        try:
+            return self._books[symbol.upper()]
+        except KeyError:
+            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}") from None
+
+    def synced(self, symbol):
+        """True once ``symbol``'s level2 snapshot arrived and no resync is pending."""
+        symbol = symbol.upper()
+        if symbol not in self._books:
+            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}")
+        return self.stats()["connected"] and symbol not in self._awaiting
+
+    def _message(self, kind, channel, products=True):
+        msg = {"type": kind}
+        if products:
+            msg["product_ids"] = [self._venue[s] for s in self.symbols]
+        msg["channel"] = channel
+        return json.dumps(msg)
+
+    def _subscribe_messages(self):
+        out = [self._message("subscribe", "heartbeats", products=False)]
+        out += [self._message("subscribe", ch) for ch in self.channels]
+        return out
+
+    def _on_open(self):
+        self._last_seq = -1
+        self._awaiting = set(self.symbols)
+        self._normalizer = Normalizer("coinbase")
+
+    def _on_message(self, raw, ts_recv):
+        norm = self._normalizer
+        ticks = norm.parse(raw, ts_recv)
+        kind = norm.last_type
+        self._count_type(kind)
+        if kind == "error":
+            self._count("errors")
+            self._log_once(("error", _preview(raw)), "exchange error: %r", _preview(raw))
+            return
+        seq = int(norm.last_seq)
+        if seq >= 0:
+            if self._last_seq >= 0 and seq <= self._last_seq:
+                self._count("old_events")
+                return
+            gap = self._last_seq >= 0 and seq > self._last_seq + 1
+            self._last_seq = seq
+            if gap:
+                self._resync(seq)
+        if kind != "data" or not len(ticks):
+            return
+        is_book = (ticks["kind"] == KIND_BOOK_DELTA) | (ticks["kind"] == KIND_BOOK_SNAPSHOT)
+        if is_book.any():
+            if not is_book.all():
+                raise MalformedFrame("level2 message mixes book and non-book records")
+            self._on_book(ticks)
+        else:
+            ticks = self._drop_replayed_trades(ticks)
+            if len(ticks):
+                self._note_latency(ticks)
+                self._emit(ticks)
+
+    def _drop_replayed_trades(self, ticks):
+        """market_trades opens every subscription with a snapshot of recent
+        trades: after a reconnect those were already emitted. Keep trades
+        whose id is above the last one emitted for their product."""
+        trade = ticks["kind"] == KIND_TRADE
+        if not trade.any():
+            return ticks
+        keep = np.ones(len(ticks), dtype=bool)
+        for sym in np.unique(ticks["symbol"][trade]):
+            mine = trade & (ticks["symbol"] == sym)
+            ids = ticks["seq"][mine]
+            last = self._last_trade.get(bytes(sym), -1)
+            if last >= 0:
+                keep[mine] = ids > last
+            if len(ids) and ids.max() >= 0:
+                self._last_trade[bytes(sym)] = max(last, int(ids.max()))
+        dropped = int((~keep).sum())
+        if dropped:
+            self._count("replayed_trades_dropped", dropped)
+            ticks = ticks[keep]
+            if len(ticks):
+                ticks["flags"][-1] |= FLAG_LAST
+        return ticks
+
+    def _resync(self, seq):
+        self._count("gaps")
+        self._log_once(("gap",), "sequence_num jumped to %d; resubscribing level2", seq)
+        if "level2" not in self.channels:
+            return
+        self._count("resyncs")
+        for s in self.symbols:
+            self._emit_status(STATUS_RESYNC, s)
+        self._awaiting = set(self.symbols)
+        for book in self._books.values():
+            book.clear()  # empty rather than wrong until the new snapshots
+        self.send(self._message("unsubscribe", "level2"))
+        self.send(self._message("subscribe", "level2"))
+
+    def _on_book(self, ticks):
+        # group by symbol: one l2_data message may carry several products
+        syms = ticks["symbol"]
+        start = 0
+        for i in range(1, len(ticks) + 1):
+            if i == len(ticks) or syms[i] != syms[start]:
+                part = ticks[start:i]
+                start = i
+                symbol = self._canon_b.get(bytes(part["symbol"][0]))
+                if symbol is None:
+                    raise MalformedFrame(f"level2 for unsubscribed product {part['symbol'][0]!r}")
+                if part["kind"][0] == KIND_BOOK_SNAPSHOT:
+                    self._awaiting.discard(symbol)
+                elif symbol in self._awaiting:
+                    self._count("dropped_while_resyncing")
+                    continue
+                self._books[symbol].apply(part)
+                self._note_latency(part)
+                self._emit(part)
