@@ -181,7 +181,51 @@ def _simulator_frames(n=20_000):
     return out
 
 
-def bench_loopback(seconds=10.0, rate=2000.0):
+class _SimulatorProcess:
+    """``hftsig simulate`` in its own process (its own GIL); endpoints read from its output."""
+
+    def __init__(self, symbols, rate, seconds):
+        import os
+        import subprocess
+        import sys
+
+        import hftsig
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(hftsig.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hftsig", "simulate", "--symbols", ",".join(symbols),
+             "--rate", str(rate), "--seconds", str(seconds), "--interval", "3600"],
+            stdout=subprocess.PIPE, text=True, env=env)
+        self.endpoints = {}
+        deadline = time.monotonic() + 60
+        while len(self.endpoints) < len(EXCHANGES) and time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            parts = line.split()
+            if parts and parts[0] in EXCHANGES:
+                self.endpoints[parts[0]] = dict(p.split("=", 1) for p in parts[1:])
+        if len(self.endpoints) < len(EXCHANGES):
+            self.close()
+            raise RuntimeError("hftsig simulate did not print its endpoints")
+
+    def connector_kwargs(self, exchange):
+        return self.endpoints[exchange]
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True):
     """Simulators -> connectors -> aggregator -> callback."""
     import connectors  # noqa: F401
 
@@ -189,8 +233,13 @@ def bench_loopback(seconds=10.0, rate=2000.0):
     from hftsig.simulator import SimulatedExchanges
 
     syms = list(SYMBOLS)
-    with SimulatedExchanges(syms, seed=3, rate=rate) as sim:
-        conns = make_connectors(EXCHANGES, syms, {ex: sim.connector_kwargs(ex) for ex in EXCHANGES})
+    if separate_process:
+        simulator = _SimulatorProcess(syms, rate, seconds + 30)
+    else:
+        simulator = SimulatedExchanges(syms, seed=3, rate=rate)
+    with simulator as sim:
+        conns = make_connectors(EXCHANGES, syms, {ex: sim.connector_kwargs(ex) for ex in EXCHANGES},
+                                {"coingecko": {"interval": 1.0}})
         agg = Aggregator(conns, queue_size=100_000, overflow="block", drain_size=0)
         sink_event = _LatencySink("ts_event")
         sink_recv = _LatencySink("ts_recv")
@@ -229,10 +278,19 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=10.0, help="loopback: measuring time")
     p.add_argument("--rate", type=float, default=2000.0,
                    help="loopback: simulator book updates per second per symbol and venue")
+    p.add_argument("--same-process", action="store_true",
+                   help="loopback: run the simulators in this process (they then share its GIL)")
+    p.add_argument("--switch-interval", type=float, default=None,
+                   help="sys.setswitchinterval for this run (seconds; Python's default 0.005)")
     args = p.parse_args(argv)
+    if args.switch_interval is not None:
+        import sys
+
+        sys.setswitchinterval(args.switch_interval)
     print(f"# aggregator benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} "
           f"{platform.processor() or ''}, python {platform.python_version()}, "
-          "4 exchanges x 10 symbols (shared machine: quote medians)")
+          "4 exchanges x 10 symbols (shared machine: quote medians); GIL switch interval "
+          f"{__import__('sys').getswitchinterval() * 1e3:g} ms")
     if args.mode in ("core", "both"):
         print("\n## core: 4 feeder threads -> queue -> state -> callback (block, nothing lost)")
         print("one-record quote messages; latency = callback time - ts_recv stamped at send")
@@ -249,11 +307,13 @@ def main(argv=None):
                   flush=True)
     if args.mode in ("loopback", "both"):
         try:
-            r = bench_loopback(args.seconds, args.rate)
+            r = bench_loopback(args.seconds, args.rate, not args.same_process)
         except ImportError as exc:
             print(f"\n## loopback: not run ({exc})")
             return 0
-        print("\n## loopback: simulators -> connectors -> aggregator -> callback")
+        where = "in this process" if args.same_process else "in a separate process"
+        print(f"\n## loopback: simulators ({where}, --rate {args.rate:g}) -> connectors -> "
+              "aggregator -> callback")
         print(f"sustained {r['rate']:,.0f} ticks/s; per feed " + ", ".join(
             f"{k} {v:,.0f}/s" for k, v in r["per_exchange"].items()))
         e, q = r["e2e_us"], r["queue_us"]

@@ -15,7 +15,8 @@ taken off the queue (a *chunk*, ticks in arrival order) the worker
    :meth:`Aggregator.ticks` iterator, and to the :meth:`Aggregator.drain`
    buffer.  Each consumer sees every tick; none takes ticks from another.
 
-State read from another thread (:meth:`~Aggregator.top`,
+The arrays handed to consumers are read-only and shared between them: copy
+an array to change or keep it.  State read from another thread (:meth:`~Aggregator.top`,
 :meth:`~Aggregator.nbbo`, :meth:`~Aggregator.quotes`, :meth:`~Aggregator.book`)
 is consistent at chunk boundaries, which are always message boundaries.
 
@@ -60,7 +61,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections import deque
 from typing import NamedTuple
 
@@ -438,7 +438,7 @@ class Aggregator:
         queued batches and count them.
     stale_after : float, default 5.0
         Seconds after which a quote no longer counts for :meth:`nbbo`.
-    drain_size : int, default 1_000_000
+    drain_size : int, default 250_000
         Most ticks kept for :meth:`drain`; older ticks not yet drained are
         discarded and counted (``aggregator_stats()["drain_dropped"]``).
     clock : {"wall", "data"}, default "wall"
@@ -456,7 +456,7 @@ class Aggregator:
     """
 
     def __init__(self, connectors, *, queue_size=100_000, overflow="block", stale_after=5.0,
-                 drain_size=1_000_000, clock="wall", book_depth=None):
+                 drain_size=250_000, clock="wall", book_depth=None):
         connectors = list(connectors)
         if not connectors:
             raise ValueError("connectors must hold at least one connector")
@@ -540,11 +540,19 @@ class Aggregator:
         """Stop every connector, process what is queued, stop the worker, end iterators."""
         if not self._started or self._worker is None:
             return
-        for c in self.connectors:
+        def stop_one(c):
             try:
                 c.stop(timeout=1.0)
             except Exception:  # a broken connector must not keep the others running
                 log.exception("stopping connector %r failed", c)
+
+        # in parallel: each connector may take up to its one-second join
+        stoppers = [threading.Thread(target=stop_one, args=(c,), daemon=True)
+                    for c in self.connectors]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(timeout)
         self._stopping = True
         self._queue.close()
         self._worker.join(timeout)

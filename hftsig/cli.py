@@ -99,6 +99,9 @@ def _add_source_args(p):
     g.add_argument("--rest-url", action="append", default=[], metavar="EXCHANGE=URL",
                    help="REST endpoint of one exchange (repeatable; also "
                    "$HFTSIG_<EXCHANGE>_REST_URL)")
+    g.add_argument("--coingecko-interval", type=float, default=None,
+                   help="seconds between CoinGecko polls (default: the connector's, 15; "
+                   "1 with --simulate)")
     g.add_argument("--seconds", type=float, default=None,
                    help="stop after this many seconds (default: run until Ctrl-C)")
     a = p.add_argument_group("aggregator")
@@ -188,11 +191,13 @@ def _url_overrides(args):
     return urls
 
 
-def make_connectors(exchanges, symbols, endpoints=None):
+def make_connectors(exchanges, symbols, endpoints=None, options=None):
     """One connector per exchange name, for ``symbols``, with optional endpoint kwargs.
 
     ``endpoints`` maps exchange -> ``{"ws_url": ..., "rest_url": ...}`` (from the
-    simulators or the command line); missing ones default to the live exchange.
+    simulators or the command line; None values are left out, so a REST-only
+    connector gets no ``ws_url``); missing ones default to the live exchange.
+    ``options`` maps exchange -> extra constructor keyword arguments.
     """
     import connectors
 
@@ -202,7 +207,8 @@ def make_connectors(exchanges, symbols, endpoints=None):
         if ex not in _CONNECTOR_CLASSES:
             raise ValueError(f"exchanges: unknown exchange {ex!r}; one of {EXCHANGES}")
         cls = getattr(connectors, _CONNECTOR_CLASSES[ex])
-        kw = dict((endpoints or {}).get(ex, {}))
+        kw = {k: v for k, v in (endpoints or {}).get(ex, {}).items() if v is not None}
+        kw.update((options or {}).get(ex, {}))
         out.append(cls(list(symbols), **kw))
     return out
 
@@ -230,7 +236,11 @@ class _Session:
             self.sim.__enter__()
             for ex in a.exchanges:
                 endpoints[ex] = {**self.sim.connector_kwargs(ex), **endpoints.get(ex, {})}
-        conns = make_connectors(a.exchanges, a.symbols, endpoints)
+        gecko = a.coingecko_interval
+        if gecko is None and a.simulate:
+            gecko = 1.0
+        options = {"coingecko": {"interval": gecko}} if gecko is not None else {}
+        conns = make_connectors(a.exchanges, a.symbols, endpoints, options)
         self.agg = Aggregator(conns, queue_size=a.queue_size, overflow=a.overflow,
                               stale_after=a.stale_after, drain_size=0)
         return self

@@ -68,7 +68,8 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
     plugins = _default_plugins() + PLUGINS if plugins is None else plugins
     with SimulatedExchanges(symbols=list(symbols), seed=seed) as sim:
         conns = make_connectors(EXCHANGES, symbols,
-                                {ex: sim.connector_kwargs(ex) for ex in EXCHANGES})
+                                {ex: sim.connector_kwargs(ex) for ex in EXCHANGES},
+                                {"coingecko": {"interval": 1.0}})
         agg = Aggregator(conns, drain_size=0)
         view = LiveView(agg, stream=out, interval=refresh, symbols=list(symbols),
                         title="hftsig demo (simulated feeds)")

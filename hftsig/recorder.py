@@ -294,7 +294,8 @@ class Recorder:
                 ticks = concat_ticks(buf)
                 if self._seg_t0 is None:
                     self._seg_t0 = time.monotonic()
-                name = self._dir / f"{self._prefix}-{self._seg:06d}.part{len(self._parts):06d}.parquet"
+                part = len(self._parts)
+                name = self._dir / f"{self._prefix}-{self._seg:06d}.part{part:06d}.parquet"
                 self._seg_bytes += _write_whole(_to_table(ticks), name, self.fsync)
                 self._parts.append(name)
                 self.files_written += 1

@@ -502,3 +502,133 @@ def test_dropped_book_records_invalidate_the_book_until_a_snapshot():
     book = agg.book("kraken", "ETH-BTC")
     for side in ("bid", "ask"):
         np.testing.assert_array_equal(book.levels(side), ref.levels(side))
+
+
+# -- end to end: the four loopback simulators -> the four connectors -> aggregator ----------
+E2E_SYMBOLS = ["BTC-USDT", "ETH-USDT", "ETH-BTC"]
+VENUES = ["binance", "kraken", "coinbase"]
+
+
+def _wait_until(cond, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+@pytest.fixture(scope="module")
+def live_sim():
+    from hftsig.simulator import SimulatedExchanges
+
+    with SimulatedExchanges(E2E_SYMBOLS, seed=11, rate=40, coingecko_refresh_s=0.2) as sim:
+        yield sim
+
+
+def _loopback_aggregator(sim, **kw):
+    from hftsig.cli import make_connectors
+
+    conns = make_connectors(["binance", "kraken", "coinbase", "coingecko"], E2E_SYMBOLS,
+                            {ex: sim.connector_kwargs(ex) for ex in
+                             ("binance", "kraken", "coinbase", "coingecko")})
+    return Aggregator(conns, **kw)
+
+
+def _all_quoted(agg):
+    return all(agg.top(ex, s) is not None for ex in VENUES for s in E2E_SYMBOLS)
+
+
+def test_e2e_every_exchange_delivers_and_nbbo_matches_the_simulator(live_sim):
+    sim = live_sim
+    agg = _loopback_aggregator(sim, stale_after=60)
+    kinds = set()
+    agg.on_tick(lambda a: kinds.update(zip(a["exchange"].tolist(), a["kind"].tolist())))
+    with agg:
+        assert _wait_until(lambda: _all_quoted(agg) and all(
+            s["ticks"] > 0 for s in agg.stats().values()), 20), agg.stats()
+        assert _wait_until(lambda: agg.quotes()["price"].notna().any(), 10)
+        rate = sim.model.rate
+        sim.model.rate = 1e-9  # freeze the market: the truth stops moving
+        try:
+            time.sleep(0.5)  # let the last messages arrive
+            assert agg.flush(5)
+            for sym in E2E_SYMBOLS:
+                truth = sim.nbbo(sym)
+                nb = agg.nbbo(sym)
+                assert (nb.bid_px, nb.ask_px) == (truth["bid"], truth["ask"]), sym
+                tops = {ex: sim.top(ex, sym) for ex in VENUES}
+                assert nb.bid_venue in [ex for ex, t in tops.items() if t[0] == truth["bid"]]
+                assert nb.ask_venue in [ex for ex, t in tops.items() if t[2] == truth["ask"]]
+                assert nb.bid_sz == tops[nb.bid_venue][1] and nb.ask_sz == tops[nb.ask_venue][3]
+                assert nb.venues == 3
+                for ex in VENUES:
+                    top = agg.top(ex, sym)
+                    assert (top.bid_px, top.bid_sz, top.ask_px, top.ask_sz) == tops[ex], (ex, sym)
+        finally:
+            sim.model.rate = rate
+    st = agg.stats()
+    assert set(st) == {"binance", "kraken", "coinbase", "coingecko"}
+    for name, s in st.items():
+        assert s["ticks"] > 0 and s["dropped"] == 0, name
+        assert s["connector"]["ticks"] == s["ticks"], name  # nothing lost in between
+    q = agg.quotes()
+    gecko = q[q["exchange"] == "coingecko"]
+    assert len(gecko) and gecko["price"].notna().all()
+    assert {exchange_code(ex) for ex in VENUES} <= {e for e, k in kinds if k == KIND_QUOTE
+                                                     or k in (3, 4)}
+
+
+def _e2e_slow(sim, overflow):
+    agg = _loopback_aggregator(sim, queue_size=8, overflow=overflow)
+    got = []
+
+    def slow(a):
+        got.append(len(a))
+        time.sleep(0.02)
+
+    agg.on_tick(slow)
+    with agg:
+        assert _wait_until(lambda: sum(got) > 300, 30)
+    st = agg.stats()
+    emitted = sum(s["connector"]["ticks"] for s in st.values())
+    dropped = sum(s["dropped"] for s in st.values())
+    rejected = sum(s["rejected_after_stop"] for s in st.values())
+    return sum(got), emitted, dropped, rejected, st
+
+
+def test_e2e_slow_consumer_drop_oldest_drops_and_counts(live_sim):
+    got, emitted, dropped, rejected, st = _e2e_slow(live_sim, "drop_oldest")
+    assert dropped > 0
+    assert got + dropped + rejected == emitted  # every tick accounted for
+
+
+def test_e2e_slow_consumer_block_loses_nothing(live_sim):
+    got, emitted, dropped, rejected, st = _e2e_slow(live_sim, "block")
+    assert dropped == 0
+    assert sum(s["blocked"] for s in st.values()) > 0
+    assert got + rejected == emitted
+
+
+def test_e2e_disconnect_and_gap_are_seen_and_recovered(live_sim):
+    sim = live_sim
+    agg = _loopback_aggregator(sim, stale_after=60)
+    statuses = []
+    agg.on_tick(lambda a: statuses.extend(zip(a["exchange"].tolist(), a["side"].tolist())),
+                kinds="status")
+    with agg:
+        assert _wait_until(lambda: _all_quoted(agg), 20)
+        sim.inject("kraken", "disconnect")
+        sim.inject("coinbase", "gap")
+        kr, cb = exchange_code("kraken"), exchange_code("coinbase")
+        assert _wait_until(lambda: (kr, STATUS_DISCONNECTED) in statuses
+                           and statuses.count((kr, STATUS_CONNECTED)) >= 2, 20), statuses
+        assert _wait_until(lambda: agg.stats()["coinbase"]["gaps"] >= 1, 20)
+        # after recovery both venues quote again and count in the NBBO
+        t_fault = time.time_ns()
+        assert _wait_until(lambda: all(agg.top(ex, s).ts_recv > t_fault
+                                       for ex in ("kraken", "coinbase") for s in E2E_SYMBOLS), 20)
+        assert all(agg.nbbo(s).venues == 3 for s in E2E_SYMBOLS)
+    st = agg.stats()
+    assert st["kraken"]["reconnects"] >= 1 and st["kraken"]["status"]["disconnected"] >= 1
+    assert st["coinbase"]["gaps"] >= 1 and cb in {e for e, _ in statuses}

@@ -1,9 +1,6 @@
 """The hftsig command line: --help everywhere, replay, run/record on the simulators, live view."""
 import io
-import os
-import subprocess
-import sys
-from pathlib import Path
+import threading
 
 import numpy as np
 import pytest
@@ -14,14 +11,8 @@ from hftsig.liveview import LiveView, render_summary
 from hftsig.recorder import Recorder, ReplayConnector, read_ticks
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook", "arb"]
-
-
-def hftsig(*args, timeout=120):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "hftsig", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+SIM_EXCHANGES = "binance,kraken,coinbase,coingecko"
 
 
 def test_every_command_is_registered():
@@ -53,29 +44,29 @@ def quotes(n=400):
     return t
 
 
-def test_replay_command_prints_summary_and_nbbo(tmp_path):
+def test_replay_command_prints_summary_and_nbbo(tmp_path, capsys):
     t = quotes()
     with Recorder(tmp_path / "rec") as rec:
         rec.write(t)
-    r = hftsig("replay", str(tmp_path / "rec"))
-    assert r.returncode == 0, r.stderr
-    assert f"replayed {len(t)} ticks" in r.stdout
+    assert main(["replay", str(tmp_path / "rec")]) == 0
+    r = capsys.readouterr()
+    assert f"replayed {len(t)} ticks" in r.out
     last = {}
     for row in t:
         last[int(row["exchange"])] = row
     best_bid = max(v["bid_px"] for v in last.values())
-    assert f"NBBO ETH-BTC: bid {best_bid}" in r.stdout
-    assert "replay" in r.stdout and "TICKS" in r.stdout
+    assert f"NBBO ETH-BTC: bid {best_bid}" in r.out
+    assert "replay" in r.out and "TICKS" in r.out
 
 
-def test_replay_command_on_a_missing_recording(tmp_path):
-    r = hftsig("replay", str(tmp_path / "nothing"))
-    assert r.returncode == 2 and "no recording" in r.stderr
+def test_replay_command_on_a_missing_recording(tmp_path, capsys):
+    assert main(["replay", str(tmp_path / "nothing")]) == 2
+    assert "no recording" in capsys.readouterr().err
 
 
 def test_bad_endpoint_option_is_a_clear_error(tmp_path):
-    r = hftsig("run", "--simulate", "--ws-url", "nasdaq=ws://x", "--seconds", "1")
-    assert r.returncode != 0 and "EXCHANGE=URL" in r.stderr
+    with pytest.raises(SystemExit, match="EXCHANGE=URL"):
+        main(["run", "--simulate", "--ws-url", "nasdaq=ws://x", "--seconds", "1"])
 
 
 class _Terminal(io.StringIO):
@@ -125,3 +116,40 @@ def test_live_view_signals_are_thread_safe_and_bounded():
     frame = view.render()
     assert "SIGNALS (200 so far)" in frame
     assert frame.count(" sig ") == 3
+
+
+def _summary_ticks(out, feed):
+    assert "hftsig summary" in out, out
+    for line in out.split("hftsig summary", 1)[1].splitlines():
+        parts = line.split()
+        if parts and parts[0] == feed and len(parts) > 2 and parts[1].replace(",", "").isdigit():
+            return int(parts[1].replace(",", ""))
+    raise AssertionError(f"no summary line for {feed}:\n{out}")
+
+
+def test_record_on_the_simulators_then_replay(tmp_path, capsys):
+    rec = tmp_path / "sim"
+    assert main(["record", str(rec), "--simulate", "--exchanges", SIM_EXCHANGES,
+                 "--symbols", "ETH-BTC,BTC-USDT", "--seconds", "2",
+                 "--flush-interval", "0.2"]) == 0
+    out = capsys.readouterr().out
+    for feed in SIM_EXCHANGES.split(","):
+        assert _summary_ticks(out, feed) > 0
+    ticks = read_ticks(rec)
+    assert f"recorded {len(ticks):,} ticks" in out
+    assert set(ticks["exchange"].tolist()) == {exchange_code(e) for e in SIM_EXCHANGES.split(",")}
+    assert main(["replay", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert f"replayed {len(ticks):,} ticks" in out
+    assert _summary_ticks(out, "replay") == len(ticks)
+
+
+def test_run_simulate_shows_the_live_view_as_plain_text_when_piped(capsys):
+    assert main(["run", "--simulate", "--exchanges", SIM_EXCHANGES, "--symbols", "ETH-BTC",
+                 "--seconds", "2.5"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out  # not a terminal: no escape codes
+    assert "NBBO" in out and "hftsig summary" in out
+    for feed in SIM_EXCHANGES.split(","):
+        assert _summary_ticks(out, feed) > 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("hftsig")]

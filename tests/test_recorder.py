@@ -162,7 +162,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kill_after", [3, 8])
+@pytest.mark.parametrize("kill_after", [3, pytest.param(12, marks=pytest.mark.slow)])
 def test_sigkill_leaves_readable_data(tmp_path, kill_after):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE,
