@@ -39,6 +39,7 @@ __all__ = ["sig", "siglength", "sigcombine", "sigjoin", "siginv", "SignatureStre
 # Refuse outputs beyond this many float64 per signature (2 GiB): a typo in
 # depth should raise, not exhaust memory.
 _MAX_SIGLEN = 1 << 28
+_MAX_DEPTH = 60  # SK_MAX_DEPTH in hftsig/_ext/sigkernels.h
 
 
 def _check_int(value, name, minimum):
@@ -62,6 +63,8 @@ def siglength(dim, depth):
 
 
 def _check_size(dim, depth):
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"depth: at most {_MAX_DEPTH}, got {depth}")
     n = siglength(dim, depth)
     if n > _MAX_SIGLEN:
         raise ValueError(f"depth: signature of dim={dim}, depth={depth} has {n} "

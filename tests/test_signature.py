@@ -283,6 +283,8 @@ def test_bad_input_errors_name_the_argument():
         sig(x, 2, n_jobs=0)
     with pytest.raises(ValueError, match="depth"):
         sig(x, 40)
+    with pytest.raises(ValueError, match="depth"):
+        sig(x[:, :1], 61)
     # ragged batch cannot form an array
     with pytest.raises((ValueError, TypeError), match="path|inhomogeneous"):
         sig([np.zeros((3, 2)), np.zeros((4, 2))], 2)
@@ -304,9 +306,23 @@ def test_bad_input_to_sig_algebra():
         sigjoin(s, np.zeros(3), 3)
     with pytest.raises(ValueError, match="depth"):
         siglength(2, 0)
+    with pytest.raises(ValueError, match="depth"):
+        sigjoin(np.zeros(100), np.zeros(1), 100)
 
 
 def test_top_level_exports():
     for name in ("sig", "siglength", "sigcombine", "sigjoin", "siginv", "SignatureStream",
                  "transforms"):
         assert hasattr(hftsig, name)
+
+
+@pytest.mark.parametrize("batch,n_jobs", [(1, 1), (2, 1), (3, 2), (9, 2)])
+def test_at_small_batches_cut_into_pieces(batch, n_jobs):
+    # small batches are cut at the requested indices and joined by Chen
+    x = rng(22).standard_normal((batch, 300, 2)) * 0.2
+    at = [0, 3, 3, 10, 299, 17, 150, 151, 1]
+    out = sig(x, 5, at=at, n_jobs=n_jobs)
+    full = iisignature.sig(x, 5, 2)
+    for j, i in enumerate(at):
+        expect = np.zeros((batch, siglength(2, 5))) if i == 0 else full[:, i - 1]
+        close(out[:, j], expect)

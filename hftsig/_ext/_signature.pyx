@@ -78,9 +78,9 @@ def sig_at(const double[:, :, ::1] X, int N, const int64_t[::1] at_sorted,
     cdef int d = <int>X.shape[2]
     cdef int64_t n_at = at_sorted.shape[0]
     cdef int64_t siglen = sk_siglength(d, N)
-    out = np.zeros((batch, n_at, siglen), dtype=np.float64)
     if batch == 0 or n_at == 0 or length == 0 or siglen == 0:
-        return out
+        return np.zeros((batch, n_at, siglen), dtype=np.float64)
+    out = np.empty((batch, n_at, siglen), dtype=np.float64)
     cdef double[:, :, ::1] o = out
     cdef int rc
     with nogil:
@@ -204,7 +204,7 @@ cdef class SignatureStream:
             window = _check_int(window, "window", 1)
         if n_paths is not None:
             n_paths = _check_int(n_paths, "n_paths", 1)
-        if sk_siglength(dim, depth) > (1 << 28):
+        if depth > 60 or sk_siglength(dim, depth) > (1 << 28):
             raise ValueError(
                 f"depth: signature of dim={dim}, depth={depth} is too large")
         self._free()

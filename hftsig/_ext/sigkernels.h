@@ -20,6 +20,9 @@
 #include <omp.h>
 #endif
 
+/* level offsets live in int64_t[64] arrays */
+#define SK_MAX_DEPTH 60
+
 #ifndef SK_VL
 #define SK_VL 4
 #endif
@@ -127,6 +130,32 @@ static void sk_mul_inplace(double *restrict a, const double *restrict b, int d,
     }
 }
 
+/* b <- a (x) b in place (a the signature of the earlier piece).  Levels
+ * from N down so that b_j, j < k, are still the old values. */
+static void sk_mul_inplace_left(const double *restrict a, double *restrict b, int d,
+                                int N, const int64_t *lvl_off)
+{
+    for (int k = N; k >= 1; --k) {
+        double *bk = b + lvl_off[k];
+        const double *ak = a + lvl_off[k];
+        int64_t nk = 1; /* d^k */
+        for (int i = 0; i < k; ++i) nk *= d;
+        for (int64_t w = 0; w < nk; ++w) bk[w] += ak[w];
+        int64_t du = 1; /* d^j */
+        for (int j = 1; j < k; ++j) {
+            du *= d;
+            int64_t dv = nk / du; /* d^(k-j) */
+            const double *aj = a + lvl_off[j];
+            const double *bv = b + lvl_off[k - j];
+            for (int64_t u = 0; u < du; ++u) {
+                double x = aj[u];
+                double *row = bk + u * dv;
+                for (int64_t v = 0; v < dv; ++v) row[v] += x * bv[v];
+            }
+        }
+    }
+}
+
 /* out <- s^(-1) in the truncated tensor algebra (for a signature this is
  * the signature of the reversed path):
  *     inv_k = -s_k - sum_{j=1}^{k-1} s_j (x) inv_{k-j}. */
@@ -154,19 +183,20 @@ static void sk_inverse(const double *restrict s, double *restrict out, int d,
     }
 }
 
-/* Scratch for one path's Horner step: zs ((N+1)*d), B (N), pidx (N), digit (N). */
+/* Scratch for one path's per-tick updates: zs ((N+1)*d), the Horner chain
+ * B, and two buffers of d^(N-1) for sk_prepend. */
 typedef struct {
     int d, N;
     int64_t siglen;
     int64_t lvl_off[64];
     double *zs, *B, *buf0, *buf1;
-    int64_t *pidx;
-    int *digit;
 } sk_work;
 
 static int sk_work_init(sk_work *w, int d, int N)
 {
-    if (N < 1 || N > 62 || d < 1) return -1;
+    w->zs = NULL;
+    w->buf0 = NULL;
+    if (N < 1 || N > SK_MAX_DEPTH || d < 1) return -1;
     w->d = d;
     w->N = N;
     w->siglen = sk_siglength(d, N);
@@ -177,9 +207,7 @@ static int sk_work_init(sk_work *w, int d, int N)
     w->B = w->zs + (N + 1) * (int64_t)d;
     w->buf0 = (double *)malloc(sizeof(double) * 2 * top);
     w->buf1 = w->buf0 + top;
-    w->pidx = (int64_t *)malloc(sizeof(int64_t) * (N + 1));
-    w->digit = (int *)malloc(sizeof(int) * (N + 1));
-    if (!w->zs || !w->buf0 || !w->pidx || !w->digit) return -1;
+    if (!w->zs || !w->buf0) return -1;
     return 0;
 }
 
@@ -187,18 +215,15 @@ static void sk_work_free(sk_work *w)
 {
     free(w->zs);
     free(w->buf0);
-    free(w->pidx);
-    free(w->digit);
     w->zs = NULL;
     w->buf0 = NULL;
-    w->pidx = NULL;
-    w->digit = NULL;
 }
 
 /* s <- s (x) exp(z): append the linear segment with displacement z. */
-static inline void sk_join(sk_work *w, double *restrict s, const double *restrict z)
+static inline __attribute__((always_inline)) void sk_join_d(sk_work *w, double *restrict s,
+                                                            const double *restrict z, int d)
 {
-    int d = w->d, N = w->N;
+    int N = w->N;
     for (int c = 0; c < d; ++c) {
         w->zs[d + c] = z[c];
         for (int j = 2; j <= N; ++j) w->zs[j * d + c] = z[c] * (1.0 / j);
@@ -211,9 +236,10 @@ static inline void sk_join(sk_work *w, double *restrict s, const double *restric
  *     C_1 = s_1 + y / k,
  *     C_j[a v] = s_j[a v] + y_a / (k - j + 1) * C_{j-1}[v],   j = 2..k-1,
  *     s'_k[a v] = s_k[a v] + y_a * C_{k-1}[v]. */
-static void sk_prepend(sk_work *w, double *restrict s, const double *restrict y)
+static inline __attribute__((always_inline)) void sk_prepend_d(
+    sk_work *w, double *restrict s, const double *restrict y, int d)
 {
-    int d = w->d, N = w->N;
+    int N = w->N;
     const int64_t *off = w->lvl_off;
     for (int k = N; k >= 1; --k) {
         double *sk = s + off[k];
@@ -246,6 +272,27 @@ static void sk_prepend(sk_work *w, double *restrict s, const double *restrict y)
             for (int64_t v = 0; v < n; ++v) row[v] += ya * C[v];
         }
     }
+}
+
+/* Per-tick entry points: d is a compile-time constant in each case, so
+ * that the letter loops of a small dimension unroll. */
+#define SK_TICK_CASES(F) \
+    switch (w->d) { \
+    case 1: F(1); break; case 2: F(2); break; case 3: F(3); break; \
+    case 4: F(4); break; case 5: F(5); break; default: F(w->d); }
+
+static void sk_join(sk_work *w, double *restrict s, const double *restrict z)
+{
+#define SK_J(D) sk_join_d(w, s, z, D)
+    SK_TICK_CASES(SK_J)
+#undef SK_J
+}
+
+static void sk_prepend(sk_work *w, double *restrict s, const double *restrict y)
+{
+#define SK_P(D) sk_prepend_d(w, s, y, D)
+    SK_TICK_CASES(SK_P)
+#undef SK_P
 }
 
 /* Signatures of a batch of paths X (batch, len, d) into out (batch, siglen).
@@ -312,7 +359,12 @@ static int sk_sig(const double *X, int64_t batch, int64_t len, int d, int N,
     return failed;
 }
 
-/* Prefix signatures at sorted point indices `at` (see sk_sig_at_*). */
+/* Prefix signatures at sorted point indices `at` (see sk_sig_at_*).
+ *
+ * A batch too small to fill the lanes (a single long path, say) is cut at
+ * the requested indices instead: the pieces between consecutive indices
+ * are computed side by side in the lanes, and their running Chen products
+ * are the prefix signatures. */
 static int sk_sig_at(const double *X, int64_t batch, int64_t len, int d, int N,
                      const int64_t *at, const int64_t *slot, int64_t n_at,
                      double *out, int nthreads)
@@ -321,13 +373,78 @@ static int sk_sig_at(const double *X, int64_t batch, int64_t len, int d, int N,
     int64_t siglen = sk_siglength(d, N);
     int64_t lvl_off[64];
     sk_level_offsets(d, N, lvl_off);
-    memset(out, 0, sizeof(double) * batch * n_at * siglen);
     if (batch == 0 || n_at == 0) return 0;
-    if (batch <= 2)
-        return sk_sig_at_s(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
+    if (batch >= (int64_t)SK_VL * nthreads)
+        return sk_sig_at_v(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
                            nthreads);
-    return sk_sig_at_v(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
-                       nthreads);
+
+    /* distinct nonzero indices: the piece ends */
+    int64_t *ends = (int64_t *)malloc(sizeof(int64_t) * (n_at + 1));
+    if (ends == NULL) return 1;
+    int64_t nq = 0;
+    for (int64_t j = 0; j < n_at; ++j)
+        if (at[j] > 0 && (nq == 0 || ends[nq - 1] != at[j])) ends[nq++] = at[j];
+    if (nq == 0) {
+        free(ends);
+        memset(out, 0, sizeof(double) * batch * n_at * siglen);
+        return 0;
+    }
+    int64_t n_items = batch * nq;
+    int64_t *pi = (int64_t *)malloc(sizeof(int64_t) * (3 * n_items + 2 * nq));
+    double *pieces = (double *)malloc(sizeof(double) * n_items * siglen);
+    if (pi == NULL || pieces == NULL) {
+        free(ends);
+        free(pi);
+        free(pieces);
+        return 1;
+    }
+    int64_t *st = pi + n_items, *en = st + n_items, *order = en + n_items;
+    int64_t *rank = order + nq;
+    /* pieces sorted by length, longest first, so that the lanes of one
+     * block do similar work (insertion sort: nq is the number of dates) */
+    for (int64_t q = 0; q < nq; ++q) {
+        int64_t lq = ends[q] - (q ? ends[q - 1] : 0);
+        int64_t r = q - 1;
+        while (r >= 0 && ends[order[r]] - (order[r] ? ends[order[r] - 1] : 0) < lq) {
+            order[r + 1] = order[r];
+            --r;
+        }
+        order[r + 1] = q;
+    }
+    for (int64_t r = 0; r < nq; ++r) rank[order[r]] = r;
+    /* item r * batch + b: piece order[r] of path b */
+    for (int64_t r = 0; r < nq; ++r)
+        for (int64_t b = 0; b < batch; ++b) {
+            int64_t i = r * batch + b, q = order[r];
+            pi[i] = b;
+            st[i] = q ? ends[q - 1] : 0;
+            en[i] = ends[q];
+        }
+    int failed;
+    if (n_items <= 2)
+        failed = sk_sig_pieces_s(X, len, d, N, lvl_off, siglen, pi, st, en, n_items,
+                                 pieces, nthreads);
+    else
+        failed = sk_sig_pieces_v(X, len, d, N, lvl_off, siglen, pi, st, en, n_items,
+                                 pieces, nthreads);
+    for (int64_t b = 0; b < batch; ++b) {
+        const double *prev = NULL;
+        int64_t j = 0;
+        for (; j < n_at && at[j] == 0; ++j) /* prefix of one point: zero */
+            memset(out + (b * n_at + slot[j]) * siglen, 0, sizeof(double) * siglen);
+        for (int64_t q = 0; q < nq; ++q) {
+            double *cur = pieces + (rank[q] * batch + b) * siglen;
+            if (prev != NULL) sk_mul_inplace_left(prev, cur, d, N, lvl_off);
+            /* cur now holds the prefix ending at ends[q] */
+            for (; j < n_at && at[j] == ends[q]; ++j)
+                memcpy(out + (b * n_at + slot[j]) * siglen, cur, sizeof(double) * siglen);
+            prev = cur;
+        }
+    }
+    free(ends);
+    free(pi);
+    free(pieces);
+    return failed;
 }
 
 #endif
