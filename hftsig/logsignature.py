@@ -23,11 +23,13 @@ Two outputs are offered:
 
 How it is computed: the signature comes from :func:`hftsig.signature.sig`;
 ``log(1 + x)`` is evaluated by Horner's scheme in the truncated tensor algebra
-(``x (1 - x (1/2 - x (1/3 - ...))))``, only the levels that can still reach
+(``x (1 - x (1/2 - x (1/3 - ...)))``, only the levels that can still reach
 the truncation being formed); the Lyndon coordinates come from the tensor
-logarithm's coefficients on the Lyndon words.  The expansion of ``P_w`` is
+logarithm's coefficients on the Lyndon words, and for them the last Horner
+product is formed at the Lyndon words only (about ``d**N`` products instead of
+``N d**N``).  The expansion of ``P_w`` is
 ``w`` plus words lexicographically greater than ``w`` (Reutenauer, *Free Lie
-Algebras*, Thm 5.1), so the matrix ``<P_w, u>`` over Lyndon words ``u, w`` is
+Algebras*, ch. 5; checked when the table is built), so the matrix ``<P_w, u>`` over Lyndon words ``u, w`` is
 unit lower-triangular and one forward substitution per path turns the
 coefficients into coordinates.  The sparse triangle is built once per
 ``(dim, depth)`` and cached.  Both steps run in Cython without the GIL,
@@ -43,6 +45,8 @@ from hftsig.signature import _check_finite, _check_int, _n_threads, _numeric, si
 __all__ = ["logsig", "logsiglength", "lyndon_words", "lyndon_brackets", "sig_to_logsig"]
 
 _BASES = ("lyndon", "expanded")
+# about 100 microseconds of tensor-log work (multiply-adds) per thread
+_MIN_WORK_PER_THREAD = 1 << 17
 
 
 def _mobius(n):
@@ -183,6 +187,21 @@ def lyndon_brackets(dim, depth):
     return [bracket(w) for w in words]
 
 
+def _lyndon_levels(dim, depth):
+    """Lyndon words of each length ``m`` as their positions within level ``m``.
+
+    A word's position in its level of the signature layout is the word read
+    as a number in base ``dim``; lexicographic order is numeric order.
+    """
+    words = _lyndon_words_cached(dim, depth)
+    levels = {}
+    for m in range(1, depth + 1):
+        letters = np.array([w for w in words if len(w) == m], dtype=np.int64).reshape(-1, m)
+        powers = dim ** np.arange(m - 1, -1, -1, dtype=np.int64)
+        levels[m] = letters @ powers
+    return levels
+
+
 @lru_cache(maxsize=32)
 def _lyndon_system(dim, depth):
     """Precomputed data of the Lyndon projection for ``(dim, depth)``.
@@ -191,69 +210,121 @@ def _lyndon_system(dim, depth):
     the ``i``-th Lyndon word in the signature layout, and the CSR triple holds
     the strictly lower triangle of ``A[u, w] = <P_w, u>`` (``u, w`` Lyndon,
     same level, ``w < u``); the diagonal is 1.
+
+    ``P_w = [P_u, P_v] = P_u P_v - P_v P_u`` is expanded without collecting
+    terms (``2**(m-1)`` signed words for length ``m``), a whole level at a
+    time, grouped by the length of ``u``; terms are collected only on the
+    Lyndon words, where the triangle is read off.
     """
-    words = _lyndon_words_cached(dim, depth)
-    lyndon_set = set(words)
-    offsets = [0]
-    for level in range(1, depth + 1):
-        offsets.append(offsets[-1] + dim**level)
+    levels = _lyndon_levels(dim, depth)
 
-    def index(word):
-        i = 0
-        for letter in word:
-            i = i * dim + letter
-        return i
+    def row_in_level(m, index):
+        # Lyndon words of a level are sorted, so are their indices
+        return np.searchsorted(levels[m], index)
 
-    position = {w: k for k, w in enumerate(words)}
-    flat = np.array([offsets[len(w) - 1] + index(w) for w in words], dtype=np.intp)
+    def is_lyndon(m, index):
+        rows = np.minimum(row_in_level(m, index), len(levels[m]) - 1)
+        return levels[m][rows] == index
 
-    # P_w as {word index within its level: coefficient}; letters are the base
-    # case and [P_u, P_v] = P_u P_v - P_v P_u.
-    expansions = {}
-
-    def expand(word):
-        p = expansions.get(word)
-        if p is not None:
-            return p
-        if len(word) == 1:
-            p = {word[0]: 1}
+    # expansions[m] = (word indices, signs), each of shape (n_m, 2**(m-1))
+    index1 = levels[1]
+    expansions = {1: (index1[:, None], np.ones((len(index1), 1), dtype=np.int8))}
+    flat_parts, indptr_parts, index_parts, data_parts = [], [np.zeros(1, dtype=np.intp)], [], []
+    start = 0  # first slot of the level in the signature layout
+    base = 0  # number of Lyndon words at lower levels
+    n_entries = 0
+    for m in range(1, depth + 1):
+        index = levels[m]
+        n_m = len(index)
+        if m > 1:
+            # standard factorisation w = uv: v is the longest proper Lyndon suffix
+            split = np.zeros(n_m, dtype=np.int64)
+            for a in range(m - 1, 0, -1):
+                split[is_lyndon(m - a, index % dim ** (m - a))] = a
+            idx = np.empty((n_m, 2 ** (m - 1)), dtype=np.int64)
+            sign = np.empty((n_m, 2 ** (m - 1)), dtype=np.int8)
+            for a in np.unique(split):
+                a = int(a)
+                b = m - a
+                group = np.flatnonzero(split == a)
+                ru = row_in_level(a, index[group] // dim**b)
+                rv = row_in_level(b, index[group] % dim**b)
+                iu, su = expansions[a][0][ru], expansions[a][1][ru]
+                iv, sv = expansions[b][0][rv], expansions[b][1][rv]
+                half = 2 ** (m - 2)
+                idx[group, :half] = (iu[:, :, None] * dim**b + iv[:, None, :]).reshape(len(group), half)
+                sign[group, :half] = (su[:, :, None] * sv[:, None, :]).reshape(len(group), half)
+                idx[group, half:] = (iv[:, :, None] * dim**a + iu[:, None, :]).reshape(len(group), half)
+                sign[group, half:] = -(sv[:, :, None] * su[:, None, :]).reshape(len(group), half)
+            if m < depth:
+                expansions[m] = (idx, sign)
         else:
-            u, v = _standard_factorisation(word, lyndon_set)
-            pu, pv = expand(u), expand(v)
-            su, sv = dim ** len(u), dim ** len(v)
-            p = {}
-            for iu, cu in pu.items():
-                for iv, cv in pv.items():
-                    c = cu * cv
-                    k = iu * sv + iv
-                    p[k] = p.get(k, 0) + c
-                    k = iv * su + iu
-                    p[k] = p.get(k, 0) - c
-            p = {k: c for k, c in p.items() if c != 0}
-        expansions[word] = p
-        return p
-
-    rows = [[] for _ in words]
-    by_level_index = {(len(w), index(w)): k for k, w in enumerate(words)}
-    for w in words:
-        col = position[w]
-        for k, c in expand(w).items():
-            row = by_level_index.get((len(w), k))
-            if row is not None and row != col:
-                rows[row].append((col, c))
-    indptr = np.zeros(len(words) + 1, dtype=np.intp)
-    indices, data = [], []
-    for r, entries in enumerate(rows):
-        entries.sort()
-        indices.extend(col for col, _ in entries)
-        data.extend(float(c) for _, c in entries)
-        indptr[r + 1] = len(indices)
-    return (
-        flat,
-        indptr,
-        np.asarray(indices, dtype=np.intp),
-        np.asarray(data, dtype=np.float64),
+            idx, sign = expansions[1]
+        # collect the terms on Lyndon words u: A[u, w] for w of this level
+        row_of = np.full(dim**m, -1, dtype=np.int64)
+        row_of[index] = np.arange(n_m)
+        rows = row_of[idx]
+        cols = np.broadcast_to(np.arange(n_m)[:, None], rows.shape)
+        keep = rows >= 0
+        keys, inverse = np.unique(rows[keep] * n_m + cols[keep], return_inverse=True)
+        sums = np.bincount(inverse, weights=sign[keep].astype(np.float64))
+        r, c = np.divmod(keys, n_m)
+        if not (np.all(c <= r) and np.array_equal(sums[r == c], np.ones(n_m))):
+            raise AssertionError("Lyndon basis matrix is not unit lower-triangular")
+        lower = (r > c) & (sums != 0)
+        r, c, sums = r[lower], c[lower], sums[lower]
+        counts = np.bincount(r, minlength=n_m)
+        indptr_parts.append(n_entries + np.cumsum(counts))
+        n_entries += len(r)
+        index_parts.append(base + c)
+        data_parts.append(sums)
+        flat_parts.append(start + index)
+        start += dim**m
+        base += n_m
+    tables = (
+        np.concatenate(flat_parts).astype(np.intp),
+        np.concatenate(indptr_parts).astype(np.intp),
+        np.concatenate(index_parts).astype(np.intp),
+        np.concatenate(data_parts).astype(np.float64),
     )
+    for t in tables:
+        t.flags.writeable = False
+    return tables
+
+
+@lru_cache(maxsize=32)
+def _lyndon_splits(dim, depth):
+    """Positions of the prefix/suffix pairs of every Lyndon word.
+
+    For word ``u`` of length ``m``, split ``i`` (``0 < i < m``) pairs the
+    position of ``u[:i]`` in the signature layout with that of ``u[i:]``;
+    ``split_ptr`` delimits each word's splits (CSR).  The kernel forms the
+    tensor logarithm's coefficient at ``u`` from these pairs only.
+    """
+    levels = _lyndon_levels(dim, depth)
+    starts = [0]
+    for level in range(1, depth + 1):
+        starts.append(starts[-1] + dim**level)  # starts[l - 1]: first slot of level l
+    counts, xs, rs = [], [], []
+    for m in range(1, depth + 1):
+        index = levels[m]
+        counts.append(np.full(len(index), m - 1, dtype=np.intp))
+        if m == 1:
+            continue
+        i = np.arange(1, m)
+        suffix_size = dim ** (m - i)
+        xs.append((np.asarray(starts)[i - 1] + index[:, None] // suffix_size).ravel())
+        rs.append((np.asarray(starts)[m - i - 1] + index[:, None] % suffix_size).ravel())
+    ptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.intp)
+    empty = np.zeros(0, dtype=np.intp)
+    tables = (
+        ptr,
+        np.concatenate(xs).astype(np.intp) if xs else empty,
+        np.concatenate(rs).astype(np.intp) if rs else empty,
+    )
+    for t in tables:
+        t.flags.writeable = False
+    return tables
 
 
 def _check_basis(basis):
@@ -313,13 +384,20 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
     _check_finite(s, "signature")
     lead = s.shape[:-1]
     flat = np.ascontiguousarray(s.reshape(-1, length), dtype=dtype)
+    if flat.shape[0] * length * depth < _MIN_WORK_PER_THREAD * n_threads:
+        # below ~100 us of work per thread, waking threads costs more than it saves
+        n_threads = max(1, flat.shape[0] * length * depth // _MIN_WORK_PER_THREAD)
     if basis == "expanded":
         out = np.empty_like(flat)
         _logsignature.tensor_log(flat, out, dim, depth, n_threads)
     else:
         words, indptr, indices, data = _lyndon_system(dim, depth)
+        split_ptr, split_x, split_r = _lyndon_splits(dim, depth)
         out = np.empty((flat.shape[0], words.shape[0]), dtype=dtype)
-        _logsignature.lyndon_logsig(flat, out, dim, depth, words, indptr, indices, data, n_threads)
+        _logsignature.lyndon_logsig(
+            flat, out, dim, depth, words, split_ptr, split_x, split_r, indptr, indices, data,
+            n_threads,
+        )
     return out.reshape(lead + out.shape[-1:])
 
 

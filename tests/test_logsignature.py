@@ -196,9 +196,17 @@ def test_sig_to_logsig_float32_and_noncontiguous_and_threads():
     np.testing.assert_array_equal(sig_to_logsig(fortran, dim, depth), ref)
     np.testing.assert_array_equal(sig_to_logsig(strided, dim, depth), ref)
     np.testing.assert_array_equal(sig_to_logsig(s, dim, depth, n_jobs=2), ref)
-    np.testing.assert_array_equal(sig_to_logsig(s, dim, depth, n_jobs=-1), ref)
-    e2 = sig_to_logsig(s, dim, depth, basis="expanded", n_jobs=2)
-    np.testing.assert_array_equal(e2, sig_to_logsig(s, dim, depth, basis="expanded"))
+    # enough rows that the work is really split over threads (any tensor
+    # with zero level 0 has a logarithm, so random rows will do)
+    many = RNG.standard_normal((3000, s.shape[1])) * 0.1
+    for basis in ("lyndon", "expanded"):
+        one = sig_to_logsig(many, dim, depth, basis=basis)
+        np.testing.assert_array_equal(sig_to_logsig(many, dim, depth, basis=basis, n_jobs=2), one)
+        np.testing.assert_array_equal(sig_to_logsig(many, dim, depth, basis=basis, n_jobs=-1), one)
+        np.testing.assert_array_equal(
+            sig_to_logsig(many.astype(np.float32), dim, depth, basis=basis, n_jobs=2),
+            sig_to_logsig(many.astype(np.float32), dim, depth, basis=basis),
+        )
 
 
 @pytest.mark.parametrize("dim", [2, 3, 4, 5])

@@ -25,56 +25,80 @@ cdef inline void _level_offsets(Py_ssize_t dim, Py_ssize_t depth,
             offsets[level] = offsets[level - 1] + sizes[level - 1]
 
 
-cdef void _tensor_log_row(const floating* x, floating* r, Py_ssize_t depth,
-                          const Py_ssize_t* offsets, const Py_ssize_t* sizes) noexcept nogil:
-    """``r = log(1 + x)`` truncated at ``depth``; ``x`` has no level-0 part.
+cdef inline void _horner_step(const floating* x, const floating* r, floating* dst, floating r0,
+                              Py_ssize_t top, const Py_ssize_t* offsets,
+                              const Py_ssize_t* sizes) noexcept nogil:
+    """Levels ``1 .. top`` of ``x (r0 + r)`` into ``dst``.
 
-    Horner's scheme: ``r_N = (-1)^(N+1)/N``, ``r_k = (-1)^(k+1)/k + x r_(k+1)``,
-    ``log(1+x) = x r_1``.  ``r_k`` is only needed up to level ``N-k`` because
-    ``k`` more factors of ``x`` follow.  Level ``m`` of ``x r`` reads levels
-    ``< m`` of ``r``, so ``r`` is updated in place from the top level down.
+    Level ``m`` reads levels ``< m`` of ``r`` only, so ``dst`` may be ``r``
+    itself: levels are written from the top down.
     """
-    cdef Py_ssize_t k, m, i, a, b, na, nb
-    cdef floating c0, xa
-    cdef floating* dst
+    cdef Py_ssize_t m, i, a, b, na, nb
+    cdef floating xa
+    cdef floating* d
     cdef const floating* src
     cdef const floating* xi
-    # r0 is the level-0 part of r_(k+1); r itself stores levels >= 1.
+    for m in range(top, 0, -1):
+        d = dst + offsets[m]
+        xi = x + offsets[m]
+        nb = sizes[m]
+        for b in range(nb):
+            d[b] = r0 * xi[b]
+        for i in range(1, m):
+            xi = x + offsets[i]
+            src = r + offsets[m - i]
+            na = sizes[i]
+            nb = sizes[m - i]
+            for a in range(na):
+                xa = xi[a]
+                for b in range(nb):
+                    d[a * nb + b] += xa * src[b]
+
+
+cdef void _horner_r1(const floating* x, floating* r, Py_ssize_t depth,
+                     const Py_ssize_t* offsets, const Py_ssize_t* sizes) noexcept nogil:
+    """Levels ``1 .. depth-1`` of ``r_1`` into ``r``, so that ``log(1 + x) = x (1 + r)``.
+
+    Horner's scheme for ``log(1+x) = sum_k (-1)^(k+1) x^k / k``:
+    ``r_N = (-1)^(N+1)/N``, ``r_k = (-1)^(k+1)/k + x r_(k+1)``, ``log(1+x) = x r_1``.
+    ``r_k`` is only needed up to level ``N-k`` because ``k`` more factors of
+    ``x`` follow; it overwrites ``r_(k+1)`` in place.
+    """
+    cdef Py_ssize_t k
+    # level-0 part of r_(k+1); r stores levels >= 1
     cdef floating r0 = (1.0 if depth % 2 == 1 else -1.0) / depth
-    for k in range(depth - 1, -1, -1):
-        # r_k (k >= 1) needs levels 1 .. depth-k; the final x r_1 (k == 0)
-        # needs all levels 1 .. depth.
-        for m in range(depth - k, 0, -1):
-            dst = r + offsets[m]
-            # i == m: x_m times the scalar part
-            xi = x + offsets[m]
-            nb = sizes[m]
-            for b in range(nb):
-                dst[b] = r0 * xi[b]
-            for i in range(1, m):
-                xi = x + offsets[i]
-                src = r + offsets[m - i]
-                na = sizes[i]
-                nb = sizes[m - i]
-                for a in range(na):
-                    xa = xi[a]
-                    for b in range(nb):
-                        dst[a * nb + b] += xa * src[b]
-        if k > 0:
-            r0 = (1.0 if k % 2 == 1 else -1.0) / k
+    for k in range(depth - 1, 0, -1):
+        _horner_step(x, r, r, r0, depth - k, offsets, sizes)
+        r0 = (1.0 if k % 2 == 1 else -1.0) / k
 
 
-cdef inline void _forward_substitute(const floating* t, floating* out, Py_ssize_t n,
-                                     const Py_ssize_t* words, const Py_ssize_t* indptr,
+cdef inline void _lyndon_coordinates(const floating* x, const floating* r, floating* out,
+                                     Py_ssize_t n, const Py_ssize_t* words,
+                                     const Py_ssize_t* split_ptr, const Py_ssize_t* split_x,
+                                     const Py_ssize_t* split_r, const Py_ssize_t* indptr,
                                      const Py_ssize_t* indices, const double* data) noexcept nogil:
-    """Solve ``A c = t[words]`` with ``A`` unit lower-triangular (strict part in CSR)."""
+    """Lyndon coordinates from ``x`` and ``r_1`` (see :func:`_horner_r1`).
+
+    The last Horner step ``x (1 + r_1)`` is formed only at the Lyndon words
+    ``u``: the coefficient of ``u = u_1..u_m`` is ``x[u]`` plus
+    ``x[u_1..u_i] r_1[u_(i+1)..u_m]`` over the splits ``0 < i < m``, whose
+    positions are precomputed (``split_*``, CSR by word).  Then ``A c = t``
+    is solved with ``A`` unit lower-triangular (strict part in CSR).
+    """
     cdef Py_ssize_t u, j
     cdef floating acc
     for u in range(n):
-        acc = t[words[u]]
+        acc = x[words[u]]
+        for j in range(split_ptr[u], split_ptr[u + 1]):
+            acc += x[split_x[j]] * r[split_r[j]]
         for j in range(indptr[u], indptr[u + 1]):
             acc -= <floating> data[j] * out[indices[j]]
         out[u] = acc
+
+
+cdef inline const Py_ssize_t* _ptr(const Py_ssize_t[::1] a) noexcept:
+    # empty arrays (depth 1, dim 1) have no element 0 to take the address of
+    return &a[0] if a.shape[0] > 0 else NULL
 
 
 @cython.boundscheck(False)
@@ -85,6 +109,8 @@ def tensor_log(const floating[:, ::1] sig, floating[:, ::1] out,
     cdef Py_ssize_t n = sig.shape[0], length = sig.shape[1], i
     cdef Py_ssize_t offsets[64]
     cdef Py_ssize_t sizes[64]
+    cdef Py_ssize_t n_threads_used = max(1, min(n_threads, n))
+    cdef floating[:, ::1] scratch
     if depth < 1 or depth > 62:
         raise ValueError(f"depth must be in 1..62, got {depth}")
     if out.shape[0] != n or out.shape[1] != length:
@@ -94,21 +120,28 @@ def tensor_log(const floating[:, ::1] sig, floating[:, ::1] out,
         raise ValueError("sig rows do not have siglength(dim, depth) entries")
     if n == 0:
         return
+    # one r_1 per thread
+    scratch = np.empty((n_threads_used, length), dtype=np.float32 if floating is float else np.float64)
     with nogil:
-        for i in prange(n, num_threads=max(1, n_threads), schedule="static"):
-            _tensor_log_row(&sig[i, 0], &out[i, 0], depth, offsets, sizes)
+        for i in prange(n, num_threads=n_threads_used, schedule="static"):
+            _horner_r1(&sig[i, 0], &scratch[threadid(), 0], depth, offsets, sizes)
+            _horner_step(&sig[i, 0], &scratch[threadid(), 0], &out[i, 0], 1.0, depth,
+                         offsets, sizes)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def lyndon_logsig(const floating[:, ::1] sig, floating[:, ::1] out,
-                  Py_ssize_t dim, Py_ssize_t depth,
-                  const Py_ssize_t[::1] words, const Py_ssize_t[::1] indptr,
+                  Py_ssize_t dim, Py_ssize_t depth, const Py_ssize_t[::1] words,
+                  const Py_ssize_t[::1] split_ptr, const Py_ssize_t[::1] split_x,
+                  const Py_ssize_t[::1] split_r, const Py_ssize_t[::1] indptr,
                   const Py_ssize_t[::1] indices, const double[::1] data,
                   int n_threads=1):
     """Write the Lyndon-basis log-signature of ``sig[i]`` to ``out[i]``.
 
     ``words[u]`` is the position of Lyndon word ``u`` in the signature layout;
+    ``split_ptr, split_x, split_r`` list, per word, the positions of its
+    prefix in ``sig`` and its suffix in ``r_1`` for every split;
     ``indptr, indices, data`` hold the strict lower triangle of
     ``A[u, w] = <P_w, u>`` in CSR form.
     """
@@ -117,26 +150,31 @@ def lyndon_logsig(const floating[:, ::1] sig, floating[:, ::1] out,
     cdef Py_ssize_t offsets[64]
     cdef Py_ssize_t sizes[64]
     cdef Py_ssize_t n_threads_used = max(1, min(n_threads, n))
-    cdef const Py_ssize_t* words_p = &words[0] if n_words > 0 else NULL
-    cdef const Py_ssize_t* indptr_p = &indptr[0]
-    cdef const Py_ssize_t* indices_p = &indices[0] if indices.shape[0] > 0 else NULL
-    cdef const double* data_p = &data[0] if data.shape[0] > 0 else NULL
     cdef floating[:, ::1] scratch
     if depth < 1 or depth > 62:
         raise ValueError(f"depth must be in 1..62, got {depth}")
     if out.shape[0] != n or out.shape[1] != n_words:
         raise ValueError("out must have shape (len(sig), len(words))")
-    if indptr.shape[0] != n_words + 1 or indices.shape[0] != data.shape[0]:
-        raise ValueError("malformed CSR triangle")
+    if (indptr.shape[0] != n_words + 1 or indices.shape[0] != data.shape[0]
+            or split_ptr.shape[0] != n_words + 1 or split_x.shape[0] != split_r.shape[0]):
+        raise ValueError("malformed Lyndon tables")
     _level_offsets(dim, depth, offsets, sizes)
     if offsets[depth] + sizes[depth] != length:
         raise ValueError("sig rows do not have siglength(dim, depth) entries")
     if n == 0:
         return
-    # one scratch tensor per thread
+    cdef const Py_ssize_t* words_p = _ptr(words)
+    cdef const Py_ssize_t* split_ptr_p = _ptr(split_ptr)
+    cdef const Py_ssize_t* split_x_p = _ptr(split_x)
+    cdef const Py_ssize_t* split_r_p = _ptr(split_r)
+    cdef const Py_ssize_t* indptr_p = _ptr(indptr)
+    cdef const Py_ssize_t* indices_p = _ptr(indices)
+    cdef const double* data_p = &data[0] if data.shape[0] > 0 else NULL
+    # one r_1 per thread
     scratch = np.empty((n_threads_used, length), dtype=np.float32 if floating is float else np.float64)
     with nogil:
         for i in prange(n, num_threads=n_threads_used, schedule="static"):
-            _tensor_log_row(&sig[i, 0], &scratch[threadid(), 0], depth, offsets, sizes)
-            _forward_substitute(&scratch[threadid(), 0], &out[i, 0], n_words, words_p, indptr_p,
+            _horner_r1(&sig[i, 0], &scratch[threadid(), 0], depth, offsets, sizes)
+            _lyndon_coordinates(&sig[i, 0], &scratch[threadid(), 0], &out[i, 0], n_words,
+                                words_p, split_ptr_p, split_x_p, split_r_p, indptr_p,
                                 indices_p, data_p)
