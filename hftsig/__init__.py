@@ -15,6 +15,7 @@ from hftsig.aggregator import Aggregator  # noqa: F401,E402
 from hftsig.arbitrage import Opportunity, TriangularArbitrage  # noqa: F401,E402
 from hftsig.logsignature import logsig, logsiglength  # noqa: F401,E402
 from hftsig import normalize  # noqa: F401,E402  (callable: hftsig.normalize(exchange, message))
+from hftsig import paths  # noqa: F401,E402
 from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: F401,E402
 from hftsig.signature import (  # noqa: F401,E402
     SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
@@ -28,4 +29,8 @@ def __getattr__(name):
         from hftsig.transformer import SignatureTransformer
 
         return SignatureTransformer
+    if name == "SignatureStopper":  # scikit-learn too, see above
+        from hftsig.stopping import SignatureStopper
+
+        return SignatureStopper
     raise AttributeError(f"module 'hftsig' has no attribute {name!r}")

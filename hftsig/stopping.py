@@ -58,6 +58,8 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
+from hftsig.signature import sig
+
 __all__ = ["SignatureStopper", "PolynomialStopper", "StoppingValue", "UpperBound"]
 
 StoppingValue = namedtuple("StoppingValue", ["value", "std_error", "n_paths"])
@@ -148,7 +150,7 @@ class _BackwardInduction(BaseEstimator):
 
     # -- features ---------------------------------------------------------------
     def _path_features(self, paths, exercise_idx):
-        """Features of the path history at each exercise date: (n, n_dates, f)."""
+        """Features of the path history at each exercise date, date-major: (n_dates, n, f)."""
         raise NotImplementedError
 
     def _design(self, path_feats, z):
@@ -286,7 +288,7 @@ class _BackwardInduction(BaseEstimator):
         self.itm_only_ = bool(np.all(z >= 0)) if self.in_the_money == "auto" else bool(self.in_the_money)
 
         feats = self._path_features(paths, idx)
-        n_features = self._design(feats[:, 0], z[:, 0]).shape[1]
+        n_features = self._design(feats[0, :1], z[:1, 0]).shape[1]
         self.n_features_ = n_features
         self.coef_ = np.zeros((n_dates, n_features))
         self.intercept_ = np.full(n_dates, np.inf)  # inf: never exercise (no regression)
@@ -305,7 +307,7 @@ class _BackwardInduction(BaseEstimator):
             self.n_regression_paths_[k] = rows.size
             if rows.size < _MIN_ROWS:
                 continue
-            x = self._design(feats[rows, k], zk[rows])
+            x = self._design(feats[k][rows], zk[rows])
             cont = self._fit_date(k, x, cash[rows])
             stop = zk[rows] >= cont
             cash[rows[stop]] = zk[rows[stop]]
@@ -329,12 +331,16 @@ class _BackwardInduction(BaseEstimator):
         keep = scale > 1e-12 * np.maximum(1.0, np.abs(mean))
         coef = np.zeros(x.shape[1])
         if keep.any():
-            xs = (x[:, keep] - mean[keep]) / scale[keep]
-            # alpha is per sample: the penalty does not fade as paths are added
-            reg = Ridge(alpha=self.alpha * x.shape[0], fit_intercept=True, solver="cholesky")
-            reg.fit(xs, y)
+            xs = x[:, keep]
+            xs -= mean[keep]
+            xs /= scale[keep]
+            y_mean = float(y.mean())
+            # alpha is per sample: the penalty does not fade as paths are added;
+            # the data are centred here, so Ridge needs no intercept of its own
+            reg = Ridge(alpha=self.alpha * x.shape[0], fit_intercept=False, solver="cholesky")
+            reg.fit(xs, y - y_mean)
             coef[keep] = reg.coef_ / scale[keep]
-            intercept = float(reg.intercept_ - coef[keep] @ mean[keep])
+            intercept = float(y_mean - coef[keep] @ mean[keep])
             self.regressors_[k] = reg
         else:
             intercept = float(y.mean())
@@ -348,7 +354,7 @@ class _BackwardInduction(BaseEstimator):
         n, n_dates = z.shape
         cont = np.empty((n, n_dates))
         for k in range(n_dates):
-            cont[:, k] = self._design(feats[:, k], z[:, k]) @ self.coef_[k] + self.intercept_[k]
+            cont[:, k] = self._design(feats[k], z[:, k]) @ self.coef_[k] + self.intercept_[k]
         cont[:, -1] = -np.inf
         return cont
 
@@ -519,7 +525,7 @@ class _BackwardInduction(BaseEstimator):
         ex = np.empty(zl.shape, dtype=bool)
         for j in range(n_later):
             kk = k + 1 + j
-            c = self._design(feats[:, j], zl[:, j]) @ self.coef_[kk] + self.intercept_[kk]
+            c = self._design(feats[j], zl[:, j]) @ self.coef_[kk] + self.intercept_[kk]
             ex[:, j] = zl[:, j] >= c
         if self.itm_only_:
             ex &= zl > 0
@@ -530,23 +536,12 @@ class _BackwardInduction(BaseEstimator):
 
 
     def _continuation_features(self, history, cont, full, later):
-        """Features at dates ``later`` of the paths ``full`` = history + continuations."""
+        """Features (date-major) at dates ``later`` of ``full`` = history + continuations."""
         return self._path_features(full, later)
 
 
 def _prefix_signatures(paths, depth, at, n_jobs):
     """Signatures of the path prefixes ending at points ``at``: (n, len(at), siglength)."""
-    try:
-        from hftsig.signature import sig
-    except ImportError:  # TEMPORARY until the sig branch is merged
-        import iisignature
-
-        s = iisignature.sig(paths, depth, 2)
-        out = np.zeros((paths.shape[0], len(at), s.shape[-1]))
-        at = np.asarray(at)
-        nz = at > 0
-        out[:, nz] = s[:, at[nz] - 1]
-        return out
     return sig(paths, depth, at=at, n_jobs=n_jobs)
 
 
@@ -601,7 +596,7 @@ class SignatureStopper(_BackwardInduction):
         Threads for the signature computation (``-1``: all cores).
     random_state : None, int or Generator
         Seed of the inner simulations of :meth:`dual_upper_bound`.
-    payoff_degree : int, default 2
+    payoff_degree : int, default 3
         Highest payoff power used as a feature (0: none).
     in_the_money : {"auto", True, False}, default "auto"
         Regress (and exercise) only on paths with a positive payoff.  "auto"
@@ -652,7 +647,7 @@ class SignatureStopper(_BackwardInduction):
     """
 
     def __init__(self, depth=3, alpha=1e-6, time_aug=True, include_payoff=True, logsig=False,
-                 n_jobs=1, random_state=None, payoff_degree=2, in_the_money="auto", progress=None):
+                 n_jobs=1, random_state=None, payoff_degree=3, in_the_money="auto", progress=None):
         self.depth = depth
         self.alpha = alpha
         self.time_aug = time_aug
@@ -696,8 +691,22 @@ class SignatureStopper(_BackwardInduction):
         return sig_to_logsig(s, self._sig_dim(), self.depth, n_jobs=self.n_jobs)
 
     def _path_features(self, paths, exercise_idx):
-        s = _prefix_signatures(self._augment(paths), self.depth, exercise_idx, self.n_jobs)
-        return self._to_features(s)
+        n = paths.shape[0]
+        out = None
+        # chunks small enough that the transposition to date-major stays in cache;
+        # per-date slices are then contiguous for the regressions
+        step = max(1, (1 << 21) // max(1, exercise_idx.size * self._sig_len()))
+        for i in range(0, n, step):
+            s = self._to_features(_prefix_signatures(self._augment(paths[i:i + step]), self.depth,
+                                                     exercise_idx, self.n_jobs))
+            if out is None:
+                out = np.empty((exercise_idx.size, n, s.shape[2]))
+            out[:, i:i + step] = s.transpose(1, 0, 2)
+        return out
+
+    def _sig_len(self):
+        d = self._sig_dim()
+        return sum(d ** k for k in range(1, self.depth + 1))
 
     def _continuation_features(self, history, cont, full, later):
         # Chen's identity: signature of the history times the signature of the
@@ -713,7 +722,8 @@ class SignatureStopper(_BackwardInduction):
         tail = _prefix_signatures(piece, self.depth, later - t, self.n_jobs)
         tail = tail.reshape(m, n_inner, later.size, -1)
         s = _tensor_product(prefix[:, None, None, :], tail, self._sig_dim(), self.depth)
-        return self._to_features(s.reshape(m * n_inner, later.size, -1))
+        s = self._to_features(s.reshape(m * n_inner, later.size, -1))
+        return np.ascontiguousarray(s.transpose(1, 0, 2))
 
 
 class PolynomialStopper(_BackwardInduction):
@@ -737,11 +747,11 @@ class PolynomialStopper(_BackwardInduction):
     >>> x = paths.gbm(2000, 10, s0=36.0, mu=0.06, sigma=0.2, T=1.0, random_state=0)
     >>> put = lambda s: np.maximum(40.0 - s[..., 0], 0.0)
     >>> PolynomialStopper(degree=2).fit(x, put, discount=0.06).coef_.shape
-    (11, 4)
+    (11, 5)
     """
 
     def __init__(self, degree=3, alpha=1e-6, include_payoff=True, random_state=None,
-                 payoff_degree=2, in_the_money="auto", progress=None):
+                 payoff_degree=3, in_the_money="auto", progress=None):
         self.degree = degree
         self.alpha = alpha
         self.include_payoff = include_payoff
@@ -757,7 +767,7 @@ class PolynomialStopper(_BackwardInduction):
     def _path_features(self, paths, exercise_idx):
         from itertools import combinations_with_replacement
 
-        x = paths[:, exercise_idx]
+        x = np.ascontiguousarray(paths[:, exercise_idx].transpose(1, 0, 2))
         dim = x.shape[2]
         cols = []
         for deg in range(1, self.degree + 1):
