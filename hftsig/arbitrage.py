@@ -284,7 +284,8 @@ class TriangularArbitrage:
         Requested trade size in USD.  When given, each opportunity is also
         evaluated at that size (VWAP through ``books`` when provided, else the
         top of book, which caps it) and is reported only if that edge is above
-        ``min_edge_bps``.
+        ``min_edge_bps``; a cycle whose start asset has no fresh USD-like
+        market to value it is then not reported.
     cross_venue : bool, default True
         Triangles may take each leg on a different venue.
     spatial : bool, default True

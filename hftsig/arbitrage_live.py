@@ -215,7 +215,9 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
         try:
             while time.monotonic() < t_end:
                 model.step()
-                if inject_every and time.monotonic() >= next_inject:
+                # no injection too close to the end: it could not be seen before the summary
+                if (inject_every and time.monotonic() >= next_inject
+                        and t_end - time.monotonic() > min(1.0, 0.5 * inject_every) + 0.5):
                     rec = watch.inject(model, rng, venues, symbols, fee_table,
                                        model.spread_bps, model.noise_bps,
                                        duration_s=min(1.0, 0.5 * inject_every))
@@ -250,7 +252,8 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
             try:
                 while time.monotonic() < t_end:
                     time.sleep(min(0.05, max(0.0, t_end - time.monotonic())))
-                    if sim is not None and inject_every and time.monotonic() >= next_inject:
+                    if (sim is not None and inject_every and time.monotonic() >= next_inject
+                            and t_end - time.monotonic() > min(1.0, 0.5 * inject_every) + 0.5):
                         rec = watch.inject(sim, rng, venues, symbols, fee_table,
                                            sim.model.spread_bps, sim.model.noise_bps,
                                            duration_s=min(1.0, 0.5 * inject_every))
