@@ -3,8 +3,13 @@
 One websocket frame or REST body in, a (possibly empty) batch of ticks out,
 with no connection at all: live connectors, recorded data and the tests go
 through the same code.  The work is done by a Cython scanner over the raw
-bytes (``hftsig/_ext/_normalize.pyx``); Python's ``json`` is only used for
-rare messages (Kraken ``instrument``, CoinGecko bodies).
+bytes (``hftsig/_ext/_normalize.pyx``): one pass validates the JSON and picks
+the fields each message type needs by key (nested containers are parsed in
+place when the exchange sends the type keys first, as they do; any key order
+is still understood), numbers are parsed from their decimal text straight
+to float64, equal to ``float(text)``, and records are written into a
+preallocated chunk.  Python's ``json`` is only used for the rare Kraken
+``instrument`` message.
 
 Supported messages
 ------------------
@@ -39,8 +44,10 @@ coinbase (Advanced Trade)
     ``last_seq`` is the envelope's ``sequence_num`` for every message.
 coingecko
     ``/simple/price`` body -> one ``KIND_PRICE`` per (coin, vs-currency)
-    (``bitcoin``/``usd`` -> ``BTC-USD``), ``ts_event`` = ``last_updated_at``;
-    coin ids without a ticker mapping are skipped (see
+    (``bitcoin``/``usd`` -> ``BTC-USD``) in body order, ``ts_event`` =
+    ``last_updated_at`` (receive time without it); keys with an underscore
+    (``usd_24h_vol``...) are not prices; coin ids without a ticker mapping
+    are skipped (see
     :func:`hftsig.symbols.register`); ``{"status": {"error_code": ..}}`` ->
     ``"error"``.
 

@@ -193,3 +193,57 @@ def test_bad_arguments():
     bad["exchange"], bad["kind"], bad["symbol"], bad["side"] = T.EXCHANGE_KRAKEN, T.KIND_BOOK_DELTA, b"BTC-USD", 1
     with pytest.raises(ValueError, match="valid book level"):
         book.apply(bad)  # NaN price
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1, -1]), st.integers(1, 40), st.sampled_from([0.0, 0.5, 1.0, 2.5]),
+                          st.booleans(), st.booleans()), max_size=60),
+       st.one_of(st.none(), st.integers(1, 8)))
+def test_book_invariants_under_random_records(recs, depth):
+    """Sides stay sorted, hold no empty levels and respect the depth after every message."""
+    book = OrderBook("coinbase", "BTC-USD", depth=depth)
+    t = T.empty_ticks(len(recs))
+    t["exchange"], t["symbol"] = T.EXCHANGE_COINBASE, b"BTC-USD"
+    for k, (side, px, sz, begin, last) in enumerate(recs):
+        t[k]["kind"] = T.KIND_BOOK_SNAPSHOT if begin else T.KIND_BOOK_DELTA
+        t[k]["side"], t[k]["price"], t[k]["size"] = side, float(px), sz
+        t[k]["flags"] = (T.FLAG_SNAPSHOT_BEGIN if begin else 0) | (T.FLAG_LAST if last else 0)
+    assert book.apply(t) == len(recs)
+    bids, asks = book.levels("bid"), book.levels("ask")
+    assert (np.diff(bids[:, 0]) < 0).all() and (np.diff(asks[:, 0]) > 0).all()
+    assert (bids[:, 1] > 0).all() and (asks[:, 1] > 0).all()
+    if depth is not None:
+        assert len(bids) <= depth and len(asks) <= depth
+
+
+def test_kraken_checksum_of_the_book_channel_example_snapshot_and_update():
+    """Kraken's book channel docs: snapshot (JSON numbers) then update, MATIC/USD precisions 4/8."""
+    n = Normalizer("kraken")
+    book = OrderBook("kraken", "MATIC-USD", depth=10)
+    book.apply(n.parse((DATA / "kraken" / "book_snapshot_full.json").read_bytes(), 0))
+    assert book.kraken_checksum(4, 8) == n.last_checksum == 2439117997
+    # 18097.1547 on the wire must be written 18097.15470000: str(float) would give 18097.1547
+    assert book.levels("bid")[6].tolist() == [0.566, 18097.1547]
+    book.apply(n.parse((DATA / "kraken" / "book_update.json").read_bytes(), 0))
+    assert book.kraken_checksum(4, 8) == n.last_checksum == 2114181697
+    assert book.best_bid() == (0.5666, 4831.75496356) and book.levels("bid")[9].tolist() == [0.5657, 1098.3947558]
+
+
+def test_big_batches_apply_the_same_with_the_gil_released():
+    rng = np.random.default_rng(2)
+    n = 5000
+    t = T.empty_ticks(n)
+    t["exchange"], t["symbol"], t["kind"] = T.EXCHANGE_BINANCE, b"BTC-USDT", T.KIND_BOOK_DELTA
+    t["side"] = rng.choice([1, -1], n)
+    t["price"] = np.where(t["side"] == 1, 100 - rng.integers(1, 300, n) / 100, 100 + rng.integers(1, 300, n) / 100)
+    t["size"] = rng.choice([0.0, 1.0, 2.0], n)
+    t["flags"][-1] = T.FLAG_LAST
+    big, small = OrderBook("binance", "BTC-USDT"), OrderBook("binance", "BTC-USDT")
+    assert big.apply(t) == n  # one batch: without the GIL
+    for k in range(0, n, 10):  # small batches: with it
+        small.apply(t[k:k + 10])
+    assert big.levels("bid").tolist() == small.levels("bid").tolist()
+    assert big.levels("ask").tolist() == small.levels("ask").tolist()

@@ -478,3 +478,28 @@ def test_key_order_does_not_matter(exchange, msg):
         assert sorted(got["checksum"]) == sorted(want["checksum"])
         if len(got):
             assert got["flags"][-1] & T.FLAG_LAST and got["checksum"][-1] == want["checksum"][-1]
+
+
+@pytest.mark.parametrize("exchange", ["binance", "kraken", "coinbase", "coingecko"])
+def test_deep_nesting_is_refused_not_crashing(exchange):
+    n = Normalizer(exchange)
+    for msg in (b"[" * 100000, b'{"a":' * 50000, b"[" * 60 + b"]" * 60):
+        try:
+            out = n.parse(msg, TR)
+        except MalformedMessage as exc:
+            assert "deep" in str(exc) or "end" in str(exc) or "unterminated" in str(exc)
+        else:
+            assert len(out) == 0 and n.last_type == "unknown"
+
+
+def test_large_rest_snapshot_grows_the_buffer():
+    levels = 5000
+    bids = ",".join(f'["{100 - k * 0.01:.2f}","{k + 1}.5"]' for k in range(levels))
+    asks = ",".join(f'["{100.01 + k * 0.01:.2f}","{k + 2}"]' for k in range(levels))
+    body = f'{{"lastUpdateId":77,"bids":[{bids}],"asks":[{asks}]}}'
+    n = Normalizer("binance", chunk_size=64)
+    small = n.parse(sample("binance", "bookTicker"), TR)
+    t = n.parse(body, TR, symbol="BTCUSDT")
+    assert len(t) == 2 * levels and t["flags"][0] == T.FLAG_SNAPSHOT_BEGIN and t["flags"][-1] == T.FLAG_LAST
+    assert t["price"][levels - 1] == float(f"{100 - (levels - 1) * 0.01:.2f}") and t["size"][-1] == levels + 1
+    assert small["bid_px"][0] == 25.3519  # the earlier batch is untouched

@@ -56,7 +56,7 @@ cdef void _crc_init() noexcept:
     for n in range(256):
         c = <uint32_t>n
         for k in range(8):
-            c = (0xEDB88320 ^ (c >> 1)) if (c & 1) else (c >> 1)
+            c = (0xEDB88320U ^ (c >> 1)) if (c & 1) else (c >> 1)
         CRC_TABLE[n] = c
 
 
@@ -101,7 +101,8 @@ cdef class _Side:
                 hi = mid
         return lo
 
-    cdef int set(self, double p, double s) except -1:
+    cdef int set(self, double p, double s) noexcept nogil:
+        """Set a level (s == 0 removes it); -1 when memory runs out."""
         cdef Py_ssize_t i = self.find(p)
         if i < self.n and self.px[i] == p:
             if s == 0.0:
@@ -113,8 +114,8 @@ cdef class _Side:
             return 0
         if s == 0.0:
             return 0  # removing a level we do not have is normal (Binance says so)
-        if self.n == self.cap:
-            self.grow()
+        if self.n == self.cap and self.grow() < 0:
+            return -1
         memmove(self.px + i + 1, self.px + i, (self.n - i) * sizeof(double))
         memmove(self.sz + i + 1, self.sz + i, (self.n - i) * sizeof(double))
         self.px[i] = p
@@ -122,15 +123,15 @@ cdef class _Side:
         self.n += 1
         return 0
 
-    cdef int grow(self) except -1:
+    cdef int grow(self) noexcept nogil:
         cdef Py_ssize_t cap = self.cap * 2
         cdef double* px = <double*>realloc(self.px, cap * sizeof(double))
         if px == NULL:
-            raise MemoryError()
+            return -1
         self.px = px
         cdef double* sz = <double*>realloc(self.sz, cap * sizeof(double))
         if sz == NULL:
-            raise MemoryError()
+            return -1
         self.sz = sz
         self.cap = cap
         return 0
@@ -167,6 +168,8 @@ cdef class BookCore:
     cdef char sym[16]
     cdef readonly Py_ssize_t updates
     cdef public object last_checksum
+    cdef uint32_t cks
+    cdef bint have_cks
     cdef public int64_t last_seq
     cdef public int64_t ts_event
 
@@ -188,19 +191,19 @@ cdef class BookCore:
         self.bids.n = 0
         self.asks.n = 0
 
-    cdef void truncate(self) noexcept:
+    cdef void truncate(self) noexcept nogil:
         if self.depth > 0:
             if self.bids.n > self.depth:
                 self.bids.n = self.depth
             if self.asks.n > self.depth:
                 self.asks.n = self.depth
 
-    def apply(self, cnp.ndarray ticks):
-        """Apply the book records of ``ticks`` that belong to this book; return their count."""
-        cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
-        cdef Py_ssize_t n = ticks.shape[0], i, used = 0
+    cdef Py_ssize_t _apply(self, Tick* t, Py_ssize_t n, Py_ssize_t* used) noexcept nogil:
+        """Apply records; return -1 when done, the index of a bad record, or -2 out of memory."""
+        cdef Py_ssize_t i
         cdef Tick* r
         cdef bint pending = False
+        cdef int rc
         for i in range(n):
             r = &t[i]
             if r.exchange != self.exch or memcmp(r.symbol, self.sym, 16) != 0:
@@ -209,17 +212,17 @@ cdef class BookCore:
                 continue
             if not (isfinite(r.price) and isfinite(r.size)) or r.size < 0 \
                     or (r.side != 1 and r.side != -1):
-                raise ValueError(
-                    f"ticks[{i}] is not a valid book level (side={r.side}, price={r.price}, "
-                    f"size={r.size})")
+                return i
             if r.flags & FLAG_SNAPSHOT_BEGIN:
                 self.bids.n = 0
                 self.asks.n = 0
             if r.side == 1:
-                self.bids.set(r.price, r.size)
+                rc = self.bids.set(r.price, r.size)
             else:
-                self.asks.set(r.price, r.size)
-            used += 1
+                rc = self.asks.set(r.price, r.size)
+            if rc < 0:
+                return -2
+            used[0] += 1
             pending = True
             self.ts_event = r.ts_event
             self.last_seq = r.seq
@@ -229,19 +232,40 @@ cdef class BookCore:
                 self.updates += 1
                 pending = False
                 if r.checksum:
-                    self.last_checksum = r.checksum
+                    self.cks = r.checksum
+                    self.have_cks = True
         if pending:
             self.truncate()
             self.updates += 1
+        return -1
+
+    def apply(self, cnp.ndarray ticks):
+        """Apply the book records of ``ticks`` that belong to this book; return their count."""
+        cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
+        cdef Py_ssize_t n = ticks.shape[0], used = 0, rc
+        self.have_cks = False
+        if n >= 1024:
+            # big batches (REST snapshots) run without the GIL; for the few
+            # records of a live message handing it over would cost more
+            with nogil:
+                rc = self._apply(t, n, &used)
+        else:
+            rc = self._apply(t, n, &used)
+        if self.have_cks:
+            self.last_checksum = self.cks
+        if rc == -2:
+            raise MemoryError("order book side could not grow")
+        if rc >= 0:
+            raise ValueError(
+                f"ticks[{rc}] is not a valid book level (side={t[rc].side}, price={t[rc].price}, "
+                f"size={t[rc].size})")
         return used
 
     def set_level(self, int side, double price, double size):
         if not (isfinite(price) and isfinite(size)) or size < 0:
             raise ValueError(f"price and size must be finite and size >= 0, got {price}, {size}")
-        if side == 1:
-            self.bids.set(price, size)
-        else:
-            self.asks.set(price, size)
+        if (self.bids if side == 1 else self.asks).set(price, size) < 0:
+            raise MemoryError("order book side could not grow")
 
     def best(self, int side):
         cdef _Side s = self.bids if side == 1 else self.asks
@@ -262,35 +286,48 @@ cdef class BookCore:
 
     def kraken_checksum(self, int price_decimals, int qty_decimals):
         """CRC32 of the top 10 asks (ascending) then top 10 bids (descending)."""
-        cdef char buf[64]
-        cdef char clean[64]
-        cdef uint32_t crc = 0xFFFFFFFF
-        cdef int side, k, m, j, lead, idx
-        cdef Py_ssize_t i, n
-        cdef _Side s
-        cdef double v
         if not (0 <= price_decimals <= 18 and 0 <= qty_decimals <= 18):
             raise ValueError("price_decimals and qty_decimals must be in [0, 18]")
-        for side in range(2):
-            s = self.asks if side == 0 else self.bids
-            n = s.n if s.n < 10 else 10
-            for i in range(n):
-                for k in range(2):
-                    v = s.px[i] if k == 0 else s.sz[i]
-                    # the exchange's own decimal text: v rounded to the pair's
-                    # precision (repr/Decimal of the float would be wrong)
-                    m = snprintf(buf, 64, "%.*f", price_decimals if k == 0 else qty_decimals, v)
-                    if m <= 0 or m >= 64:
-                        raise ValueError(f"cannot format {v} for the checksum")
-                    lead = 1
-                    j = 0
-                    for idx in range(m):
-                        if buf[idx] == 46:  # '.'
-                            continue
-                        if lead and buf[idx] == 48:  # leading '0'
-                            continue
-                        lead = 0
-                        clean[j] = buf[idx]
-                        j += 1
-                    crc = _crc(crc, clean, j)
-        return crc ^ 0xFFFFFFFF
+        cdef uint32_t crc
+        cdef _Side a = self.asks, b = self.bids
+        # 20 levels: cheaper to keep the GIL than to hand it over
+        crc = _kraken_crc(a.px, a.sz, a.n, b.px, b.sz, b.n, price_decimals, qty_decimals)
+        return crc
+
+
+cdef uint32_t _kraken_crc(double* apx, double* asz, Py_ssize_t an, double* bpx, double* bsz,
+                          Py_ssize_t bn, int pdec, int qdec) noexcept nogil:
+    cdef char buf[80]
+    cdef char clean[80]
+    cdef uint32_t crc = 0xFFFFFFFFU
+    cdef int side, k, m, j, lead, idx
+    cdef Py_ssize_t i, n
+    cdef double* px
+    cdef double* sz
+    cdef double v
+    for side in range(2):
+        px = apx if side == 0 else bpx
+        sz = asz if side == 0 else bsz
+        n = an if side == 0 else bn
+        if n > 10:
+            n = 10
+        for i in range(n):
+            for k in range(2):
+                v = px[i] if k == 0 else sz[i]
+                # the exchange's own decimal text: v rounded to the pair's
+                # precision (repr/Decimal of the float would be wrong)
+                m = snprintf(buf, 80, "%.*f", pdec if k == 0 else qdec, v)
+                if m >= 80:
+                    m = 79  # only absurd values (> 1e60) get here
+                lead = 1
+                j = 0
+                for idx in range(m):
+                    if buf[idx] == 46:  # '.'
+                        continue
+                    if lead and buf[idx] == 48:  # leading '0'
+                        continue
+                    lead = 0
+                    clean[j] = buf[idx]
+                    j += 1
+                crc = _crc(crc, clean, j)
+    return crc ^ 0xFFFFFFFFU

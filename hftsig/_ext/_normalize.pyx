@@ -235,18 +235,41 @@ for _k in range(256):
     PLAIN[_k] = 32 <= _k < 128 and _k != 34 and _k != 92
 
 
+cdef inline uint64_t _load8(const unsigned char* q) noexcept nogil:
+    cdef uint64_t x
+    memcpy(&x, q, 8)
+    return x
+
+
+cdef inline uint64_t _special8(uint64_t x) noexcept nogil:
+    """Nonzero when one of 8 bytes may be '"', a backslash, a control byte or >= 0x80.
+
+    Word-at-a-time test (zero-byte trick); a hit only sends the scan to the
+    byte loop, so false alarms cost time, never correctness.
+    """
+    cdef uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL
+    cdef uint64_t q = x ^ 0x2222222222222222ULL
+    cdef uint64_t b = x ^ 0x5C5C5C5C5C5C5C5CULL
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | (x - 0x2020202020202020ULL) | x) & high
+
+
 cdef Py_ssize_t _string(Ctx* c, Py_ssize_t i, Val* v) noexcept:
     """Scan the string whose opening quote is at i; return the index after it."""
     cdef unsigned char ch
     cdef Py_ssize_t k
+    cdef const unsigned char* p = c.p
+    cdef Py_ssize_t n = c.n
     i += 1
     v.s = i
     v.kind = J_STR
     v.esc = 0
     while True:
-        while i < c.n and PLAIN[c.p[i]]:
+        # locals: the compiler cannot keep c.p/c.n in registers across the stores to v
+        while i + 8 <= n and not _special8(_load8(p + i)):
+            i += 8
+        while i < n and PLAIN[p[i]]:
             i += 1
-        if i >= c.n:
+        if i >= n:
             return _fail(c, i, "unterminated string")
         ch = c.p[i]
         if ch == 34:  # "
@@ -532,7 +555,7 @@ cdef Py_ssize_t _collect(Ctx* c, Py_ssize_t i, int depth, Keys* ks, Val* out) no
             continue
         j = ks.first[c.p[k.s]]
         while j >= 0:
-            if ks.len[j] == L and memcmp(c.p + k.s, ks.name[j], L) == 0:
+            if ks.len[j] == L and _same(c.p + k.s, ks.name[j], L):
                 out[j] = v
                 break
             j = ks.next[j]
@@ -628,6 +651,15 @@ cdef int _arr_elem(Ctx* c, It* it) noexcept:
     return 1
 
 
+cdef inline bint _same(const unsigned char* a, const char* b, Py_ssize_t L) noexcept:
+    """a[:L] == b[:L] for the short keys of exchange messages (a libc call costs more)."""
+    cdef Py_ssize_t m
+    for m in range(L):
+        if a[m] != <unsigned char>b[m]:
+            return False
+    return True
+
+
 cdef inline int _key_id(Ctx* c, Val* k, Keys* ks) noexcept:
     cdef Py_ssize_t L = k.e - k.s
     cdef int j
@@ -635,7 +667,7 @@ cdef inline int _key_id(Ctx* c, Val* k, Keys* ks) noexcept:
         return -1
     j = ks.first[c.p[k.s]]
     while j >= 0:
-        if ks.len[j] == L and memcmp(c.p + k.s, ks.name[j], L) == 0:
+        if ks.len[j] == L and _same(c.p + k.s, ks.name[j], L):
             return j
         j = ks.next[j]
     return -1
@@ -653,7 +685,7 @@ cdef int64_t TS_UNSET = -9223372036854775807 - 1
 
 cdef inline bint _eq(Ctx* c, Val* v, const char* lit) noexcept:
     cdef Py_ssize_t L = strlen(lit)
-    return v.kind == J_STR and v.e - v.s == L and memcmp(c.p + v.s, lit, L) == 0
+    return v.kind == J_STR and v.e - v.s == L and _same(c.p + v.s, lit, L)
 
 
 # ---------------------------------------------------------------------------
