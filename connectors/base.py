@@ -40,7 +40,6 @@ import socket
 import threading
 import time
 import weakref
-from collections import Counter
 
 import numpy as np
 import requests
@@ -209,11 +208,14 @@ class Connector:
         self._exchange_code = exchange_code(self.exchange)
         self._stop = threading.Event()
         self._thread = None
-        self._lock = threading.Lock()
-        self._stats = Counter()
-        self._types = Counter()
+        # Counters are plain dicts written without a lock: each key has one
+        # writing thread (the connector thread; REST counters the thread doing
+        # REST), and stats() copies them with dict(), atomic under the GIL.
+        self._stats = {}
+        self._types = {}
         self._connected = False
         self._last_latency_ns = 0
+        self._latency_src = None  # last tick batch with exchange event times
         self._logged = set()
 
     # -- public contract -------------------------------------------------
@@ -251,16 +253,19 @@ class Connector:
         types (a dict of message type -> count), plus REST counters
         (http_requests, http_429, http_5xx, http_errors) where used.
         """
-        with self._lock:
-            out = {k: 0 for k in ("messages", "ticks", "reconnects", "gaps",
-                                  "checksum_failures", "malformed", "resyncs",
-                                  "stale", "errors", "callback_errors", "http_requests",
-                                  "http_429", "http_418", "http_5xx", "http_errors",
-                                  "http_retries")}
-            out.update(self._stats)
-            out["last_latency_ns"] = int(self._last_latency_ns)
-            out["connected"] = bool(self._connected)
-            out["types"] = dict(self._types)
+        out = {k: 0 for k in ("messages", "ticks", "reconnects", "gaps",
+                              "checksum_failures", "malformed", "resyncs",
+                              "stale", "errors", "callback_errors", "http_requests",
+                              "http_429", "http_418", "http_5xx", "http_errors",
+                              "http_retries")}
+        out.update(dict(self._stats))
+        src = self._latency_src
+        if src is not None and len(src):
+            # computed here, not per message, to keep the hot path lean
+            self._last_latency_ns = int(src["ts_recv"][-1] - src["ts_event"][-1])
+        out["last_latency_ns"] = int(self._last_latency_ns)
+        out["connected"] = bool(self._connected)
+        out["types"] = dict(self._types)
         return out
 
     @property
@@ -297,20 +302,20 @@ class Connector:
             self._set_connected(False)
 
     def _count(self, key, n=1):
-        with self._lock:
-            self._stats[key] += n
+        d = self._stats
+        d[key] = d.get(key, 0) + n
 
     def _count_type(self, key):
-        with self._lock:
-            self._types[key] += 1
+        d = self._types
+        d[key] = d.get(key, 0) + 1
 
     def _set_connected(self, flag):
-        with self._lock:
-            self._connected = bool(flag)
+        self._connected = bool(flag)
 
     def _log_once(self, key, msg, *args, exc_info=False):
         """Warn the first time ``key`` happens, debug afterwards (counted elsewhere)."""
-        first = key not in self._logged
+        # bounded: a flood of distinct problems must not grow memory forever
+        first = key not in self._logged and len(self._logged) < 1000
         if first:
             self._logged.add(key)
         # the message may carry a URL or frame: never let a key through
@@ -323,7 +328,8 @@ class Connector:
         n = len(ticks)
         if n == 0:
             return
-        self._count("ticks", n)
+        d = self._stats
+        d["ticks"] = d.get("ticks", 0) + n
         cb = self.on_tick
         if cb is None:
             return
@@ -354,9 +360,14 @@ class Connector:
         self._emit(self._status_tick(code, symbol))
 
     def _note_latency(self, ticks):
-        """Receive minus event time of the message's last record (ns)."""
-        if len(ticks):
-            self._last_latency_ns = int(ticks["ts_recv"][-1] - ticks["ts_event"][-1])
+        """Remember ``ticks`` for ``last_latency_ns`` (receive minus event time of
+        its last record, computed by :meth:`stats`).
+
+        Callers skip messages without an exchange event time (Binance
+        ``bookTicker`` is stamped with the receive time): they say nothing
+        about latency.
+        """
+        self._latency_src = ticks
 
     def _sleep(self, seconds):
         """Sleep unless stopped; True when stopped."""
@@ -391,6 +402,18 @@ class WebSocketConnector(Connector):
     max_connection_age : float or None
         Reconnect proactively after this many seconds (Binance ends
         connections at 24 h); ``None`` uses the class default.
+
+    Notes
+    -----
+    An exchange class sets the class attributes (``exchange``,
+    ``valid_channels``, ``default_channels``, ``default_ws_url``,
+    ``stale_after``, ``app_ping_interval``, ``max_connection_age``) and
+    fills in the hooks, all called on the connector thread:
+    ``_ws_endpoint()`` (URL with stream names), ``_on_open()`` (reset
+    per-connection state), ``_subscribe_messages()`` (sent on every
+    connect, so reconnects resubscribe), ``_on_message(raw, ts_recv)``
+    (raise ``ValueError`` for a malformed frame: it is counted and logged
+    once), ``_app_ping()``, ``_on_idle()`` and ``_on_close()``.
     """
 
     default_ws_url = ""
@@ -424,6 +447,7 @@ class WebSocketConnector(Connector):
         self._ws = None
         self._ws_lock = threading.Lock()
         self._reconnect_reason = None
+        self._planned = False
         self._connections = 0
 
     # -- hooks -----------------------------------------------------------
@@ -476,9 +500,13 @@ class WebSocketConnector(Connector):
     def _run(self):
         attempt = 0
         while not self._stop.is_set():
+            self._planned = False
             delivered = self._run_connection()
             if self._stop.is_set():
                 break
+            if self._planned and delivered:  # serverShutdown, connection age: at once
+                attempt = 0
+                continue
             if delivered:
                 attempt = 0
             delay = self.backoff.delay(attempt)
@@ -535,6 +563,7 @@ class WebSocketConnector(Connector):
                 if self._reconnect_reason is not None:
                     self._log_once(("reconnect", self._reconnect_reason),
                                    "reconnecting: %s", self._reconnect_reason)
+                    self._planned = True
                     break
                 now = time.monotonic()
                 if now - last_alive > self.stale_after:
@@ -545,6 +574,7 @@ class WebSocketConnector(Connector):
                     break
                 if self.max_connection_age is not None and now - opened > self.max_connection_age:
                     self._count("age_reconnects")
+                    self._planned = True
                     break
                 ping = self.app_ping_interval
                 if ping is not None and now - max(last_alive, last_sent) > ping:
@@ -875,6 +905,8 @@ class SnapshotWorker:
 
     def results(self):
         """Finished fetches: list of (key, generation, result or exception)."""
+        if not self._pending:
+            return []
         out = []
         while True:
             try:

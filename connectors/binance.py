@@ -33,7 +33,7 @@ from connectors.base import (
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
-from hftsig.ticks import KIND_BOOK_DELTA, STATUS_RESYNC
+from hftsig.ticks import STATUS_RESYNC
 
 __all__ = ["BinanceConnector"]
 
@@ -116,7 +116,6 @@ class BinanceConnector(WebSocketConnector):
         self.depth_limit = int(depth_limit)
         self.depth_speed = depth_speed
         self._venue = {s: from_canonical("binance", s) for s in self.symbols}
-        self._canon_b = {s.encode(): s for s in self.symbols}
         n_streams = len(self.symbols) * len(self.channels)
         if n_streams > self.max_streams:
             raise ValueError(f"{n_streams} streams exceed Binance's {self.max_streams} per connection")
@@ -136,7 +135,10 @@ class BinanceConnector(WebSocketConnector):
 
     def synced(self, symbol):
         """True while ``symbol``'s local book is in sync with the stream."""
-        return self._depth[symbol.upper()].synced
+        try:
+            return self._depth[symbol.upper()].synced
+        except KeyError:
+            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}") from None
 
     # -- machinery hooks ------------------------------------------------------
     def start(self):
@@ -158,7 +160,10 @@ class BinanceConnector(WebSocketConnector):
         for s in self.symbols:
             v = self._venue[s].lower()
             for ch in self.channels:
-                names.append(f"{v}@depth@{self.depth_speed}" if ch == "depth" else f"{v}@{ch}")
+                if ch != "depth":
+                    names.append(f"{v}@{ch}")
+                else:  # the 1000 ms diff stream is plain "@depth"
+                    names.append(f"{v}@depth@100ms" if self.depth_speed == "100ms" else f"{v}@depth")
         return names
 
     def _ws_endpoint(self):
@@ -178,16 +183,20 @@ class BinanceConnector(WebSocketConnector):
         ticks = norm.parse(raw, ts_recv)
         kind = norm.last_type
         self._count_type(kind)
-        if kind == "shutdown":
+        if kind == "data":
+            channel = norm.last_channel
+            if channel == "depthUpdate":
+                # an event without level changes still moves the update ids
+                self._on_depth(ticks, norm.last_symbol, norm.last_seq_first, norm.last_seq)
+            elif len(ticks):
+                if channel != "bookTicker":  # bookTicker carries no event time
+                    self._note_latency(ticks)
+                self._emit(ticks)
+        elif kind == "shutdown":
             self.request_reconnect("serverShutdown")
         elif kind == "error":
+            self._count("exchange_errors")
             self._log_once(("error", _preview(raw)), "exchange error: %r", _preview(raw))
-        elif kind == "data":
-            if len(ticks) and (ticks["kind"] == KIND_BOOK_DELTA).any():
-                self._on_depth(ticks)
-            elif len(ticks):
-                self._note_latency(ticks)
-                self._emit(ticks)
         self._drain_snapshots()
 
     def _on_idle(self):
@@ -207,11 +216,11 @@ class BinanceConnector(WebSocketConnector):
         st.requested = True
         self._snapshots.request(symbol, st.generation)
 
-    def _on_depth(self, ticks):
-        symbol = self._canon_b.get(bytes(ticks["symbol"][0]))
-        if symbol is None:
-            raise MalformedFrame(f"depth event for unsubscribed symbol {ticks['symbol'][0]!r}")
-        first, last = int(ticks["seq_first"][0]), int(ticks["seq"][-1])
+    def _on_depth(self, ticks, symbol, first, last):
+        if symbol not in self._depth:
+            raise MalformedFrame(f"depth event for unsubscribed symbol {symbol!r}")
+        if first < 0 or last < first:
+            raise MalformedFrame(f"depth event with update ids U={first}, u={last}")
         st = self._depth[symbol]
         if not st.synced:
             st.buffer.append((first, last, ticks))

@@ -19,7 +19,7 @@ from connectors.base import MalformedFrame, WebSocketConnector, _preview
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
-from hftsig.ticks import FLAG_LAST, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_TRADE, STATUS_RESYNC
+from hftsig.ticks import FLAG_LAST, KIND_BOOK_SNAPSHOT, KIND_TRADE, STATUS_RESYNC
 
 __all__ = ["CoinbaseConnector"]
 
@@ -105,25 +105,25 @@ class CoinbaseConnector(WebSocketConnector):
         kind = norm.last_type
         self._count_type(kind)
         if kind == "error":
-            self._count("errors")
+            self._count("exchange_errors")
             self._log_once(("error", _preview(raw)), "exchange error: %r", _preview(raw))
             return
         seq = int(norm.last_seq)
-        if seq >= 0:
-            if self._last_seq >= 0 and seq <= self._last_seq:
+        if seq >= 0:  # counts frames on this connection from 0
+            if seq <= self._last_seq:
                 self._count("old_events")
                 return
-            gap = self._last_seq >= 0 and seq > self._last_seq + 1
+            gap = seq > self._last_seq + 1
             self._last_seq = seq
             if gap:
                 self._resync(seq)
         if kind != "data" or not len(ticks):
             return
-        is_book = (ticks["kind"] == KIND_BOOK_DELTA) | (ticks["kind"] == KIND_BOOK_SNAPSHOT)
-        if is_book.any():
-            if not is_book.all():
-                raise MalformedFrame("level2 message mixes book and non-book records")
+        if norm.last_channel == "l2_data":
             self._on_book(ticks)
+        elif norm.last_channel != "market_trades":
+            self._note_latency(ticks)
+            self._emit(ticks)
         else:
             ticks = self._drop_replayed_trades(ticks)
             if len(ticks):
@@ -169,21 +169,18 @@ class CoinbaseConnector(WebSocketConnector):
         self.send(self._message("subscribe", "level2"))
 
     def _on_book(self, ticks):
-        # group by symbol: one l2_data message may carry several products
+        # one l2_data message may carry several products: split by symbol
         syms = ticks["symbol"]
-        start = 0
-        for i in range(1, len(ticks) + 1):
-            if i == len(ticks) or syms[i] != syms[start]:
-                part = ticks[start:i]
-                start = i
-                symbol = self._canon_b.get(bytes(part["symbol"][0]))
-                if symbol is None:
-                    raise MalformedFrame(f"level2 for unsubscribed product {part['symbol'][0]!r}")
-                if part["kind"][0] == KIND_BOOK_SNAPSHOT:
-                    self._awaiting.discard(symbol)
-                elif symbol in self._awaiting:
-                    self._count("dropped_while_resyncing")
-                    continue
-                self._books[symbol].apply(part)
-                self._note_latency(part)
-                self._emit(part)
+        bounds = np.flatnonzero(syms[1:] != syms[:-1]) + 1
+        for part in ((ticks,) if not len(bounds) else np.split(ticks, bounds)):
+            symbol = self._canon_b.get(bytes(part["symbol"][0]))
+            if symbol is None:
+                raise MalformedFrame(f"level2 for unsubscribed product {part['symbol'][0]!r}")
+            if part["kind"][0] == KIND_BOOK_SNAPSHOT:
+                self._awaiting.discard(symbol)
+            elif symbol in self._awaiting:
+                self._count("dropped_while_resyncing")
+                continue
+            self._books[symbol].apply(part)
+            self._note_latency(part)
+            self._emit(part)

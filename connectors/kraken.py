@@ -23,7 +23,7 @@ from connectors.base import MalformedFrame, WebSocketConnector, _preview
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
-from hftsig.ticks import FLAG_LAST, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, STATUS_RESYNC
+from hftsig.ticks import FLAG_LAST, KIND_BOOK_SNAPSHOT, STATUS_RESYNC
 
 __all__ = ["KrakenConnector"]
 
@@ -163,7 +163,7 @@ class KrakenConnector(WebSocketConnector):
         kind = norm.last_type
         self._count_type(kind)
         if kind == "error":
-            self._count("errors")
+            self._count("exchange_errors")
             self._log_once(("error", norm.last_error), "exchange error: %r", _preview(raw))
             return
         if kind != "data":
@@ -173,10 +173,7 @@ class KrakenConnector(WebSocketConnector):
             return
         if not len(ticks):
             return
-        is_book = (ticks["kind"] == KIND_BOOK_DELTA) | (ticks["kind"] == KIND_BOOK_SNAPSHOT)
-        if is_book.any():
-            if not is_book.all():
-                raise MalformedFrame("book message mixes book and non-book records")
+        if norm.last_channel == "book":
             self._on_book(ticks)
         else:
             self._note_latency(ticks)
@@ -197,7 +194,8 @@ class KrakenConnector(WebSocketConnector):
         # one Kraken book message may carry several entries (pairs); the
         # normalizer ends each with FLAG_LAST and its checksum: check each one
         ends = np.flatnonzero(ticks["flags"] & FLAG_LAST) + 1
-        for part in np.split(ticks, ends[ends < len(ticks)]):
+        parts = (ticks,) if len(ends) <= 1 else np.split(ticks, ends[ends < len(ticks)])
+        for part in parts:
             symbol = self._canon_b.get(bytes(part["symbol"][0]))
             if symbol is None:
                 raise MalformedFrame(f"book message for unsubscribed pair {part['symbol'][0]!r}")

@@ -1,6 +1,8 @@
 """CoinGeckoConnector against the loopback CoinGecko simulator (real HTTP)."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -146,12 +148,10 @@ def test_stalled_responses_do_not_block_stop():
         c.start()
         assert wait_for(lambda: c.stats()["messages"] >= 1)
         sim.inject("coingecko", "stall", seconds=3.0)
-        import time
-
         time.sleep(0.2)  # a request is now hanging on the stalled server
         t0 = time.monotonic()
-        c.stop()
-        assert time.monotonic() - t0 < 1.5
+        assert c.stop() is True
+        assert time.monotonic() - t0 < 1.0
 
 
 def test_arguments_are_validated(monkeypatch):

@@ -178,3 +178,82 @@ def test_arguments_are_validated():
         KrakenConnector(["BTC-USD"], precisions={"ETH-USD": (2, 8)})
     with pytest.raises(ValueError, match="channels"):
         KrakenConnector(["BTC-USD"], channels=["ohlc"])
+
+
+def test_docs_checksum_sample_and_multi_pair_message():
+    """A scripted real server: the instrument snapshot gives BTC/USD precisions
+    (1, 8); the book snapshot from Kraken's checksum guide verifies (checksum
+    3310070434); a message with two book entries is checked entry by entry and
+    only the pair whose checksum fails is resubscribed."""
+    import json
+    import threading
+    from pathlib import Path
+
+    from websockets.sync.server import serve
+
+    guide = (Path(__file__).parent / "data" / "samples" / "kraken"
+             / "book_checksum_guide_snapshot.json").read_text().strip()
+    instrument = json.dumps({"channel": "instrument", "type": "snapshot", "data": {
+        "assets": [], "pairs": [
+            {"symbol": "BTC/USD", "base": "BTC", "quote": "USD", "price_precision": 1,
+             "qty_precision": 8},
+            {"symbol": "ETH/USD", "base": "ETH", "quote": "USD", "price_precision": 2,
+             "qty_precision": 8}]}})
+    eth_snapshot = {"symbol": "ETH/USD", "bids": [{"price": 3000.5, "qty": 1.0}],
+                    "asks": [{"price": 3001.25, "qty": 2.0}]}
+    from hftsig.simulator.kraken import kraken_checksum  # the simulator's own implementation
+    eth_ck = kraken_checksum([(300050, 100000000)], [(300125, 200000000)], 2, 8)
+    received = []
+    done = threading.Event()
+
+    def handler(conn):
+        while not done.is_set():
+            try:
+                req = json.loads(conn.recv(timeout=0.1))
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+            received.append(req)
+            p = req.get("params", {})
+            if p.get("channel") == "instrument":
+                conn.send(instrument)
+            elif p.get("channel") == "book" and req["method"] == "subscribe":
+                if len(p["symbol"]) == 2:  # first subscription: the guide book, then ETH
+                    conn.send(guide)
+                    conn.send(json.dumps({"channel": "book", "type": "snapshot",
+                                          "data": [dict(eth_snapshot, checksum=eth_ck)]}))
+                    # one message, two entries: BTC's checksum is wrong, ETH's right
+                    conn.send(json.dumps({"channel": "book", "type": "update", "data": [
+                        {"symbol": "BTC/USD", "bids": [], "asks": [{"price": "45285.2", "qty": "0.0"}],
+                         "checksum": 1},
+                        {"symbol": "ETH/USD", "bids": [{"price": 3000.5, "qty": 0.5}], "asks": [],
+                         "checksum": kraken_checksum([(300050, 50000000)], [(300125, 200000000)], 2, 8)},
+                    ]}))
+                else:  # the resubscription of the failing pair alone
+                    conn.send(guide)
+
+    server = serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None)
+    th = threading.Thread(target=server.serve_forever)
+    th.start()
+    out = Collector()
+    c = KrakenConnector(["BTC-USD", "ETH-USD"], channels=["book"], on_tick=out,
+                        ws_url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v2",
+                        backoff=Backoff(initial=0.02, maximum=0.1, seed=0))
+    try:
+        c.start()
+        assert wait_for(lambda: c.stats()["checksum_failures"] == 1 and ready(c))
+        st = c.stats()
+    finally:
+        stopped = c.stop()
+        done.set()
+        server.shutdown()
+        th.join(2)
+    assert stopped is True
+    assert c.precisions() == {"BTC-USD": (1, 8), "ETH-USD": (2, 8)}
+    assert st["checksum_failures"] == 1 and st["resyncs"] == 1
+    assert c.book("BTC-USD").best_bid() == (45283.5, 0.1)  # the guide's book, again
+    assert c.book("ETH-USD").best_bid() == (3000.5, 0.5)  # its update applied
+    unsub = [r for r in received if r["method"] == "unsubscribe"]
+    assert [r["params"]["symbol"] for r in unsub] == [["BTC/USD"]]
+    assert out.statuses("BTC-USD") == [STATUS_RESYNC] and out.statuses("ETH-USD") == []
