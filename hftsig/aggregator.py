@@ -3,7 +3,9 @@
 :class:`Aggregator` takes any objects keeping the connector contract
 (``exchange``, ``symbols``, ``on_tick``, ``start()``, ``stop(timeout)``,
 ``stats()``), points every connector's ``on_tick`` at one bounded queue of tick
-batches and runs one worker thread that drains it.  For each group of batches
+batches and runs one worker thread that drains it.  A connector hands over the
+array it passes to ``on_tick`` and must not write to it afterwards (views of a
+larger buffer are copied).  For each group of batches
 taken off the queue (a *chunk*, ticks in arrival order) the worker
 
 1. updates state: an :class:`hftsig.book.OrderBook` per (exchange, symbol) from
@@ -119,7 +121,7 @@ _STATE_DTYPE = np.dtype(
 
 
 def concat_ticks(arrays):
-    """Concatenate TICK_DTYPE arrays, fast; the result is read-only.
+    """Concatenate TICK_DTYPE arrays, fast; the result may be read-only (copy to write).
 
     ``np.concatenate`` promotes structured dtypes field by field for every input
     (tens of microseconds per array in numpy 2); joining the raw bytes does
@@ -348,6 +350,7 @@ class _TickIterator:
 
     def close(self):
         """Stop receiving ticks (also done when the iterator is garbage collected)."""
+        self._current = None
         sub = self._sub
         with sub.cond:
             sub.closed = True
@@ -381,12 +384,22 @@ class _Callback:
         k, sy, ex = self.kinds, self.symbols, self.exchanges
         if k is None and sy is None and ex is None:
             return chunk
-        keep = [(k is None or r[3] in k) and (sy is None or r[7] in sy)
-                and (ex is None or r[2] in ex) for r in rows]
-        n = sum(keep)
+        if rows is None:  # a large chunk: numpy masks
+            keep = np.ones(len(chunk), dtype=bool)
+            if k is not None:
+                keep &= np.isin(chunk["kind"], np.array(sorted(k), dtype=np.uint8))
+            if sy is not None:
+                keep &= np.isin(chunk["symbol"], np.array(sorted(sy), dtype="S16"))
+            if ex is not None:
+                keep &= np.isin(chunk["exchange"], np.array(sorted(ex), dtype=np.uint8))
+            n = int(keep.sum())
+        else:
+            keep = [(k is None or r[3] in k) and (sy is None or r[7] in sy)
+                    and (ex is None or r[2] in ex) for r in rows]
+            n = sum(keep)
         if n == 0:
             return None
-        if n == len(rows):
+        if n == len(chunk):
             return chunk
         return chunk[np.array(keep)]
 
@@ -404,7 +417,6 @@ class _ConnStats:
         self.status = {"connected": 0, "disconnected": 0, "resync": 0, "stale": 0}
         self.connected = None
         self.books_invalidated = 0
-        self.first_ns = None
         self.rate_t = time.monotonic()
         self.rate_ticks = 0
         self.rate_batches = 0
@@ -513,6 +525,7 @@ class Aggregator:
         self._chunks = 0
         self._ticks = 0
         self._state_errors = 0
+        self._small_chunk = 64  # chunks up to this size take the pure-Python path
         self._worker_busy_ns = 0
         self._idle = threading.Event()
         self._idle.set()
@@ -818,7 +831,7 @@ class Aggregator:
         second or so) and ``mean_rate`` since start; ``latency_us`` (p50, p99,
         p999 of ``ts_recv - ts_event`` over the last 8192 ticks, status ticks
         excluded); ``queue_latency_us`` (p50/p99/p999 from ``ts_recv`` to the
-        worker dispatching the tick); ``reconnects`` and ``gaps`` (the
+        worker dispatching the tick; NaN with ``clock="data"``); ``reconnects`` and ``gaps`` (the
         connector's own counts when its stats have them, else counted from
         status ticks); ``status`` (status tick counts); ``connected``;
         ``dropped``/``dropped_batches`` (queue overflow), ``blocked`` (puts that
@@ -923,50 +936,72 @@ class Aggregator:
         self._chunks += 1
         self._ticks += n
         now_ns = time.time_ns()
-        # Python tuples: for the few ticks of a typical chunk this beats numpy's
-        # per-call overhead by far; large chunks are turned into tuples column by
-        # column, which is several times faster than a structured tolist().
-        if n <= 16:
+        wall = self.clock == "wall"  # a replay's ts_recv is in the past: no queue latency
+        cstats = self._cstats
+        src_of = None
+        if n <= self._small_chunk:
+            # Python tuples: for the few ticks of a typical chunk this beats numpy's
+            # per-call overhead by far.
             rows = chunk.tolist()
             newest = max([r[1] for r in rows])
-        else:
-            rows = list(zip(*[chunk[f].tolist() for f in _FIELDS]))
-            newest = int(chunk["ts_recv"].max())
-        if newest > self._data_now:
-            self._data_now = newest
-        cstats = self._cstats
-        if sources is None:
-            cs = cstats[src0]
-            cs.batches += len(items)
-            cs.ticks += n
-            cs.lat.extend([r[1] - r[0] for r in rows if r[3] != KIND_STATUS])
-            cs.qlat.extend([now_ns - r[1] for r in rows])
-            src_of = None
-        else:
-            src_of = []
-            pos = 0
-            for s_, b in items:
-                nb = len(b)
-                cs = cstats[s_]
-                cs.batches += 1
-                cs.ticks += nb
-                src_of.extend([s_] * nb)
-                if nb == 1:
-                    r = rows[pos]
-                    if r[3] != KIND_STATUS:
-                        cs.lat.append(r[1] - r[0])
-                    cs.qlat.append(now_ns - r[1])
-                else:
+            if sources is None:
+                cs = cstats[src0]
+                cs.batches += len(items)
+                cs.ticks += n
+                cs.lat.extend([r[1] - r[0] for r in rows if r[3] != KIND_STATUS])
+                if wall:
+                    cs.qlat.extend([now_ns - r[1] for r in rows])
+            else:
+                src_of = []
+                pos = 0
+                for s_, b in items:
+                    nb = len(b)
+                    cs = cstats[s_]
+                    cs.batches += 1
+                    cs.ticks += nb
+                    src_of.extend([s_] * nb)
                     part = rows[pos:pos + nb]
                     cs.lat.extend([r[1] - r[0] for r in part if r[3] != KIND_STATUS])
-                    cs.qlat.extend([now_ns - r[1] for r in part])
-                pos += nb
+                    if wall:
+                        cs.qlat.extend([now_ns - r[1] for r in part])
+                    pos += nb
+        else:
+            # large chunks (a backlog): vectorized, Python touches only what changed
+            rows = None
+            kinds = chunk["kind"]
+            ts_recv = chunk["ts_recv"]
+            newest = int(ts_recv.max())
+            lat = ts_recv - chunk["ts_event"]
+            qlat = now_ns - ts_recv
+            counted = kinds != KIND_STATUS
+            if sources is None:
+                cs = cstats[src0]
+                cs.batches += len(items)
+                cs.ticks += n
+                cs.lat.extend(lat[counted][-_LAT_RING:].tolist())
+                if wall:
+                    cs.qlat.extend(qlat[-_LAT_RING:].tolist())
+            else:
+                src_of = np.repeat(np.array(sources, dtype=np.int32), [len(b) for _, b in items])
+                for s_ in set(sources):
+                    m = src_of == s_
+                    cs = cstats[s_]
+                    cs.batches += sources.count(s_)
+                    cs.ticks += int(m.sum())
+                    cs.lat.extend(lat[m & counted][-_LAT_RING:].tolist())
+                    if wall:
+                        cs.qlat.extend(qlat[m][-_LAT_RING:].tolist())
+        if newest > self._data_now:
+            self._data_now = newest
 
         with self._lock:
             if dirty:
                 self._invalidate_books(dirty)
             try:
-                self._update_state(rows, chunk, src0, src_of)
+                if rows is not None:
+                    self._update_state(rows, chunk, src0, src_of)
+                else:
+                    self._update_state_large(chunk, src0, src_of)
             except Exception:  # counted and logged once; consumers still get the ticks
                 self._state_errors += 1
                 if self._state_errors == 1:
@@ -1044,6 +1079,36 @@ class Aggregator:
                 self._update_status(r, src0 if src_of is None else src_of[i])
         if book_idx is not None:
             self._update_books(rows, chunk, book_idx)
+
+    def _update_state_large(self, chunk, src0, src_of):
+        kinds = chunk["kind"]
+        is_q = kinds == KIND_QUOTE
+        n_q = int(is_q.sum())
+        if n_q:
+            self._apply_last_quotes(chunk if n_q == len(chunk) else chunk[is_q])
+        if n_q < len(chunk):
+            rest = ~is_q
+            sub = chunk[rest]
+            rows = list(zip(*[sub[f].tolist() for f in _FIELDS]))
+            self._update_state(rows, sub, src0, None if src_of is None else src_of[rest].tolist())
+
+    def _apply_last_quotes(self, q):
+        """Per (exchange, symbol), apply the quote the sequential rule would end on:
+        the newest ``ts_recv``, the last one among equals."""
+        ex, sy = q["exchange"], q["symbol"]
+        order = np.lexsort((np.arange(len(q)), q["ts_recv"], sy, ex))
+        exo, syo = ex[order], sy[order]
+        last = np.ones(len(q), dtype=bool)
+        last[:-1] = (exo[1:] != exo[:-1]) | (syo[1:] != syo[:-1])
+        get = self._rows.get
+        down = self._down_since
+        for r in q[order[last]].tolist():
+            key = (r[2], r[7])
+            row = get(key) or self._row(key)
+            if r[1] >= row[_R_QTR] or row[_R_SRC] == 0:
+                row[2:9] = (SOURCE_QUOTE, r[8], r[9], r[10], r[11], r[0], r[1])
+            if down and r[2] in down and down[r[2]] < r[1]:
+                del down[r[2]]
 
     def _update_books(self, rows, chunk, book_idx):
         groups = {}

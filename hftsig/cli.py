@@ -240,9 +240,14 @@ class _Session:
         if gecko is None and a.simulate:
             gecko = 1.0
         options = {"coingecko": {"interval": gecko}} if gecko is not None else {}
-        conns = make_connectors(a.exchanges, a.symbols, endpoints, options)
-        self.agg = Aggregator(conns, queue_size=a.queue_size, overflow=a.overflow,
-                              stale_after=a.stale_after, drain_size=0)
+        try:
+            conns = make_connectors(a.exchanges, a.symbols, endpoints, options)
+            self.agg = Aggregator(conns, queue_size=a.queue_size, overflow=a.overflow,
+                                  stale_after=a.stale_after, drain_size=0)
+        except BaseException:
+            if self.sim is not None:
+                self.sim.stop()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -274,7 +279,7 @@ def _wait(seconds):
 
 
 def _run_session(args, record_path):
-    from hftsig.liveview import LiveView, render_summary
+    from hftsig.liveview import LiveView, ignore_interrupts, render_summary
 
     with _Session(args) as s:
         agg = s.agg
@@ -292,12 +297,14 @@ def _run_session(args, record_path):
             else:
                 _wait(args.seconds)
         finally:
-            agg.stop()
+            with ignore_interrupts():
+                agg.stop()
+                if rec is not None:
+                    rec.close()
+        with ignore_interrupts():
+            print(render_summary(agg, time.monotonic() - t0))
             if rec is not None:
-                rec.close()
-        print(render_summary(agg, time.monotonic() - t0))
-        if rec is not None:
-            print(f"recorded {rec.rows_written:,} ticks to {record_path}")
+                print(f"recorded {rec.rows_written:,} ticks to {record_path}")
     return 0
 
 
@@ -350,6 +357,9 @@ def _cmd_replay(args):
         if nb.bid_venue or nb.ask_venue:
             print(f"NBBO {sym}: bid {nb.bid_px} ({nb.bid_venue}) ask {nb.ask_px} "
                   f"({nb.ask_venue})")
+        elif sym:
+            print(f"NBBO {sym}: no venue up (stale quotes, or the feeds "
+                  "disconnected at the end of the recording)")
     return 0
 
 
@@ -436,7 +446,10 @@ def _cmd_arb(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except ValueError as exc:  # bad symbols, exchanges, paths: a message, not a traceback
+        parser.exit(2, f"hftsig {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
     """
     from hftsig.aggregator import Aggregator
     from hftsig.cli import EXCHANGES, make_connectors
-    from hftsig.liveview import LiveView, render_summary
+    from hftsig.liveview import LiveView, ignore_interrupts, render_summary
 
     seconds = float(seconds)
     if not seconds > 0:
@@ -76,15 +76,19 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
         extra = [_call_plugin(p, agg, view, sim) for p in plugins]
         t0 = time.monotonic()
         agg.start()
+        finished = False
         try:
             finished = view.run(seconds)
         finally:
-            agg.stop()
-        elapsed = time.monotonic() - t0
-    print(("" if finished else "interrupted\n") + render_summary(agg, elapsed), file=out)
-    for e in extra:
-        if callable(e):
-            print(e(), file=out)
+            with ignore_interrupts():
+                agg.stop()
+                elapsed = time.monotonic() - t0
+                sim.stop()
+    with ignore_interrupts():
+        print(("" if finished else "interrupted\n") + render_summary(agg, elapsed), file=out)
+        for e in extra:
+            if callable(e):
+                print(e(), file=out)
     silent = [name for name, s in agg.stats().items() if s["ticks"] == 0]
     if silent:
         print(f"no ticks from: {', '.join(silent)}", file=out)

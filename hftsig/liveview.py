@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 
-__all__ = ["LiveView", "render_summary"]
+__all__ = ["LiveView", "render_summary", "ignore_interrupts"]
 
 _CLEAR_EOL = "\x1b[K"
 _CLEAR_EOS = "\x1b[J"
@@ -107,6 +107,29 @@ def render_summary(agg, elapsed):
                  f"{a['worker_busy_s']:.2f} s, queue high water {a['queue_high_water']:,}"
                  f"/{a['queue_size']:,}, callback errors {a['callback_errors']}")
     return "\n".join(lines)
+
+
+class ignore_interrupts:
+    """Context manager ignoring Ctrl-C (SIGINT) while a shutdown runs.
+
+    The first Ctrl-C ends the live view; a second one arriving while the feeds
+    stop would cut the summary off.  Only the main thread can change signal
+    handlers; elsewhere this does nothing.
+    """
+
+    def __enter__(self):
+        import signal
+
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 class LiveView:

@@ -1,6 +1,7 @@
 """The hftsig command line: --help everywhere, replay, run/record on the simulators, live view."""
 import io
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -153,3 +154,13 @@ def test_run_simulate_shows_the_live_view_as_plain_text_when_piped(capsys):
     for feed in SIM_EXCHANGES.split(","):
         assert _summary_ticks(out, feed) > 0
     assert not [t for t in threading.enumerate() if t.name.startswith("hftsig")]
+
+
+def test_bad_symbol_is_a_clear_error_and_leaves_no_thread(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--simulate", "--symbols", "NOPE", "--seconds", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "hftsig run: error" in err and "'NOPE'" in err
+    time.sleep(0.5)  # the simulator loop thread ends within its stop timeout
+    assert not [t for t in threading.enumerate() if t.name.startswith("hftsig-sim")]
