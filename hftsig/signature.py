@@ -6,9 +6,18 @@ in lexicographic order, so a signature of a ``dim``-dimensional path has
 ``siglength(dim, depth) = dim + dim**2 + ... + dim**depth`` coordinates.
 
 Computation is in float64: float32 (or integer) input is converted first and
-every result is float64.  Batches are computed several paths per SIMD
-register (see ``hftsig/_ext/sigkernels.h``); ``n_jobs`` threads over the
-batch with the GIL released.
+every result is float64.
+
+How it is computed (``hftsig/_ext/sigkernels.h``): each increment multiplies
+the running signature by the segment's tensor exponential with Horner's
+scheme, never forming the exponential.  Paths are processed four to a SIMD
+register (batch innermost), and two increments are applied per pass over
+the top level, so that each top-level coordinate is loaded and stored once
+per two steps.  A batch too small to fill the registers (one long path) is
+cut into pieces that are computed side by side and joined with Chen's
+identity; ``sig(..., at=...)`` on a small batch is cut at the requested
+indices the same way.  ``n_jobs`` threads (OpenMP) over those blocks with
+the GIL released.
 
 >>> import numpy as np
 >>> import hftsig

@@ -326,3 +326,18 @@ def test_at_small_batches_cut_into_pieces(batch, n_jobs):
     for j, i in enumerate(at):
         expect = np.zeros((batch, siglength(2, 5))) if i == 0 else full[:, i - 1]
         close(out[:, j], expect)
+
+
+@pytest.mark.parametrize("dim,depth", [(2, 6), (3, 5), (1, 4)])
+def test_fused_and_plain_two_step_kernels_agree(dim, depth):
+    # small dims take a pass with level depth-1 fused into the top level;
+    # the plain two-step pass (used for larger dims) must give the same
+    from hftsig._ext import _signature
+    x = rng(23).standard_normal((9, 31, dim)) * 0.3
+    ref = iisignature.sig(x, depth)
+    close(sig(x, depth), ref)
+    try:
+        _signature._set_unfused(True)
+        close(sig(x, depth), ref)
+    finally:
+        _signature._set_unfused(False)

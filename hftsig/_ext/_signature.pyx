@@ -40,6 +40,13 @@ cdef extern from "sigkernels.h" nogil:
     void sk_join(sk_work *w, double *s, const double *z)
     void sk_prepend(sk_work *w, double *s, const double *y)
     int SK_VL
+    int sk_unfused
+
+
+def _set_unfused(bint flag):
+    """Use the plain two-step pass instead of the level-fused one (for tests)."""
+    global sk_unfused
+    sk_unfused = flag
 
 
 def lanes():

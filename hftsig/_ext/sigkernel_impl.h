@@ -81,6 +81,41 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_horner)(
     }
 }
 
+/* dst <- src (x) exp(z) on levels 1..K, out of place (src and dst hold
+ * levels 1..K contiguously and do not overlap): the same arithmetic as
+ * sk_horner, reading only src, so no level has to be copied first. */
+static inline __attribute__((always_inline)) void SK_NAME(sk_horner_oop)(
+    const SK_T *restrict src, SK_T *restrict dst, const SK_T *restrict zs, int d, int K,
+    const int64_t *restrict lvl_off, SK_T *restrict Bbuf)
+{
+    const SK_T *z1 = zs + d, *z2 = zs + 2 * d;
+    for (int c = 0; c < d; ++c) dst[c] = src[c] + z1[c];
+    if (K >= 2) {
+        const SK_T *s2 = src + lvl_off[2];
+        SK_T *d2 = dst + lvl_off[2];
+        for (int a = 0; a < d; ++a) {
+            SK_T b = z2[a] + src[a];
+            for (int c = 0; c < d; ++c) d2[a * d + c] = s2[a * d + c] + b * z1[c];
+        }
+    }
+    for (int k = 3; k <= K; ++k) {
+        SK_NAME(sk_chain)(src, zs, d, k, lvl_off, Bbuf);
+        int64_t n = lvl_off[k - 1] - lvl_off[k - 2]; /* d^(k-2) */
+        const SK_T *Skm1 = src + lvl_off[k - 1];
+        const SK_T *Sk = src + lvl_off[k];
+        SK_T *Dk = dst + lvl_off[k];
+        for (int64_t u = 0; u < n; ++u) {
+            const SK_T bu = Bbuf[u];
+            for (int a = 0; a < d; ++a) {
+                SK_T b = bu * z2[a] + Skm1[u * d + a];
+                const SK_T *row = Sk + (u * d + a) * d;
+                SK_T *orow = Dk + (u * d + a) * d;
+                for (int c = 0; c < d; ++c) orow[c] = row[c] + b * z1[c];
+            }
+        }
+    }
+}
+
 /* Top level of two steps at once: S_N <- S_N + A(S, z) + A(T, y), where
  * A(S, z)[w] = B_{N-1}(S, z)[w_1..w_{N-1}] z[w_N] is what sk_horner adds to
  * level N, S the lower levels before the two steps and T those after the
@@ -118,11 +153,54 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_top2)(
 }
 
 /* Scratch needed by sk_horner plus the block signature and zs, in SK_T units. */
+/* Two steps for N >= 4, with level N-1 fused into the top-level loop:
+ * T (lower levels after the first step) is needed only up to level N-2,
+ * since T_{N-1} = S_{N-1} + C_A z is formed in registers where it is used,
+ * and the final level N-1, T_{N-1} + C_B y, is written there too.  Stores
+ * per two steps: d^N + d^(N-1) + 2 (levels 1..N-2), instead of
+ * d^N + 2 (levels 1..N-1).  CA, CB: chains of level N-1 (d^(N-3) each). */
+static inline __attribute__((always_inline)) void SK_NAME(sk_two_steps_fused)(
+    SK_T *restrict S, SK_T *restrict T, const SK_T *restrict zs,
+    const SK_T *restrict ys, int d, int N, const int64_t *restrict lvl_off,
+    SK_T *restrict BA, SK_T *restrict BB, SK_T *restrict CA, SK_T *restrict CB)
+{
+    const SK_T *z1 = zs + d, *z2 = zs + 2 * d;
+    const SK_T *y1 = ys + d, *y2 = ys + 2 * d;
+    SK_NAME(sk_horner_oop)(S, T, zs, d, N - 2, lvl_off, BA);
+    SK_NAME(sk_chain)(S, zs, d, N, lvl_off, BA);
+    SK_NAME(sk_chain)(T, ys, d, N, lvl_off, BB);
+    SK_NAME(sk_chain)(S, zs, d, N - 1, lvl_off, CA);
+    SK_NAME(sk_chain)(T, ys, d, N - 1, lvl_off, CB);
+    int64_t np = lvl_off[N - 2] - lvl_off[N - 3]; /* d^(N-3) */
+    SK_T *Sm1 = S + lvl_off[N - 1];
+    const SK_T *Sm2 = S + lvl_off[N - 2], *Tm2 = T + lvl_off[N - 2];
+    SK_T *top = S + lvl_off[N];
+    for (int64_t up = 0; up < np; ++up) {
+        const SK_T ca0 = CA[up], cb0 = CB[up];
+        for (int ap = 0; ap < d; ++ap) {
+            const int64_t u = up * d + ap;
+            const SK_T cA = ca0 * z2[ap] + Sm2[u];
+            const SK_T cB = cb0 * y2[ap] + Tm2[u];
+            const SK_T ba0 = BA[u], bb0 = BB[u];
+            for (int a = 0; a < d; ++a) {
+                const SK_T s_old = Sm1[u * d + a];
+                const SK_T t = s_old + cA * z1[a];
+                const SK_T ba = ba0 * z2[a] + s_old;
+                const SK_T bb = bb0 * y2[a] + t;
+                Sm1[u * d + a] = t + cB * y1[a];
+                SK_T *row = top + (u * d + a) * d;
+                for (int c = 0; c < d; ++c) row[c] += ba * z1[c] + bb * y1[c];
+            }
+        }
+    }
+    SK_NAME(sk_horner_oop)(T, S, ys, d, N - 2, lvl_off, BA);
+}
+
 /* Block scratch in SK_T units: the signature, a second copy of its lower
  * levels, two scaled increments, two Horner chains. */
 static int64_t SK_NAME(sk_block_scratch)(int d, int N, int64_t siglen, const int64_t *lvl_off)
 {
-    return siglen + lvl_off[N] + 2 * ((int64_t)(N + 1) * d + sk_chain_len(d, N));
+    return siglen + lvl_off[N] + 2 * (int64_t)(N + 1) * d + 4 * sk_chain_len(d, N);
 }
 
 /* Load the increment X[t+1] - X[t] of every lane into zs (scaled copies). */
@@ -146,7 +224,7 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_load_z)(SK_T *restr
 /* Block state: the signature S (contiguous, level N at S + lvl_off[N]), a
  * second copy T of its lower levels, scaled increments zs, ys and chains. */
 typedef struct {
-    SK_T *S, *T, *zs, *ys, *BA, *BB;
+    SK_T *S, *T, *zs, *ys, *BA, *BB, *CA, *CB;
 } SK_NAME(sk_block);
 
 static int SK_NAME(sk_block_init)(SK_NAME(sk_block) *b, int d, int N, int64_t siglen,
@@ -162,6 +240,8 @@ static int SK_NAME(sk_block_init)(SK_NAME(sk_block) *b, int d, int N, int64_t si
     b->ys = b->zs + (int64_t)(N + 1) * d;
     b->BA = b->ys + (int64_t)(N + 1) * d;
     b->BB = b->BA + sk_chain_len(d, N);
+    b->CA = b->BB + sk_chain_len(d, N);
+    b->CB = b->CA + sk_chain_len(d, N);
     return 0;
 }
 
@@ -177,14 +257,25 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_steps)(
     int64_t t = t0;
     if (N >= 2) {
         const int64_t nlow = lvl_off[N];
+        /* the fused pass measured faster for d <= 3 (lower levels are a
+         * large share of the work there) and no faster for d = 4, 5 */
+        if (N >= 4 && d <= 3 && !sk_unfused) {
+            for (; t + 1 < t1; t += 2) {
+                SK_NAME(sk_load_z)(b->zs, rows, nsteps, t, d, N);
+                SK_NAME(sk_load_z)(b->ys, rows, nsteps, t + 1, d, N);
+                SK_NAME(sk_two_steps_fused)(S, T, b->zs, b->ys, d, N, lvl_off, b->BA,
+                                            b->BB, b->CA, b->CB);
+            }
+        }
         for (; t + 1 < t1; t += 2) {
             SK_NAME(sk_load_z)(b->zs, rows, nsteps, t, d, N);
             SK_NAME(sk_load_z)(b->ys, rows, nsteps, t + 1, d, N);
-            memcpy(T, S, sizeof(SK_T) * nlow);
-            SK_NAME(sk_horner)(T, T + lvl_off[N - 1], b->zs, d, N - 1, lvl_off, b->BA);
+            /* T = lower levels after the first step; then the top level of
+             * both steps; then the lower levels after the second step,
+             * written straight back over S's */
+            SK_NAME(sk_horner_oop)(S, T, b->zs, d, N - 1, lvl_off, b->BA);
             SK_NAME(sk_top2)(S, T, S + nlow, b->zs, b->ys, d, N, lvl_off, b->BA, b->BB);
-            SK_NAME(sk_horner)(T, T + lvl_off[N - 1], b->ys, d, N - 1, lvl_off, b->BA);
-            memcpy(S, T, sizeof(SK_T) * nlow);
+            SK_NAME(sk_horner_oop)(T, S, b->ys, d, N - 1, lvl_off, b->BA);
         }
     }
     for (; t < t1; ++t) {
@@ -200,6 +291,11 @@ static void SK_NAME(sk_run)(SK_NAME(sk_block) *restrict b, const double *const *
                             const int64_t *nsteps, int64_t t0, int64_t t1, int d, int N,
                             const int64_t *lvl_off)
 {
+#ifndef SK_SPECIALISE
+    /* one generic copy keeps the build short where speed matters less */
+    SK_NAME(sk_steps)(b, rows, nsteps, t0, t1, d, N, lvl_off);
+    return;
+#endif
     switch (d) {
         SK_STEPS_D(1) SK_STEPS_D(2) SK_STEPS_D(3) SK_STEPS_D(4)
         SK_STEPS_D(5) SK_STEPS_D(6) SK_STEPS_D(7) SK_STEPS_D(8)

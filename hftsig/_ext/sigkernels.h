@@ -23,6 +23,9 @@
 /* level offsets live in int64_t[64] arrays */
 #define SK_MAX_DEPTH 60
 
+/* Paths per block.  4 doubles fill one AVX2 register; 8 (two registers
+ * per coordinate) measured 2-7x slower here (register spills in the
+ * unrolled letter loops), 2 about 2x slower.  -DSK_VL=n overrides. */
 #ifndef SK_VL
 #define SK_VL 4
 #endif
@@ -47,20 +50,26 @@ static int64_t sk_chain_len(int d, int N)
     return n;
 }
 
+/* set by tests/benchmarks through sk_set_unfused: run the plain two-step
+ * pass instead of the level-fused one (to compare the two) */
+static int sk_unfused = 0;
+
 /* vector instance */
 #define SK_T sk_vec
 #define SK_L SK_VL
 #define SK_NAME(x) x##_v
 #define SK_GET(v, l) ((v)[l])
 #define SK_SET(v, l, x) ((v)[l] = (x))
+#define SK_SPECIALISE
 #include "sigkernel_impl.h"
+#undef SK_SPECIALISE
 #undef SK_T
 #undef SK_L
 #undef SK_NAME
 #undef SK_GET
 #undef SK_SET
 
-/* scalar instance */
+/* scalar instance (batches of one or two short paths) */
 #define SK_T double
 #define SK_L 1
 #define SK_NAME(x) x##_s
