@@ -306,7 +306,8 @@ class TriangularArbitrage:
         quotes.
     report : {"all", "best"}
         Report every profitable cycle through the updated market, or only the
-        best one per update.
+        best one per update (best by net edge at the top of book, before any
+        ``notional`` check).
     on_opportunity : callable or None
         Called with each :class:`Opportunity` (on the caller's thread).
     max_events : int, default 10000
