@@ -320,7 +320,8 @@ def main(argv=None):
         print("| path | p50 us | p99 us | p99.9 us |\n|---|---:|---:|---:|")
         print(f"| simulator event -> callback (kraken, coinbase) | {e[0]:.0f} | {e[1]:.0f} "
               f"| {e[2]:.0f} |")
-        print(f"| connector receive -> callback (all) | {q[0]:.0f} | {q[1]:.0f} | {q[2]:.0f} |")
+        print(f"| connector receive -> callback (all; includes the connector's parse, "
+              f"normalize, book sync, checksums) | {q[0]:.0f} | {q[1]:.0f} | {q[2]:.0f} |")
         for k, v in r["wire_us"].items():
             print(f"| {k}: event -> connector receive | {v['p50']:.0f} | {v['p99']:.0f} "
                   f"| {v['p999']:.0f} |")

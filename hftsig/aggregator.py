@@ -195,6 +195,7 @@ class _Queue:
         self._not_full = threading.Condition(lock)
         self._closed = False
         self._getter_waiting = False
+        self.taken = False  # the worker holds items it has not finished with
         self.dropped = [0] * n_sources  # ticks dropped, by the source that sent them
         self.dropped_batches = [0] * n_sources
         self.blocked = [0] * n_sources  # puts that had to wait for room
@@ -248,6 +249,7 @@ class _Queue:
                 self._getter_waiting = False
                 if not self._items:
                     return [], None
+            self.taken = True  # before _n drops to 0: see Aggregator.flush
             items = list(self._items)
             self._items.clear()
             self._n = 0
@@ -527,8 +529,7 @@ class Aggregator:
         self._state_errors = 0
         self._small_chunk = 64  # chunks up to this size take the pure-Python path
         self._worker_busy_ns = 0
-        self._idle = threading.Event()
-        self._idle.set()
+        self._rates_ns = 0
         self._stopping = False
         self._worker = None
         self._started = False
@@ -618,11 +619,9 @@ class Aggregator:
         """Wait until the queue is empty and the worker idle; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if len(self._queue) == 0 and self._idle.is_set():
-                # the worker may have taken items but not yet cleared _idle: re-check
-                time.sleep(0.001)
-                if len(self._queue) == 0 and self._idle.is_set():
-                    return True
+            # in this order: get_all sets taken before the length drops to 0
+            if len(self._queue) == 0 and not self._queue.taken:
+                return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
             if self._worker is None or not self._worker.is_alive():
@@ -896,21 +895,23 @@ class Aggregator:
     def _run(self):
         q = self._queue
         while True:
+            q.taken = False
             items, dirty = q.get_all(0.1)
             if not items:
                 if self._stopping:
                     break
                 self._tick_rates()
                 continue
-            self._idle.clear()
             t0 = time.perf_counter_ns()
             try:
                 self._process(items, dirty)
             except Exception:  # a bug here must not silently stop the stream
                 log.exception("aggregator worker failed on a chunk; continuing")
-            self._worker_busy_ns += time.perf_counter_ns() - t0
-            self._tick_rates()
-            self._idle.set()
+            t1 = time.perf_counter_ns()
+            self._worker_busy_ns += t1 - t0
+            if t1 - self._rates_ns >= 250_000_000:
+                self._rates_ns = t1
+                self._tick_rates()
 
     def _tick_rates(self):
         now = time.monotonic()
@@ -931,7 +932,7 @@ class Aggregator:
             src0 = sources[0]
             if sources.count(src0) == len(sources):
                 sources = None
-        chunk.flags.writeable = False  # shared by every consumer
+        chunk.setflags(write=False)  # shared by every consumer
         n = len(chunk)
         self._chunks += 1
         self._ticks += n

@@ -13,7 +13,8 @@ and some of its parts (the writer died between the rename and the deletions)
 reads the segment file only.  Files are never modified once renamed into place,
 so a process killed with SIGKILL leaves readable data and loses at most the
 ticks buffered since the last flush.  A new Recorder on the same directory
-continues with the next segment number, never overwriting.
+continues with the next segment number, never overwriting (one recorder at a
+time per directory and prefix).
 
 Columns are the :data:`~hftsig.ticks.TICK_DTYPE` fields with the same types
 (the symbol as a UTF-8 string); floats, NaNs included, round-trip bit for bit.

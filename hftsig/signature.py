@@ -16,8 +16,10 @@ the top level, so that each top-level coordinate is loaded and stored once
 per two steps.  A batch too small to fill the registers (one long path) is
 cut into pieces that are computed side by side and joined with Chen's
 identity; ``sig(..., at=...)`` on a small batch is cut at the requested
-indices the same way.  ``n_jobs`` threads (OpenMP) over those blocks with
-the GIL released.
+indices the same way.  ``n_jobs`` threads claim those blocks with the GIL
+released; the caller works too and never waits for a thread the OS has not
+started yet, so on a busy machine ``n_jobs > 1`` costs little over one
+thread.
 
 >>> import numpy as np
 >>> import hftsig
@@ -148,7 +150,10 @@ def sig(path, depth, *, stream=False, at=None, basepoint=False, time_aug=False,
         channels first), in the order lead-lag, time, basepoint.
     n_jobs : int
         Threads over the batch (and over pieces of long paths); ``-1``
-        uses every core, ``-2`` all but one.  The GIL is released.
+        uses every core, ``-2`` all but one.  The GIL is released.  For a
+        batch smaller than ``4 * n_jobs`` paths, the paths are cut into
+        pieces joined by Chen's identity, so results can differ from
+        ``n_jobs=1`` in the last bits.
 
     Returns
     -------

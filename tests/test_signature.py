@@ -341,3 +341,16 @@ def test_fused_and_plain_two_step_kernels_agree(dim, depth):
         close(sig(x, depth), ref)
     finally:
         _signature._set_unfused(False)
+
+
+def test_threads_repeatedly_give_identical_results():
+    # worker threads claim blocks; a late thread must never touch a finished call
+    x = rng(24).standard_normal((37, 50, 3)) * 0.3
+    ref = sig(x, 4)
+    ref_at = sig(x, 4, at=[10, 49])
+    ref_small = sig(x[:2], 4, at=[10, 49])  # cut at the dates: a different summation
+    close(ref_small, ref_at[:2])
+    for _ in range(30):
+        assert np.array_equal(sig(x, 4, n_jobs=4), ref)
+        assert np.array_equal(sig(x, 4, at=[10, 49], n_jobs=3), ref_at)
+        assert np.array_equal(sig(x[:2], 4, at=[10, 49], n_jobs=2), ref_small)

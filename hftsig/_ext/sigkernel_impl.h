@@ -310,92 +310,104 @@ static void SK_NAME(sk_run)(SK_NAME(sk_block) *restrict b, const double *const *
  * and its signature goes to out[i * siglen ...].  Pieces are taken SK_L at a
  * time; the caller orders them so that a block's pieces have similar
  * lengths (shorter lanes see zero increments, i.e. the identity). */
+static void SK_NAME(sk_pieces_block)(sk_ctx *cx, int64_t blk)
+{
+    const int d = cx->d, N = cx->N;
+    const int64_t *lvl_off = cx->lvl_off, siglen = cx->siglen, n_items = cx->n_items;
+    SK_NAME(sk_block) blkst;
+    if (SK_NAME(sk_block_init)(&blkst, d, N, siglen, lvl_off) != 0) {
+        cx->failed = 1;
+        return;
+    }
+    SK_T *S = blkst.S;
+    const double *rows[SK_L];
+    int64_t nsteps[SK_L];
+    int64_t maxsteps = 0;
+    for (int l = 0; l < SK_L; ++l) {
+        int64_t it = blk * SK_L + l;
+        if (it < n_items) {
+            rows[l] = cx->X + (cx->path_idx[it] * cx->len + cx->start[it]) * d;
+            nsteps[l] = cx->end[it] - cx->start[it];
+            if (nsteps[l] > maxsteps) maxsteps = nsteps[l];
+        } else {
+            rows[l] = NULL;
+            nsteps[l] = 0;
+        }
+    }
+    SK_NAME(sk_run)(&blkst, rows, nsteps, 0, maxsteps, d, N, lvl_off);
+    for (int l = 0; l < SK_L; ++l) {
+        int64_t it = blk * SK_L + l;
+        if (it >= n_items) break;
+        double *o = cx->out + it * siglen;
+        for (int64_t w = 0; w < siglen; ++w) o[w] = SK_GET(S[w], l);
+    }
+    sk_aligned_free(blkst.S);
+}
+
 static int SK_NAME(sk_sig_pieces)(const double *X, int64_t len, int d, int N,
                                    const int64_t *lvl_off, int64_t siglen,
                                    const int64_t *path_idx, const int64_t *start,
                                    const int64_t *end, int64_t n_items,
                                    double *out, int nthreads)
 {
+    sk_ctx cx;
+    memset(&cx, 0, sizeof(cx));
+    cx.X = X; cx.len = len; cx.d = d; cx.N = N; cx.lvl_off = lvl_off; cx.siglen = siglen;
+    cx.path_idx = path_idx; cx.start = start; cx.end = end; cx.n_items = n_items;
+    cx.out = out;
     int64_t nblocks = (n_items + SK_L - 1) / SK_L;
-    int failed = 0;
-#ifdef _OPENMP
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
-#endif
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-        SK_NAME(sk_block) blkst;
-        if (SK_NAME(sk_block_init)(&blkst, d, N, siglen, lvl_off) != 0) {
-            failed = 1;
-            continue;
-        }
-        SK_T *S = blkst.S;
-        const double *rows[SK_L];
-        int64_t nsteps[SK_L];
-        int64_t maxsteps = 0;
-        for (int l = 0; l < SK_L; ++l) {
-            int64_t it = blk * SK_L + l;
-            if (it < n_items) {
-                rows[l] = X + (path_idx[it] * len + start[it]) * d;
-                nsteps[l] = end[it] - start[it];
-                if (nsteps[l] > maxsteps) maxsteps = nsteps[l];
-            } else {
-                rows[l] = NULL;
-                nsteps[l] = 0;
-            }
-        }
-        SK_NAME(sk_run)(&blkst, rows, nsteps, 0, maxsteps, d, N, lvl_off);
-        for (int l = 0; l < SK_L; ++l) {
-            int64_t it = blk * SK_L + l;
-            if (it >= n_items) break;
-            double *o = out + it * siglen;
-            for (int64_t w = 0; w < siglen; ++w) o[w] = SK_GET(S[w], l);
-        }
-        sk_aligned_free(blkst.S);
-    }
-    return failed;
+    sk_parallel(SK_NAME(sk_pieces_block), &cx, nblocks, nthreads);
+    return cx.failed;
 }
 
 /* Prefix signatures of every path of X (shape (batch, len, d)) ending at the
  * point indices at[0] <= at[1] <= ... (n_at of them, sorted); the prefix
  * ending at at[j] goes to out[(b * n_at + slot[j]) * siglen ...]. */
+static void SK_NAME(sk_at_block)(sk_ctx *cx, int64_t blk)
+{
+    const int d = cx->d, N = cx->N;
+    const int64_t *lvl_off = cx->lvl_off, siglen = cx->siglen, batch = cx->batch;
+    const int64_t *at = cx->at, *slot = cx->slot, n_at = cx->n_at;
+    SK_NAME(sk_block) blkst;
+    if (SK_NAME(sk_block_init)(&blkst, d, N, siglen, lvl_off) != 0) {
+        cx->failed = 1;
+        return;
+    }
+    SK_T *S = blkst.S;
+    const double *rows[SK_L];
+    int64_t nsteps[SK_L];
+    int nl = 0;
+    for (int l = 0; l < SK_L; ++l) {
+        int64_t b = blk * SK_L + l;
+        rows[l] = b < batch ? cx->X + b * cx->len * d : NULL;
+        nsteps[l] = b < batch ? cx->len - 1 : 0;
+        if (b < batch) nl = l + 1;
+    }
+    /* run from one requested index to the next, emitting at each */
+    int64_t j = 0, t = 0;
+    while (j < n_at) {
+        SK_NAME(sk_run)(&blkst, rows, nsteps, t, at[j], d, N, lvl_off);
+        t = at[j];
+        for (; j < n_at && at[j] == t; ++j) {
+            for (int l = 0; l < nl; ++l) {
+                double *o = cx->out + ((blk * SK_L + l) * n_at + slot[j]) * siglen;
+                for (int64_t w = 0; w < siglen; ++w) o[w] = SK_GET(S[w], l);
+            }
+        }
+    }
+    sk_aligned_free(blkst.S);
+}
+
 static int SK_NAME(sk_sig_at)(const double *X, int64_t batch, int64_t len, int d,
                                int N, const int64_t *lvl_off, int64_t siglen,
                                const int64_t *at, const int64_t *slot,
                                int64_t n_at, double *out, int nthreads)
 {
+    sk_ctx cx;
+    memset(&cx, 0, sizeof(cx));
+    cx.X = X; cx.batch = batch; cx.len = len; cx.d = d; cx.N = N; cx.lvl_off = lvl_off;
+    cx.siglen = siglen; cx.at = at; cx.slot = slot; cx.n_at = n_at; cx.out = out;
     int64_t nblocks = (batch + SK_L - 1) / SK_L;
-    int failed = 0;
-#ifdef _OPENMP
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
-#endif
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-        SK_NAME(sk_block) blkst;
-        if (SK_NAME(sk_block_init)(&blkst, d, N, siglen, lvl_off) != 0) {
-            failed = 1;
-            continue;
-        }
-        SK_T *S = blkst.S;
-        const double *rows[SK_L];
-        int64_t nsteps[SK_L];
-        int nl = 0;
-        for (int l = 0; l < SK_L; ++l) {
-            int64_t b = blk * SK_L + l;
-            rows[l] = b < batch ? X + b * len * d : NULL;
-            nsteps[l] = b < batch ? len - 1 : 0;
-            if (b < batch) nl = l + 1;
-        }
-        /* run from one requested index to the next, emitting at each */
-        int64_t j = 0, t = 0;
-        while (j < n_at) {
-            SK_NAME(sk_run)(&blkst, rows, nsteps, t, at[j], d, N, lvl_off);
-            t = at[j];
-            for (; j < n_at && at[j] == t; ++j) {
-                for (int l = 0; l < nl; ++l) {
-                    double *o = out + ((blk * SK_L + l) * n_at + slot[j]) * siglen;
-                    for (int64_t w = 0; w < siglen; ++w) o[w] = SK_GET(S[w], l);
-                }
-            }
-        }
-        sk_aligned_free(blkst.S);
-    }
-    return failed;
+    sk_parallel(SK_NAME(sk_at_block), &cx, nblocks, nthreads);
+    return cx.failed;
 }

@@ -8,7 +8,8 @@
  * instantiated for a GCC vector of SK_VL doubles (several paths per SIMD
  * register, batch innermost) and for plain double (one path).  A single
  * long path is cut into pieces that fill the lanes and the piece
- * signatures are joined with Chen's identity.
+ * signatures are joined with Chen's identity.  Threads (pthreads) claim
+ * blocks of lanes; see sk_parallel.
  */
 #ifndef HFTSIG_SIGKERNELS_H
 #define HFTSIG_SIGKERNELS_H
@@ -16,8 +17,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
+#ifndef _WIN32
+#include <pthread.h>
+#include <sched.h>
 #endif
 
 /* level offsets live in int64_t[64] arrays */
@@ -53,6 +55,104 @@ static int64_t sk_chain_len(int d, int N)
 /* set by tests/benchmarks through sk_set_unfused: run the plain two-step
  * pass instead of the level-fused one (to compare the two) */
 static int sk_unfused = 0;
+
+/* Threads over blocks.
+ *
+ * Each participant claims blocks from a shared counter.  The caller works
+ * too, and when no block is left it waits only for blocks other threads
+ * have claimed, never for a thread that has not started: on a busy machine
+ * a newly created thread may wait many milliseconds for a core, and a
+ * fork/join barrier (an OpenMP parallel loop) would wait with it, making
+ * n_jobs > 1 slower than one thread.  A thread that starts late finds no
+ * block left and exits; the job record is freed by whoever leaves last. */
+typedef struct {
+    const double *X;
+    int64_t batch, len;
+    int d, N;
+    const int64_t *lvl_off;
+    int64_t siglen;
+    const int64_t *path_idx, *start, *end;
+    int64_t n_items;
+    const int64_t *at, *slot;
+    int64_t n_at;
+    double *out;
+    int failed;
+} sk_ctx;
+
+typedef void (*sk_block_fn)(sk_ctx *, int64_t);
+
+typedef struct {
+    sk_block_fn fn;
+    sk_ctx *cx;
+    int64_t nblocks;
+    int64_t next;
+    int64_t done;
+    int refs;
+} sk_pjob;
+
+static void sk_pjob_work(sk_pjob *j)
+{
+    for (;;) {
+        int64_t b = __atomic_fetch_add(&j->next, 1, __ATOMIC_ACQ_REL);
+        if (b >= j->nblocks) break;
+        j->fn(j->cx, b);
+        __atomic_fetch_add(&j->done, 1, __ATOMIC_ACQ_REL);
+    }
+}
+
+static void sk_pjob_release(sk_pjob *j)
+{
+    if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0) free(j);
+}
+
+#ifndef _WIN32
+static void *sk_pjob_thread(void *p)
+{
+    sk_pjob *j = (sk_pjob *)p;
+    sk_pjob_work(j);
+    sk_pjob_release(j);
+    return NULL;
+}
+#endif
+
+static void sk_parallel(sk_block_fn fn, sk_ctx *cx, int64_t nblocks, int nthreads)
+{
+    if (nthreads > nblocks) nthreads = (int)nblocks;
+#ifndef _WIN32
+    sk_pjob *j = nthreads > 1 ? (sk_pjob *)malloc(sizeof(sk_pjob)) : NULL;
+#else
+    sk_pjob *j = NULL;
+#endif
+    if (j == NULL) {
+        for (int64_t b = 0; b < nblocks; ++b) fn(cx, b);
+        return;
+    }
+    j->fn = fn;
+    j->cx = cx;
+    j->nblocks = nblocks;
+    j->next = 0;
+    j->done = 0;
+    j->refs = 1;
+#ifndef _WIN32
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (int i = 1; i < nthreads; ++i) {
+        pthread_t t;
+        __atomic_add_fetch(&j->refs, 1, __ATOMIC_ACQ_REL);
+        if (pthread_create(&t, &attr, sk_pjob_thread, j) != 0)
+            __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_attr_destroy(&attr);
+#endif
+    sk_pjob_work(j);
+    while (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE) < nblocks) {
+#ifndef _WIN32
+        sched_yield();
+#endif
+    }
+    sk_pjob_release(j);
+}
 
 /* vector instance */
 #define SK_T sk_vec
@@ -105,11 +205,11 @@ static void sk_level_offsets(int d, int N, int64_t *lvl_off)
 
 static int sk_threads(int nthreads)
 {
-#ifdef _OPENMP
-    return nthreads < 1 ? 1 : nthreads;
-#else
+#ifdef _WIN32
     (void)nthreads;
     return 1;
+#else
+    return nthreads < 1 ? 1 : nthreads;
 #endif
 }
 
