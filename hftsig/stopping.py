@@ -680,7 +680,12 @@ class SignatureStopper(_BackwardInduction):
     Notes
     -----
     Features of every exercise date come from one streamed pass of
-    :func:`hftsig.sig` with ``at=exercise_idx``.
+    :func:`hftsig.sig` with ``at=exercise_idx``.  The time channel is added
+    here (grid index over ``n_points - 1``, the same convention as
+    :func:`hftsig.transforms.time_augment` for a whole path) rather than by
+    ``sig(time_aug=True)``, so that continuation pieces simulated by
+    :meth:`dual_upper_bound` carry the absolute grid times and their
+    signatures combine with the history's by Chen's identity.
 
     References
     ----------
