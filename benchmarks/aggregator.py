@@ -16,9 +16,26 @@ loopback
     ``ts_recv - ts_event`` (send, network, parse, normalize) versus callback -
     ``ts_recv`` (queue, state, dispatch).
 
-Where the time goes is reported from the aggregator's own counters (worker busy
-time per tick) and, for parse/normalize, from timing the Normalizer on the
-frames the simulators send.
+Latency method (loopback): the simulator stamps ``ts_event`` when the market
+model step creates the event, before the frame is built and sent, and Kraken
+and Coinbase carry that stamp in the frame (RFC 3339 with ns); the callback
+subtracts it from its own ``time.time_ns()`` (same host clock).  So the
+"simulator event -> callback" row is an upper bound on send -> callback: it
+also holds the simulator's JSON building and its send queue.  Binance depth
+events are batched per 100 ms by protocol, so Binance is left out of that row.
+
+``--size-churn`` sets the share of book levels whose size changes per model
+step (the simulator's knob; 0.05 default, 1.0 requotes every level): it raises
+ticks per frame without changing any protocol shape.  Ticks are records after
+normalization (book levels, trades, quotes, prices).
+
+Where the time goes: the connectors' ``_on_message`` (parse + normalize, book
+sync and checksums, the queue put) and the aggregator worker are timed with
+``perf_counter_ns`` around them, per delivered tick; both processes' CPU time
+per tick comes from ``/proc``.  Stage times are wall time, so on a loaded
+machine they include waiting for the GIL and for a core; the process CPU rows
+do not.  The benchmark leaves ``sys.setswitchinterval`` alone unless
+``--switch-interval`` is given (it then says so in the header).
 """
 from __future__ import annotations
 
