@@ -18,7 +18,8 @@ loopback
 
 Latency method (loopback): the simulator stamps ``ts_event`` when the market
 model step creates the event, before the frame is built and sent, and Kraken
-and Coinbase carry that stamp in the frame (RFC 3339 with ns); the callback
+and Coinbase carry that stamp in the frame (RFC 3339: Kraken to the us,
+Coinbase to the ns); the callback
 subtracts it from its own ``time.time_ns()`` (same host clock).  So the
 "simulator event -> callback" row is an upper bound on send -> callback: it
 also holds the simulator's JSON building and its send queue.  Binance depth
@@ -410,10 +411,16 @@ def main(argv=None):
         import sys
 
         sys.setswitchinterval(args.switch_interval)
-    print(f"# aggregator benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} "
-          f"{platform.processor() or ''}, python {platform.python_version()}, "
+    import os
+
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"# aggregator benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+          f"load average {load}, python {platform.python_version()}, "
           "4 exchanges x 10 symbols (shared machine: quote medians); GIL switch interval "
-          f"{__import__('sys').getswitchinterval() * 1e3:g} ms")
+          f"{__import__('sys').getswitchinterval() * 1e3:g} ms"
+          + (" (set by --switch-interval for this run)" if args.switch_interval is not None
+             else " (Python's, untouched)"))
     if args.mode in ("core", "both"):
         print("\n## core: 4 feeder threads -> queue -> state -> callback (block, nothing lost)")
         print("one-record quote messages; latency = callback time - ts_recv stamped at send")
