@@ -16,9 +16,27 @@ loopback
     ``ts_recv - ts_event`` (send, network, parse, normalize) versus callback -
     ``ts_recv`` (queue, state, dispatch).
 
-Where the time goes is reported from the aggregator's own counters (worker busy
-time per tick) and, for parse/normalize, from timing the Normalizer on the
-frames the simulators send.
+Latency method (loopback): the simulator stamps ``ts_event`` when the market
+model step creates the event, before the frame is built and sent, and Kraken
+and Coinbase carry that stamp in the frame (RFC 3339: Kraken to the us,
+Coinbase to the ns); the callback
+subtracts it from its own ``time.time_ns()`` (same host clock).  So the
+"simulator event -> callback" row is an upper bound on send -> callback: it
+also holds the simulator's JSON building and its send queue.  Binance depth
+events are batched per 100 ms by protocol, so Binance is left out of that row.
+
+``--size-churn`` sets the share of book levels whose size changes per model
+step (the simulator's knob; 0.05 default, 1.0 requotes every level): it raises
+ticks per frame without changing any protocol shape.  Ticks are records after
+normalization (book levels, trades, quotes, prices).
+
+Where the time goes: the connectors' ``_on_message`` (parse + normalize, book
+sync and checksums, the queue put) and the aggregator worker are timed with
+``perf_counter_ns`` around them, per delivered tick; both processes' CPU time
+per tick comes from ``/proc``.  Stage times are wall time, so on a loaded
+machine they include waiting for the GIL and for a core; the process CPU rows
+do not.  The benchmark leaves ``sys.setswitchinterval`` alone unless
+``--switch-interval`` is given (it then says so in the header).
 """
 from __future__ import annotations
 
@@ -181,10 +199,83 @@ def _simulator_frames(n=20_000):
     return out
 
 
+def _cpu_seconds(pid):
+    """User + system CPU seconds of process ``pid`` (Linux /proc; None elsewhere)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Timed:
+    """Per-connector clocks around the receive path, installed on one connector.
+
+    ``_on_message`` (everything after the websocket frame is read: parse,
+    normalize, book sync, checksums, hand-off to the aggregator queue) and,
+    inside it, ``Normalizer.parse`` and the ``on_tick`` hand-off (the
+    aggregator's queue put) are timed with ``perf_counter_ns``; the rest of the
+    connector thread's time is the websocket-client read and waiting.  Costs two
+    clock reads per call (~0.1 us), small against the frame costs measured.
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.frames = self.on_message_ns = self.parse_ns = self.put_ns = 0
+        self._norm = None
+        inner = conn._on_message
+        pc = time.perf_counter_ns
+        timed = self
+
+        class _Norm:
+            def __init__(self, norm):
+                self._n = norm
+
+            def parse(self, *a, **k):
+                t0 = pc()
+                try:
+                    return self._n.parse(*a, **k)
+                finally:
+                    timed.parse_ns += pc() - t0
+
+            def __getattr__(self, name):
+                return getattr(self._n, name)
+
+        def on_message(raw, ts_recv):
+            norm = getattr(conn, "_normalizer", None)
+            if norm is not None and not isinstance(norm, _Norm):
+                conn._normalizer = _Norm(norm)  # connectors make a new one per connection
+            t0 = pc()
+            try:
+                return inner(raw, ts_recv)
+            finally:
+                timed.on_message_ns += pc() - t0
+                timed.frames += 1
+
+        conn._on_message = on_message
+
+    def wrap_sink(self):
+        """Time the aggregator's queue put (call after the aggregator set ``on_tick``)."""
+        sink = self.conn.on_tick
+        pc = time.perf_counter_ns
+
+        def put(ticks):
+            t0 = pc()
+            try:
+                return sink(ticks)
+            finally:
+                self.put_ns += pc() - t0
+
+        self.conn.on_tick = put
+
+
 class _SimulatorProcess:
     """``hftsig simulate`` in its own process (its own GIL); endpoints read from its output."""
 
-    def __init__(self, symbols, rate, seconds):
+    def __init__(self, symbols, rate, seconds, size_churn=0.05):
         import os
         import subprocess
         import sys
@@ -196,7 +287,8 @@ class _SimulatorProcess:
             [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hftsig", "simulate", "--symbols", ",".join(symbols),
-             "--rate", str(rate), "--seconds", str(seconds), "--interval", "3600"],
+             "--rate", str(rate), "--seconds", str(seconds), "--interval", "3600",
+             "--size-churn", str(size_churn)],
             stdout=subprocess.PIPE, text=True, env=env)
         self.endpoints = {}
         deadline = time.monotonic() + 60
@@ -225,7 +317,7 @@ class _SimulatorProcess:
         self.close()
 
 
-def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True):
+def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=0.05):
     """Simulators -> connectors -> aggregator -> callback."""
     import connectors  # noqa: F401
 
@@ -234,12 +326,13 @@ def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True):
 
     syms = list(SYMBOLS)
     if separate_process:
-        simulator = _SimulatorProcess(syms, rate, seconds + 30)
+        simulator = _SimulatorProcess(syms, rate, seconds + 30, size_churn)
     else:
-        simulator = SimulatedExchanges(syms, seed=3, rate=rate)
+        simulator = SimulatedExchanges(syms, seed=3, rate=rate, size_churn=size_churn)
     with simulator as sim:
         conns = make_connectors(EXCHANGES, syms, {ex: sim.connector_kwargs(ex) for ex in EXCHANGES},
                                 {"coingecko": {"interval": 1.0}})
+        timers = {c.exchange: _Timed(c) for c in conns if hasattr(c, "_on_message")}
         agg = Aggregator(conns, queue_size=100_000, overflow="block", drain_size=0)
         sink_event = _LatencySink("ts_event")
         sink_recv = _LatencySink("ts_recv")
@@ -247,17 +340,44 @@ def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True):
                     exchanges=["kraken", "coinbase"])
         agg.on_tick(sink_recv)
         with agg:
+            for t in timers.values():
+                t.wrap_sink()  # the aggregator sets each connector's on_tick in start()
             time.sleep(2.0)  # connect, subscribe, snapshots
             start = {n: s["ticks"] for n, s in agg.stats().items()}
             sink_recv.chunks.clear()
             sink_event.chunks.clear()
+            sink_recv.busy_ns = sink_recv.n = 0
+            a0 = agg.aggregator_stats()
+            tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns) for k, t in timers.items()}
+            import os
+
+            sim_pid = simulator.proc.pid if separate_process else None
+            cpu0 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
             t0 = time.perf_counter()
             time.sleep(seconds)
             elapsed = time.perf_counter() - t0
+            cpu1 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
             st = agg.stats()
             a = agg.aggregator_stats()
+            tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns) for k, t in timers.items()}
         per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
+    total = sum(per.values()) * elapsed
+    ticks = a["ticks"] - a0["ticks"]
+    frames = sum(tm1[k][0] - tm0[k][0] for k in tm1)
+    us = lambda i: sum(tm1[k][i] - tm0[k][i] for k in tm1) / 1e3 / max(total, 1)  # noqa: E731
+    breakdown = {
+        "frames": frames, "ticks_per_frame": total / max(frames, 1),
+        "parse_normalize": us(2), "queue_put": us(3),
+        "connector_other": us(1) - us(2) - us(3),  # book sync, checksums, counters
+        "worker": (a["worker_busy_s"] - a0["worker_busy_s"]) * 1e6 / max(ticks, 1),
+        "callbacks": (sink_recv.busy_ns + sink_event.busy_ns) / 1e3 / max(ticks, 1),
+        "receiver_cpu": None if cpu0[0] is None else (cpu1[0] - cpu0[0]) * 1e6 / max(total, 1),
+        "simulator_cpu": None if not cpu0[1] else (cpu1[1] - cpu0[1]) * 1e6 / max(total, 1),
+        "receiver_cpu_share": None if cpu0[0] is None else (cpu1[0] - cpu0[0]) / elapsed,
+        "simulator_cpu_share": None if not cpu0[1] else (cpu1[1] - cpu0[1]) / elapsed,
+    }
     return {
+        "breakdown": breakdown,
         "rate": sum(per.values()), "per_exchange": per,
         "e2e_us": sink_event.percentiles(), "queue_us": sink_recv.percentiles(),
         "wire_us": {n: s["latency_us"] for n, s in st.items()},
@@ -278,6 +398,10 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=10.0, help="loopback: measuring time")
     p.add_argument("--rate", type=float, default=2000.0,
                    help="loopback: simulator book updates per second per symbol and venue")
+    p.add_argument("--size-churn", type=float, default=0.05,
+                   help="loopback: share of book levels whose size changes each model step "
+                        "(the simulator's --size-churn; 1.0 requotes every level: more ticks "
+                        "per frame)")
     p.add_argument("--same-process", action="store_true",
                    help="loopback: run the simulators in this process (they then share its GIL)")
     p.add_argument("--switch-interval", type=float, default=None,
@@ -287,10 +411,16 @@ def main(argv=None):
         import sys
 
         sys.setswitchinterval(args.switch_interval)
-    print(f"# aggregator benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} "
-          f"{platform.processor() or ''}, python {platform.python_version()}, "
+    import os
+
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"# aggregator benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+          f"load average {load}, python {platform.python_version()}, "
           "4 exchanges x 10 symbols (shared machine: quote medians); GIL switch interval "
-          f"{__import__('sys').getswitchinterval() * 1e3:g} ms")
+          f"{__import__('sys').getswitchinterval() * 1e3:g} ms"
+          + (" (set by --switch-interval for this run)" if args.switch_interval is not None
+             else " (Python's, untouched)"))
     if args.mode in ("core", "both"):
         print("\n## core: 4 feeder threads -> queue -> state -> callback (block, nothing lost)")
         print("one-record quote messages; latency = callback time - ts_recv stamped at send")
@@ -307,12 +437,13 @@ def main(argv=None):
                   flush=True)
     if args.mode in ("loopback", "both"):
         try:
-            r = bench_loopback(args.seconds, args.rate, not args.same_process)
+            r = bench_loopback(args.seconds, args.rate, not args.same_process, args.size_churn)
         except ImportError as exc:
             print(f"\n## loopback: not run ({exc})")
             return 0
         where = "in this process" if args.same_process else "in a separate process"
-        print(f"\n## loopback: simulators ({where}, --rate {args.rate:g}) -> connectors -> "
+        print(f"\n## loopback: simulators ({where}, --rate {args.rate:g}, --size-churn "
+              f"{args.size_churn:g}) -> connectors -> "
               "aggregator -> callback")
         print(f"sustained {r['rate']:,.0f} ticks/s; per feed " + ", ".join(
             f"{k} {v:,.0f}/s" for k, v in r["per_exchange"].items()))
@@ -326,6 +457,26 @@ def main(argv=None):
             print(f"| {k}: event -> connector receive | {v['p50']:.0f} | {v['p99']:.0f} "
                   f"| {v['p999']:.0f} |")
         print(f"aggregator worker {r['worker_us_per_tick']:.2f} us/tick; dropped {r['dropped']}")
+        b = r["breakdown"]
+        print(f"\nwhere the time goes (us per delivered tick; stages are wall time inside them, so on a loaded machine they include waiting for the GIL and a core; {b['frames']:,} frames, "
+              f"{b['ticks_per_frame']:.1f} ticks/frame):")
+        print("| stage | us/tick |\n|---|---:|")
+        print(f"| connector: Normalizer.parse (JSON parse + normalize, Cython) "
+              f"| {b['parse_normalize']:.2f} |")
+        print(f"| connector: book sync, checksums, counters | {b['connector_other']:.2f} |")
+        print(f"| connector -> aggregator queue put | {b['queue_put']:.2f} |")
+        print(f"| aggregator worker (queue get, stats, state, dispatch incl. callbacks) "
+              f"| {b['worker']:.2f} |")
+        print(f"| of which benchmark callbacks | {b['callbacks']:.2f} |")
+        if b["receiver_cpu"] is not None:
+            print(f"| receiver process CPU, all threads (websocket read included) "
+                  f"| {b['receiver_cpu']:.2f} |")
+        if b["simulator_cpu"] is not None:
+            print(f"| simulator process CPU (model step, JSON, websocket send) "
+                  f"| {b['simulator_cpu']:.2f} |")
+            print(f"CPU used: simulator {b['simulator_cpu_share']:.0%} of a core, receiver "
+                  f"{b['receiver_cpu_share']:.0%} of a core; load average "
+                  f"{' '.join(f'{x:.2f}' for x in __import__('os').getloadavg())}")
         f = _simulator_frames()
         if f:
             for k, v in f.items():
