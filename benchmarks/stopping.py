@@ -101,7 +101,7 @@ def _problems(quick):
             name=f"fBm H={h}, 100 dates", reference=ref, ref_note=note,
             make=fbm_paths, payoff=fbm_payoff,
             n_train=min(n_train, 50_000), n_eval=min(n_eval, 50_000), fit_kw={},
-            sig=dict(depth=3 if quick else 4), poly=dict(degree=3),
+            sig=dict(depth=3, lags=5), poly=dict(degree=3),
             simulator=None, dual=None)
 
 
