@@ -242,6 +242,19 @@ def test_fbm_mid_hurst_lower_bound_inside_published_bracket():
     assert low.value >= 0.98 * case["lower"] - 2 * low.std_error
 
 
+def test_fbm_dual_upper_bound_with_exact_conditional_continuations():
+    case = FBM[0.3]
+    st = SignatureStopper(**FBM_STOPPER).fit(paths.fbm(5_000, 100, 0.3, random_state=62), fbm_payoff)
+    low = st.value(paths.fbm(20_000, 100, 0.3, random_state=63), fbm_payoff)
+    sim = paths.FBMContinuation(hurst=0.3, n_steps=100)
+    up = st.dual_upper_bound(paths.fbm(10, 100, 0.3, random_state=64), fbm_payoff, sim, n_inner=20,
+                             lower=low, random_state=65)
+    # inner noise biases the bound up, never down: above the published lower bound
+    # (and the fitted rule's own value), even with this little nested simulation
+    assert up.gap >= 0 and up.value == pytest.approx(low.value + up.gap)
+    assert up.value + 3 * up.std_error >= case["lower"]
+
+
 def test_lag_features_are_the_latest_increments():
     x = paths.fbm(4, 20, 0.2, random_state=58)
     st = SignatureStopper(depth=2, lags=3).fit(paths.fbm(50, 20, 0.2, random_state=59), fbm_payoff)
