@@ -9,7 +9,7 @@ For each reference problem of ``tests/data/stopping_reference.json`` it fits
 :class:`hftsig.stopping.PolynomialStopper` (polynomials of the current state
 and payoff) on the *same* training paths, evaluates the lower bound on the same
 fresh paths, and, where a continuation simulator exists (Black--Scholes
-models), the Andersen--Broadie dual upper bound on the same outer paths
+models; fBm by exact Gaussian conditioning), the Andersen--Broadie dual upper bound on the same outer paths
 (reported as lower bound + estimated duality gap; the gap column is that gap
 relative to the reference).
 Times are wall-clock seconds, CPU seconds of the process in brackets (the
@@ -101,8 +101,9 @@ def _problems(quick):
             name=f"fBm H={h}, 100 dates", reference=ref, ref_note=note,
             make=fbm_paths, payoff=fbm_payoff,
             n_train=min(n_train, 50_000), n_eval=min(n_eval, 50_000), fit_kw={},
-            sig=dict(depth=3 if quick else 4), poly=dict(degree=3),
-            simulator=None, dual=None)
+            sig=dict(depth=3, lags=5), poly=dict(degree=3),
+            simulator=paths.FBMContinuation(hurst=h, n_steps=100),
+            dual=(10, 40) if quick else (50, 100))
 
 
 def run(quick, only=None, dual=True):

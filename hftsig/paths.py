@@ -35,7 +35,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["gbm", "fbm", "ornstein_uhlenbeck", "GBMContinuation"]
+__all__ = ["gbm", "fbm", "ornstein_uhlenbeck", "GBMContinuation", "FBMContinuation"]
 
 
 def _rng(random_state):
@@ -294,6 +294,79 @@ def fbm(n_paths, n_steps, hurst, *, T=1.0, random_state=None, method="auto"):
     out = np.zeros((n_paths, n + 1, 1))
     np.cumsum(noise * scale, axis=1, out=out[:, 1:, 0])
     return out
+
+
+class FBMContinuation:
+    """Nested-simulation continuation simulator for fractional Brownian motion.
+
+    fBm is not Markov: the law of the future depends on the whole observed
+    history.  The increments are jointly Gaussian with covariance ``C = L
+    L^T`` (Cholesky); the history's increments fix the first ``t`` normals
+    ``z = L[:t, :t]^{-1} dW[:t]`` exactly, and the next increments are
+    ``L[t:, :t] z + L[t:, t:] z_new`` -- an exact draw from the conditional
+    law, for :meth:`hftsig.stopping.SignatureStopper.dual_upper_bound`.
+
+    Parameters
+    ----------
+    hurst : float
+        Hurst parameter in (0, 1).
+    n_steps : int
+        Steps of the full grid of the paths (as in :func:`fbm`).
+    T : float
+        Horizon of the full grid.
+
+    Examples
+    --------
+    >>> sim = FBMContinuation(hurst=0.3, n_steps=10)
+    >>> hist = fbm(2, 4, 0.3, T=0.4, random_state=0)
+    >>> sim(hist, 3, 6, np.random.default_rng(0)).shape
+    (2, 3, 6, 1)
+    """
+
+    def __init__(self, *, hurst, n_steps, T=1.0):
+        self.hurst = hurst
+        self.n_steps = n_steps
+        self.T = T
+
+    def _cholesky(self):
+        key = (float(self.hurst), int(self.n_steps), float(self.T))
+        if getattr(self, "_chol_key", None) != key:
+            if not 0.0 < key[0] < 1.0:
+                raise ValueError(f"hurst must be in (0, 1), got {self.hurst}")
+            n = _check_count(self.n_steps, "n_steps")
+            T = _check_positive(self.T, "T")
+            gamma = _fgn_autocov(n, key[0]) * (T / n) ** (2 * key[0])
+            idx = np.arange(n)
+            self._chol = np.linalg.cholesky(gamma[np.abs(idx[:, None] - idx[None, :])])
+            self._chol_key = key
+        return self._chol
+
+    def __call__(self, history, n_inner, n_future, rng):
+        h = _validate_history(history)
+        m, t1, dim = h.shape
+        if dim != 1:
+            raise ValueError(f"history must have dim 1 for fBm, got {dim}")
+        n_inner = _check_count(n_inner, "n_inner")
+        n_future = _check_count(n_future, "n_future")
+        chol = self._cholesky()
+        t = t1 - 1
+        if t + n_future > chol.shape[0]:
+            raise ValueError(f"history of {t} steps plus n_future={n_future} exceeds "
+                             f"n_steps={chol.shape[0]}")
+        rng = _rng(rng)
+        past = np.diff(h[:, :, 0], axis=1)
+        if t:
+            from scipy.linalg import solve_triangular
+
+            z = solve_triangular(chol[:t, :t], past.T, lower=True).T
+            mean = z @ chol[t:t + n_future, :t].T
+        else:
+            mean = np.zeros((m, n_future))
+        inc = rng.standard_normal((m, n_inner, n_future)) @ chol[t:t + n_future, t:t + n_future].T
+        inc += mean[:, None, :]
+        out = np.cumsum(inc, axis=2)
+        out += h[:, -1, 0][:, None, None]
+        return out[..., None]
 
 
 def ornstein_uhlenbeck(n_paths, n_steps, *, theta, mu=0.0, sigma, x0=None, corr=None,

@@ -153,3 +153,32 @@ def test_ou_zero_speed_is_brownian_and_multidim():
         paths.ornstein_uhlenbeck(3, 3, theta=-1.0, sigma=1.0)
     with pytest.raises(ValueError, match="inconsistent"):
         paths.ornstein_uhlenbeck(3, 3, theta=[1.0, 2.0], mu=[0.0, 0.0, 0.0], sigma=1.0)
+
+
+def test_fbm_continuation_has_the_fbm_law():
+    # history up to point 8, continued to 20 points: the joined paths must have
+    # the covariance (s^2H + t^2H - |t - s|^2H) / 2 across the junction
+    hurst, n = 0.2, 20
+    hist = paths.fbm(40_000, 8, hurst, T=8 / n, random_state=3)
+    sim = paths.FBMContinuation(hurst=hurst, n_steps=n)
+    cont = sim(hist, 1, n - 8, np.random.default_rng(4))
+    assert cont.shape == (40_000, 1, n - 8, 1)
+    w = np.concatenate([hist[:, :, 0], cont[:, 0, :, 0]], axis=1)
+    t = np.linspace(0.0, 1.0, n + 1)
+    s_, t_ = np.meshgrid(t, t, indexing="ij")
+    cov = 0.5 * (s_ ** (2 * hurst) + t_ ** (2 * hurst) - np.abs(t_ - s_) ** (2 * hurst))
+    np.testing.assert_allclose(w.T @ w / w.shape[0], cov, atol=0.03)
+    # the future depends on the past (fBm has memory): increments across the
+    # junction are negatively correlated for H < 1/2
+    assert np.corrcoef(w[:, 8] - w[:, 7], w[:, 9] - w[:, 8])[0, 1] < -0.2
+
+
+def test_fbm_continuation_rejects_bad_input():
+    sim = paths.FBMContinuation(hurst=0.3, n_steps=10)
+    hist = paths.fbm(2, 4, 0.3, T=0.4, random_state=0)
+    with pytest.raises(ValueError, match="n_future"):
+        sim(hist, 2, 7, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="dim 1"):
+        sim(np.zeros((2, 3, 2)), 2, 2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="hurst"):
+        paths.FBMContinuation(hurst=1.5, n_steps=10)(hist, 2, 2, np.random.default_rng(0))

@@ -190,29 +190,42 @@ def test_max_call_full_size_with_upper_bound():
 # -- stopping fractional Brownian motion (Becker, Cheridito & Jentzen 2019) ---------------
 
 FBM = {c["hurst"]: c for c in REF["fbm"]["cases"]}
+# depth-3 signature of (t, W) plus the last five increments: the conditional law of
+# fBm's future puts most weight on the latest moves, which low signature levels
+# blur (depth 3 alone: 0.354 at H = 0.3; with lags: 0.371)
+FBM_STOPPER = dict(depth=3, lags=5)
 
 
 def fbm_payoff(w):
     return w[..., 0]
 
 
-def test_fbm_small_hurst_signature_beats_markovian_regression():
-    hurst = 0.01
+def _fbm_reference(case):
+    """(value the lower bound is held to, value it must not meaningfully exceed)."""
+    if case["kind"] == "bracket":
+        return case["lower"], case["upper"]
+    return case["value"], case["value"]
+
+
+@pytest.mark.parametrize("hurst", [0.01, 0.05])
+def test_fbm_small_hurst_signature_beats_markovian_regression(hurst):
     train, test = paths.fbm(8_000, 100, hurst, random_state=50), paths.fbm(12_000, 100, hurst, random_state=51)
-    sig = SignatureStopper(depth=3).fit(train, fbm_payoff)
+    sig = SignatureStopper(**FBM_STOPPER).fit(train, fbm_payoff)
     markov = PolynomialStopper(degree=3).fit(train, fbm_payoff)
     assert not sig.itm_only_  # payoffs take both signs: regress on every path
     v_sig, v_markov = sig.value(test, fbm_payoff), markov.value(test, fbm_payoff)
-    ref = FBM[hurst]["value"]
-    assert abs(v_sig.value - ref) <= 0.02 * ref + 2 * v_sig.std_error
     # memory is what pays at small H: the state-only rule gets about half
-    assert v_sig.value - v_markov.value > 0.3 * ref
+    # (H = 0.01: 1.52 against 0.83; H = 0.05: 1.30 against 0.68)
+    assert v_sig.value > 1.5 * v_markov.value
     assert v_sig.value - v_markov.value > 20 * np.hypot(v_sig.std_error, v_markov.std_error)
+    if hurst in FBM:
+        ref, _ = _fbm_reference(FBM[hurst])
+        assert abs(v_sig.value - ref) <= 0.02 * ref + 2 * v_sig.std_error
 
 
 def test_fbm_brownian_case_has_value_zero():
     train, test = paths.fbm(5_000, 100, 0.5, random_state=52), paths.fbm(20_000, 100, 0.5, random_state=53)
-    st = SignatureStopper(depth=3).fit(train, fbm_payoff)
+    st = SignatureStopper(**FBM_STOPPER).fit(train, fbm_payoff)
     low = st.value(test, fbm_payoff)
     # optional stopping: no rule has non-zero expectation on a martingale
     assert abs(low.value) <= 3 * low.std_error
@@ -223,22 +236,92 @@ def test_fbm_brownian_case_has_value_zero():
 def test_fbm_mid_hurst_lower_bound_inside_published_bracket():
     case = FBM[0.3]
     train, test = paths.fbm(10_000, 100, 0.3, random_state=54), paths.fbm(20_000, 100, 0.3, random_state=55)
-    low = SignatureStopper(depth=3).fit(train, fbm_payoff).value(test, fbm_payoff)
-    # a lower bound cannot exceed the published upper bound; depth 3 on 10,000
-    # paths is a little below the depth-5 published lower bound
+    low = SignatureStopper(**FBM_STOPPER).fit(train, fbm_payoff).value(test, fbm_payoff)
+    # a lower bound cannot exceed the published upper bound
     assert low.value <= case["upper"] + 3 * low.std_error
-    assert low.value >= 0.9 * case["lower"] - 2 * low.std_error
+    assert low.value >= 0.98 * case["lower"] - 2 * low.std_error
+
+
+def test_fbm_dual_upper_bound_with_exact_conditional_continuations():
+    case = FBM[0.3]
+    st = SignatureStopper(**FBM_STOPPER).fit(paths.fbm(5_000, 100, 0.3, random_state=62), fbm_payoff)
+    low = st.value(paths.fbm(20_000, 100, 0.3, random_state=63), fbm_payoff)
+    sim = paths.FBMContinuation(hurst=0.3, n_steps=100)
+    up = st.dual_upper_bound(paths.fbm(10, 100, 0.3, random_state=64), fbm_payoff, sim, n_inner=20,
+                             lower=low, random_state=65)
+    # inner noise biases the bound up, never down: above the published lower bound
+    # (and the fitted rule's own value), even with this little nested simulation
+    assert up.gap >= 0 and up.value == pytest.approx(low.value + up.gap)
+    assert up.value + 3 * up.std_error >= case["lower"]
+
+
+def test_lag_features_are_the_latest_increments():
+    x = paths.fbm(4, 20, 0.2, random_state=58)
+    st = SignatureStopper(depth=2, lags=3).fit(paths.fbm(50, 20, 0.2, random_state=59), fbm_payoff)
+    base = SignatureStopper(depth=2).fit(paths.fbm(50, 20, 0.2, random_state=59), fbm_payoff)
+    f, g = st._path_features(x, st.exercise_idx_), base._path_features(x, st.exercise_idx_)
+    assert f.shape == (21, 4, g.shape[2] + 3) and st.n_features_ == base.n_features_ + 3
+    np.testing.assert_array_equal(f[:, :, :g.shape[2]], g)
+    w = x[:, :, 0]
+    for t in (0, 1, 2, 10, 20):
+        want = [w[:, t] - w[:, max(t - k, 0)] for k in (1, 2, 3)]
+        np.testing.assert_allclose(f[t, :, g.shape[2]:], np.stack(want, axis=1))
+
+
+def test_chen_continuation_features_with_lags_equal_direct_features():
+    st = SignatureStopper(depth=3, lags=4).fit(paths.fbm(300, 40, 0.3, random_state=60), fbm_payoff)
+    x = paths.fbm(3, 40, 0.3, random_state=61)
+    hist = x[:, :11]
+    cont = hist[:, None, -1:] + np.random.default_rng(0).normal(size=(3, 4, 30, 1)).cumsum(axis=2) * 0.1
+    full = np.concatenate([np.repeat(hist[:, None], 4, axis=1), cont], axis=2).reshape(12, 41, 1)
+    later = st.exercise_idx_[11:]
+    direct = st._path_features(full, later)
+    np.testing.assert_allclose(st._continuation_features(hist, cont, full, later), direct, atol=1e-12)
+    at = st._inner_feature_fn(hist, cont, full, later)
+    rows = np.array([0, 5, 11])
+    np.testing.assert_allclose(at(3, rows), direct[3][rows], atol=1e-12)
+
+
+def _fbm_full_size(hurst, seed, **params):
+    train = paths.fbm(50_000, 100, hurst, random_state=seed)
+    test = paths.fbm(100_000, 100, hurst, random_state=seed + 1)
+    sig = SignatureStopper(**params).fit(train, fbm_payoff).value(test, fbm_payoff)
+    markov = PolynomialStopper(degree=3).fit(train, fbm_payoff).value(test, fbm_payoff)
+    print(f"fbm H={hurst} seed={seed}: signature {sig.value:.4f} ± {sig.std_error:.4f}, "
+          f"state-only {markov.value:.4f} ± {markov.std_error:.4f}")
+    return sig, markov
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_fbm_mid_hurst_full_size_within_two_percent():
-    case = FBM[0.3]
-    train, test = paths.fbm(50_000, 100, 0.3, random_state=56), paths.fbm(50_000, 100, 0.3, random_state=57)
-    # depth 4 (30 signature terms): depth 5 (62) overfits 50,000 paths slightly (0.355)
-    low = SignatureStopper(depth=4).fit(train, fbm_payoff).value(test, fbm_payoff)
-    print("fbm H=0.3", low)
-    assert 0.98 * case["lower"] - 2 * low.std_error <= low.value <= case["upper"] + 2 * low.std_error
+@pytest.mark.parametrize("hurst,seed", [(0.01, 56), (0.3, 56), (0.3, 70), (0.3, 80)])
+def test_fbm_full_size_within_two_percent_of_reference(hurst, seed):
+    # 50,000 training and 100,000 fresh paths: the lower bound is within 2% of the
+    # published value (H = 0.3: of the published signature lower bound, BPS 2023)
+    # and not above the published upper bound, for several seeds
+    ref, upper = _fbm_reference(FBM[hurst])
+    sig, markov = _fbm_full_size(hurst, seed, **FBM_STOPPER)
+    assert sig.value >= 0.98 * ref
+    assert sig.value <= upper + 2 * sig.std_error
+    assert sig.value > markov.value
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_fbm_full_size_across_hurst_without_published_values():
+    # no confirmed published value for these H (see tests/data/stopping_reference.json):
+    # check what must hold for any correct method.  The value falls as H rises to 1/2;
+    # it is at most E[max_j W_j] (stopping with perfect foresight); signatures beat the
+    # state-only regression, by far at small H.
+    values, markov_values = {}, {}
+    for hurst in (0.05, 0.1, 0.2, 0.4):
+        sig, markov = _fbm_full_size(hurst, 90, **FBM_STOPPER)
+        foresight = paths.fbm(100_000, 100, hurst, random_state=92)[:, :, 0].max(axis=1).mean()
+        assert sig.value < foresight
+        assert sig.value - markov.value > 5 * np.hypot(sig.std_error, markov.std_error)
+        values[hurst], markov_values[hurst] = sig.value, markov.value
+    assert values[0.05] > values[0.1] > values[0.2] > values[0.4] > 0
+    assert values[0.05] > 1.8 * markov_values[0.05]
 
 
 # -- API, logsig, errors ------------------------------------------------------------------
@@ -299,6 +382,8 @@ def test_exercise_idx_and_array_payoffs_agree_with_callable():
     (lambda x, z: SignatureStopper(in_the_money="yes").fit(x, z), ValueError, "in_the_money"),
     (lambda x, z: SignatureStopper(logsig=1).fit(x, z), TypeError, "logsig"),
     (lambda x, z: SignatureStopper(n_jobs=0).fit(x, z), ValueError, "n_jobs"),
+    (lambda x, z: SignatureStopper(lags=-1).fit(x, z), ValueError, "lags"),
+    (lambda x, z: SignatureStopper(lags=1.5).fit(x, z), TypeError, "lags"),
     (lambda x, z: PolynomialStopper(degree=0).fit(x, z), ValueError, "degree"),
 ])
 def test_bad_input_raises_clear_errors(make, exc, match):
