@@ -53,6 +53,48 @@ def drain(ws, seconds):
             return out
 
 
+class CountingWebSocket(websocket.WebSocket):
+    """A websocket-client connection counting the data frames it received."""
+
+    frames = 0
+
+    def recv(self):
+        frame = super().recv()
+        self.frames += 1
+        return frame
+
+
+def connect(url):
+    return websocket.create_connection(url, timeout=2, class_=CountingWebSocket)
+
+
+def catch_up(ws, sim, exchange, timeout=10.0, frozen=True):
+    """Receive (raw) frames until ``ws`` (a :class:`CountingWebSocket`, the
+    exchange's last connection) holds every frame the server counted as sent,
+    with nothing queued or held for a batched stream (after ``sim.pause()``:
+    everything that describes the frozen market).  ``frozen=False`` during a
+    stall: held data stays queued, only what was sent counts.
+
+    Synchronises on the simulator's counters instead of a fixed wait, so a
+    loaded machine only makes it slower.  Returns the frames received here.
+    """
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        info = sim.connections(exchange)[-1]
+        if (ws.frames >= sum(info["sent"].values()) and not info["busy"]
+                and (not frozen or not (info["queued"] or info["batched"]))):
+            return out
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"got {ws.frames} frames, the server sent {info['sent']}")
+        ws.settimeout(min(left, 0.2))
+        try:
+            out.append(ws.recv())
+        except websocket.WebSocketTimeoutException:
+            pass
+
+
 # ---------------------------------------------------------------- Binance
 def test_binance_combined_stream_shapes(sim):
     url = sim.connector_kwargs("binance")["ws_url"]
@@ -171,12 +213,19 @@ def test_binance_exchange_info_and_rest_errors(sim):
         r = requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2)
         assert r.status_code == 429 and r.headers["Retry-After"] == "3" and r.json()["code"] == -1003
     assert requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).status_code == 200
+    # Binance sends whole seconds: a fraction rounds up (never "0", which means "retry now")
+    sim.inject("binance", "http_429", retry_after=0.5)
+    sim.inject("binance", "http_418", retry_after=2.01)
+    r = requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+    r = requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2)
+    assert r.status_code == 418 and r.headers["Retry-After"] == "3"
     sim.inject("binance", "http_500")
     assert requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).status_code == 500
     sim.inject("binance", "http_malformed")
     with pytest.raises(ValueError):
         requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).json()
-    assert sim.rest_stats("binance")["responses"][429] == 2
+    assert sim.rest_stats("binance")["responses"][429] == 3
 
 
 def test_binance_gap_fault_skips_update_ids(sim):
@@ -230,8 +279,21 @@ def test_binance_pings():
             if op == websocket.ABNF.OPCODE_PING:
                 pings.append(data)
                 ws.pong(data)
-        ws.close()
         assert len(pings) >= 2
+        # a stall without heartbeats silences the pings too (they come from the
+        # simulator, not from a websocket keepalive it cannot pause)
+        sim.inject("binance", "stall", seconds=10.0, heartbeats=False)
+        sent = sim.connections("binance")[-1]["pings"]
+        deadline = time.monotonic() + 10.0
+        while len(pings) < sent and time.monotonic() < deadline:  # those already on the wire
+            ws.settimeout(max(0.01, deadline - time.monotonic()))
+            op, data = ws.recv_data(control_frame=True)
+            if op == websocket.ABNF.OPCODE_PING:
+                pings.append(data)
+        assert len(pings) == sent
+        silent = drain(ws, 0.6)
+        ws.close()
+        assert silent == [] and sim.connections("binance")[-1]["pings"] == sent
 
 
 # ----------------------------------------------------------------- Kraken
@@ -255,7 +317,7 @@ def _kraken_apply(book, levels, depth, reverse):
 
 
 def _kraken_connect(sim):
-    ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
+    ws = connect(sim.connector_kwargs("kraken")["ws_url"])
     status = recv_json(ws)
     assert status["channel"] == "status" and status["type"] == "update"
     assert status["data"][0]["system"] == "online" and status["data"][0]["api_version"] == "v2"
@@ -320,13 +382,28 @@ def test_kraken_bad_checksum_and_gap_faults(sim):
         _kraken_apply(asks, m["asks"], 25, False)
         return _kraken_ck(bids, asks, pp, qp) == m["checksum"]
 
+    def quiesce():
+        # Freeze the market and take in every frame sent so far, so the fault
+        # hits the very next book update.
+        sim.pause()
+        for f in catch_up(ws, sim, "kraken"):
+            m = json.loads(f)
+            if m.get("channel") == "book":
+                _kraken_apply(bids, m["data"][0]["bids"], 25, True)
+                _kraken_apply(asks, m["data"][0]["asks"], 25, False)
+                assert _kraken_ck(bids, asks, pp, qp) == m["data"][0]["checksum"]
+
     assert next_update_ok()
+    quiesce()
     sim.inject("kraken", "bad_checksum")
-    # Frames already queued arrive first; exactly one later frame lies, and
-    # only its checksum: the levels stay right, so the next ones match again.
+    sim.resume()
+    # Exactly one frame lies, and only its checksum: the levels stay right, so
+    # the next ones match again.
     results = [next_update_ok() for _ in range(8)]
-    assert results.count(False) == 1 and results[-1] is True
+    assert results.count(False) == 1 and results[0] is False and results[-1] is True
+    quiesce()
     sim.inject("kraken", "gap")
+    sim.resume()
     assert not all(next_update_ok() for _ in range(8))
     ws.close()
     c = sim.connections("kraken")[-1]
@@ -377,7 +454,7 @@ def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
 
 # --------------------------------------------------------------- Coinbase
 def _coinbase(sim, channels, products=("BTC-USD",)):
-    ws = websocket.create_connection(sim.connector_kwargs("coinbase")["ws_url"], timeout=2)
+    ws = connect(sim.connector_kwargs("coinbase")["ws_url"])
     for ch in channels:
         ws.send(json.dumps({"type": "subscribe", "product_ids": list(products), "channel": ch}))
     return ws
@@ -516,9 +593,9 @@ def test_disconnect_and_malformed(sim, exchange):
 def _open_data_stream(sim, exchange):
     url = sim.connector_kwargs(exchange)["ws_url"]
     if exchange == "binance":
-        ws = websocket.create_connection(url + "/ws/btcusdt@bookTicker", timeout=2)
+        ws = connect(url + "/ws/btcusdt@bookTicker")
     elif exchange == "kraken":
-        ws = websocket.create_connection(url, timeout=2)
+        ws = connect(url)
         ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USDT"]}}))
     else:
         ws = _coinbase(sim, ["heartbeats", "level2"], ["BTC-USDT"])
@@ -530,16 +607,23 @@ def _open_data_stream(sim, exchange):
 def test_stall_holds_data_keeps_heartbeats(sim, exchange):
     ws = _open_data_stream(sim, exchange)
     drain(ws, 0.15)
-    sim.inject(exchange, "stall", seconds=0.8)
-    drain(ws, 0.1)  # frames already on the wire when the stall began
-    during = [json.loads(f) for f in drain(ws, 0.5)]
-    after = [json.loads(f) for f in drain(ws, 0.6)]
+    stall_end = time.monotonic() + 1.5  # the server's stall ends a little later
+    sim.inject(exchange, "stall", seconds=1.5)
+    catch_up(ws, sim, exchange, frozen=False)  # frames already on the wire when the stall began
+    during = [json.loads(f) for f in drain(ws, stall_end - time.monotonic() - 0.05)]
+
+    def is_data(m):
+        return m.get("channel") not in ("heartbeat", "heartbeats")
+
+    after = []
+    deadline = time.monotonic() + 10.0
+    while len([m for m in after if is_data(m)]) <= 3 and time.monotonic() < deadline:
+        after.append(recv_json(ws, timeout=max(0.01, deadline - time.monotonic())))
     ws.close()
-    data = [m for m in during if m.get("channel") not in ("heartbeat", "heartbeats")]
-    assert data == []
+    assert [m for m in during if is_data(m)] == []
     if exchange != "binance":  # Binance has no application heartbeat (ping frames instead)
         assert len(during) >= 1
-    assert len([m for m in after if m.get("channel") not in ("heartbeat", "heartbeats")]) > 3
+    assert len([m for m in after if is_data(m)]) > 3
     if exchange == "coinbase":
         seqs = [m["sequence_num"] for m in during + after]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -548,9 +632,12 @@ def test_stall_holds_data_keeps_heartbeats(sim, exchange):
 def test_stall_without_heartbeats(sim):
     ws = _open_data_stream(sim, "kraken")
     drain(ws, 0.1)
-    sim.inject("kraken", "stall", seconds=0.7, heartbeats=False)
+    sim.inject("kraken", "stall", seconds=10.0, heartbeats=False)
+    sent = sim.connections("kraken")[-1]["sent"]
+    catch_up(ws, sim, "kraken", frozen=False)  # frames already on the wire when the stall began
     assert drain(ws, 0.5) == []
     ws.close()
+    assert sim.connections("kraken")[-1]["sent"] == sent
 
 
 def test_inject_validates():

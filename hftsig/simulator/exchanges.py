@@ -321,11 +321,20 @@ class SimulatedExchanges:
     def pause(self):
         """Freeze the market model (no book changes or trades; heartbeats go on).
 
-        Pending Binance diff events and Coinbase trade batches still go out
-        within their batching interval, so after ``pause()`` and a short wait
-        a client's book equals :meth:`book` exactly.
+        Returns once the model has stopped: no step runs after it.  Pending
+        Binance diff events and Coinbase trade batches still go out within
+        their batching interval (a connection's ``batched`` counter in
+        :meth:`connections` says how many are held), so once a client has
+        received every frame sent its book equals :meth:`book` exactly.
         """
         self._paused = True
+        if self._thread is not None and self._thread.is_alive():
+            async def observed():
+                # The driver checks the flag before each batch of steps; a batch
+                # that began before it was set has ended once this runs.
+                return None
+
+            asyncio.run_coroutine_threadsafe(observed(), self._loop).result(timeout=5.0)
 
     def resume(self):
         """Restart the market model after :meth:`pause`."""
