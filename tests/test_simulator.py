@@ -53,6 +53,25 @@ def drain(ws, seconds):
             return out
 
 
+def read_until_seen(ws, preds, timeout=10.0, frames=None):
+    """Receive (raw) frames until every predicate held for some parsed frame,
+    or ``timeout`` passes; returns the frames.  Waits for what a check needs
+    instead of hoping a fixed window holds it."""
+    frames = [] if frames is None else frames
+    left = [p for p in preds if not any(p(json.loads(f)) for f in frames)]
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        ws.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            f = ws.recv()
+        except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException):
+            break
+        frames.append(f)
+        m = json.loads(f)
+        left = [p for p in left if not p(m)]
+    return frames
+
+
 class CountingWebSocket(websocket.WebSocket):
     """A websocket-client connection counting the data frames it received."""
 
@@ -76,7 +95,9 @@ def catch_up(ws, sim, exchange, timeout=10.0, frozen=True):
     stall: held data stays queued, only what was sent counts.
 
     Synchronises on the simulator's counters instead of a fixed wait, so a
-    loaded machine only makes it slower.  Returns the frames received here.
+    loaded machine only makes it slower.  Returns the frames received here and
+    the connection's counters at that moment, which count exactly the frames
+    this client received (no frame was being written).
     """
     out = []
     deadline = time.monotonic() + timeout
@@ -84,7 +105,7 @@ def catch_up(ws, sim, exchange, timeout=10.0, frozen=True):
         info = sim.connections(exchange)[-1]
         if (ws.frames >= sum(info["sent"].values()) and not info["busy"]
                 and (not frozen or not (info["queued"] or info["batched"]))):
-            return out
+            return out, info
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"got {ws.frames} frames, the server sent {info['sent']}")
@@ -126,17 +147,17 @@ def test_binance_combined_stream_shapes(sim):
 
 def test_binance_counts_sent_equal_received(sim):
     url = sim.connector_kwargs("binance")["ws_url"]
-    ws = websocket.create_connection(url + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@depth@100ms", timeout=2)
+    ws = connect(url + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@depth@100ms")
     frames = drain(ws, 0.6)
     sim.pause()
-    frames += drain(ws, 0.3)
+    more, conn = catch_up(ws, sim, "binance")
+    frames += more
     ws.close()
     got = {}
     for f in frames:
         d = json.loads(f)["data"]
         kind = d.get("e", "bookTicker")
         got[kind] = got.get(kind, 0) + 1
-    conn = sim.connections("binance")[-1]
     assert conn["sent"] == got
     assert conn["last_seq"]["ethbtc@depth@100ms"] == max(json.loads(f)["data"].get("u", 0) for f in frames if "depth" in f)
 
@@ -166,7 +187,7 @@ def _apply(book, levels):
 
 def test_binance_rest_snapshot_and_diff_events_rebuild_the_book(sim):
     kw = sim.connector_kwargs("binance")
-    ws = websocket.create_connection(kw["ws_url"] + "/stream?streams=btcusdt@depth@100ms", timeout=2)
+    ws = connect(kw["ws_url"] + "/stream?streams=btcusdt@depth@100ms")
     buffered = [recv_json(ws)["data"]]  # first event buffered before the snapshot, as documented
     snap = requests.get(kw["rest_url"] + "/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 1000}, timeout=2).json()
     assert set(snap) == {"lastUpdateId", "bids", "asks"}
@@ -180,7 +201,7 @@ def test_binance_rest_snapshot_and_diff_events_rebuild_the_book(sim):
     while time.monotonic() < deadline:
         buffered.append(recv_json(ws)["data"])
     sim.pause()
-    buffered.extend(json.loads(f)["data"] for f in drain(ws, 0.4))
+    buffered.extend(json.loads(f)["data"] for f in catch_up(ws, sim, "binance")[0])
     for ev in buffered:
         if ev["u"] <= local:
             continue
@@ -235,8 +256,9 @@ def test_binance_gap_fault_skips_update_ids(sim):
     sim.inject("binance", "gap")
     prev = first
     jumped = False
-    for _ in range(10):
-        ev = recv_json(ws)
+    deadline = time.monotonic() + 10.0
+    while not jumped and time.monotonic() < deadline:
+        ev = recv_json(ws, timeout=max(0.01, deadline - time.monotonic()))
         if ev["U"] > prev["u"] + 1:
             jumped = True
         prev = ev
@@ -355,7 +377,7 @@ def test_kraken_book_checksums_and_truth(sim):
         assert _kraken_ck(bids, asks, pp, qp) == d["checksum"]
         updates += 1
     sim.pause()
-    for f in drain(ws, 0.2):
+    for f in catch_up(ws, sim, "kraken")[0]:
         m = json.loads(f)
         if m.get("channel") == "book":
             _kraken_apply(bids, m["data"][0]["bids"], 10, True)
@@ -386,7 +408,7 @@ def test_kraken_bad_checksum_and_gap_faults(sim):
         # Freeze the market and take in every frame sent so far, so the fault
         # hits the very next book update.
         sim.pause()
-        for f in catch_up(ws, sim, "kraken"):
+        for f in catch_up(ws, sim, "kraken")[0]:
             m = json.loads(f)
             if m.get("channel") == "book":
                 _kraken_apply(bids, m["data"][0]["bids"], 25, True)
@@ -444,6 +466,8 @@ def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
     ws2.send(json.dumps({"method": "unsubscribe", "params": {"channel": "book", "symbol": ["ETH/BTC"]}, "req_id": 2}))
     ack = recv_until(ws2, lambda m: m.get("method") == "unsubscribe")
     assert ack["success"] and ack["result"]["symbol"] == "ETH/BTC"
+    # the ack jumps the queue: book frames queued before the unsubscribe still come
+    catch_up(ws2, sim, "kraken")
     late = [json.loads(f) for f in drain(ws2, 0.3)]
     assert all(m.get("channel") in ("heartbeat", None) for m in late)
     ws2.close()
@@ -474,7 +498,8 @@ def test_coinbase_level2_sequence_and_truth(sim):
     ws = _coinbase(sim, ["heartbeats", "level2", "ticker", "market_trades"])
     frames = [json.loads(f) for f in drain(ws, 1.2)]
     sim.pause()
-    frames += [json.loads(f) for f in drain(ws, 0.4)]
+    more, c = catch_up(ws, sim, "coinbase")
+    frames += [json.loads(f) for f in more]
     ws.close()
     seqs = [f["sequence_num"] for f in frames]
     assert seqs == list(range(len(frames)))
@@ -504,8 +529,7 @@ def test_coinbase_level2_sequence_and_truth(sim):
     trades = [t for f in frames if f["channel"] == "market_trades" for e in f["events"] for t in e["trades"]]
     assert trades and set(trades[0]) == {"trade_id", "product_id", "price", "size", "side", "time"}
     assert {t["side"] for t in trades} <= {"BUY", "SELL"}
-    # count in == count out
-    c = sim.connections("coinbase")[-1]
+    # count in == count out (c: the counters when the client had every frame sent)
     got = {}
     for f in frames:
         got[f["channel"]] = got.get(f["channel"], 0) + 1
@@ -516,8 +540,14 @@ def test_coinbase_level2_sequence_and_truth(sim):
 def test_coinbase_gap_fault_and_errors(sim):
     ws = _coinbase(sim, ["level2"], ["ETH-USDT"])
     last = recv_until(ws, lambda m: m.get("channel") == "l2_data")
-    sim.inject("coinbase", "gap")
-    frames = [last] + [json.loads(f) for f in drain(ws, 0.5)]
+    c = sim.inject("coinbase", "gap")
+    assert c["connections"] == 1
+    # read until the server dropped a frame and a later l2_data frame arrived
+    frames = [last]
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not (
+            sim.connections("coinbase")[-1]["dropped"] and frames[-1]["sequence_num"] > last["sequence_num"] + 1):
+        frames.append(recv_json(ws, timeout=max(0.01, deadline - time.monotonic())))
     seqs = [f["sequence_num"] for f in frames]
     assert any(b - a == 2 for a, b in zip(seqs, seqs[1:]))
     ws.send(json.dumps({"type": "subscribe", "product_ids": ["NOPE-USD"], "channel": "level2"}))
@@ -654,11 +684,12 @@ def test_inject_validates():
 def test_mispricing_shows_in_binance_quotes(sim):
     ws = websocket.create_connection(sim.connector_kwargs("binance")["ws_url"] + "/ws/ethbtc@bookTicker", timeout=2)
     recv_json(ws)
-    rec = sim.inject_mispricing("binance", "ETH-BTC", 30.0, 0.5)
-    assert sim.mispricings[-1] is rec and rec["end_ns"] - rec["start_ns"] == 500_000_000
+    rec = sim.inject_mispricing("binance", "ETH-BTC", 30.0, 5.0)
+    assert sim.mispricings[-1] is rec and rec["end_ns"] - rec["start_ns"] == 5_000_000_000
     shifted = []
-    for f in drain(ws, 0.4):
-        m = json.loads(f)
+    deadline = time.monotonic() + 4.0  # within the mispricing, until the shift shows
+    while time.monotonic() < deadline and not (shifted and max(shifted) > 25):
+        m = recv_json(ws, timeout=max(0.01, deadline - time.monotonic()))
         mid = (float(m["b"]) + float(m["a"])) / 2
         shifted.append((mid / sim.mid("ETH-BTC") - 1) * 1e4)
     ws.close()
@@ -740,13 +771,12 @@ def test_binance_frames_normalize_and_rebuild_the_book(sim):
     from hftsig.ticks import KIND_BOOK_DELTA, KIND_QUOTE, KIND_TRADE
 
     kw = sim.connector_kwargs("binance")
-    ws = websocket.create_connection(
-        kw["ws_url"] + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@aggTrade/ethbtc@depth@100ms", timeout=2)
+    ws = connect(kw["ws_url"] + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@aggTrade/ethbtc@depth@100ms")
     frames = [ws.recv()]
     body = requests.get(kw["rest_url"] + "/api/v3/depth", params={"symbol": "ETHBTC", "limit": 100}, timeout=2).text
     frames += drain(ws, 0.8)
     sim.pause()
-    frames += drain(ws, 0.3)
+    frames += catch_up(ws, sim, "binance")[0]
     ws.close()
     n = norm.Normalizer("binance")
     book = OrderBook("binance", "ETH-BTC")
@@ -778,13 +808,13 @@ def test_kraken_frames_normalize_and_checksums_hold(sim):
     norm = _normalizer()
     from hftsig.book import OrderBook
 
-    ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
+    ws = connect(sim.connector_kwargs("kraken")["ws_url"])
     ws.send(json.dumps({"method": "subscribe", "params": {"channel": "instrument"}}))
     for ch in ("book", "ticker", "trade"):
         ws.send(json.dumps({"method": "subscribe", "params": {"channel": ch, "symbol": ["BTC/USDT", "ETH/BTC"]}}))
     frames = drain(ws, 0.8)
     sim.pause()
-    frames += drain(ws, 0.3)
+    frames += catch_up(ws, sim, "kraken")[0]
     ws.close()
     n = norm.Normalizer("kraken")
     books = {s: OrderBook("kraken", s, depth=10) for s in ("BTC-USDT", "ETH-BTC")}
@@ -813,7 +843,7 @@ def test_coinbase_frames_normalize_and_rebuild_the_book(sim):
     ws = _coinbase(sim, ["heartbeats", "level2", "ticker", "market_trades"], ["BTC-USD", "ETH-USDT"])
     frames = drain(ws, 0.8)
     sim.pause()
-    frames += drain(ws, 0.4)
+    frames += catch_up(ws, sim, "coinbase")[0]
     ws.close()
     n = norm.Normalizer("coinbase")
     books = {s: OrderBook("coinbase", s) for s in ("BTC-USD", "ETH-USDT")}
@@ -970,18 +1000,20 @@ def test_binance_shapes_match_the_docs(sim):
         kw["ws_url"] + "/ws/btcusdt@bookTicker/btcusdt@aggTrade/btcusdt@trade/btcusdt@depth@100ms/btcusdt@depth5@100ms",
         timeout=2)
     ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@trade"], "id": 1}))
-    frames = drain(ws, 1.0)
-    sim.inject("binance", "shutdown", close_after=0.1)
-    frames += drain(ws, 0.5)
-    ws.close()
-    for sample, pred in [
+    samples = [
         ("bookTicker.json", lambda m: "u" in m and "b" in m and "e" not in m),
         ("aggTrade.json", lambda m: m.get("e") == "aggTrade"),
         ("depthUpdate.json", lambda m: m.get("e") == "depthUpdate"),
         ("partialDepth.json", lambda m: "lastUpdateId" in m),
         ("subscribeResponse.json", lambda m: "result" in m),
-        ("serverShutdown.json", lambda m: m.get("e") == "serverShutdown"),
-    ]:
+        ("trade.json", lambda m: m.get("e") == "trade"),
+    ]
+    frames = read_until_seen(ws, [p for _, p in samples])
+    sim.inject("binance", "shutdown", close_after=0.1)
+    samples[-1] = ("serverShutdown.json", lambda m: m.get("e") == "serverShutdown")
+    frames = read_until_seen(ws, [samples[-1][1]], frames=frames)
+    ws.close()
+    for sample, pred in samples:
         assert _same_shape(_shape(_first(frames, pred)), _shape(_sample("binance/" + sample))), sample
     # The 2023 docs' trade event still lists buyer/seller order ids "b"/"a",
     # which Binance has since removed from the trade stream; the rest matches.
@@ -992,33 +1024,38 @@ def test_binance_shapes_match_the_docs(sim):
 
 
 def test_kraken_shapes_match_the_docs(sim):
-    time.sleep(0.3)  # let trades happen, so the trade snapshot is not empty
+    # let a trade happen first, so the trade snapshot is not empty
+    deadline = time.monotonic() + 10.0
+    while sim.model.stats("kraken", "BTC-USDT")["volume"] <= 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
     for ch in ("book", "ticker", "trade"):
         ws.send(json.dumps({"method": "subscribe", "params": {"channel": ch, "symbol": ["BTC/USDT"]}}))
-    frames = drain(ws, 1.0)
-    ws.close()
-    for sample, pred in [
+    samples = [
         ("book_snapshot.json", lambda m: m.get("channel") == "book" and m["type"] == "snapshot"),
         ("book_update.json", lambda m: m.get("channel") == "book" and m["type"] == "update"),
         ("ticker_snapshot.json", lambda m: m.get("channel") == "ticker" and m["type"] == "snapshot"),
         ("trade_snapshot.json", lambda m: m.get("channel") == "trade" and m["type"] == "snapshot" and m["data"]),
         ("trade_update.json", lambda m: m.get("channel") == "trade" and m["type"] == "update"),
         ("subscribe_ack.json", lambda m: m.get("method") == "subscribe" and m["result"]["channel"] == "ticker"),
-    ]:
+    ]
+    frames = read_until_seen(ws, [p for _, p in samples])
+    ws.close()
+    for sample, pred in samples:
         assert _same_shape(_shape(_first(frames, pred, sample)), _shape(_sample("kraken/" + sample))), sample
 
 
 def test_coinbase_shapes_match_the_docs(sim):
     ws = _coinbase(sim, ["heartbeats", "level2", "ticker", "market_trades"], ["BTC-USD"])
-    frames = drain(ws, 1.3)
-    ws.close()
-    for sample, pred in [
+    samples = [
         ("l2_data_snapshot.json", lambda m: m["channel"] == "l2_data" and m["events"][0]["type"] == "snapshot"),
         ("ticker.json", lambda m: m["channel"] == "ticker"),
         ("market_trades.json", lambda m: m["channel"] == "market_trades" and m["events"][0]["trades"]),
         ("heartbeats.json", lambda m: m["channel"] == "heartbeats"),
-    ]:
+    ]
+    frames = read_until_seen(ws, [p for _, p in samples] + [lambda m: m["channel"] == "subscriptions"])
+    ws.close()
+    for sample, pred in samples:
         assert _same_shape(_shape(_first(frames, pred)), _shape(_sample("coinbase/" + sample))), sample
     snap = _first(frames, lambda m: m["channel"] == "l2_data")["events"][0]["updates"][0]
     assert snap["event_time"] == "1970-01-01T00:00:00Z"  # as in the docs' snapshot
