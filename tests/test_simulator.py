@@ -699,8 +699,8 @@ def test_mispricing_shows_in_binance_quotes(sim):
 def test_same_seed_same_stream():
     def run():
         with SimulatedExchanges(["ETH-BTC"], exchanges=("binance",), seed=42, rate=50) as sim:
-            sim.pause()
             time.sleep(0.05)
+            sim.pause()  # returns once no step runs any more
             return sim.book("binance", "ETH-BTC"), sim.model.steps
 
     (b1, n1), (b2, n2) = run(), run()
@@ -728,7 +728,9 @@ def test_clean_quick_shutdown():
     t0 = time.monotonic()
     sim.stop()
     assert time.monotonic() - t0 < 1.2
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10.0  # threads told to end may take a moment to be gone
+    while not set(threading.enumerate()) <= before and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert set(threading.enumerate()) <= before
     for p in ports:
         with pytest.raises(OSError):

@@ -418,9 +418,11 @@ class SimulatedExchanges:
           ``"http_418"`` likewise (Binance IP ban); ``"http_500"`` (``count``);
           ``"http_malformed"`` (``count``): truncated REST bodies.
         - ``"stall"`` (``seconds=2``, ``heartbeats=True``, ``drop=False``):
-          stop sending data, connections stay open; heartbeats continue unless
-          ``heartbeats=False``; held data is sent when the stall ends unless
-          ``drop=True``.  For REST exchanges: responses are delayed.
+          stop sending data, connections stay open; heartbeats (Binance: its
+          websocket pings) continue unless ``heartbeats=False``; held data is
+          sent when the stall ends unless ``drop=True``; ``seconds=0`` ends a
+          stall.  Returns once the frame being written is out, so the ``sent``
+          counters then stay put.  For REST exchanges: responses are delayed.
         - ``"shutdown"`` (``close_after=0.3``): Binance ``serverShutdown``
           event, then the connections close.
 
@@ -463,7 +465,12 @@ class SimulatedExchanges:
         (``sent``), records inside them (``items``: book levels, trades),
         frames dropped by gap faults, client requests, last sequence numbers
         (Binance ``u`` / trade id per stream, Coinbase ``sequence_num``, Kraken
-        checksum per symbol), subscriptions, open/close times."""
+        checksum per symbol), subscriptions, open/close times; websocket
+        ``pings`` sent, ``pending`` faults, frames ``queued`` (data held by a
+        stall included), ``busy`` (a frame is being written: it is counted once
+        written) and events ``batched`` for Binance diff depth / Coinbase trades
+        and not yet queued.  A client holding as many frames as ``sent`` sums
+        to, read while not ``busy``, has every frame sent to it."""
         srv = self.servers.get(exchange)
         if srv is None:
             raise ValueError(f"{exchange!r} has no websocket simulator running")
