@@ -74,6 +74,8 @@ class KrakenConnector(WebSocketConnector):
         if depth not in self.depths:
             raise ValueError(f"depth must be one of {self.depths}, got {depth!r}")
         self.depth = int(depth)
+        #: levels per side a consumer's book of this feed must be cut to (the aggregator reads it)
+        self.book_depth = self.depth
         self._venue = {s: from_canonical("kraken", s) for s in self.symbols}
         self._canon = {v: s for s, v in self._venue.items()}
         self._canon_b = {s.encode(): s for s in self.symbols}

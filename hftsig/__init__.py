@@ -12,12 +12,14 @@ from hftsig.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: F401
 
 # Public API re-exports, one line per module (keep this list sorted by module).
 from hftsig.aggregator import Aggregator  # noqa: F401,E402
-from hftsig import normalize  # noqa: F401,E402  (callable: hftsig.normalize(exchange, message))
-from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: F401,E402
-from hftsig import transforms  # noqa: F401,E402
+from hftsig.arbitrage import Opportunity, TriangularArbitrage  # noqa: F401,E402
 from hftsig.logsignature import logsig, logsiglength  # noqa: F401,E402
+from hftsig import normalize  # noqa: F401,E402  (callable: hftsig.normalize(exchange, message))
+from hftsig import paths  # noqa: F401,E402
+from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: F401,E402
 from hftsig.signature import (  # noqa: F401,E402
     SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
+from hftsig import transforms  # noqa: F401,E402
 
 
 def __getattr__(name):
@@ -27,4 +29,8 @@ def __getattr__(name):
         from hftsig.transformer import SignatureTransformer
 
         return SignatureTransformer
+    if name == "SignatureStopper":  # scikit-learn too, see above
+        from hftsig.stopping import SignatureStopper
+
+        return SignatureStopper
     raise AttributeError(f"module 'hftsig' has no attribute {name!r}")

@@ -462,7 +462,10 @@ class Aggregator:
         newest ``ts_recv`` seen (for replays of recorded data).
     book_depth : int or None, default None
         Levels kept per book side, passed on to :class:`hftsig.book.OrderBook`
-        where it supports a depth; None keeps every level.
+        where it supports a depth; None keeps every level.  A connector with a
+        ``book_depth`` attribute (Kraken: its subscribed depth, since Kraken
+        sends no deletes for levels pushed beyond it) caps the books of its
+        exchange at that depth too; the smaller of the two applies.
 
     Attributes
     ----------
@@ -502,6 +505,14 @@ class Aggregator:
         self.drain_size = drain_size
         self.clock = clock
         self.book_depth = book_depth
+        # exchange code -> levels its books keep: a feed that leaves levels
+        # pushed beyond its depth undeleted needs its books cut at that depth
+        self._book_depths = {}
+        for c in connectors:
+            d = getattr(c, "book_depth", None)
+            if d is not None:
+                code = _as_exchange(c.exchange)
+                self._book_depths[code] = max(int(d), self._book_depths.get(code, 0))
 
         names, seen = [], {}
         for c in connectors:
@@ -1129,7 +1140,7 @@ class Aggregator:
                 self._book_invalid.discard(key)
             book = self._books.get(key)
             if book is None:
-                book = self._books[key] = _new_book(key, self.book_depth)
+                book = self._books[key] = self._new_book(key)
             book.apply(recs)
             bid = book.best_bid()
             ask = book.best_ask()
@@ -1145,10 +1156,16 @@ class Aggregator:
             if down and key[0] in down and down[key[0]] < last[1]:
                 del down[key[0]]
 
+    def _new_book(self, key):
+        depth = self._book_depths.get(key[0])
+        if depth is None or (self.book_depth is not None and self.book_depth < depth):
+            depth = self.book_depth
+        return _new_book(key, depth)
+
     def _invalidate_books(self, dirty):
         for key, src in dirty.items():
             if key in self._books:
-                self._books[key] = _new_book(key, self.book_depth)
+                self._books[key] = self._new_book(key)
             self._book_invalid.add(key)
             row = self._rows.get(key)
             if row is not None and row[_R_SRC] == SOURCE_BOOK:

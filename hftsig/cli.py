@@ -34,6 +34,7 @@ def build_parser():
     _add_record_parser(sub)
     _add_replay_parser(sub)
     _add_notebook_parser(sub)
+    _add_arb_parser(sub)
     return parser
 
 
@@ -393,6 +394,53 @@ def _cmd_notebook(args):
         return 2
     sys.stdout.flush()
     os.execvp(cmd[0], cmd)
+
+
+def _add_arb_parser(sub):
+    p = sub.add_parser(
+        "arb",
+        help="print triangular and cross-exchange arbitrage opportunities live",
+        description="Watch quotes (simulated by default, with injected mispricings) and "
+        "print fee- and size-aware arbitrage opportunities as they appear.",
+    )
+    p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    p.add_argument("--source", choices=("sim", "model", "live"), default="sim",
+                   help="sim: loopback simulators + connectors + aggregator (default); "
+                   "model: the simulators' market model in-process; live: real exchanges")
+    p.add_argument("--symbols", default=None,
+                   help="comma-separated BASE-QUOTE symbols (default BTC-USDT,ETH-USDT,"
+                   "ETH-BTC,SOL-USDT,SOL-BTC)")
+    p.add_argument("--exchanges", default="binance,kraken,coinbase",
+                   help="comma-separated venues (default binance,kraken,coinbase)")
+    p.add_argument("--fees", default=None,
+                   help="taker fees in bps, e.g. 'binance=10,kraken=40' or one number for all "
+                   "(default: hftsig.arbitrage.DEFAULT_TAKER_FEES_BPS)")
+    p.add_argument("--min-edge-bps", type=float, default=0.0,
+                   help="report only net edges above this (default 0)")
+    p.add_argument("--max-age-ms", type=float, default=2000.0,
+                   help="quotes older than this never count (default 2000)")
+    p.add_argument("--notional", type=float, default=None,
+                   help="also evaluate each opportunity for this USD size")
+    p.add_argument("--inject-every", type=float, default=2.0,
+                   help="seconds between injected mispricings in simulation (0: none)")
+    p.add_argument("--same-venue", action="store_true",
+                   help="triangles on one venue only (spatial pairs still across venues)")
+    p.add_argument("--report", choices=("best", "all"), default="best",
+                   help="per update: the best cycle (default) or every profitable one")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    p.set_defaults(func=_cmd_arb)
+
+
+def _cmd_arb(args):
+    from hftsig.arbitrage_live import ARB_SYMBOLS, _parse_fees, run_arb
+
+    symbols = tuple(_csv(args.symbols)) if args.symbols else ARB_SYMBOLS
+    return run_arb(args.seconds, source=args.source, symbols=symbols,
+                   fees=_parse_fees(args.fees), min_edge_bps=args.min_edge_bps,
+                   max_quote_age_ms=args.max_age_ms, notional=args.notional,
+                   inject_every=args.inject_every, seed=args.seed,
+                   cross_venue=not args.same_venue, report=args.report,
+                   exchanges=tuple(_csv(args.exchanges)))
 
 
 def main(argv=None):

@@ -25,6 +25,24 @@ DEMO_SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC", "SOL-USDT")
 PLUGINS = []
 
 
+def _default_plugins():
+    """Plugins every demo runs: arbitrage signals (with injected mispricings)."""
+    from hftsig.arbitrage_live import demo_plugin
+
+    return [demo_plugin]
+
+
+def _call_plugin(plugin, agg, view, sim):
+    # a plugin declaring a ``sim`` parameter also gets the simulators (to inject events)
+    import inspect
+
+    try:
+        wants_sim = "sim" in inspect.signature(plugin).parameters
+    except (TypeError, ValueError):
+        wants_sim = False
+    return plugin(agg, view, sim=sim) if wants_sim else plugin(agg, view)
+
+
 def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=None,
              refresh=0.5):
     """Run the demo for ``seconds`` (or until Ctrl-C) and print a summary.
@@ -47,7 +65,7 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
     except ImportError as exc:
         print(f"hftsig demo: cannot run, a part is missing: {exc}", file=out)
         return 2
-    plugins = PLUGINS if plugins is None else plugins
+    plugins = _default_plugins() + PLUGINS if plugins is None else plugins
     with SimulatedExchanges(symbols=list(symbols), seed=seed) as sim:
         conns = make_connectors(EXCHANGES, symbols,
                                 {ex: sim.connector_kwargs(ex) for ex in EXCHANGES},
@@ -55,7 +73,7 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
         agg = Aggregator(conns, drain_size=0)
         view = LiveView(agg, stream=out, interval=refresh, symbols=list(symbols),
                         title="hftsig demo (simulated feeds)")
-        extra = [p(agg, view) for p in plugins]
+        extra = [_call_plugin(p, agg, view, sim) for p in plugins]
         t0 = time.monotonic()
         agg.start()
         finished = False

@@ -729,3 +729,59 @@ def test_a_subscription_closed_while_its_writer_waits_takes_nothing_more():
     writer.join(5)
     assert not writer.is_alive()
     assert not sub.items and sub.n == 0
+
+
+def test_e2e_books_stay_uncrossed_and_equal_the_simulator_after_mispricings():
+    # Kraken sends no delete for a level pushed beyond the subscribed depth, so a
+    # book of its feed kept deeper than that depth holds stale levels; once an
+    # injected mispricing moves the whole book and ends, those levels cross it.
+    from hftsig.cli import make_connectors
+    from hftsig.simulator import SimulatedExchanges
+
+    symbols = ["ETH-BTC", "BTC-USDT"]
+    with SimulatedExchanges(symbols, seed=5, rate=40) as sim:
+        conns = make_connectors(VENUES, symbols, {ex: sim.connector_kwargs(ex) for ex in VENUES})
+        agg = Aggregator(conns, stale_after=60, drain_size=0)
+        crossed, checked = [], [0]
+
+        def check(a):
+            for ex, sym in set(zip(a["exchange"].tolist(), a["symbol"].tolist())):
+                book = agg.book(ex, sym)
+                if book is None:
+                    continue
+                checked[0] += 1
+                bid, ask = book.best_bid()[0], book.best_ask()[0]
+                if not bid < ask:
+                    crossed.append((ex, sym, bid, ask))
+
+        agg.on_tick(check, kinds=["book_delta", "book_snapshot"])
+        with agg:
+            assert _wait_until(lambda: all(agg.book(ex, s) is not None
+                                           for ex in VENUES for s in symbols), 20)
+            for bps in (50.0, -50.0):
+                for ex in VENUES:
+                    for s in symbols:
+                        sim.inject_mispricing(ex, s, bps, 1.0)
+                time.sleep(1.5)  # the mispricing ends before the next one starts
+            sim.pause()
+            try:
+                # the Kraken feed covers its subscribed depth; the others the whole book
+                depth = {"binance": None, "kraken": conns[1].depth, "coinbase": None}
+                truth = {(ex, s): sim.book(ex, s, depth[ex]) for ex in VENUES for s in symbols}
+
+                def levels(ex, s):
+                    book = agg.book(ex, s)
+                    return ([tuple(x) for x in book.levels("bid").tolist()],
+                            [tuple(x) for x in book.levels("ask").tolist()])
+
+                def caught_up():
+                    return all(levels(*k) == (t["bids"], t["asks"]) for k, t in truth.items())
+
+                _wait_until(caught_up, 10)
+                assert checked[0] > 0
+                assert crossed == [], crossed[:5]
+                for k, t in truth.items():
+                    assert levels(*k) == (t["bids"], t["asks"]), k
+            finally:
+                sim.resume()
+        assert [c.stats()["checksum_failures"] for c in conns] == [0, 0, 0]

@@ -12,7 +12,7 @@ from hftsig.liveview import LiveView, render_summary
 from hftsig.recorder import Recorder, ReplayConnector, read_ticks
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
-COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook"]
+COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook", "arb"]
 SIM_EXCHANGES = "binance,kraken,coinbase,coingecko"
 
 

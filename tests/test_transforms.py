@@ -18,15 +18,6 @@ def test_lead_lag_convention_lead_first():
     assert np.all((moves[:, :2].sum(1) == 0) | (moves[:, 2:].sum(1) == 0))
 
 
-def test_lead_lag_is_pysiglib_with_blocks_swapped():
-    torch = pytest.importorskip("torch")  # noqa: F841  (pysiglib needs torch first)
-    pysiglib = pytest.importorskip("pysiglib")
-    x = np.random.default_rng(0).standard_normal((7, 3))
-    theirs = pysiglib.transform_path(x, lead_lag=True)
-    ours = transforms.lead_lag(x)
-    np.testing.assert_allclose(ours, np.concatenate([theirs[:, 3:], theirs[:, :3]], axis=1))
-
-
 def test_time_augment():
     x = np.zeros((2, 5, 1))
     out = transforms.time_augment(x)

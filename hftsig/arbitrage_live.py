@@ -1,0 +1,272 @@
+"""Watching arbitrage live: the ``hftsig arb`` command and the demo plugin.
+
+Sources of quotes:
+
+* ``sim`` (default): the loopback exchange simulators
+  (:class:`~hftsig.simulator.SimulatedExchanges`) -> the connectors -> an
+  :class:`~hftsig.aggregator.Aggregator` -> :class:`TriangularArbitrage`;
+* ``model``: the simulators' market model stepped in this process, no
+  network (quick, deterministic, what the tests and notebooks use);
+* ``live``: the real exchanges through the connectors.
+
+With a simulated source, mispricings of random size are injected every
+``inject_every`` seconds on a random venue and symbol, some above the fees and
+spreads (they must be reported), some below the fees alone (they must not);
+the summary says how many of each were seen.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+
+from hftsig.arbitrage import DEFAULT_TAKER_FEES_BPS, TriangularArbitrage, quotes_from_model
+
+__all__ = ["ArbWatch", "demo_plugin", "run_arb", "ARB_SYMBOLS"]
+
+#: symbols watched by default: two triangles sharing BTC-USDT
+ARB_SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC", "SOL-USDT", "SOL-BTC")
+
+
+class ArbWatch:
+    """A detector plus what a live display needs: de-duplicated lines, injections, summary.
+
+    Parameters
+    ----------
+    detector : TriangularArbitrage
+    emit : callable
+        Called with each line to show (thread-safe use is the caller's: the
+        aggregator calls the detector on its worker thread).
+    repeat_s : float
+        The same cycle (assets, venues, direction) is shown again only after
+        this long or when its net edge moved by more than 1 bp.
+    """
+
+    def __init__(self, detector, emit, repeat_s=1.0):
+        self.detector = detector
+        self.emit = emit
+        self.repeat_s = repeat_s
+        self.injected = []
+        self.n_shown = 0
+        self._last = {}
+        self._lock = threading.Lock()
+        detector.on_opportunity = self._on_opportunity
+
+    def _on_opportunity(self, ev):
+        key = (ev.cycle, ev.venues, tuple(leg.side for leg in ev.legs))
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last[0] < self.repeat_s and abs(
+                    last[1] - ev.net_edge_bps) <= 1.0:
+                return
+            self._last[key] = (now, ev.net_edge_bps)
+            self.n_shown += 1
+        self.emit(str(ev))
+
+    def inject(self, target, rng, venues, symbols, fees, spreads=None, noise_bps=0.0,
+               duration_s=1.0):
+        """Inject one random mispricing through ``target.inject_mispricing``.
+
+        Half are clearly above fees and spreads (detectable), half below the
+        fees alone (never profitable); the record is kept in ``injected``.
+        """
+        venue = rng.choice(list(venues))
+        symbol = rng.choice(list(symbols))
+        others = [v for v in venues if v != venue] or [venue]
+        floor = fees[venue] + min(fees[v] for v in others)
+        spreads = spreads or {}
+        above = (fees[venue] + spreads.get(venue, 0) / 2
+                 + min(fees[v] + spreads.get(v, 0) / 2 for v in others) + 2 * noise_bps + 3.0)
+        big = rng.random() < 0.5
+        bps = above + rng.uniform(0, 30) if big else floor * rng.uniform(0.2, 0.9)
+        bps *= rng.choice((-1.0, 1.0))
+        rec = dict(target.inject_mispricing(venue, symbol, bps, duration_s))
+        rec["above_fees"] = big
+        rec["t_wall"] = time.time_ns()
+        self.injected.append(rec)
+        self.emit(f"# injected {bps:+.1f} bps on {venue} {symbol} for {duration_s:g} s "
+                  f"({'above' if big else 'below'} fees)")
+        return rec
+
+    def summary(self):
+        """Lines describing what was seen and how injections were detected."""
+        det = self.detector
+        events = list(det.events_) if hasattr(det, "events_") else []
+        kinds = {}
+        for ev in events:
+            kinds[ev.kind] = kinds.get(ev.kind, 0) + 1
+        lines = [f"arbitrage: {getattr(det, 'n_ticks_', 0):,} ticks, "
+                 f"{getattr(det, 'n_opportunities_', 0):,} opportunity reports "
+                 f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'}), "
+                 f"{self.n_shown} shown"]
+        if self.injected:
+            hit_above = hit_below = n_above = n_below = 0
+            for rec in self.injected:
+                seen = any(
+                    (rec["exchange"], rec["symbol"]) in {(l.venue, l.symbol) for l in ev.legs}
+                    and rec["_t0"] <= ev.ts <= rec["_t1"]
+                    for ev in events
+                ) if "_t0" in rec else any(
+                    (rec["exchange"], rec["symbol"]) in {(l.venue, l.symbol) for l in ev.legs}
+                    for ev in events)
+                if rec["above_fees"]:
+                    n_above += 1
+                    hit_above += seen
+                else:
+                    n_below += 1
+                    hit_below += seen
+            lines.append(f"injected mispricings: {n_above} above fees+spreads, {hit_above} "
+                         f"detected; {n_below} below fees, {hit_below} reported")
+        return lines
+
+
+def _parse_fees(text):
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip().lower()] = float(v)
+        else:
+            out["default"] = float(part)
+    return out
+
+
+def _fees_for(venues, fees):
+    det = TriangularArbitrage(fees=fees)
+    return {v: det._fee_bps(v) for v in venues}
+
+
+def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0):
+    """Show arbitrage signals in the demo's live view.
+
+    Registers a :class:`TriangularArbitrage` as an aggregator callback (quotes,
+    book records through ``agg.top`` and status events), shows each new
+    opportunity as a signal line and, when ``sim`` is given, injects a
+    mispricing every ``inject_every`` seconds.  Returns a callable giving the
+    summary lines.
+    """
+    det = TriangularArbitrage(max_quote_age_ms=2000, report="best", tops=agg.top,
+                              book_quotes=True, max_events=100_000)
+    watch = ArbWatch(det, view.add_signal)
+    agg.on_tick(det.update, kinds=("quote", "book_delta", "book_snapshot", "status"))
+    stop = threading.Event()
+    if sim is not None and inject_every:
+        venues = [v for v in sim.exchanges if v in DEFAULT_TAKER_FEES_BPS]
+        fees = _fees_for(venues, None)
+        rng = random.Random(seed)
+
+        def loop():
+            while not stop.wait(inject_every):
+                rec = watch.inject(sim, rng, venues, sim.symbols, fees, sim.model.spread_bps,
+                                   sim.model.noise_bps, duration_s=min(1.0, 0.5 * inject_every))
+                rec["_t0"] = rec["start_ns"]
+                rec["_t1"] = rec["end_ns"] + int(5e8)
+
+        threading.Thread(target=loop, name="hftsig-arb-inject", daemon=True).start()
+
+    def summary():
+        stop.set()
+        return "\n".join(watch.summary())
+
+    return summary
+
+
+def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_edge_bps=0.0,
+            max_quote_age_ms=2000.0, notional=None, inject_every=2.0, seed=0,
+            cross_venue=True, report="best", stream=None, exchanges=("binance", "kraken",
+                                                                         "coinbase")):
+    """Print arbitrage opportunities as they appear for ``seconds``; returns an exit code."""
+    out = sys.stdout if stream is None else stream
+    print_lock = threading.Lock()
+
+    def emit(line):
+        with print_lock:
+            print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
+
+    if source == "sim":
+        try:
+            import connectors  # noqa: F401
+            from hftsig.cli import make_connectors  # noqa: F401
+
+            for name in ("BinanceConnector", "KrakenConnector", "CoinbaseConnector"):
+                getattr(connectors, name)
+        except (ImportError, AttributeError) as exc:
+            emit(f"# connectors unavailable ({exc}); using the in-process market model")
+            source = "model"
+    det = TriangularArbitrage(fees=fees, min_edge_bps=min_edge_bps,
+                              max_quote_age_ms=max_quote_age_ms, notional=notional,
+                              cross_venue=cross_venue, report=report, max_events=1_000_000)
+    watch = ArbWatch(det, emit)
+    rng = random.Random(seed)
+    venues = list(exchanges)
+    fee_table = _fees_for(venues, fees)
+    emit(f"# watching {', '.join(symbols)} on {', '.join(venues)} ({source}); taker fees bps "
+         + ", ".join(f"{v} {fee_table[v]:g}" for v in venues))
+    t_end = time.monotonic() + float(seconds)
+    if source == "model":
+        from hftsig.simulator.market import MarketModel
+
+        model = MarketModel(list(symbols), venues, seed=seed, rate=20.0)
+        next_inject = time.monotonic() + (inject_every or float("inf"))
+        try:
+            while time.monotonic() < t_end:
+                model.step()
+                # no injection too close to the end: it could not be seen before the summary
+                if (inject_every and time.monotonic() >= next_inject
+                        and t_end - time.monotonic() > min(1.0, 0.5 * inject_every) + 0.5):
+                    rec = watch.inject(model, rng, venues, symbols, fee_table,
+                                       model.spread_bps, model.noise_bps,
+                                       duration_s=min(1.0, 0.5 * inject_every))
+                    rec["_t0"] = model.t0_ns + int(rec["start"] * 1e9)
+                    rec["_t1"] = model.t0_ns + int(rec["end"] * 1e9) + int(1e8)
+                    next_inject += inject_every
+                det.update(quotes_from_model(model))
+                time.sleep(model.dt)
+        except KeyboardInterrupt:
+            pass
+    else:
+        from hftsig.aggregator import Aggregator
+        from hftsig.cli import make_connectors
+
+        sim = None
+        endpoints = {}
+        if source == "sim":
+            from hftsig.simulator import SimulatedExchanges
+
+            sim = SimulatedExchanges(symbols=list(symbols), exchanges=tuple(venues), seed=seed)
+            sim.start()
+            endpoints = {ex: sim.connector_kwargs(ex) for ex in venues}
+        elif source != "live":
+            raise ValueError(f"source must be 'sim', 'model' or 'live', got {source!r}")
+        try:
+            agg = Aggregator(make_connectors(venues, symbols, endpoints), drain_size=0)
+            det.tops = agg.top
+            det.book_quotes = True
+            agg.on_tick(det.update, kinds=("quote", "book_delta", "book_snapshot", "status"))
+            agg.start()
+            next_inject = time.monotonic() + (inject_every or float("inf"))
+            try:
+                while time.monotonic() < t_end:
+                    time.sleep(min(0.05, max(0.0, t_end - time.monotonic())))
+                    if (sim is not None and inject_every and time.monotonic() >= next_inject
+                            and t_end - time.monotonic() > min(1.0, 0.5 * inject_every) + 0.5):
+                        rec = watch.inject(sim, rng, venues, symbols, fee_table,
+                                           sim.model.spread_bps, sim.model.noise_bps,
+                                           duration_s=min(1.0, 0.5 * inject_every))
+                        rec["_t0"] = rec["start_ns"]
+                        rec["_t1"] = rec["end_ns"] + int(5e8)
+                        next_inject += inject_every
+            except KeyboardInterrupt:
+                pass
+            finally:
+                agg.stop()
+        finally:
+            if sim is not None:
+                sim.stop()
+    for line in watch.summary():
+        emit(line)
+    return 0

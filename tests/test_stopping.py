@@ -1,0 +1,322 @@
+"""Signature optimal stopping against published values (tests/data/stopping_reference.json).
+
+Fast tests use moderate path counts; their tolerance is the published accuracy
+target plus a few Monte Carlo standard errors of the estimate at hand, so they
+still fail when the method is off by more than sampling noise.  The
+full-size checks (100,000 paths, tolerance without the extra noise allowance)
+are marked slow.
+"""
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from hftsig import paths
+from hftsig.stopping import PolynomialStopper, SignatureStopper, StoppingValue, UpperBound
+
+REF = json.loads((pathlib.Path(__file__).parent / "data" / "stopping_reference.json").read_text())
+
+
+def _put_case(s0=36, sigma=0.2, T=1):
+    for case in REF["american_put"]["cases"]:
+        if (case["S0"], case["sigma"], case["T"]) == (s0, sigma, T):
+            return case
+    raise KeyError((s0, sigma, T))
+
+
+K_PUT, R_PUT = REF["american_put"]["parameters"]["K"], REF["american_put"]["parameters"]["r"]
+
+
+def put_payoff(s):
+    return np.maximum(K_PUT - s[..., 0], 0.0)
+
+
+def put_paths(n, seed, s0=36.0, sigma=0.2, T=1):
+    n_steps = 50 * T
+    return paths.gbm(n, n_steps, s0=s0, mu=R_PUT, sigma=sigma, T=float(T), random_state=seed)
+
+
+def put_times(T=1):
+    return np.linspace(0.0, float(T), 50 * T + 1)
+
+
+# -- American put (Longstaff & Schwartz 2001, Table 1) ---------------------------------
+
+@pytest.fixture(scope="module")
+def fitted_put():
+    st = SignatureStopper(depth=2, random_state=0)
+    return st.fit(put_paths(30_000, 0), put_payoff, discount=R_PUT, times=put_times())
+
+
+def test_put_lower_bound_close_to_finite_difference(fitted_put):
+    ref = _put_case()["fd"]
+    low = fitted_put.value(put_paths(100_000, 1), put_payoff)
+    assert isinstance(low, StoppingValue) and low.n_paths == 100_000
+    assert 0.005 < low.std_error < 0.02
+    # the issue's target (0.5 %) plus two standard errors of this sample
+    assert abs(low.value - ref) <= 0.005 * ref + 2 * low.std_error
+    # a stopping rule cannot beat the optimum: no more than noise above it
+    assert low.value <= ref + 3 * low.std_error
+
+
+def test_put_rule_beats_european_and_never_stops_out_of_the_money(fitted_put):
+    x = put_paths(5_000, 2)
+    tau = fitted_put.stopping_times(x, put_payoff)
+    z = put_payoff(x)
+    stopped = z[np.arange(len(x)), tau]
+    early = tau < fitted_put.n_dates_ - 1
+    assert early.mean() > 0.3          # deep in the money early exercise is optimal
+    assert np.all(stopped[early] > 0)  # never exercised for nothing
+    # the Black-Scholes European put (3.844 in the same table) is a strict lower value
+    assert fitted_put.value(x, put_payoff).value > 3.844 + 0.1
+
+
+def test_max_call_dual_anchored_at_the_start():
+    # exercise starts at t = 1/3: the martingale is anchored at t = 0, shared by all
+    # outer paths, so the bound is tight even with a small nested simulation
+    case = REF["max_call"]["cases"][0]
+    st = _fit_max_call(10_000, 32, case["S0"])
+    low = st.value(max_call_paths(30_000, 33, case["S0"]), max_call_payoff)
+    sim = paths.GBMContinuation(mu=MC["r"] - MC["dividend"], sigma=MC["sigma"], dt=MC["T"] / 9)
+    outer = max_call_paths(40, 34, case["S0"])
+    up = st.dual_upper_bound(outer, max_call_payoff, sim, n_inner=200, random_state=35)
+    ab = st.dual_upper_bound(outer, max_call_payoff, sim, n_inner=200, lower=low, random_state=35)
+    assert ab.gap == up.gap and ab.value == pytest.approx(low.value + up.gap)
+    assert ab.std_error < up.std_error
+    assert 0 <= up.gap < 0.03 * case["value"]
+    assert up.value + 3 * up.std_error >= case["value"]
+    assert ab.value + 3 * ab.std_error >= case["value"]
+    with pytest.raises(TypeError, match="lower"):
+        st.dual_upper_bound(outer, max_call_payoff, sim, n_inner=2, lower=1.0)
+
+
+def test_put_dual_upper_bound_lies_above(fitted_put):
+    ref = _put_case()["fd"]
+    sim = paths.GBMContinuation(mu=R_PUT, sigma=0.2, dt=1 / 50)
+    up = fitted_put.dual_upper_bound(put_paths(60, 3), put_payoff, sim, n_inner=100, random_state=4)
+    assert isinstance(up, UpperBound) and up.n_paths == 60 and up.n_inner == 100
+    assert up.gap >= 0 and up.std_error > 0
+    # an upper bound: above the (American >= Bermudan) reference up to its noise
+    assert up.value + 3 * up.std_error >= ref
+    # and not absurdly loose even with this little nested simulation
+    assert up.value < ref * 1.06
+
+
+def test_chen_continuation_features_equal_direct_features(fitted_put):
+    x = put_paths(3, 5)
+    sim = paths.GBMContinuation(mu=R_PUT, sigma=0.2, dt=1 / 50)
+    hist = x[:, :21]
+    cont = sim(hist, 4, 30, np.random.default_rng(0))
+    full = np.concatenate([np.repeat(hist[:, None], 4, axis=1), cont], axis=2).reshape(12, 51, 1)
+    later = fitted_put.exercise_idx_[21:]
+    a = fitted_put._continuation_features(hist, cont, full, later)
+    b = fitted_put._path_features(full, later)
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_put_full_size_bounds_and_gap():
+    ref = _put_case()["fd"]
+    st = SignatureStopper(depth=2, random_state=0)
+    st.fit(put_paths(100_000, 10), put_payoff, discount=R_PUT, times=put_times())
+    # 400,000 evaluation paths put the standard error (0.005) well inside the 0.5 % (0.022)
+    low = st.value(put_paths(400_000, 11), put_payoff)
+    print("put lower", low)
+    assert abs(low.value - ref) <= 0.005 * ref
+    sim = paths.GBMContinuation(mu=R_PUT, sigma=0.2, dt=1 / 50)
+    up = st.dual_upper_bound(put_paths(100, 12), put_payoff, sim, n_inner=2000, random_state=13)
+    print("put upper", up)
+    assert up.value >= ref - 2 * up.std_error
+    assert (up.value - low.value) / ref < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", REF["american_put"]["cases"], ids=lambda c: f"S{c['S0']}-v{c['sigma']}-T{c['T']}")
+def test_put_table_lower_bounds(case):
+    T = case["T"]
+    st = SignatureStopper(depth=2).fit(put_paths(100_000, 20, case["S0"], case["sigma"], T), put_payoff,
+                                       discount=R_PUT, times=put_times(T))
+    low = st.value(put_paths(100_000, 21, case["S0"], case["sigma"], T), put_payoff)
+    assert abs(low.value - case["fd"]) <= 0.005 * case["fd"] + 2 * low.std_error
+
+
+# -- Bermudan max-call (Andersen & Broadie 2004) ------------------------------------------
+
+MC = REF["max_call"]["parameters"]
+
+
+def max_call_payoff(s):
+    # exercise dates are the grid points 1..9 (t = 1/3, ..., 3)
+    return np.maximum(s[:, 1:].max(axis=2) - MC["K"], 0.0)
+
+
+def max_call_paths(n, seed, s0):
+    return paths.gbm(n, MC["n_dates"], s0=[float(s0)] * MC["n_assets"], mu=MC["r"] - MC["dividend"],
+                     sigma=MC["sigma"], corr=np.eye(MC["n_assets"]), T=MC["T"], random_state=seed)
+
+
+def _fit_max_call(n, seed, s0):
+    st = SignatureStopper(depth=3)
+    return st.fit(max_call_paths(n, seed, s0), max_call_payoff, exercise_idx=np.arange(1, 10),
+                  discount=MC["r"], times=np.linspace(0.0, MC["T"], 10))
+
+
+@pytest.mark.parametrize("case", REF["max_call"]["cases"], ids=lambda c: f"S{c['S0']}")
+def test_max_call_within_one_percent(case):
+    st = _fit_max_call(10_000, 30, case["S0"])
+    assert st.n_dates_ == 9 and st.coef_.shape[0] == 9
+    low = st.value(max_call_paths(40_000, 31, case["S0"]), max_call_payoff)
+    assert abs(low.value - case["value"]) <= 0.01 * case["value"] + 2 * low.std_error
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_max_call_full_size_with_upper_bound():
+    case = REF["max_call"]["cases"][1]
+    st = _fit_max_call(100_000, 40, case["S0"])
+    low = st.value(max_call_paths(100_000, 41, case["S0"]), max_call_payoff)
+    assert abs(low.value - case["value"]) <= 0.01 * case["value"]
+    sim = paths.GBMContinuation(mu=MC["r"] - MC["dividend"], sigma=MC["sigma"], dt=MC["T"] / 9)
+    up = st.dual_upper_bound(max_call_paths(300, 42, case["S0"]), max_call_payoff, sim, n_inner=1000,
+                             lower=low, random_state=43)
+    print("max-call", low, up)
+    assert up.value >= case["value"] - 2 * up.std_error
+    assert up.gap / case["value"] < 0.01 and up.value - low.value == pytest.approx(up.gap)
+
+
+# -- stopping fractional Brownian motion (Becker, Cheridito & Jentzen 2019) ---------------
+
+FBM = {c["hurst"]: c for c in REF["fbm"]["cases"]}
+
+
+def fbm_payoff(w):
+    return w[..., 0]
+
+
+def test_fbm_small_hurst_signature_beats_markovian_regression():
+    hurst = 0.01
+    train, test = paths.fbm(8_000, 100, hurst, random_state=50), paths.fbm(12_000, 100, hurst, random_state=51)
+    sig = SignatureStopper(depth=3).fit(train, fbm_payoff)
+    markov = PolynomialStopper(degree=3).fit(train, fbm_payoff)
+    assert not sig.itm_only_  # payoffs take both signs: regress on every path
+    v_sig, v_markov = sig.value(test, fbm_payoff), markov.value(test, fbm_payoff)
+    ref = FBM[hurst]["value"]
+    assert abs(v_sig.value - ref) <= 0.02 * ref + 2 * v_sig.std_error
+    # memory is what pays at small H: the state-only rule gets about half
+    assert v_sig.value - v_markov.value > 0.3 * ref
+    assert v_sig.value - v_markov.value > 20 * np.hypot(v_sig.std_error, v_markov.std_error)
+
+
+def test_fbm_brownian_case_has_value_zero():
+    train, test = paths.fbm(5_000, 100, 0.5, random_state=52), paths.fbm(20_000, 100, 0.5, random_state=53)
+    st = SignatureStopper(depth=3).fit(train, fbm_payoff)
+    low = st.value(test, fbm_payoff)
+    # optional stopping: no rule has non-zero expectation on a martingale
+    assert abs(low.value) <= 3 * low.std_error
+    # in-sample the regression overfits noise and looks profitable; fresh paths do not
+    assert st.in_sample_value_ > low.value
+
+
+def test_fbm_mid_hurst_lower_bound_inside_published_bracket():
+    case = FBM[0.3]
+    train, test = paths.fbm(10_000, 100, 0.3, random_state=54), paths.fbm(20_000, 100, 0.3, random_state=55)
+    low = SignatureStopper(depth=3).fit(train, fbm_payoff).value(test, fbm_payoff)
+    # a lower bound cannot exceed the published upper bound; depth 3 on 10,000
+    # paths is a little below the depth-5 published lower bound
+    assert low.value <= case["upper"] + 3 * low.std_error
+    assert low.value >= 0.9 * case["lower"] - 2 * low.std_error
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_fbm_mid_hurst_full_size_within_two_percent():
+    case = FBM[0.3]
+    train, test = paths.fbm(50_000, 100, 0.3, random_state=56), paths.fbm(50_000, 100, 0.3, random_state=57)
+    # depth 4 (30 signature terms): depth 5 (62) overfits 50,000 paths slightly (0.355)
+    low = SignatureStopper(depth=4).fit(train, fbm_payoff).value(test, fbm_payoff)
+    print("fbm H=0.3", low)
+    assert 0.98 * case["lower"] - 2 * low.std_error <= low.value <= case["upper"] + 2 * low.std_error
+
+
+# -- API, logsig, errors ------------------------------------------------------------------
+
+def test_sklearn_conventions():
+    st = SignatureStopper(depth=4, alpha=1e-3)
+    assert st.get_params()["depth"] == 4
+    c = clone(st)
+    assert c.get_params() == st.get_params()
+    assert not hasattr(st, "coef_")
+    with pytest.raises(Exception, match="not fitted"):
+        st.value(put_paths(10, 0), put_payoff)
+
+
+def test_logsig_features_fit_and_match_signature_information():
+    x, y = put_paths(4_000, 60), put_paths(20_000, 61)
+    a = SignatureStopper(depth=3, logsig=True).fit(x, put_payoff, discount=R_PUT, times=put_times())
+    b = SignatureStopper(depth=3, logsig=False).fit(x, put_payoff, discount=R_PUT, times=put_times())
+    # (time, S) at depth 3: 5 Lyndon words against 14 words, plus 3 payoff powers
+    assert a.n_features_ == 5 + 3 and b.n_features_ == 14 + 3
+    va, vb = a.value(y, put_payoff), b.value(y, put_payoff)
+    assert abs(va.value - vb.value) < 4 * va.std_error
+    assert abs(va.value - _put_case()["fd"]) < 0.02 * _put_case()["fd"]
+
+
+def test_exercise_idx_and_array_payoffs_agree_with_callable():
+    x = max_call_paths(2_000, 70, 100)
+    z = max_call_payoff(x)
+    kw = dict(exercise_idx=np.arange(1, 10), discount=MC["r"], times=np.linspace(0.0, 3.0, 10))
+    a = SignatureStopper(depth=2).fit(x, max_call_payoff, **kw)
+    b = SignatureStopper(depth=2).fit(x, z, **kw)
+    np.testing.assert_allclose(a.coef_, b.coef_)
+    assert np.array_equal(a.stopping_times(x, z), b.stopping_times(x, max_call_payoff))
+    # explicit discount factors equal the rate
+    c = SignatureStopper(depth=2).fit(x, z, exercise_idx=np.arange(1, 10),
+                                      discount=np.exp(-MC["r"] * np.arange(1, 10) / 3))
+    np.testing.assert_allclose(a.discount_factors_, c.discount_factors_)
+    np.testing.assert_allclose(a.coef_, c.coef_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda x, z: SignatureStopper(depth=0).fit(x, z), ValueError, "depth"),
+    (lambda x, z: SignatureStopper(depth=2.5).fit(x, z), TypeError, "depth"),
+    (lambda x, z: SignatureStopper(alpha=-1).fit(x, z), ValueError, "alpha"),
+    (lambda x, z: SignatureStopper().fit(x, z[:, :-1]), ValueError, "payoffs"),
+    (lambda x, z: SignatureStopper().fit(x[:-1], z), ValueError, "payoffs"),
+    (lambda x, z: SignatureStopper().fit(x[:, :1], z[:, :1]), ValueError, "n_dates >= 2"),
+    (lambda x, z: SignatureStopper().fit(x, z, exercise_idx=[3]), ValueError, "n_dates >= 2"),
+    (lambda x, z: SignatureStopper().fit(x, z, exercise_idx=[0, 99]), ValueError, "exercise_idx"),
+    (lambda x, z: SignatureStopper().fit(x, z, exercise_idx=[2, 1]), ValueError, "exercise_idx"),
+    (lambda x, z: SignatureStopper().fit(np.where(x > 37, np.nan, x), z), ValueError, "paths contains NaN"),
+    (lambda x, z: SignatureStopper().fit(x, np.where(z > 1, np.nan, z)), ValueError, "payoffs contains NaN"),
+    (lambda x, z: SignatureStopper().fit(x, lambda p: p[:, :3, 0]), ValueError, "callable returned"),
+    (lambda x, z: SignatureStopper().fit(x, z, discount=np.ones(3)), ValueError, "discount"),
+    (lambda x, z: SignatureStopper().fit(x, z, times=np.zeros(x.shape[1])), ValueError, "times"),
+    (lambda x, z: SignatureStopper().fit(x[..., 0][..., None, None], z), ValueError, "paths"),
+    (lambda x, z: SignatureStopper().fit("paths", z), TypeError, "paths"),
+    (lambda x, z: SignatureStopper(in_the_money="yes").fit(x, z), ValueError, "in_the_money"),
+    (lambda x, z: SignatureStopper(logsig=1).fit(x, z), TypeError, "logsig"),
+    (lambda x, z: SignatureStopper(n_jobs=0).fit(x, z), ValueError, "n_jobs"),
+    (lambda x, z: PolynomialStopper(degree=0).fit(x, z), ValueError, "degree"),
+])
+def test_bad_input_raises_clear_errors(make, exc, match):
+    x = put_paths(50, 80)[:, :6]
+    z = put_payoff(x)
+    with pytest.raises(exc, match=match):
+        make(x, z)
+
+
+def test_bad_input_after_fit():
+    x = put_paths(200, 81)[:, :6]
+    st = SignatureStopper(depth=2).fit(x, put_payoff)
+    with pytest.raises(ValueError, match="n_points=6"):
+        st.value(put_paths(10, 82)[:, :5], put_payoff)
+    with pytest.raises(TypeError, match="callable"):
+        st.dual_upper_bound(x, put_payoff(x), lambda *a: None)
+    with pytest.raises(TypeError, match="simulator"):
+        st.dual_upper_bound(x, put_payoff, "gbm")
+    bad_sim = lambda h, n_inner, n_future, rng: np.zeros((1, 1, 1, 1))  # noqa: E731
+    with pytest.raises(ValueError, match="simulator returned shape"):
+        st.dual_upper_bound(x[:5], put_payoff, bad_sim, n_inner=2)
