@@ -289,6 +289,8 @@ class _Subscription:
                     while (self.n + n > self.capacity and self.n > 0 and not self.closed
                            and not stopping()):
                         self.cond.wait(0.05)
+                    if self.closed:  # closed while we waited: its reader is gone
+                        return
                 while self.n + n > self.capacity and self.items:
                     old = self.items.popleft()
                     self.n -= len(old)

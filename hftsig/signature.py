@@ -107,7 +107,10 @@ def _check_finite(arr, name):
 
 
 def _as_path(path):
-    arr = np.asarray(path)
+    try:
+        arr = np.asarray(path)
+    except ValueError as exc:  # ragged nested sequences: paths of different lengths
+        raise ValueError(f"path: not an array of paths of one shape ({exc})") from None
     _numeric(arr, "path")
     if arr.ndim not in (2, 3):
         raise ValueError(

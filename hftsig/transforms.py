@@ -27,7 +27,10 @@ __all__ = ["time_augment", "lead_lag", "basepoint", "cumsum"]
 
 
 def _as_path(path, name="path"):
-    arr = np.asarray(path)
+    try:
+        arr = np.asarray(path)
+    except ValueError as exc:  # ragged nested sequences: paths of different lengths
+        raise ValueError(f"{name}: not an array of paths of one shape ({exc})") from None
     if arr.dtype.kind not in "fiu" or arr.dtype == np.float16:
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     if arr.ndim not in (2, 3):

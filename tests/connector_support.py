@@ -38,8 +38,12 @@ class Collector:
         return list(t["side"])
 
 
-def wait_for(cond, timeout=3.0):
-    """Poll ``cond`` until true or ``timeout`` seconds pass; returns its last value."""
+def wait_for(cond, timeout=15.0):
+    """Poll ``cond`` until true or ``timeout`` seconds pass; returns its last value.
+
+    The default is generous: a condition that holds is seen as soon as it holds,
+    so only a loaded machine (CI) ever waits long.
+    """
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
@@ -54,7 +58,7 @@ def book_side(book, side, n=1000):
     return [(float(p), float(q)) for p, q in lv]
 
 
-def books_converge(connector, sim, exchange, symbol, depth=None, timeout=3.0):
+def books_converge(connector, sim, exchange, symbol, depth=None, timeout=15.0):
     """Wait until the connector's book of ``symbol`` equals the simulator's, level for level.
 
     The simulator keeps stepping, so the two are compared repeatedly; equality

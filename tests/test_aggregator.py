@@ -343,7 +343,7 @@ def test_slow_iterator_drop_oldest_counts_its_drops():
     it = agg.ticks(timeout=2)
     with agg:
         assert agg.wait_finished(timeout=30)
-        seqs = [int(r["seq"]) for r in it]
+    seqs = [int(r["seq"]) for r in it]  # stopped: ends once drained, without the 2 s wait
     assert it.dropped > 0
     assert len(seqs) + it.dropped + agg.stats()["replay"]["dropped"] == n
     assert (np.diff(seqs) > 0).all()
@@ -707,6 +707,28 @@ def test_an_abandoned_iterator_never_stalls_a_blocking_aggregator():
     assert sum(got) == len(t)
     with pytest.raises(StopIteration):
         next(it)
+
+
+def test_a_subscription_closed_while_its_writer_waits_takes_nothing_more():
+    # the race behind a flaky run of the test above: the worker, blocked on a
+    # full iterator buffer, must not append its chunk once the iterator closed
+    from hftsig.aggregator import _Subscription
+    from hftsig.ticks import empty_ticks
+
+    sub = _Subscription(4, block=True)
+    sub.push(empty_ticks(4), lambda: False)
+    writer = threading.Thread(target=sub.push, args=(empty_ticks(2), lambda: False))
+    writer.start()
+    time.sleep(0.1)  # let it block on the full buffer (a close before that is fine too)
+    assert writer.is_alive()
+    with sub.cond:
+        sub.closed = True
+        sub.items.clear()
+        sub.n = 0
+        sub.cond.notify_all()
+    writer.join(5)
+    assert not writer.is_alive()
+    assert not sub.items and sub.n == 0
 
 
 def test_e2e_books_stay_uncrossed_and_equal_the_simulator_after_mispricings():

@@ -131,7 +131,12 @@ def test_stalled_venue_never_makes_an_opportunity_end_to_end():
         det.tops, det.book_quotes = agg.top, True
         agg.on_tick(det.update, kinds=("quote", "book_delta", "book_snapshot", "status"))
         with agg:
-            time.sleep(1.5)
+            # every venue quoting every symbol (a loaded machine takes longer), then settle
+            deadline = time.monotonic() + 20.0
+            while time.monotonic() < deadline and not all(
+                    agg.top(v, s) is not None for v in venues for s in symbols):
+                time.sleep(0.02)
+            time.sleep(0.5)
             sim.inject_mispricing("kraken", "ETH-USDT", 40.0, duration_s=0.6)
             time.sleep(1.0)
             n_before = det.n_opportunities_

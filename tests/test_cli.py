@@ -162,5 +162,8 @@ def test_bad_symbol_is_a_clear_error_and_leaves_no_thread(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "hftsig run: error" in err and "'NOPE'" in err
-    time.sleep(0.5)  # the simulator loop thread ends within its stop timeout
+    # the simulator loop thread ends within its stop timeout (longer on a loaded machine)
+    deadline = time.monotonic() + 10.0
+    while [t for t in threading.enumerate() if t.name.startswith("hftsig-sim")] and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not [t for t in threading.enumerate() if t.name.startswith("hftsig-sim")]

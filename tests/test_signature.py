@@ -285,9 +285,11 @@ def test_bad_input_errors_name_the_argument():
         sig(x, 40)
     with pytest.raises(ValueError, match="depth"):
         sig(x[:, :1], 61)
-    # ragged batch cannot form an array
-    with pytest.raises((ValueError, TypeError), match="path|inhomogeneous"):
+    # a ragged batch (paths of different lengths) cannot form an array
+    with pytest.raises(ValueError, match="^path: not an array of paths of one shape"):
         sig([np.zeros((3, 2)), np.zeros((4, 2))], 2)
+    with pytest.raises(ValueError, match="^path: not an array of paths of one shape"):
+        sig([[[0.0, 1.0], [1.0, 2.0]], [[0.0, 1.0]]], 2, stream=True)
 
 
 def test_bad_input_to_sig_algebra():

@@ -53,6 +53,69 @@ def drain(ws, seconds):
             return out
 
 
+def read_until_seen(ws, preds, timeout=10.0, frames=None):
+    """Receive (raw) frames until every predicate held for some parsed frame,
+    or ``timeout`` passes; returns the frames.  Waits for what a check needs
+    instead of hoping a fixed window holds it."""
+    frames = [] if frames is None else frames
+    left = [p for p in preds if not any(p(json.loads(f)) for f in frames)]
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        ws.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            f = ws.recv()
+        except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException):
+            break
+        frames.append(f)
+        m = json.loads(f)
+        left = [p for p in left if not p(m)]
+    return frames
+
+
+class CountingWebSocket(websocket.WebSocket):
+    """A websocket-client connection counting the data frames it received."""
+
+    frames = 0
+
+    def recv(self):
+        frame = super().recv()
+        self.frames += 1
+        return frame
+
+
+def connect(url):
+    return websocket.create_connection(url, timeout=2, class_=CountingWebSocket)
+
+
+def catch_up(ws, sim, exchange, timeout=10.0, frozen=True):
+    """Receive (raw) frames until ``ws`` (a :class:`CountingWebSocket`, the
+    exchange's last connection) holds every frame the server counted as sent,
+    with nothing queued or held for a batched stream (after ``sim.pause()``:
+    everything that describes the frozen market).  ``frozen=False`` during a
+    stall: held data stays queued, only what was sent counts.
+
+    Synchronises on the simulator's counters instead of a fixed wait, so a
+    loaded machine only makes it slower.  Returns the frames received here and
+    the connection's counters at that moment, which count exactly the frames
+    this client received (no frame was being written).
+    """
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        info = sim.connections(exchange)[-1]
+        if (ws.frames >= sum(info["sent"].values()) and not info["busy"]
+                and (not frozen or not (info["queued"] or info["batched"]))):
+            return out, info
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"got {ws.frames} frames, the server sent {info['sent']}")
+        ws.settimeout(min(left, 0.2))
+        try:
+            out.append(ws.recv())
+        except websocket.WebSocketTimeoutException:
+            pass
+
+
 # ---------------------------------------------------------------- Binance
 def test_binance_combined_stream_shapes(sim):
     url = sim.connector_kwargs("binance")["ws_url"]
@@ -84,17 +147,17 @@ def test_binance_combined_stream_shapes(sim):
 
 def test_binance_counts_sent_equal_received(sim):
     url = sim.connector_kwargs("binance")["ws_url"]
-    ws = websocket.create_connection(url + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@depth@100ms", timeout=2)
+    ws = connect(url + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@depth@100ms")
     frames = drain(ws, 0.6)
     sim.pause()
-    frames += drain(ws, 0.3)
+    more, conn = catch_up(ws, sim, "binance")
+    frames += more
     ws.close()
     got = {}
     for f in frames:
         d = json.loads(f)["data"]
         kind = d.get("e", "bookTicker")
         got[kind] = got.get(kind, 0) + 1
-    conn = sim.connections("binance")[-1]
     assert conn["sent"] == got
     assert conn["last_seq"]["ethbtc@depth@100ms"] == max(json.loads(f)["data"].get("u", 0) for f in frames if "depth" in f)
 
@@ -124,7 +187,7 @@ def _apply(book, levels):
 
 def test_binance_rest_snapshot_and_diff_events_rebuild_the_book(sim):
     kw = sim.connector_kwargs("binance")
-    ws = websocket.create_connection(kw["ws_url"] + "/stream?streams=btcusdt@depth@100ms", timeout=2)
+    ws = connect(kw["ws_url"] + "/stream?streams=btcusdt@depth@100ms")
     buffered = [recv_json(ws)["data"]]  # first event buffered before the snapshot, as documented
     snap = requests.get(kw["rest_url"] + "/api/v3/depth", params={"symbol": "BTCUSDT", "limit": 1000}, timeout=2).json()
     assert set(snap) == {"lastUpdateId", "bids", "asks"}
@@ -138,7 +201,7 @@ def test_binance_rest_snapshot_and_diff_events_rebuild_the_book(sim):
     while time.monotonic() < deadline:
         buffered.append(recv_json(ws)["data"])
     sim.pause()
-    buffered.extend(json.loads(f)["data"] for f in drain(ws, 0.4))
+    buffered.extend(json.loads(f)["data"] for f in catch_up(ws, sim, "binance")[0])
     for ev in buffered:
         if ev["u"] <= local:
             continue
@@ -171,12 +234,19 @@ def test_binance_exchange_info_and_rest_errors(sim):
         r = requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2)
         assert r.status_code == 429 and r.headers["Retry-After"] == "3" and r.json()["code"] == -1003
     assert requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).status_code == 200
+    # Binance sends whole seconds: a fraction rounds up (never "0", which means "retry now")
+    sim.inject("binance", "http_429", retry_after=0.5)
+    sim.inject("binance", "http_418", retry_after=2.01)
+    r = requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1"
+    r = requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2)
+    assert r.status_code == 418 and r.headers["Retry-After"] == "3"
     sim.inject("binance", "http_500")
     assert requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).status_code == 500
     sim.inject("binance", "http_malformed")
     with pytest.raises(ValueError):
         requests.get(rest + "/api/v3/depth", params={"symbol": "BTCUSDT"}, timeout=2).json()
-    assert sim.rest_stats("binance")["responses"][429] == 2
+    assert sim.rest_stats("binance")["responses"][429] == 3
 
 
 def test_binance_gap_fault_skips_update_ids(sim):
@@ -186,8 +256,9 @@ def test_binance_gap_fault_skips_update_ids(sim):
     sim.inject("binance", "gap")
     prev = first
     jumped = False
-    for _ in range(10):
-        ev = recv_json(ws)
+    deadline = time.monotonic() + 10.0
+    while not jumped and time.monotonic() < deadline:
+        ev = recv_json(ws, timeout=max(0.01, deadline - time.monotonic()))
         if ev["U"] > prev["u"] + 1:
             jumped = True
         prev = ev
@@ -230,8 +301,28 @@ def test_binance_pings():
             if op == websocket.ABNF.OPCODE_PING:
                 pings.append(data)
                 ws.pong(data)
-        ws.close()
         assert len(pings) >= 2
+        # a stall without heartbeats silences the pings too (they come from the
+        # simulator, not from a websocket keepalive it cannot pause)
+        sim.inject("binance", "stall", seconds=10.0, heartbeats=False)
+        sent = sim.connections("binance")[-1]["pings"]
+        deadline = time.monotonic() + 10.0
+        while len(pings) < sent and time.monotonic() < deadline:  # those already on the wire
+            ws.settimeout(max(0.01, deadline - time.monotonic()))
+            op, data = ws.recv_data(control_frame=True)
+            if op == websocket.ABNF.OPCODE_PING:
+                pings.append(data)
+        assert len(pings) == sent
+        silent = []  # any frame at all, control frames included
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            ws.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                silent.append(ws.recv_data(control_frame=True))
+            except websocket.WebSocketTimeoutException:
+                break
+        ws.close()
+        assert silent == [] and sim.connections("binance")[-1]["pings"] == sent
 
 
 # ----------------------------------------------------------------- Kraken
@@ -255,7 +346,7 @@ def _kraken_apply(book, levels, depth, reverse):
 
 
 def _kraken_connect(sim):
-    ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
+    ws = connect(sim.connector_kwargs("kraken")["ws_url"])
     status = recv_json(ws)
     assert status["channel"] == "status" and status["type"] == "update"
     assert status["data"][0]["system"] == "online" and status["data"][0]["api_version"] == "v2"
@@ -293,7 +384,7 @@ def test_kraken_book_checksums_and_truth(sim):
         assert _kraken_ck(bids, asks, pp, qp) == d["checksum"]
         updates += 1
     sim.pause()
-    for f in drain(ws, 0.2):
+    for f in catch_up(ws, sim, "kraken")[0]:
         m = json.loads(f)
         if m.get("channel") == "book":
             _kraken_apply(bids, m["data"][0]["bids"], 10, True)
@@ -320,13 +411,28 @@ def test_kraken_bad_checksum_and_gap_faults(sim):
         _kraken_apply(asks, m["asks"], 25, False)
         return _kraken_ck(bids, asks, pp, qp) == m["checksum"]
 
+    def quiesce():
+        # Freeze the market and take in every frame sent so far, so the fault
+        # hits the very next book update.
+        sim.pause()
+        for f in catch_up(ws, sim, "kraken")[0]:
+            m = json.loads(f)
+            if m.get("channel") == "book":
+                _kraken_apply(bids, m["data"][0]["bids"], 25, True)
+                _kraken_apply(asks, m["data"][0]["asks"], 25, False)
+                assert _kraken_ck(bids, asks, pp, qp) == m["data"][0]["checksum"]
+
     assert next_update_ok()
+    quiesce()
     sim.inject("kraken", "bad_checksum")
-    # Frames already queued arrive first; exactly one later frame lies, and
-    # only its checksum: the levels stay right, so the next ones match again.
+    sim.resume()
+    # Exactly one frame lies, and only its checksum: the levels stay right, so
+    # the next ones match again.
     results = [next_update_ok() for _ in range(8)]
-    assert results.count(False) == 1 and results[-1] is True
+    assert results.count(False) == 1 and results[0] is False and results[-1] is True
+    quiesce()
     sim.inject("kraken", "gap")
+    sim.resume()
     assert not all(next_update_ok() for _ in range(8))
     ws.close()
     c = sim.connections("kraken")[-1]
@@ -367,6 +473,8 @@ def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
     ws2.send(json.dumps({"method": "unsubscribe", "params": {"channel": "book", "symbol": ["ETH/BTC"]}, "req_id": 2}))
     ack = recv_until(ws2, lambda m: m.get("method") == "unsubscribe")
     assert ack["success"] and ack["result"]["symbol"] == "ETH/BTC"
+    # the ack jumps the queue: book frames queued before the unsubscribe still come
+    catch_up(ws2, sim, "kraken")
     late = [json.loads(f) for f in drain(ws2, 0.3)]
     assert all(m.get("channel") in ("heartbeat", None) for m in late)
     ws2.close()
@@ -377,7 +485,7 @@ def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
 
 # --------------------------------------------------------------- Coinbase
 def _coinbase(sim, channels, products=("BTC-USD",)):
-    ws = websocket.create_connection(sim.connector_kwargs("coinbase")["ws_url"], timeout=2)
+    ws = connect(sim.connector_kwargs("coinbase")["ws_url"])
     for ch in channels:
         ws.send(json.dumps({"type": "subscribe", "product_ids": list(products), "channel": ch}))
     return ws
@@ -397,7 +505,8 @@ def test_coinbase_level2_sequence_and_truth(sim):
     ws = _coinbase(sim, ["heartbeats", "level2", "ticker", "market_trades"])
     frames = [json.loads(f) for f in drain(ws, 1.2)]
     sim.pause()
-    frames += [json.loads(f) for f in drain(ws, 0.4)]
+    more, c = catch_up(ws, sim, "coinbase")
+    frames += [json.loads(f) for f in more]
     ws.close()
     seqs = [f["sequence_num"] for f in frames]
     assert seqs == list(range(len(frames)))
@@ -427,8 +536,7 @@ def test_coinbase_level2_sequence_and_truth(sim):
     trades = [t for f in frames if f["channel"] == "market_trades" for e in f["events"] for t in e["trades"]]
     assert trades and set(trades[0]) == {"trade_id", "product_id", "price", "size", "side", "time"}
     assert {t["side"] for t in trades} <= {"BUY", "SELL"}
-    # count in == count out
-    c = sim.connections("coinbase")[-1]
+    # count in == count out (c: the counters when the client had every frame sent)
     got = {}
     for f in frames:
         got[f["channel"]] = got.get(f["channel"], 0) + 1
@@ -439,8 +547,14 @@ def test_coinbase_level2_sequence_and_truth(sim):
 def test_coinbase_gap_fault_and_errors(sim):
     ws = _coinbase(sim, ["level2"], ["ETH-USDT"])
     last = recv_until(ws, lambda m: m.get("channel") == "l2_data")
-    sim.inject("coinbase", "gap")
-    frames = [last] + [json.loads(f) for f in drain(ws, 0.5)]
+    c = sim.inject("coinbase", "gap")
+    assert c["connections"] == 1
+    # read until the server dropped a frame and a later l2_data frame arrived
+    frames = [last]
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not (
+            sim.connections("coinbase")[-1]["dropped"] and frames[-1]["sequence_num"] > last["sequence_num"] + 1):
+        frames.append(recv_json(ws, timeout=max(0.01, deadline - time.monotonic())))
     seqs = [f["sequence_num"] for f in frames]
     assert any(b - a == 2 for a, b in zip(seqs, seqs[1:]))
     ws.send(json.dumps({"type": "subscribe", "product_ids": ["NOPE-USD"], "channel": "level2"}))
@@ -516,9 +630,9 @@ def test_disconnect_and_malformed(sim, exchange):
 def _open_data_stream(sim, exchange):
     url = sim.connector_kwargs(exchange)["ws_url"]
     if exchange == "binance":
-        ws = websocket.create_connection(url + "/ws/btcusdt@bookTicker", timeout=2)
+        ws = connect(url + "/ws/btcusdt@bookTicker")
     elif exchange == "kraken":
-        ws = websocket.create_connection(url, timeout=2)
+        ws = connect(url)
         ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USDT"]}}))
     else:
         ws = _coinbase(sim, ["heartbeats", "level2"], ["BTC-USDT"])
@@ -530,16 +644,23 @@ def _open_data_stream(sim, exchange):
 def test_stall_holds_data_keeps_heartbeats(sim, exchange):
     ws = _open_data_stream(sim, exchange)
     drain(ws, 0.15)
-    sim.inject(exchange, "stall", seconds=0.8)
-    drain(ws, 0.1)  # frames already on the wire when the stall began
-    during = [json.loads(f) for f in drain(ws, 0.5)]
-    after = [json.loads(f) for f in drain(ws, 0.6)]
+    stall_end = time.monotonic() + 1.5  # the server's stall ends a little later
+    sim.inject(exchange, "stall", seconds=1.5)
+    catch_up(ws, sim, exchange, frozen=False)  # frames already on the wire when the stall began
+    during = [json.loads(f) for f in drain(ws, stall_end - time.monotonic() - 0.05)]
+
+    def is_data(m):
+        return m.get("channel") not in ("heartbeat", "heartbeats")
+
+    after = []
+    deadline = time.monotonic() + 10.0
+    while len([m for m in after if is_data(m)]) <= 3 and time.monotonic() < deadline:
+        after.append(recv_json(ws, timeout=max(0.01, deadline - time.monotonic())))
     ws.close()
-    data = [m for m in during if m.get("channel") not in ("heartbeat", "heartbeats")]
-    assert data == []
+    assert [m for m in during if is_data(m)] == []
     if exchange != "binance":  # Binance has no application heartbeat (ping frames instead)
         assert len(during) >= 1
-    assert len([m for m in after if m.get("channel") not in ("heartbeat", "heartbeats")]) > 3
+    assert len([m for m in after if is_data(m)]) > 3
     if exchange == "coinbase":
         seqs = [m["sequence_num"] for m in during + after]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -548,9 +669,12 @@ def test_stall_holds_data_keeps_heartbeats(sim, exchange):
 def test_stall_without_heartbeats(sim):
     ws = _open_data_stream(sim, "kraken")
     drain(ws, 0.1)
-    sim.inject("kraken", "stall", seconds=0.7, heartbeats=False)
+    sim.inject("kraken", "stall", seconds=10.0, heartbeats=False)
+    sent = sim.connections("kraken")[-1]["sent"]
+    catch_up(ws, sim, "kraken", frozen=False)  # frames already on the wire when the stall began
     assert drain(ws, 0.5) == []
     ws.close()
+    assert sim.connections("kraken")[-1]["sent"] == sent
 
 
 def test_inject_validates():
@@ -567,11 +691,12 @@ def test_inject_validates():
 def test_mispricing_shows_in_binance_quotes(sim):
     ws = websocket.create_connection(sim.connector_kwargs("binance")["ws_url"] + "/ws/ethbtc@bookTicker", timeout=2)
     recv_json(ws)
-    rec = sim.inject_mispricing("binance", "ETH-BTC", 30.0, 0.5)
-    assert sim.mispricings[-1] is rec and rec["end_ns"] - rec["start_ns"] == 500_000_000
+    rec = sim.inject_mispricing("binance", "ETH-BTC", 30.0, 5.0)
+    assert sim.mispricings[-1] is rec and rec["end_ns"] - rec["start_ns"] == 5_000_000_000
     shifted = []
-    for f in drain(ws, 0.4):
-        m = json.loads(f)
+    deadline = time.monotonic() + 4.0  # within the mispricing, until the shift shows
+    while time.monotonic() < deadline and not (shifted and max(shifted) > 25):
+        m = recv_json(ws, timeout=max(0.01, deadline - time.monotonic()))
         mid = (float(m["b"]) + float(m["a"])) / 2
         shifted.append((mid / sim.mid("ETH-BTC") - 1) * 1e4)
     ws.close()
@@ -581,8 +706,8 @@ def test_mispricing_shows_in_binance_quotes(sim):
 def test_same_seed_same_stream():
     def run():
         with SimulatedExchanges(["ETH-BTC"], exchanges=("binance",), seed=42, rate=50) as sim:
-            sim.pause()
             time.sleep(0.05)
+            sim.pause()  # returns once no step runs any more
             return sim.book("binance", "ETH-BTC"), sim.model.steps
 
     (b1, n1), (b2, n2) = run(), run()
@@ -610,7 +735,9 @@ def test_clean_quick_shutdown():
     t0 = time.monotonic()
     sim.stop()
     assert time.monotonic() - t0 < 1.2
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10.0  # threads told to end may take a moment to be gone
+    while not set(threading.enumerate()) <= before and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert set(threading.enumerate()) <= before
     for p in ports:
         with pytest.raises(OSError):
@@ -653,13 +780,12 @@ def test_binance_frames_normalize_and_rebuild_the_book(sim):
     from hftsig.ticks import KIND_BOOK_DELTA, KIND_QUOTE, KIND_TRADE
 
     kw = sim.connector_kwargs("binance")
-    ws = websocket.create_connection(
-        kw["ws_url"] + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@aggTrade/ethbtc@depth@100ms", timeout=2)
+    ws = connect(kw["ws_url"] + "/stream?streams=ethbtc@bookTicker/ethbtc@trade/ethbtc@aggTrade/ethbtc@depth@100ms")
     frames = [ws.recv()]
     body = requests.get(kw["rest_url"] + "/api/v3/depth", params={"symbol": "ETHBTC", "limit": 100}, timeout=2).text
     frames += drain(ws, 0.8)
     sim.pause()
-    frames += drain(ws, 0.3)
+    frames += catch_up(ws, sim, "binance")[0]
     ws.close()
     n = norm.Normalizer("binance")
     book = OrderBook("binance", "ETH-BTC")
@@ -691,13 +817,13 @@ def test_kraken_frames_normalize_and_checksums_hold(sim):
     norm = _normalizer()
     from hftsig.book import OrderBook
 
-    ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
+    ws = connect(sim.connector_kwargs("kraken")["ws_url"])
     ws.send(json.dumps({"method": "subscribe", "params": {"channel": "instrument"}}))
     for ch in ("book", "ticker", "trade"):
         ws.send(json.dumps({"method": "subscribe", "params": {"channel": ch, "symbol": ["BTC/USDT", "ETH/BTC"]}}))
     frames = drain(ws, 0.8)
     sim.pause()
-    frames += drain(ws, 0.3)
+    frames += catch_up(ws, sim, "kraken")[0]
     ws.close()
     n = norm.Normalizer("kraken")
     books = {s: OrderBook("kraken", s, depth=10) for s in ("BTC-USDT", "ETH-BTC")}
@@ -726,7 +852,7 @@ def test_coinbase_frames_normalize_and_rebuild_the_book(sim):
     ws = _coinbase(sim, ["heartbeats", "level2", "ticker", "market_trades"], ["BTC-USD", "ETH-USDT"])
     frames = drain(ws, 0.8)
     sim.pause()
-    frames += drain(ws, 0.4)
+    frames += catch_up(ws, sim, "coinbase")[0]
     ws.close()
     n = norm.Normalizer("coinbase")
     books = {s: OrderBook("coinbase", s) for s in ("BTC-USD", "ETH-USDT")}
@@ -883,18 +1009,20 @@ def test_binance_shapes_match_the_docs(sim):
         kw["ws_url"] + "/ws/btcusdt@bookTicker/btcusdt@aggTrade/btcusdt@trade/btcusdt@depth@100ms/btcusdt@depth5@100ms",
         timeout=2)
     ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@trade"], "id": 1}))
-    frames = drain(ws, 1.0)
-    sim.inject("binance", "shutdown", close_after=0.1)
-    frames += drain(ws, 0.5)
-    ws.close()
-    for sample, pred in [
+    samples = [
         ("bookTicker.json", lambda m: "u" in m and "b" in m and "e" not in m),
         ("aggTrade.json", lambda m: m.get("e") == "aggTrade"),
         ("depthUpdate.json", lambda m: m.get("e") == "depthUpdate"),
         ("partialDepth.json", lambda m: "lastUpdateId" in m),
         ("subscribeResponse.json", lambda m: "result" in m),
-        ("serverShutdown.json", lambda m: m.get("e") == "serverShutdown"),
-    ]:
+        ("trade.json", lambda m: m.get("e") == "trade"),
+    ]
+    frames = read_until_seen(ws, [p for _, p in samples])
+    sim.inject("binance", "shutdown", close_after=0.1)
+    samples[-1] = ("serverShutdown.json", lambda m: m.get("e") == "serverShutdown")
+    frames = read_until_seen(ws, [samples[-1][1]], frames=frames)
+    ws.close()
+    for sample, pred in samples:
         assert _same_shape(_shape(_first(frames, pred)), _shape(_sample("binance/" + sample))), sample
     # The 2023 docs' trade event still lists buyer/seller order ids "b"/"a",
     # which Binance has since removed from the trade stream; the rest matches.
@@ -905,33 +1033,38 @@ def test_binance_shapes_match_the_docs(sim):
 
 
 def test_kraken_shapes_match_the_docs(sim):
-    time.sleep(0.3)  # let trades happen, so the trade snapshot is not empty
+    # let a trade happen first, so the trade snapshot is not empty
+    deadline = time.monotonic() + 10.0
+    while sim.model.stats("kraken", "BTC-USDT")["volume"] <= 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     ws = websocket.create_connection(sim.connector_kwargs("kraken")["ws_url"], timeout=2)
     for ch in ("book", "ticker", "trade"):
         ws.send(json.dumps({"method": "subscribe", "params": {"channel": ch, "symbol": ["BTC/USDT"]}}))
-    frames = drain(ws, 1.0)
-    ws.close()
-    for sample, pred in [
+    samples = [
         ("book_snapshot.json", lambda m: m.get("channel") == "book" and m["type"] == "snapshot"),
         ("book_update.json", lambda m: m.get("channel") == "book" and m["type"] == "update"),
         ("ticker_snapshot.json", lambda m: m.get("channel") == "ticker" and m["type"] == "snapshot"),
         ("trade_snapshot.json", lambda m: m.get("channel") == "trade" and m["type"] == "snapshot" and m["data"]),
         ("trade_update.json", lambda m: m.get("channel") == "trade" and m["type"] == "update"),
         ("subscribe_ack.json", lambda m: m.get("method") == "subscribe" and m["result"]["channel"] == "ticker"),
-    ]:
+    ]
+    frames = read_until_seen(ws, [p for _, p in samples])
+    ws.close()
+    for sample, pred in samples:
         assert _same_shape(_shape(_first(frames, pred, sample)), _shape(_sample("kraken/" + sample))), sample
 
 
 def test_coinbase_shapes_match_the_docs(sim):
     ws = _coinbase(sim, ["heartbeats", "level2", "ticker", "market_trades"], ["BTC-USD"])
-    frames = drain(ws, 1.3)
-    ws.close()
-    for sample, pred in [
+    samples = [
         ("l2_data_snapshot.json", lambda m: m["channel"] == "l2_data" and m["events"][0]["type"] == "snapshot"),
         ("ticker.json", lambda m: m["channel"] == "ticker"),
         ("market_trades.json", lambda m: m["channel"] == "market_trades" and m["events"][0]["trades"]),
         ("heartbeats.json", lambda m: m["channel"] == "heartbeats"),
-    ]:
+    ]
+    frames = read_until_seen(ws, [p for _, p in samples] + [lambda m: m["channel"] == "subscriptions"])
+    ws.close()
+    for sample, pred in samples:
         assert _same_shape(_shape(_first(frames, pred)), _shape(_sample("coinbase/" + sample))), sample
     snap = _first(frames, lambda m: m["channel"] == "l2_data")["events"][0]["updates"][0]
     assert snap["event_time"] == "1970-01-01T00:00:00Z"  # as in the docs' snapshot

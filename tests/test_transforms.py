@@ -52,3 +52,5 @@ def test_bad_input():
         transforms.cumsum(np.array([["a"]]))
     with pytest.raises(ValueError, match="point"):
         transforms.basepoint(np.zeros((3, 2)), point=[1, 2, 3])
+    with pytest.raises(ValueError, match="^path: not an array of paths of one shape"):
+        transforms.lead_lag([np.zeros((3, 2)), np.zeros((4, 2))])

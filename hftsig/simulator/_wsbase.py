@@ -3,9 +3,9 @@
 Each simulator is a :class:`WsExchangeServer` subclass: a ``websockets``
 server on 127.0.0.1 whose connections each own an outgoing queue drained by a
 sender task.  Data frames wait in the queue while a feed is stalled;
-control frames (heartbeats, acks) go first and may keep flowing during a
-stall.  Per-connection counters record every frame sent by type, which is what
-tests compare with what a client received.
+control frames (heartbeats, acks, websocket pings) go first and may keep
+flowing during a stall.  Per-connection counters record every frame sent by
+type, which is what tests compare with what a client received.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 _conn_ids = itertools.count(1)
+_PING = "ping"  # frame type of websocket ping frames in a connection's control queue
 
 
 def rfc3339_us(ns):
@@ -59,6 +60,8 @@ class Connection:
         self.state = {}  # protocol state of the connection (sequence numbers, options)
         self.pending = collections.Counter()  # pending per-connection faults
         self.last_send = time.monotonic()
+        self.pings = 0  # websocket ping frames sent (not in ``sent``: they carry no message)
+        self.busy = False  # a frame is being written
         self.closed = False
         self.overflowed = False
 
@@ -88,9 +91,15 @@ class Connection:
             "items": dict(self.items),
             "dropped": dict(self.dropped),
             "received": dict(self.received),
+            "pings": self.pings,
+            "pending": {k: v for k, v in self.pending.items() if v},
+            "busy": self.busy,  # a frame is being written: it is counted once written
             "last_seq": dict(self.last_seq),
             "subscriptions": {k: sorted(v) if isinstance(v, (set, list)) else v for k, v in self.subs.items()},
-            "queued": len(self.data),
+            "queued": len(self.data) + len(self.ctrl),
+            # market events the server holds for a batched stream (Binance diff
+            # depth, Coinbase trades), not yet queued for any connection
+            "batched": self.server.batched(),
             "overflowed": self.overflowed,
         }
 
@@ -104,6 +113,9 @@ class WsExchangeServer:
     """
 
     name = "?"
+    #: websocket ping frames every this many seconds, sent by the simulator
+    #: clock (not the websockets keepalive) so that a stall without heartbeats
+    #: silences them too; None: no pings
     ping_interval = None
 
     def __init__(self, model, *, max_queue=200_000, heartbeat_interval=1.0, close_timeout=0.2):
@@ -119,6 +131,7 @@ class WsExchangeServer:
         self.stall_heartbeats = True
         self.stall_drop = False
         self._last_heartbeat = time.monotonic()
+        self._last_ping = time.monotonic()
 
     # ----------------------------------------------------------- lifecycle
     async def start(self, host="127.0.0.1"):
@@ -126,7 +139,7 @@ class WsExchangeServer:
             self._handler,
             host,
             0,
-            ping_interval=self.ping_interval,
+            ping_interval=None,  # pings come from tick(), see ping_interval
             ping_timeout=None,
             close_timeout=self.close_timeout,
             process_request=self._process_request,
@@ -201,7 +214,16 @@ class WsExchangeServer:
                         payload = payload(conn)
                         if payload is None:
                             continue
-                    await ws.send(payload)
+                    conn.busy = True
+                    try:
+                        if mtype == _PING:
+                            # the pong waiter is not awaited: a client owes no pong here
+                            await ws.ping()
+                            conn.pings += 1
+                            continue
+                        await ws.send(payload)
+                    finally:
+                        conn.busy = False
                     conn.sent[mtype] += 1
                     if items:
                         conn.items[mtype] += items
@@ -227,6 +249,11 @@ class WsExchangeServer:
             if not self.heartbeats_paused():
                 for c in list(self.conns):
                     self.heartbeat(c, now)
+        if self.ping_interval and now - self._last_ping >= self.ping_interval:
+            self._last_ping = now
+            if not self.heartbeats_paused():
+                for c in list(self.conns):
+                    c.enqueue(_PING, None, ctrl=True)
         self.on_timer(now)
 
     # ------------------------------------------------------------- faults
@@ -253,6 +280,13 @@ class WsExchangeServer:
             self.stalled_until = time.monotonic() + seconds
             self.stall_heartbeats = bool(kw.get("heartbeats", True))
             self.stall_drop = bool(kw.get("drop", False))
+            # Return once the frame being written and the control frames already
+            # queued are out: what the counters then say was sent is all a client
+            # gets until the stall ends (besides heartbeats, unless paused, and
+            # replies to its own requests).
+            deadline = time.monotonic() + 1.0
+            while any(c.busy or c.ctrl for c in conns) and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
             return {"connections": len(conns), "seconds": seconds, "heartbeats": self.stall_heartbeats,
                     "drop": self.stall_drop}
         return await self.inject_protocol(fault, conns, **kw)
@@ -284,3 +318,7 @@ class WsExchangeServer:
 
     def heartbeat(self, conn, now):
         pass
+
+    def batched(self):
+        """Market events held for batched streams, not yet queued (0: none)."""
+        return 0

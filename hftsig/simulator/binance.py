@@ -13,7 +13,8 @@ Websocket (``ws_url`` is the base ``ws://127.0.0.1:PORT``, as
   diff depth ``@depth`` (1000 ms) and ``@depth@100ms`` (``U``/``u`` first and
   final update id, consistent with the REST snapshot's ``lastUpdateId``),
   partial depth ``@depth5|10|20[@100ms]``.
-- websocket ping frames every ``ping_interval`` seconds (20 s live);
+- websocket ping frames every ``ping_interval`` seconds (20 s live), sent by
+  the simulator clock, so a stall with ``heartbeats=False`` silences them;
   ``{"e":"serverShutdown","E":...}`` on demand (combined streams:
   ``{"stream":"!serverShutdown","data":{...}}``), then the connection closes.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import urllib.parse
 
@@ -194,6 +196,12 @@ class BinanceServer(WsExchangeServer):
 
                 self._send_stream(low + "@trade", trade, "trade", 1, seq=tid)
                 self._send_stream(low + "@aggTrade", agg, "aggTrade", 1, seq=tid)
+
+    def batched(self):
+        subscribed = {st for c in self.conns for st in c.subs.get("streams", ())}
+        return sum(len(a[2]) for interval, suffix in ((100, "@100ms"), (1000, ""))
+                   for sym, a in self._acc[interval].items()
+                   if binance_symbol(sym).lower() + "@depth" + suffix in subscribed)
 
     def on_timer(self, now):
         for interval, suffix in ((100, "@100ms"), (1000, "")):
@@ -393,10 +401,12 @@ class BinanceServer(WsExchangeServer):
         return 404, {}, "<html><body><h2>404 Not found</h2></body></html>"
 
     def rest_error(self, status, retry_after=None):
+        # Binance sends Retry-After in whole seconds: a fraction rounds up, never to "0"
+        retry = str(math.ceil(retry_after if retry_after is not None else 1))
         if status == 429:
-            hdr = {"Retry-After": str(int(retry_after if retry_after is not None else 1))}
+            hdr = {"Retry-After": retry}
             return 429, hdr, '{"code":-1003,"msg":"Too much request weight used; current limit is 6000 request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."}'
         if status == 418:
-            hdr = {"Retry-After": str(int(retry_after if retry_after is not None else 1))}
+            hdr = {"Retry-After": retry}
             return 418, hdr, '{"code":-1003,"msg":"Way too much request weight used; IP banned until %d. Please use WebSocket Streams for live updates to avoid bans."}' % (time.time_ns() // 1_000_000 + 1000)
         return status, {}, '{"code":-1001,"msg":"Internal error; unable to process your request. Please try again."}'

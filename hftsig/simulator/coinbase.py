@@ -231,6 +231,9 @@ class CoinbaseServer(WsExchangeServer):
                     for c in subs:
                         c.enqueue("ticker", env, 1)
 
+    def batched(self):
+        return sum(len(t) for t in self._trade_batch.values())
+
     def on_timer(self, now):
         if now - self._last_batch < 0.25:
             return

@@ -321,11 +321,20 @@ class SimulatedExchanges:
     def pause(self):
         """Freeze the market model (no book changes or trades; heartbeats go on).
 
-        Pending Binance diff events and Coinbase trade batches still go out
-        within their batching interval, so after ``pause()`` and a short wait
-        a client's book equals :meth:`book` exactly.
+        Returns once the model has stopped: no step runs after it.  Pending
+        Binance diff events and Coinbase trade batches still go out within
+        their batching interval (a connection's ``batched`` counter in
+        :meth:`connections` says how many are held), so once a client has
+        received every frame sent its book equals :meth:`book` exactly.
         """
         self._paused = True
+        if self._thread is not None and self._thread.is_alive():
+            async def observed():
+                # The driver checks the flag before each batch of steps; a batch
+                # that began before it was set has ended once this runs.
+                return None
+
+            asyncio.run_coroutine_threadsafe(observed(), self._loop).result(timeout=5.0)
 
     def resume(self):
         """Restart the market model after :meth:`pause`."""
@@ -409,9 +418,11 @@ class SimulatedExchanges:
           ``"http_418"`` likewise (Binance IP ban); ``"http_500"`` (``count``);
           ``"http_malformed"`` (``count``): truncated REST bodies.
         - ``"stall"`` (``seconds=2``, ``heartbeats=True``, ``drop=False``):
-          stop sending data, connections stay open; heartbeats continue unless
-          ``heartbeats=False``; held data is sent when the stall ends unless
-          ``drop=True``.  For REST exchanges: responses are delayed.
+          stop sending data, connections stay open; heartbeats (Binance: its
+          websocket pings) continue unless ``heartbeats=False``; held data is
+          sent when the stall ends unless ``drop=True``; ``seconds=0`` ends a
+          stall.  Returns once the frame being written is out, so the ``sent``
+          counters then stay put.  For REST exchanges: responses are delayed.
         - ``"shutdown"`` (``close_after=0.3``): Binance ``serverShutdown``
           event, then the connections close.
 
@@ -454,7 +465,12 @@ class SimulatedExchanges:
         (``sent``), records inside them (``items``: book levels, trades),
         frames dropped by gap faults, client requests, last sequence numbers
         (Binance ``u`` / trade id per stream, Coinbase ``sequence_num``, Kraken
-        checksum per symbol), subscriptions, open/close times."""
+        checksum per symbol), subscriptions, open/close times; websocket
+        ``pings`` sent, ``pending`` faults, frames ``queued`` (data held by a
+        stall included), ``busy`` (a frame is being written: it is counted once
+        written) and events ``batched`` for Binance diff depth / Coinbase trades
+        and not yet queued.  A client holding as many frames as ``sent`` sums
+        to, read while not ``busy``, has every frame sent to it."""
         srv = self.servers.get(exchange)
         if srv is None:
             raise ValueError(f"{exchange!r} has no websocket simulator running")
