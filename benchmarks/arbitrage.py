@@ -27,12 +27,12 @@ shared: quote them with the machine line.
 import argparse
 import datetime
 import math
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
+
+from benchmarks.machine import describe
 
 from hftsig.arbitrage import TriangularArbitrage
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code, exchange_name
@@ -42,19 +42,6 @@ FEES = {"binance": 10.0, "kraken": 20.0, "coinbase": 30.0}
 HALF_SPREAD = 2e-4
 N_CURRENCIES = 50
 N_PAIRS = 300
-
-
-def machine():
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical cores"
 
 
 def make_market(seed):
@@ -162,7 +149,7 @@ class NetworkxBaseline:
 
 def run(n_updates, n_baseline, repeats, seed):
     warm, stream, shift = make_stream(n_updates, seed)
-    print(f"# arbitrage benchmark, {datetime.date.today().isoformat()}, {machine()}")
+    print(f"# arbitrage benchmark, {datetime.date.today().isoformat()}, {describe()}")
     print(f"# {N_CURRENCIES} currencies, {N_PAIRS} pairs x {len(VENUES)} venues "
           f"= {len(warm)} markets; {n_updates} updates, {int((shift != 0).sum())} mispriced")
 

@@ -31,13 +31,13 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
+
+from benchmarks.machine import describe
 
 from hftsig import ticks as T
 from hftsig.normalize import Normalizer
@@ -371,21 +371,6 @@ def paired_ratio(a, b):
     return statistics.median(x / y for x, y in zip(a, b))
 
 
-def machine():
-    model = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return (f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, load average {load[0]:.2f} at start")
-
-
 def check_agreement(frames):
     """hftsig and json+py give the same records for every frame (else the race is unfair)."""
     for name, spec in frames.items():
@@ -415,7 +400,7 @@ def main(argv=None):
         feeds, cf_version = {}, None
 
     print(f"# hftsig normalize benchmark, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    print(f"# {machine()}")
+    print(f"# {describe()}")
     print(f"# {args.n} distinct frames per type, {args.reps} interleaved rounds; medians of CPU-time "
           f"rates of the thread (wall-clock in brackets); ratios are medians of per-round "
           f"ratios; cryptofeed {cf_version}")

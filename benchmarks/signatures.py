@@ -13,12 +13,12 @@ whatever else the machine is doing: quote them with the machine line.
 """
 import argparse
 import datetime
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
+
+from benchmarks.machine import describe
 
 import hftsig
 
@@ -35,19 +35,6 @@ except ImportError:  # pragma: no cover - optional peer
 CASES = [(32, 1000, 5, 4), (1, 10000, 2, 6), (128, 100, 3, 5), (64, 500, 4, 4)]
 PUSH_CASES = [(1, 3, 4), (1, 2, 4), (1, 3, 3), (64, 3, 4)]  # (n_paths, dim, depth)
 N_DATES = 50
-
-
-def machine():
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical cores"
 
 
 def median_time(fn, repeats):
@@ -251,7 +238,7 @@ def main(argv=None):
 
     print(f"hftsig {hftsig.__version__} signature benchmark")
     print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
-    print(f"machine: {machine()}; numpy {np.__version__}")
+    print(f"machine: {describe()}")
     print(f"peers: iisignature {getattr(iisignature, '__version__', 'n/a')}, "
           f"pysiglib {getattr(pysiglib, '__version__', 'n/a')}")
     print(f"median of {repeats} runs; float64; ratio = peer time / hftsig time\n")

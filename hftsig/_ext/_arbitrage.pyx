@@ -28,35 +28,7 @@ import numpy as np
 
 cnp.import_array()
 
-cdef extern from *:
-    """
-    #pragma pack(push, 1)
-    typedef struct {
-        int64_t ts_event; int64_t ts_recv;
-        uint8_t exchange; uint8_t kind; int8_t side; uint8_t flags;
-        uint32_t checksum; char symbol[16];
-        double bid_px; double bid_sz; double ask_px; double ask_sz;
-        double price; double size; int64_t seq; int64_t seq_first;
-    } hftsig_tick_t;
-    #pragma pack(pop)
-    """
-    ctypedef struct hftsig_tick_t:
-        int64_t ts_event
-        int64_t ts_recv
-        uint8_t exchange
-        uint8_t kind
-        int8_t side
-        uint8_t flags
-        uint32_t checksum
-        char symbol[16]
-        double bid_px
-        double bid_sz
-        double ask_px
-        double ask_sz
-        double price
-        double size
-        int64_t seq
-        int64_t seq_first
+from hftsig._ext.tick cimport Tick as hftsig_tick_t
 
 cdef enum:
     KIND_QUOTE = 1

@@ -17,23 +17,7 @@ from hftsig import ticks as _ticks
 
 cnp.import_array()
 
-cdef struct Tick:
-    int64_t ts_event
-    int64_t ts_recv
-    uint8_t exchange
-    uint8_t kind
-    int8_t side
-    uint8_t flags
-    uint32_t checksum
-    char symbol[16]
-    double bid_px
-    double bid_sz
-    double ask_px
-    double ask_sz
-    double price
-    double size
-    int64_t seq
-    int64_t seq_first
+from hftsig._ext.tick cimport Tick  # byte for byte TICK_DTYPE (checked at import)
 
 if sizeof(Tick) != _ticks.TICK_DTYPE.itemsize:
     raise ImportError("Tick struct does not match TICK_DTYPE")
