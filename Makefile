@@ -48,7 +48,7 @@ test-all: $(STAMP)
 
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.signatures
-	@for m in normalize aggregator arbitrage stopping; do \
+	@for m in normalize connectors aggregator arbitrage stopping; do \
 	  if [ -f benchmarks/$$m.py ]; then $(PY) -m benchmarks.$$m || exit 1; fi; done
 
 clean:
