@@ -374,6 +374,30 @@ class Connector:
         return self._stop.wait(max(0.0, seconds))
 
 
+class BookFeed:
+    """Local L2 books of a book-carrying websocket feed (Binance, Kraken, Coinbase).
+
+    The connector keeps ``self._books`` (symbol -> :class:`hftsig.book.OrderBook`,
+    updated on the connector thread) and ``self._awaiting`` (symbols whose
+    snapshot has not arrived since the last (re)subscription).
+    """
+
+    def _book_symbol(self, symbol):
+        key = str(symbol).upper()
+        if key not in self._books:
+            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}")
+        return key
+
+    def book(self, symbol):
+        """The local :class:`hftsig.book.OrderBook` of ``symbol`` (updated on the connector thread)."""
+        return self._books[self._book_symbol(symbol)]
+
+    def synced(self, symbol):
+        """True once ``symbol``'s book snapshot arrived and no resync is pending."""
+        symbol = self._book_symbol(symbol)
+        return self.stats()["connected"] and symbol not in self._awaiting
+
+
 class WebSocketConnector(Connector):
     """One websocket connection on its own thread (websocket-client).
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 
 from connectors.base import (
+    BookFeed,
     MalformedFrame,
     RestClient,
     SnapshotWorker,
@@ -60,7 +61,7 @@ class _DepthState:
         self.requested = False
 
 
-class BinanceConnector(WebSocketConnector):
+class BinanceConnector(BookFeed, WebSocketConnector):
     """Binance spot connector.
 
     Parameters
@@ -126,19 +127,9 @@ class BinanceConnector(WebSocketConnector):
         self._snapshots = SnapshotWorker(self, self._fetch_snapshot)
 
     # -- public -----------------------------------------------------------
-    def book(self, symbol):
-        """The local :class:`hftsig.book.OrderBook` of ``symbol`` (updated on the connector thread)."""
-        try:
-            return self._books[symbol.upper()]
-        except KeyError:
-            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}") from None
-
     def synced(self, symbol):
         """True while ``symbol``'s local book is in sync with the stream."""
-        try:
-            return self._depth[symbol.upper()].synced
-        except KeyError:
-            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}") from None
+        return self._depth[self._book_symbol(symbol)].synced
 
     # -- machinery hooks ------------------------------------------------------
     def start(self):

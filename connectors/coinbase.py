@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from connectors.base import MalformedFrame, WebSocketConnector, _preview
+from connectors.base import BookFeed, MalformedFrame, WebSocketConnector, _preview
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
@@ -24,7 +24,7 @@ from hftsig.ticks import FLAG_LAST, KIND_BOOK_SNAPSHOT, KIND_TRADE, STATUS_RESYN
 __all__ = ["CoinbaseConnector"]
 
 
-class CoinbaseConnector(WebSocketConnector):
+class CoinbaseConnector(BookFeed, WebSocketConnector):
     """Coinbase Advanced Trade connector (public channels, no authentication).
 
     Parameters
@@ -67,20 +67,6 @@ class CoinbaseConnector(WebSocketConnector):
         self._awaiting = set(self.symbols)
         self._last_seq = -1
         self._last_trade = {}  # symbol bytes -> highest trade id emitted (kept across reconnects)
-
-    def book(self, symbol):
-        """The local :class:`hftsig.book.OrderBook` of ``symbol`` (updated on the connector thread)."""
-        try:
-            return self._books[symbol.upper()]
-        except KeyError:
-            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}") from None
-
-    def synced(self, symbol):
-        """True once ``symbol``'s level2 snapshot arrived and no resync is pending."""
-        symbol = symbol.upper()
-        if symbol not in self._books:
-            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}")
-        return self.stats()["connected"] and symbol not in self._awaiting
 
     def _message(self, kind, channel, products=True):
         msg = {"type": kind}

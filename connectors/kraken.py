@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from connectors.base import MalformedFrame, WebSocketConnector, _preview
+from connectors.base import BookFeed, MalformedFrame, WebSocketConnector, _preview
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
@@ -28,7 +28,7 @@ from hftsig.ticks import FLAG_LAST, KIND_BOOK_SNAPSHOT, STATUS_RESYNC
 __all__ = ["KrakenConnector"]
 
 
-class KrakenConnector(WebSocketConnector):
+class KrakenConnector(BookFeed, WebSocketConnector):
     """Kraken WebSocket v2 connector.
 
     Parameters
@@ -98,20 +98,6 @@ class KrakenConnector(WebSocketConnector):
         self._book_subscribed = False
 
     # -- public -----------------------------------------------------------
-    def book(self, symbol):
-        """The local :class:`hftsig.book.OrderBook` of ``symbol`` (updated on the connector thread)."""
-        try:
-            return self._books[symbol.upper()]
-        except KeyError:
-            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}") from None
-
-    def synced(self, symbol):
-        """True once ``symbol``'s book snapshot arrived and no resync is pending."""
-        symbol = symbol.upper()
-        if symbol not in self._books:
-            raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}")
-        return self.stats()["connected"] and symbol not in self._awaiting
-
     def precisions(self):
         """``{symbol: (price_decimals, qty_decimals)}`` known so far."""
         return dict(self._precisions)
