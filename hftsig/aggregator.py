@@ -68,12 +68,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hftsig._ext._aggregate import latencies as _latencies
+from hftsig._ext._aggregate import scan_chunk as _scan_chunk
+from hftsig._ext._aggregate import select as _select
 from hftsig.ticks import (
     FLAG_SNAPSHOT_BEGIN,
     KIND_BOOK_DELTA,
     KIND_BOOK_SNAPSHOT,
     KIND_PRICE,
-    KIND_QUOTE,
     KIND_STATUS,
     KIND_TRADE,
     STATUS_CONNECTED,
@@ -371,7 +373,8 @@ class _TickIterator:
 
 
 class _Callback:
-    __slots__ = ("func", "kinds", "symbols", "exchanges", "calls", "errors", "logged", "name")
+    __slots__ = ("func", "kinds", "symbols", "exchanges", "calls", "errors", "logged", "name",
+                 "_ktab", "_etab")
 
     def __init__(self, func, kinds, symbols, exchanges):
         self.func = func
@@ -382,30 +385,30 @@ class _Callback:
         self.errors = 0
         self.logged = False
         self.name = getattr(func, "__qualname__", None) or repr(func)
+        self._ktab = _code_table(kinds)
+        self._etab = _code_table(exchanges)
 
-    def select(self, chunk, rows):
+    def select(self, chunk):
         """The ticks of ``chunk`` passing the filters: the chunk itself, a copy, or None."""
-        k, sy, ex = self.kinds, self.symbols, self.exchanges
-        if k is None and sy is None and ex is None:
+        if self.kinds is None and self.symbols is None and self.exchanges is None:
             return chunk
-        if rows is None:  # a large chunk: numpy masks
-            keep = np.ones(len(chunk), dtype=bool)
-            if k is not None:
-                keep &= np.isin(chunk["kind"], np.array(sorted(k), dtype=np.uint8))
-            if sy is not None:
-                keep &= np.isin(chunk["symbol"], np.array(sorted(sy), dtype="S16"))
-            if ex is not None:
-                keep &= np.isin(chunk["exchange"], np.array(sorted(ex), dtype=np.uint8))
-            n = int(keep.sum())
-        else:
-            keep = [(k is None or r[3] in k) and (sy is None or r[7] in sy)
-                    and (ex is None or r[2] in ex) for r in rows]
-            n = sum(keep)
+        keep, n = _select(chunk, self._ktab, self._etab, self.symbols)
         if n == 0:
             return None
         if n == len(chunk):
             return chunk
-        return chunk[np.array(keep)]
+        return chunk[keep]
+
+
+def _code_table(codes):
+    """256-byte lookup table of wanted uint8 codes (b"" when there is no filter)."""
+    if codes is None:
+        return b""
+    tab = bytearray(256)
+    for c in codes:
+        if 0 <= c < 256:
+            tab[c] = 1
+    return bytes(tab)
 
 
 class _ConnStats:
@@ -540,7 +543,6 @@ class Aggregator:
         self._chunks = 0
         self._ticks = 0
         self._state_errors = 0
-        self._small_chunk = 64  # chunks up to this size take the pure-Python path
         self._worker_busy_ns = 0
         self._rates_ns = 0
         self._stopping = False
@@ -607,7 +609,8 @@ class Aggregator:
                 batch = batch.reshape(-1)
             if not batch.size:
                 return
-            if not batch.flags.owndata:  # the connector may reuse its buffer
+            if not batch.flags.owndata or not batch.flags.c_contiguous:
+                # the connector may reuse its buffer; the worker's C passes want it contiguous
                 batch = batch.copy()
             put(index, batch)
 
@@ -936,15 +939,7 @@ class Aggregator:
                 cs.rate_t, cs.rate_ticks, cs.rate_batches = now, cs.ticks, cs.batches
 
     def _process(self, items, dirty):
-        if len(items) == 1:
-            src0, chunk = items[0]
-            sources = None
-        else:
-            chunk = concat_ticks([b for _, b in items])
-            sources = [s for s, _ in items]
-            src0 = sources[0]
-            if sources.count(src0) == len(sources):
-                sources = None
+        chunk = items[0][1] if len(items) == 1 else concat_ticks([b for _, b in items])
         chunk.setflags(write=False)  # shared by every consumer
         n = len(chunk)
         self._chunks += 1
@@ -952,59 +947,19 @@ class Aggregator:
         now_ns = time.time_ns()
         wall = self.clock == "wall"  # a replay's ts_recv is in the past: no queue latency
         cstats = self._cstats
-        src_of = None
-        if n <= self._small_chunk:
-            # Python tuples: for the few ticks of a typical chunk this beats numpy's
-            # per-call overhead by far.
-            rows = chunk.tolist()
-            newest = max([r[1] for r in rows])
-            if sources is None:
-                cs = cstats[src0]
-                cs.batches += len(items)
-                cs.ticks += n
-                cs.lat.extend([r[1] - r[0] for r in rows if r[3] != KIND_STATUS])
-                if wall:
-                    cs.qlat.extend([now_ns - r[1] for r in rows])
-            else:
-                src_of = []
-                pos = 0
-                for s_, b in items:
-                    nb = len(b)
-                    cs = cstats[s_]
-                    cs.batches += 1
-                    cs.ticks += nb
-                    src_of.extend([s_] * nb)
-                    part = rows[pos:pos + nb]
-                    cs.lat.extend([r[1] - r[0] for r in part if r[3] != KIND_STATUS])
-                    if wall:
-                        cs.qlat.extend([now_ns - r[1] for r in part])
-                    pos += nb
-        else:
-            # large chunks (a backlog): vectorized, Python touches only what changed
-            rows = None
-            kinds = chunk["kind"]
-            ts_recv = chunk["ts_recv"]
-            newest = int(ts_recv.max())
-            lat = ts_recv - chunk["ts_event"]
-            qlat = now_ns - ts_recv
-            counted = kinds != KIND_STATUS
-            if sources is None:
-                cs = cstats[src0]
-                cs.batches += len(items)
-                cs.ticks += n
-                cs.lat.extend(lat[counted][-_LAT_RING:].tolist())
-                if wall:
-                    cs.qlat.extend(qlat[-_LAT_RING:].tolist())
-            else:
-                src_of = np.repeat(np.array(sources, dtype=np.int32), [len(b) for _, b in items])
-                for s_ in set(sources):
-                    m = src_of == s_
-                    cs = cstats[s_]
-                    cs.batches += sources.count(s_)
-                    cs.ticks += int(m.sum())
-                    cs.lat.extend(lat[m & counted][-_LAT_RING:].tolist())
-                    if wall:
-                        cs.qlat.extend(qlat[m][-_LAT_RING:].tolist())
+        newest = 0
+        # per-tick work runs in C (hftsig/_ext/_aggregate.pyx); Python sees each
+        # batch and each (exchange, symbol) once
+        for s_, b in items:
+            cs = cstats[s_]
+            cs.batches += 1
+            cs.ticks += len(b)
+            wire, queue, nw = _latencies(b if len(items) > 1 else chunk, now_ns)
+            cs.lat.extend(wire)
+            if wall:
+                cs.qlat.extend(queue)
+            if nw > newest:
+                newest = nw
         if newest > self._data_now:
             self._data_now = newest
 
@@ -1012,10 +967,7 @@ class Aggregator:
             if dirty:
                 self._invalidate_books(dirty)
             try:
-                if rows is not None:
-                    self._update_state(rows, chunk, src0, src_of)
-                else:
-                    self._update_state_large(chunk, src0, src_of)
+                self._update_state_chunk(chunk, items)
             except Exception:  # counted and logged once; consumers still get the ticks
                 self._state_errors += 1
                 if self._state_errors == 1:
@@ -1039,7 +991,7 @@ class Aggregator:
                     self._drain_dropped += cut
 
         for cb in callbacks:
-            part = cb.select(chunk, rows)
+            part = cb.select(chunk)
             if part is None:
                 continue
             cb.calls += 1
@@ -1064,24 +1016,12 @@ class Aggregator:
             self._by_symbol.setdefault(key[1], []).append(row)
         return row
 
-    def _update_state(self, rows, chunk, src0, src_of):
+    def _update_others(self, rows, srcs):
+        """Trades, reference prices and status records (tuples of TICK_DTYPE fields)."""
         get = self._rows.get
-        down = self._down_since
-        book_idx = None
-        for i, r in enumerate(rows):
+        for r, src in zip(rows, srcs):
             kind = r[3]
-            if kind == KIND_QUOTE:
-                key = (r[2], r[7])
-                row = get(key) or self._row(key)
-                if r[1] >= row[_R_QTR] or row[_R_SRC] == 0:
-                    row[2:9] = (SOURCE_QUOTE, r[8], r[9], r[10], r[11], r[0], r[1])
-                if down and r[2] in down and down[r[2]] < r[1]:
-                    del down[r[2]]
-            elif kind == KIND_BOOK_DELTA or kind == KIND_BOOK_SNAPSHOT:
-                if book_idx is None:
-                    book_idx = []
-                book_idx.append(i)
-            elif kind == KIND_TRADE:
+            if kind == KIND_TRADE:
                 key = (r[2], r[7])
                 row = get(key) or self._row(key)
                 row[_R_TPX], row[_R_TSZ], row[_R_TTR] = r[12], r[13], r[1]
@@ -1090,71 +1030,59 @@ class Aggregator:
                 row = get(key) or self._row(key)
                 row[_R_PX], row[_R_PXE], row[_R_PXR] = r[12], r[0], r[1]
             elif kind == KIND_STATUS:
-                self._update_status(r, src0 if src_of is None else src_of[i])
-        if book_idx is not None:
-            self._update_books(rows, chunk, book_idx)
+                self._update_status(r, src)
 
-    def _update_state_large(self, chunk, src0, src_of):
-        kinds = chunk["kind"]
-        is_q = kinds == KIND_QUOTE
-        n_q = int(is_q.sum())
-        if n_q:
-            self._apply_last_quotes(chunk if n_q == len(chunk) else chunk[is_q])
-        if n_q < len(chunk):
-            rest = ~is_q
-            sub = chunk[rest]
-            rows = list(zip(*[sub[f].tolist() for f in _FIELDS]))
-            self._update_state(rows, sub, src0, None if src_of is None else src_of[rest].tolist())
-
-    def _apply_last_quotes(self, q):
-        """Per (exchange, symbol), apply the quote the sequential rule would end on:
-        the newest ``ts_recv``, the last one among equals."""
-        ex, sy = q["exchange"], q["symbol"]
-        order = np.lexsort((np.arange(len(q)), q["ts_recv"], sy, ex))
-        exo, syo = ex[order], sy[order]
-        last = np.ones(len(q), dtype=bool)
-        last[:-1] = (exo[1:] != exo[:-1]) | (syo[1:] != syo[:-1])
+    def _update_state_chunk(self, chunk, items):
+        """Apply a chunk to the state as record-by-record updates would, with one
+        Python step per (exchange, symbol) instead of per tick: a C pass sorts the
+        chunk out first.  Quotes, then trades/prices/status, then books: a venue's
+        quote and book tops compete by ``ts_recv``, not by position."""
+        books, quotes, others = _scan_chunk(chunk)
         get = self._rows.get
         down = self._down_since
-        for r in q[order[last]].tolist():
-            key = (r[2], r[7])
+        for ex, sy, bp, bz, ap, az, te, tr in quotes:
+            key = (ex, sy)
             row = get(key) or self._row(key)
-            if r[1] >= row[_R_QTR] or row[_R_SRC] == 0:
-                row[2:9] = (SOURCE_QUOTE, r[8], r[9], r[10], r[11], r[0], r[1])
-            if down and r[2] in down and down[r[2]] < r[1]:
-                del down[r[2]]
-
-    def _update_books(self, rows, chunk, book_idx):
-        groups = {}
-        for i in book_idx:
-            r = rows[i]
-            groups.setdefault((r[2], r[7]), []).append(i)
-        whole = len(book_idx) == len(rows)
-        for key, idx in groups.items():
-            recs = chunk if (whole and len(groups) == 1) else chunk[np.array(idx)]
-            if key in self._book_invalid:
-                starts = np.flatnonzero(recs["flags"] & FLAG_SNAPSHOT_BEGIN)
+            if tr >= row[_R_QTR] or row[_R_SRC] == 0:
+                row[2:9] = (SOURCE_QUOTE, bp, bz, ap, az, te, tr)
+            if down and ex in down and down[ex] < tr:
+                del down[ex]
+        if others:
+            rows = chunk[np.array(others)].tolist()
+            if len(items) == 1:
+                srcs = [items[0][0]] * len(others)
+            else:  # which batch (connector) each record came from
+                ends = np.cumsum([len(b) for _, b in items])
+                where = np.searchsorted(ends, others, side="right").tolist()
+                srcs = [items[j][0] for j in where]
+            self._update_others(rows, srcs)
+        invalid = self._book_invalid
+        nan = float("nan")
+        for ex, sy, last, te, tr in books:
+            key = (ex, sy)
+            recs = chunk
+            if key in invalid:
+                mine = chunk[(chunk["exchange"] == ex) & (chunk["symbol"] == sy)
+                             & ((chunk["kind"] == KIND_BOOK_DELTA)
+                                | (chunk["kind"] == KIND_BOOK_SNAPSHOT))]
+                starts = np.flatnonzero(mine["flags"] & FLAG_SNAPSHOT_BEGIN)
                 if len(starts) == 0:
                     continue  # still unknown: wait for a snapshot
-                recs = recs[starts[0]:]
-                self._book_invalid.discard(key)
+                recs = mine[starts[0]:]
+                invalid.discard(key)
             book = self._books.get(key)
             if book is None:
                 book = self._books[key] = self._new_book(key)
-            book.apply(recs)
-            bid = book.best_bid()
-            ask = book.best_ask()
-            row = self._row(key)
-            last = rows[idx[-1]]
-            if last[1] >= row[_R_QTR] or row[_R_SRC] != SOURCE_QUOTE:
-                nan = float("nan")
+            book.apply(recs)  # applies only this key's book records, in order
+            row = get(key) or self._row(key)
+            if tr >= row[_R_QTR] or row[_R_SRC] != SOURCE_QUOTE:
+                bid = book.best_bid()
+                ask = book.best_ask()
                 bp, bz = (float(bid[0]), float(bid[1])) if bid is not None else (nan, nan)
                 ap, az = (float(ask[0]), float(ask[1])) if ask is not None else (nan, nan)
-                # an empty side reads (nan, nan)
-                row[2:9] = (SOURCE_BOOK, bp, bz, ap, az, last[0], last[1])
-            down = self._down_since
-            if down and key[0] in down and down[key[0]] < last[1]:
-                del down[key[0]]
+                row[2:9] = (SOURCE_BOOK, bp, bz, ap, az, te, tr)
+            if down and ex in down and down[ex] < tr:
+                del down[ex]
 
     def _new_book(self, key):
         depth = self._book_depths.get(key[0])

@@ -641,10 +641,10 @@ def test_e2e_disconnect_and_gap_are_seen_and_recovered(live_sim):
     assert st["coinbase"]["gaps"] >= 1 and cb in {e for e, _ in statuses}
 
 
-@pytest.mark.parametrize("small_chunk", [0, 10**9])
-def test_python_and_vectorized_paths_agree(small_chunk):
-    """Chunks up to ``_small_chunk`` ticks are handled in Python, larger ones with numpy;
-    force each path and check both against a brute-force expectation."""
+def test_state_from_mixed_chunks_matches_brute_force():
+    """Quotes with shuffled ts_recv, trades and book messages from two connectors, in
+    whatever chunks the worker takes them: tops, trades, books and the filtered
+    callback stream all match a brute-force expectation."""
     rng = np.random.default_rng(12)
     a = synthetic_quotes(1500, seed=13, symbols=["BTC-USD", "ETH-USD"])
     b = synthetic_quotes(1500, seed=14, symbols=["BTC-USD", "ETH-USD"])
@@ -661,7 +661,6 @@ def test_python_and_vectorized_paths_agree(small_chunk):
     books = book_messages(300, "kraken", "ETH-BTC", seed=15)
     a = np.concatenate([a[:700], trades, books, a[700:]])
     agg = Aggregator([ReplayConnector(a), ReplayConnector(b)], clock="data", stale_after=1e9)
-    agg._small_chunk = small_chunk
     got = []
     agg.on_tick(lambda t: got.append(t.copy()), kinds=["trade", "book_delta"],
                 exchanges=["binance", "kraken"])
@@ -785,3 +784,41 @@ def test_e2e_books_stay_uncrossed_and_equal_the_simulator_after_mispricings():
             finally:
                 sim.resume()
         assert [c.stats()["checksum_failures"] for c in conns] == [0, 0, 0]
+
+
+def test_chunk_scan_matches_a_record_by_record_pass():
+    """The C pass that sorts a chunk for the state update agrees with a plain loop:
+    book keys in order of first appearance with their last record, per key the quote
+    a sequential update ends on (newest ts_recv, last among equals), the rest in order."""
+    from hftsig._ext._aggregate import scan_chunk
+
+    rng = np.random.default_rng(21)
+    n = 3000
+    t = empty_ticks(n)
+    t["kind"] = rng.choice([KIND_QUOTE, KIND_TRADE, 3, 4, 5, 6], n, p=[.3, .1, .35, .1, .05, .1])
+    t["exchange"] = rng.integers(1, 4, n)
+    t["symbol"] = [s.encode() for s in rng.choice(["BTC-USD", "ETH-USD", "A", "SOL-USDT-XYZ12345"], n)]
+    t["ts_recv"] = T0 + rng.integers(0, 50, n)  # many ties
+    t["ts_event"] = t["ts_recv"] - 7
+    for f in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+        t[f] = rng.standard_normal(n)
+    books, quotes, others = scan_chunk(t)
+    want_books, want_quotes, want_others = {}, {}, []
+    for i, r in enumerate(t.tolist()):
+        key = (r[2], r[7])
+        if r[3] in (3, 4):
+            want_books.setdefault(key, None)
+            want_books[key] = (i, r[0], r[1])
+        elif r[3] == KIND_QUOTE:
+            if key not in want_quotes or r[1] >= want_quotes[key][7]:
+                want_quotes[key] = (r[2], r[7], r[8], r[9], r[10], r[11], r[0], r[1])
+        else:
+            want_others.append(i)
+    assert [(ex, sy) for ex, sy, *_ in books] == list(want_books)
+    assert [(i, te, tr) for _, _, i, te, tr in books] == list(want_books.values())
+    assert sorted(quotes, key=lambda q: (q[0], q[1])) == sorted(
+        want_quotes.values(), key=lambda q: (q[0], q[1]))
+    assert others == want_others
+    assert scan_chunk(empty_ticks(0)) == ([], [], [])
+    with pytest.raises(TypeError, match="ticks"):
+        scan_chunk(t[::2])

@@ -1,0 +1,189 @@
+# cython: language_level=3
+"""Chunk scanning for the aggregator worker (public API: :mod:`hftsig.aggregator`).
+
+One pass in C over a chunk of ticks sorts out what the worker's state update
+needs, so that Python touches each (exchange, symbol) once per chunk instead of
+each tick: a book feed sends tens of level records per message, and a Python
+loop over them cost the worker more than everything else together.
+"""
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcmp
+from cpython.bytes cimport PyBytes_FromStringAndSize
+cimport numpy as cnp
+import numpy as np
+
+from hftsig import ticks as _ticks
+
+cnp.import_array()
+
+from hftsig._ext.tick cimport Tick  # byte for byte TICK_DTYPE (checked at import)
+
+if sizeof(Tick) != _ticks.TICK_DTYPE.itemsize:
+    raise ImportError("Tick struct does not match TICK_DTYPE")
+
+cdef enum:
+    KIND_QUOTE = 1
+    KIND_TRADE = 2
+    KIND_BOOK_DELTA = 3
+    KIND_BOOK_SNAPSHOT = 4
+    KIND_PRICE = 5
+    KIND_STATUS = 6
+
+assert (KIND_QUOTE, KIND_TRADE, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_PRICE,
+        KIND_STATUS) == (_ticks.KIND_QUOTE, _ticks.KIND_TRADE, _ticks.KIND_BOOK_DELTA,
+                         _ticks.KIND_BOOK_SNAPSHOT, _ticks.KIND_PRICE, _ticks.KIND_STATUS)
+
+
+cdef inline bint _same_key(Tick* a, Tick* b) noexcept nogil:
+    return a.exchange == b.exchange and memcmp(a.symbol, b.symbol, 16) == 0
+
+
+cdef inline Py_ssize_t _find(Tick* t, Py_ssize_t* keys, Py_ssize_t nkeys, Tick* r,
+                             Py_ssize_t hint) noexcept nogil:
+    """Index in ``keys`` (tick indices carrying each key) of ``r``'s key, or -1."""
+    cdef Py_ssize_t j
+    # consecutive records of a feed mostly share their key: try the last hit first
+    if 0 <= hint < nkeys and _same_key(&t[keys[hint]], r):
+        return hint
+    for j in range(nkeys):
+        if _same_key(&t[keys[j]], r):
+            return j
+    return -1
+
+
+cdef inline bytes _symbol(Tick* r):
+    cdef Py_ssize_t n = 0
+    while n < 16 and r.symbol[n] != 0:
+        n += 1
+    return PyBytes_FromStringAndSize(r.symbol, n)
+
+
+def scan_chunk(cnp.ndarray ticks):
+    """Sort a contiguous TICK_DTYPE chunk into what the state update needs.
+
+    Returns
+    -------
+    books : list of tuple
+        ``(exchange, symbol, last_index, ts_event, ts_recv)`` per (exchange,
+        symbol) with book records, in order of first appearance; the times are
+        those of its last book record.
+    quotes : list of tuple
+        ``(exchange, symbol, bid_px, bid_sz, ask_px, ask_sz, ts_event,
+        ts_recv)`` per (exchange, symbol) with quotes: the quote a record-by-record
+        update ends on (newest ``ts_recv``, the last one among equals).
+    others : list of int
+        Indices of the trade, price and status records, in order.
+    """
+    if ticks.dtype != _ticks.TICK_DTYPE or ticks.ndim != 1 or not ticks.flags.c_contiguous:
+        raise TypeError("ticks must be a 1-d C-contiguous TICK_DTYPE array")
+    cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
+    cdef Py_ssize_t n = ticks.shape[0], i, j
+    cdef Py_ssize_t nb = 0, nq = 0, hb = -1, hq = -1
+    cdef Py_ssize_t* bkey = <Py_ssize_t*>malloc(4 * (n + 1) * sizeof(Py_ssize_t))
+    if bkey == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t* blast = bkey + (n + 1)
+    cdef Py_ssize_t* qkey = blast + (n + 1)
+    cdef Py_ssize_t* qbest = qkey + (n + 1)
+    cdef Tick* r
+    cdef uint8_t kind
+    others = []
+    try:
+        for i in range(n):
+            r = &t[i]
+            kind = r.kind
+            if kind == KIND_BOOK_DELTA or kind == KIND_BOOK_SNAPSHOT:
+                j = _find(t, bkey, nb, r, hb)
+                if j < 0:
+                    j = nb
+                    bkey[nb] = i
+                    nb += 1
+                blast[j] = i
+                hb = j
+            elif kind == KIND_QUOTE:
+                j = _find(t, qkey, nq, r, hq)
+                if j < 0:
+                    j = nq
+                    qkey[nq] = i
+                    qbest[nq] = i
+                    nq += 1
+                elif r.ts_recv >= t[qbest[j]].ts_recv:
+                    qbest[j] = i
+                hq = j
+            else:
+                others.append(i)
+        books = []
+        for j in range(nb):
+            r = &t[blast[j]]
+            books.append((r.exchange, _symbol(r), blast[j], r.ts_event, r.ts_recv))
+        quotes = []
+        for j in range(nq):
+            r = &t[qbest[j]]
+            quotes.append((r.exchange, _symbol(r), r.bid_px, r.bid_sz, r.ask_px, r.ask_sz,
+                           r.ts_event, r.ts_recv))
+    finally:
+        free(bkey)
+    return books, quotes, others
+
+
+def latencies(cnp.ndarray ticks, int64_t now_ns):
+    """Per-tick latencies of a contiguous TICK_DTYPE batch from one source.
+
+    Returns
+    -------
+    wire : list of int
+        ``ts_recv - ts_event`` (ns) of every record except status records
+        (a connection event has no exchange time).
+    queue : list of int
+        ``now_ns - ts_recv`` (ns) of every record.
+    newest : int
+        The largest ``ts_recv`` (0 for an empty batch).
+    """
+    if ticks.dtype != _ticks.TICK_DTYPE or ticks.ndim != 1 or not ticks.flags.c_contiguous:
+        raise TypeError("ticks must be a 1-d C-contiguous TICK_DTYPE array")
+    cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
+    cdef Py_ssize_t n = ticks.shape[0], i
+    cdef int64_t newest = 0
+    wire = []
+    queue = []
+    for i in range(n):
+        if t[i].kind != KIND_STATUS:
+            wire.append(t[i].ts_recv - t[i].ts_event)
+        queue.append(now_ns - t[i].ts_recv)
+        if t[i].ts_recv > newest:
+            newest = t[i].ts_recv
+    return wire, queue, newest
+
+
+def select(cnp.ndarray ticks, bytes kinds, bytes exchanges, symbols):
+    """Mask of the records passing a consumer's filters.
+
+    ``kinds`` and ``exchanges`` are 256-byte tables (non-zero: wanted code) or
+    empty (no filter); ``symbols`` is a set of symbol bytes or None.
+
+    Returns
+    -------
+    mask : ndarray of bool
+    kept : int
+    """
+    if ticks.dtype != _ticks.TICK_DTYPE or ticks.ndim != 1 or not ticks.flags.c_contiguous:
+        raise TypeError("ticks must be a 1-d C-contiguous TICK_DTYPE array")
+    if len(kinds) not in (0, 256) or len(exchanges) not in (0, 256):
+        raise ValueError("kinds and exchanges must be 256-byte tables or empty")
+    cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
+    cdef Py_ssize_t n = ticks.shape[0], i, kept = 0
+    cdef const unsigned char* kt = kinds
+    cdef const unsigned char* et = exchanges
+    cdef bint use_k = len(kinds) == 256, use_e = len(exchanges) == 256
+    cdef bint ok
+    mask = np.zeros(n, dtype=np.bool_)
+    cdef cnp.uint8_t[::1] m = mask.view(np.uint8)
+    for i in range(n):
+        ok = (not use_k or kt[t[i].kind]) and (not use_e or et[t[i].exchange])
+        if ok and symbols is not None:
+            ok = _symbol(&t[i]) in symbols
+        if ok:
+            m[i] = 1
+            kept += 1
+    return mask, kept
