@@ -16,6 +16,7 @@ import json
 import numpy as np
 
 from connectors.base import BookFeed, MalformedFrame, WebSocketConnector, _preview
+from hftsig._ext._tickscan import message_parts
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
@@ -156,17 +157,16 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
 
     def _on_book(self, ticks):
         # one l2_data message may carry several products: split by symbol
-        syms = ticks["symbol"]
-        bounds = np.flatnonzero(syms[1:] != syms[:-1]) + 1
-        for part in ((ticks,) if not len(bounds) else np.split(ticks, bounds)):
-            symbol = self._canon_b.get(bytes(part["symbol"][0]))
+        for start, stop, sym, kind, _ in message_parts(ticks):
+            symbol = self._canon_b.get(sym)
             if symbol is None:
-                raise MalformedFrame(f"level2 for unsubscribed product {part['symbol'][0]!r}")
-            if part["kind"][0] == KIND_BOOK_SNAPSHOT:
+                raise MalformedFrame(f"level2 for unsubscribed product {sym!r}")
+            if kind == KIND_BOOK_SNAPSHOT:
                 self._awaiting.discard(symbol)
             elif symbol in self._awaiting:
                 self._count("dropped_while_resyncing")
                 continue
+            part = ticks if stop - start == len(ticks) else ticks[start:stop]
             self._books[symbol].apply(part)
             self._note_latency(part)
             self._emit(part)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
 from connectors.base import BookFeed, MalformedFrame, WebSocketConnector, _preview
+from hftsig._ext._tickscan import message_parts
 from hftsig.book import OrderBook
 from hftsig.normalize import Normalizer
 from hftsig.symbols import from_canonical
-from hftsig.ticks import FLAG_LAST, KIND_BOOK_SNAPSHOT, STATUS_RESYNC
+from hftsig.ticks import KIND_BOOK_SNAPSHOT, STATUS_RESYNC
 
 __all__ = ["KrakenConnector"]
 
@@ -181,16 +181,14 @@ class KrakenConnector(BookFeed, WebSocketConnector):
     def _on_book(self, ticks):
         # one Kraken book message may carry several entries (pairs); the
         # normalizer ends each with FLAG_LAST and its checksum: check each one
-        ends = np.flatnonzero(ticks["flags"] & FLAG_LAST) + 1
-        parts = (ticks,) if len(ends) <= 1 else np.split(ticks, ends[ends < len(ticks)])
-        for part in parts:
-            symbol = self._canon_b.get(bytes(part["symbol"][0]))
+        for start, stop, sym, kind, checksum in message_parts(ticks):
+            symbol = self._canon_b.get(sym)
             if symbol is None:
-                raise MalformedFrame(f"book message for unsubscribed pair {part['symbol'][0]!r}")
-            self._on_book_part(symbol, part)
+                raise MalformedFrame(f"book message for unsubscribed pair {sym!r}")
+            self._on_book_part(symbol, ticks if stop - start == len(ticks) else ticks[start:stop],
+                               kind == KIND_BOOK_SNAPSHOT, checksum)
 
-    def _on_book_part(self, symbol, part):
-        snapshot = part["kind"][0] == KIND_BOOK_SNAPSHOT
+    def _on_book_part(self, symbol, part, snapshot, expected):
         if snapshot:
             self._awaiting.discard(symbol)
         elif symbol in self._awaiting:
@@ -198,7 +196,6 @@ class KrakenConnector(BookFeed, WebSocketConnector):
             return
         book = self._books[symbol]
         book.apply(part)
-        expected = int(part["checksum"][-1])
         pd, qd = self._precisions[symbol]
         got = int(book.kraken_checksum(pd, qd))
         if got != expected:

@@ -68,9 +68,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hftsig._ext._aggregate import latencies as _latencies
-from hftsig._ext._aggregate import scan_chunk as _scan_chunk
-from hftsig._ext._aggregate import select as _select
+from hftsig._ext._tickscan import latencies as _latencies
+from hftsig._ext._tickscan import scan_chunk as _scan_chunk
+from hftsig._ext._tickscan import select as _select
 from hftsig.ticks import (
     FLAG_SNAPSHOT_BEGIN,
     KIND_BOOK_DELTA,
@@ -948,7 +948,7 @@ class Aggregator:
         wall = self.clock == "wall"  # a replay's ts_recv is in the past: no queue latency
         cstats = self._cstats
         newest = 0
-        # per-tick work runs in C (hftsig/_ext/_aggregate.pyx); Python sees each
+        # per-tick work runs in C (hftsig/_ext/_tickscan.pyx); Python sees each
         # batch and each (exchange, symbol) once
         for s_, b in items:
             cs = cstats[s_]

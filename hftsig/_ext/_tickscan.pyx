@@ -1,10 +1,10 @@
 # cython: language_level=3
-"""Chunk scanning for the aggregator worker (public API: :mod:`hftsig.aggregator`).
+"""C passes over tick arrays for the aggregator worker and the connectors.
 
-One pass in C over a chunk of ticks sorts out what the worker's state update
-needs, so that Python touches each (exchange, symbol) once per chunk instead of
-each tick: a book feed sends tens of level records per message, and a Python
-loop over them cost the worker more than everything else together.
+One pass in C sorts out what the Python caller needs, so that Python touches
+each message or (exchange, symbol) once instead of each tick: a book feed sends
+tens of level records per message, and numpy calls on the strided fields of a
+structured array cost microseconds each, more than the records themselves.
 """
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport malloc, free
@@ -30,6 +30,10 @@ cdef enum:
     KIND_PRICE = 5
     KIND_STATUS = 6
 
+cdef enum:
+    FLAG_LAST = 1
+
+assert FLAG_LAST == _ticks.FLAG_LAST
 assert (KIND_QUOTE, KIND_TRADE, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_PRICE,
         KIND_STATUS) == (_ticks.KIND_QUOTE, _ticks.KIND_TRADE, _ticks.KIND_BOOK_DELTA,
                          _ticks.KIND_BOOK_SNAPSHOT, _ticks.KIND_PRICE, _ticks.KIND_STATUS)
@@ -187,3 +191,38 @@ def select(cnp.ndarray ticks, bytes kinds, bytes exchanges, symbols):
             m[i] = 1
             kept += 1
     return mask, kept
+
+
+def message_parts(cnp.ndarray ticks):
+    """Split a parsed message into runs of one symbol each.
+
+    A run ends where the symbol changes or after a ``FLAG_LAST`` record (one
+    Kraken book message may carry several pairs, each ending with its
+    checksum).
+
+    Returns
+    -------
+    list of tuple
+        ``(start, stop, symbol, first_kind, last_checksum)`` per run.
+
+    Examples
+    --------
+    >>> from hftsig.ticks import empty_ticks, FLAG_LAST
+    >>> t = empty_ticks(3)
+    >>> t["symbol"] = [b"A", b"A", b"B"]
+    >>> t["kind"] = 3
+    >>> t["checksum"] = [0, 7, 9]
+    >>> t["flags"] = [0, FLAG_LAST, FLAG_LAST]
+    >>> message_parts(t)
+    [(0, 2, b'A', 3, 7), (2, 3, b'B', 3, 9)]
+    """
+    if ticks.dtype != _ticks.TICK_DTYPE or ticks.ndim != 1 or not ticks.flags.c_contiguous:
+        raise TypeError("ticks must be a 1-d C-contiguous TICK_DTYPE array")
+    cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
+    cdef Py_ssize_t n = ticks.shape[0], i, start = 0
+    parts = []
+    for i in range(n):
+        if i + 1 == n or (t[i].flags & FLAG_LAST) or not _same_key(&t[i], &t[i + 1]):
+            parts.append((start, i + 1, _symbol(&t[start]), t[start].kind, t[i].checksum))
+            start = i + 1
+    return parts
