@@ -275,7 +275,7 @@ class _Timed:
 class _SimulatorProcess:
     """``hftsig simulate`` in its own process (its own GIL); endpoints read from its output."""
 
-    def __init__(self, symbols, rate, seconds, size_churn=0.05):
+    def __init__(self, symbols, rate, seconds, size_churn=0.05, stagger=1):
         import os
         import subprocess
         import sys
@@ -288,7 +288,7 @@ class _SimulatorProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hftsig", "simulate", "--symbols", ",".join(symbols),
              "--rate", str(rate), "--seconds", str(seconds), "--interval", "3600",
-             "--size-churn", str(size_churn)],
+             "--size-churn", str(size_churn), "--stagger", str(stagger)],
             stdout=subprocess.PIPE, text=True, env=env)
         self.endpoints = {}
         deadline = time.monotonic() + 60
@@ -317,7 +317,7 @@ class _SimulatorProcess:
         self.close()
 
 
-def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=0.05):
+def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=0.05, stagger=1):
     """Simulators -> connectors -> aggregator -> callback."""
     import connectors  # noqa: F401
 
@@ -326,9 +326,10 @@ def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=
 
     syms = list(SYMBOLS)
     if separate_process:
-        simulator = _SimulatorProcess(syms, rate, seconds + 30, size_churn)
+        simulator = _SimulatorProcess(syms, rate, seconds + 30, size_churn, stagger)
     else:
-        simulator = SimulatedExchanges(syms, seed=3, rate=rate, size_churn=size_churn)
+        simulator = SimulatedExchanges(syms, seed=3, rate=rate, size_churn=size_churn,
+                                       stagger=stagger)
     with simulator as sim:
         conns = make_connectors(EXCHANGES, syms, {ex: sim.connector_kwargs(ex) for ex in EXCHANGES},
                                 {"coingecko": {"interval": 1.0}})
@@ -402,6 +403,9 @@ def main(argv=None):
                    help="loopback: share of book levels whose size changes each model step "
                         "(the simulator's --size-churn; 1.0 requotes every level: more ticks "
                         "per frame)")
+    p.add_argument("--stagger", type=int, default=1,
+                   help="loopback: the simulator releases each step's updates in this many "
+                        "slices over the step interval (its --stagger)")
     p.add_argument("--same-process", action="store_true",
                    help="loopback: run the simulators in this process (they then share its GIL)")
     p.add_argument("--switch-interval", type=float, default=None,
@@ -437,13 +441,14 @@ def main(argv=None):
                   flush=True)
     if args.mode in ("loopback", "both"):
         try:
-            r = bench_loopback(args.seconds, args.rate, not args.same_process, args.size_churn)
+            r = bench_loopback(args.seconds, args.rate, not args.same_process, args.size_churn,
+                               args.stagger)
         except ImportError as exc:
             print(f"\n## loopback: not run ({exc})")
             return 0
         where = "in this process" if args.same_process else "in a separate process"
         print(f"\n## loopback: simulators ({where}, --rate {args.rate:g}, --size-churn "
-              f"{args.size_churn:g}) -> connectors -> "
+              f"{args.size_churn:g}, --stagger {args.stagger}) -> connectors -> "
               "aggregator -> callback")
         print(f"sustained {r['rate']:,.0f} ticks/s; per feed " + ", ".join(
             f"{k} {v:,.0f}/s" for k, v in r["per_exchange"].items()))

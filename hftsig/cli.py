@@ -59,6 +59,9 @@ def _add_simulate(sub):
     sim.add_argument("--depth", type=int, default=20, help="book levels per side (default 20)")
     sim.add_argument("--size-churn", type=float, default=0.05,
                      help="share of levels resized per update, 0..1 (default 0.05; 1 = heaviest stream)")
+    sim.add_argument("--stagger", type=int, default=1,
+                     help="release each model step's updates in this many slices over the step "
+                          "interval instead of one burst (default 1)")
     sim.add_argument("--interval", type=float, default=1.0, help="seconds between rate reports (default 1)")
     sim.set_defaults(func=_cmd_simulate)
 

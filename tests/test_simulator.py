@@ -4,8 +4,10 @@ import socket
 import threading
 import time
 import zlib
+from datetime import datetime
 from decimal import Decimal
 
+import numpy as np
 import pytest
 import requests
 import websocket
@@ -1082,3 +1084,44 @@ def test_coingecko_shape_matches_the_docs():
             "include_24hr_change": "true", "include_last_updated_at": "true"}, timeout=2).json()
     assert _same_shape(_shape(body), _shape(_sample("coingecko/simple_price.json")))
     assert list(body["bitcoin"]) == list(_sample("coingecko/simple_price.json")["bitcoin"])
+
+
+def test_stagger_spreads_each_step_over_its_interval_and_pause_flushes():
+    """stagger=3: a step's book updates go out in 3 slices, each stamped when released
+    (so one step shows up to 3 event times, tens of ms apart at 5 steps/s); pause()
+    releases what a step still holds, so a client's book equals the truth."""
+    products = ("BTC-USD", "ETH-USD", "SOL-USD")
+    with pytest.raises(ValueError, match="stagger"):
+        SimulatedExchanges(list(products), exchanges=("coinbase",), stagger=0)
+    with SimulatedExchanges(list(products), exchanges=("coinbase",), seed=5, rate=5,
+                            stagger=3, size_churn=1.0, trade_rate=0.0) as sim:
+        ws = _coinbase(sim, ["level2"], products)
+        frames = [json.loads(f) for f in drain(ws, 2.5)]
+        steps0 = sim.model.steps
+        frames += [json.loads(f) for f in drain(ws, 0.3)]
+        sim.pause()
+        more, _ = catch_up(ws, sim, "coinbase")
+        frames += [json.loads(f) for f in more]
+        ws.close()
+        books = {p: ({}, {}) for p in products}
+        times = []
+        for f in frames:
+            if f["channel"] != "l2_data":
+                continue
+            for ev in f["events"]:
+                _l2_apply(*books[ev["product_id"]], ev["updates"])
+                if ev["type"] == "update":
+                    times.append(ev["updates"][0]["event_time"])
+        for p in products:
+            truth = sim.book("coinbase", p)
+            bids, asks = books[p]
+            assert [(float(a), float(b)) for a, b in sorted(bids.items(), reverse=True)] == truth["bids"]
+            assert [(float(a), float(b)) for a, b in sorted(asks.items())] == truth["asks"]
+    assert steps0 >= 5
+    stamps = sorted({int(datetime.fromisoformat(t[:26] + "+00:00").timestamp() * 1e6)
+                     for t in times})
+    # 3 products of one venue land in different slices of a step: more distinct release
+    # times than steps, some within a step interval (200 ms) of each other
+    assert len(stamps) > 1.5 * steps0
+    gaps = np.diff(stamps) / 1e3  # ms
+    assert (gaps < 150).sum() >= steps0 // 2

@@ -32,7 +32,8 @@ def run_simulate(args, out=None):
     symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else DEFAULT_SYMBOLS
     exchanges = [e.strip() for e in args.exchanges.split(",") if e.strip()]
     sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth,
-                             size_churn=getattr(args, "size_churn", 0.05))
+                             size_churn=getattr(args, "size_churn", 0.05),
+                             stagger=getattr(args, "stagger", 1))
     sim.start()
     previous = None
     if threading.current_thread() is threading.main_thread():

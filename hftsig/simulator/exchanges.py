@@ -157,6 +157,13 @@ class SimulatedExchanges:
     max_queue : int
         Frames queued per connection before the server cuts a slow client
         off (close code 1008), as exchanges do.
+    stagger : int
+        Release each model step's events in this many slices spread over the
+        step interval (1: all at once).  Real venues do not publish every book
+        in one burst; a burst of every book of a step makes a client's latency
+        the time to process the whole burst.  Each event is stamped
+        (``ts_ns``, the frames' event time) when it is released.  A simulator
+        running behind its rate releases at once.
     **model_kwargs
         Passed to :class:`~hftsig.simulator.market.MarketModel` (``trade_rate``,
         ``volatility_bps``, ``spread_bps``, ``noise_bps``, ...).
@@ -187,6 +194,7 @@ class SimulatedExchanges:
         subscribe_timeout=5.0,
         coingecko_refresh_s=1.0,
         max_queue=200_000,
+        stagger=1,
         **model_kwargs,
     ):
         exchanges = tuple(exchanges)
@@ -195,6 +203,11 @@ class SimulatedExchanges:
                 raise ValueError(f"exchanges: unknown exchange {e!r}; expected some of {EXCHANGES}")
         if key_type not in ("demo", "pro"):
             raise ValueError(f"key_type must be 'demo' or 'pro', got {key_type!r}")
+        stagger = int(stagger)
+        if stagger < 1:
+            raise ValueError(f"stagger must be >= 1, got {stagger}")
+        self.stagger = stagger
+        self._pending = collections.deque()  # (release time, events) of the current step
         self.exchanges = exchanges
         venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
         self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
@@ -283,28 +296,56 @@ class SimulatedExchanges:
         servers = list(self.servers.values())
         start = time.monotonic()
         steps0 = m.steps
+        pending = self._pending
         while self._running:
             now = time.monotonic()
             if self._paused:
                 # Frozen market: nothing moves, heartbeats and timers keep going;
                 # on resume the clock restarts from here, without a catch-up burst.
+                self._release_pending()
                 start, steps0 = now, m.steps
                 for s in servers:
                     s.tick(now)
                 await asyncio.sleep(0.01)
                 continue
+            while pending and pending[0][0] <= now:
+                self._release(pending.popleft()[1])
             due = steps0 + int((now - start) * m.rate)
             # Catch up at most a few steps at once so a loaded machine slows the
             # model instead of flooding the clients.
             n = min(due - m.steps, 5)
+            if n > 0:
+                self._release_pending()  # a step's events go out before the next step's
             for _ in range(n):
                 events = m.step(time.time_ns())
-                for s in servers:
-                    s.on_events(events)
+                if self.stagger > 1 and n == 1 and len(events) > 1:
+                    # keeping up: spread this step's events over its interval
+                    k = min(self.stagger, len(events))
+                    t_step = start + (m.steps - steps0) / m.rate
+                    for i in range(k):
+                        pending.append((t_step + i / (k * m.rate), events[i::k]))
+                    self._release(pending.popleft()[1])
+                else:
+                    self._release(events, restamp=False)
             for s in servers:
                 s.tick(now)
             next_step = start + (m.steps - steps0 + 1) / m.rate
+            if pending:
+                next_step = min(next_step, pending[0][0])
             await asyncio.sleep(max(0.0, min(next_step - time.monotonic(), 0.02)))
+        self._release_pending()
+
+    def _release(self, events, restamp=True):
+        """Hand events to every server (on the loop); stamp them now if asked."""
+        if restamp:
+            now_ns = time.time_ns()
+            events = [ev._replace(ts_ns=now_ns) for ev in events]
+        for s in self.servers.values():
+            s.on_events(events)
+
+    def _release_pending(self):
+        while self._pending:
+            self._release(self._pending.popleft()[1])
 
     def stop(self, timeout=1.0):
         """Close every connection and port; returns within about ``timeout`` seconds."""
@@ -331,8 +372,9 @@ class SimulatedExchanges:
         if self._thread is not None and self._thread.is_alive():
             async def observed():
                 # The driver checks the flag before each batch of steps; a batch
-                # that began before it was set has ended once this runs.
-                return None
+                # that began before it was set has ended once this runs, except
+                # for staggered events not yet released: release them now.
+                self._release_pending()
 
             asyncio.run_coroutine_threadsafe(observed(), self._loop).result(timeout=5.0)
 
