@@ -512,9 +512,12 @@ class Aggregator:
         # pushed beyond its depth undeleted needs its books cut at that depth
         self._book_depths = {}
         for c in connectors:
+            depths = dict(getattr(c, "book_depths", None) or {})  # a replay: several venues
             d = getattr(c, "book_depth", None)
             if d is not None:
-                code = _as_exchange(c.exchange)
+                depths[c.exchange] = d
+            for ex, d in depths.items():
+                code = _as_exchange(ex)
                 self._book_depths[code] = max(int(d), self._book_depths.get(code, 0))
 
         names, seen = [], {}

@@ -262,11 +262,14 @@ class _Session:
                 self.sim.__exit__(*exc)
 
 
-def _recorder(path, args):
+def _recorder(path, args, connectors=()):
     from hftsig.recorder import Recorder
 
+    depths = {str(c.exchange): int(c.book_depth) for c in connectors
+              if getattr(c, "book_depth", None) is not None}
     return Recorder(path, rotate_bytes=int(args.rotate_mb * (1 << 20)),
-                    rotate_seconds=args.rotate_seconds, flush_interval=args.flush_interval)
+                    rotate_seconds=args.rotate_seconds, flush_interval=args.flush_interval,
+                    book_depths=depths or None)
 
 
 def _wait(seconds):
@@ -288,7 +291,7 @@ def _run_session(args, record_path):
         agg = s.agg
         rec = None
         if record_path:
-            rec = _recorder(record_path, args)
+            rec = _recorder(record_path, args, agg.connectors)
             agg.on_tick(rec.write)
         t0 = time.monotonic()
         agg.start()

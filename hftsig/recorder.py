@@ -33,6 +33,7 @@ Examples
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -45,7 +46,8 @@ import numpy as np
 from hftsig.aggregator import concat_ticks
 from hftsig.ticks import FLAG_LAST, TICK_DTYPE
 
-__all__ = ["Recorder", "read_ticks", "replay", "ReplayConnector", "tick_files"]
+__all__ = ["Recorder", "read_ticks", "recording_book_depths", "replay", "ReplayConnector",
+           "tick_files"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,10 @@ _NUMERIC_FIELDS = [f for f in TICK_DTYPE.names if f != "symbol"]
 _NAME_RE = re.compile(r"^(?P<prefix>.+)-(?P<seg>\d{6})(?:\.part(?P<part>\d{6}))?\.parquet$")
 
 
-def _schema():
+_DEPTHS_KEY = b"hftsig.book_depths"
+
+
+def _schema(book_depths=None):
     import pyarrow as pa
 
     types = {"<i8": pa.int64(), "u1": pa.uint8(), "i1": pa.int8(), "<u4": pa.uint32(),
@@ -65,10 +70,48 @@ def _schema():
             fields.append(pa.field(name, pa.string()))
         else:
             fields.append(pa.field(name, types[dt.str]))
-    return pa.schema(fields, metadata={b"hftsig": b"TICK_DTYPE v1"})
+    meta = {b"hftsig": b"TICK_DTYPE v1"}
+    if book_depths:
+        meta[_DEPTHS_KEY] = json.dumps(book_depths, sort_keys=True).encode()
+    return pa.schema(fields, metadata=meta)
 
 
-def _to_table(ticks):
+def _check_depths(book_depths):
+    """``{exchange name: levels}`` or None, validated."""
+    if book_depths is None:
+        return None
+    if not isinstance(book_depths, dict):
+        raise TypeError(f"book_depths must be a dict of exchange -> levels, got "
+                        f"{type(book_depths).__name__}")
+    out = {}
+    for ex, d in book_depths.items():
+        if not isinstance(ex, str) or isinstance(d, bool) or int(d) != d or int(d) < 1:
+            raise ValueError(f"book_depths: expected exchange name -> levels >= 1, got "
+                             f"{ex!r}: {d!r}")
+        out[ex] = int(d)
+    return out
+
+
+def recording_book_depths(path):
+    """Book depths a recording was made with: ``{exchange: levels}`` (may be empty).
+
+    A feed whose books are cut at a subscribed depth (Kraken) leaves levels
+    pushed beyond it undeleted; replaying it needs the same cut, so
+    :class:`Recorder` stores its ``book_depths`` in every file's metadata and
+    :class:`ReplayConnector` reads them back.
+    """
+    import pyarrow.parquet as pq
+
+    out = {}
+    for f in tick_files(path):
+        meta = pq.read_schema(f).metadata or {}
+        if _DEPTHS_KEY in meta:
+            for ex, d in json.loads(meta[_DEPTHS_KEY]).items():
+                out[ex] = max(int(d), out.get(ex, 0))
+    return out
+
+
+def _to_table(ticks, book_depths=None):
     import pyarrow as pa
 
     cols = [pa.array(np.ascontiguousarray(ticks[f])) for f in _NUMERIC_FIELDS]
@@ -77,7 +120,7 @@ def _to_table(ticks):
     it = iter(cols)
     for name in TICK_DTYPE.names:
         arrays.append(sym if name == "symbol" else next(it))
-    return pa.Table.from_arrays(arrays, schema=_schema())
+    return pa.Table.from_arrays(arrays, schema=_schema(book_depths))
 
 
 def _from_table(table):
@@ -199,6 +242,10 @@ class Recorder:
         Seconds between flushes; at most this much data is lost on SIGKILL.
     fsync : bool, default True
         fsync files and the directory (needed against power loss, not SIGKILL).
+    book_depths : dict or None
+        ``{exchange: levels}`` of feeds whose books are cut at a subscribed
+        depth (a Kraken connector's ``book_depth``), kept in the files'
+        metadata so that :func:`replay` rebuilds the same books.
 
     Use :meth:`write` (thread-safe, cheap: it only buffers) directly or as an
     aggregator callback, ``agg.on_tick(recorder.write)``.  A background thread
@@ -215,7 +262,8 @@ class Recorder:
     """
 
     def __init__(self, path_or_dir, *, rotate_bytes=64 << 20, rotate_seconds=3600.0,
-                 flush_interval=1.0, fsync=True):
+                 flush_interval=1.0, fsync=True, book_depths=None):
+        book_depths = _check_depths(book_depths)
         rotate_bytes = int(rotate_bytes)
         if rotate_bytes < 1:
             raise ValueError(f"rotate_bytes must be >= 1, got {rotate_bytes}")
@@ -230,6 +278,7 @@ class Recorder:
         self.rotate_seconds = rotate_seconds
         self.flush_interval = flush_interval
         self.fsync = fsync
+        self.book_depths = book_depths
         self.on_flush = None
         self.rows_written = 0
         self.files_written = 0
@@ -297,7 +346,7 @@ class Recorder:
                     self._seg_t0 = time.monotonic()
                 part = len(self._parts)
                 name = self._dir / f"{self._prefix}-{self._seg:06d}.part{part:06d}.parquet"
-                self._seg_bytes += _write_whole(_to_table(ticks), name, self.fsync)
+                self._seg_bytes += _write_whole(_to_table(ticks, self.book_depths), name, self.fsync)
                 self._parts.append(name)
                 self.files_written += 1
                 self.rows_written += len(ticks)
@@ -356,6 +405,9 @@ class ReplayConnector:
         Records sent per ``on_tick`` call when the ticks carry no message
         boundaries (no ``FLAG_LAST``); otherwise one call per recorded message.
     on_tick : callable, optional
+    book_depths : dict or None
+        ``{exchange: levels}`` at which the aggregator cuts those exchanges'
+        books (see :class:`Recorder`); default: what the recording stored.
 
     The ticks are sent unchanged (timestamps included), in order, from one
     thread, so a replay is deterministic.  ``exchange`` is ``"replay"``;
@@ -365,8 +417,11 @@ class ReplayConnector:
 
     exchange = "replay"
 
-    def __init__(self, ticks, *, speed=None, batch_size=1000, on_tick=None):
+    def __init__(self, ticks, *, speed=None, batch_size=1000, on_tick=None, book_depths=None):
+        book_depths = _check_depths(book_depths)
         if isinstance(ticks, (str, os.PathLike)):
+            if book_depths is None:
+                book_depths = recording_book_depths(ticks)
             ticks = read_ticks(ticks)
         ticks = np.asarray(ticks)
         if ticks.dtype != TICK_DTYPE:
@@ -382,6 +437,7 @@ class ReplayConnector:
         self.speed = speed
         self.batch_size = batch_size
         self.on_tick = on_tick
+        self.book_depths = book_depths or {}
         self.symbols = sorted({s.decode() for s in np.unique(self.ticks["symbol"]).tolist()})
         self._done = threading.Event()
         self._stop = threading.Event()

@@ -9,7 +9,7 @@ import pytest
 from hftsig.aggregator import Aggregator
 from hftsig.cli import build_parser, main
 from hftsig.liveview import LiveView, render_summary
-from hftsig.recorder import Recorder, ReplayConnector, read_ticks
+from hftsig.recorder import Recorder, ReplayConnector, read_ticks, recording_book_depths
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
 COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook", "arb"]
@@ -138,6 +138,8 @@ def test_record_on_the_simulators_then_replay(tmp_path, capsys):
         assert _summary_ticks(out, feed) > 0
     ticks = read_ticks(rec)
     assert f"recorded {len(ticks):,} ticks" in out
+    if "kraken" in SIM_EXCHANGES:  # the Kraken connector's subscribed depth rides along
+        assert recording_book_depths(rec) == {"kraken": 10}
     assert set(ticks["exchange"].tolist()) == {exchange_code(e) for e in SIM_EXCHANGES.split(",")}
     assert main(["replay", str(rec)]) == 0
     out = capsys.readouterr().out

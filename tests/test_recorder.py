@@ -257,3 +257,55 @@ def test_replay_connector_batches_without_message_flags():
     assert sizes == [1000, 1000, 500]
     s = c.stats()
     assert s["ticks"] == 2500 and s["messages"] == 3 and s["finished"]
+
+
+def test_book_depths_ride_in_the_files_and_replay_rebuilds_the_live_book(tmp_path):
+    """Kraken sends no delete for a level pushed beyond the subscribed depth: a replay
+    rebuilds the live book only when cut at that depth, which the recording carries."""
+    from connectors import KrakenConnector
+    from hftsig.aggregator import Aggregator
+    from hftsig.recorder import recording_book_depths
+    from hftsig.simulator import SimulatedExchanges
+
+    with pytest.raises(ValueError, match="book_depths"):
+        Recorder(tmp_path / "bad", book_depths={"kraken": 0})
+    with pytest.raises(TypeError, match="book_depths"):
+        ReplayConnector(random_ticks(3), book_depths=[10])
+    sym = "ETH-BTC"
+    with SimulatedExchanges([sym], exchanges=("kraken",), seed=9, rate=40,
+                            size_churn=0.5) as sim:
+        conn = KrakenConnector([sym], **sim.connector_kwargs("kraken"))
+        agg = Aggregator([conn], drain_size=0)
+        rec = Recorder(tmp_path / "k", flush_interval=0.1, book_depths={"kraken": conn.book_depth})
+        agg.on_tick(rec.write)
+        with agg:
+            deadline = time.monotonic() + 20
+            while agg.book("kraken", sym) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for bps in (40.0, -40.0):  # move the whole book: levels fall out of scope
+                sim.inject_mispricing("kraken", sym, bps, 0.5)
+                time.sleep(0.8)
+            sim.pause()
+            truth = sim.book("kraken", sym, conn.book_depth)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                live = agg.book("kraken", sym)
+                if [tuple(x) for x in live.levels("bid").tolist()] == truth["bids"]:
+                    break
+                time.sleep(0.05)
+            live_bids = live.levels("bid").copy()
+            live_asks = live.levels("ask").copy()
+        rec.close()
+    assert recording_book_depths(tmp_path / "k") == {"kraken": 10}
+    assert [tuple(x) for x in live_bids.tolist()] == truth["bids"]
+    agg = replay(tmp_path / "k")
+    with agg:
+        assert agg.wait_finished(timeout=30)
+    np.testing.assert_array_equal(agg.book("kraken", sym).levels("bid"), live_bids)
+    np.testing.assert_array_equal(agg.book("kraken", sym).levels("ask"), live_asks)
+    # without the cut the replayed book keeps levels the feed pushed out of scope
+    uncut = Aggregator([ReplayConnector(tmp_path / "k", book_depths={})], clock="data")
+    with uncut:
+        assert uncut.wait_finished(timeout=30)
+    deep = uncut.book("kraken", sym)
+    assert len(deep.levels("bid")) + len(deep.levels("ask")) > len(live_bids) + len(live_asks)
