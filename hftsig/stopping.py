@@ -27,6 +27,14 @@ Three numbers come out of a fitted stopper:
   paths continue (:class:`hftsig.paths.GBMContinuation` for Black--Scholes).
 * the gap between them, which tells how good the answer is.
 
+Both bounds accept a martingale of the model as control variate
+(``control=``, e.g. :meth:`hftsig.paths.FBMContinuation.martingale`, the Doob
+martingale ``E[W_1 | F_t]`` of fractional Brownian motion): by optional
+sampling ``Z_tau - (M_tau - M_t)`` has the same (conditional) mean as
+``Z_tau``, so the estimates stay unbiased, and their variance -- for the
+upper bound, the inner noise that biases it up -- falls by an order of
+magnitude when ``M`` tracks the payoff.
+
 :class:`PolynomialStopper` is the plain Longstaff--Schwartz baseline: the same
 induction on polynomials of the current state (and payoff) only.
 
