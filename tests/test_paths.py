@@ -182,3 +182,24 @@ def test_fbm_continuation_rejects_bad_input():
         sim(np.zeros((2, 3, 2)), 2, 2, np.random.default_rng(0))
     with pytest.raises(ValueError, match="hurst"):
         paths.FBMContinuation(hurst=1.5, n_steps=10)(hist, 2, 2, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("hurst", [0.1, 0.3, 0.7])
+def test_fbm_martingale_is_the_conditional_mean_of_the_terminal_value(hurst):
+    n, t = 30, 12
+    sim = paths.FBMContinuation(hurst=hurst, n_steps=n)
+    w = paths.fbm(6, n, hurst, random_state=5)
+    m = sim.martingale(w)
+    assert m.shape == (6, n + 1)
+    assert np.all(m[:, 0] == 0) and np.allclose(m[:, -1], w[:, -1, 0])
+    # E[W_T | F_t] by brute force: mean of many exact continuations of the history
+    cont = sim(w[:, :t + 1], 20_000, n - t, np.random.default_rng(6))
+    brute = cont[:, :, -1, 0].mean(axis=1)
+    sd = cont[:, :, -1, 0].std(axis=1) / np.sqrt(20_000)
+    assert np.all(np.abs(m[:, t] - brute) < 4 * sd)
+    # and it depends on the path only up to t
+    w2 = w.copy()
+    w2[:, t + 1:] += 1.0
+    np.testing.assert_allclose(sim.martingale(w2)[:, :t + 1], m[:, :t + 1])
+    with pytest.raises(ValueError, match="n_steps"):
+        sim.martingale(w[:, :-1])
