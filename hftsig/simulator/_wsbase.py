@@ -17,20 +17,28 @@ import time
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from hftsig._ext._simformat import rfc3339 as _rfc3339
+
 _conn_ids = itertools.count(1)
 _PING = "ping"  # frame type of websocket ping frames in a connection's control queue
 
 
 def rfc3339_us(ns):
     """RFC 3339 UTC with microseconds, Kraken style: ``2023-09-25T07:49:37.708706Z``."""
-    s, rem = divmod(int(ns), 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{rem // 1000:06d}Z"
+    try:
+        return _rfc3339(ns, 6)
+    except (ValueError, OverflowError):  # a year outside 1000..9999
+        s, rem = divmod(int(ns), 1_000_000_000)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{rem // 1000:06d}Z"
 
 
 def rfc3339_ns(ns):
     """RFC 3339 UTC with nanoseconds, Coinbase style: ``2023-02-09T20:32:50.714964855Z``."""
-    s, rem = divmod(int(ns), 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{rem:09d}Z"
+    try:
+        return _rfc3339(ns, 9)
+    except (ValueError, OverflowError):
+        s, rem = divmod(int(ns), 1_000_000_000)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{rem:09d}Z"
 
 
 def utc_now_ns():

@@ -33,8 +33,9 @@ import math
 import time
 import urllib.parse
 
+from hftsig._ext._simformat import accumulate, binance_levels, format_number
 from hftsig.simulator._wsbase import WsExchangeServer
-from hftsig.simulator.market import BookUpdate, format_fixed
+from hftsig.simulator.market import BookUpdate
 
 __all__ = ["BinanceServer", "binance_symbol"]
 
@@ -46,9 +47,7 @@ def binance_symbol(symbol):
 
 def _s8(n, decimals):
     # Binance prints every price and quantity with 8 decimals.
-    if decimals <= 8:
-        return format_fixed(n * 10 ** (8 - decimals), 8)
-    return format_fixed(n, decimals)
+    return format_number(n, decimals, "eight")
 
 
 class BinanceServer(WsExchangeServer):
@@ -164,9 +163,7 @@ class BinanceServer(WsExchangeServer):
                     if a is None:
                         acc[sym] = a = [ev.first_id, ev.last_id, {}]
                     a[1] = ev.last_id
-                    ch = a[2]
-                    for side, p, q in ev.changes:
-                        ch[side, p] = q
+                    accumulate(a[2], ev.changes)
                 bids, asks, uid = m.book_ticks(self.venue, sym)
                 top = (bids[0], asks[0])
                 if self._last_top.get(sym) != top:
@@ -223,8 +220,8 @@ class BinanceServer(WsExchangeServer):
             stream = xs.lower() + "@depth" + suffix
             bids = sorted(((p, q) for (s, p), q in ch.items() if s == 1), reverse=True)
             asks = sorted((p, q) for (s, p), q in ch.items() if s == -1)
-            b = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in bids)
-            a = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in asks)
+            b = binance_levels(bids, spec.price_decimals, spec.qty_decimals)
+            a = binance_levels(asks, spec.price_decimals, spec.qty_decimals)
 
             def body(us, b=b, a=a, first=first, last=last):
                 t = now_ns // 1000 if us else now_ns // 1_000_000
@@ -249,8 +246,8 @@ class BinanceServer(WsExchangeServer):
             n = int(parts[1][5:])
             spec = m.specs[self.venue, sym]
             bids, asks, uid = m.book_ticks(self.venue, sym)
-            b = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in bids[:n])
-            a = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in asks[:n])
+            b = binance_levels(bids[:n], spec.price_decimals, spec.qty_decimals)
+            a = binance_levels(asks[:n], spec.price_decimals, spec.qty_decimals)
             body = '{"lastUpdateId":%d,"bids":[%s],"asks":[%s]}' % (uid, b, a)
             self._send_stream(stream, lambda us, body=body: body, "depthPartial", min(n, len(bids)) + min(n, len(asks)), seq=uid)
 
@@ -340,8 +337,8 @@ class BinanceServer(WsExchangeServer):
         m = self.model
         spec = m.specs[self.venue, symbol]
         bids, asks, uid = m.book_ticks(self.venue, symbol)
-        b = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in bids[:limit])
-        a = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in asks[:limit])
+        b = binance_levels(bids[:limit], spec.price_decimals, spec.qty_decimals)
+        a = binance_levels(asks[:limit], spec.price_decimals, spec.qty_decimals)
         return '{"lastUpdateId":%d,"bids":[%s],"asks":[%s]}' % (uid, b, a)
 
     def book_ticker(self, symbol):

@@ -38,6 +38,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from hftsig._ext._simbook import requote_fast, requote_full
+
 __all__ = [
     "MarketModel",
     "SymbolSpec",
@@ -483,13 +485,13 @@ class MarketModel:
             # Venue noise: bounded AR(1) in bps.
             nz = rng.standard_normal(self._noise.shape)
             self._noise = np.clip(0.9 * self._noise + 0.3 * self.noise_bps * nz, -self.noise_bps, self.noise_bps)
-            size_u = rng.random((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
-            size_z = rng.standard_normal((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
+            size_u = rng.random((len(self.venues), len(self.symbols), 2 * self.depth))
+            size_z = rng.standard_normal((len(self.venues), len(self.symbols), 2 * self.depth))
             n_trades = rng.poisson(self.trade_rate * dt, (len(self.venues), len(self.symbols))).tolist()
             events = []
             for vi, v in enumerate(self.venues):
                 for si, s in enumerate(self.symbols):
-                    ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u[vi][si], size_z=size_z[vi][si])
+                    ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u[vi, si], size_z=size_z[vi, si])
                     if ev is not None:
                         events.append(ev)
                         self.n_book_updates += 1
@@ -534,8 +536,8 @@ class MarketModel:
             # Initial build and out-of-step requotes draw from their own stream
             # so the step stream (and determinism) is unaffected.
             g = np.random.Generator(np.random.PCG64([self.seed, zlib.crc32(f"{v}/{s}".encode()), self.steps, len(self.mispricings)]))
-            size_u = g.random(2 * depth).tolist()
-            size_z = g.standard_normal(2 * depth).tolist()
+            size_u = g.random(2 * depth)
+            size_z = g.standard_normal(2 * depth)
         changes = []
         # The top level sits at the quote; deeper levels sit on a fixed price
         # grid, so a small move of the mid changes a few levels, not all.
@@ -551,37 +553,18 @@ class MarketModel:
         if fast:
             # Same grid as before: only the top level and the levels whose size
             # churns can change; the result equals the full requote below.
-            self._requote_fast(b, 1, best_bid, mean_lots, size_u, size_z, keep, changes)
-            self._requote_fast(b, -1, best_ask, mean_lots, size_u, size_z, keep, changes)
+            gb, ga = b.grid[1], b.grid[-1]
+            b.bids = requote_fast(b.bids, 1, best_bid, mean_lots, size_u, size_z, 0, keep, depth, gb[2], gb[3], changes)
+            b.asks = requote_fast(b.asks, -1, best_ask, mean_lots, size_u, size_z, depth, keep, depth, ga[2], ga[3],
+                                  changes)
         else:
-            exp = math.exp
-            for side, book, grid, step in ((1, b.bids, bid_grid, -gap), (-1, b.asks, ask_grid, gap)):
-                prices = [best_bid if side == 1 else best_ask] + list(range(grid, grid + step * (depth - 1), step))
-                if side == 1:
-                    prices = [p for p in prices if p > 0]
-                off = 0 if side == 1 else depth
-                # Levels are inserted best first, so each dict iterates in book order.
-                new = {}
-                get = book.get
-                for k, p in enumerate(prices):
-                    old = get(p)
-                    if old is not None and not initial and size_u[off + k] < keep:
-                        new[p] = old
-                    else:
-                        q = int(mean_lots * exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
-                        new[p] = q if q > 1 else 1
-                removed = book.keys() - new.keys()
-                if removed:
-                    changes.extend((side, p, 0) for p in sorted(removed, reverse=side == 1))
-                changes.extend((side, p, q) for p, q in new.items() if get(p) != q)
-                if side == 1:
-                    b.bids = new
-                else:
-                    b.asks = new
-                items = iter(new.items())
-                next(items)
-                levels = dict(items)
-                b.grid[side] = (grid, gap, levels, list(levels))
+            # Levels are inserted best first, so each dict iterates in book order.
+            b.bids, levels = requote_full(b.bids, 1, best_bid, bid_grid, gap, mean_lots, size_u, size_z, 0, keep,
+                                          depth, initial, changes)
+            b.grid[1] = (bid_grid, gap, levels, list(levels))
+            b.asks, levels = requote_full(b.asks, -1, best_ask, ask_grid, gap, mean_lots, size_u, size_z, depth, keep,
+                                          depth, initial, changes)
+            b.grid[-1] = (ask_grid, gap, levels, list(levels))
         if initial:
             return None
         if not changes:
@@ -592,36 +575,6 @@ class MarketModel:
         return BookUpdate(v, s, changes, first, b.update_id, b.ts_ns)
 
     _force_full = False  # tests set it to compare the fast requote with the full one
-
-    def _requote_fast(self, b, side, top, mean_lots, size_u, size_z, keep, changes):
-        book = b.bids if side == 1 else b.asks
-        depth = self.depth
-        off = 0 if side == 1 else depth
-        old_top, old_q = next(iter(book.items()))
-        if top == old_top and size_u[off] < keep:
-            top_q = old_q
-        else:
-            q = int(mean_lots * math.exp(0.5 * size_z[off]))
-            top_q = q if q > 1 else 1
-        if top != old_top:
-            changes.append((side, old_top, 0))
-        if top != old_top or top_q != old_q:
-            changes.append((side, top, top_q))
-        _, _, grid, prices = b.grid[side]
-        u = size_u[off + 1:off + 1 + len(prices)]
-        for k in [k for k, x in enumerate(u, 1) if x >= keep]:
-            q = int(mean_lots * math.exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
-            q = q if q > 1 else 1
-            p = prices[k - 1]
-            if q != grid[p]:
-                grid[p] = q
-                changes.append((side, p, q))
-        new = {top: top_q}
-        new.update(grid)
-        if side == 1:
-            b.bids = new
-        else:
-            b.asks = new
 
     def _trade(self, v, s, now_ns):
         spec = self.specs[v, s]

@@ -1,0 +1,118 @@
+# cython: language_level=3
+"""Book requote kernels of the simulated market (public user:
+:class:`hftsig.simulator.market.MarketModel`).
+
+A book side is a dict ``{ticks: lots}`` in book order (best first): the top
+level at the quote, then the levels of a fixed price grid.  Each model step
+redraws sizes from the step's uniform (``size_u``) and normal (``size_z``)
+draws of that book; these kernels do exactly the arithmetic of the Python
+requote they replace (same operations in the same order, so the same sizes
+bit for bit) and append the ``(side, ticks, lots)`` changes.
+"""
+from libc.math cimport exp
+
+
+cdef inline long long _size(double mean_lots, double z, Py_ssize_t k, int depth, bint top) noexcept:
+    # int(mean_lots * exp(0.5 * z) * (1 + 0.3 * k / depth)), at least 1; the
+    # top level has no depth factor.  Only products and a quotient: no fused
+    # multiply-add can change the rounding.
+    cdef double x
+    if top:
+        x = mean_lots * exp(0.5 * z)
+    else:
+        x = mean_lots * exp(0.5 * z) * (1 + 0.3 * k / depth)
+    cdef long long q = <long long>x
+    return q if q > 1 else 1
+
+
+def requote_fast(dict book, int side, long long top, double mean_lots, const double[::1] size_u,
+                 const double[::1] size_z, Py_ssize_t off, double keep, int depth, dict grid,
+                 list prices, list changes):
+    """Requote one side whose grid has not moved; returns the new side dict.
+
+    ``grid`` (``{ticks: lots}`` of the levels below the top, updated in place)
+    and ``prices`` (its keys in book order) describe the grid; only the top
+    and the levels whose size churns (``size_u >= keep``) can change.
+    """
+    cdef long long old_top, old_q, top_q, q, p
+    cdef Py_ssize_t k, n = len(prices)
+    cdef object key
+    if 2 * depth > size_u.shape[0] or 2 * depth > size_z.shape[0] or off + depth > size_u.shape[0]:
+        raise ValueError("size_u/size_z: need 2 * depth draws")
+    for key in book:
+        break
+    else:
+        raise ValueError("book: empty side")
+    old_top = key
+    old_q = book[key]
+    if top == old_top and size_u[off] < keep:
+        top_q = old_q
+    else:
+        top_q = _size(mean_lots, size_z[off], 0, depth, True)
+    if top != old_top:
+        changes.append((side, old_top, 0))
+    if top != old_top or top_q != old_q:
+        changes.append((side, top, top_q))
+    if n > depth - 1:
+        n = depth - 1
+    for k in range(1, n + 1):
+        if size_u[off + k] >= keep:
+            q = _size(mean_lots, size_z[off + k], k, depth, False)
+            key = prices[k - 1]
+            if q != <long long>grid[key]:
+                grid[key] = q
+                changes.append((side, key, q))
+    new = {top: top_q}
+    new.update(grid)
+    return new
+
+
+def requote_full(dict book, int side, long long top, long long grid_start, long long gap, double mean_lots,
+                 const double[::1] size_u, const double[::1] size_z, Py_ssize_t off, double keep, int depth,
+                 bint initial, list changes):
+    """Requote one side on a (possibly new) grid; returns ``(new side dict, grid dict)``.
+
+    The levels are the top at ``top`` then ``depth - 1`` grid levels from
+    ``grid_start`` away from the spread every ``gap`` ticks (bids above zero
+    only); a level keeps its size unless it is new or churns.  Levels gone
+    from the side go out first with size 0 (best first), then new and resized
+    levels in book order.
+    """
+    cdef long long step = -gap if side == 1 else gap
+    cdef long long p, q
+    cdef Py_ssize_t i, k
+    cdef list prices = []
+    cdef dict new = {}
+    cdef object old, key
+    if 2 * depth > size_u.shape[0] or 2 * depth > size_z.shape[0] or off + depth > size_u.shape[0]:
+        raise ValueError("size_u/size_z: need 2 * depth draws")
+    if side != 1 or top > 0:
+        prices.append(top)
+    for i in range(depth - 1):
+        p = grid_start + step * i
+        if side != 1 or p > 0:
+            prices.append(p)
+    for k in range(len(prices)):
+        key = prices[k]
+        old = book.get(key)
+        if old is not None and not initial and size_u[off + k] < keep:
+            new[key] = old
+        else:
+            new[key] = _size(mean_lots, size_z[off + k], k, depth, False)
+    removed = [p for p in book if p not in new]
+    if removed:
+        removed.sort(reverse=side == 1)
+        for key in removed:
+            changes.append((side, key, 0))
+    for key, q in new.items():
+        old = book.get(key)
+        if old is None or <long long>old != q:
+            changes.append((side, key, q))
+    levels = {}
+    first = True
+    for key, old in new.items():
+        if first:
+            first = False
+            continue
+        levels[key] = old
+    return new, levels
