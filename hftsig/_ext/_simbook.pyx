@@ -5,7 +5,7 @@
 A book side is a dict ``{ticks: lots}`` in book order (best first): the top
 level at the quote, then the levels of a fixed price grid.  Each model step
 redraws sizes from the step's uniform (``size_u``) and normal (``size_z``)
-draws of that book; these kernels do exactly the arithmetic of the Python
+draws of that book (lists of floats, ``2 * depth`` each: bids then asks); these kernels do exactly the arithmetic of the Python
 requote they replace (same operations in the same order, so the same sizes
 bit for bit) and append the ``(side, ticks, lots)`` changes.
 """
@@ -25,9 +25,8 @@ cdef inline long long _size(double mean_lots, double z, Py_ssize_t k, int depth,
     return q if q > 1 else 1
 
 
-def requote_fast(dict book, int side, long long top, double mean_lots, const double[::1] size_u,
-                 const double[::1] size_z, Py_ssize_t off, double keep, int depth, dict grid,
-                 list prices, list changes):
+def requote_fast(dict book, int side, long long top, double mean_lots, list size_u, list size_z,
+                 Py_ssize_t off, double keep, int depth, dict grid, list prices, list changes):
     """Requote one side whose grid has not moved; returns the new side dict.
 
     ``grid`` (``{ticks: lots}`` of the levels below the top, updated in place)
@@ -37,7 +36,7 @@ def requote_fast(dict book, int side, long long top, double mean_lots, const dou
     cdef long long old_top, old_q, top_q, q, p
     cdef Py_ssize_t k, n = len(prices)
     cdef object key
-    if 2 * depth > size_u.shape[0] or 2 * depth > size_z.shape[0] or off + depth > size_u.shape[0]:
+    if off < 0 or off + depth > len(size_u) or off + depth > len(size_z):
         raise ValueError("size_u/size_z: need 2 * depth draws")
     for key in book:
         break
@@ -45,10 +44,10 @@ def requote_fast(dict book, int side, long long top, double mean_lots, const dou
         raise ValueError("book: empty side")
     old_top = key
     old_q = book[key]
-    if top == old_top and size_u[off] < keep:
+    if top == old_top and <double>size_u[off] < keep:
         top_q = old_q
     else:
-        top_q = _size(mean_lots, size_z[off], 0, depth, True)
+        top_q = _size(mean_lots, <double>size_z[off], 0, depth, True)
     if top != old_top:
         changes.append((side, old_top, 0))
     if top != old_top or top_q != old_q:
@@ -56,8 +55,8 @@ def requote_fast(dict book, int side, long long top, double mean_lots, const dou
     if n > depth - 1:
         n = depth - 1
     for k in range(1, n + 1):
-        if size_u[off + k] >= keep:
-            q = _size(mean_lots, size_z[off + k], k, depth, False)
+        if <double>size_u[off + k] >= keep:
+            q = _size(mean_lots, <double>size_z[off + k], k, depth, False)
             key = prices[k - 1]
             if q != <long long>grid[key]:
                 grid[key] = q
@@ -68,8 +67,7 @@ def requote_fast(dict book, int side, long long top, double mean_lots, const dou
 
 
 def requote_full(dict book, int side, long long top, long long grid_start, long long gap, double mean_lots,
-                 const double[::1] size_u, const double[::1] size_z, Py_ssize_t off, double keep, int depth,
-                 bint initial, list changes):
+                 list size_u, list size_z, Py_ssize_t off, double keep, int depth, bint initial, list changes):
     """Requote one side on a (possibly new) grid; returns ``(new side dict, grid dict)``.
 
     The levels are the top at ``top`` then ``depth - 1`` grid levels from
@@ -84,7 +82,7 @@ def requote_full(dict book, int side, long long top, long long grid_start, long 
     cdef list prices = []
     cdef dict new = {}
     cdef object old, key
-    if 2 * depth > size_u.shape[0] or 2 * depth > size_z.shape[0] or off + depth > size_u.shape[0]:
+    if off < 0 or off + depth > len(size_u) or off + depth > len(size_z):
         raise ValueError("size_u/size_z: need 2 * depth draws")
     if side != 1 or top > 0:
         prices.append(top)
@@ -95,10 +93,10 @@ def requote_full(dict book, int side, long long top, long long grid_start, long 
     for k in range(len(prices)):
         key = prices[k]
         old = book.get(key)
-        if old is not None and not initial and size_u[off + k] < keep:
+        if old is not None and not initial and <double>size_u[off + k] < keep:
             new[key] = old
         else:
-            new[key] = _size(mean_lots, size_z[off + k], k, depth, False)
+            new[key] = _size(mean_lots, <double>size_z[off + k], k, depth, False)
     removed = [p for p in book if p not in new]
     if removed:
         removed.sort(reverse=side == 1)

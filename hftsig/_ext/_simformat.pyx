@@ -409,9 +409,25 @@ def rfc3339(long long ns, int digits=9):
     return PyUnicode_DecodeASCII(buf, w + 1, NULL)
 
 
-def accumulate(dict acc, list changes):
-    """``acc[side, ticks] = lots`` for every ``(side, ticks, lots)`` change (Binance
-    diff-depth batching: the last size of a level within the batch wins)."""
+def accumulate(dict acc, list batches):
+    """``acc[level_key(side, ticks)] = lots`` for every ``(side, ticks, lots)``
+    change of every list in ``batches``, in order (Binance diff-depth
+    batching: the last size of a level within the batch wins).
+
+    >>> acc = {}
+    >>> accumulate(acc, [[(1, 5, 2), (-1, 6, 1)], [(1, 5, 0)]])
+    >>> acc == {level_key(1, 5): 0, level_key(-1, 6): 1}
+    True
+    """
+    cdef list changes
     cdef tuple t
-    for t in changes:
-        acc[(t[0], t[1])] = t[2]
+    cdef long long p
+    for changes in batches:
+        for t in changes:
+            p = t[1]
+            acc[(p << 1) | (1 if <long long>t[0] == 1 else 0)] = t[2]
+
+
+def level_key(int side, long long ticks):
+    """One int for a book level: ``2 * ticks + 1`` for a bid, ``2 * ticks`` for an ask."""
+    return (ticks << 1) | (1 if side == 1 else 0)

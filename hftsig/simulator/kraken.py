@@ -267,8 +267,8 @@ class KrakenServer(WsExchangeServer):
             sym = ev.symbol
             if isinstance(ev, BookUpdate):
                 self._book_update(sym, ev.ts_ns)
-                bids, asks, _ = m.book_ticks(self.venue, sym)
-                top = (bids[0], asks[0])
+                bid, ask, _ = m.top_ticks(self.venue, sym)
+                top = (bid, ask)
                 if self._last_top.get(sym) != top:
                     self._last_top[sym] = top
                     subs = [c for c in self.conns if c.subs["ticker"].get(sym) == "bbo"]

@@ -369,6 +369,16 @@ class MarketModel:
             b = self._books[venue, symbol]
             return b.sorted_bids(), b.sorted_asks(), b.update_id
 
+    def top_ticks(self, venue, symbol):
+        """``((bid ticks, lots), (ask ticks, lots), update_id)`` of the venue's book now."""
+        with self.lock:
+            b = self._books[venue, symbol]
+            for bid in b.bids.items():
+                break
+            for ask in b.asks.items():
+                break
+            return bid, ask, b.update_id
+
     def top(self, venue, symbol):
         """``(bid, bid_qty, ask, ask_qty)`` of the venue's book now."""
         spec = self.spec(venue, symbol)
@@ -485,19 +495,22 @@ class MarketModel:
             # Venue noise: bounded AR(1) in bps.
             nz = rng.standard_normal(self._noise.shape)
             self._noise = np.clip(0.9 * self._noise + 0.3 * self.noise_bps * nz, -self.noise_bps, self.noise_bps)
-            size_u = rng.random((len(self.venues), len(self.symbols), 2 * self.depth))
-            size_z = rng.standard_normal((len(self.venues), len(self.symbols), 2 * self.depth))
+            size_u = rng.random((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
+            size_z = rng.standard_normal((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
             n_trades = rng.poisson(self.trade_rate * dt, (len(self.venues), len(self.symbols))).tolist()
+            # Python floats of the same doubles: the arithmetic below is unchanged, only cheaper.
+            self._step_state = (self._log_usd.tolist(), self._noise.tolist())
             events = []
             for vi, v in enumerate(self.venues):
                 for si, s in enumerate(self.symbols):
-                    ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u[vi, si], size_z=size_z[vi, si])
+                    ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u[vi][si], size_z=size_z[vi][si])
                     if ev is not None:
                         events.append(ev)
                         self.n_book_updates += 1
                     for _ in range(n_trades[vi][si]):
                         events.append(self._trade(v, s, now_ns))
                         self.n_trades += 1
+            self._step_state = None
             return events
 
     def advance(self, seconds, now_ns=None):
@@ -509,12 +522,19 @@ class MarketModel:
         return events
 
     # ----------------------------------------------------------------- internals
+    _step_state = None  # (log USD prices, venue noise) as lists during a step
+
     def _venue_mid(self, v, s, vi=None, si=None):
         if vi is None:
             vi, si = self.venues.index(v), self.symbols.index(s)
         i, j = self._pairs[si]
-        log_mid = self._log_usd[i] - self._log_usd[j]
-        bps = self._noise[vi, si] + self._shift_bps(v, s)
+        st = self._step_state
+        if st is None:
+            log_usd, noise = self._log_usd, self._noise[vi]
+        else:
+            log_usd, noise = st[0], st[1][vi]
+        log_mid = log_usd[i] - log_usd[j]
+        bps = noise[si] + self._shift_bps(v, s)
         return math.exp(log_mid) * (1.0 + bps * 1e-4)
 
     def _rebuild(self, v, s, *, now_ns=None, initial=False, vi=None, si=None, size_u=None, size_z=None):
@@ -530,14 +550,15 @@ class MarketModel:
             best_ask = best_bid + 1
         gap = max(1, int(round(mid * self.level_gap_bps * 1e-4 / tick)))
         depth = self.depth
-        base_usd = math.exp(self._log_usd[self._pairs[self.symbols.index(s)][0]]) if si is None else math.exp(self._log_usd[self._pairs[si][0]])
+        log_usd = self._log_usd if self._step_state is None else self._step_state[0]
+        base_usd = math.exp(log_usd[self._pairs[self.symbols.index(s) if si is None else si][0]])
         mean_lots = max(1.0, 5000.0 / base_usd / spec.lot)
         if size_u is None:
             # Initial build and out-of-step requotes draw from their own stream
             # so the step stream (and determinism) is unaffected.
             g = np.random.Generator(np.random.PCG64([self.seed, zlib.crc32(f"{v}/{s}".encode()), self.steps, len(self.mispricings)]))
-            size_u = g.random(2 * depth)
-            size_z = g.standard_normal(2 * depth)
+            size_u = g.random(2 * depth).tolist()
+            size_z = g.standard_normal(2 * depth).tolist()
         changes = []
         # The top level sits at the quote; deeper levels sit on a fixed price
         # grid, so a small move of the mid changes a few levels, not all.
