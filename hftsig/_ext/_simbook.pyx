@@ -12,6 +12,27 @@ bit for bit) and append the ``(side, ticks, lots)`` changes.
 from libc.math cimport exp
 
 
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void* op)
+
+
+cdef inline tuple _untracked(tuple t):
+    # A tuple of ints can never be part of a reference cycle; CPython's own
+    # collector untracks such tuples lazily.  Untracking them at birth keeps
+    # the thousands of level tuples a step makes from triggering collections.
+    PyObject_GC_UnTrack(<void*>t)
+    return t
+
+
+def levels(dict side):
+    """``list(side.items())``: the ``(ticks, lots)`` levels of a book side, in book order."""
+    cdef list out = []
+    cdef object p, q
+    for p, q in side.items():
+        out.append(_untracked((p, q)))
+    return out
+
+
 cdef inline long long _size(double mean_lots, double z, Py_ssize_t k, int depth, bint top) noexcept:
     # int(mean_lots * exp(0.5 * z) * (1 + 0.3 * k / depth)), at least 1; the
     # top level has no depth factor.  Only products and a quotient: no fused
@@ -49,9 +70,9 @@ def requote_fast(dict book, int side, long long top, double mean_lots, list size
     else:
         top_q = _size(mean_lots, <double>size_z[off], 0, depth, True)
     if top != old_top:
-        changes.append((side, old_top, 0))
+        changes.append(_untracked((side, old_top, 0)))
     if top != old_top or top_q != old_q:
-        changes.append((side, top, top_q))
+        changes.append(_untracked((side, top, top_q)))
     if n > depth - 1:
         n = depth - 1
     for k in range(1, n + 1):
@@ -60,7 +81,7 @@ def requote_fast(dict book, int side, long long top, double mean_lots, list size
             key = prices[k - 1]
             if q != <long long>grid[key]:
                 grid[key] = q
-                changes.append((side, key, q))
+                changes.append(_untracked((side, key, q)))
     new = {top: top_q}
     new.update(grid)
     return new
@@ -101,11 +122,11 @@ def requote_full(dict book, int side, long long top, long long grid_start, long 
     if removed:
         removed.sort(reverse=side == 1)
         for key in removed:
-            changes.append((side, key, 0))
+            changes.append(_untracked((side, key, 0)))
     for key, q in new.items():
         old = book.get(key)
         if old is None or <long long>old != q:
-            changes.append((side, key, q))
+            changes.append(_untracked((side, key, q)))
     levels = {}
     first = True
     for key, old in new.items():

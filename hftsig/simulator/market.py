@@ -38,7 +38,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from hftsig._ext._simbook import requote_fast, requote_full
+from hftsig._ext._simbook import levels, requote_fast, requote_full
 
 __all__ = [
     "MarketModel",
@@ -157,10 +157,10 @@ class _Book:
 
     # Books are rebuilt best level first, so insertion order is book order.
     def sorted_bids(self):
-        return list(self.bids.items())
+        return levels(self.bids)
 
     def sorted_asks(self):
-        return list(self.asks.items())
+        return levels(self.asks)
 
 
 class MarketModel:
