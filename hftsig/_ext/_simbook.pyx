@@ -9,7 +9,8 @@ draws of that book (lists of floats, ``2 * depth`` each: bids then asks); these 
 requote they replace (same operations in the same order, so the same sizes
 bit for bit) and append the ``(side, ticks, lots)`` changes.
 """
-from libc.math cimport exp
+cimport cython
+from libc.math cimport ceil, exp, floor, rint
 
 
 cdef extern from "Python.h":
@@ -135,3 +136,37 @@ def requote_full(dict book, int side, long long top, long long grid_start, long 
             continue
         levels[key] = old
     return new, levels
+
+
+@cython.cdivision(False)
+def quote(double log_base, double log_quote, double bps, double spread_bps, double level_gap_bps, double tick,
+          double lot):
+    """The quote of one book: ``(best_bid, best_ask, gap, mean_lots, bid_grid, ask_grid)``.
+
+    ``log_base``/``log_quote`` are the log USD prices of the pair's assets,
+    ``bps`` the venue's noise plus any injected shift; prices in ticks.
+    Python's float arithmetic of ``MarketModel._rebuild``, operation for
+    operation: each product that an addition uses goes through a volatile
+    so that the compiler cannot fuse them into one (differently rounded)
+    multiply-add, and the grid divisions floor as Python's ``//``.
+    """
+    cdef volatile double shift, half
+    cdef double mid, base_usd, mean_lots
+    cdef long long best_bid, best_ask, gap, bid_grid, ask_grid
+    shift = bps * 1e-4
+    mid = exp(log_base - log_quote) * (1.0 + shift)
+    half = mid * spread_bps * 0.5e-4
+    best_bid = <long long>floor((mid - half) / tick)
+    best_ask = <long long>ceil((mid + half) / tick)
+    if best_ask <= best_bid:
+        best_ask = best_bid + 1
+    gap = <long long>rint(mid * level_gap_bps * 1e-4 / tick)  # round(): half to even
+    if gap < 1:
+        gap = 1
+    base_usd = exp(log_base)
+    mean_lots = 5000.0 / base_usd / lot
+    if mean_lots < 1.0:
+        mean_lots = 1.0
+    bid_grid = ((best_bid - 1) // gap) * gap
+    ask_grid = -((-(best_ask + 1)) // gap) * gap
+    return best_bid, best_ask, gap, mean_lots, bid_grid, ask_grid

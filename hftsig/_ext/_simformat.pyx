@@ -104,6 +104,13 @@ cdef inline int _check(int decimals) except -1:
     return 0
 
 
+cdef inline int _need(tuple t, Py_ssize_t n) except -1:
+    # the kernels index tuples unchecked (boundscheck is off): check the size once
+    if PyTuple_GET_SIZE(t) != n:
+        raise TypeError(f"expected {'(ticks, lots)' if n == 2 else '(side, ticks, lots)'} tuples, got {t!r}")
+    return 0
+
+
 cdef inline Py_ssize_t _lit(char* out, const char* s, Py_ssize_t n) noexcept:
     memcpy(out, s, n)
     return n
@@ -136,7 +143,10 @@ def format_number(long long n, int decimals, mode="fixed"):
     ('0.05000000', '-0.7', '3')
     """
     cdef char buf[MAXNUM]
-    cdef int m = MODES[mode]
+    cdef int m
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    m = MODES[mode]
     _check(decimals)
     return PyUnicode_DecodeASCII(buf, _num(buf, n, decimals, m), NULL)
 
@@ -156,6 +166,7 @@ def kraken_levels(levels, int price_decimals, int qty_decimals):
     _check(price_decimals)
     _check(qty_decimals)
     for t in lv:
+        _need(t, 2)
         if w:
             o[w] = 44
             w += 1
@@ -203,10 +214,12 @@ def kraken_side_update(list old, list full, Py_ssize_t depth, int price_decimals
         _check(qty_decimals)
         for i in range(n_old):
             t = old[i]
+            _need(t, 2)
             op[i] = t[0]
             oq[i] = t[1]
         for i in range(n_full):
             t = full[i]
+            _need(t, 2)
             fp[i] = t[0]
             fq[i] = t[1]
         b = _Buf((n_old + n_new) * (2 * MAXNUM + 24))
@@ -273,6 +286,7 @@ def kraken_checksum(bids, asks):
         n = min(len(side), 10)
         for i in range(n):
             t = side[i]
+            _need(t, 2)
             for v in (t[0], t[1]):
                 if v < 0:
                     buf[w] = 45
@@ -301,6 +315,7 @@ def coinbase_updates(changes, int price_decimals, int qty_decimals, str event_ti
     _check(price_decimals)
     _check(qty_decimals)
     for t in ch:
+        _need(t, 3)
         if w:
             o[w] = 44
             w += 1
@@ -333,6 +348,7 @@ def binance_levels(levels, int price_decimals, int qty_decimals):
     _check(price_decimals)
     _check(qty_decimals)
     for t in lv:
+        _need(t, 2)
         if w:
             o[w] = 44
             w += 1
@@ -424,6 +440,7 @@ def accumulate(dict acc, list batches):
     cdef long long p
     for changes in batches:
         for t in changes:
+            _need(t, 3)
             p = t[1]
             acc[(p << 1) | (1 if <long long>t[0] == 1 else 0)] = t[2]
 

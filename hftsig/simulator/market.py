@@ -38,7 +38,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from hftsig._ext._simbook import levels, requote_fast, requote_full
+from hftsig._ext._simbook import levels, quote, requote_fast, requote_full
 
 __all__ = [
     "MarketModel",
@@ -541,18 +541,19 @@ class MarketModel:
         """Requote one book around its venue mid; return the BookUpdate (or None)."""
         spec = self.specs[v, s]
         b = self._books[v, s]
-        mid = self._venue_mid(v, s, vi, si)
-        tick = spec.tick
-        half = mid * self.spread_bps[v] * 0.5e-4
-        best_bid = math.floor((mid - half) / tick)
-        best_ask = math.ceil((mid + half) / tick)
-        if best_ask <= best_bid:
-            best_ask = best_bid + 1
-        gap = max(1, int(round(mid * self.level_gap_bps * 1e-4 / tick)))
+        if vi is None:
+            vi, si = self.venues.index(v), self.symbols.index(s)
+        i, j = self._pairs[si]
+        st = self._step_state
+        if st is None:
+            log_usd, noise = self._log_usd, self._noise[vi]
+        else:
+            log_usd, noise = st[0], st[1][vi]
+        # mid, spread, grid and mean size as _venue_mid and the Python of old did them
+        best_bid, best_ask, gap, mean_lots, bid_grid, ask_grid = quote(
+            log_usd[i], log_usd[j], noise[si] + self._shift_bps(v, s), self.spread_bps[v], self.level_gap_bps,
+            spec.tick, spec.lot)
         depth = self.depth
-        log_usd = self._log_usd if self._step_state is None else self._step_state[0]
-        base_usd = math.exp(log_usd[self._pairs[self.symbols.index(s) if si is None else si][0]])
-        mean_lots = max(1.0, 5000.0 / base_usd / spec.lot)
         if size_u is None:
             # Initial build and out-of-step requotes draw from their own stream
             # so the step stream (and determinism) is unaffected.
@@ -561,9 +562,8 @@ class MarketModel:
             size_z = g.standard_normal(2 * depth).tolist()
         changes = []
         # The top level sits at the quote; deeper levels sit on a fixed price
-        # grid, so a small move of the mid changes a few levels, not all.
-        bid_grid = ((best_bid - 1) // gap) * gap
-        ask_grid = -((-(best_ask + 1)) // gap) * gap
+        # grid (bid_grid, ask_grid every gap ticks), so a small move of the mid
+        # changes a few levels, not all.
         keep = 1.0 - self.size_churn
         if initial or self._force_full or bid_grid - gap * (depth - 2) <= 0:
             fast = False
