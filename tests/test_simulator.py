@@ -1252,3 +1252,18 @@ def test_binance_accumulate_keeps_the_last_size_per_level():
     assert acc == {level_key(1, 100): 0, level_key(-1, 101): 2, level_key(1, 99): 1, level_key(-1, 100): 7}
     assert sorted(((k >> 1, q) for k, q in acc.items() if k & 1), reverse=True) == [(100, 0), (99, 1)]
     assert sorted((k >> 1, q) for k, q in acc.items() if not k & 1) == [(100, 7), (101, 2)]
+
+
+def test_batched_frames_are_the_frames_websockets_writes():
+    # Queued data frames go out in one socket write built by ws_text_frames;
+    # each must be byte for byte the frame websockets writes for send(text).
+    from websockets.frames import Frame, Opcode
+
+    from hftsig._ext._simformat import ws_text_frames
+
+    payloads = [c * n for n in (0, 1, 125, 126, 127, 65535, 65536, 70001) for c in ("a", "é", "€")]
+    assert ws_text_frames(payloads) == b"".join(
+        Frame(Opcode.TEXT, p.encode()).serialize(mask=False) for p in payloads)
+    assert ws_text_frames([]) == b""
+    with pytest.raises(TypeError):
+        ws_text_frames([b"bytes"])

@@ -18,6 +18,7 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 from hftsig._ext._simformat import rfc3339 as _rfc3339
+from hftsig._ext._simformat import ws_text_frames
 
 _conn_ids = itertools.count(1)
 _PING = "ping"  # frame type of websocket ping frames in a connection's control queue
@@ -42,11 +43,10 @@ def rfc3339_ns(ns):
 
 
 def _can_batch(ws):
-    # websockets' asyncio connection (13+) exposes the sans-I/O protocol, the
-    # transport and the send context every ws.send() uses; without them each
-    # frame goes through ws.send().
-    return all(hasattr(ws, a) for a in ("send_context", "protocol", "transport")) and \
-        hasattr(getattr(ws, "protocol", None), "send_text")
+    # websockets' asyncio connection (13+) exposes the transport and the send
+    # context (state checks, flow control) every ws.send() uses; without them
+    # each frame goes through ws.send().
+    return hasattr(ws, "send_context") and hasattr(ws, "transport")
 
 
 def utc_now_ns():
@@ -230,7 +230,7 @@ class WsExchangeServer:
                             mtype, payload, items = conn.data.popleft()
                             conn.dropped[mtype] += 1
                             continue
-                        if batched and len(conn.data) > 1:
+                        if batched:
                             await self._send_batch(conn)
                             continue
                         mtype, payload, items = conn.data.popleft()
@@ -274,21 +274,10 @@ class WsExchangeServer:
             # send_context checks the connection state, and on leaving it
             # flushes and waits for the write buffer to drain (flow control),
             # exactly as around one ws.send().
+            # The frames are written as websockets writes a text frame without
+            # compression (the server never compresses), all in one write.
             async with ws.send_context():
-                protocol = ws.protocol
-                for _, payload, _ in batch:
-                    protocol.send_text(payload.encode())
-                chunks = protocol.data_to_send()
-                if all(chunks):
-                    ws.transport.write(b"".join(chunks))
-                else:  # an end-of-stream marker: leave it to websockets
-                    for chunk in chunks:
-                        if chunk:
-                            ws.transport.write(chunk)
-                        elif ws.transport.can_write_eof():
-                            ws.transport.write_eof()
-                        else:
-                            ws.transport.close()
+                ws.transport.write(ws_text_frames([payload for _, payload, _ in batch]))
         finally:
             conn.busy = False
         sent, counted = conn.sent, conn.items
