@@ -750,14 +750,19 @@ def test_clean_quick_shutdown():
 
 
 def test_simulate_command_prints_urls_and_rates(capsys):
+    import gc
+
     from hftsig.cli import main
 
+    thresholds = gc.get_threshold()
     assert main(["simulate", "--seconds", "0.4", "--interval", "0.2", "--symbols", "BTC-USDT,ETH-USDT",
                  "--exchanges", "binance,kraken", "--size-churn", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "binance" in out and "ws://127.0.0.1:" in out and "/v2" in out
     assert "book updates/s=" in out and "simulators stopped" in out
     assert "coinbase" not in out
+    # it tunes the collector while it streams, and leaves it as it was
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
 
 
 # ------------------------------------------- frames through hftsig.normalize
