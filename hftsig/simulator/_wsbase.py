@@ -4,7 +4,9 @@ Each simulator is a :class:`WsExchangeServer` subclass: a ``websockets``
 server on 127.0.0.1 whose connections each own an outgoing queue drained by a
 sender task.  Data frames wait in the queue while a feed is stalled;
 control frames (heartbeats, acks, websocket pings) go first and may keep
-flowing during a stall.  Per-connection counters record every frame sent by
+flowing during a stall.  Data frames waiting together (up to 64) leave in one
+socket write, each still its own websocket text frame, byte for byte what
+``ws.send(text)`` writes.  Per-connection counters record every frame sent by
 type, which is what tests compare with what a client received.
 """
 from __future__ import annotations
