@@ -179,7 +179,7 @@ class CoinbaseServer(WsExchangeServer):
     def _ticker_obj(self, product):
         m = self.model
         spec = m.specs[self.venue, product]
-        bids, asks, _ = m.book_ticks(self.venue, product)
+        bid, ask, _ = m.top_ticks(self.venue, product)
         st = m.stats(self.venue, product)
         pd, qd = spec.price_decimals, spec.qty_decimals
         return (
@@ -189,7 +189,7 @@ class CoinbaseServer(WsExchangeServer):
             % (product, _strf(st["last"], pd), _strf(st["volume"], qd), _strf(st["low"], pd), _strf(st["high"], pd),
                _strf(st["low"] * 0.5, pd), _strf(st["high"] * 1.5, pd),
                _strf(100.0 * (st["last"] - st["open"]) / st["open"], 14),
-               _str(bids[0][0], pd), _str(bids[0][1], qd), _str(asks[0][0], pd), _str(asks[0][1], qd))
+               _str(bid[0], pd), _str(bid[1], qd), _str(ask[0], pd), _str(ask[1], qd))
         )
 
     def _trade_obj(self, t):

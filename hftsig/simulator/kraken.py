@@ -232,7 +232,7 @@ class KrakenServer(WsExchangeServer):
     def _ticker_msg(self, sym, kind, ts_ns):
         m = self.model
         spec = m.specs[self.venue, sym]
-        bids, asks, _ = m.book_ticks(self.venue, sym)
+        bid, ask, _ = m.top_ticks(self.venue, sym)
         st = m.stats(self.venue, sym)
         pd, qd = spec.price_decimals, spec.qty_decimals
         last = round(st["last"] / spec.tick)
@@ -240,8 +240,8 @@ class KrakenServer(WsExchangeServer):
         return (
             '{"channel":"ticker","type":"%s","data":[{"symbol":"%s","bid":%s,"bid_qty":%s,"ask":%s,"ask_qty":%s,'
             '"last":%s,"volume":%s,"vwap":%s,"low":%s,"high":%s,"change":%s,"change_pct":%.2f,"timestamp":"%s"}]}'
-            % (kind, kraken_symbol(sym), _num(bids[0][0], pd), _num(bids[0][1], qd), _num(asks[0][0], pd),
-               _num(asks[0][1], qd), _num(last, pd), _num(round(st["volume"] / spec.lot), qd),
+            % (kind, kraken_symbol(sym), _num(bid[0], pd), _num(bid[1], qd), _num(ask[0], pd),
+               _num(ask[1], qd), _num(last, pd), _num(round(st["volume"] / spec.lot), qd),
                _num(round(st["vwap"] / spec.tick), pd), _num(round(st["low"] / spec.tick), pd),
                _num(round(st["high"] / spec.tick), pd), _num(round(change / spec.tick), pd),
                100.0 * change / st["open"], rfc3339_us(ts_ns))
