@@ -33,8 +33,9 @@ import math
 import time
 import urllib.parse
 
+from hftsig._ext._simformat import accumulate, binance_levels, format_number
 from hftsig.simulator._wsbase import WsExchangeServer
-from hftsig.simulator.market import BookUpdate, format_fixed
+from hftsig.simulator.market import BookUpdate
 
 __all__ = ["BinanceServer", "binance_symbol"]
 
@@ -46,9 +47,7 @@ def binance_symbol(symbol):
 
 def _s8(n, decimals):
     # Binance prints every price and quantity with 8 decimals.
-    if decimals <= 8:
-        return format_fixed(n * 10 ** (8 - decimals), 8)
-    return format_fixed(n, decimals)
+    return format_number(n, decimals, "eight")
 
 
 class BinanceServer(WsExchangeServer):
@@ -60,7 +59,8 @@ class BinanceServer(WsExchangeServer):
         self.venue = "binance"
         self.by_stream_symbol = {binance_symbol(s).lower(): s for s in model.symbols}
         self.by_exchange_symbol = {binance_symbol(s): s for s in model.symbols}
-        self._acc = {100: {}, 1000: {}}  # interval -> symbol -> [U, u, {(side, price): qty}]
+        self._acc = {100: {}, 1000: {}}  # interval -> symbol -> [U, u, {level_key(side, price): qty}]
+        self._segment = {}  # symbol -> [U, u, [changes, ...]] not yet folded into _acc
         self._last_flush = {100: time.monotonic(), 1000: time.monotonic()}
         self._last_top = {}
 
@@ -151,6 +151,7 @@ class BinanceServer(WsExchangeServer):
 
     def on_events(self, events):
         m = self.model
+        seg = self._segment
         for ev in events:
             if ev.venue != self.venue:
                 continue
@@ -159,22 +160,22 @@ class BinanceServer(WsExchangeServer):
             low = xs.lower()
             spec = m.specs[self.venue, sym]
             if isinstance(ev, BookUpdate):
-                for acc in self._acc.values():
-                    a = acc.get(sym)
-                    if a is None:
-                        acc[sym] = a = [ev.first_id, ev.last_id, {}]
-                    a[1] = ev.last_id
-                    ch = a[2]
-                    for side, p, q in ev.changes:
-                        ch[side, p] = q
-                bids, asks, uid = m.book_ticks(self.venue, sym)
-                top = (bids[0], asks[0])
+                # Diff-depth changes are folded into the 100 ms and 1000 ms
+                # batches only when one is due (_fold): once, not per event.
+                sg = seg.get(sym)
+                if sg is None:
+                    seg[sym] = [ev.first_id, ev.last_id, [ev.changes]]
+                else:
+                    sg[1] = ev.last_id
+                    sg[2].append(ev.changes)
+                bid, ask, uid = m.top_ticks(self.venue, sym)
+                top = (bid, ask)
                 if self._last_top.get(sym) != top:
                     self._last_top[sym] = top
                     body = '{"u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s"}' % (
                         uid, xs,
-                        _s8(bids[0][0], spec.price_decimals), _s8(bids[0][1], spec.qty_decimals),
-                        _s8(asks[0][0], spec.price_decimals), _s8(asks[0][1], spec.qty_decimals),
+                        _s8(bid[0], spec.price_decimals), _s8(bid[1], spec.qty_decimals),
+                        _s8(ask[0], spec.price_decimals), _s8(ask[1], spec.qty_decimals),
                     )
                     self._send_stream(low + "@bookTicker", lambda us, b=body: b, "bookTicker", 1, seq=uid)
             else:
@@ -197,7 +198,25 @@ class BinanceServer(WsExchangeServer):
                 self._send_stream(low + "@trade", trade, "trade", 1, seq=tid)
                 self._send_stream(low + "@aggTrade", agg, "aggTrade", 1, seq=tid)
 
+    def _fold(self):
+        """Fold the pending book changes into every diff-depth batch."""
+        seg = self._segment
+        if not seg:
+            return
+        for sym, (first, last, batches) in seg.items():
+            folded = {}
+            accumulate(folded, batches)
+            for acc in self._acc.values():
+                a = acc.get(sym)
+                if a is None:
+                    acc[sym] = [first, last, dict(folded)]
+                else:
+                    a[1] = last
+                    a[2].update(folded)
+        seg.clear()
+
     def batched(self):
+        self._fold()
         subscribed = {st for c in self.conns for st in c.subs.get("streams", ())}
         return sum(len(a[2]) for interval, suffix in ((100, "@100ms"), (1000, ""))
                    for sym, a in self._acc[interval].items()
@@ -212,6 +231,7 @@ class BinanceServer(WsExchangeServer):
             self._flush_partial(interval)
 
     def _flush_depth(self, interval, suffix):
+        self._fold()
         acc = self._acc[interval]
         if not acc:
             return
@@ -221,10 +241,10 @@ class BinanceServer(WsExchangeServer):
             spec = m.specs[self.venue, sym]
             xs = binance_symbol(sym)
             stream = xs.lower() + "@depth" + suffix
-            bids = sorted(((p, q) for (s, p), q in ch.items() if s == 1), reverse=True)
-            asks = sorted((p, q) for (s, p), q in ch.items() if s == -1)
-            b = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in bids)
-            a = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in asks)
+            bids = sorted(((k >> 1, q) for k, q in ch.items() if k & 1), reverse=True)
+            asks = sorted((k >> 1, q) for k, q in ch.items() if not k & 1)
+            b = binance_levels(bids, spec.price_decimals, spec.qty_decimals)
+            a = binance_levels(asks, spec.price_decimals, spec.qty_decimals)
 
             def body(us, b=b, a=a, first=first, last=last):
                 t = now_ns // 1000 if us else now_ns // 1_000_000
@@ -249,8 +269,8 @@ class BinanceServer(WsExchangeServer):
             n = int(parts[1][5:])
             spec = m.specs[self.venue, sym]
             bids, asks, uid = m.book_ticks(self.venue, sym)
-            b = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in bids[:n])
-            a = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in asks[:n])
+            b = binance_levels(bids[:n], spec.price_decimals, spec.qty_decimals)
+            a = binance_levels(asks[:n], spec.price_decimals, spec.qty_decimals)
             body = '{"lastUpdateId":%d,"bids":[%s],"asks":[%s]}' % (uid, b, a)
             self._send_stream(stream, lambda us, body=body: body, "depthPartial", min(n, len(bids)) + min(n, len(asks)), seq=uid)
 
@@ -340,8 +360,8 @@ class BinanceServer(WsExchangeServer):
         m = self.model
         spec = m.specs[self.venue, symbol]
         bids, asks, uid = m.book_ticks(self.venue, symbol)
-        b = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in bids[:limit])
-        a = ",".join('["%s","%s"]' % (_s8(p, spec.price_decimals), _s8(q, spec.qty_decimals)) for p, q in asks[:limit])
+        b = binance_levels(bids[:limit], spec.price_decimals, spec.qty_decimals)
+        a = binance_levels(asks[:limit], spec.price_decimals, spec.qty_decimals)
         return '{"lastUpdateId":%d,"bids":[%s],"asks":[%s]}' % (uid, b, a)
 
     def book_ticker(self, symbol):

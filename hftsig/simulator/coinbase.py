@@ -24,8 +24,9 @@ import asyncio
 import json
 import time
 
+from hftsig._ext._simformat import coinbase_updates, format_number
 from hftsig.simulator._wsbase import WsExchangeServer, rfc3339_ns
-from hftsig.simulator.market import BookUpdate, format_fixed
+from hftsig.simulator.market import BookUpdate
 
 __all__ = ["CoinbaseServer"]
 
@@ -33,10 +34,8 @@ CHANNELS = ("heartbeats", "ticker", "level2", "market_trades")
 
 
 def _str(n, decimals):
-    s = format_fixed(n, decimals)
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s
+    # decimal string at the pair's precision, trailing zeros and a bare "." trimmed
+    return format_number(n, decimals, "trim0")
 
 
 def _strf(x, decimals=8):
@@ -166,11 +165,7 @@ class CoinbaseServer(WsExchangeServer):
 
     # ------------------------------------------------------------ payloads
     def _l2_updates(self, changes, spec, event_time):
-        return ",".join(
-            '{"side":"%s","event_time":"%s","price_level":"%s","new_quantity":"%s"}'
-            % ("bid" if side > 0 else "offer", event_time, _str(p, spec.price_decimals), _str(q, spec.qty_decimals))
-            for side, p, q in changes
-        )
+        return coinbase_updates(changes, spec.price_decimals, spec.qty_decimals, event_time)
 
     def _send_l2_snapshot(self, conn, product):
         m = self.model
@@ -184,7 +179,7 @@ class CoinbaseServer(WsExchangeServer):
     def _ticker_obj(self, product):
         m = self.model
         spec = m.specs[self.venue, product]
-        bids, asks, _ = m.book_ticks(self.venue, product)
+        bid, ask, _ = m.top_ticks(self.venue, product)
         st = m.stats(self.venue, product)
         pd, qd = spec.price_decimals, spec.qty_decimals
         return (
@@ -194,7 +189,7 @@ class CoinbaseServer(WsExchangeServer):
             % (product, _strf(st["last"], pd), _strf(st["volume"], qd), _strf(st["low"], pd), _strf(st["high"], pd),
                _strf(st["low"] * 0.5, pd), _strf(st["high"] * 1.5, pd),
                _strf(100.0 * (st["last"] - st["open"]) / st["open"], 14),
-               _str(bids[0][0], pd), _str(bids[0][1], qd), _str(asks[0][0], pd), _str(asks[0][1], qd))
+               _str(bid[0], pd), _str(bid[1], qd), _str(ask[0], pd), _str(ask[1], qd))
         )
 
     def _trade_obj(self, t):

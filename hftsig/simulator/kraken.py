@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
+import zlib  # noqa: F401  (the kraken_checksum doctest)
 
+from hftsig._ext._simformat import format_number, kraken_levels, kraken_side_update
+from hftsig._ext._simformat import kraken_checksum as _checksum
 from hftsig.simulator._wsbase import WsExchangeServer, rfc3339_us
 from hftsig.simulator.market import BookUpdate, format_fixed
 
@@ -36,12 +38,7 @@ def kraken_symbol(symbol):
 
 def _num(n, decimals):
     # JSON number at the pair's precision, trailing zeros trimmed (one decimal kept).
-    s = format_fixed(n, decimals)
-    if "." in s:
-        s = s.rstrip("0")
-        if s.endswith("."):
-            s += "0"
-    return s
+    return format_number(n, decimals, "trim1")
 
 
 def kraken_checksum(bids, asks, price_decimals, qty_decimals):
@@ -58,9 +55,7 @@ def kraken_checksum(bids, asks, price_decimals, qty_decimals):
     True
     """
     del price_decimals, qty_decimals  # the units are already those of the pair
-    parts = [str(x) for p, q in asks[:10] for x in (p, q)]
-    parts += [str(x) for p, q in bids[:10] for x in (p, q)]
-    return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
+    return _checksum(bids, asks)
 
 
 class KrakenServer(WsExchangeServer):
@@ -215,7 +210,7 @@ class KrakenServer(WsExchangeServer):
             json.dumps(assets, separators=(",", ":")), ",".join(pairs))
 
     def _levels(self, levels, spec):
-        return ",".join('{"price":%s,"qty":%s}' % (_num(p, spec.price_decimals), _num(q, spec.qty_decimals)) for p, q in levels)
+        return kraken_levels(levels, spec.price_decimals, spec.qty_decimals)
 
     def _view(self, sym, depth):
         bids, asks, _ = self.model.book_ticks(self.venue, sym)
@@ -237,7 +232,7 @@ class KrakenServer(WsExchangeServer):
     def _ticker_msg(self, sym, kind, ts_ns):
         m = self.model
         spec = m.specs[self.venue, sym]
-        bids, asks, _ = m.book_ticks(self.venue, sym)
+        bid, ask, _ = m.top_ticks(self.venue, sym)
         st = m.stats(self.venue, sym)
         pd, qd = spec.price_decimals, spec.qty_decimals
         last = round(st["last"] / spec.tick)
@@ -245,8 +240,8 @@ class KrakenServer(WsExchangeServer):
         return (
             '{"channel":"ticker","type":"%s","data":[{"symbol":"%s","bid":%s,"bid_qty":%s,"ask":%s,"ask_qty":%s,'
             '"last":%s,"volume":%s,"vwap":%s,"low":%s,"high":%s,"change":%s,"change_pct":%.2f,"timestamp":"%s"}]}'
-            % (kind, kraken_symbol(sym), _num(bids[0][0], pd), _num(bids[0][1], qd), _num(asks[0][0], pd),
-               _num(asks[0][1], qd), _num(last, pd), _num(round(st["volume"] / spec.lot), qd),
+            % (kind, kraken_symbol(sym), _num(bid[0], pd), _num(bid[1], qd), _num(ask[0], pd),
+               _num(ask[1], qd), _num(last, pd), _num(round(st["volume"] / spec.lot), qd),
                _num(round(st["vwap"] / spec.tick), pd), _num(round(st["low"] / spec.tick), pd),
                _num(round(st["high"] / spec.tick), pd), _num(round(change / spec.tick), pd),
                100.0 * change / st["open"], rfc3339_us(ts_ns))
@@ -272,8 +267,8 @@ class KrakenServer(WsExchangeServer):
             sym = ev.symbol
             if isinstance(ev, BookUpdate):
                 self._book_update(sym, ev.ts_ns)
-                bids, asks, _ = m.book_ticks(self.venue, sym)
-                top = (bids[0], asks[0])
+                bid, ask, _ = m.top_ticks(self.venue, sym)
+                top = (bid, ask)
                 if self._last_top.get(sym) != top:
                     self._last_top[sym] = top
                     subs = [c for c in self.conns if c.subs["ticker"].get(sym) == "bbo"]
@@ -305,34 +300,23 @@ class KrakenServer(WsExchangeServer):
         if not depths:
             return
         bids_all, asks_all, _ = m.book_ticks(self.venue, sym)
-        bid_prices = {p for p, _ in bids_all}
-        ask_prices = {p for p, _ in asks_all}
+        pd, qd = spec.price_decimals, spec.qty_decimals
         for depth, conns in depths.items():
             old = self._views.get((sym, depth))
             new_b, new_a = bids_all[:depth], asks_all[:depth]
             self._views[sym, depth] = (new_b, new_a)
             if old is None:
                 continue
-            ups = []
-            for side, old_lv, new_lv, still in ((1, old[0], new_b, bid_prices), (-1, old[1], new_a, ask_prices)):
-                od = dict(old_lv)
-                nd = dict(new_lv)
-                out = []
-                for p, q in od.items():
-                    if p not in nd and p not in still:
-                        out.append((p, 0))  # removed from the book, not just out of scope
-                for p, q in new_lv:
-                    if od.get(p) != q:
-                        out.append((p, q))
-                ups.append(out)
-            if not ups[0] and not ups[1]:
+            bids_json, n_b = kraken_side_update(old[0], bids_all, depth, pd, qd)
+            asks_json, n_a = kraken_side_update(old[1], asks_all, depth, pd, qd)
+            if not n_b and not n_a:
                 continue
-            ck = kraken_checksum(new_b, new_a, spec.price_decimals, spec.qty_decimals)
+            ck = _checksum(new_b, new_a)
             head = '{"channel":"book","type":"update","data":[{"symbol":"%s","bids":[%s],"asks":[%s],"checksum":' % (
-                kraken_symbol(sym), self._levels(ups[0], spec), self._levels(ups[1], spec))
+                kraken_symbol(sym), bids_json, asks_json)
             tail = ',"timestamp":"%s"}]}' % rfc3339_us(ts_ns)
             good = head + str(ck) + tail
-            n = len(ups[0]) + len(ups[1])
+            n = n_b + n_a
             for c in conns:
                 if c.pending["gap"] > 0:
                     c.pending["gap"] -= 1

@@ -38,6 +38,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from hftsig._ext._simbook import levels, quote, requote_fast, requote_full
+
 __all__ = [
     "MarketModel",
     "SymbolSpec",
@@ -155,10 +157,10 @@ class _Book:
 
     # Books are rebuilt best level first, so insertion order is book order.
     def sorted_bids(self):
-        return list(self.bids.items())
+        return levels(self.bids)
 
     def sorted_asks(self):
-        return list(self.asks.items())
+        return levels(self.asks)
 
 
 class MarketModel:
@@ -367,6 +369,16 @@ class MarketModel:
             b = self._books[venue, symbol]
             return b.sorted_bids(), b.sorted_asks(), b.update_id
 
+    def top_ticks(self, venue, symbol):
+        """``((bid ticks, lots), (ask ticks, lots), update_id)`` of the venue's book now."""
+        with self.lock:
+            b = self._books[venue, symbol]
+            for bid in b.bids.items():
+                break
+            for ask in b.asks.items():
+                break
+            return bid, ask, b.update_id
+
     def top(self, venue, symbol):
         """``(bid, bid_qty, ask, ask_qty)`` of the venue's book now."""
         spec = self.spec(venue, symbol)
@@ -486,6 +498,8 @@ class MarketModel:
             size_u = rng.random((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
             size_z = rng.standard_normal((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
             n_trades = rng.poisson(self.trade_rate * dt, (len(self.venues), len(self.symbols))).tolist()
+            # Python floats of the same doubles: the arithmetic below is unchanged, only cheaper.
+            self._step_state = (self._log_usd.tolist(), self._noise.tolist())
             events = []
             for vi, v in enumerate(self.venues):
                 for si, s in enumerate(self.symbols):
@@ -496,6 +510,7 @@ class MarketModel:
                     for _ in range(n_trades[vi][si]):
                         events.append(self._trade(v, s, now_ns))
                         self.n_trades += 1
+            self._step_state = None
             return events
 
     def advance(self, seconds, now_ns=None):
@@ -507,29 +522,38 @@ class MarketModel:
         return events
 
     # ----------------------------------------------------------------- internals
+    _step_state = None  # (log USD prices, venue noise) as lists during a step
+
     def _venue_mid(self, v, s, vi=None, si=None):
         if vi is None:
             vi, si = self.venues.index(v), self.symbols.index(s)
         i, j = self._pairs[si]
-        log_mid = self._log_usd[i] - self._log_usd[j]
-        bps = self._noise[vi, si] + self._shift_bps(v, s)
+        st = self._step_state
+        if st is None:
+            log_usd, noise = self._log_usd, self._noise[vi]
+        else:
+            log_usd, noise = st[0], st[1][vi]
+        log_mid = log_usd[i] - log_usd[j]
+        bps = noise[si] + self._shift_bps(v, s)
         return math.exp(log_mid) * (1.0 + bps * 1e-4)
 
     def _rebuild(self, v, s, *, now_ns=None, initial=False, vi=None, si=None, size_u=None, size_z=None):
         """Requote one book around its venue mid; return the BookUpdate (or None)."""
         spec = self.specs[v, s]
         b = self._books[v, s]
-        mid = self._venue_mid(v, s, vi, si)
-        tick = spec.tick
-        half = mid * self.spread_bps[v] * 0.5e-4
-        best_bid = math.floor((mid - half) / tick)
-        best_ask = math.ceil((mid + half) / tick)
-        if best_ask <= best_bid:
-            best_ask = best_bid + 1
-        gap = max(1, int(round(mid * self.level_gap_bps * 1e-4 / tick)))
+        if vi is None:
+            vi, si = self.venues.index(v), self.symbols.index(s)
+        i, j = self._pairs[si]
+        st = self._step_state
+        if st is None:
+            log_usd, noise = self._log_usd, self._noise[vi]
+        else:
+            log_usd, noise = st[0], st[1][vi]
+        # mid, spread, grid and mean size as _venue_mid and the Python of old did them
+        best_bid, best_ask, gap, mean_lots, bid_grid, ask_grid = quote(
+            log_usd[i], log_usd[j], noise[si] + self._shift_bps(v, s), self.spread_bps[v], self.level_gap_bps,
+            spec.tick, spec.lot)
         depth = self.depth
-        base_usd = math.exp(self._log_usd[self._pairs[self.symbols.index(s)][0]]) if si is None else math.exp(self._log_usd[self._pairs[si][0]])
-        mean_lots = max(1.0, 5000.0 / base_usd / spec.lot)
         if size_u is None:
             # Initial build and out-of-step requotes draw from their own stream
             # so the step stream (and determinism) is unaffected.
@@ -538,9 +562,8 @@ class MarketModel:
             size_z = g.standard_normal(2 * depth).tolist()
         changes = []
         # The top level sits at the quote; deeper levels sit on a fixed price
-        # grid, so a small move of the mid changes a few levels, not all.
-        bid_grid = ((best_bid - 1) // gap) * gap
-        ask_grid = -((-(best_ask + 1)) // gap) * gap
+        # grid (bid_grid, ask_grid every gap ticks), so a small move of the mid
+        # changes a few levels, not all.
         keep = 1.0 - self.size_churn
         if initial or self._force_full or bid_grid - gap * (depth - 2) <= 0:
             fast = False
@@ -551,37 +574,18 @@ class MarketModel:
         if fast:
             # Same grid as before: only the top level and the levels whose size
             # churns can change; the result equals the full requote below.
-            self._requote_fast(b, 1, best_bid, mean_lots, size_u, size_z, keep, changes)
-            self._requote_fast(b, -1, best_ask, mean_lots, size_u, size_z, keep, changes)
+            gb, ga = b.grid[1], b.grid[-1]
+            b.bids = requote_fast(b.bids, 1, best_bid, mean_lots, size_u, size_z, 0, keep, depth, gb[2], gb[3], changes)
+            b.asks = requote_fast(b.asks, -1, best_ask, mean_lots, size_u, size_z, depth, keep, depth, ga[2], ga[3],
+                                  changes)
         else:
-            exp = math.exp
-            for side, book, grid, step in ((1, b.bids, bid_grid, -gap), (-1, b.asks, ask_grid, gap)):
-                prices = [best_bid if side == 1 else best_ask] + list(range(grid, grid + step * (depth - 1), step))
-                if side == 1:
-                    prices = [p for p in prices if p > 0]
-                off = 0 if side == 1 else depth
-                # Levels are inserted best first, so each dict iterates in book order.
-                new = {}
-                get = book.get
-                for k, p in enumerate(prices):
-                    old = get(p)
-                    if old is not None and not initial and size_u[off + k] < keep:
-                        new[p] = old
-                    else:
-                        q = int(mean_lots * exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
-                        new[p] = q if q > 1 else 1
-                removed = book.keys() - new.keys()
-                if removed:
-                    changes.extend((side, p, 0) for p in sorted(removed, reverse=side == 1))
-                changes.extend((side, p, q) for p, q in new.items() if get(p) != q)
-                if side == 1:
-                    b.bids = new
-                else:
-                    b.asks = new
-                items = iter(new.items())
-                next(items)
-                levels = dict(items)
-                b.grid[side] = (grid, gap, levels, list(levels))
+            # Levels are inserted best first, so each dict iterates in book order.
+            b.bids, levels = requote_full(b.bids, 1, best_bid, bid_grid, gap, mean_lots, size_u, size_z, 0, keep,
+                                          depth, initial, changes)
+            b.grid[1] = (bid_grid, gap, levels, list(levels))
+            b.asks, levels = requote_full(b.asks, -1, best_ask, ask_grid, gap, mean_lots, size_u, size_z, depth, keep,
+                                          depth, initial, changes)
+            b.grid[-1] = (ask_grid, gap, levels, list(levels))
         if initial:
             return None
         if not changes:
@@ -592,36 +596,6 @@ class MarketModel:
         return BookUpdate(v, s, changes, first, b.update_id, b.ts_ns)
 
     _force_full = False  # tests set it to compare the fast requote with the full one
-
-    def _requote_fast(self, b, side, top, mean_lots, size_u, size_z, keep, changes):
-        book = b.bids if side == 1 else b.asks
-        depth = self.depth
-        off = 0 if side == 1 else depth
-        old_top, old_q = next(iter(book.items()))
-        if top == old_top and size_u[off] < keep:
-            top_q = old_q
-        else:
-            q = int(mean_lots * math.exp(0.5 * size_z[off]))
-            top_q = q if q > 1 else 1
-        if top != old_top:
-            changes.append((side, old_top, 0))
-        if top != old_top or top_q != old_q:
-            changes.append((side, top, top_q))
-        _, _, grid, prices = b.grid[side]
-        u = size_u[off + 1:off + 1 + len(prices)]
-        for k in [k for k, x in enumerate(u, 1) if x >= keep]:
-            q = int(mean_lots * math.exp(0.5 * size_z[off + k]) * (1 + 0.3 * k / depth))
-            q = q if q > 1 else 1
-            p = prices[k - 1]
-            if q != grid[p]:
-                grid[p] = q
-                changes.append((side, p, q))
-        new = {top: top_q}
-        new.update(grid)
-        if side == 1:
-            b.bids = new
-        else:
-            b.asks = new
 
     def _trade(self, v, s, now_ns):
         spec = self.specs[v, s]
