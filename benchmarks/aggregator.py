@@ -41,6 +41,7 @@ do not.  The benchmark leaves ``sys.setswitchinterval`` alone unless
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import threading
 import time
@@ -201,7 +202,6 @@ def _simulator_frames(n=20_000):
 
 def _cpu_seconds(pid):
     """User + system CPU seconds of process ``pid`` (Linux /proc; None elsewhere)."""
-    import os
 
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -275,8 +275,7 @@ class _Timed:
 class _SimulatorProcess:
     """``hftsig simulate`` in its own process (its own GIL); endpoints read from its output."""
 
-    def __init__(self, symbols, rate, seconds, size_churn=0.05, stagger=1):
-        import os
+    def __init__(self, symbols, rate, seconds, size_churn=0.05, stagger=1, cpus=None):
         import subprocess
         import sys
 
@@ -289,7 +288,8 @@ class _SimulatorProcess:
             [sys.executable, "-m", "hftsig", "simulate", "--symbols", ",".join(symbols),
              "--rate", str(rate), "--seconds", str(seconds), "--interval", "3600",
              "--size-churn", str(size_churn), "--stagger", str(stagger)],
-            stdout=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.PIPE, text=True, env=env,
+            preexec_fn=None if cpus is None else (lambda: os.sched_setaffinity(0, cpus)))
         self.endpoints = {}
         deadline = time.monotonic() + 60
         while len(self.endpoints) < len(EXCHANGES) and time.monotonic() < deadline:
@@ -317,27 +317,59 @@ class _SimulatorProcess:
         self.close()
 
 
-def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=0.05, stagger=1):
+def _pinning(pin):
+    """(simulator CPUs, receiver CPUs) or None: with 2+ CPUs the simulator gets the
+    last one and this process the others, so that neither process's threads wait
+    for a core the other holds (Linux wakes a receiver on its sender's CPU)."""
+
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=0.05, stagger=1,
+                   pin=True, stage_timing=True):
     """Simulators -> connectors -> aggregator -> callback."""
+
+    syms = list(SYMBOLS)
+    pins = _pinning(pin and separate_process)
+    before = os.sched_getaffinity(0) if pins else None
+    if pins:
+        os.sched_setaffinity(0, pins[1])  # threads started from here on inherit it
+    try:
+        return _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, syms,
+                               stage_timing)
+    finally:
+        if pins:
+            os.sched_setaffinity(0, before)
+
+
+def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, syms,
+                    stage_timing):
     import connectors  # noqa: F401
 
     from hftsig.cli import make_connectors
     from hftsig.simulator import SimulatedExchanges
 
-    syms = list(SYMBOLS)
     if separate_process:
-        simulator = _SimulatorProcess(syms, rate, seconds + 30, size_churn, stagger)
+        simulator = _SimulatorProcess(syms, rate, seconds + 30, size_churn, stagger,
+                                      None if pins is None else pins[0])
     else:
         simulator = SimulatedExchanges(syms, seed=3, rate=rate, size_churn=size_churn,
                                        stagger=stagger)
     with simulator as sim:
         conns = make_connectors(EXCHANGES, syms, {ex: sim.connector_kwargs(ex) for ex in EXCHANGES},
                                 {"coingecko": {"interval": 1.0}})
-        timers = {c.exchange: _Timed(c) for c in conns if hasattr(c, "_on_message")}
+        # stage clocks cost the receiver a few percent: the headline run goes without
+        timers = {c.exchange: _Timed(c) for c in conns
+                  if stage_timing and hasattr(c, "_on_message")}
         agg = Aggregator(conns, queue_size=100_000, overflow="block", drain_size=0)
         sink_event = _LatencySink("ts_event")
         sink_recv = _LatencySink("ts_recv")
-        agg.on_tick(sink_event, kinds=["quote", "book_delta", "trade"],
+        agg.on_tick(sink_event, kinds=["quote", "book_delta"],
                     exchanges=["kraken", "coinbase"])
         agg.on_tick(sink_recv)
         with agg:
@@ -350,8 +382,6 @@ def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=
             sink_recv.busy_ns = sink_recv.n = 0
             a0 = agg.aggregator_stats()
             tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns) for k, t in timers.items()}
-            import os
-
             sim_pid = simulator.proc.pid if separate_process else None
             cpu0 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
             t0 = time.perf_counter()
@@ -378,6 +408,7 @@ def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=
         "simulator_cpu_share": None if not cpu0[1] else (cpu1[1] - cpu0[1]) / elapsed,
     }
     return {
+        "pinned": None if pins is None else (sorted(pins[0]), sorted(pins[1])),
         "breakdown": breakdown,
         "rate": sum(per.values()), "per_exchange": per,
         "e2e_us": sink_event.percentiles(), "queue_us": sink_recv.percentiles(),
@@ -406,6 +437,9 @@ def main(argv=None):
     p.add_argument("--stagger", type=int, default=1,
                    help="loopback: the simulator releases each step's updates in this many "
                         "slices over the step interval (its --stagger)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="loopback: leave CPU placement to the OS (default: simulator on the "
+                        "last CPU, this process on the others)")
     p.add_argument("--same-process", action="store_true",
                    help="loopback: run the simulators in this process (they then share its GIL)")
     p.add_argument("--switch-interval", type=float, default=None,
@@ -415,7 +449,6 @@ def main(argv=None):
         import sys
 
         sys.setswitchinterval(args.switch_interval)
-    import os
 
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"# aggregator benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -442,7 +475,7 @@ def main(argv=None):
     if args.mode in ("loopback", "both"):
         try:
             r = bench_loopback(args.seconds, args.rate, not args.same_process, args.size_churn,
-                               args.stagger)
+                               args.stagger, pin=not args.no_pin)
         except ImportError as exc:
             print(f"\n## loopback: not run ({exc})")
             return 0
@@ -450,6 +483,9 @@ def main(argv=None):
         print(f"\n## loopback: simulators ({where}, --rate {args.rate:g}, --size-churn "
               f"{args.size_churn:g}, --stagger {args.stagger}) -> connectors -> "
               "aggregator -> callback")
+        print("CPU pinning: " + ("none" if r["pinned"] is None else
+                                 f"simulator on CPU {r['pinned'][0]}, receiver on CPU "
+                                 f"{r['pinned'][1]}"))
         print(f"sustained {r['rate']:,.0f} ticks/s; per feed " + ", ".join(
             f"{k} {v:,.0f}/s" for k, v in r["per_exchange"].items()))
         e, q = r["e2e_us"], r["queue_us"]

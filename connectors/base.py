@@ -398,6 +398,70 @@ class BookFeed:
         return self.stats()["connected"] and symbol not in self._awaiting
 
 
+class _BufferedWebSocket(websocket.WebSocket):
+    """websocket-client's WebSocket reading the socket in large chunks.
+
+    websocket-client reads a frame's header, its length and its payload with a
+    ``recv`` each, so every frame costs three system calls (each dropping and
+    retaking the GIL); a feed sends thousands of frames a second, in bursts.
+    Serving those reads from a buffer filled 64 KiB at a time makes a burst of
+    frames cost one call.  Timeouts and closed sockets surface as before: the
+    buffer only asks the socket when it is empty.
+    """
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+
+    def recv_data(self, control_frame=False):
+        """``(opcode, payload)`` of the next message, as websocket-client's.
+
+        A whole unfragmented text or binary frame already in the buffer is cut
+        out here (the common case: a server's data frames are unmasked and
+        unfragmented); anything else -- control frames, fragments, a frame cut
+        by a read timeout, a masked or RSV frame that must fail -- goes
+        through websocket-client, which reads the same buffer.
+        """
+        fb = self.frame_buffer
+        if fb.header is None and not fb.recv_buffer and self.cont_frame.recving_frames is None:
+            buf, pos = self._rbuf, self._rpos
+            if pos >= len(buf):
+                buf = self._rbuf = super()._recv(self._CHUNK)  # may time out: nothing lost
+                pos = self._rpos = 0
+            avail = len(buf) - pos
+            if avail >= 2 and buf[pos] in (0x81, 0x82):  # FIN, no RSV, text/binary
+                b1 = buf[pos + 1]  # a server never masks: b1 < 128
+                if b1 < 126:
+                    hdr, ln = 2, b1
+                elif b1 == 126 and avail >= 4:
+                    hdr, ln = 4, int.from_bytes(buf[pos + 2:pos + 4], "big")
+                elif b1 == 127 and avail >= 10:
+                    hdr, ln = 10, int.from_bytes(buf[pos + 2:pos + 10], "big")
+                else:  # masked, or the length is not all here yet
+                    hdr = ln = 0
+                if hdr and hdr + ln <= avail:
+                    end = pos + hdr + ln
+                    self._rpos = end
+                    return buf[pos] & 0x0F, buf[pos + hdr:end]
+        return super().recv_data(control_frame)
+
+    def _recv(self, bufsize):
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            buf = super()._recv(max(bufsize, self._CHUNK))
+            pos = 0
+            if len(buf) <= bufsize:  # all of it is wanted: no copy
+                self._rbuf, self._rpos = b"", 0
+                return buf
+            self._rbuf = buf
+        end = pos + bufsize
+        self._rpos = end
+        return buf[pos:end]
+
+
 class WebSocketConnector(Connector):
     """One websocket connection on its own thread (websocket-client).
 
@@ -539,7 +603,7 @@ class WebSocketConnector(Connector):
                 break
 
     def _connect(self):
-        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        ws = _BufferedWebSocket(enable_multithread=True, skip_utf8_validation=True)
         with self._ws_lock:
             self._ws = ws
         url = self._ws_endpoint()

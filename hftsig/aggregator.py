@@ -61,6 +61,7 @@ True
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -68,7 +69,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hftsig._ext._tickscan import latencies as _latencies
+from hftsig._ext._tickscan import batch_latency as _batch_latency
 from hftsig._ext._tickscan import scan_chunk as _scan_chunk
 from hftsig._ext._tickscan import select as _select
 from hftsig.ticks import (
@@ -94,7 +95,9 @@ __all__ = ["Aggregator", "TickArray", "Top", "NBBO", "concat_ticks"]
 log = logging.getLogger(__name__)
 
 _OVERFLOW_MODES = ("block", "drop_oldest")
-_LAT_RING = 8192  # latency samples kept per connector for percentiles
+_SimpleQueue = queue.SimpleQueue
+_Empty = queue.Empty
+_LAT_RING = 8192  # latency samples (one per message) kept per connector for percentiles
 
 SOURCE_QUOTE = 1  # top of book from a KIND_QUOTE record
 SOURCE_BOOK = 2  # top of book read from the aggregator's own OrderBook
@@ -185,16 +188,22 @@ def _as_exchange(exchange):
 
 
 class _Queue:
-    """Bounded queue of (source, batch) counting ticks, with per-source overflow counts."""
+    """Bounded queue of (source, batch) counting ticks, with per-source overflow counts.
+
+    The worker sleeps on a C-level ``SimpleQueue`` token rather than a
+    ``threading.Condition``: a Condition's wait and notify run in Python, a few
+    microseconds on both sides of every message.
+    """
 
     def __init__(self, capacity, overflow, n_sources):
         self.capacity = capacity
         self.drop_oldest = overflow == "drop_oldest"
         self._items = deque()
         self._n = 0
-        lock = threading.Lock()
-        self._not_empty = threading.Condition(lock)
-        self._not_full = threading.Condition(lock)
+        self._lock = threading.Lock()
+        self._not_full = threading.Condition(self._lock)
+        self._putters_waiting = 0
+        self._wake = _SimpleQueue()  # one token per wake-up of a sleeping getter
         self._closed = False
         self._getter_waiting = False
         self.taken = False  # the worker holds items it has not finished with
@@ -210,7 +219,7 @@ class _Queue:
 
     def put(self, source, batch):
         n = len(batch)
-        with self._not_full:
+        with self._lock:
             if self._closed:
                 self.rejected[source] += n
                 return False
@@ -229,8 +238,12 @@ class _Queue:
                                 self.dirty_books[key] = src
                 else:
                     self.blocked[source] += 1
-                    while self._n + n > self.capacity and self._n > 0 and not self._closed:
-                        self._not_full.wait(0.05)
+                    self._putters_waiting += 1
+                    try:
+                        while self._n + n > self.capacity and self._n > 0 and not self._closed:
+                            self._not_full.wait(0.05)
+                    finally:
+                        self._putters_waiting -= 1
                     if self._closed:
                         self.rejected[source] += n
                         return False
@@ -238,19 +251,25 @@ class _Queue:
             self._n += n
             if self._n > self.high_water:
                 self.high_water = self._n
-            if self._getter_waiting:
-                self._not_empty.notify()
+            woke = self._getter_waiting
+            self._getter_waiting = False
+        if woke:
+            self._wake.put(None)
         return True
 
     def get_all(self, timeout):
         """Take every queued batch (waiting up to ``timeout`` for the first)."""
-        with self._not_empty:
+        with self._lock:
+            wait = self._getter_waiting = not self._items
+        if wait:  # a put from here on leaves a token: the get returns at once
+            try:
+                self._wake.get(timeout=timeout)
+            except _Empty:
+                pass
+        with self._lock:
+            self._getter_waiting = False
             if not self._items:
-                self._getter_waiting = True
-                self._not_empty.wait(timeout)
-                self._getter_waiting = False
-                if not self._items:
-                    return [], None
+                return [], None
             self.taken = True  # before _n drops to 0: see Aggregator.flush
             items = list(self._items)
             self._items.clear()
@@ -258,14 +277,15 @@ class _Queue:
             dirty = None
             if self.dirty_books:
                 dirty, self.dirty_books = self.dirty_books, {}
-            self._not_full.notify_all()
+            if self._putters_waiting:
+                self._not_full.notify_all()
         return items, dirty
 
     def close(self):
-        with self._not_full:
+        with self._lock:
             self._closed = True
             self._not_full.notify_all()
-            self._not_empty.notify_all()
+        self._wake.put(None)
 
 
 class _Subscription:
@@ -847,9 +867,11 @@ class Aggregator:
         Each value holds: ``exchange``; ``messages`` and ``ticks`` received;
         ``rate`` and ``msg_rate`` (ticks and messages per second over the last
         second or so) and ``mean_rate`` since start; ``latency_us`` (p50, p99,
-        p999 of ``ts_recv - ts_event`` over the last 8192 ticks, status ticks
-        excluded); ``queue_latency_us`` (p50/p99/p999 from ``ts_recv`` to the
-        worker dispatching the tick; NaN with ``clock="data"``); ``reconnects`` and ``gaps`` (the
+        p999 of ``ts_recv - ts_event`` over the last 8192 messages, taken at
+        each message's last record, status ticks excluded; the records of one
+        message share their times); ``queue_latency_us`` (p50/p99/p999 from
+        ``ts_recv`` to the worker dispatching the message; NaN with
+        ``clock="data"``); ``reconnects`` and ``gaps`` (the
         connector's own counts when its stats have them, else counted from
         status ticks); ``status`` (status tick counts); ``connected``;
         ``dropped``/``dropped_batches`` (queue overflow), ``blocked`` (puts that
@@ -957,10 +979,11 @@ class Aggregator:
             cs = cstats[s_]
             cs.batches += 1
             cs.ticks += len(b)
-            wire, queue, nw = _latencies(b if len(items) > 1 else chunk, now_ns)
-            cs.lat.extend(wire)
+            wire, queue, nw = _batch_latency(b if len(items) > 1 else chunk, now_ns)
+            if wire is not None:
+                cs.lat.append(wire)
             if wall:
-                cs.qlat.extend(queue)
+                cs.qlat.append(queue)
             if nw > newest:
                 newest = nw
         if newest > self._data_now:

@@ -590,3 +590,45 @@ def test_fuzzed_frames_never_kill_the_thread(exchange):
 
     check()
     assert len(runs) >= 8
+
+
+def test_buffered_reader_keeps_every_frame_shape_in_order():
+    """The connector's buffered frame reader cuts whole data frames itself and hands the
+    rest to websocket-client: small, 16-bit and 64-bit lengths, a message split
+    across reads, fragments, binary frames and pings, in one stream, in order."""
+    pad = lambda k, n: json.dumps({"seq": k, "px": 1.0, "pad": "x" * n})  # noqa: E731
+
+    def handler(conn, state):
+        _recv_subscribe(conn, state)
+        k = 0
+        for n in (10, 300, 70_000, 5, 200_000, 0):
+            conn.send(pad(k, n))
+            k += 1
+        text = pad(k, 50)
+        conn.send([text[:7], text[7:20], text[20:]])  # one message in three fragments
+        k += 1
+        conn.ping(b"hello")
+        conn.send(pad(k, 20).encode())  # a binary frame
+        k += 1
+        for _ in range(300):  # a burst: many frames per socket read
+            conn.send(pad(k, k % 200))
+            k += 1
+        time.sleep(0.3)  # a read timeout between frames
+        conn.send(pad(k, 3))
+        state["sent"] = k + 1
+        state["stop"].wait(5)
+
+    with ws_server(handler) as (url, state):
+        got = Collector()
+        c = ToyConnector(["BTC-USD"], ws_url=url, on_tick=got, backoff=Backoff(**FAST))
+        c.poll_interval = 0.05  # the pause above outlasts a read timeout
+        c.start()
+        try:
+            assert wait_for(lambda: "sent" in state
+                            and len(got.data(KIND_PRICE)) >= state["sent"], 10)
+        finally:
+            c.stop()
+    seqs = got.data(KIND_PRICE)["seq"].tolist()
+    assert seqs == list(range(state["sent"]))
+    st = c.stats()
+    assert st["malformed"] == 0 and st["reconnects"] == 0

@@ -1117,6 +1117,8 @@ def test_stagger_spreads_each_step_over_its_interval_and_pause_flushes():
                 _l2_apply(*books[ev["product_id"]], ev["updates"])
                 if ev["type"] == "update":
                     times.append(ev["updates"][0]["event_time"])
+                    # stamped when written: the envelope's send time is the event time
+                    assert {u["event_time"] for u in ev["updates"]} == {f["timestamp"]}
         for p in products:
             truth = sim.book("coinbase", p)
             bids, asks = books[p]

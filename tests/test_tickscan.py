@@ -3,7 +3,7 @@ worker and the connectors, against plain Python loops."""
 import numpy as np
 import pytest
 
-from hftsig._ext._tickscan import latencies, message_parts, scan_chunk, select
+from hftsig._ext._tickscan import batch_latency, message_parts, scan_chunk, select
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, KIND_STATUS, KIND_TRADE, empty_ticks
 
 T0 = 1_700_000_000_000_000_000
@@ -51,14 +51,17 @@ def test_chunk_scan_matches_a_record_by_record_pass():
         scan_chunk(t[::2])
 
 
-def test_latencies_match_numpy():
-    t = _random_ticks(500, 22)
-    wire, queue, newest = latencies(t, T0 + 10**6)
-    ok = t["kind"] != KIND_STATUS
-    assert wire == (t["ts_recv"] - t["ts_event"])[ok].tolist()
-    assert queue == (T0 + 10**6 - t["ts_recv"]).tolist()
+def test_batch_latency_takes_the_last_record_that_has_an_exchange_time():
+    t = _random_ticks(50, 22)
+    t["kind"][-3:] = KIND_STATUS
+    t["kind"][-4] = KIND_TRADE
+    wire, queue, newest = batch_latency(t, T0 + 10**6)
+    assert wire == t["ts_recv"][-4] - t["ts_event"][-4]
+    assert queue == T0 + 10**6 - t["ts_recv"][-1]
     assert newest == t["ts_recv"].max()
-    assert latencies(empty_ticks(0), 0) == ([], [], 0)
+    t["kind"] = KIND_STATUS
+    assert batch_latency(t, T0)[0] is None
+    assert batch_latency(empty_ticks(0), 0) == (None, 0, 0)
 
 
 def test_select_matches_python_filters():

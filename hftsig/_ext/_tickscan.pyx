@@ -131,16 +131,16 @@ def scan_chunk(cnp.ndarray ticks):
     return books, quotes, others
 
 
-def latencies(cnp.ndarray ticks, int64_t now_ns):
-    """Per-tick latencies of a contiguous TICK_DTYPE batch from one source.
+def batch_latency(cnp.ndarray ticks, int64_t now_ns):
+    """Latencies of one connector message (a batch of records sharing its times).
 
     Returns
     -------
-    wire : list of int
-        ``ts_recv - ts_event`` (ns) of every record except status records
-        (a connection event has no exchange time).
-    queue : list of int
-        ``now_ns - ts_recv`` (ns) of every record.
+    wire : int or None
+        ``ts_recv - ts_event`` (ns) of the last record that is not a status
+        record (a connection event has no exchange time); None if there is none.
+    queue : int
+        ``now_ns - ts_recv`` (ns) of the last record.
     newest : int
         The largest ``ts_recv`` (0 for an empty batch).
     """
@@ -148,15 +148,17 @@ def latencies(cnp.ndarray ticks, int64_t now_ns):
         raise TypeError("ticks must be a 1-d C-contiguous TICK_DTYPE array")
     cdef Tick* t = <Tick*>cnp.PyArray_DATA(ticks)
     cdef Py_ssize_t n = ticks.shape[0], i
-    cdef int64_t newest = 0
-    wire = []
-    queue = []
+    cdef int64_t newest = 0, queue = 0
+    wire = None
     for i in range(n):
-        if t[i].kind != KIND_STATUS:
-            wire.append(t[i].ts_recv - t[i].ts_event)
-        queue.append(now_ns - t[i].ts_recv)
         if t[i].ts_recv > newest:
             newest = t[i].ts_recv
+    for i in range(n - 1, -1, -1):
+        if t[i].kind != KIND_STATUS:
+            wire = t[i].ts_recv - t[i].ts_event
+            break
+    if n:
+        queue = now_ns - t[n - 1].ts_recv
     return wire, queue, newest
 
 

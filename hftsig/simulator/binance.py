@@ -62,6 +62,9 @@ class BinanceServer(WsExchangeServer):
         self._acc = {100: {}, 1000: {}}  # interval -> symbol -> [U, u, {level_key(side, price): qty}]
         self._segment = {}  # symbol -> [U, u, [changes, ...]] not yet folded into _acc
         self._last_flush = {100: time.monotonic(), 1000: time.monotonic()}
+        self._symbol_order = list(model.symbols)
+        # interval -> [next symbol index, monotonic time of the last slot]
+        self._slot = {100: [0, time.monotonic()], 1000: [0, time.monotonic()]}
         self._last_top = {}
 
     # ------------------------------------------------------------ streams
@@ -224,20 +227,33 @@ class BinanceServer(WsExchangeServer):
 
     def on_timer(self, now):
         for interval, suffix in ((100, "@100ms"), (1000, "")):
+            # Each symbol's diff-depth stream has its own phase within the
+            # interval, as on the exchange: the symbols' updates do not all go
+            # out in one burst every 100 ms.
+            slot = self._slot[interval]
+            n = len(self._symbol_order)
+            while (now - slot[1]) * 1000.0 >= interval / n - 1e-6:
+                slot[1] += interval / n / 1000.0
+                i = slot[0]
+                slot[0] = (i + 1) % n
+                self._flush_depth(interval, suffix, self._symbol_order[i])
+                if (now - slot[1]) * 1000.0 > interval:  # far behind (a stall): catch up at once
+                    slot[1] = now
+                    self._flush_depth(interval, suffix)
             if (now - self._last_flush[interval]) * 1000.0 < interval - 1:
                 continue
             self._last_flush[interval] = now
-            self._flush_depth(interval, suffix)
             self._flush_partial(interval)
 
-    def _flush_depth(self, interval, suffix):
+    def _flush_depth(self, interval, suffix, only=None):
+        """Send the accumulated diff-depth events of every symbol (or of ``only``)."""
         self._fold()
         acc = self._acc[interval]
-        if not acc:
+        if not acc or (only is not None and only not in acc):
             return
         now_ns = time.time_ns()
         m = self.model
-        for sym, (first, last, ch) in list(acc.items()):
+        for sym, (first, last, ch) in ([(only, acc[only])] if only is not None else list(acc.items())):
             spec = m.specs[self.venue, sym]
             xs = binance_symbol(sym)
             stream = xs.lower() + "@depth" + suffix
@@ -251,7 +267,7 @@ class BinanceServer(WsExchangeServer):
                 return '{"e":"depthUpdate","E":%d,"s":"%s","U":%d,"u":%d,"b":[%s],"a":[%s]}' % (t, xs, first, last, b, a)
 
             self._send_stream(stream, body, "depthUpdate", len(bids) + len(asks), seq=last)
-        acc.clear()
+            del acc[sym]
 
     def _flush_partial(self, interval):
         m = self.model

@@ -45,6 +45,9 @@ def _strf(x, decimals=8):
     return s or "0"
 
 
+_SEND_TIME = "@send-time@"  # replaced by the send time before a frame goes out
+
+
 class CoinbaseServer(WsExchangeServer):
     name = "coinbase"
     ping_interval = None
@@ -65,11 +68,13 @@ class CoinbaseServer(WsExchangeServer):
         return (404, "Not Found\n")
 
     # ---------------------------------------------------------- envelope
-    def _envelope(self, channel, events_json):
-        """A payload callable that fills ``sequence_num`` at send time."""
-        ts = rfc3339_ns(time.time_ns())
+    def _envelope(self, channel, events_json, stamp_events=False):
+        """A payload callable that fills ``sequence_num`` and ``timestamp`` at
+        send time; with ``stamp_events`` the events' ``event_time`` (written
+        as :data:`_SEND_TIME`) is the send time too: the simulated venue
+        publishes a book change when it sends it."""
 
-        def build(conn, channel=channel, events_json=events_json, ts=ts):
+        def build(conn, channel=channel, events_json=events_json):
             if conn.pending["gap"] > 0 and channel == "l2_data":
                 # A lost frame: its sequence number is used up, its data never arrives.
                 conn.pending["gap"] -= 1
@@ -82,6 +87,9 @@ class CoinbaseServer(WsExchangeServer):
             seq = conn.state["seq"]
             conn.state["seq"] = seq + 1
             conn.last_seq["sequence_num"] = seq
+            ts = rfc3339_ns(time.time_ns())
+            if stamp_events:
+                events_json = events_json.replace(_SEND_TIME, ts)
             return '{"channel":"%s","client_id":"","timestamp":"%s","sequence_num":%d,"events":%s}' % (
                 channel, ts, seq, events_json)
 
@@ -210,8 +218,8 @@ class CoinbaseServer(WsExchangeServer):
                 if subs:
                     spec = m.specs[self.venue, sym]
                     body = '[{"type":"update","product_id":"%s","updates":[%s]}]' % (
-                        sym, self._l2_updates(ev.changes, spec, rfc3339_ns(ev.ts_ns)))
-                    env = self._envelope("l2_data", body)
+                        sym, self._l2_updates(ev.changes, spec, _SEND_TIME))
+                    env = self._envelope("l2_data", body, stamp_events=True)
                     for c in subs:
                         c.enqueue("l2_data", env, len(ev.changes))
             else:

@@ -58,6 +58,16 @@ def kraken_checksum(bids, asks, price_decimals, qty_decimals):
     return _checksum(bids, asks)
 
 
+def _stamped_at_send(head):
+    """A payload callable: a book update's ``timestamp`` is the moment the
+    server writes it (the simulated venue's publication time), so a client's
+    receive time minus it is the delivery latency from the send on."""
+    def build(conn, head=head):
+        return head + ',"timestamp":"%s"}]}' % rfc3339_us(time.time_ns())
+
+    return build
+
+
 class KrakenServer(WsExchangeServer):
     name = "kraken"
     ping_interval = None
@@ -314,8 +324,7 @@ class KrakenServer(WsExchangeServer):
             ck = _checksum(new_b, new_a)
             head = '{"channel":"book","type":"update","data":[{"symbol":"%s","bids":[%s],"asks":[%s],"checksum":' % (
                 kraken_symbol(sym), bids_json, asks_json)
-            tail = ',"timestamp":"%s"}]}' % rfc3339_us(ts_ns)
-            good = head + str(ck) + tail
+            good = _stamped_at_send(head + str(ck))
             n = n_b + n_a
             for c in conns:
                 if c.pending["gap"] > 0:
@@ -324,7 +333,7 @@ class KrakenServer(WsExchangeServer):
                     continue
                 if c.pending["bad_checksum"] > 0:
                     c.pending["bad_checksum"] -= 1
-                    c.enqueue("book", head + str(ck ^ 0x5A5A5A5A) + tail, n)
+                    c.enqueue("book", _stamped_at_send(head + str(ck ^ 0x5A5A5A5A)), n)
                     c.last_seq[sym] = ck ^ 0x5A5A5A5A
                     continue
                 c.enqueue("book", good, n)
