@@ -61,6 +61,7 @@ True
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -96,6 +97,9 @@ log = logging.getLogger(__name__)
 
 _OVERFLOW_MODES = ("block", "drop_oldest")
 _SimpleQueue = queue.SimpleQueue
+_sched_yield = getattr(os, "sched_yield", None)
+_perf_ns = time.perf_counter_ns
+_HANDOFF_NS = 200_000  # a woken worker kept off the GIL this long gets the core
 _Empty = queue.Empty
 _LAT_RING = 8192  # latency samples (one per message) kept per connector for percentiles
 
@@ -206,6 +210,7 @@ class _Queue:
         self._wake = _SimpleQueue()  # one token per wake-up of a sleeping getter
         self._closed = False
         self._getter_waiting = False
+        self._woken_ns = 0  # when a put woke the sleeping worker (perf_counter_ns); 0: it ran
         self.taken = False  # the worker holds items it has not finished with
         self.dropped = [0] * n_sources  # ticks dropped, by the source that sent them
         self.dropped_batches = [0] * n_sources
@@ -253,8 +258,19 @@ class _Queue:
                 self.high_water = self._n
             woke = self._getter_waiting
             self._getter_waiting = False
+            now = _perf_ns()
+            if woke:
+                self._woken_ns = now
+            starved = (not woke and self._woken_ns
+                       and now - self._woken_ns > _HANDOFF_NS)
         if woke:
             self._wake.put(None)
+        elif starved and _sched_yield is not None:
+            # The worker was woken but has not run since: this thread (or another
+            # connector's) keeps the GIL through a burst of buffered frames, and a
+            # waiting thread only forces a switch after sys.getswitchinterval()
+            # (5 ms).  Hand the core over now.
+            _sched_yield()
         return True
 
     def get_all(self, timeout):
@@ -271,6 +287,7 @@ class _Queue:
             if not self._items:
                 return [], None
             self.taken = True  # before _n drops to 0: see Aggregator.flush
+            self._woken_ns = 0
             items = list(self._items)
             self._items.clear()
             self._n = 0
