@@ -9,28 +9,33 @@ core
     ``on_tick``.  Latency is consumer callback time minus ``ts_recv``: queue +
     state update + dispatch.  This is the aggregator's own ceiling.
 loopback
-    The four loopback simulators -> the four real connectors (websocket-client,
-    Cython normalization) -> aggregator -> callback.  Latency is callback time
-    minus the simulator's event time (``ts_event``, stamped when the simulator
-    builds the message) for exchanges that stamp one, and the split
-    ``ts_recv - ts_event`` (send, network, parse, normalize) versus callback -
-    ``ts_recv`` (queue, state, dispatch).
+    The four loopback simulators (``hftsig simulate`` in its own process) -> the
+    four real connectors (websocket-client, Cython normalization) -> aggregator
+    -> callback.  Defaults: ``--rate 150 --size-churn 1.0 --stagger 10`` offer
+    about 108,000 ticks/s (every level of every book requoted 150 times a
+    second, each step's updates released in 10 slices over the step).  With 2+
+    CPUs the simulator is pinned to the last CPU and this process to the others
+    (``--no-pin`` leaves placement to the OS): Linux wakes a receiving thread on
+    the sender's CPU, and two busy processes sharing a core put millisecond
+    scheduling delays into every percentile.
 
-Latency method (loopback): the simulator stamps ``ts_event`` when the market
-model step creates the event, before the frame is built and sent, and Kraken
-and Coinbase carry that stamp in the frame (RFC 3339: Kraken to the us,
-Coinbase to the ns); the callback
-subtracts it from its own ``time.time_ns()`` (same host clock).  So the
-"simulator event -> callback" row is an upper bound on send -> callback: it
-also holds the simulator's JSON building and its send queue.  Binance depth
-events are batched per 100 ms by protocol, so Binance is left out of that row.
+Latency method (loopback): the simulator stamps Kraken book updates
+(``timestamp``, to the us) and Coinbase level2 events (``event_time``, to the
+ns) when it writes the frame to the socket, and the normalized ticks carry the
+stamp as ``ts_event``; the callback subtracts it from its own
+``time.time_ns()`` (same host clock): send -> callback.  Quote and book records
+only: Binance diff depth is batched per 100 ms and Coinbase trades per 250 ms
+by protocol.  "receive -> callback" is callback time minus ``ts_recv`` (the
+connector's clock when the frame was read): parse, normalize, book sync,
+queue, state, dispatch.  Each run reports its own percentiles; the summary row
+is the median of the runs.
 
 ``--size-churn`` sets the share of book levels whose size changes per model
-step (the simulator's knob; 0.05 default, 1.0 requotes every level): it raises
-ticks per frame without changing any protocol shape.  Ticks are records after
+step (the simulator's knob; 1.0 requotes every level): it raises ticks per
+frame without changing any protocol shape.  Ticks are records after
 normalization (book levels, trades, quotes, prices).
 
-Where the time goes: the connectors' ``_on_message`` (parse + normalize, book
+Where the time goes (one extra run): the connectors' ``_on_message`` (parse + normalize, book
 sync and checksums, the queue put) and the aggregator worker are timed with
 ``perf_counter_ns`` around them, per delivered tick; both processes' CPU time
 per tick comes from ``/proc``.  Stage times are wall time, so on a loaded
@@ -423,18 +428,19 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=("core", "loopback", "both"), default="both")
     p.add_argument("--ticks", type=int, default=60_000, help="core: messages per exchange")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement (medians)")
     p.add_argument("--core-rates", type=lambda t: [float(x) for x in t.split(",") if x],
                    default=[20_000.0, 50_000.0, 100_000.0],
                    help="core: offered total rates (ticks/s) for the latency rows")
-    p.add_argument("--seconds", type=float, default=10.0, help="loopback: measuring time")
-    p.add_argument("--rate", type=float, default=2000.0,
-                   help="loopback: simulator book updates per second per symbol and venue")
-    p.add_argument("--size-churn", type=float, default=0.05,
+    p.add_argument("--seconds", type=float, default=10.0, help="loopback: measuring time per run")
+    p.add_argument("--rate", type=float, default=150.0,
+                   help="loopback: simulator model steps per second (book updates per second "
+                        "per symbol and venue; 150 with --size-churn 1 offers ~108k ticks/s)")
+    p.add_argument("--size-churn", type=float, default=1.0,
                    help="loopback: share of book levels whose size changes each model step "
                         "(the simulator's --size-churn; 1.0 requotes every level: more ticks "
                         "per frame)")
-    p.add_argument("--stagger", type=int, default=1,
+    p.add_argument("--stagger", type=int, default=10,
                    help="loopback: the simulator releases each step's updates in this many "
                         "slices over the step interval (its --stagger)")
     p.add_argument("--no-pin", action="store_true",
@@ -473,56 +479,81 @@ def main(argv=None):
                   f"{med['callback_us_per_tick']:.2f} | {med['ticks_per_chunk']:.1f} |",
                   flush=True)
     if args.mode in ("loopback", "both"):
-        try:
-            r = bench_loopback(args.seconds, args.rate, not args.same_process, args.size_churn,
-                               args.stagger, pin=not args.no_pin)
-        except ImportError as exc:
-            print(f"\n## loopback: not run ({exc})")
-            return 0
-        where = "in this process" if args.same_process else "in a separate process"
-        print(f"\n## loopback: simulators ({where}, --rate {args.rate:g}, --size-churn "
-              f"{args.size_churn:g}, --stagger {args.stagger}) -> connectors -> "
-              "aggregator -> callback")
-        print("CPU pinning: " + ("none" if r["pinned"] is None else
-                                 f"simulator on CPU {r['pinned'][0]}, receiver on CPU "
-                                 f"{r['pinned'][1]}"))
-        print(f"sustained {r['rate']:,.0f} ticks/s; per feed " + ", ".join(
-            f"{k} {v:,.0f}/s" for k, v in r["per_exchange"].items()))
-        e, q = r["e2e_us"], r["queue_us"]
-        print("| path | p50 us | p99 us | p99.9 us |\n|---|---:|---:|---:|")
-        print(f"| simulator event -> callback (kraken, coinbase) | {e[0]:.0f} | {e[1]:.0f} "
-              f"| {e[2]:.0f} |")
-        print(f"| connector receive -> callback (all; includes the connector's parse, "
-              f"normalize, book sync, checksums) | {q[0]:.0f} | {q[1]:.0f} | {q[2]:.0f} |")
-        for k, v in r["wire_us"].items():
-            print(f"| {k}: event -> connector receive | {v['p50']:.0f} | {v['p99']:.0f} "
-                  f"| {v['p999']:.0f} |")
-        print(f"aggregator worker {r['worker_us_per_tick']:.2f} us/tick; dropped {r['dropped']}")
-        b = r["breakdown"]
-        print(f"\nwhere the time goes (us per delivered tick; stages are wall time inside them, so on a loaded machine they include waiting for the GIL and a core; {b['frames']:,} frames, "
-              f"{b['ticks_per_frame']:.1f} ticks/frame):")
-        print("| stage | us/tick |\n|---|---:|")
-        print(f"| connector: Normalizer.parse (JSON parse + normalize, Cython) "
-              f"| {b['parse_normalize']:.2f} |")
-        print(f"| connector: book sync, checksums, counters | {b['connector_other']:.2f} |")
-        print(f"| connector -> aggregator queue put | {b['queue_put']:.2f} |")
-        print(f"| aggregator worker (queue get, stats, state, dispatch incl. callbacks) "
-              f"| {b['worker']:.2f} |")
-        print(f"| of which benchmark callbacks | {b['callbacks']:.2f} |")
-        if b["receiver_cpu"] is not None:
-            print(f"| receiver process CPU, all threads (websocket read included) "
-                  f"| {b['receiver_cpu']:.2f} |")
-        if b["simulator_cpu"] is not None:
-            print(f"| simulator process CPU (model step, JSON, websocket send) "
-                  f"| {b['simulator_cpu']:.2f} |")
-            print(f"CPU used: simulator {b['simulator_cpu_share']:.0%} of a core, receiver "
-                  f"{b['receiver_cpu_share']:.0%} of a core; load average "
-                  f"{' '.join(f'{x:.2f}' for x in __import__('os').getloadavg())}")
-        f = _simulator_frames()
-        if f:
-            for k, v in f.items():
-                print(f"parse+normalize {k}: {v:.2f} us/message")
+        _print_loopback(args)
     return 0
+
+
+def _print_loopback(args):
+    runs = []
+    try:
+        for _ in range(args.repeats):
+            runs.append(bench_loopback(args.seconds, args.rate, not args.same_process,
+                                       args.size_churn, args.stagger, pin=not args.no_pin,
+                                       stage_timing=False))
+        timed = bench_loopback(min(args.seconds, 8.0), args.rate, not args.same_process,
+                               args.size_churn, args.stagger, pin=not args.no_pin,
+                               stage_timing=True)
+    except ImportError as exc:
+        print(f"\n## loopback: not run ({exc})")
+        return
+    where = "in this process" if args.same_process else "in a separate process"
+    r0 = runs[0]
+    print(f"\n## loopback: simulators ({where}, --rate {args.rate:g}, --size-churn "
+          f"{args.size_churn:g}, --stagger {args.stagger}) -> connectors -> aggregator -> callback")
+    print("CPU pinning: " + ("none" if r0["pinned"] is None else
+                             f"simulator on CPU {r0['pinned'][0]}, receiver on CPU "
+                             f"{r0['pinned'][1]}"))
+    print(f"{len(runs)} runs of {args.seconds:g} s without stage clocks; latency in us")
+    print("| run | ticks/s | send -> callback p50 | p99 | p99.9 | receive -> callback p50 | p99 "
+          "| receiver CPU us/tick (% core) | simulator CPU us/tick (% core) | dropped |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def row(name, r):
+        e, q, b = r["e2e_us"], r["queue_us"], r["breakdown"]
+        cpu = lambda k: ("n/a" if b[k] is None else  # noqa: E731
+                         f"{b[k]:.2f} ({b[k + '_share']:.0%})")
+        print(f"| {name} | {r['rate']:,.0f} | {e[0]:.0f} | {e[1]:.0f} | {e[2]:.0f} | {q[0]:.0f} "
+              f"| {q[1]:.0f} | {cpu('receiver_cpu')} | {cpu('simulator_cpu')} | {r['dropped']} |")
+
+    for i, r in enumerate(runs):
+        row(str(i + 1), r)
+    if len(runs) > 1:
+        med = {"rate": float(np.median([r["rate"] for r in runs])),
+               "e2e_us": list(np.median([r["e2e_us"] for r in runs], axis=0)),
+               "queue_us": list(np.median([r["queue_us"] for r in runs], axis=0)),
+               "dropped": int(sum(r["dropped"] for r in runs)), "breakdown": {}}
+        for k in ("receiver_cpu", "simulator_cpu", "receiver_cpu_share", "simulator_cpu_share"):
+            vals = [r["breakdown"][k] for r in runs]
+            med["breakdown"][k] = None if None in vals else float(np.median(vals))
+        row("median", med)
+    print("per feed (run 1): " + ", ".join(f"{k} {v:,.0f} ticks/s"
+                                           for k, v in r0["per_exchange"].items()))
+    print("connector-side event -> receive per message (run 1, p50/p99 us; Binance depth is "
+          "batched per 100 ms and Coinbase trades per 250 ms by protocol): " + ", ".join(
+              f"{k} {v['p50']:.0f}/{v['p99']:.0f}" for k, v in r0["wire_us"].items()))
+    b = timed["breakdown"]
+    print(f"\nwhere the time goes (one more run with stage clocks, {b['frames']:,} frames, "
+          f"{b['ticks_per_frame']:.1f} ticks/frame; us per delivered tick, stage times are wall "
+          "time inside them, so they include waiting for the GIL):")
+    print("| stage | us/tick |\n|---|---:|")
+    print(f"| connector: Normalizer.parse (JSON parse + normalize, Cython) "
+          f"| {b['parse_normalize']:.2f} |")
+    print(f"| connector: book sync, checksums, counters | {b['connector_other']:.2f} |")
+    print(f"| connector -> aggregator queue put | {b['queue_put']:.2f} |")
+    print(f"| aggregator worker (queue get, stats, state, dispatch incl. callbacks) "
+          f"| {b['worker']:.2f} |")
+    print(f"| of which benchmark callbacks | {b['callbacks']:.2f} |")
+    if b["receiver_cpu"] is not None:
+        print(f"| receiver process CPU, all threads (websocket reads included) "
+              f"| {b['receiver_cpu']:.2f} |")
+    if b["simulator_cpu"] is not None:
+        print(f"| simulator process CPU (model step, JSON, websocket send) "
+              f"| {b['simulator_cpu']:.2f} |")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    f = _simulator_frames()
+    if f:
+        for k, v in f.items():
+            print(f"parse+normalize {k}: {v:.2f} us/message")
 
 
 if __name__ == "__main__":

@@ -524,15 +524,18 @@ class MarketModel:
     # ----------------------------------------------------------------- internals
     _step_state = None  # (log USD prices, venue noise) as lists during a step
 
+    def _prices(self, vi):
+        """(log USD prices, venue ``vi``'s noise in bps): a step's lists while it runs."""
+        st = self._step_state
+        if st is None:
+            return self._log_usd, self._noise[vi]
+        return st[0], st[1][vi]
+
     def _venue_mid(self, v, s, vi=None, si=None):
         if vi is None:
             vi, si = self.venues.index(v), self.symbols.index(s)
         i, j = self._pairs[si]
-        st = self._step_state
-        if st is None:
-            log_usd, noise = self._log_usd, self._noise[vi]
-        else:
-            log_usd, noise = st[0], st[1][vi]
+        log_usd, noise = self._prices(vi)
         log_mid = log_usd[i] - log_usd[j]
         bps = noise[si] + self._shift_bps(v, s)
         return math.exp(log_mid) * (1.0 + bps * 1e-4)
@@ -544,11 +547,7 @@ class MarketModel:
         if vi is None:
             vi, si = self.venues.index(v), self.symbols.index(s)
         i, j = self._pairs[si]
-        st = self._step_state
-        if st is None:
-            log_usd, noise = self._log_usd, self._noise[vi]
-        else:
-            log_usd, noise = st[0], st[1][vi]
+        log_usd, noise = self._prices(vi)
         # mid, spread, grid and mean size as _venue_mid and the Python of old did them
         best_bid, best_ask, gap, mean_lots, bid_grid, ask_grid = quote(
             log_usd[i], log_usd[j], noise[si] + self._shift_bps(v, s), self.spread_bps[v], self.level_gap_bps,
