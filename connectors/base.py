@@ -433,7 +433,9 @@ class _BufferedWebSocket(websocket.WebSocket):
         through websocket-client, which reads the same buffer.
         """
         fb = self.frame_buffer
-        if fb.header is None and not fb.recv_buffer and self.cont_frame.recving_frames is None:
+        # (the fast path does not validate UTF-8: only for connections that skip it)
+        if fb.header is None and not fb.recv_buffer and self.cont_frame.recving_frames is None \
+                and fb.skip_utf8_validation:
             buf, pos = self._rbuf, self._rpos
             if pos >= len(buf):
                 buf = self._rbuf = super()._recv(self._CHUNK)  # may time out: nothing lost

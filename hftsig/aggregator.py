@@ -1161,7 +1161,6 @@ class Aggregator:
 
 _R_SRC, _R_BID, _R_BSZ, _R_ASK, _R_ASZ, _R_QTE, _R_QTR = 2, 3, 4, 5, 6, 7, 8
 _R_PX, _R_PXE, _R_PXR, _R_TPX, _R_TSZ, _R_TTR = 9, 10, 11, 12, 13, 14
-_FIELDS = TICK_DTYPE.names
 _STATUS_NAMES = {STATUS_CONNECTED: "connected", STATUS_DISCONNECTED: "disconnected",
                  STATUS_RESYNC: "resync", STATUS_STALE: "stale"}
 
