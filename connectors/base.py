@@ -33,7 +33,6 @@ is ``STATUS_CONNECTED``, ``STATUS_DISCONNECTED``, ``STATUS_RESYNC`` or
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import random
 import re
@@ -399,9 +398,6 @@ class BookFeed:
         return self.stats()["connected"] and symbol not in self._awaiting
 
 
-_perf_ns = time.perf_counter_ns
-_sched_yield = getattr(os, "sched_yield", None)
-_BURST_NS = 200_000  # a buffered burst this long hands the core over between frames
 
 
 class _BufferedWebSocket(websocket.WebSocket):
@@ -421,7 +417,6 @@ class _BufferedWebSocket(websocket.WebSocket):
         super().__init__(*args, **kwargs)
         self._rbuf = b""
         self._rpos = 0
-        self._read_ns = 0  # when this thread last read the socket (perf_counter_ns)
 
     def recv_data(self, control_frame=False):
         """``(opcode, payload)`` of the next message, as websocket-client's.
@@ -440,13 +435,6 @@ class _BufferedWebSocket(websocket.WebSocket):
             if pos >= len(buf):
                 buf = self._rbuf = super()._recv(self._CHUNK)  # may time out: nothing lost
                 pos = self._rpos = 0
-                self._read_ns = _perf_ns()
-            elif _sched_yield is not None and _perf_ns() - self._read_ns > _BURST_NS:
-                # A burst read at once holds the GIL from frame to frame; other
-                # connectors' frames and the aggregator wait behind it until the
-                # switch interval (5 ms) forces a switch.  Let them run now.
-                _sched_yield()
-                self._read_ns = _perf_ns()
             avail = len(buf) - pos
             if avail >= 2 and buf[pos] in (0x81, 0x82):  # FIN, no RSV, text/binary
                 b1 = buf[pos + 1]  # a server never masks: b1 < 128

@@ -3,10 +3,13 @@
 :class:`Aggregator` takes any objects keeping the connector contract
 (``exchange``, ``symbols``, ``on_tick``, ``start()``, ``stop(timeout)``,
 ``stats()``), points every connector's ``on_tick`` at one bounded queue of tick
-batches and runs one worker thread that drains it.  A connector hands over the
-array it passes to ``on_tick`` and must not write to it afterwards (views of a
-larger buffer are copied).  For each group of batches
-taken off the queue (a *chunk*, ticks in arrival order) the worker
+batches and drains it on one thread at a time: with ``overflow="block"`` the
+connector thread whose batch finds nobody draining drains the queue itself
+(no hand-over to another thread per message: the lowest latency); otherwise,
+and with ``overflow="drop_oldest"`` always, the worker thread does.  A
+connector hands over the array it passes to ``on_tick`` and must not write to
+it afterwards (views of a larger buffer are copied).  For each group of batches
+taken off the queue (a *chunk*, ticks in arrival order) the drainer
 
 1. updates state: an :class:`hftsig.book.OrderBook` per (exchange, symbol) from
    book records, the latest quote per (exchange, symbol) from ``KIND_QUOTE``
@@ -191,8 +194,18 @@ def _as_exchange(exchange):
     return exchange_code(exchange)
 
 
+_QUEUED = 1  # put(): the batch is queued
+_CLAIMED = 2  # put(): queued, and the caller now drains the queue (see Aggregator._drain)
+
+
 class _Queue:
     """Bounded queue of (source, batch) counting ticks, with per-source overflow counts.
+
+    One thread at a time *drains* it (holds the drain role, :attr:`busy`): the
+    worker, or with ``put(..., claim=True)`` the putting connector thread when
+    nobody else is draining.  The drainer takes batches until the queue is
+    empty and gives the role up under the same lock that puts append under, so
+    no batch is left behind.
 
     The worker sleeps on a C-level ``SimpleQueue`` token rather than a
     ``threading.Condition``: a Condition's wait and notify run in Python, a few
@@ -211,7 +224,7 @@ class _Queue:
         self._closed = False
         self._getter_waiting = False
         self._woken_ns = 0  # when a put woke the sleeping worker (perf_counter_ns); 0: it ran
-        self.taken = False  # the worker holds items it has not finished with
+        self.busy = False  # a thread holds the drain role (items taken, maybe not processed yet)
         self.dropped = [0] * n_sources  # ticks dropped, by the source that sent them
         self.dropped_batches = [0] * n_sources
         self.blocked = [0] * n_sources  # puts that had to wait for room
@@ -222,12 +235,14 @@ class _Queue:
     def __len__(self):
         return self._n
 
-    def put(self, source, batch):
+    def put(self, source, batch, claim=False):
+        """Queue ``batch``; 0 when closed, ``_QUEUED``, or ``_CLAIMED`` when ``claim``
+        was asked and nobody was draining: the caller must then drain (:meth:`take`)."""
         n = len(batch)
         with self._lock:
             if self._closed:
                 self.rejected[source] += n
-                return False
+                return 0
             if self._n + n > self.capacity and self._n > 0:
                 if self.drop_oldest:
                     while self._n + n > self.capacity and self._items:
@@ -251,11 +266,18 @@ class _Queue:
                         self._putters_waiting -= 1
                     if self._closed:
                         self.rejected[source] += n
-                        return False
+                        return 0
             self._items.append((source, batch))
             self._n += n
             if self._n > self.high_water:
                 self.high_water = self._n
+            if claim or self.busy:
+                # the caller drains, or the current drainer takes this batch
+                # before it gives the role up: no wake-up needed
+                if self.busy:
+                    return _QUEUED
+                self.busy = True
+                return _CLAIMED
             woke = self._getter_waiting
             self._getter_waiting = False
             now = _perf_ns()
@@ -271,10 +293,11 @@ class _Queue:
             # waiting thread only forces a switch after sys.getswitchinterval()
             # (5 ms).  Hand the core over now.
             _sched_yield()
-        return True
+        return _QUEUED
 
     def get_all(self, timeout):
-        """Take every queued batch (waiting up to ``timeout`` for the first)."""
+        """Worker: wait up to ``timeout`` for batches, claim the drain role and take
+        them all; ``([], None)`` when there are none or another thread drains."""
         with self._lock:
             wait = self._getter_waiting = not self._items
         if wait:  # a put from here on leaves a token: the get returns at once
@@ -284,18 +307,38 @@ class _Queue:
                 pass
         with self._lock:
             self._getter_waiting = False
-            if not self._items:
+            if not self._items or self.busy:
                 return [], None
-            self.taken = True  # before _n drops to 0: see Aggregator.flush
-            self._woken_ns = 0
-            items = list(self._items)
-            self._items.clear()
-            self._n = 0
-            dirty = None
-            if self.dirty_books:
-                dirty, self.dirty_books = self.dirty_books, {}
-            if self._putters_waiting:
-                self._not_full.notify_all()
+            self.busy = True  # before _n drops to 0: see Aggregator.flush
+            return self._take_locked()
+
+    def take(self):
+        """Drainer: take every queued batch, or give the drain role up when empty."""
+        with self._lock:
+            if not self._items:
+                self.busy = False
+                return [], None
+            return self._take_locked()
+
+    def release(self):
+        """Give the drain role up with batches maybe left: the worker takes them."""
+        with self._lock:
+            self.busy = False
+            wake = bool(self._items) and self._getter_waiting
+            self._getter_waiting = False
+        if wake:
+            self._wake.put(None)
+
+    def _take_locked(self):
+        self._woken_ns = 0
+        items = list(self._items)
+        self._items.clear()
+        self._n = 0
+        dirty = None
+        if self.dirty_books:
+            dirty, self.dirty_books = self.dirty_books, {}
+        if self._putters_waiting:
+            self._not_full.notify_all()
         return items, dirty
 
     def close(self):
@@ -636,6 +679,15 @@ class Aggregator:
 
     def _make_sink(self, index):
         put = self._queue.put
+        # overflow="block": the connector thread that finds nobody draining drains
+        # the queue itself (state, callbacks, iterators) instead of waking the
+        # worker.  Each hand-over between threads waits for the GIL and a core;
+        # the frame's own thread is already running.  Consumers still run one
+        # chunk at a time in arrival order; a slow one holds up connectors, as
+        # the full queue would.  drop_oldest keeps the connectors off the
+        # consumers: the worker alone drains.
+        claim = self.overflow == "block"
+        drain = self._drain_queue
 
         def on_tick(batch):
             try:
@@ -652,7 +704,8 @@ class Aggregator:
             if not batch.flags.owndata or not batch.flags.c_contiguous:
                 # the connector may reuse its buffer; the worker's C passes want it contiguous
                 batch = batch.copy()
-            put(index, batch)
+            if put(index, batch, claim) == _CLAIMED:
+                drain()
 
         return on_tick
 
@@ -675,8 +728,8 @@ class Aggregator:
         """Wait until the queue is empty and the worker idle; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            # in this order: get_all sets taken before the length drops to 0
-            if len(self._queue) == 0 and not self._queue.taken:
+            # in this order: a drainer is busy before the length drops to 0
+            if len(self._queue) == 0 and not self._queue.busy:
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -686,7 +739,11 @@ class Aggregator:
 
     # -- consumers -----------------------------------------------------------------------
     def on_tick(self, callback, *, kinds=None, symbols=None, exchanges=None):
-        """Call ``callback(ticks)`` on the worker thread for every chunk of ticks.
+        """Call ``callback(ticks)`` for every chunk of ticks.
+
+        Callbacks run on the draining thread (the worker, or with
+        ``overflow="block"`` a connector thread), one chunk at a time, never
+        two at once.
 
         ``ticks`` is a TICK_DTYPE array of consecutive ticks (whole messages, in
         arrival order) that pass the filters; the aggregator's state already
@@ -953,23 +1010,35 @@ class Aggregator:
     def _run(self):
         q = self._queue
         while True:
-            q.taken = False
             items, dirty = q.get_all(0.1)
             if not items:
-                if self._stopping:
+                if self._stopping and not q.busy:
                     break
                 self._tick_rates()
                 continue
-            t0 = time.perf_counter_ns()
-            try:
-                self._process(items, dirty)
-            except Exception:  # a bug here must not silently stop the stream
-                log.exception("aggregator worker failed on a chunk; continuing")
-            t1 = time.perf_counter_ns()
-            self._worker_busy_ns += t1 - t0
-            if t1 - self._rates_ns >= 250_000_000:
-                self._rates_ns = t1
-                self._tick_rates()
+            self._drain_queue(items, dirty)
+
+    def _drain_queue(self, items=None, dirty=None):
+        """Process batches until the queue is empty, holding the drain role."""
+        q = self._queue
+        try:
+            if items is None:
+                items, dirty = q.take()
+            while items:
+                t0 = time.perf_counter_ns()
+                try:
+                    self._process(items, dirty)
+                except Exception:  # a bug here must not silently stop the stream
+                    log.exception("aggregator failed on a chunk; continuing")
+                t1 = time.perf_counter_ns()
+                self._worker_busy_ns += t1 - t0
+                if t1 - self._rates_ns >= 250_000_000:
+                    self._rates_ns = t1
+                    self._tick_rates()
+                items, dirty = q.take()
+        except BaseException:
+            q.release()  # e.g. a KeyboardInterrupt in a callback: the worker goes on
+            raise
 
     def _tick_rates(self):
         now = time.monotonic()

@@ -323,17 +323,59 @@ def test_slow_consumer_drop_oldest_drops_and_counts():
 
 
 def test_slow_consumer_block_loses_nothing():
+    # Two feeds: while one connector thread runs the slow consumer (it drains
+    # the queue itself in block mode), the other fills the queue and waits.
     n = 1500
-    t = synthetic_quotes(n, seed=6)
-    agg = Aggregator([ReplayConnector(t)], queue_size=32, overflow="block", clock="data")
+    t1 = synthetic_quotes(n, seed=6)
+    t2 = synthetic_quotes(n, seed=7)
+    t2["seq"] += n
+    agg = Aggregator([ReplayConnector(t1), ReplayConnector(t2)], queue_size=32, overflow="block",
+                     clock="data")
     got, cb = _slow(0.001)
     agg.on_tick(cb)
     with agg:
         assert agg.wait_finished(timeout=60)
-    np.testing.assert_array_equal(np.concatenate(got), np.arange(n))
-    st = agg.stats()["replay"]
-    assert st["dropped"] == 0 and st["blocked"] > 0
+    seq = np.concatenate(got)
+    np.testing.assert_array_equal(seq[seq < n], np.arange(n))  # each feed in order, complete
+    np.testing.assert_array_equal(seq[seq >= n], np.arange(n, 2 * n))
+    st = agg.stats()
+    assert st["replay"]["dropped"] == 0 and st["replay#2"]["dropped"] == 0
+    assert st["replay"]["blocked"] + st["replay#2"]["blocked"] > 0
     assert agg.aggregator_stats()["queue_high_water"] <= 32
+
+
+def test_block_mode_consumers_run_one_chunk_at_a_time():
+    # In block mode connector threads drain the queue themselves when nobody
+    # else does: consumers must still never run concurrently, and every feed's
+    # ticks arrive complete and in order.
+    feeds = []
+    for i in range(4):
+        t = synthetic_quotes(3000, seed=20 + i)
+        t["seq"] += i * 10_000
+        feeds.append(t)
+    agg = Aggregator([ReplayConnector(t) for t in feeds], queue_size=256, overflow="block",
+                     clock="data")
+    inside, overlaps, got, threads = [0], [0], [], set()
+
+    def cb(a):
+        inside[0] += 1
+        if inside[0] > 1:
+            overlaps[0] += 1
+        threads.add(threading.current_thread().name)
+        got.append(a["seq"].copy())
+        time.sleep(0)  # let other threads try to get in
+        inside[0] -= 1
+
+    agg.on_tick(cb)
+    with agg:
+        assert agg.wait_finished(timeout=60)
+        assert agg.flush(timeout=5)
+    assert overlaps[0] == 0
+    seq = np.concatenate(got)
+    for i in range(4):
+        mine = seq[(seq >= i * 10_000) & (seq < (i + 1) * 10_000)]
+        np.testing.assert_array_equal(mine, np.arange(3000) + i * 10_000)
+    assert agg.aggregator_stats()["ticks"] == 12_000
 
 
 def test_slow_iterator_drop_oldest_counts_its_drops():

@@ -247,3 +247,41 @@ def test_big_batches_apply_the_same_with_the_gil_released():
         small.apply(t[k:k + 10])
     assert big.levels("bid").tolist() == small.levels("bid").tolist()
     assert big.levels("ask").tolist() == small.levels("ask").tolist()
+
+
+@pytest.mark.parametrize("pdec,qdec", [(0, 0), (1, 8), (2, 3), (5, 8), (8, 12)])
+def test_kraken_checksum_equals_the_printf_text_for_any_double(pdec, qdec):
+    # The checksum writes the digits of round(v * 10**decimals); it must equal
+    # the C-printf text ("%.*f", correctly rounded, ties to even) for exchange
+    # values, for doubles with more decimals than the precision, for rounding
+    # ties (0.125 at 2 decimals) and for values past exact doubles.
+    rng = random.Random(pdec * 100 + qdec)
+    for trial in range(200):
+        bids, asks = [], []
+        mid = 10 ** rng.uniform(-3, 6)
+        for i in range(10):
+            for side, sign in ((bids, -1), (asks, 1)):
+                px = mid * (1 + sign * 1e-4 * (i + 1))
+                qty = 10 ** rng.uniform(-4, 4)
+                kind = rng.random()
+                if kind < 0.4:  # exchange-like: exactly pdec/qdec decimals
+                    px, qty = round(px, pdec), round(qty, qdec)
+                elif kind < 0.5:  # exact binary ties: k + 1/2 units of the last place
+                    px = (math.floor(px * 10**pdec) + 0.5) / 10**pdec
+                    qty = (math.floor(qty * 2**4) + 0.5) / 2**4
+                elif kind < 0.55:  # beyond 2**53 units of the last place
+                    px = 1e16 / 10**pdec * (1 + rng.random())
+                if px <= 0 or qty <= 0:
+                    continue
+                side.append((px, qty))
+        bids = sorted(set(bids), reverse=True)
+        asks = sorted(set(asks))
+        bids = list({p: (p, q) for p, q in bids}.values())
+        asks = list({p: (p, q) for p, q in asks}.values())
+        book = OrderBook("kraken", "BTC-USD", depth=10)
+        book.apply(normalize("kraken", _kraken_msg("snapshot", bids, asks), 0))
+        b, a = book.levels("bid", 10), book.levels("ask", 10)
+        want = kraken_reference_checksum(
+            [(f"{p:.{pdec}f}", f"{q:.{qdec}f}") for p, q in a],
+            [(f"{p:.{pdec}f}", f"{q:.{qdec}f}") for p, q in b])
+        assert book.kraken_checksum(pdec, qdec) == want, trial

@@ -332,3 +332,39 @@ def test_quote_kernel_equals_the_python_arithmetic():
             _py_quote(log_base, log_quote, bps, spread, gap_bps, tick, lot)
 
     check()
+
+
+def test_a_step_built_in_slices_is_the_same_market():
+    # begin_step + build_units in any split and order == step(): the simulator
+    # builds each staggered slice when it goes out.
+    whole = MarketModel(SYMS, seed=9, rate=50, size_churn=0.5)
+    sliced = MarketModel(SYMS, seed=9, rate=50, size_churn=0.5)
+    for i in range(40):
+        expected = whole.step(123)
+        units = sliced.begin_step()
+        assert units == list(range(len(sliced.venues) * len(SYMS)))
+        assert sliced.open_units() == units
+        got = []
+        for part in (units[i % 3::3] for i in (2, 0, 1)):
+            got += sliced.build_units(part[::-1], 123)
+        assert sliced.open_units() == []
+        assert sorted(_summary(got)) == sorted(_summary(expected))
+    for v in whole.venues:
+        for s in SYMS:
+            assert whole.book(v, s) == sliced.book(v, s)
+    assert whole.nbbo("ETH-BTC") == sliced.nbbo("ETH-BTC")
+
+
+def test_an_open_step_must_be_built_before_the_next():
+    m = MarketModel(SYMS, seed=1, rate=50)
+    units = m.begin_step()
+    m.build_units(units[:5])
+    with pytest.raises(RuntimeError, match="not built yet"):
+        m.begin_step()
+    with pytest.raises(RuntimeError, match="not built yet"):
+        m.step()
+    with pytest.raises(ValueError, match="not open"):
+        m.build_units(units[:1])  # built already
+    m.build_units(units[5:])
+    assert m.open_units() == []
+    m.step()

@@ -9,7 +9,7 @@ from libc.stdint cimport int64_t, uint32_t, uint8_t, int8_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memmove, memcmp, memcpy
 from libc.stdio cimport snprintf
-from libc.math cimport isnan, isfinite, NAN
+from libc.math cimport isnan, isfinite, fabs, NAN
 cimport numpy as cnp
 import numpy as np
 
@@ -279,6 +279,12 @@ cdef class BookCore:
         return crc
 
 
+cdef double _POW10[19]
+_POW10[0] = 1.0
+for _i in range(1, 19):
+    _POW10[_i] = _POW10[_i - 1] * 10.0  # exact: every 10**k up to 10**22 is a double
+
+
 cdef uint32_t _kraken_crc(double* apx, double* asz, Py_ssize_t an, double* bpx, double* bsz,
                           Py_ssize_t bn, int pdec, int qdec) noexcept nogil:
     cdef char buf[80]
@@ -288,7 +294,8 @@ cdef uint32_t _kraken_crc(double* apx, double* asz, Py_ssize_t an, double* bpx, 
     cdef Py_ssize_t i, n
     cdef double* px
     cdef double* sz
-    cdef double v
+    cdef double v, scaled
+    cdef int64_t r
     for side in range(2):
         px = apx if side == 0 else bpx
         sz = asz if side == 0 else bsz
@@ -298,8 +305,26 @@ cdef uint32_t _kraken_crc(double* apx, double* asz, Py_ssize_t an, double* bpx, 
         for i in range(n):
             for k in range(2):
                 v = px[i] if k == 0 else sz[i]
-                # the exchange's own decimal text: v rounded to the pair's
-                # precision (repr/Decimal of the float would be wrong)
+                # The exchange's own decimal text is v rounded to the pair's
+                # precision (repr/Decimal of the float would be wrong); with
+                # the point and leading zeros gone it is the digits of the
+                # integer round(v * 10**decimals).  Exchange values have at
+                # most that many decimals, so the product sits within a few
+                # ulps of an integer; anything near a rounding tie, negative
+                # or too large for exact doubles takes the printf path.
+                scaled = v * _POW10[pdec if k == 0 else qdec]
+                if scaled >= 0.0 and scaled < 4.5e15:
+                    r = <int64_t>(scaled + 0.5)
+                    if fabs(scaled - <double>r) < 0.499:
+                        j = 0
+                        while r > 0:
+                            buf[j] = 48 + <char>(r % 10)
+                            r //= 10
+                            j += 1
+                        for idx in range(j):
+                            clean[idx] = buf[j - 1 - idx]
+                        crc = _crc(crc, clean, j)
+                        continue
                 m = snprintf(buf, 80, "%.*f", pdec if k == 0 else qdec, v)
                 if m >= 80:
                     m = 79  # only absurd values (> 1e60) get here

@@ -46,6 +46,9 @@ FAULTS = {
 }
 
 
+_TIMER_SLACK_S = 0.0015  # below this the driver polls instead of sleeping (see _drive)
+
+
 class _RestServer:
     """A ThreadingHTTPServer in front of one exchange's REST handler, with faults."""
 
@@ -161,9 +164,14 @@ class SimulatedExchanges:
         Release each model step's events in this many slices spread over the
         step interval (1: all at once).  Real venues do not publish every book
         in one burst; a burst of every book of a step makes a client's latency
-        the time to process the whole burst.  Each event is stamped
-        (``ts_ns``, the frames' event time) when it is released.  A simulator
-        running behind its rate releases at once.
+        the time to process the whole burst.  Each slice requotes its own books
+        when it goes out (:meth:`MarketModel.begin_step` /
+        :meth:`~MarketModel.build_units`; same market as unstaggered) and its
+        events are stamped (``ts_ns``, the frames' event time) then.  A
+        simulator running behind its rate releases at once.  The event loop's
+        timers only wake on whole milliseconds, so the driver polls (keeps
+        the loop turning) for the last 1.5 ms before each slice: staggering
+        costs CPU.
     **model_kwargs
         Passed to :class:`~hftsig.simulator.market.MarketModel` (``trade_rate``,
         ``volatility_bps``, ``spread_bps``, ``noise_bps``, ...).
@@ -207,7 +215,7 @@ class SimulatedExchanges:
         if stagger < 1:
             raise ValueError(f"stagger must be >= 1, got {stagger}")
         self.stagger = stagger
-        self._pending = collections.deque()  # (release time, events) of the current step
+        self._pending = collections.deque()  # (release time, book units) of the open step
         self.exchanges = exchanges
         venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
         self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
@@ -309,7 +317,7 @@ class SimulatedExchanges:
                 await asyncio.sleep(0.01)
                 continue
             while pending and pending[0][0] <= now:
-                self._release(pending.popleft()[1])
+                self._release_units(pending.popleft()[1])
             due = steps0 + int((now - start) * m.rate)
             # Catch up at most a few steps at once so a loaded machine slows the
             # model instead of flooding the clients.
@@ -317,35 +325,48 @@ class SimulatedExchanges:
             if n > 0:
                 self._release_pending()  # a step's events go out before the next step's
             for _ in range(n):
-                events = m.step(time.time_ns())
-                if self.stagger > 1 and n == 1 and len(events) > 1:
-                    # keeping up: spread this step's events over its interval
-                    k = min(self.stagger, len(events))
+                if self.stagger > 1 and n == 1:
+                    # keeping up: spread this step over its interval, each slice
+                    # requoting its own books when it goes out (one step's
+                    # requotes at once would stall the loop for a millisecond)
+                    units = m.begin_step()
+                    k = min(self.stagger, len(units))
                     t_step = start + (m.steps - steps0) / m.rate
                     for i in range(k):
-                        pending.append((t_step + i / (k * m.rate), events[i::k]))
-                    self._release(pending.popleft()[1])
+                        pending.append((t_step + i / (k * m.rate), units[i::k]))
+                    self._release_units(pending.popleft()[1])
                 else:
-                    self._release(events, restamp=False)
+                    self._release(m.step(time.time_ns()))
             for s in servers:
                 s.tick(now)
             next_step = start + (m.steps - steps0 + 1) / m.rate
             if pending:
                 next_step = min(next_step, pending[0][0])
-            await asyncio.sleep(max(0.0, min(next_step - time.monotonic(), 0.02)))
+            wait = min(next_step - time.monotonic(), 0.02)
+            if pending and wait < _TIMER_SLACK_S:
+                # The loop's timers wake on whole milliseconds (epoll): a sleep
+                # for a slice due in 0.7 ms returns after 1 ms, and slices went
+                # out two at a time.  Keep the loop turning (senders run) until
+                # the slice is due.
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(max(0.0, wait - (_TIMER_SLACK_S if pending else 0.0)))
         self._release_pending()
 
-    def _release(self, events, restamp=True):
-        """Hand events to every server (on the loop); stamp them now if asked."""
-        if restamp:
-            now_ns = time.time_ns()
-            events = [ev._replace(ts_ns=now_ns) for ev in events]
+    def _release(self, events):
+        """Hand events to every server (on the loop)."""
         for s in self.servers.values():
             s.on_events(events)
 
+    def _release_units(self, units):
+        """Build a slice of the open step (stamped now) and hand it out."""
+        events = self.model.build_units(units, time.time_ns())
+        if events:
+            self._release(events)
+
     def _release_pending(self):
         while self._pending:
-            self._release(self._pending.popleft()[1])
+            self._release_units(self._pending.popleft()[1])
 
     def stop(self, timeout=1.0):
         """Close every connection and port; returns within about ``timeout`` seconds."""

@@ -477,12 +477,31 @@ class MarketModel:
         list of :class:`BookUpdate` and :class:`Trade`
         """
         with self.lock:
+            return self.build_units(self.begin_step(), now_ns)
+
+    def begin_step(self):
+        """Advance the clock and draw a step's randomness; return its book units.
+
+        A step in two halves, for a simulator that releases a step's events in
+        slices: this half moves the prices (cheap), :meth:`build_units` requotes
+        the books of the given units and makes their trades (the costly part),
+        so each slice pays only for its own books.  ``step()`` is
+        ``build_units(begin_step())``; any split of the units, built in any
+        order before the next ``begin_step``, gives the same market.
+
+        Returns
+        -------
+        list of int
+            One unit per (venue, symbol) book, in book order.
+        """
+        with self.lock:
+            if self._open_units:
+                raise RuntimeError(f"{len(self._open_units)} book units of step {self.steps} "
+                                   "are not built yet (build_units)")
             rng = self._rng
             dt = self.dt
             self.steps += 1
             self.t = self.steps * dt
-            if now_ns is None:
-                now_ns = self.t0_ns + int(self.t * 1e9)
             n_assets = len(self.assets)
             z_common = rng.standard_normal()
             z = rng.standard_normal(n_assets)
@@ -495,23 +514,57 @@ class MarketModel:
             # Venue noise: bounded AR(1) in bps.
             nz = rng.standard_normal(self._noise.shape)
             self._noise = np.clip(0.9 * self._noise + 0.3 * self.noise_bps * nz, -self.noise_bps, self.noise_bps)
-            size_u = rng.random((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
-            size_z = rng.standard_normal((len(self.venues), len(self.symbols), 2 * self.depth)).tolist()
-            n_trades = rng.poisson(self.trade_rate * dt, (len(self.venues), len(self.symbols))).tolist()
+            n_v, n_s = len(self.venues), len(self.symbols)
+            size_u = rng.random((n_v, n_s, 2 * self.depth)).tolist()
+            size_z = rng.standard_normal((n_v, n_s, 2 * self.depth)).tolist()
+            n_trades = rng.poisson(self.trade_rate * dt, (n_v, n_s)).ravel().tolist()
+            # Two uniforms per trade (side, size), drawn now in book order: the
+            # same stream as drawing them trade by trade, whatever order the
+            # units are built in later.
+            trade_u = rng.random(2 * sum(n_trades)).tolist()
+            draws, k = [], 0
+            for u in range(n_v * n_s):
+                vi, si = divmod(u, n_s)
+                n = n_trades[u]
+                draws.append((size_u[vi][si], size_z[vi][si], trade_u[k:k + 2 * n]))
+                k += 2 * n
+            self._draws = draws
             # Python floats of the same doubles: the arithmetic below is unchanged, only cheaper.
             self._step_state = (self._log_usd.tolist(), self._noise.tolist())
+            self._open_units = set(range(n_v * n_s))
+            return list(range(n_v * n_s))
+
+    def build_units(self, units, now_ns=None):
+        """Requote the books of ``units`` (from :meth:`begin_step`) and make their
+        trades; return their events, stamped ``now_ns`` (default ``t0_ns + t``)."""
+        with self.lock:
+            if now_ns is None:
+                now_ns = self.t0_ns + int(self.t * 1e9)
+            open_units = self._open_units
+            n_s = len(self.symbols)
             events = []
-            for vi, v in enumerate(self.venues):
-                for si, s in enumerate(self.symbols):
-                    ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u[vi][si], size_z=size_z[vi][si])
-                    if ev is not None:
-                        events.append(ev)
-                        self.n_book_updates += 1
-                    for _ in range(n_trades[vi][si]):
-                        events.append(self._trade(v, s, now_ns))
-                        self.n_trades += 1
-            self._step_state = None
+            for u in units:
+                if u not in open_units:
+                    raise ValueError(f"book unit {u!r} is not open in step {self.steps}")
+                open_units.discard(u)
+                vi, si = divmod(u, n_s)
+                v, s = self.venues[vi], self.symbols[si]
+                size_u, size_z, trade_u = self._draws[u]
+                ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u, size_z=size_z)
+                if ev is not None:
+                    events.append(ev)
+                    self.n_book_updates += 1
+                for k in range(0, len(trade_u), 2):
+                    events.append(self._trade(v, s, now_ns, trade_u[k], trade_u[k + 1]))
+                    self.n_trades += 1
+            if not open_units:
+                self._step_state = self._draws = None
             return events
+
+    def open_units(self):
+        """Book units of the current step not built yet (empty between steps)."""
+        with self.lock:
+            return sorted(self._open_units)
 
     def advance(self, seconds, now_ns=None):
         """Step until ``seconds`` more of model time have passed; return all events."""
@@ -522,7 +575,9 @@ class MarketModel:
         return events
 
     # ----------------------------------------------------------------- internals
-    _step_state = None  # (log USD prices, venue noise) as lists during a step
+    _step_state = None  # (log USD prices, venue noise) as lists while a step is open
+    _draws = None  # per book unit: (size uniforms, size normals, trade uniforms) of the open step
+    _open_units = frozenset()  # book units of the open step not built yet
 
     def _prices(self, vi):
         """(log USD prices, venue ``vi``'s noise in bps): a step's lists while it runs."""
@@ -596,13 +651,12 @@ class MarketModel:
 
     _force_full = False  # tests set it to compare the fast requote with the full one
 
-    def _trade(self, v, s, now_ns):
+    def _trade(self, v, s, now_ns, u_side, u_size):
         spec = self.specs[v, s]
         b = self._books[v, s]
-        rng = self._rng
-        side = 1 if rng.random() < 0.5 else -1
+        side = 1 if u_side < 0.5 else -1
         p, top_q = next(iter((b.asks if side == 1 else b.bids).items()))
-        q = max(1, int(top_q * rng.random() * 0.5))
+        q = max(1, int(top_q * u_size * 0.5))
         b.trade_id += 1
         st = b.stats
         px = p * spec.tick
