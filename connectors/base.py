@@ -69,6 +69,13 @@ __all__ = [
 
 logger = logging.getLogger("connectors")
 
+_get_ident = threading.get_ident
+# Frames read together are handed to on_tick as one array (one queue put and
+# one pass of the consumers for the burst instead of one per frame), up to this
+# many ticks or arrays: bounds the wait of a burst's first frame.
+_HOLD_MAX_TICKS = 1000
+_HOLD_MAX_ARRAYS = 8
+
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 
 
@@ -216,6 +223,9 @@ class Connector:
         self._connected = False
         self._last_latency_ns = 0
         self._latency_src = None  # last tick batch with exchange event times
+        self._held = None  # arrays held back while a burst of frames is worked through
+        self._held_n = 0
+        self._held_by = None  # the thread whose emits are held
         self._logged = set()
 
     # -- public contract -------------------------------------------------
@@ -324,12 +334,41 @@ class Connector:
                    exc_info=exc_info if first else False)
 
     def _emit(self, ticks):
-        """Hand one tick array to ``on_tick``; a failing callback is counted, not fatal."""
+        """Hand one tick array to ``on_tick``; a failing callback is counted, not fatal.
+
+        While the connection thread works through frames that arrived together
+        (see :meth:`WebSocketConnector._run_connection`) the arrays are held and
+        handed over as one, in order, once the read buffer is empty.
+        """
         n = len(ticks)
         if n == 0:
             return
         d = self._stats
         d["ticks"] = d.get("ticks", 0) + n
+        held = self._held
+        if held is not None and _get_ident() == self._held_by:
+            held.append(ticks)
+            self._held_n += n
+            if self._held_n < _HOLD_MAX_TICKS and len(held) < _HOLD_MAX_ARRAYS:
+                return
+            ticks = self._take_held()
+        self._deliver(ticks)
+
+    def _take_held(self):
+        held = self._held
+        self._held = []
+        self._held_n = 0
+        if len(held) == 1:
+            return held[0]
+        # raw bytes: np.concatenate goes field by field (tens of us per array)
+        return np.frombuffer(b"".join([a.tobytes() for a in held]), dtype=held[0].dtype)
+
+    def _release_held(self):
+        """Hand over the arrays held since the last buffer-empty point."""
+        if self._held:
+            self._deliver(self._take_held())
+
+    def _deliver(self, ticks):
         cb = self.on_tick
         if cb is None:
             return
@@ -451,6 +490,10 @@ class _BufferedWebSocket(websocket.WebSocket):
                     self._rpos = end
                     return buf[pos] & 0x0F, buf[pos + hdr:end]
         return super().recv_data(control_frame)
+
+    def buffered(self):
+        """True when bytes read from the socket are waiting to be parsed."""
+        return self._rpos < len(self._rbuf) or bool(self.frame_buffer.recv_buffer)
 
     def _recv(self, bufsize):
         buf, pos = self._rbuf, self._rpos
@@ -651,6 +694,12 @@ class WebSocketConnector(Connector):
                 ws.send(msg)
             self._set_connected(True)
             self._emit_status(STATUS_CONNECTED)
+            # Frames that arrived together are worked through before their ticks
+            # are handed over, as one array: each hand-over costs the consumers a
+            # pass; a burst pays it once (_emit).  Nothing is held across a read
+            # that could wait.
+            self._held_by = _get_ident()
+            self._held = []
             while not self._stop.is_set():
                 if self._reconnect_reason is not None:
                     self._log_once(("reconnect", self._reconnect_reason),
@@ -674,6 +723,8 @@ class WebSocketConnector(Connector):
                     if msg is not None:
                         ws.send(msg)
                         last_sent = now
+                if self._held and not ws.buffered():
+                    self._release_held()
                 try:
                     opcode, data = ws.recv_data(control_frame=True)
                 except websocket.WebSocketTimeoutException:
@@ -709,6 +760,10 @@ class WebSocketConnector(Connector):
             if not self._stop.is_set():
                 self._log_once(("dropped", type(exc)), "connection dropped: %r", exc)
         finally:
+            try:
+                self._release_held()
+            finally:
+                self._held = None
             self._close_ws(ws)
             was = self.stats()["connected"]
             self._set_connected(False)
@@ -1025,12 +1080,3 @@ class SnapshotWorker:
             except Exception as exc:  # handed to the websocket thread, which counts it
                 result = exc
             self._results.put((key, gen, result))
-
-
-def concat_ticks(parts):
-    """Concatenate tick arrays (tiny helper kept here so connectors share one path)."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return empty_ticks(0)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-

@@ -100,6 +100,7 @@ log = logging.getLogger(__name__)
 
 _OVERFLOW_MODES = ("block", "drop_oldest")
 _SimpleQueue = queue.SimpleQueue
+_frombuffer = np.frombuffer
 _sched_yield = getattr(os, "sched_yield", None)
 _perf_ns = time.perf_counter_ns
 _HANDOFF_NS = 200_000  # a woken worker kept off the GIL this long gets the core
@@ -702,8 +703,14 @@ class Aggregator:
             if not batch.size:
                 return
             if not batch.flags.owndata or not batch.flags.c_contiguous:
-                # the connector may reuse its buffer; the worker's C passes want it contiguous
-                batch = batch.copy()
+                # the connector may reuse its buffer; the worker's C passes want it
+                # contiguous.  Copied as raw bytes: a structured copy goes field by
+                # field (~6 us for a frame's records, against 0.5 us); consumers get
+                # read-only arrays anyway.
+                if batch.flags.c_contiguous:
+                    batch = _frombuffer(batch.tobytes(), TICK_DTYPE)
+                else:
+                    batch = batch.copy()
             if put(index, batch, claim) == _CLAIMED:
                 drain()
 

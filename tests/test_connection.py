@@ -16,6 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 from websockets.sync.server import serve
 
@@ -632,3 +633,50 @@ def test_buffered_reader_keeps_every_frame_shape_in_order():
     assert seqs == list(range(state["sent"]))
     st = c.stats()
     assert st["malformed"] == 0 and st["reconnects"] == 0
+
+
+class SlowFirstToy(ToyConnector):
+    """Takes 0.3 s over its first frame, so that the frames behind it pile up in the socket."""
+
+    def _on_message(self, raw, ts_recv):
+        if not getattr(self, "_slept", False):
+            self._slept = True
+            time.sleep(0.3)
+        super()._on_message(raw, ts_recv)
+
+
+def test_frames_read_together_are_handed_over_together_and_a_lone_frame_at_once():
+    """A burst already in the socket reaches on_tick in few arrays (at most 8 frames
+    each), complete and in order; a frame arriving alone is not held back."""
+    def handler(conn, state):
+        _recv_subscribe(conn, state)
+        for k in range(201):  # frame 0 keeps the client busy while 1..200 queue up
+            conn.send(json.dumps({"seq": k, "px": 100.0 + k}))
+        time.sleep(0.5)
+        state["lone_sent"] = time.monotonic()
+        conn.send(json.dumps({"seq": 201, "px": 1.0}))
+        state["stop"].wait(5)
+
+    got = Collector()
+    arrived = {}
+
+    def sink(ticks):
+        got(ticks)
+        if 201 in ticks["seq"]:
+            arrived["lone"] = (time.monotonic(), len(ticks))
+
+    with ws_server(handler) as (url, state):
+        c = SlowFirstToy(["BTC-USD"], ws_url=url, on_tick=sink, backoff=Backoff(**FAST))
+        c.start()
+        try:
+            assert wait_for(lambda: "lone" in arrived, 10)
+        finally:
+            c.stop()
+    data = [b[b["kind"] == KIND_PRICE] for b in got.batches]
+    data = [b for b in data if len(b)]
+    assert np.concatenate(data)["seq"].tolist() == list(range(202))
+    burst = [b for b in data if b["seq"][-1] <= 200]
+    assert max(len(b) for b in burst) <= 8  # bounded: the first frame of a burst waits little
+    assert len(burst) <= 201 // 8 + 10  # most of the burst went in full arrays
+    t_lone, n_lone = arrived["lone"]
+    assert n_lone == 1 and t_lone - state["lone_sent"] < 0.2
