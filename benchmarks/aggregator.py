@@ -155,13 +155,14 @@ class _LatencySink:
         return list(np.percentile(lat, [50, 99, 99.9]) / 1e3)
 
 
-def bench_core(n_per_exchange=60_000, repeats=3, rate=None):
+def bench_core(n_per_exchange=60_000, repeats=3, rate=None, dispatch="connector"):
     rows = []
     for r in range(repeats):
         feeders = [_Feeder(ex, n_per_exchange, seed=i + 10 * r,
                            rate=None if rate is None else rate / len(EXCHANGES))
                    for i, ex in enumerate(EXCHANGES)]
-        agg = Aggregator(feeders, queue_size=100_000, overflow="block", drain_size=0)
+        agg = Aggregator(feeders, queue_size=100_000, overflow="block", dispatch=dispatch,
+                         drain_size=0)
         sink = _LatencySink("ts_recv")
         agg.on_tick(sink)
         t0 = time.perf_counter()
@@ -222,16 +223,21 @@ class _Timed:
     """Per-connector clocks around the receive path, installed on one connector.
 
     ``_on_message`` (everything after the websocket frame is read: parse,
-    normalize, book sync, checksums, hand-off to the aggregator queue) and,
-    inside it, ``Normalizer.parse`` and the ``on_tick`` hand-off (the
-    aggregator's queue put) are timed with ``perf_counter_ns``; the rest of the
-    connector thread's time is the websocket-client read and waiting.  Costs two
-    clock reads per call (~0.1 us), small against the frame costs measured.
+    normalize, book sync, checksums), ``Normalizer.parse`` and the ``on_tick``
+    hand-off (the aggregator's queue put, and the drain when it runs on this
+    thread) are timed with ``perf_counter_ns``.  A connector holds the arrays of
+    frames read together and hands them over after the last of them, outside
+    ``_on_message``: hand-offs inside it are subtracted from it, the others
+    are not in it.  The rest of the connector thread's time is the
+    websocket-client read and waiting.  Costs two clock reads per call
+    (~0.1 us), small against the frame costs measured.
     """
 
     def __init__(self, conn):
         self.conn = conn
         self.frames = self.on_message_ns = self.parse_ns = self.put_ns = self.drain_ns = 0
+        self.nested_ns = 0  # put + drain time spent inside _on_message (the rest: held emits)
+        self._inside = False
         self._norm = None
         inner = conn._on_message
         pc = time.perf_counter_ns
@@ -256,9 +262,11 @@ class _Timed:
             if norm is not None and not isinstance(norm, _Norm):
                 conn._normalizer = _Norm(norm)  # connectors make a new one per connection
             t0 = pc()
+            timed._inside = True
             try:
                 return inner(raw, ts_recv)
             finally:
+                timed._inside = False
                 timed.on_message_ns += pc() - t0
                 timed.frames += 1
 
@@ -281,8 +289,11 @@ class _Timed:
                 return sink(ticks)
             finally:
                 inline = agg._worker_busy_ns - b0
-                self.put_ns += pc() - t0 - inline
+                dt = pc() - t0
+                self.put_ns += dt - inline
                 self.drain_ns += inline
+                if self._inside:
+                    self.nested_ns += dt
 
         self.conn.on_tick = put
 
@@ -346,7 +357,7 @@ def _pinning(pin):
 
 
 def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=0.05, stagger=1,
-                   pin=True, stage_timing=True):
+                   pin=True, stage_timing=True, dispatch="connector"):
     """Simulators -> connectors -> aggregator -> callback."""
 
     syms = list(SYMBOLS)
@@ -356,14 +367,14 @@ def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=
         os.sched_setaffinity(0, pins[1])  # threads started from here on inherit it
     try:
         return _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, syms,
-                               stage_timing)
+                               stage_timing, dispatch)
     finally:
         if pins:
             os.sched_setaffinity(0, before)
 
 
 def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, syms,
-                    stage_timing):
+                    stage_timing, dispatch):
     import connectors  # noqa: F401
 
     from hftsig.cli import make_connectors
@@ -381,7 +392,8 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
         # stage clocks cost the receiver a few percent: the headline run goes without
         timers = {c.exchange: _Timed(c) for c in conns
                   if stage_timing and hasattr(c, "_on_message")}
-        agg = Aggregator(conns, queue_size=100_000, overflow="block", drain_size=0)
+        agg = Aggregator(conns, queue_size=100_000, overflow="block", dispatch=dispatch,
+                         drain_size=0)
         sink_event = _LatencySink("ts_event")
         sink_recv = _LatencySink("ts_recv")
         agg.on_tick(sink_event, kinds=["quote", "book_delta"],
@@ -396,7 +408,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             sink_event.chunks.clear()
             sink_recv.busy_ns = sink_recv.n = 0
             a0 = agg.aggregator_stats()
-            tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.drain_ns)
+            tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.drain_ns, t.nested_ns)
                    for k, t in timers.items()}
             sim_pid = simulator.proc.pid if separate_process else None
             cpu0 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
@@ -406,7 +418,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             cpu1 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
             st = agg.stats()
             a = agg.aggregator_stats()
-            tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.drain_ns)
+            tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.drain_ns, t.nested_ns)
                    for k, t in timers.items()}
         per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
     total = sum(per.values()) * elapsed
@@ -416,7 +428,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
     breakdown = {
         "frames": frames, "ticks_per_frame": total / max(frames, 1),
         "parse_normalize": us(2), "queue_put": us(3),
-        "connector_other": us(1) - us(2) - us(3) - us(4),  # book sync, checksums, counters
+        "connector_other": us(1) - us(2) - us(5),  # book sync, checksums, counters
         "worker": (a["worker_busy_s"] - a0["worker_busy_s"]) * 1e6 / max(ticks, 1),
         "callbacks": (sink_recv.busy_ns + sink_event.busy_ns) / 1e3 / max(ticks, 1),
         "receiver_cpu": None if cpu0[0] is None else (cpu1[0] - cpu0[0]) * 1e6 / max(total, 1),
@@ -439,6 +451,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.aggregator", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=("core", "loopback", "both"), default="both")
+    p.add_argument("--dispatch", choices=("connector", "worker", "both"), default="both",
+                   help="Aggregator(dispatch=...): who drains the queue.  both: core rows for "
+                        "each; loopback runs 'connector' (--repeats runs) plus one 'worker' run")
     p.add_argument("--ticks", type=int, default=60_000, help="core: messages per exchange")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement (medians)")
     p.add_argument("--core-rates", type=lambda t: [float(x) for x in t.split(",") if x],
@@ -479,14 +494,15 @@ def main(argv=None):
     if args.mode in ("core", "both"):
         print("\n## core: 4 feeder threads -> queue -> state -> callback (block, nothing lost)")
         print("one-record quote messages; latency = callback time - ts_recv stamped at send")
-        print("| offered ticks/s | achieved ticks/s | p50 us | p99 us | p99.9 us "
-              "| worker us/tick | callback us/tick | ticks/chunk |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for rate in (None, *args.core_rates):
-            rows = bench_core(args.ticks, args.repeats, rate)
+        print("| dispatch | offered ticks/s | achieved ticks/s | p50 us | p99 us | p99.9 us "
+              "| drain us/tick | callback us/tick | ticks/chunk |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for dispatch, rate in [(d, r) for d in _dispatches(args) for r in (None, *args.core_rates)]:
+            rows = bench_core(args.ticks, args.repeats, rate, dispatch)
             med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
             offered = "max" if rate is None else f"{rate:,.0f}"
-            print(f"| {offered} | {med['rate']:,.0f} | {med['p50_us']:.1f} | {med['p99_us']:.1f} "
+            print(f"| {dispatch} | {offered} | {med['rate']:,.0f} | {med['p50_us']:.1f} "
+                  f"| {med['p99_us']:.1f} "
                   f"| {med['p999_us']:.1f} | {med['worker_us_per_tick']:.2f} | "
                   f"{med['callback_us_per_tick']:.2f} | {med['ticks_per_chunk']:.1f} |",
                   flush=True)
@@ -495,16 +511,26 @@ def main(argv=None):
     return 0
 
 
+def _dispatches(args):
+    return ("connector", "worker") if args.dispatch == "both" else (args.dispatch,)
+
+
 def _print_loopback(args):
     runs = []
+    head = _dispatches(args)[0]
     try:
         for _ in range(args.repeats):
             runs.append(bench_loopback(args.seconds, args.rate, not args.same_process,
                                        args.size_churn, args.stagger, pin=not args.no_pin,
-                                       stage_timing=False))
+                                       stage_timing=False, dispatch=head))
+        other = None
+        if args.dispatch == "both":
+            other = bench_loopback(args.seconds, args.rate, not args.same_process,
+                                   args.size_churn, args.stagger, pin=not args.no_pin,
+                                   stage_timing=False, dispatch="worker")
         timed = bench_loopback(min(args.seconds, 8.0), args.rate, not args.same_process,
                                args.size_churn, args.stagger, pin=not args.no_pin,
-                               stage_timing=True)
+                               stage_timing=True, dispatch=head)
     except ImportError as exc:
         print(f"\n## loopback: not run ({exc})")
         return
@@ -515,7 +541,8 @@ def _print_loopback(args):
     print("CPU pinning: " + ("none" if r0["pinned"] is None else
                              f"simulator on CPU {r0['pinned'][0]}, receiver on CPU "
                              f"{r0['pinned'][1]}"))
-    print(f"{len(runs)} runs of {args.seconds:g} s without stage clocks; latency in us")
+    print(f"{len(runs)} runs of {args.seconds:g} s with dispatch={head!r} without stage clocks"
+          + (", then one with dispatch='worker'" if other is not None else "") + "; latency in us")
     print("| run | ticks/s | send -> callback p50 | p99 | p99.9 | receive -> callback p50 | p99 "
           "| receiver CPU us/tick (% core) | simulator CPU us/tick (% core) | dropped |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -538,6 +565,8 @@ def _print_loopback(args):
             vals = [r["breakdown"][k] for r in runs]
             med["breakdown"][k] = None if None in vals else float(np.median(vals))
         row("median", med)
+    if other is not None:
+        row("dispatch='worker'", other)
     print("per feed (run 1): " + ", ".join(f"{k} {v:,.0f} ticks/s"
                                            for k, v in r0["per_exchange"].items()))
     print("connector-side event -> receive per message (run 1, p50/p99 us; Binance depth is "

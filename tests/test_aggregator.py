@@ -85,6 +85,12 @@ def test_validation():
         Aggregator([c], queue_size=0)
     with pytest.raises(ValueError, match="overflow"):
         Aggregator([c], overflow="drop_newest")
+    with pytest.raises(ValueError, match="dispatch"):
+        Aggregator([c], dispatch="thread")
+    with pytest.raises(ValueError, match="dispatch='connector' needs overflow='block'"):
+        Aggregator([c], overflow="drop_oldest", dispatch="connector")
+    assert Aggregator([c]).dispatch == "connector"
+    assert Aggregator([c], overflow="drop_oldest").dispatch == "worker"
     with pytest.raises(ValueError, match="stale_after"):
         Aggregator([c], stale_after=0)
     with pytest.raises(ValueError, match="clock"):
@@ -344,7 +350,8 @@ def test_slow_consumer_block_loses_nothing():
     assert agg.aggregator_stats()["queue_high_water"] <= 32
 
 
-def test_block_mode_consumers_run_one_chunk_at_a_time():
+@pytest.mark.parametrize("dispatch", ["connector", "worker"])
+def test_block_mode_consumers_run_one_chunk_at_a_time(dispatch):
     # In block mode connector threads drain the queue themselves when nobody
     # else does: consumers must still never run concurrently, and every feed's
     # ticks arrive complete and in order.
@@ -354,7 +361,7 @@ def test_block_mode_consumers_run_one_chunk_at_a_time():
         t["seq"] += i * 10_000
         feeds.append(t)
     agg = Aggregator([ReplayConnector(t) for t in feeds], queue_size=256, overflow="block",
-                     clock="data")
+                     dispatch=dispatch, clock="data")
     inside, overlaps, got, threads = [0], [0], [], set()
 
     def cb(a):
@@ -376,6 +383,10 @@ def test_block_mode_consumers_run_one_chunk_at_a_time():
         mine = seq[(seq >= i * 10_000) & (seq < (i + 1) * 10_000)]
         np.testing.assert_array_equal(mine, np.arange(3000) + i * 10_000)
     assert agg.aggregator_stats()["ticks"] == 12_000
+    if dispatch == "worker":
+        assert threads == {"hftsig-aggregator"}
+    else:
+        assert "hftsig-aggregator" not in threads  # each feed's own thread ran the consumers
 
 
 def test_slow_iterator_drop_oldest_counts_its_drops():

@@ -326,8 +326,10 @@ def test_callback_errors_do_not_kill_the_thread():
             assert wait_for(lambda: c.stats()["messages"] == 5)
         finally:
             assert c.stop() is True
-    assert c.stats()["callback_errors"] >= 6
-    assert len(calls) >= 6
+    # frames read together may reach on_tick as one array: every call that
+    # raised is counted, and every tick (5 prices + STATUS_CONNECTED) was offered
+    assert c.stats()["callback_errors"] == len(calls) >= 1
+    assert sum(calls) >= 6
 
 
 def test_contract_validation():
