@@ -681,4 +681,5 @@ def test_frames_read_together_are_handed_over_together_and_a_lone_frame_at_once(
     assert max(len(b) for b in burst) <= 8  # bounded: the first frame of a burst waits little
     assert len(burst) <= 201 // 8 + 10  # most of the burst went in full arrays
     t_lone, n_lone = arrived["lone"]
-    assert n_lone == 1 and t_lone - state["lone_sent"] < 0.2
+    # not held for a next frame that never comes (that would time out above)
+    assert n_lone == 1 and t_lone - state["lone_sent"] < 1.0
