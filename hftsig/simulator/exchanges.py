@@ -46,7 +46,7 @@ FAULTS = {
 }
 
 
-_TIMER_SLACK_S = 0.0015  # below this the driver polls instead of sleeping (see _drive)
+_TIMER_SLACK_S = 0.0015  # below this the driver sleeps off the loop, precisely (see _drive)
 
 
 class _RestServer:
@@ -169,9 +169,8 @@ class SimulatedExchanges:
         :meth:`~MarketModel.build_units`; same market as unstaggered) and its
         events are stamped (``ts_ns``, the frames' event time) then.  A
         simulator running behind its rate releases at once.  The event loop's
-        timers only wake on whole milliseconds, so the driver polls (keeps
-        the loop turning) for the last 1.5 ms before each slice: staggering
-        costs CPU.
+        timers only wake on whole milliseconds, so the driver sleeps the last
+        1.5 ms before each slice off the loop (``time.sleep``), precisely.
     **model_kwargs
         Passed to :class:`~hftsig.simulator.market.MarketModel` (``trade_rate``,
         ``volatility_bps``, ``spread_bps``, ``noise_bps``, ...).
@@ -346,9 +345,14 @@ class SimulatedExchanges:
             if pending and wait < _TIMER_SLACK_S:
                 # The loop's timers wake on whole milliseconds (epoll): a sleep
                 # for a slice due in 0.7 ms returns after 1 ms, and slices went
-                # out two at a time.  Keep the loop turning (senders run) until
-                # the slice is due.
+                # out two at a time.  Let the senders write what was released,
+                # then sleep the rest precisely, off the loop (at most 1.5 ms;
+                # polling instead would keep a core busy, which on a 2-vCPU VM
+                # slows the other one).
                 await asyncio.sleep(0)
+                wait = next_step - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             else:
                 await asyncio.sleep(max(0.0, wait - (_TIMER_SLACK_S if pending else 0.0)))
         self._release_pending()
