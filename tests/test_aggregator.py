@@ -89,8 +89,8 @@ def test_validation():
         Aggregator([c], dispatch="thread")
     with pytest.raises(ValueError, match="dispatch='connector' needs overflow='block'"):
         Aggregator([c], overflow="drop_oldest", dispatch="connector")
-    assert Aggregator([c]).dispatch == "connector"
-    assert Aggregator([c], overflow="drop_oldest").dispatch == "worker"
+    assert Aggregator([c]).dispatch == "worker"
+    assert Aggregator([c], dispatch="connector").dispatch == "connector"
     with pytest.raises(ValueError, match="stale_after"):
         Aggregator([c], stale_after=0)
     with pytest.raises(ValueError, match="clock"):
