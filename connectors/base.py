@@ -41,7 +41,6 @@ import threading
 import time
 import weakref
 
-import numpy as np
 import requests
 import websocket
 
@@ -53,6 +52,7 @@ from hftsig.ticks import (
     STATUS_DISCONNECTED,
     STATUS_RESYNC,
     STATUS_STALE,
+    concat_ticks,
     empty_ticks,
     exchange_code,
 )
@@ -358,10 +358,7 @@ class Connector:
         held = self._held
         self._held = []
         self._held_n = 0
-        if len(held) == 1:
-            return held[0]
-        # raw bytes: np.concatenate goes field by field (tens of us per array)
-        return np.frombuffer(b"".join([a.tobytes() for a in held]), dtype=held[0].dtype)
+        return concat_ticks(held)
 
     def _release_held(self):
         """Hand over the arrays held since the last buffer-empty point."""

@@ -88,6 +88,7 @@ from hftsig.ticks import (
     STATUS_RESYNC,
     STATUS_STALE,
     TICK_DTYPE,
+    concat_ticks,
     exchange_code,
     exchange_name,
     kind_code,
@@ -131,18 +132,6 @@ _STATE_DTYPE = np.dtype(
         ("trade_ts_recv", "<i8"),
     ]
 )
-
-
-def concat_ticks(arrays):
-    """Concatenate TICK_DTYPE arrays, fast; the result may be read-only (copy to write).
-
-    ``np.concatenate`` promotes structured dtypes field by field for every input
-    (tens of microseconds per array in numpy 2); joining the raw bytes does
-    not.
-    """
-    if len(arrays) == 1:
-        return arrays[0]
-    return np.frombuffer(b"".join([a.tobytes() for a in arrays]), dtype=TICK_DTYPE)
 
 
 class TickArray(np.ndarray):

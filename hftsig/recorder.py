@@ -43,8 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hftsig.aggregator import concat_ticks
-from hftsig.ticks import FLAG_LAST, TICK_DTYPE
+from hftsig.ticks import FLAG_LAST, TICK_DTYPE, concat_ticks
 
 __all__ = ["Recorder", "read_ticks", "recording_book_depths", "replay", "ReplayConnector",
            "tick_files"]

@@ -59,6 +59,7 @@ __all__ = [
     "EXCHANGES",
     "KINDS",
     "empty_ticks",
+    "concat_ticks",
     "to_pandas",
     "exchange_code",
     "exchange_name",
@@ -211,3 +212,15 @@ def to_pandas(ticks):
               "seq_first", "checksum"):
         df[f] = ticks[f]
     return df
+
+
+def concat_ticks(arrays):
+    """Concatenate TICK_DTYPE arrays, fast; the result may be read-only (copy to write).
+
+    ``np.concatenate`` promotes structured dtypes field by field for every input
+    (tens of microseconds per array in numpy 2); joining the raw bytes does
+    not.
+    """
+    if len(arrays) == 1:
+        return arrays[0]
+    return np.frombuffer(b"".join([a.tobytes() for a in arrays]), dtype=TICK_DTYPE)
