@@ -535,15 +535,19 @@ def test_dropped_book_records_invalidate_the_book_until_a_snapshot():
     t = np.concatenate([body, final])
     t["seq"] = np.arange(len(t))
     t["ts_recv"] = T0 + np.arange(len(t)) * 1000
-    # paced (50 us per message, ~60 ticks per ms against a consumer taking 1 ms a chunk): drops
-    # happen all along the body, not only in one burst before the final snapshot arrives
-    agg = Aggregator([ReplayConnector(t, speed=0.02)], queue_size=40, overflow="drop_oldest",
-                     clock="data", stale_after=3600)
+    rc = ReplayConnector(t, speed=0.02)  # paced: the body is not all sent during one callback
+    agg = Aggregator([rc], queue_size=40, overflow="drop_oldest", clock="data", stale_after=3600)
     seen_invalid = []
 
     def slow(a):
         if a["seq"][-1] < len(body):
-            time.sleep(0.001)
+            # hold the consumer until 20 more messages (~60 ticks: more than the 40-tick queue
+            # holds) were sent, whatever the machine's speed: drops all along the body
+            target = rc.stats()["messages"] + 20
+            deadline = time.monotonic() + 1.0
+            while (rc.stats()["messages"] < target and not rc.wait(0)
+                   and time.monotonic() < deadline):
+                time.sleep(0.0005)
             if agg.book("kraken", "ETH-BTC") is None:
                 seen_invalid.append(agg.top("kraken", "ETH-BTC"))
 
