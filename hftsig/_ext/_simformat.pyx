@@ -156,12 +156,10 @@ def format_number(long long n, int decimals, mode="fixed"):
     return PyUnicode_DecodeASCII(buf, _num(buf, n, decimals, m), NULL)
 
 
-def kraken_levels(levels, int price_decimals, int qty_decimals):
-    """``{"price":P,"qty":Q},...`` of ``(ticks, lots)`` levels, as Kraken v2 JSON numbers.
-
-    >>> kraken_levels([(452835, 10000000), (452830, 0)], 1, 8)
-    '{"price":45283.5,"qty":0.1},{"price":45283.0,"qty":0.0}'
-    """
+cdef str _levels(levels, int price_decimals, int qty_decimals, int mode,
+                 const char* head, Py_ssize_t n_head, const char* mid, Py_ssize_t n_mid,
+                 const char* tail, Py_ssize_t n_tail):
+    """``head P mid Q tail`` per ``(ticks, lots)`` level, comma-separated."""
     cdef list lv = levels if type(levels) is list else list(levels)
     cdef Py_ssize_t n = len(lv)
     cdef _Buf b = _Buf(n * (2 * MAXNUM + 24))
@@ -175,14 +173,23 @@ def kraken_levels(levels, int price_decimals, int qty_decimals):
         if w:
             o[w] = 44
             w += 1
-        w += _lit(o + w, b'{"price":', 9)
-        w += _num(o + w, t[0], price_decimals, TRIM1)
-        w += _lit(o + w, b',"qty":', 7)
-        w += _num(o + w, t[1], qty_decimals, TRIM1)
-        o[w] = 125
-        w += 1
+        w += _lit(o + w, head, n_head)
+        w += _num(o + w, t[0], price_decimals, mode)
+        w += _lit(o + w, mid, n_mid)
+        w += _num(o + w, t[1], qty_decimals, mode)
+        w += _lit(o + w, tail, n_tail)
     b.n = w
     return b.text()
+
+
+def kraken_levels(levels, int price_decimals, int qty_decimals):
+    """``{"price":P,"qty":Q},...`` of ``(ticks, lots)`` levels, as Kraken v2 JSON numbers.
+
+    >>> kraken_levels([(452835, 10000000), (452830, 0)], 1, 8)
+    '{"price":45283.5,"qty":0.1},{"price":45283.0,"qty":0.0}'
+    """
+    return _levels(levels, price_decimals, qty_decimals, TRIM1,
+                   b'{"price":', 9, b',"qty":', 7, b'}', 1)
 
 
 def kraken_side_update(list old, list full, Py_ssize_t depth, int price_decimals, int qty_decimals):
@@ -344,26 +351,8 @@ def binance_levels(levels, int price_decimals, int qty_decimals):
     >>> binance_levels([(452835, 10000000)], 2, 8)
     '["4528.35000000","0.10000000"]'
     """
-    cdef list lv = levels if type(levels) is list else list(levels)
-    cdef Py_ssize_t n = len(lv)
-    cdef _Buf b = _Buf(n * (2 * MAXNUM + 24))
-    cdef char* o = b.p
-    cdef Py_ssize_t w = 0
-    cdef tuple t
-    _check(price_decimals)
-    _check(qty_decimals)
-    for t in lv:
-        _need(t, 2)
-        if w:
-            o[w] = 44
-            w += 1
-        w += _lit(o + w, b'["', 2)
-        w += _num(o + w, t[0], price_decimals, EIGHT)
-        w += _lit(o + w, b'","', 3)
-        w += _num(o + w, t[1], qty_decimals, EIGHT)
-        w += _lit(o + w, b'"]', 2)
-    b.n = w
-    return b.text()
+    return _levels(levels, price_decimals, qty_decimals, EIGHT,
+                   b'["', 2, b'","', 3, b'"]', 2)
 
 
 cdef inline Py_ssize_t _digits(char* out, long long v, int width) noexcept:
