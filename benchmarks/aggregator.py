@@ -37,8 +37,8 @@ normalization (book levels, trades, quotes, prices).
 
 Where the time goes (one extra run): the connectors' ``_on_message`` (parse + normalize, book
 sync and checksums, the queue put) and the aggregator's drain (state and
-dispatch; with ``overflow="block"`` it runs on the connector thread that finds
-nobody draining, inside the put, and is counted apart from it) are timed with
+dispatch; with ``dispatch="connector"`` it runs on the connector thread that
+finds nobody draining, inside the put, and is counted apart from it) are timed with
 ``perf_counter_ns`` around them, per delivered tick; both processes' CPU time
 per tick comes from ``/proc``.  Stage times are wall time, so on a loaded
 machine they include waiting for the GIL and for a core; the process CPU rows
@@ -235,7 +235,7 @@ class _Timed:
 
     def __init__(self, conn):
         self.conn = conn
-        self.frames = self.on_message_ns = self.parse_ns = self.put_ns = self.drain_ns = 0
+        self.frames = self.on_message_ns = self.parse_ns = self.put_ns = 0
         self.nested_ns = 0  # put + drain time spent inside _on_message (the rest: held emits)
         self._inside = False
         self._norm = None
@@ -275,9 +275,9 @@ class _Timed:
     def wrap_sink(self, agg):
         """Time the aggregator's queue put (call after the aggregator set ``on_tick``).
 
-        With ``overflow="block"`` the put may drain the queue on this thread
-        (state, callbacks): that part is the aggregator's drain time, counted
-        apart (``drain_ns``) from the put itself.
+        With ``dispatch="connector"`` the put may drain the queue on this thread
+        (state, callbacks): that part is the aggregator's drain time (its
+        ``worker_busy_s``), left out of the put.
         """
         sink = self.conn.on_tick
         pc = time.perf_counter_ns
@@ -288,10 +288,8 @@ class _Timed:
             try:
                 return sink(ticks)
             finally:
-                inline = agg._worker_busy_ns - b0
                 dt = pc() - t0
-                self.put_ns += dt - inline
-                self.drain_ns += inline
+                self.put_ns += dt - (agg._worker_busy_ns - b0)
                 if self._inside:
                     self.nested_ns += dt
 
@@ -408,7 +406,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             sink_event.chunks.clear()
             sink_recv.busy_ns = sink_recv.n = 0
             a0 = agg.aggregator_stats()
-            tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.drain_ns, t.nested_ns)
+            tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
             sim_pid = simulator.proc.pid if separate_process else None
             cpu0 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
@@ -418,7 +416,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             cpu1 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
             st = agg.stats()
             a = agg.aggregator_stats()
-            tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.drain_ns, t.nested_ns)
+            tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
         per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
     total = sum(per.values()) * elapsed
@@ -428,7 +426,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
     breakdown = {
         "frames": frames, "ticks_per_frame": total / max(frames, 1),
         "parse_normalize": us(2), "queue_put": us(3),
-        "connector_other": us(1) - us(2) - us(5),  # book sync, checksums, counters
+        "connector_other": us(1) - us(2) - us(4),  # book sync, checksums, counters
         "worker": (a["worker_busy_s"] - a0["worker_busy_s"]) * 1e6 / max(ticks, 1),
         "callbacks": (sink_recv.busy_ns + sink_event.busy_ns) / 1e3 / max(ticks, 1),
         "receiver_cpu": None if cpu0[0] is None else (cpu1[0] - cpu0[0]) * 1e6 / max(total, 1),
@@ -582,7 +580,7 @@ def _print_loopback(args):
     print(f"| connector: book sync, checksums, counters | {b['connector_other']:.2f} |")
     print(f"| connector -> aggregator queue put | {b['queue_put']:.2f} |")
     print(f"| aggregator drain (queue take, stats, state, dispatch incl. callbacks; with "
-          f"overflow=\"block\" on the connector thread) | {b['worker']:.2f} |")
+          f"dispatch=\"connector\" on the connector thread) | {b['worker']:.2f} |")
     print(f"| of which benchmark callbacks | {b['callbacks']:.2f} |")
     if b["receiver_cpu"] is not None:
         print(f"| receiver process CPU, all threads (websocket reads included) "

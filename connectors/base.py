@@ -434,8 +434,6 @@ class BookFeed:
         return self.stats()["connected"] and symbol not in self._awaiting
 
 
-
-
 class _BufferedWebSocket(websocket.WebSocket):
     """websocket-client's WebSocket reading the socket in large chunks.
 

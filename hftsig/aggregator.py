@@ -185,7 +185,7 @@ def _as_exchange(exchange):
 
 
 _QUEUED = 1  # put(): the batch is queued
-_CLAIMED = 2  # put(): queued, and the caller now drains the queue (see Aggregator._drain)
+_CLAIMED = 2  # put(): queued, and the caller now drains the queue (Aggregator._drain_queue)
 
 
 class _Queue:
@@ -261,13 +261,11 @@ class _Queue:
             self._n += n
             if self._n > self.high_water:
                 self.high_water = self._n
-            if claim or self.busy:
-                # the caller drains, or the current drainer takes this batch
-                # before it gives the role up: no wake-up needed
-                if self.busy:
-                    return _QUEUED
+            if self.busy:
+                return _QUEUED  # the drainer takes it before giving the role up
+            if claim:
                 self.busy = True
-                return _CLAIMED
+                return _CLAIMED  # the caller drains: no wake-up needed
             woke = self._getter_waiting
             self._getter_waiting = False
             now = _perf_ns()
