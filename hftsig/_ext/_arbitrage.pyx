@@ -28,14 +28,14 @@ import numpy as np
 
 cnp.import_array()
 
+from hftsig import ticks as _ticks
 from hftsig._ext.tick cimport Tick as hftsig_tick_t
+from hftsig._ext.tick cimport (
+    check_tick_layout, KIND_QUOTE, KIND_STATUS, STATUS_DISCONNECTED, STATUS_RESYNC, STATUS_STALE)
+
+check_tick_layout(_ticks)  # byte for byte TICK_DTYPE, same codes
 
 cdef enum:
-    KIND_QUOTE = 1
-    KIND_STATUS = 6
-    STATUS_DISCONNECTED = 2
-    STATUS_RESYNC = 3
-    STATUS_STALE = 4
     MAX_LEGS = 3
 
 TICK_ITEMSIZE = sizeof(hftsig_tick_t)

@@ -17,19 +17,10 @@ from hftsig import ticks as _ticks
 
 cnp.import_array()
 
-from hftsig._ext.tick cimport Tick  # byte for byte TICK_DTYPE (checked at import)
+from hftsig._ext.tick cimport (
+    Tick, check_tick_layout, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, FLAG_LAST, FLAG_SNAPSHOT_BEGIN)
 
-if sizeof(Tick) != _ticks.TICK_DTYPE.itemsize:
-    raise ImportError("Tick struct does not match TICK_DTYPE")
-
-cdef enum:
-    KIND_BOOK_DELTA = 3
-    KIND_BOOK_SNAPSHOT = 4
-    FLAG_LAST = 1
-    FLAG_SNAPSHOT_BEGIN = 2
-
-assert (KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, FLAG_LAST, FLAG_SNAPSHOT_BEGIN) == (
-    _ticks.KIND_BOOK_DELTA, _ticks.KIND_BOOK_SNAPSHOT, _ticks.FLAG_LAST, _ticks.FLAG_SNAPSHOT_BEGIN)
+check_tick_layout(_ticks)  # byte for byte TICK_DTYPE, same codes
 
 cdef uint32_t CRC_TABLE[256]
 

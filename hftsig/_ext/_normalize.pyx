@@ -44,52 +44,11 @@ class MalformedMessage(ValueError):
     """
 
 
-from hftsig._ext.tick cimport Tick  # byte for byte TICK_DTYPE (checked at import)
+from hftsig._ext.tick cimport (
+    Tick, check_tick_layout, EX_BINANCE, EX_KRAKEN, EX_COINBASE, EX_COINGECKO, KIND_QUOTE,
+    KIND_TRADE, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_PRICE, FLAG_LAST, FLAG_SNAPSHOT_BEGIN)
 
-
-def _check_layout():
-    cdef Tick t
-    cdef char* b = <char*>&t
-    got = {
-        "ts_event": <char*>&t.ts_event - b, "ts_recv": <char*>&t.ts_recv - b,
-        "exchange": <char*>&t.exchange - b, "kind": <char*>&t.kind - b,
-        "side": <char*>&t.side - b, "flags": <char*>&t.flags - b,
-        "checksum": <char*>&t.checksum - b, "symbol": <char*>&t.symbol[0] - b,
-        "bid_px": <char*>&t.bid_px - b, "bid_sz": <char*>&t.bid_sz - b,
-        "ask_px": <char*>&t.ask_px - b, "ask_sz": <char*>&t.ask_sz - b,
-        "price": <char*>&t.price - b, "size": <char*>&t.size - b,
-        "seq": <char*>&t.seq - b, "seq_first": <char*>&t.seq_first - b,
-    }
-    want = {name: _ticks.TICK_DTYPE.fields[name][1] for name in _ticks.TICK_DTYPE.names}
-    if got != want or sizeof(Tick) != _ticks.TICK_DTYPE.itemsize:
-        raise ImportError(f"Tick struct does not match TICK_DTYPE: {got} != {want}")
-
-
-_check_layout()
-
-cdef enum:
-    EX_BINANCE = 1
-    EX_KRAKEN = 2
-    EX_COINBASE = 3
-    EX_COINGECKO = 4
-
-cdef enum:
-    KIND_QUOTE = 1
-    KIND_TRADE = 2
-    KIND_BOOK_DELTA = 3
-    KIND_BOOK_SNAPSHOT = 4
-    KIND_PRICE = 5
-
-cdef enum:
-    FLAG_LAST = 1
-    FLAG_SNAPSHOT_BEGIN = 2
-
-assert (EX_BINANCE, EX_KRAKEN, EX_COINBASE, EX_COINGECKO) == (
-    _ticks.EXCHANGE_BINANCE, _ticks.EXCHANGE_KRAKEN, _ticks.EXCHANGE_COINBASE, _ticks.EXCHANGE_COINGECKO)
-assert (KIND_QUOTE, KIND_TRADE, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_PRICE) == (
-    _ticks.KIND_QUOTE, _ticks.KIND_TRADE, _ticks.KIND_BOOK_DELTA, _ticks.KIND_BOOK_SNAPSHOT,
-    _ticks.KIND_PRICE)
-assert (FLAG_LAST, FLAG_SNAPSHOT_BEGIN) == (_ticks.FLAG_LAST, _ticks.FLAG_SNAPSHOT_BEGIN)
+check_tick_layout(_ticks)  # byte for byte TICK_DTYPE, same codes
 
 # message types (Normalizer.last_type)
 cdef enum:

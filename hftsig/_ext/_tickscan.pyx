@@ -17,26 +17,11 @@ from hftsig import ticks as _ticks
 
 cnp.import_array()
 
-from hftsig._ext.tick cimport Tick  # byte for byte TICK_DTYPE (checked at import)
+from hftsig._ext.tick cimport (
+    Tick, check_tick_layout, KIND_QUOTE, KIND_TRADE, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT,
+    KIND_PRICE, KIND_STATUS, FLAG_LAST)
 
-if sizeof(Tick) != _ticks.TICK_DTYPE.itemsize:
-    raise ImportError("Tick struct does not match TICK_DTYPE")
-
-cdef enum:
-    KIND_QUOTE = 1
-    KIND_TRADE = 2
-    KIND_BOOK_DELTA = 3
-    KIND_BOOK_SNAPSHOT = 4
-    KIND_PRICE = 5
-    KIND_STATUS = 6
-
-cdef enum:
-    FLAG_LAST = 1
-
-assert FLAG_LAST == _ticks.FLAG_LAST
-assert (KIND_QUOTE, KIND_TRADE, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_PRICE,
-        KIND_STATUS) == (_ticks.KIND_QUOTE, _ticks.KIND_TRADE, _ticks.KIND_BOOK_DELTA,
-                         _ticks.KIND_BOOK_SNAPSHOT, _ticks.KIND_PRICE, _ticks.KIND_STATUS)
+check_tick_layout(_ticks)  # byte for byte TICK_DTYPE, same codes
 
 
 cdef inline bint _same_key(Tick* a, Tick* b) noexcept nogil:
