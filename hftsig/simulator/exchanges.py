@@ -342,19 +342,20 @@ class SimulatedExchanges:
             if pending:
                 next_step = min(next_step, pending[0][0])
             wait = min(next_step - time.monotonic(), 0.02)
-            if pending and wait < _TIMER_SLACK_S:
+            if wait < _TIMER_SLACK_S:
                 # The loop's timers wake on whole milliseconds (epoll): a sleep
                 # for a slice due in 0.7 ms returns after 1 ms, and slices went
                 # out two at a time.  Let the senders write what was released,
                 # then sleep the rest precisely, off the loop (at most 1.5 ms;
                 # polling instead would keep a core busy, which on a 2-vCPU VM
-                # slows the other one).
+                # slows the other one).  The next step's first slice too: when
+                # only it was left to wait for, it went out up to 1 ms late.
                 await asyncio.sleep(0)
                 wait = next_step - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
             else:
-                await asyncio.sleep(max(0.0, wait - (_TIMER_SLACK_S if pending else 0.0)))
+                await asyncio.sleep(wait - _TIMER_SLACK_S)
         self._release_pending()
 
     def _release(self, events):
