@@ -27,8 +27,11 @@ stamp as ``ts_event``; the callback subtracts it from its own
 only: Binance diff depth is batched per 100 ms and Coinbase trades per 250 ms
 by protocol.  "receive -> callback" is callback time minus ``ts_recv`` (the
 connector's clock when the frame was read): parse, normalize, book sync,
-queue, state, dispatch.  Each run reports its own percentiles; the summary row
-is the median of the runs.
+queue, state, dispatch.  "simulator late" is how long after its due time
+each release of model updates (a step, or one of its ``--stagger`` slices)
+went out, during the measuring window (the simulator's own report): a late
+release reaches the receiver late whatever the receiver does.  Each run
+reports its own percentiles; the summary row is the median of the runs.
 
 ``--size-churn`` sets the share of book levels whose size changes per model
 step (the simulator's knob; 1.0 requotes every level): it raises ticks per
@@ -50,6 +53,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
+import signal
 import threading
 import time
 
@@ -330,9 +335,24 @@ class _SimulatorProcess:
     def connector_kwargs(self, exchange):
         return self.endpoints[exchange]
 
+    def mark(self):
+        """The simulator's release delays since the previous mark (or its start):
+        a dict as ``SimulatedExchanges.schedule_stats()``, None if it did not answer."""
+        self.proc.send_signal(signal.SIGUSR1)
+        while True:  # its output is read here only: nothing but this line is due
+            line = self.proc.stdout.readline()
+            if not line:
+                return None
+            m = re.match(r"schedule: (\d+) releases(?:, late p50 (\d+) us p99 (\d+) us "
+                         r"max (\d+) us)?", line)
+            if m:
+                return {"releases": int(m[1])} | {
+                    k: float(v) if v is not None else float("nan")
+                    for k, v in zip(("late_p50_us", "late_p99_us", "late_max_us"), m.groups()[1:])}
+
     def close(self):
         self.proc.terminate()
-        self.proc.wait(10)
+        self.proc.communicate(timeout=10)
 
     def __enter__(self):
         return self
@@ -409,16 +429,21 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
             sim_pid = simulator.proc.pid if separate_process else None
+            if separate_process:  # the simulator's release delays from here on
+                simulator.mark()
+            else:
+                sim.schedule_stats(reset=True)
             cpu0 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
             t0 = time.perf_counter()
             time.sleep(seconds)
             elapsed = time.perf_counter() - t0
             cpu1 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
+            schedule = simulator.mark() if separate_process else sim.schedule_stats()
             st = agg.stats()
             a = agg.aggregator_stats()
             tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
-        per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
+    per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
     total = sum(per.values()) * elapsed
     ticks = a["ticks"] - a0["ticks"]
     frames = sum(tm1[k][0] - tm0[k][0] for k in tm1)
@@ -442,6 +467,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
         "wire_us": {n: s["latency_us"] for n, s in st.items()},
         "worker_us_per_tick": a["worker_busy_s"] / max(a["ticks"], 1) * 1e6,
         "dropped": sum(s["dropped"] for s in st.values()),
+        "schedule": schedule,
     }
 
 
@@ -542,15 +568,20 @@ def _print_loopback(args):
     print(f"{len(runs)} runs of {args.seconds:g} s with dispatch={head!r} without stage clocks"
           + (", then one with dispatch='worker'" if other is not None else "") + "; latency in us")
     print("| run | ticks/s | send -> callback p50 | p99 | p99.9 | receive -> callback p50 | p99 "
-          "| receiver CPU us/tick (% core) | simulator CPU us/tick (% core) | dropped |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| receiver CPU us/tick (% core) | simulator CPU us/tick (% core) "
+          "| simulator late p50 | p99 | dropped |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def row(name, r):
         e, q, b = r["e2e_us"], r["queue_us"], r["breakdown"]
         cpu = lambda k: ("n/a" if b[k] is None else  # noqa: E731
                          f"{b[k]:.2f} ({b[k + '_share']:.0%})")
+        sc = r.get("schedule") or {}
+        late = " | ".join("n/a" if sc.get(k) is None else f"{sc[k]:.0f}"
+                          for k in ("late_p50_us", "late_p99_us"))
         print(f"| {name} | {r['rate']:,.0f} | {e[0]:.0f} | {e[1]:.0f} | {e[2]:.0f} | {q[0]:.0f} "
-              f"| {q[1]:.0f} | {cpu('receiver_cpu')} | {cpu('simulator_cpu')} | {r['dropped']} |")
+              f"| {q[1]:.0f} | {cpu('receiver_cpu')} | {cpu('simulator_cpu')} | {late} "
+              f"| {r['dropped']} |")
 
     for i, r in enumerate(runs):
         row(str(i + 1), r)
@@ -558,7 +589,10 @@ def _print_loopback(args):
         med = {"rate": float(np.median([r["rate"] for r in runs])),
                "e2e_us": list(np.median([r["e2e_us"] for r in runs], axis=0)),
                "queue_us": list(np.median([r["queue_us"] for r in runs], axis=0)),
-               "dropped": int(sum(r["dropped"] for r in runs)), "breakdown": {}}
+               "dropped": int(sum(r["dropped"] for r in runs)), "breakdown": {},
+               "schedule": {k: (float(np.median([r["schedule"][k] for r in runs]))
+                                if all(r.get("schedule") for r in runs) else None)
+                            for k in ("late_p50_us", "late_p99_us")}}
         for k in ("receiver_cpu", "simulator_cpu", "receiver_cpu_share", "simulator_cpu_share"):
             vals = [r["breakdown"][k] for r in runs]
             med["breakdown"][k] = None if None in vals else float(np.median(vals))

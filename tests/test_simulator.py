@@ -1,5 +1,7 @@
 """The exchange simulators, exercised with real clients (websocket-client, requests)."""
 import json
+import math
+import re
 import socket
 import threading
 import time
@@ -762,6 +764,7 @@ def test_simulate_command_prints_urls_and_rates(capsys):
     out = capsys.readouterr().out
     assert "binance" in out and "ws://127.0.0.1:" in out and "/v2" in out
     assert "book updates/s=" in out and "simulators stopped" in out
+    assert re.search(r"schedule: \d+ releases, late p50 \d+ us p99 \d+ us max \d+ us", out)
     assert "coinbase" not in out
     # it tunes the collector while it streams, and leaves it as it was
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
@@ -1318,3 +1321,73 @@ def test_batched_frames_are_the_frames_websockets_writes():
     assert ws_text_frames([]) == b""
     with pytest.raises(TypeError):
         ws_text_frames([b"bytes"])
+
+
+@pytest.mark.parametrize("stagger", [1, 3])
+def test_schedule_stats_count_every_release_and_its_delay(stagger):
+    """schedule_stats(): one release per step (stagger=1) or per slice, each with how
+    long after its due time it went out; slices flushed ahead of time (pause) are not
+    releases on schedule and are left out."""
+    products = ["BTC-USD", "ETH-USD", "SOL-USD"]
+    with SimulatedExchanges(products, exchanges=("coinbase",), seed=2, rate=40,
+                            stagger=stagger, trade_rate=0.0) as sim:
+        assert sim.schedule_stats()["releases"] == 0
+        assert math.isnan(sim.schedule_stats()["late_p99_us"])
+        time.sleep(0.6)
+        sim.pause()
+        st = sim.schedule_stats()
+        steps = sim.model.steps
+        late = np.array(list(sim._late))
+    assert steps >= 10
+    if stagger == 1:
+        assert st["releases"] == steps
+    else:
+        # a step on time goes out in 3 slices, a catch-up step (loaded machine) in one
+        assert steps <= st["releases"] <= 3 * steps
+        assert st["releases"] > steps
+    assert (late >= 0).all()
+    assert st["late_p50_us"] == pytest.approx(np.percentile(late, 50) * 1e6)
+    assert 0 <= st["late_p50_us"] <= st["late_p99_us"] <= st["late_max_us"] == pytest.approx(late.max() * 1e6)
+
+
+def test_write_held_writes_a_release_at_once_or_leaves_it_to_the_sender():
+    """Frames queued while a server is ``holding`` wait; write_held() writes them in one
+    go, in order, on the spot for an idle connection, and through the sender (control
+    frames first) for a connection with a control frame waiting."""
+    import asyncio
+
+    with SimulatedExchanges(["BTC-USD"], exchanges=("kraken",), rate=1) as sim:
+        sim.pause()  # no model frames in between
+        ws = connect(sim.connector_kwargs("kraken")["ws_url"])
+        assert sim.wait_for_connections("kraken", 1)
+        server = sim.servers["kraken"]
+        conn = server.conns[0]
+        drain(ws, 0.3)  # the status frame
+
+        def on_loop(fn):
+            async def run():
+                return fn()
+            return asyncio.run_coroutine_threadsafe(run(), sim._loop).result(2)
+
+        def release(ctrl_first):
+            server.holding = True
+            for i in range(3):
+                conn.enqueue("probe", '{"probe":%d}' % i, 1)
+            if ctrl_first:
+                conn.enqueue("heartbeat", '{"channel":"heartbeat"}', ctrl=True)
+            queued = len(conn.data)
+            sent_before = conn.sent["probe"]
+            server.write_held()
+            return queued, conn.sent["probe"] - sent_before, server.holding
+
+        queued, written, holding = on_loop(lambda: release(False))
+        assert (queued, written, holding) == (3, 3, False)  # written before the loop moved on
+        got = [json.loads(f) for f in drain(ws, 0.5)]
+        assert got == [{"probe": 0}, {"probe": 1}, {"probe": 2}]
+
+        queued, written, holding = on_loop(lambda: release(True))
+        assert (queued, written, holding) == (3, 0, False)  # the sender's turn
+        got = [json.loads(f) for f in drain(ws, 0.5)]
+        assert got == [{"channel": "heartbeat"}, {"probe": 0}, {"probe": 1}, {"probe": 2}]
+        assert conn.sent["probe"] == 6 and conn.items["probe"] == 6
+        ws.close()

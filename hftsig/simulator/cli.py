@@ -3,7 +3,10 @@
 Output: a header line, then one line per exchange, ``<exchange> ws_url=<url>
 rest_url=<url>`` (only the URLs it has; other programs parse these lines),
 then a rate line every ``--interval`` seconds.  Ctrl-C or SIGTERM stops it
-cleanly.
+cleanly; it then prints how punctually the model's updates went out
+(``schedule: N releases, late p50 .. us p99 .. us max .. us``, since the
+previous such line) and ``simulators stopped``.  SIGUSR1 prints a
+``schedule:`` line at once (a benchmark marks its measuring window so).
 """
 from __future__ import annotations
 
@@ -45,10 +48,14 @@ def run_simulate(args, out=None):
     thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(20_000, *thresholds[1:])
-    previous = None
+    previous = previous_usr1 = None
     if threading.current_thread() is threading.main_thread():
         # `docker stop` sends SIGTERM: stop as cleanly as on Ctrl-C.
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        if hasattr(signal, "SIGUSR1"):
+            # a benchmark marks its measuring window with SIGUSR1
+            previous_usr1 = signal.signal(signal.SIGUSR1,
+                                          lambda signum, frame: _print_schedule(sim, out))
     try:
         print(f"hftsig simulate: {len(sim.symbols)} symbols, seed {args.seed}, {args.rate:g} updates/s", file=out)
         for e, kw in sim.urls().items():
@@ -79,8 +86,22 @@ def run_simulate(args, out=None):
         gc.unfreeze()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_usr1 is not None:
+            signal.signal(signal.SIGUSR1, previous_usr1)
+    _print_schedule(sim, out)
     print("simulators stopped", file=out)
     return 0
+
+
+def _print_schedule(sim, out):
+    """One ``schedule:`` line for the releases since the previous one."""
+    sched = sim.schedule_stats(reset=True)
+    if sched["releases"]:
+        print(f"schedule: {sched['releases']} releases, late p50 {sched['late_p50_us']:.0f} us"
+              f" p99 {sched['late_p99_us']:.0f} us max {sched['late_max_us']:.0f} us",
+              file=out, flush=True)
+    else:
+        print("schedule: 0 releases", file=out, flush=True)
 
 
 def _raise_interrupt(signum, frame):

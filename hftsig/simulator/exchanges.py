@@ -24,9 +24,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import http.server
+import math
 import threading
 import time
 import urllib.parse
+
+import numpy as np
 
 from hftsig.simulator.binance import BinanceServer
 from hftsig.simulator.coinbase import CoinbaseServer
@@ -215,6 +218,9 @@ class SimulatedExchanges:
             raise ValueError(f"stagger must be >= 1, got {stagger}")
         self.stagger = stagger
         self._pending = collections.deque()  # (release time, book units) of the open step
+        # how late each release (a step, or a slice of one) went out against its
+        # due time, in seconds: see schedule_stats()
+        self._late = collections.deque(maxlen=1_000_000)
         self.exchanges = exchanges
         venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
         self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
@@ -317,14 +323,14 @@ class SimulatedExchanges:
                 continue
             released = bool(pending) and pending[0][0] <= now
             while pending and pending[0][0] <= now:
-                self._release_units(pending.popleft()[1])
+                self._release_units(*pending.popleft())
             due = steps0 + int((now - start) * m.rate)
             # Catch up at most a few steps at once so a loaded machine slows the
             # model instead of flooding the clients.
             n = min(due - m.steps, 5)
             released = released or n > 0
             if n > 0:
-                self._release_pending()  # a step's events go out before the next step's
+                self._release_pending(ahead=False)  # a step's events go out before the next step's
             for _ in range(n):
                 if self.stagger > 1 and n == 1:
                     # keeping up: spread this step over its interval, each slice
@@ -335,8 +341,9 @@ class SimulatedExchanges:
                     t_step = start + (m.steps - steps0) / m.rate
                     for i in range(k):
                         pending.append((t_step + i / (k * m.rate), units[i::k]))
-                    self._release_units(pending.popleft()[1])
+                    self._release_units(*pending.popleft())
                 else:
+                    self._late.append(time.monotonic() - (start + (m.steps - steps0 + 1) / m.rate))
                     self._release(m.step(time.time_ns()))
             if released:
                 # What was released goes out before the servers' timers run: a
@@ -367,19 +374,33 @@ class SimulatedExchanges:
         self._release_pending()
 
     def _release(self, events):
-        """Hand events to every server (on the loop)."""
-        for s in self.servers.values():
-            s.on_events(events)
+        """Hand events to every server (on the loop); their frames are written
+        once all are queued (WsExchangeServer.write_held)."""
+        servers = self.servers.values()
+        for s in servers:
+            s.holding = True
+        try:
+            for s in servers:
+                s.on_events(events)
+        finally:
+            for s in servers:
+                s.write_held()
 
-    def _release_units(self, units):
-        """Build a slice of the open step (stamped now) and hand it out."""
+    def _release_units(self, due, units):
+        """Build a slice of the open step (stamped now) and hand it out; ``due``
+        is when it was meant to go out (None: ahead of time, not recorded)."""
+        if due is not None:
+            self._late.append(time.monotonic() - due)
         events = self.model.build_units(units, time.time_ns())
         if events:
             self._release(events)
 
-    def _release_pending(self):
+    def _release_pending(self, ahead=True):
+        """Release the open step's remaining slices: ``ahead`` of their time (a
+        pause, the end) or because the next step is due."""
         while self._pending:
-            self._release_units(self._pending.popleft()[1])
+            due, units = self._pending.popleft()
+            self._release_units(None if ahead else due, units)
 
     def stop(self, timeout=1.0):
         """Close every connection and port; returns within about ``timeout`` seconds."""
@@ -582,6 +603,30 @@ class SimulatedExchanges:
                 d["rest"] = self.rest_stats(e)
             out[e] = d
         return out
+
+    def schedule_stats(self, reset=False):
+        """How punctually the driver released the model's steps (or their
+        ``stagger`` slices): the last million releases since the start or the
+        last ``reset``.
+
+        Returns a dict: ``releases`` (count), and ``late_p50_us``,
+        ``late_p99_us``, ``late_max_us``: how long after its due time each
+        release started, in microseconds (nan before the first).  A release
+        that goes out late arrives late at every client, whatever the client
+        does: a latency measurement on the clients should be read next to it.
+        ``reset=True`` starts a new count after reading this one.
+        """
+        late = self._late
+        if reset:
+            # swapped, not cleared: the loop thread appends to whichever it sees
+            self._late = collections.deque(maxlen=late.maxlen)
+        late = np.array(list(late), dtype=float) * 1e6  # list(): one atomic copy
+        if len(late) == 0:
+            return {"releases": 0, "late_p50_us": math.nan, "late_p99_us": math.nan,
+                    "late_max_us": math.nan}
+        p50, p99 = np.percentile(late, [50, 99])
+        return {"releases": len(late), "late_p50_us": float(p50), "late_p99_us": float(p99),
+                "late_max_us": float(late.max())}
 
     def wait_for_connections(self, exchange, n=1, timeout=2.0):
         """Block until ``exchange`` has at least ``n`` open connections; returns success."""
