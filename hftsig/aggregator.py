@@ -1177,7 +1177,6 @@ class Aggregator:
                 srcs = [items[j][0] for j in where]
             self._update_others(rows, srcs)
         invalid = self._book_invalid
-        nan = float("nan")
         for ex, sy, last, te, tr in books:
             key = (ex, sy)
             recs = chunk
@@ -1193,13 +1192,13 @@ class Aggregator:
             book = self._books.get(key)
             if book is None:
                 book = self._books[key] = self._new_book(key)
-            book.apply(recs)  # applies only this key's book records, in order
+            # the chunk is a contiguous TICK_DTYPE array (checked on the way in):
+            # straight to the Cython book, past OrderBook.apply's checks
+            core = book._core
+            core.apply(recs)  # applies only this key's book records, in order
             row = get(key) or self._row(key)
             if tr >= row[_R_QTR] or row[_R_SRC] != SOURCE_QUOTE:
-                bid = book.best_bid()
-                ask = book.best_ask()
-                bp, bz = (float(bid[0]), float(bid[1])) if bid is not None else (nan, nan)
-                ap, az = (float(ask[0]), float(ask[1])) if ask is not None else (nan, nan)
+                bp, bz, ap, az = core.top()
                 row[2:9] = (SOURCE_BOOK, bp, bz, ap, az, te, tr)
             if down and ex in down and down[ex] < tr:
                 del down[ex]

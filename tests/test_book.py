@@ -157,6 +157,23 @@ def test_random_updates_match_a_dict_book():
     assert book.levels("ask").tolist() == [[p, q] for p, q in sorted(ref[-1].items())]
 
 
+def test_core_top_is_both_best_levels_in_one_call():
+    """BookCore.top() (the aggregator's top of book after each update) equals
+    (*best_bid(), *best_ask()), nan for an empty side."""
+    book = OrderBook("binance", "BTC-USDT")
+    assert all(math.isnan(x) for x in book._core.top())
+    book.set_level("bid", 99.5, 2.0)
+    top = book._core.top()
+    assert top[:2] == (99.5, 2.0) and all(math.isnan(x) for x in top[2:])
+    book.set_level("ask", 100.5, 3.0)
+    book.set_level("bid", 99.7, 1.0)
+    assert book._core.top() == (99.7, 1.0, 100.5, 3.0) == (*book.best_bid(), *book.best_ask())
+    book.set_level("bid", 99.7, 0.0)
+    book.set_level("bid", 99.5, 0.0)
+    top = book._core.top()
+    assert all(math.isnan(x) for x in top[:2]) and top[2:] == (100.5, 3.0)
+
+
 def test_vwap_and_fill():
     book = OrderBook("binance", "BTC-USDT")
     for p, q in ((101.0, 1.0), (102.0, 2.0), (104.0, 1.0)):

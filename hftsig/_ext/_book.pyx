@@ -248,6 +248,13 @@ cdef class BookCore:
             return (NAN, NAN)
         return (s.px[0], s.sz[0])
 
+    def top(self):
+        """``(bid price, bid size, ask price, ask size)``, nan for an empty side:
+        both best levels in one call (the aggregator asks after every update)."""
+        cdef _Side b = self.bids, a = self.asks
+        return (b.px[0] if b.n else NAN, b.sz[0] if b.n else NAN,
+                a.px[0] if a.n else NAN, a.sz[0] if a.n else NAN)
+
     def levels(self, int side, Py_ssize_t k):
         return (self.bids if side == 1 else self.asks).levels(k)
 
