@@ -222,6 +222,53 @@ def test_binance_rest_snapshot_and_diff_events_rebuild_the_book(sim):
     assert [(float(p), float(q)) for p, q in sorted(asks.items())] == truth["asks"]
 
 
+def test_binance_diff_streams_of_several_symbols_and_speeds_each_rebuild_their_book(sim):
+    """Each symbol's diff-depth stream folds and flushes on its own phase (100 ms and
+    1000 ms, two symbols, one connection): snapshot + contiguous diffs of every
+    stream rebuild that symbol's book exactly."""
+    kw = sim.connector_kwargs("binance")
+    streams = ["btcusdt@depth@100ms", "ethusdt@depth@100ms", "btcusdt@depth", "ethbtc@depth"]
+    ws = connect(kw["ws_url"] + "/stream?streams=" + "/".join(streams))
+    events = {st: [] for st in streams}
+    deadline = time.monotonic() + 2.5  # two 1000 ms flushes of every symbol
+    while time.monotonic() < deadline or not all(events.values()):
+        assert time.monotonic() < deadline + 5, {k: len(v) for k, v in events.items()}
+        msg = recv_json(ws)
+        events[msg["stream"]].append(msg["data"])
+        if time.monotonic() < deadline and len(events[msg["stream"]]) == 1:
+            # the snapshot after the stream's first event, as the guide says
+            sym = msg["stream"].split("@")[0].upper()
+            events[msg["stream"]].insert(0, requests.get(
+                kw["rest_url"] + "/api/v3/depth", params={"symbol": sym, "limit": 1000},
+                timeout=2).json())
+    sim.pause()
+    for f in catch_up(ws, sim, "binance")[0]:
+        msg = json.loads(f)
+        events[msg["stream"]].append(msg["data"])
+    ws.close()
+    names = {"btcusdt": "BTC-USDT", "ethusdt": "ETH-USDT", "ethbtc": "ETH-BTC"}
+    for st, evs in events.items():
+        snap, diffs = evs[0], evs[1:]
+        bids, asks = {}, {}
+        _apply(bids, snap["bids"])
+        _apply(asks, snap["asks"])
+        local, applied = snap["lastUpdateId"], 0
+        assert diffs[0]["U"] <= local + 1, st
+        for ev in diffs:
+            if ev["u"] <= local:
+                continue
+            assert ev["U"] <= local + 1, f"{st}: update ids must be contiguous"
+            _apply(bids, ev["b"])
+            _apply(asks, ev["a"])
+            local = ev["u"]
+            applied += 1
+        assert applied >= (1 if st.endswith("@depth") else 5), st
+        truth = sim.book("binance", names[st.split("@")[0]])
+        assert truth["update_id"] == local, st
+        assert [(float(p), float(q)) for p, q in sorted(bids.items(), reverse=True)] == truth["bids"], st
+        assert [(float(p), float(q)) for p, q in sorted(asks.items())] == truth["asks"], st
+
+
 def test_binance_exchange_info_and_rest_errors(sim):
     rest = sim.connector_kwargs("binance")["rest_url"]
     info = requests.get(rest + "/api/v3/exchangeInfo", timeout=2).json()

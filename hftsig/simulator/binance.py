@@ -201,12 +201,24 @@ class BinanceServer(WsExchangeServer):
                 self._send_stream(low + "@trade", trade, "trade", 1, seq=tid)
                 self._send_stream(low + "@aggTrade", agg, "aggTrade", 1, seq=tid)
 
-    def _fold(self):
-        """Fold the pending book changes into every diff-depth batch."""
+    def _fold(self, only=None):
+        """Fold the pending book changes (of every symbol, or of ``only``) into
+        every diff-depth batch.
+
+        A symbol's flush folds just its own changes: each symbol's stream has
+        its own phase, so folding every symbol at every flush did ten times the
+        dictionary work, ~0.3 ms in one go every 10 ms at a 150 Hz model.
+        """
         seg = self._segment
         if not seg:
             return
-        for sym, (first, last, batches) in seg.items():
+        if only is not None:
+            one = seg.pop(only, None)
+            items = [] if one is None else [(only, one)]
+        else:
+            items = list(seg.items())
+            seg.clear()
+        for sym, (first, last, batches) in items:
             folded = {}
             accumulate(folded, batches)
             for acc in self._acc.values():
@@ -216,7 +228,6 @@ class BinanceServer(WsExchangeServer):
                 else:
                     a[1] = last
                     a[2].update(folded)
-        seg.clear()
 
     def batched(self):
         self._fold()
@@ -247,7 +258,7 @@ class BinanceServer(WsExchangeServer):
 
     def _flush_depth(self, interval, suffix, only=None):
         """Send the accumulated diff-depth events of every symbol (or of ``only``)."""
-        self._fold()
+        self._fold(only)
         acc = self._acc[interval]
         if not acc or (only is not None and only not in acc):
             return
