@@ -515,20 +515,17 @@ class MarketModel:
             nz = rng.standard_normal(self._noise.shape)
             self._noise = np.clip(0.9 * self._noise + 0.3 * self.noise_bps * nz, -self.noise_bps, self.noise_bps)
             n_v, n_s = len(self.venues), len(self.symbols)
-            size_u = rng.random((n_v, n_s, 2 * self.depth)).tolist()
-            size_z = rng.standard_normal((n_v, n_s, 2 * self.depth)).tolist()
-            n_trades = rng.poisson(self.trade_rate * dt, (n_v, n_s)).ravel().tolist()
+            # one row per book unit (venue-major, as the units)
+            size_u = rng.random((n_v * n_s, 2 * self.depth))
+            size_z = rng.standard_normal((n_v * n_s, 2 * self.depth))
+            n_trades = rng.poisson(self.trade_rate * dt, (n_v, n_s)).ravel()
             # Two uniforms per trade (side, size), drawn now in book order: the
             # same stream as drawing them trade by trade, whatever order the
             # units are built in later.
-            trade_u = rng.random(2 * sum(n_trades)).tolist()
-            draws, k = [], 0
-            for u in range(n_v * n_s):
-                vi, si = divmod(u, n_s)
-                n = n_trades[u]
-                draws.append((size_u[vi][si], size_z[vi][si], trade_u[k:k + 2 * n]))
-                k += 2 * n
-            self._draws = draws
+            trade_u = rng.random(2 * int(n_trades.sum()))
+            ends = np.cumsum(2 * n_trades).tolist()
+            # made Python lists unit by unit in build_units: a slice pays for its own
+            self._draws = (size_u, size_z, trade_u, [0] + ends)
             # Python floats of the same doubles: the arithmetic below is unchanged, only cheaper.
             self._step_state = (self._log_usd.tolist(), self._noise.tolist())
             self._open_units = set(range(n_v * n_s))
@@ -549,7 +546,9 @@ class MarketModel:
                 open_units.discard(u)
                 vi, si = divmod(u, n_s)
                 v, s = self.venues[vi], self.symbols[si]
-                size_u, size_z, trade_u = self._draws[u]
+                all_u, all_z, all_trade, ends = self._draws
+                size_u, size_z = all_u[u].tolist(), all_z[u].tolist()
+                trade_u = all_trade[ends[u]:ends[u + 1]].tolist()
                 ev = self._rebuild(v, s, now_ns=now_ns, vi=vi, si=si, size_u=size_u, size_z=size_z)
                 if ev is not None:
                     events.append(ev)
@@ -576,7 +575,7 @@ class MarketModel:
 
     # ----------------------------------------------------------------- internals
     _step_state = None  # (log USD prices, venue noise) as lists while a step is open
-    _draws = None  # per book unit: (size uniforms, size normals, trade uniforms) of the open step
+    _draws = None  # (size uniforms, size normals, trade uniforms, trade offsets) of the open step
     _open_units = frozenset()  # book units of the open step not built yet
 
     def _prices(self, vi):
