@@ -321,14 +321,12 @@ class SimulatedExchanges:
                     s.tick(now)
                 await asyncio.sleep(0.01)
                 continue
-            released = bool(pending) and pending[0][0] <= now
             while pending and pending[0][0] <= now:
                 self._release_units(*pending.popleft())
             due = steps0 + int((now - start) * m.rate)
             # Catch up at most a few steps at once so a loaded machine slows the
             # model instead of flooding the clients.
             n = min(due - m.steps, 5)
-            released = released or n > 0
             if n > 0:
                 self._release_pending(ahead=False)  # a step's events go out before the next step's
             for _ in range(n):
@@ -345,12 +343,6 @@ class SimulatedExchanges:
                 else:
                     self._late.append(time.monotonic() - (start + (m.steps - steps0 + 1) / m.rate))
                     self._release(m.step(time.time_ns()))
-            if released:
-                # What was released goes out before the servers' timers run: a
-                # Binance depth flush or a Coinbase trade batch takes ~0.3 ms,
-                # which held up every 15th slice by as much.
-                await asyncio.sleep(0)
-                now = time.monotonic()
             for s in servers:
                 s.tick(now)
             next_step = start + (m.steps - steps0 + 1) / m.rate
