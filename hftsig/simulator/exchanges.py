@@ -220,7 +220,7 @@ class SimulatedExchanges:
         self._pending = collections.deque()  # (release time, book units) of the open step
         # how late each release (a step, or a slice of one) went out against its
         # due time, in seconds: see schedule_stats()
-        self._late = collections.deque(maxlen=1_000_000)
+        self._late = collections.deque(maxlen=100_000)  # ~3 MB at most
         self.exchanges = exchanges
         venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
         self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
@@ -598,7 +598,7 @@ class SimulatedExchanges:
 
     def schedule_stats(self, reset=False):
         """How punctually the driver released the model's steps (or their
-        ``stagger`` slices): the last million releases since the start or the
+        ``stagger`` slices): the last 100,000 releases since the start or the
         last ``reset``.
 
         Returns a dict: ``releases`` (count), and ``late_p50_us``,
