@@ -111,6 +111,10 @@ def _add_source_args(p):
     a.add_argument("--queue-size", type=int, default=100_000, help="input queue size in ticks")
     a.add_argument("--overflow", choices=("block", "drop_oldest"), default="block",
                    help="what a full queue does (default block)")
+    a.add_argument("--dispatch", choices=("worker", "connector"), default="worker",
+                   help="who runs state updates and consumers: the aggregator's worker thread "
+                   "(default), or the connector thread whose ticks find nobody draining (lower "
+                   "latency; needs --overflow block)")
     a.add_argument("--stale-after", type=float, default=5.0,
                    help="seconds after which a quote leaves the NBBO (default 5)")
 
@@ -246,7 +250,7 @@ class _Session:
         try:
             conns = make_connectors(a.exchanges, a.symbols, endpoints, options)
             self.agg = Aggregator(conns, queue_size=a.queue_size, overflow=a.overflow,
-                                  stale_after=a.stale_after, drain_size=0)
+                                  dispatch=a.dispatch, stale_after=a.stale_after, drain_size=0)
         except BaseException:
             if self.sim is not None:
                 self.sim.stop()

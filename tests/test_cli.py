@@ -169,3 +169,25 @@ def test_bad_symbol_is_a_clear_error_and_leaves_no_thread(capsys):
     while [t for t in threading.enumerate() if t.name.startswith("hftsig-sim")] and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not [t for t in threading.enumerate() if t.name.startswith("hftsig-sim")]
+
+
+def test_run_with_connector_dispatch_and_its_clear_error(capsys):
+    """--dispatch connector: the connector threads run state and consumers (every feed
+    still arrives, the summary says whose time it was); with --overflow drop_oldest it
+    is refused with the aggregator's reason, before anything starts."""
+    assert main(["run", "--simulate", "--exchanges", SIM_EXCHANGES, "--symbols", "ETH-BTC",
+                 "--seconds", "2.5", "--no-view", "--dispatch", "connector"]) == 0
+    out = capsys.readouterr().out
+    for feed in SIM_EXCHANGES.split(","):
+        assert _summary_ticks(out, feed) > 0
+    assert "drain busy" in out and "worker busy" not in out
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--simulate", "--symbols", "ETH-BTC", "--seconds", "1",
+              "--dispatch", "connector", "--overflow", "drop_oldest"])
+    assert exc.value.code == 2
+    assert "dispatch='connector' needs overflow='block'" in capsys.readouterr().err
+    # the simulator loop thread ends within its stop timeout (longer on a loaded machine)
+    deadline = time.monotonic() + 10.0
+    while [t for t in threading.enumerate() if t.name.startswith("hftsig")] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not [t for t in threading.enumerate() if t.name.startswith("hftsig")]
