@@ -104,7 +104,7 @@ def render_summary(agg, elapsed):
                      "QUEUE p50/p99 us", "RECONNECTS", "GAPS", "DROPPED"], rows)
     a = agg.aggregator_stats()
     # with dispatch="connector" the connector threads drain: the same clock, their time
-    who = "drain" if getattr(agg, "dispatch", "worker") == "connector" else "worker"
+    who = "drain" if agg.dispatch == "connector" else "worker"
     lines.append(f"aggregator: {a['ticks']:,} ticks in {a['chunks']:,} chunks, {who} busy "
                  f"{a['worker_busy_s']:.2f} s, queue high water {a['queue_high_water']:,}"
                  f"/{a['queue_size']:,}, callback errors {a['callback_errors']}")

@@ -158,23 +158,30 @@ def test_run_simulate_shows_the_live_view_as_plain_text_when_piped(capsys):
     assert not [t for t in threading.enumerate() if t.name.startswith("hftsig")]
 
 
+def _threads_left(prefix, timeout=10.0):
+    """Threads named ``prefix...`` still alive after waiting up to ``timeout`` for them to
+    end (the simulator loop thread ends within its stop timeout, longer on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [t for t in threading.enumerate() if t.name.startswith(prefix)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.02)
+
+
 def test_bad_symbol_is_a_clear_error_and_leaves_no_thread(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "--simulate", "--symbols", "NOPE", "--seconds", "1"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "hftsig run: error" in err and "'NOPE'" in err
-    # the simulator loop thread ends within its stop timeout (longer on a loaded machine)
-    deadline = time.monotonic() + 10.0
-    while [t for t in threading.enumerate() if t.name.startswith("hftsig-sim")] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not [t for t in threading.enumerate() if t.name.startswith("hftsig-sim")]
+    assert not _threads_left("hftsig-sim")
 
 
 def test_run_with_connector_dispatch_and_its_clear_error(capsys):
     """--dispatch connector: the connector threads run state and consumers (every feed
     still arrives, the summary says whose time it was); with --overflow drop_oldest it
-    is refused with the aggregator's reason, before anything starts."""
+    is refused with the aggregator's reason, and the simulator it had started stops."""
     assert main(["run", "--simulate", "--exchanges", SIM_EXCHANGES, "--symbols", "ETH-BTC",
                  "--seconds", "2.5", "--no-view", "--dispatch", "connector"]) == 0
     out = capsys.readouterr().out
@@ -186,8 +193,4 @@ def test_run_with_connector_dispatch_and_its_clear_error(capsys):
               "--dispatch", "connector", "--overflow", "drop_oldest"])
     assert exc.value.code == 2
     assert "dispatch='connector' needs overflow='block'" in capsys.readouterr().err
-    # the simulator loop thread ends within its stop timeout (longer on a loaded machine)
-    deadline = time.monotonic() + 10.0
-    while [t for t in threading.enumerate() if t.name.startswith("hftsig")] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not [t for t in threading.enumerate() if t.name.startswith("hftsig")]
+    assert not _threads_left("hftsig")
