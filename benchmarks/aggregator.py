@@ -29,9 +29,19 @@ by protocol.  "receive -> callback" is callback time minus ``ts_recv`` (the
 connector's clock when the frame was read): parse, normalize, book sync,
 queue, state, dispatch.  "simulator late" is how long after its due time
 each release of model updates (a step, or one of its ``--stagger`` slices)
-went out, during the measuring window (the simulator's own report): a late
-release reaches the receiver late whatever the receiver does.  Each run
-reports its own percentiles; the summary row is the median of the runs.
+went out, during the measuring window (the simulator's own report, asked for
+with SIGUSR1 at both ends of the window; every other counter of the window is
+read after the first answer).  Frames are stamped when written, so a late
+release is not late by its stamp; but the simulator only falls behind when
+its CPU stalled, and the catch-up burst that follows queues at the receiver.
+"host steal" is the share of the window the hypervisor kept each side's
+CPUs from running (``/proc/stat``): on a shared VM the host stalls a vCPU
+for milliseconds at a time, and a tick that arrives during such a stall waits
+for it whatever the code does, so a run with more than a few tenths of a
+percent of steal has its p99 set by the host.  "receiver full GCs" counts
+the receiver's generation-2 collections in the window (they hold the GIL) and
+the longest.  Each run reports its own percentiles; the summary row is the
+median of the runs.
 
 ``--size-churn`` sets the share of book levels whose size changes per model
 step (the simulator's knob; 1.0 requotes every level): it raises ticks per
@@ -51,8 +61,10 @@ do not.  The benchmark leaves ``sys.setswitchinterval`` alone unless
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
+import queue
 import re
 import signal
 import threading
@@ -213,6 +225,55 @@ def _simulator_frames(n=20_000):
     return out
 
 
+def _steal_seconds():
+    """Per-CPU steal time in seconds, ``{cpu: s}`` (Linux /proc/stat; {} elsewhere).
+
+    Steal is the time the hypervisor kept a virtual CPU from running while it had
+    work: on a shared VM it stalls whatever ran there for milliseconds at a time,
+    and no code in the guest can shorten that.
+    """
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if not line.startswith("cpu"):
+                    break
+                parts = line.split()
+                if parts[0] != "cpu" and len(parts) > 8:
+                    out[int(parts[0][3:])] = int(parts[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return {}
+    return out
+
+
+class _GcPauses:
+    """Collections of this process during a window (``gc.callbacks``): count and
+    longest pause of the full ones (generation 2); they hold the GIL throughout."""
+
+    def __init__(self):
+        self.full = 0
+        self.full_max_ms = 0.0
+        self.young = 0
+        self._t0 = 0
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._t0 = time.perf_counter_ns()
+            return
+        if info["generation"] == 2:
+            self.full += 1
+            self.full_max_ms = max(self.full_max_ms, (time.perf_counter_ns() - self._t0) / 1e6)
+        else:
+            self.young += 1
+
+    def __enter__(self):
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self)
+
+
 def _cpu_seconds(pid):
     """User + system CPU seconds of process ``pid`` (Linux /proc; None elsewhere)."""
 
@@ -331,16 +392,30 @@ class _SimulatorProcess:
         if len(self.endpoints) < len(EXCHANGES):
             self.close()
             raise RuntimeError("hftsig simulate did not print its endpoints")
+        # its later output (the schedule lines) is read on a thread, so that a
+        # simulator that does not answer cannot hang the benchmark
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read_lines, daemon=True).start()
+
+    def _read_lines(self):
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put("")
 
     def connector_kwargs(self, exchange):
         return self.endpoints[exchange]
 
-    def mark(self):
+    def mark(self, timeout=5.0):
         """The simulator's release delays since the previous mark (or its start):
-        a dict as ``SimulatedExchanges.schedule_stats()``, None if it did not answer."""
+        a dict as ``SimulatedExchanges.schedule_stats()``, None if it did not answer
+        within ``timeout`` seconds."""
         self.proc.send_signal(signal.SIGUSR1)
-        while True:  # its output is read here only: nothing but this line is due
-            line = self.proc.stdout.readline()
+        deadline = time.monotonic() + timeout
+        while True:  # nothing but this line is due from it
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
             if not line:
                 return None
             m = re.match(r"schedule: (\d+) releases(?:, late p50 (\d+) us p99 (\d+) us "
@@ -421,6 +496,13 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             for t in timers.values():
                 t.wrap_sink(agg)  # the aggregator sets each connector's on_tick in start()
             time.sleep(2.0)  # connect, subscribe, snapshots
+            sim_pid = simulator.proc.pid if separate_process else None
+            if separate_process:  # the simulator's release delays from here on
+                if simulator.mark() is None:
+                    raise RuntimeError("the simulator did not answer SIGUSR1 (its schedule line)")
+            else:
+                sim.schedule_stats(reset=True)
+            # every counter of the window is read after the mark: nothing between
             start = {n: s["ticks"] for n, s in agg.stats().items()}
             sink_recv.chunks.clear()
             sink_event.chunks.clear()
@@ -428,15 +510,13 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             a0 = agg.aggregator_stats()
             tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
-            sim_pid = simulator.proc.pid if separate_process else None
-            if separate_process:  # the simulator's release delays from here on
-                simulator.mark()
-            else:
-                sim.schedule_stats(reset=True)
             cpu0 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
+            steal0 = _steal_seconds()
             t0 = time.perf_counter()
-            time.sleep(seconds)
+            with _GcPauses() as gcp:
+                time.sleep(seconds)
             elapsed = time.perf_counter() - t0
+            steal1 = _steal_seconds()
             cpu1 = (_cpu_seconds(os.getpid()), sim_pid and _cpu_seconds(sim_pid))
             schedule = simulator.mark() if separate_process else sim.schedule_stats()
             st = agg.stats()
@@ -468,6 +548,11 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
         "worker_us_per_tick": a["worker_busy_s"] / max(a["ticks"], 1) * 1e6,
         "dropped": sum(s["dropped"] for s in st.values()),
         "schedule": schedule,
+        "gc": {"full": gcp.full, "full_max_ms": gcp.full_max_ms, "young": gcp.young},
+        # share of the window each side's CPUs were held off by the hypervisor
+        "steal": None if not steal0 or pins is None else tuple(
+            sum(steal1[c] - steal0[c] for c in cpus) / elapsed / len(cpus)
+            for cpus in (pins[1], pins[0])),
     }
 
 
@@ -569,8 +654,9 @@ def _print_loopback(args):
           + (", then one with dispatch='worker'" if other is not None else "") + "; latency in us")
     print("| run | ticks/s | send -> callback p50 | p99 | p99.9 | receive -> callback p50 | p99 "
           "| receiver CPU us/tick (% core) | simulator CPU us/tick (% core) "
-          "| simulator late p50 | p99 | dropped |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| simulator late p50 | p99 | host steal % receiver / simulator CPU "
+          "| receiver full GCs (longest ms) | dropped |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def row(name, r):
         e, q, b = r["e2e_us"], r["queue_us"], r["breakdown"]
@@ -579,9 +665,13 @@ def _print_loopback(args):
         sc = r.get("schedule") or {}
         late = " | ".join("n/a" if sc.get(k) is None else f"{sc[k]:.0f}"
                           for k in ("late_p50_us", "late_p99_us"))
+        st = r.get("steal")
+        steal = "n/a" if st is None else f"{100 * st[0]:.1f} / {100 * st[1]:.1f}"
+        g = r.get("gc")
+        gcs = "n/a" if g is None else (f"{g['full']:g} ({g['full_max_ms']:.0f})" if g["full"] else "0")
         print(f"| {name} | {r['rate']:,.0f} | {e[0]:.0f} | {e[1]:.0f} | {e[2]:.0f} | {q[0]:.0f} "
               f"| {q[1]:.0f} | {cpu('receiver_cpu')} | {cpu('simulator_cpu')} | {late} "
-              f"| {r['dropped']} |")
+              f"| {steal} | {gcs} | {r['dropped']} |")
 
     for i, r in enumerate(runs):
         row(str(i + 1), r)
@@ -593,6 +683,9 @@ def _print_loopback(args):
                "schedule": {k: (float(np.median([r["schedule"][k] for r in runs]))
                                 if all(r.get("schedule") for r in runs) else None)
                             for k in ("late_p50_us", "late_p99_us")}}
+        steals = [r["steal"] for r in runs]
+        med["steal"] = None if None in steals else tuple(np.median(steals, axis=0))
+        med["gc"] = {k: float(np.median([r["gc"][k] for r in runs])) for k in ("full", "full_max_ms")}
         for k in ("receiver_cpu", "simulator_cpu", "receiver_cpu_share", "simulator_cpu_share"):
             vals = [r["breakdown"][k] for r in runs]
             med["breakdown"][k] = None if None in vals else float(np.median(vals))

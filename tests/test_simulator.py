@@ -817,6 +817,93 @@ def test_simulate_command_prints_urls_and_rates(capsys):
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
 
 
+def test_simulate_command_leaves_the_signal_wakeup_fd_as_it_was():
+    import signal
+
+    from hftsig.cli import main
+
+    r, w = socket.socketpair()
+    w.setblocking(False)
+    previous = signal.set_wakeup_fd(w.fileno())
+    try:
+        assert main(["simulate", "--seconds", "0.2", "--interval", "0.1", "--symbols", "BTC-USDT",
+                     "--exchanges", "kraken"]) == 0
+        assert signal.set_wakeup_fd(previous) == w.fileno()
+    finally:
+        signal.set_wakeup_fd(previous)
+        r.close()
+        w.close()
+
+
+class _Lines:
+    """A text sink for run_simulate's output, read line by line from another thread."""
+
+    def __init__(self):
+        import queue
+
+        self.lines = queue.Queue()
+        self._part = ""
+
+    def write(self, text):
+        self._part += text
+        while "\n" in self._part:
+            line, self._part = self._part.split("\n", 1)
+            self.lines.put(line)
+
+    def flush(self):
+        pass
+
+    def wait_for(self, prefix, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line.startswith(prefix):
+                return line
+
+
+def test_simulate_answers_a_signal_the_kernel_gives_another_thread():
+    """Python runs signal handlers on the main thread only.  A signal the kernel
+    hands to another thread (a busy simulator thread, a native library's worker)
+    used to wait until the main thread's ``time.sleep`` ended: a benchmark's
+    SIGUSR1 mark was answered half a minute late.  Here each SIGUSR1 goes to a
+    thread that is not the main one, and must be answered at once."""
+    import signal
+
+    from hftsig.cli import build_parser
+    from hftsig.simulator.cli import run_simulate
+
+    if not hasattr(signal, "pthread_kill") or not hasattr(signal, "SIGUSR1"):
+        pytest.skip("needs pthread_kill and SIGUSR1")
+    out = _Lines()
+    args = build_parser().parse_args(["simulate", "--seconds", "30", "--interval", "3600",
+                                      "--symbols", "BTC-USDT", "--exchanges", "kraken"])
+    delays, errors = [], []
+
+    def poke():
+        try:
+            out.wait_for("messages/s sent", 20)
+            for _ in range(5):
+                t0 = time.monotonic()
+                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # this thread only
+                out.wait_for("schedule: ", 10)
+                delays.append(time.monotonic() - t0)
+        except Exception as exc:  # reported below, on the test's thread
+            errors.append(exc)
+        finally:
+            # `docker stop`: SIGTERM ends it as cleanly as Ctrl-C
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+
+    t0 = time.monotonic()
+    helper = threading.Thread(target=poke)
+    helper.start()
+    assert run_simulate(args, out) == 0
+    helper.join(10)
+    assert not errors and len(delays) == 5
+    assert max(delays) < 2.0, delays
+    assert time.monotonic() - t0 < 20  # stopped by the SIGTERM, not by --seconds
+    assert out.wait_for("simulators stopped", 5)
+
+
 # ------------------------------------------- frames through hftsig.normalize
 def _normalizer():
     return pytest.importorskip("hftsig.normalize", reason="needs the Cython normalizer built in place")

@@ -11,7 +11,9 @@ previous such line) and ``simulators stopped``.  SIGUSR1 prints a
 from __future__ import annotations
 
 import gc
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -38,6 +40,7 @@ def run_simulate(args, out=None):
     sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth,
                              size_churn=getattr(args, "size_churn", 0.05),
                              stagger=getattr(args, "stagger", 1))
+    in_main = threading.current_thread() is threading.main_thread()
     sim.start()
     # Usually a dedicated process: move the start-up objects (modules, books, servers)
     # out of the collector's view, so full collections do not walk them again
@@ -49,7 +52,7 @@ def run_simulate(args, out=None):
     gc.freeze()
     gc.set_threshold(20_000, *thresholds[1:])
     previous = previous_usr1 = None
-    if threading.current_thread() is threading.main_thread():
+    if in_main:
         # `docker stop` sends SIGTERM: stop as cleanly as on Ctrl-C.
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         if hasattr(signal, "SIGUSR1"):
@@ -66,18 +69,26 @@ def run_simulate(args, out=None):
         m = sim.model
         last_t, last = start, _total_sent(sim)
         last_model = (m.n_book_updates, m.n_trades)
-        while args.seconds is None or time.monotonic() - start < args.seconds:
-            wait = args.interval
-            if args.seconds is not None:
-                wait = min(wait, max(0.0, args.seconds - (time.monotonic() - start)))
-            time.sleep(wait)
-            now, cur = time.monotonic(), _total_sent(sim)
-            dt = max(now - last_t, 1e-9)
-            rates = "  ".join(f"{e}={(cur[e] - last[e]) / dt:,.0f}" for e in cur)
-            model = (m.n_book_updates, m.n_trades)
-            print(f"[{now - start:6.1f}s] {rates}  | model: book updates/s={(model[0] - last_model[0]) / dt:,.0f}"
-                  f" trades/s={(model[1] - last_model[1]) / dt:,.0f}", file=out, flush=True)
-            last_t, last, last_model = now, cur, model
+        end = None if args.seconds is None else start + args.seconds
+        next_line = start + args.interval
+        with _SignalNap() as nap:
+            while True:
+                now = time.monotonic()
+                due = next_line if end is None else min(next_line, end)
+                if now < due:
+                    nap(due - now)  # a signal (SIGUSR1, SIGTERM) wakes it: its handler runs now
+                    continue
+                cur = _total_sent(sim)
+                dt = max(now - last_t, 1e-9)
+                rates = "  ".join(f"{e}={(cur[e] - last[e]) / dt:,.0f}" for e in cur)
+                model = (m.n_book_updates, m.n_trades)
+                print(f"[{now - start:6.1f}s] {rates}  | model: book updates/s="
+                      f"{(model[0] - last_model[0]) / dt:,.0f} trades/s={(model[1] - last_model[1]) / dt:,.0f}",
+                      file=out, flush=True)
+                last_t, last, last_model = now, cur, model
+                if end is not None and now >= end:
+                    break
+                next_line = now + args.interval
     except KeyboardInterrupt:
         pass
     finally:
@@ -91,6 +102,47 @@ def run_simulate(args, out=None):
     _print_schedule(sim, out)
     print("simulators stopped", file=out)
     return 0
+
+
+class _SignalNap:
+    """Sleeps that a signal cuts short, whichever thread the kernel delivers it to.
+
+    Python runs signal handlers on the main thread only, when that thread
+    next runs Python code; a signal the kernel gives another thread (the
+    simulator's event loop, a REST server, a native library's worker) leaves
+    a main thread in ``time.sleep`` asleep, and the handler waits: a
+    benchmark's SIGUSR1 mark was once answered only at exit, half a minute
+    later.  Here the main thread waits on the signal wakeup fd
+    (``signal.set_wakeup_fd``), which the interpreter writes on every signal.
+    Outside the main thread it is ``time.sleep``.
+    """
+
+    def __init__(self):
+        self._r = self._w = self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._r, self._w = socket.socketpair()
+            self._r.setblocking(False)
+            self._w.setblocking(False)
+            self._previous = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        return self
+
+    def __call__(self, seconds):
+        if self._r is None:
+            time.sleep(seconds)
+            return
+        if select.select([self._r], [], [], max(0.0, seconds))[0]:
+            try:
+                self._r.recv(4096)
+            except BlockingIOError:
+                pass
+
+    def __exit__(self, *exc):
+        if self._r is not None:
+            signal.set_wakeup_fd(self._previous)
+            self._r.close()
+            self._w.close()
 
 
 def _print_schedule(sim, out):
