@@ -41,7 +41,10 @@ for it whatever the code does, so a run with more than a few tenths of a
 percent of steal has its p99 set by the host.  "receiver full GCs" counts
 the receiver's generation-2 collections in the window (they hold the GIL) and
 the longest.  Each run reports its own percentiles; the summary row is the
-median of the runs.
+median of the runs.  After the runs, a host check (:func:`host_stalls`)
+pins a process to each CPU that only naps 0.5 ms at a time, and counts the
+naps that end more than 1 ms late: the VM's own stalls, with nothing of ours
+running.
 
 ``--size-churn`` sets the share of book levels whose size changes per model
 step (the simulator's knob; 1.0 requotes every level): it raises ticks per
@@ -243,6 +246,44 @@ def _steal_seconds():
                     out[int(parts[0][3:])] = int(parts[8]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError):
         return {}
+    return out
+
+
+_STALL_PROBE = """
+import json, os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+seconds, nap = float(sys.argv[2]), 0.0005
+late, n, end = [], 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    t = time.monotonic()
+    time.sleep(nap)
+    over = time.monotonic() - t - nap
+    n += 1
+    if over > 0.001:
+        late.append(over)
+print(json.dumps({"wakeups": n, "late": len(late), "lost": sum(late), "max": max(late, default=0.0)}))
+"""
+
+
+def host_stalls(cpus, seconds=5.0):
+    """How often the host stalls each CPU: a process pinned to each CPU in ``cpus``
+    (all at once) naps 0.5 ms at a time for ``seconds`` and counts the naps that
+    end more than 1 ms late.  Nothing else of this benchmark runs meanwhile, so
+    what it sees is the VM's, not ours.  Returns ``{cpu: {"per_s", "lost_share",
+    "max_ms"}}`` ({} where CPUs cannot be pinned)."""
+    import json
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity"):
+        return {}
+    procs = {c: subprocess.Popen([sys.executable, "-c", _STALL_PROBE, str(c), str(seconds)],
+                                 stdout=subprocess.PIPE, text=True) for c in cpus}
+    out = {}
+    for c, p in procs.items():
+        r = json.loads(p.communicate(timeout=seconds + 30)[0])
+        out[c] = {"per_s": r["late"] / seconds, "lost_share": r["lost"] / seconds,
+                  "max_ms": r["max"] * 1e3}
     return out
 
 
@@ -643,6 +684,7 @@ def _print_loopback(args):
     except ImportError as exc:
         print(f"\n## loopback: not run ({exc})")
         return
+    stalls = host_stalls(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else {}
     where = "in this process" if args.same_process else "in a separate process"
     r0 = runs[0]
     print(f"\n## loopback: simulators ({where}, --rate {args.rate:g}, --size-churn "
@@ -692,6 +734,11 @@ def _print_loopback(args):
         row("median", med)
     if other is not None:
         row("dispatch='worker'", other)
+    if stalls:
+        print("host check after the runs (a process pinned to each CPU naps 0.5 ms at a time for 5 s, "
+              "nothing else running): naps ending > 1 ms late: " + "; ".join(
+                  f"CPU {c} {v['per_s']:.1f}/s, {100 * v['lost_share']:.1f}% of the time lost, "
+                  f"longest {v['max_ms']:.1f} ms" for c, v in stalls.items()))
     print("per feed (run 1): " + ", ".join(f"{k} {v:,.0f} ticks/s"
                                            for k, v in r0["per_exchange"].items()))
     print("connector-side event -> receive per message (run 1, p50/p99 us; Binance depth is "
