@@ -326,6 +326,74 @@ def _cpu_seconds(pid):
         return None
 
 
+_REPLAYED = ("kraken", "coinbase")  # self-contained streams (snapshot then updates over the socket)
+
+
+class _FrameCapture:
+    """The raw frames a connector's ``_on_message`` gets, from its connection's
+    start (snapshots first), up to ``limit``: for :func:`replay_offline`."""
+
+    def __init__(self, conn, limit=40_000):
+        self.exchange = conn.exchange
+        self.frames = []
+        inner = conn._on_message
+        frames = self.frames
+
+        def on_message(raw, ts_recv):
+            if len(frames) < limit:
+                frames.append((raw, ts_recv))
+            return inner(raw, ts_recv)
+
+        conn._on_message = on_message
+
+
+def replay_offline(captures, symbols, endpoints):
+    """Feed captured frames, in arrival order, through fresh connectors of the
+    same exchanges and an aggregator (``dispatch="connector"``, the benchmark's
+    two callbacks) on this one thread, with no socket and nothing waiting.
+
+    What the receive path costs as code, against the receiver's CPU per tick
+    live: the difference is reading the socket, waking a thread per frame,
+    handing the GIL between connector threads and cold caches.  Returns
+    ``{"frames", "ticks", "us_per_frame", "us_per_tick", "errors"}`` (errors:
+    malformed frames, gaps, checksum failures, resyncs and handler errors of
+    the replay, which must be 0 for the numbers to mean anything).
+    """
+    from hftsig.cli import make_connectors
+
+    names = [c.exchange for c in captures]
+    conns = make_connectors(names, symbols, {n: endpoints[n] for n in names}, {})
+    agg = Aggregator(conns, queue_size=100_000, overflow="block", dispatch="connector",
+                     drain_size=0)
+    # the aggregator's wiring of start(), without starting threads or connections
+    agg._started = True
+    agg._t_start = time.monotonic()
+    for i, c in enumerate(conns):
+        c.on_tick = agg._make_sink(i)
+        c.send = lambda msg: None  # subscriptions go nowhere: the frames are already here
+        c._on_open()
+    sink_event = _LatencySink("ts_event")
+    sink_recv = _LatencySink("ts_recv")
+    agg.on_tick(sink_event, kinds=["quote", "book_delta"], exchanges=list(_REPLAYED))
+    agg.on_tick(sink_recv)
+    by_name = {c.exchange: c for c in conns}
+    frames = sorted(((ts, by_name[cap.exchange], raw) for cap in captures
+                     for raw, ts in cap.frames), key=lambda f: f[0])
+    me = threading.get_ident()
+    t0 = time.perf_counter()
+    for ts, conn, raw in frames:
+        conn._held_by = me  # as the connection thread does around each read
+        conn._held = []
+        conn._on_message(raw, ts)
+        conn._release_held()
+    elapsed = time.perf_counter() - t0
+    errors = sum(c.stats().get(k, 0) for c in conns
+                 for k in ("malformed", "gaps", "checksum_failures", "resyncs", "errors"))
+    return {"frames": len(frames), "ticks": sink_recv.n,
+            "us_per_frame": elapsed / max(len(frames), 1) * 1e6,
+            "us_per_tick": elapsed / max(sink_recv.n, 1) * 1e6, "errors": errors}
+
+
 class _Timed:
     """Per-connector clocks around the receive path, installed on one connector.
 
@@ -526,6 +594,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
         # stage clocks cost the receiver a few percent: the headline run goes without
         timers = {c.exchange: _Timed(c) for c in conns
                   if stage_timing and hasattr(c, "_on_message")}
+        captures = [_FrameCapture(c) for c in conns if stage_timing and c.exchange in _REPLAYED]
         agg = Aggregator(conns, queue_size=100_000, overflow="block", dispatch=dispatch,
                          drain_size=0)
         sink_event = _LatencySink("ts_event")
@@ -565,6 +634,8 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
     per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
+    endpoints = {ex: simulator.connector_kwargs(ex) for ex in EXCHANGES}
+    replay = replay_offline(captures, syms, endpoints) if captures else None
     total = sum(per.values()) * elapsed
     ticks = a["ticks"] - a0["ticks"]
     frames = sum(tm1[k][0] - tm0[k][0] for k in tm1)
@@ -582,7 +653,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
     }
     return {
         "pinned": None if pins is None else (sorted(pins[0]), sorted(pins[1])),
-        "breakdown": breakdown,
+        "breakdown": breakdown, "replay": replay,
         "rate": sum(per.values()), "per_exchange": per,
         "e2e_us": sink_event.percentiles(), "queue_us": sink_recv.percentiles(),
         "wire_us": {n: s["latency_us"] for n, s in st.items()},
@@ -762,6 +833,15 @@ def _print_loopback(args):
     if b["simulator_cpu"] is not None:
         print(f"| simulator process CPU (model step, JSON, websocket send) "
               f"| {b['simulator_cpu']:.2f} |")
+    rp = timed.get("replay")
+    if rp:
+        print(f"| the same run's Kraken and Coinbase frames replayed offline through fresh "
+              f"connectors + aggregator + these callbacks, one thread, no socket "
+              f"({rp['frames']:,} frames, {rp['ticks']:,} ticks, {rp['us_per_frame']:.1f} us/frame"
+              f"{'' if not rp['errors'] else ', ' + str(rp['errors']) + ' ERRORS: not comparable'}) "
+              f"| {rp['us_per_tick']:.2f} |")
+        print("(receiver CPU live minus the replay: reading the socket, a thread wake-up per "
+              "frame, GIL hand-offs between connector threads, cold caches)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     f = _simulator_frames()
     if f:

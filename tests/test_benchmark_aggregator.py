@@ -65,3 +65,36 @@ def test_simulator_process_marks_windows_and_gives_up_on_a_silent_simulator():
             assert time.monotonic() - t0 < 2.0
         finally:
             sim.proc.send_signal(signal.SIGCONT)
+
+
+def test_offline_replay_delivers_exactly_the_ticks_the_live_run_delivered():
+    pytest.importorskip("hftsig.normalize", reason="needs the Cython normalizer built in place")
+    import connectors  # noqa: F401
+
+    from hftsig.aggregator import Aggregator
+    from hftsig.cli import make_connectors
+    from hftsig.simulator import SimulatedExchanges
+    from hftsig.ticks import KIND_STATUS
+
+    symbols = ["BTC-USDT", "ETH-USDT"]
+    exchanges = list(aggbench._REPLAYED)
+    live = {"n": 0}
+
+    def count(ticks):
+        live["n"] += int((ticks["kind"] != KIND_STATUS).sum())
+
+    with SimulatedExchanges(symbols, exchanges=exchanges, seed=5, rate=100, size_churn=0.5,
+                            stagger=2) as sim:
+        endpoints = {ex: sim.connector_kwargs(ex) for ex in exchanges}
+        conns = make_connectors(exchanges, symbols, endpoints, {})
+        captures = [aggbench._FrameCapture(c) for c in conns]
+        agg = Aggregator(conns, overflow="block", dispatch="connector")
+        agg.on_tick(count)
+        with agg:
+            time.sleep(1.5)
+    assert all(len(cap.frames) > 20 for cap in captures)
+    out = aggbench.replay_offline(captures, symbols, endpoints)
+    assert out["errors"] == 0
+    assert out["frames"] == sum(len(cap.frames) for cap in captures)
+    assert out["ticks"] == live["n"] > 0
+    assert out["us_per_frame"] > 0 and out["us_per_tick"] > 0
