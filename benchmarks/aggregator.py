@@ -634,8 +634,9 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
     per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
-    endpoints = {ex: simulator.connector_kwargs(ex) for ex in EXCHANGES}
-    replay = replay_offline(captures, syms, endpoints) if captures else None
+    replay = None
+    if captures:
+        replay = replay_offline(captures, syms, {ex: simulator.connector_kwargs(ex) for ex in _REPLAYED})
     total = sum(per.values()) * elapsed
     ticks = a["ticks"] - a0["ticks"]
     frames = sum(tm1[k][0] - tm0[k][0] for k in tm1)

@@ -40,7 +40,6 @@ def run_simulate(args, out=None):
     sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth,
                              size_churn=getattr(args, "size_churn", 0.05),
                              stagger=getattr(args, "stagger", 1))
-    in_main = threading.current_thread() is threading.main_thread()
     sim.start()
     # Usually a dedicated process: move the start-up objects (modules, books, servers)
     # out of the collector's view, so full collections do not walk them again
@@ -52,7 +51,7 @@ def run_simulate(args, out=None):
     gc.freeze()
     gc.set_threshold(20_000, *thresholds[1:])
     previous = previous_usr1 = None
-    if in_main:
+    if threading.current_thread() is threading.main_thread():
         # `docker stop` sends SIGTERM: stop as cleanly as on Ctrl-C.
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         if hasattr(signal, "SIGUSR1"):
