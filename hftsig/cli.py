@@ -277,21 +277,25 @@ def _recorder(path, args, connectors=()):
 
 
 def _wait(seconds):
-    """Sleep ``seconds`` (forever if None); False on Ctrl-C."""
+    """Sleep ``seconds`` (forever if None); False on Ctrl-C (or SIGTERM)."""
+    from hftsig.interrupts import SignalNap
+
+    end = None if seconds is None else time.monotonic() + seconds
     try:
-        if seconds is None:
-            while True:
-                time.sleep(3600)
-        time.sleep(seconds)
+        with SignalNap() as nap:
+            while end is None or time.monotonic() < end:
+                nap(3600.0 if end is None else end - time.monotonic())
         return True
     except KeyboardInterrupt:
         return False
 
 
 def _run_session(args, record_path):
+    from hftsig.interrupts import terminate_as_interrupt
     from hftsig.liveview import LiveView, ignore_interrupts, render_summary
 
-    with _Session(args) as s:
+    # `docker stop` (SIGTERM) ends a session as Ctrl-C does: feeds stopped, recorder closed
+    with terminate_as_interrupt(), _Session(args) as s:
         agg = s.agg
         rec = None
         if record_path:
@@ -319,13 +323,16 @@ def _run_session(args, record_path):
 
 
 def _progress(agg, rec, seconds):
+    from hftsig.interrupts import SignalNap
+
     end = None if seconds is None else time.monotonic() + seconds
     try:
-        while end is None or time.monotonic() < end:
-            time.sleep(min(5.0, max(0.0, end - time.monotonic())) if end else 5.0)
-            total = sum(s["ticks"] for s in agg.stats().values())
-            print(f"{time.strftime('%H:%M:%S')} ticks {total:,} durable {rec.rows_written:,}",
-                  flush=True)
+        with SignalNap() as nap:
+            while end is None or time.monotonic() < end:
+                nap(min(5.0, max(0.0, end - time.monotonic())) if end else 5.0)
+                total = sum(s["ticks"] for s in agg.stats().values())
+                print(f"{time.strftime('%H:%M:%S')} ticks {total:,} durable {rec.rows_written:,}",
+                      flush=True)
     except KeyboardInterrupt:
         pass
 

@@ -112,26 +112,28 @@ def render_summary(agg, elapsed):
 
 
 class ignore_interrupts:
-    """Context manager ignoring Ctrl-C (SIGINT) while a shutdown runs.
+    """Context manager ignoring Ctrl-C (SIGINT) and SIGTERM while a shutdown runs.
 
-    The first Ctrl-C ends the live view; a second one arriving while the feeds
-    stop would cut the summary off.  Only the main thread can change signal
-    handlers; elsewhere this does nothing.
+    The first Ctrl-C (or ``docker stop``'s SIGTERM) ends the live view; a second
+    one arriving while the feeds stop would cut the shutdown and the summary
+    off.  Only the main thread can change signal handlers; elsewhere this does
+    nothing.
     """
 
     def __enter__(self):
         import signal
 
-        self._old = None
+        self._old = {}
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, signal.SIG_IGN)
         return self
 
     def __exit__(self, *exc):
         import signal
 
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class LiveView:

@@ -147,6 +147,31 @@ def test_record_on_the_simulators_then_replay(tmp_path, capsys):
     assert _summary_ticks(out, "replay") == len(ticks)
 
 
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="needs pthread_kill")
+def test_record_without_an_end_stops_cleanly_on_sigterm_sent_to_another_thread(tmp_path, capsys):
+    """`docker stop` sends SIGTERM; the kernel may hand it to any thread.  The
+    recording ends as on Ctrl-C: feeds stopped, files closed, summary printed."""
+    import signal
+
+    rec = tmp_path / "stopped"
+    killer = threading.Timer(3.0, lambda: signal.pthread_kill(threading.get_ident(), signal.SIGTERM))
+    before = signal.getsignal(signal.SIGTERM)
+    killer.start()
+    t0 = time.monotonic()
+    try:
+        assert main(["record", str(rec), "--simulate", "--exchanges", "kraken,coinbase",
+                     "--symbols", "BTC-USDT", "--flush-interval", "0.2"]) == 0
+    finally:
+        killer.cancel()
+    assert time.monotonic() - t0 < 15  # not the 5 s progress sleep, nor forever
+    assert signal.getsignal(signal.SIGTERM) is before
+    out = capsys.readouterr().out
+    assert "hftsig summary" in out
+    ticks = read_ticks(rec)
+    assert len(ticks) > 0 and f"recorded {len(ticks):,} ticks" in out
+    assert not _threads_left("hftsig")
+
+
 def test_run_simulate_shows_the_live_view_as_plain_text_when_piped(capsys):
     assert main(["run", "--simulate", "--exchanges", SIM_EXCHANGES, "--symbols", "ETH-BTC",
                  "--seconds", "2.5"]) == 0

@@ -11,13 +11,12 @@ previous such line) and ``simulators stopped``.  SIGUSR1 prints a
 from __future__ import annotations
 
 import gc
-import select
 import signal
-import socket
 import sys
 import threading
 import time
 
+from hftsig.interrupts import SignalNap, terminate_as_interrupt
 from hftsig.simulator.exchanges import SimulatedExchanges
 from hftsig.simulator.market import DEFAULT_SYMBOLS
 
@@ -50,52 +49,19 @@ def run_simulate(args, out=None):
     thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(20_000, *thresholds[1:])
-    previous = previous_usr1 = None
-    if threading.current_thread() is threading.main_thread():
-        # `docker stop` sends SIGTERM: stop as cleanly as on Ctrl-C.
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        if hasattr(signal, "SIGUSR1"):
-            # a benchmark marks its measuring window with SIGUSR1
-            previous_usr1 = signal.signal(signal.SIGUSR1,
-                                          lambda signum, frame: _print_schedule(sim, out))
+    previous_usr1 = None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+        # a benchmark marks its measuring window with SIGUSR1
+        previous_usr1 = signal.signal(signal.SIGUSR1, lambda signum, frame: _print_schedule(sim, out))
     try:
-        print(f"hftsig simulate: {len(sim.symbols)} symbols, seed {args.seed}, {args.rate:g} updates/s", file=out)
-        for e, kw in sim.urls().items():
-            urls = "  ".join(f"{k}={v}" for k, v in kw.items() if v)
-            print(f"  {e:<10} {urls}", file=out)
-        print("messages/s sent (websocket frames + REST responses); Ctrl-C stops", file=out, flush=True)
-        start = time.monotonic()
-        m = sim.model
-        last_t, last = start, _total_sent(sim)
-        last_model = (m.n_book_updates, m.n_trades)
-        end = None if args.seconds is None else start + args.seconds
-        next_line = start + args.interval
-        with _SignalNap() as nap:
-            while True:
-                now = time.monotonic()
-                due = next_line if end is None else min(next_line, end)
-                if now < due:
-                    nap(due - now)  # a signal (SIGUSR1, SIGTERM) wakes it: its handler runs now
-                    continue
-                cur = _total_sent(sim)
-                dt = max(now - last_t, 1e-9)
-                rates = "  ".join(f"{e}={(cur[e] - last[e]) / dt:,.0f}" for e in cur)
-                model = (m.n_book_updates, m.n_trades)
-                print(f"[{now - start:6.1f}s] {rates}  | model: book updates/s="
-                      f"{(model[0] - last_model[0]) / dt:,.0f} trades/s={(model[1] - last_model[1]) / dt:,.0f}",
-                      file=out, flush=True)
-                last_t, last, last_model = now, cur, model
-                if end is not None and now >= end:
-                    break
-                next_line = now + args.interval
+        with terminate_as_interrupt():  # `docker stop` sends SIGTERM: stop as cleanly as on Ctrl-C
+            _stream(sim, args, out)
     except KeyboardInterrupt:
         pass
     finally:
         sim.stop()
         gc.set_threshold(*thresholds)  # as it was (run_simulate may run inside another program)
         gc.unfreeze()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         if previous_usr1 is not None:
             signal.signal(signal.SIGUSR1, previous_usr1)
     _print_schedule(sim, out)
@@ -103,45 +69,38 @@ def run_simulate(args, out=None):
     return 0
 
 
-class _SignalNap:
-    """Sleeps that a signal cuts short, whichever thread the kernel delivers it to.
-
-    Python runs signal handlers on the main thread only, when that thread
-    next runs Python code; a signal the kernel gives another thread (the
-    simulator's event loop, a REST server, a native library's worker) leaves
-    a main thread in ``time.sleep`` asleep, and the handler waits: a
-    benchmark's SIGUSR1 mark was once answered only at exit, half a minute
-    later.  Here the main thread waits on the signal wakeup fd
-    (``signal.set_wakeup_fd``), which the interpreter writes on every signal.
-    Outside the main thread it is ``time.sleep``.
-    """
-
-    def __init__(self):
-        self._r = self._w = self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._r, self._w = socket.socketpair()
-            self._r.setblocking(False)
-            self._w.setblocking(False)
-            self._previous = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
-        return self
-
-    def __call__(self, seconds):
-        if self._r is None:
-            time.sleep(seconds)
-            return
-        if select.select([self._r], [], [], max(0.0, seconds))[0]:
-            try:
-                self._r.recv(4096)
-            except BlockingIOError:
-                pass
-
-    def __exit__(self, *exc):
-        if self._r is not None:
-            signal.set_wakeup_fd(self._previous)
-            self._r.close()
-            self._w.close()
+def _stream(sim, args, out):
+    """Print the URLs, then a rate line every ``args.interval`` seconds until
+    ``args.seconds`` pass (forever if None)."""
+    print(f"hftsig simulate: {len(sim.symbols)} symbols, seed {args.seed}, {args.rate:g} updates/s", file=out)
+    for e, kw in sim.urls().items():
+        urls = "  ".join(f"{k}={v}" for k, v in kw.items() if v)
+        print(f"  {e:<10} {urls}", file=out)
+    print("messages/s sent (websocket frames + REST responses); Ctrl-C stops", file=out, flush=True)
+    start = time.monotonic()
+    m = sim.model
+    last_t, last = start, _total_sent(sim)
+    last_model = (m.n_book_updates, m.n_trades)
+    end = None if args.seconds is None else start + args.seconds
+    next_line = start + args.interval
+    with SignalNap() as nap:
+        while True:
+            now = time.monotonic()
+            due = next_line if end is None else min(next_line, end)
+            if now < due:
+                nap(due - now)  # a signal (SIGUSR1, SIGTERM) wakes it: its handler runs now
+                continue
+            cur = _total_sent(sim)
+            dt = max(now - last_t, 1e-9)
+            rates = "  ".join(f"{e}={(cur[e] - last[e]) / dt:,.0f}" for e in cur)
+            model = (m.n_book_updates, m.n_trades)
+            print(f"[{now - start:6.1f}s] {rates}  | model: book updates/s="
+                  f"{(model[0] - last_model[0]) / dt:,.0f} trades/s={(model[1] - last_model[1]) / dt:,.0f}",
+                  file=out, flush=True)
+            last_t, last, last_model = now, cur, model
+            if end is not None and now >= end:
+                return
+            next_line = now + args.interval
 
 
 def _print_schedule(sim, out):
@@ -155,5 +114,3 @@ def _print_schedule(sim, out):
         print("schedule: 0 releases", file=out, flush=True)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -1,0 +1,86 @@
+"""How the command line's long-running commands stop: SIGTERM as Ctrl-C, and
+waits that any signal cuts short.
+
+``docker stop`` sends SIGTERM; a process without a handler for it dies at once
+(or, as a container's PID 1, ignores it until the SIGKILL ten seconds later),
+so the feeds never stop cleanly and a recorder never closes its files.  And
+Python runs signal handlers on the main thread only, when that thread next runs
+Python code: a signal the kernel hands to another thread (a connector, a
+simulator's event loop, numpy's OpenBLAS worker) leaves a main thread in
+``time.sleep`` asleep until its sleep ends.
+"""
+from __future__ import annotations
+
+import select
+import signal
+import socket
+import threading
+import time
+
+__all__ = ["SignalNap", "terminate_as_interrupt"]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+class terminate_as_interrupt:
+    """Context manager: SIGTERM raises KeyboardInterrupt in the main thread, so
+    a command stops as cleanly on ``docker stop`` as on Ctrl-C.  The previous
+    handler comes back on exit; outside the main thread it does nothing."""
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class SignalNap:
+    """Context manager giving sleeps that a signal cuts short, whichever thread
+    the kernel delivers it to.
+
+    In the main thread a nap waits on the signal wakeup fd
+    (``signal.set_wakeup_fd``), which the interpreter writes on every signal,
+    so the handler runs at once (a benchmark's SIGUSR1 mark was once answered
+    only when the simulator exited, half a minute late).  Outside the main
+    thread a nap is ``time.sleep``.  The previous wakeup fd comes back on exit.
+
+    Examples
+    --------
+    >>> with SignalNap() as nap:
+    ...     nap(0.01)
+    """
+
+    def __init__(self):
+        self._r = self._w = self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._r, self._w = socket.socketpair()
+            self._r.setblocking(False)
+            self._w.setblocking(False)
+            self._previous = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        return self
+
+    def __call__(self, seconds):
+        """Sleep up to ``seconds``; a signal's handler runs (and may raise) at once."""
+        if self._r is None:
+            time.sleep(max(0.0, seconds))
+            return
+        if select.select([self._r], [], [], max(0.0, seconds))[0]:
+            try:
+                self._r.recv(4096)
+            except BlockingIOError:
+                pass
+
+    def __exit__(self, *exc):
+        if self._r is not None:
+            signal.set_wakeup_fd(self._previous)
+            self._r.close()
+            self._w.close()
+            self._r = self._w = None

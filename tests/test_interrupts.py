@@ -1,0 +1,85 @@
+"""hftsig.interrupts: SIGTERM as Ctrl-C, and naps any signal cuts short."""
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from hftsig.interrupts import SignalNap, terminate_as_interrupt
+
+needs_pthread_kill = pytest.mark.skipif(not hasattr(signal, "pthread_kill"),
+                                        reason="needs signal.pthread_kill")
+
+
+def _later(seconds, fn):
+    t = threading.Timer(seconds, fn)
+    t.start()
+    return t
+
+
+@needs_pthread_kill
+def test_a_signal_delivered_to_another_thread_ends_the_main_threads_nap_at_once():
+    seen = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
+    try:
+        with SignalNap() as nap:
+            # the Timer's thread sends the signal to itself: not to the main thread
+            t = _later(0.2, lambda: signal.pthread_kill(threading.get_ident(), signal.SIGUSR1))
+            t0 = time.monotonic()
+            nap(30.0)
+            waited = time.monotonic() - t0
+            t.join()
+        assert seen == [signal.SIGUSR1]
+        assert 0.15 < waited < 5.0  # the signal, not the 30 s
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_nap_without_a_signal_lasts_its_time_and_the_wakeup_fd_comes_back():
+    r, w = socket.socketpair()
+    w.setblocking(False)
+    previous = signal.set_wakeup_fd(w.fileno())
+    try:
+        with SignalNap() as nap:
+            t0 = time.monotonic()
+            nap(0.05)
+            assert time.monotonic() - t0 >= 0.045
+            nap(-1.0)  # nothing left to wait: returns
+        assert signal.set_wakeup_fd(previous) == w.fileno()
+    finally:
+        signal.set_wakeup_fd(previous)
+        r.close()
+        w.close()
+
+
+def test_outside_the_main_thread_a_nap_is_a_sleep_and_no_handler_changes():
+    out = {}
+
+    def work():
+        before = signal.getsignal(signal.SIGTERM)
+        with terminate_as_interrupt(), SignalNap() as nap:
+            t0 = time.monotonic()
+            nap(0.05)
+            out["slept"] = time.monotonic() - t0
+            out["handler"] = signal.getsignal(signal.SIGTERM)
+        out["before"] = before
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert out["slept"] >= 0.045
+    assert out["handler"] is out["before"]
+
+
+@needs_pthread_kill
+def test_sigterm_raises_keyboard_interrupt_inside_and_the_old_handler_comes_back():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt(), SignalNap() as nap:
+            t = _later(0.1, lambda: signal.pthread_kill(threading.get_ident(), signal.SIGTERM))
+            try:
+                nap(30.0)
+            finally:
+                t.join()
+    assert signal.getsignal(signal.SIGTERM) is before
