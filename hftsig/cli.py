@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from hftsig.interrupts import SignalNap, terminate_as_interrupt
+
 EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
 DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC")
 _CONNECTOR_CLASSES = {
@@ -278,8 +280,6 @@ def _recorder(path, args, connectors=()):
 
 def _wait(seconds):
     """Sleep ``seconds`` (forever if None); False on Ctrl-C (or SIGTERM)."""
-    from hftsig.interrupts import SignalNap
-
     end = None if seconds is None else time.monotonic() + seconds
     try:
         with SignalNap() as nap:
@@ -291,7 +291,6 @@ def _wait(seconds):
 
 
 def _run_session(args, record_path):
-    from hftsig.interrupts import terminate_as_interrupt
     from hftsig.liveview import LiveView, ignore_interrupts, render_summary
 
     # `docker stop` (SIGTERM) ends a session as Ctrl-C does: feeds stopped, recorder closed
@@ -323,8 +322,6 @@ def _run_session(args, record_path):
 
 
 def _progress(agg, rec, seconds):
-    from hftsig.interrupts import SignalNap
-
     end = None if seconds is None else time.monotonic() + seconds
     try:
         with SignalNap() as nap:
