@@ -70,6 +70,8 @@ import platform
 import queue
 import re
 import signal
+import socket
+import struct
 import threading
 import time
 
@@ -394,6 +396,150 @@ def replay_offline(captures, symbols, endpoints):
             "us_per_tick": elapsed / max(sink_recv.n, 1) * 1e6, "errors": errors}
 
 
+# Linux's SO_TIMESTAMPNS (asm-generic; the socket module does not export it):
+# the kernel stamps each arriving segment, recvmsg hands the stamp over
+_SO_TIMESTAMPNS = 35
+
+
+class _StampingSocket:
+    """A connected socket whose ``recv`` also records when the kernel received
+    the newest bytes it returns (``SO_TIMESTAMPNS``) and when the read returned.
+
+    websocket-client only calls ``recv``, ``send``, ``fileno``, ``gettimeout``
+    and the like on its socket: everything but ``recv`` goes to the socket.
+    """
+
+    def __init__(self, sock, reads):
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        self._sock = sock
+        self._reads = reads
+
+    def recv(self, bufsize, flags=0):
+        data, ancillary, _, _ = self._sock.recvmsg(bufsize, 64, flags)
+        now = time.time_ns()
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
+                sec, nsec = struct.unpack("qq", payload[:16])
+                self._reads.append((sec * 1_000_000_000 + nsec, now))
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class _ReadStamps:
+    """Kernel receive stamps of one websocket connector's socket reads.
+
+    Installed on a connector before it starts: each connection's plain TCP
+    socket is wrapped in a :class:`_StampingSocket`.  ``reads`` holds
+    ``(kernel ns, read returned ns)`` per read, in order.  The kernel's stamp
+    of a read is that of the newest segment in it (Linux keeps the last one
+    it copies), so "read returned - kernel" is the least the data waited in
+    the socket for the connector thread (its wake-up and the GIL).
+    """
+
+    def __init__(self, conn):
+        self.exchange = conn.exchange
+        self.reads = []
+        inner = conn._connect
+
+        def connect():
+            ws = inner()
+            if ws is not None and type(ws.sock) is socket.socket:
+                ws.sock = _StampingSocket(ws.sock, self.reads)
+            return ws
+
+        conn._connect = connect
+
+    def arrays(self):
+        """``(kernel_ns, read_ns)`` int64 arrays sorted by read time."""
+        if not self.reads:
+            z = np.zeros(0, np.int64)
+            return z, z
+        a = np.array(self.reads, dtype=np.int64)
+        a = a[np.argsort(a[:, 1], kind="stable")]
+        return a[:, 0], a[:, 1]
+
+
+class _TickTimes:
+    """Callback keeping, per tick, the send stamp (``ts_event``), the
+    connector's frame time (``ts_recv``), the callback's clock and the exchange."""
+
+    def __init__(self):
+        self.chunks = []
+
+    def __call__(self, ticks):
+        now = time.time_ns()
+        self.chunks.append((ticks["ts_event"].copy(), ticks["ts_recv"].copy(),
+                            np.full(len(ticks), now, np.int64), ticks["exchange"].copy()))
+
+    def clear(self):
+        self.chunks.clear()
+
+    def arrays(self):
+        if not self.chunks:
+            z = np.zeros(0, np.int64)
+            return z, z, z, np.zeros(0, np.uint8)
+        return tuple(np.concatenate([c[i] for c in self.chunks]) for i in range(4))
+
+
+def latency_parts(times, stamps, tail=0.99):
+    """Split each tick's send -> callback latency at its socket read.
+
+    ``times``: a :class:`_TickTimes`; ``stamps``: exchange name ->
+    :class:`_ReadStamps`.  A tick's read is the last read on its connection
+    that returned before the connector stamped the frame (``ts_recv``): the
+    one that completed the frame.  The wire part (send -> that read) is split
+    by what the stamps prove: the frame's last bytes were not in the previous
+    read, so they reached the socket after it returned ("send -> socket, at
+    least": the simulator's write and loopback); the kernel stamped the
+    read's newest bytes, so the read returned at least that long after the
+    frame was in the socket ("socket -> read, at least": the connector
+    thread's wake-up and the GIL); the rest could be either.  Then "read ->
+    frame" (earlier frames of the same read worked through first) and "frame
+    -> callback" (parse, book, queue, dispatch).
+
+    Returns ``{"reads": {exchange: (p50, p99) us of socket -> read per read},
+    "all": {part: median us}, "tail": {part: mean us over the slowest
+    (1 - tail) of ticks}, "tail_us": the send -> callback quantile, "ticks"}``,
+    None when nothing was stamped.
+    """
+    ev, rc, cb, ex = times.arrays()
+    keys = ("send_socket", "socket_read", "either", "read_frame", "frame_callback", "total")
+    parts = {k: [] for k in keys}
+    reads = {}
+    for name, st in stamps.items():
+        kern, done = st.arrays()
+        if not len(done):
+            continue
+        reads[name] = tuple(np.percentile((done - kern) / 1e3, [50, 99]))
+        m = ex == exchange_code(name)
+        i = np.searchsorted(done, rc[m], side="right") - 1
+        ok = i >= 0
+        i = i[ok]
+        e, r, c = ev[m][ok], rc[m][ok], cb[m][ok]
+        wire = done[i] - e
+        prev = np.where(i > 0, done[np.maximum(i - 1, 0)], e)
+        sender = np.clip(prev - e, 0, wire)
+        receiver = np.clip(done[i] - kern[i], 0, wire - sender)
+        parts["send_socket"].append(sender / 1e3)
+        parts["socket_read"].append(receiver / 1e3)
+        parts["either"].append((wire - sender - receiver) / 1e3)
+        parts["read_frame"].append((r - done[i]) / 1e3)
+        parts["frame_callback"].append((c - r) / 1e3)
+        parts["total"].append((c - e) / 1e3)
+    if not parts["total"]:
+        return None
+    p = {k: np.concatenate(v) for k, v in parts.items()}
+    if not len(p["total"]):
+        return None
+    cut = np.quantile(p["total"], tail)
+    slow = p["total"] >= cut
+    return {"reads": reads, "ticks": int(len(p["total"])), "tail_us": float(cut),
+            "all": {k: float(np.median(v)) for k, v in p.items()},
+            "tail": {k: float(v[slow].mean()) for k, v in p.items()}}
+
+
 class _Timed:
     """Per-connector clocks around the receive path, installed on one connector.
 
@@ -595,6 +741,8 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
         timers = {c.exchange: _Timed(c) for c in conns
                   if stage_timing and hasattr(c, "_on_message")}
         captures = [_FrameCapture(c) for c in conns if stage_timing and c.exchange in _REPLAYED]
+        stamps = {c.exchange: _ReadStamps(c) for c in conns
+                  if stage_timing and c.exchange in _REPLAYED}
         agg = Aggregator(conns, queue_size=100_000, overflow="block", dispatch=dispatch,
                          drain_size=0)
         sink_event = _LatencySink("ts_event")
@@ -602,6 +750,9 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
         agg.on_tick(sink_event, kinds=["quote", "book_delta"],
                     exchanges=["kraken", "coinbase"])
         agg.on_tick(sink_recv)
+        tick_times = _TickTimes()
+        if stamps:
+            agg.on_tick(tick_times, kinds=["quote", "book_delta"], exchanges=list(stamps))
         with agg:
             for t in timers.values():
                 t.wrap_sink(agg)  # the aggregator sets each connector's on_tick in start()
@@ -617,6 +768,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             sink_recv.chunks.clear()
             sink_event.chunks.clear()
             sink_recv.busy_ns = sink_recv.n = 0
+            tick_times.clear()
             a0 = agg.aggregator_stats()
             tm0 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
@@ -634,6 +786,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
             tm1 = {k: (t.frames, t.on_message_ns, t.parse_ns, t.put_ns, t.nested_ns)
                    for k, t in timers.items()}
     per = {n: (s["ticks"] - start[n]) / elapsed for n, s in st.items()}
+    parts = latency_parts(tick_times, stamps) if stamps else None
     replay = None
     if captures:
         replay = replay_offline(captures, syms, {ex: simulator.connector_kwargs(ex) for ex in _REPLAYED})
@@ -654,7 +807,7 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
     }
     return {
         "pinned": None if pins is None else (sorted(pins[0]), sorted(pins[1])),
-        "breakdown": breakdown, "replay": replay,
+        "breakdown": breakdown, "replay": replay, "parts": parts,
         "rate": sum(per.values()), "per_exchange": per,
         "e2e_us": sink_event.percentiles(), "queue_us": sink_recv.percentiles(),
         "wire_us": {n: s["latency_us"] for n, s in st.items()},
@@ -843,6 +996,24 @@ def _print_loopback(args):
               f"| {rp['us_per_tick']:.2f} |")
         print("(receiver CPU live minus the replay: reading the socket, a thread wake-up per "
               "frame, GIL hand-offs between connector threads, cold caches)")
+    lp = timed.get("parts")
+    if lp:
+        names = {"send_socket": "send -> in the receiver's socket, at least (simulator write, "
+                                "loopback)",
+                 "socket_read": "in the socket -> read by the connector thread, at least "
+                                "(wake-up, GIL)",
+                 "either": "send -> read, not attributable to either side",
+                 "read_frame": "read -> frame cut (earlier frames of the same read first)",
+                 "frame_callback": "frame -> callback (parse, book, queue, dispatch)",
+                 "total": "send -> callback"}
+        print(f"\nsend -> callback split at the socket read (same run, Kraken and Coinbase book and "
+              f"quote ticks, {lp['ticks']:,}; kernel receive stamps, SO_TIMESTAMPNS; us):")
+        print(f"| part | median of the ticks | mean of the slowest 1% (send -> callback >= "
+              f"{lp['tail_us']:.0f} us) |\n|---|---:|---:|")
+        for k, label in names.items():
+            print(f"| {label} | {lp['all'][k]:.0f} | {lp['tail'][k]:.0f} |")
+        print("socket -> read per read, p50/p99 us: " + ", ".join(
+            f"{k} {v[0]:.0f}/{v[1]:.0f}" for k, v in lp["reads"].items()))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     f = _simulator_frames()
     if f:

@@ -4,8 +4,12 @@ Correctness only: no timing targets."""
 import gc
 import os
 import signal
+import socket
 import sys
 import time
+from types import SimpleNamespace
+
+import numpy as np
 
 import pytest
 
@@ -88,8 +92,11 @@ def test_offline_replay_delivers_exactly_the_ticks_the_live_run_delivered():
         endpoints = {ex: sim.connector_kwargs(ex) for ex in exchanges}
         conns = make_connectors(exchanges, symbols, endpoints, {})
         captures = [aggbench._FrameCapture(c) for c in conns]
+        stamps = {c.exchange: aggbench._ReadStamps(c) for c in conns}
+        times = aggbench._TickTimes()
         agg = Aggregator(conns, overflow="block", dispatch="connector")
         agg.on_tick(count)
+        agg.on_tick(times, kinds=["quote", "book_delta"])
         with agg:
             time.sleep(1.5)
     assert all(len(cap.frames) > 20 for cap in captures)
@@ -98,3 +105,65 @@ def test_offline_replay_delivers_exactly_the_ticks_the_live_run_delivered():
     assert out["frames"] == sum(len(cap.frames) for cap in captures)
     assert out["ticks"] == live["n"] > 0
     assert out["us_per_frame"] > 0 and out["us_per_tick"] > 0
+    # the stamping socket under websocket-client: every frame arrived through it
+    for st in stamps.values():
+        kern, done = st.arrays()
+        assert len(done) > 20 and (kern <= done).all() and (np.diff(done) >= 0).all()
+    parts = aggbench.latency_parts(times, stamps)
+    assert parts is not None and parts["ticks"] == len(times.arrays()[0]) > 0
+    assert set(parts["reads"]) == set(exchanges)
+    assert all(v >= 0 for v in parts["all"].values())
+    assert parts["tail"]["total"] >= parts["all"]["total"] > 0
+
+
+@linux
+def test_stamping_socket_records_the_kernel_receive_time_of_each_read():
+    server = socket.create_server(("127.0.0.1", 0))
+    a = socket.create_connection(server.getsockname())
+    b, _ = server.accept()
+    server.close()
+    reads = []
+    try:
+        wrapped = aggbench._StampingSocket(b, reads)
+        wrapped.settimeout(2.0)  # everything but recv goes to the socket
+        assert wrapped.fileno() == b.fileno() and wrapped.gettimeout() == 2.0
+        before = time.time_ns()
+        a.sendall(b"hello")
+        time.sleep(0.05)
+        assert wrapped.recv(100) == b"hello"
+        after = time.time_ns()
+        assert len(reads) == 1
+        kernel, done = reads[0]
+        # the data sat 50 ms in the socket before the read
+        assert before <= kernel <= done <= after and done - kernel >= 40_000_000
+        a.close()
+        assert wrapped.recv(100) == b""  # end of stream, as a socket says it
+    finally:
+        a.close()
+        b.close()
+
+
+def test_latency_parts_splits_each_tick_at_the_read_that_completed_its_frame():
+    us = 1000  # the stamps are ns
+    st = aggbench._ReadStamps(SimpleNamespace(exchange="kraken", _connect=lambda: None))
+    st.reads += [(1000 * us, 1100 * us), (2000 * us, 2500 * us)]
+    times = aggbench._TickTimes()
+    kraken = aggbench.exchange_code("kraken")
+    for ev, rc, cb in ((900, 1150, 1200), (1050, 2600, 2700)):
+        t = aggbench.empty_ticks(1)
+        t["ts_event"], t["ts_recv"], t["exchange"] = ev * us, rc * us, kraken
+        times.chunks.append((t["ts_event"].copy(), t["ts_recv"].copy(),
+                             np.array([cb * us]), t["exchange"].copy()))
+    out = aggbench.latency_parts(times, {"kraken": st}, tail=0.5)
+    assert out["ticks"] == 2
+    # tick 2: its frame was not in the read at 1100, so it reached the socket
+    # after 1100 (>= 50 after its send at 1050); the read at 2500 returned 500
+    # after its newest bytes; 900 of the wire time could be either side
+    assert out["tail"] == pytest.approx({"send_socket": 50, "socket_read": 500, "either": 900,
+                                         "read_frame": 100, "frame_callback": 100,
+                                         "total": 1650})
+    # tick 1 (the first read: no earlier read to bound the sender): 0, 100, 100, 50, 50, 300
+    assert out["all"] == pytest.approx({"send_socket": 25, "socket_read": 300, "either": 500,
+                                        "read_frame": 75, "frame_callback": 75, "total": 975})
+    assert out["reads"]["kraken"][0] == pytest.approx(300)
+    assert aggbench.latency_parts(aggbench._TickTimes(), {"kraken": st}) is None
