@@ -458,12 +458,21 @@ def _cmd_arb(args):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    command = None
     try:
-        return args.func(args) or 0
-    except ValueError as exc:  # bad symbols, exchanges, paths: a message, not a traceback
-        parser.exit(2, f"hftsig {args.command}: error: {exc}\n")
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
+        try:
+            return args.func(args) or 0
+        except ValueError as exc:  # bad symbols, exchanges, paths: a message, not a traceback
+            parser.exit(2, f"hftsig {command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM where a command takes it as Ctrl-C) before the
+        # command could end on its own terms, e.g. while the feeds start: what
+        # was started is stopped on the way out; a line, not a traceback
+        print(f"hftsig{' ' + command if command else ''}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
