@@ -47,9 +47,10 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
              refresh=0.5):
     """Run the demo for ``seconds`` (or until Ctrl-C) and print a summary.
 
-    Returns the process exit code: 0 when every feed delivered ticks, 1 when
-    one did not (the summary says which), 2 when the parts it needs are
-    missing.
+    Returns the process exit code: 0 when every feed delivered ticks or the
+    user stopped the demo (Ctrl-C: the summary of what arrived so far), 1 when a
+    feed stayed silent for the whole run (the summary says which), 2 when the
+    parts it needs are missing.
     """
     from hftsig.aggregator import Aggregator
     from hftsig.cli import EXCHANGES, make_connectors
@@ -65,8 +66,11 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
     except ImportError as exc:
         print(f"hftsig demo: cannot run, a part is missing: {exc}", file=out)
         return 2
+    from hftsig.interrupts import terminate_as_interrupt
+
     plugins = _default_plugins() + PLUGINS if plugins is None else plugins
-    with SimulatedExchanges(symbols=list(symbols), seed=seed) as sim:
+    # `docker stop` (SIGTERM) ends the demo as Ctrl-C does: feeds stopped, summary printed
+    with terminate_as_interrupt(), SimulatedExchanges(symbols=list(symbols), seed=seed) as sim:
         conns = make_connectors(EXCHANGES, symbols,
                                 {ex: sim.connector_kwargs(ex) for ex in EXCHANGES},
                                 {"coingecko": {"interval": 1.0}})
@@ -90,7 +94,10 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
             if callable(e):
                 print(e(), file=out)
     silent = [name for name, s in agg.stats().items() if s["ticks"] == 0]
-    if silent:
+    if silent and finished:
         print(f"no ticks from: {', '.join(silent)}", file=out)
         return 1
+    if silent:  # stopped by the user, maybe before a slow feed (CoinGecko polls) spoke
+        print(f"no ticks yet from: {', '.join(silent)} (interrupted after {elapsed:.1f} s)",
+              file=out)
     return 0

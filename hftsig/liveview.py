@@ -35,10 +35,13 @@ import threading
 import time
 from collections import deque
 
+from hftsig.interrupts import SignalNap
+
 __all__ = ["LiveView", "render_summary", "ignore_interrupts"]
 
 _CLEAR_EOL = "\x1b[K"
 _CLEAR_EOS = "\x1b[J"
+_STOP_POLL_S = 0.05  # how often a run with a ``stop`` event looks at it
 
 
 def _fmt_px(x):
@@ -251,17 +254,22 @@ class LiveView:
         end = None if seconds is None else time.monotonic() + float(seconds)
         step = self.interval if self.tty else self.plain_interval
         try:
-            while True:
-                self.draw()
-                now = time.monotonic()
-                if end is not None and now >= end:
-                    return True
-                wait = step if end is None else min(step, end - now)
-                if stop is not None:
-                    if stop.wait(wait):
+            # naps a signal cuts short: Ctrl-C handed by the kernel to a connector
+            # thread would otherwise wait out the main thread's sleep (5 s when plain)
+            with SignalNap() as nap:
+                while True:
+                    self.draw()
+                    now = time.monotonic()
+                    if end is not None and now >= end:
+                        return True
+                    wake = now + (step if end is None else min(step, end - now))
+                    if stop is None:
+                        nap(wake - now)
+                        continue
+                    while not stop.is_set() and time.monotonic() < wake:
+                        nap(min(_STOP_POLL_S, wake - time.monotonic()))
+                    if stop.is_set():
                         self.draw()
                         return True
-                else:
-                    time.sleep(wait)
         except KeyboardInterrupt:
             return False

@@ -27,3 +27,36 @@ def test_demo_runs_every_feed_and_plugins_report(capsys):
     assert f"plugin saw {sum(seen)} book/quote ticks" in text and sum(seen) > 0
     for sym in DEMO_SYMBOLS:
         assert sym in text
+
+
+def test_ctrl_c_ends_the_demo_with_a_summary_not_a_failure():
+    # Ctrl-C soon after the feeds start, before CoinGecko's first poll answered:
+    # the summary of what arrived and exit code 0, not "no ticks from" and 1
+    import signal
+    import threading
+
+    timers = []
+
+    def interrupt_soon(agg, view, sim):
+        sim.inject("coingecko", "stall", seconds=10)  # its first poll hangs: a silent feed
+
+        def on_first(ticks):
+            if not timers:
+                # Ctrl-C as the kernel may hand it: to a thread other than the main one
+                timers.append(threading.Timer(0.2, lambda: signal.pthread_kill(
+                    threading.get_ident(), signal.SIGINT)))
+                timers[0].start()
+
+        agg.on_tick(on_first)
+
+    out = io.StringIO()
+    assert run_demo(seconds=30, stream=out, plugins=[interrupt_soon]) == 0
+    text = out.getvalue()
+    assert timers, "no tick arrived"
+    summary = text.split("hftsig summary", 1)[1]
+    assert "interrupted\n" in text
+    assert "no ticks from" not in text
+    assert "no ticks yet from: coingecko (interrupted after" in text, text[-1500:]
+    for feed in ("binance", "kraken", "coinbase"):
+        line = next(x for x in summary.splitlines() if x.startswith(feed))
+        assert int(line.split()[1].replace(",", "")) > 0, line
