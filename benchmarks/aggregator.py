@@ -38,13 +38,13 @@ its CPU stalled, and the catch-up burst that follows queues at the receiver.
 CPUs from running (``/proc/stat``): on a shared VM the host stalls a vCPU
 for milliseconds at a time, and a tick that arrives during such a stall waits
 for it whatever the code does, so a run with more than a few tenths of a
-percent of steal has its p99 set by the host.  "receiver full GCs" counts
-the receiver's generation-2 collections in the window (they hold the GIL) and
-the longest.  Each run reports its own percentiles; the summary row is the
-median of the runs.  After the runs, a host check (:func:`host_stalls`)
-pins a process to each CPU that only naps 0.5 ms at a time, and counts the
-naps that end more than 1 ms late: the VM's own stalls, with nothing of ours
-running.
+percent of steal has its p99 set by the host.  "receiver GCs" counts the
+receiver's generation-2 collections in the window (they hold the GIL), the
+longest, and the young collections a second.  Each run reports its own
+percentiles; the summary row is the median of the runs.  After the runs, a
+host check (:func:`host_stalls`) pins a process to each CPU that only naps
+0.5 ms at a time, and counts the naps that end more than 1 ms late: the VM's
+own stalls, with nothing of ours running.
 
 ``--size-churn`` sets the share of book levels whose size changes per model
 step (the simulator's knob; 1.0 requotes every level): it raises ticks per
@@ -407,6 +407,9 @@ class _StampingSocket:
 
     websocket-client only calls ``recv``, ``send``, ``fileno``, ``gettimeout``
     and the like on its socket: everything but ``recv`` goes to the socket.
+    Linux turns receive stamping on for the whole host a moment after the first
+    socket asks (a deferred switch), so the first reads may come without a
+    stamp: they are kept, with -1 for the kernel's time.
     """
 
     def __init__(self, sock, reads):
@@ -417,10 +420,13 @@ class _StampingSocket:
     def recv(self, bufsize, flags=0):
         data, ancillary, _, _ = self._sock.recvmsg(bufsize, 64, flags)
         now = time.time_ns()
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
-                sec, nsec = struct.unpack("qq", payload[:16])
-                self._reads.append((sec * 1_000_000_000 + nsec, now))
+        if data:
+            kernel = -1
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
+                    sec, nsec = struct.unpack("qq", payload[:16])
+                    kernel = sec * 1_000_000_000 + nsec
+            self._reads.append((kernel, now))
         return data
 
     def __getattr__(self, name):
@@ -432,10 +438,11 @@ class _ReadStamps:
 
     Installed on a connector before it starts: each connection's plain TCP
     socket is wrapped in a :class:`_StampingSocket`.  ``reads`` holds
-    ``(kernel ns, read returned ns)`` per read, in order.  The kernel's stamp
-    of a read is that of the newest segment in it (Linux keeps the last one
-    it copies), so "read returned - kernel" is the least the data waited in
-    the socket for the connector thread (its wake-up and the GIL).
+    ``(kernel ns or -1 if unstamped, read returned ns)`` per read, in order.
+    The kernel's stamp of a read is that of the newest segment in it (Linux
+    keeps the last one it copies), so "read returned - kernel" is the least
+    the data waited in the socket for the connector thread (its wake-up and
+    the GIL).
     """
 
     def __init__(self, conn):
@@ -497,7 +504,9 @@ def latency_parts(times, stamps, tail=0.99):
     frame was in the socket ("socket -> read, at least": the connector
     thread's wake-up and the GIL); the rest could be either.  Then "read ->
     frame" (earlier frames of the same read worked through first) and "frame
-    -> callback" (parse, book, queue, dispatch).
+    -> callback" (parse, book, queue, dispatch).  A read without a kernel
+    stamp proves nothing about the receiver: its ticks' wire time past the
+    sender's part counts as "either".
 
     Returns ``{"reads": {exchange: (p50, p99) us of socket -> read per read},
     "all": {part: median us}, "tail": {part: mean us over the slowest
@@ -512,7 +521,9 @@ def latency_parts(times, stamps, tail=0.99):
         kern, done = st.arrays()
         if not len(done):
             continue
-        reads[name] = tuple(np.percentile((done - kern) / 1e3, [50, 99]))
+        stamped = kern >= 0
+        if stamped.any():
+            reads[name] = tuple(np.percentile((done - kern)[stamped] / 1e3, [50, 99]))
         m = ex == exchange_code(name)
         i = np.searchsorted(done, rc[m], side="right") - 1
         ok = i >= 0
@@ -521,7 +532,7 @@ def latency_parts(times, stamps, tail=0.99):
         wire = done[i] - e
         prev = np.where(i > 0, done[np.maximum(i - 1, 0)], e)
         sender = np.clip(prev - e, 0, wire)
-        receiver = np.clip(done[i] - kern[i], 0, wire - sender)
+        receiver = np.where(kern[i] >= 0, np.clip(done[i] - kern[i], 0, wire - sender), 0)
         parts["send_socket"].append(sender / 1e3)
         parts["socket_read"].append(receiver / 1e3)
         parts["either"].append((wire - sender - receiver) / 1e3)
@@ -814,7 +825,8 @@ def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, 
         "worker_us_per_tick": a["worker_busy_s"] / max(a["ticks"], 1) * 1e6,
         "dropped": sum(s["dropped"] for s in st.values()),
         "schedule": schedule,
-        "gc": {"full": gcp.full, "full_max_ms": gcp.full_max_ms, "young": gcp.young},
+        "gc": {"full": gcp.full, "full_max_ms": gcp.full_max_ms, "young": gcp.young,
+               "young_per_s": gcp.young / elapsed},
         # share of the window each side's CPUs were held off by the hypervisor
         "steal": None if not steal0 or pins is None else tuple(
             sum(steal1[c] - steal0[c] for c in cpus) / elapsed / len(cpus)
@@ -922,7 +934,7 @@ def _print_loopback(args):
     print("| run | ticks/s | send -> callback p50 | p99 | p99.9 | receive -> callback p50 | p99 "
           "| receiver CPU us/tick (% core) | simulator CPU us/tick (% core) "
           "| simulator late p50 | p99 | host steal % receiver / simulator CPU "
-          "| receiver full GCs (longest ms) | dropped |")
+          "| receiver GCs: full (longest ms) / young per s | dropped |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def row(name, r):
@@ -935,7 +947,9 @@ def _print_loopback(args):
         st = r.get("steal")
         steal = "n/a" if st is None else f"{100 * st[0]:.1f} / {100 * st[1]:.1f}"
         g = r.get("gc")
-        gcs = "n/a" if g is None else (f"{g['full']:g} ({g['full_max_ms']:.0f})" if g["full"] else "0")
+        gcs = "n/a" if g is None else (
+            (f"{g['full']:g} ({g['full_max_ms']:.0f})" if g["full"] else "0")
+            + f" / {g['young_per_s']:.0f}")
         print(f"| {name} | {r['rate']:,.0f} | {e[0]:.0f} | {e[1]:.0f} | {e[2]:.0f} | {q[0]:.0f} "
               f"| {q[1]:.0f} | {cpu('receiver_cpu')} | {cpu('simulator_cpu')} | {late} "
               f"| {steal} | {gcs} | {r['dropped']} |")
@@ -952,7 +966,8 @@ def _print_loopback(args):
                             for k in ("late_p50_us", "late_p99_us")}}
         steals = [r["steal"] for r in runs]
         med["steal"] = None if None in steals else tuple(np.median(steals, axis=0))
-        med["gc"] = {k: float(np.median([r["gc"][k] for r in runs])) for k in ("full", "full_max_ms")}
+        med["gc"] = {k: float(np.median([r["gc"][k] for r in runs]))
+                     for k in ("full", "full_max_ms", "young_per_s")}
         for k in ("receiver_cpu", "simulator_cpu", "receiver_cpu_share", "simulator_cpu_share"):
             vals = [r["breakdown"][k] for r in runs]
             med["breakdown"][k] = None if None in vals else float(np.median(vals))
