@@ -45,6 +45,7 @@ import requests
 import websocket
 
 from connectors.credentials import redact
+from hftsig.interrupts import join_thread
 from hftsig.ticks import (
     FLAG_LAST,
     KIND_STATUS,
@@ -251,8 +252,8 @@ class Connector:
         for t in self._threads():
             if t is threading.current_thread():
                 continue
-            t.join(max(0.0, deadline - time.monotonic()))
-            ok = ok and not t.is_alive()
+            # (join_thread: also a thread whose start() a Ctrl-C cut short)
+            ok = join_thread(t, max(0.0, deadline - time.monotonic())) and ok
         return ok
 
     def stats(self):

@@ -76,6 +76,7 @@ import numpy as np
 from hftsig._ext._tickscan import batch_latency as _batch_latency
 from hftsig._ext._tickscan import scan_chunk as _scan_chunk
 from hftsig._ext._tickscan import select as _select
+from hftsig.interrupts import join_thread
 from hftsig.ticks import (
     FLAG_SNAPSHOT_BEGIN,
     KIND_BOOK_DELTA,
@@ -670,7 +671,7 @@ class Aggregator:
             t.join(timeout)
         self._stopping = True
         self._queue.close()
-        self._worker.join(timeout)
+        join_thread(self._worker, timeout)  # also after a start() a Ctrl-C cut short
         for sub in list(self._subs):
             sub.end()
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import sys
 import time
 
+from hftsig.interrupts import terminate_as_interrupt
+
 __all__ = ["run_demo", "PLUGINS", "DEMO_SYMBOLS"]
 
 #: symbols the demo simulates on every venue (a triangle plus a second quote)
@@ -66,8 +68,6 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
     except ImportError as exc:
         print(f"hftsig demo: cannot run, a part is missing: {exc}", file=out)
         return 2
-    from hftsig.interrupts import terminate_as_interrupt
-
     plugins = _default_plugins() + PLUGINS if plugins is None else plugins
     # `docker stop` (SIGTERM) ends the demo as Ctrl-C does: feeds stopped, summary printed
     with terminate_as_interrupt(), SimulatedExchanges(symbols=list(symbols), seed=seed) as sim:

@@ -7,7 +7,9 @@ so the feeds never stop cleanly and a recorder never closes its files.  And
 Python runs signal handlers on the main thread only, when that thread next runs
 Python code: a signal the kernel hands to another thread (a connector, a
 simulator's event loop, numpy's OpenBLAS worker) leaves a main thread in
-``time.sleep`` asleep until its sleep ends.
+``time.sleep`` asleep until its sleep ends.  And a Ctrl-C can cut
+``Thread.start`` short after the thread was launched, while ``start`` waits for
+it to come up: ``join`` then refuses a thread that is running anyway.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import socket
 import threading
 import time
 
-__all__ = ["SignalNap", "terminate_as_interrupt"]
+__all__ = ["SignalNap", "join_thread", "terminate_as_interrupt"]
 
 
 def _raise_interrupt(signum, frame):
@@ -84,3 +86,35 @@ class SignalNap:
             self._r.close()
             self._w.close()
             self._r = self._w = None
+
+
+def join_thread(thread, timeout=None):
+    """``thread.join(timeout)`` that also takes a thread whose ``start()`` a
+    signal cut short.
+
+    ``Thread.start`` launches the thread, then waits for it to come up; a
+    KeyboardInterrupt in that wait leaves a thread that runs (and must be
+    stopped and joined like any other) but that ``join`` refuses ("cannot join
+    thread before it is started") until it is up, a moment later.  This waits
+    for that moment within ``timeout``; a thread that was never launched is
+    given up on at the deadline.  Returns True when the thread has ended.
+
+    Examples
+    --------
+    >>> t = threading.Thread(target=lambda: None)
+    >>> t.start()
+    >>> join_thread(t, 1.0)
+    True
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            thread.join(left)
+            return not thread.is_alive()
+        except RuntimeError:
+            if thread is threading.current_thread():
+                raise
+            if left is not None and left <= 0.0:
+                return False
+            time.sleep(0.002)

@@ -1,4 +1,5 @@
-"""hftsig.interrupts: SIGTERM as Ctrl-C, and naps any signal cuts short."""
+"""hftsig.interrupts: SIGTERM as Ctrl-C, naps any signal cuts short, joins a cut-short start
+does not break."""
 import signal
 import socket
 import threading
@@ -6,7 +7,7 @@ import time
 
 import pytest
 
-from hftsig.interrupts import SignalNap, terminate_as_interrupt
+from hftsig.interrupts import SignalNap, join_thread, terminate_as_interrupt
 
 needs_pthread_kill = pytest.mark.skipif(not hasattr(signal, "pthread_kill"),
                                         reason="needs signal.pthread_kill")
@@ -83,3 +84,31 @@ def test_sigterm_raises_keyboard_interrupt_inside_and_the_old_handler_comes_back
             finally:
                 t.join()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_join_thread_waits_for_a_thread_that_comes_up_late():
+    # as after a Thread.start() a Ctrl-C cut short: join() refuses the thread
+    # until it is up, join_thread waits for that within its timeout
+    done = threading.Event()
+    t = threading.Thread(target=done.set)
+    launcher = _later(0.1, t.start)
+    with pytest.raises(RuntimeError):
+        t.join(0)  # what a plain stop() did
+    t0 = time.monotonic()
+    assert join_thread(t, 5.0) is True
+    assert done.is_set() and 0.05 < time.monotonic() - t0 < 4.0
+    launcher.join()
+
+
+def test_join_thread_gives_up_on_a_thread_never_started_and_reports_a_live_one():
+    t0 = time.monotonic()
+    assert join_thread(threading.Thread(target=lambda: None), 0.1) is False
+    assert 0.09 < time.monotonic() - t0 < 2.0
+    release = threading.Event()
+    busy = threading.Thread(target=release.wait)
+    busy.start()
+    assert join_thread(busy, 0.05) is False  # still running at the deadline
+    release.set()
+    assert join_thread(busy) is True
+    with pytest.raises(RuntimeError):
+        join_thread(threading.current_thread(), 0.1)

@@ -1525,3 +1525,57 @@ def test_write_held_writes_a_release_at_once_or_leaves_it_to_the_sender():
         assert got == [{"channel": "heartbeat"}, {"probe": 0}, {"probe": 1}, {"probe": 2}]
         assert conn.sent["probe"] == 6 and conn.items["probe"] == 6
         ws.close()
+
+
+_START_INTERRUPT_SCRIPT = """
+import signal, sys, threading, time
+import numpy.random  # noqa: F401  (imported up front: a first import can swallow an interrupt)
+from hftsig.simulator import SimulatedExchanges
+
+main_id = threading.get_ident()
+SimulatedExchanges(symbols=["BTC-USDT"], seed=0).start().stop()  # warm: later starts take ms
+for rep in range(3):
+    for delay in (0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.008):
+        sender = threading.Thread(
+            target=lambda: (time.sleep(delay), signal.pthread_kill(main_id, signal.SIGINT)))
+        sim, started = None, False
+        try:
+            sim = SimulatedExchanges(symbols=["BTC-USDT"], seed=0)
+            sender.start()
+            sim.start()
+            started = True
+            time.sleep(0.3)  # the interrupt lands here when the start was quicker
+        except KeyboardInterrupt:
+            pass
+        sender.join()
+        if started:
+            sim.stop()
+            where = "after"
+        else:
+            where = "before" if sim is None or not sim._started else "inside"
+        t0 = time.monotonic()
+        while any(t.name == "hftsig-sim-loop" for t in threading.enumerate()) \\
+                and time.monotonic() - t0 < 3.0:
+            time.sleep(0.01)
+        left = sum(t.name.startswith("hftsig-sim") for t in threading.enumerate())
+        print("RESULT", delay, where, left, flush=True)
+"""
+
+
+def test_an_interrupt_while_the_simulators_start_leaves_nothing_running():
+    """Ctrl-C while ``start()`` brings the servers up (a notebook's interrupt, the
+    command line's Ctrl-C): the KeyboardInterrupt comes out, the loop thread and its
+    servers are gone, and no half-built event loop is left for the garbage collector
+    (it printed an AttributeError traceback from ``BaseEventLoop.__del__``)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _START_INTERRUPT_SCRIPT], capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, \
+        proc.stderr[-3000:]
+    results = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert len(results) == 21
+    assert all(left == "0" for _, _, left in results), results
+    assert any(where == "inside" for _, where, _ in results), results  # the case under test ran

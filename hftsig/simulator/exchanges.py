@@ -31,6 +31,7 @@ import urllib.parse
 
 import numpy as np
 
+from hftsig.interrupts import join_thread
 from hftsig.simulator.binance import BinanceServer
 from hftsig.simulator.coinbase import CoinbaseServer
 from hftsig.simulator.coingecko import CoinGeckoServer
@@ -79,16 +80,28 @@ class _RestServer:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name=f"hftsig-sim-{name}-http", daemon=True)
+        self._launched = False
+        self._serving = threading.Event()
+        self.thread = threading.Thread(target=self._serve_forever, name=f"hftsig-sim-{name}-http",
+                                       daemon=True)
+
+    def _serve_forever(self):
+        self._serving.set()
+        self.httpd.serve_forever(poll_interval=0.05)
 
     def start(self):
+        self._launched = True
         self.thread.start()
 
     def stop(self):
-        self.httpd.shutdown()
+        """Stop serving and close the port; also after a start() that a Ctrl-C cut
+        short (its thread may not be serving yet: closing the socket under it
+        would fail it)."""
+        if self._launched and self._serving.wait(1.0):
+            self.httpd.shutdown()  # waits for serve_forever to begin, if it has not yet, and end
         self.httpd.server_close()
-        self.thread.join(timeout=1.0)
+        if self._launched:
+            join_thread(self.thread, 1.0)
 
     def _serve(self, req):
         u = urllib.parse.urlsplit(req.path)
@@ -246,6 +259,14 @@ class SimulatedExchanges:
         if self._started:
             raise RuntimeError("SimulatedExchanges already started")
         self._started = True
+        try:
+            self._start_servers()
+        except BaseException:  # Ctrl-C while the servers come up: take them down again
+            self.stop()
+            raise
+        return self
+
+    def _start_servers(self):
         cfg = self._cfg
         m = self.model
         if "binance" in self.exchanges:
@@ -265,19 +286,18 @@ class SimulatedExchanges:
                                              refresh_s=cfg["coingecko_refresh_s"])
             self.rest["coingecko"] = _RestServer(self.coingecko, "coingecko")
         ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="hftsig-sim-loop", daemon=True)
         self._running = True
         self._thread.start()
         if not ready.wait(5.0) or self._driver_error is not None:
-            self.stop()
             raise RuntimeError(f"simulators failed to start: {self._driver_error!r}")
         for r in self.rest.values():
             r.start()
-        return self
 
     def _run(self, ready):
-        loop = self._loop
+        # the loop is made here, not by start(): a Ctrl-C in the main thread
+        # cannot land inside its constructor and leave a half-built loop behind
+        loop = self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
 
         async def main():
@@ -398,12 +418,9 @@ class SimulatedExchanges:
         """Close every connection and port; returns within about ``timeout`` seconds."""
         self._running = False
         for r in self.rest.values():
-            if r.thread.is_alive():
-                r.stop()
-            else:
-                r.httpd.server_close()  # bound in start() but never served (failed start)
+            r.stop()
         if self._thread is not None:
-            self._thread.join(timeout)
+            join_thread(self._thread, timeout)  # also after a start() a Ctrl-C cut short
         self._thread = None
 
     def pause(self):
