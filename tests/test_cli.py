@@ -207,8 +207,8 @@ import signal, sys, threading, time
 from hftsig.cli import main
 # imported up front, so that the interrupts land in the session's start, not in a
 # first import: one inside asyncio's leaves its submodules behind and breaks the
-# next import in this process, one inside numpy.random's Cython init is swallowed
-# (Cython registers its types with collections.abc and ignores errors there)
+# next import in this process, one inside numpy.random's first import was lost (the
+# handler ran in abc.register under numpy.random._generator; the run went on)
 import connectors, hftsig.aggregator, hftsig.liveview, hftsig.simulator  # noqa: F401
 import numpy.ma, numpy.random  # noqa: F401
 

@@ -97,11 +97,12 @@ class _RestServer:
         """Stop serving and close the port; also after a start() that a Ctrl-C cut
         short (its thread may not be serving yet: closing the socket under it
         would fail it)."""
-        if self._launched and self._serving.wait(1.0):
+        serving = self._launched and self._serving.wait(1.0)  # the thread runs: join() takes it
+        if serving:
             self.httpd.shutdown()  # waits for serve_forever to begin, if it has not yet, and end
         self.httpd.server_close()
-        if self._launched:
-            join_thread(self.thread, 1.0)
+        if serving:
+            self.thread.join(timeout=1.0)
 
     def _serve(self, req):
         u = urllib.parse.urlsplit(req.path)
