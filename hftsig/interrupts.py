@@ -13,6 +13,7 @@ it to come up: ``join`` then refuses a thread that is running anyway.
 """
 from __future__ import annotations
 
+import os
 import select
 import signal
 import socket
@@ -66,7 +67,13 @@ class SignalNap:
             self._r, self._w = socket.socketpair()
             self._r.setblocking(False)
             self._w.setblocking(False)
-            self._previous = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+            # A Ctrl-C landing inside __enter__ skips __exit__: without this the
+            # interpreter would keep writing signals to sockets about to close.
+            try:
+                self._previous = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
     def __call__(self, seconds):
@@ -82,10 +89,31 @@ class SignalNap:
 
     def __exit__(self, *exc):
         if self._r is not None:
-            signal.set_wakeup_fd(self._previous)
+            previous = self._previous
+            # An fd number cannot be handed out while in use, so a previous fd
+            # equal to one of ours was closed before we opened them.
+            if previous in (self._r.fileno(), self._w.fileno()):
+                previous = -1
+            signal.set_wakeup_fd(_still_open(previous))
             self._r.close()
             self._w.close()
-            self._r = self._w = None
+            self._r = self._w = self._previous = None
+
+
+def _still_open(fd):
+    """``fd`` if it is still an open file descriptor, else -1 (no wakeup fd).
+
+    The fd found on entry may have been closed since by its owner (a nap or an
+    event loop cut short by a signal never restored its predecessor); handing
+    a closed fd back to ``signal.set_wakeup_fd`` raises ``OSError(EBADF)``.
+    """
+    if fd is None or fd < 0:
+        return -1
+    try:
+        os.fstat(fd)
+    except OSError:
+        return -1
+    return fd
 
 
 def join_thread(thread, timeout=None):

@@ -112,3 +112,19 @@ def test_join_thread_gives_up_on_a_thread_never_started_and_reports_a_live_one()
     assert join_thread(busy) is True
     with pytest.raises(RuntimeError):
         join_thread(threading.current_thread(), 0.1)
+
+
+def test_a_wakeup_fd_closed_by_its_owner_is_not_restored():
+    # an owner that set a wakeup fd and closed it without restoring its own
+    # predecessor (a nap whose __enter__ a Ctrl-C cut short, a discarded loop)
+    r, w = socket.socketpair()
+    w.setblocking(False)
+    previous = signal.set_wakeup_fd(w.fileno())
+    r.close()
+    w.close()
+    try:
+        with SignalNap() as nap:
+            nap(0.0)
+        assert signal.set_wakeup_fd(-1) == -1
+    finally:
+        signal.set_wakeup_fd(previous)
