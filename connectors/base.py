@@ -28,7 +28,9 @@ The connector contract (what the aggregator relies on):
 
 Connection events reach ``on_tick`` as ``KIND_STATUS`` ticks whose ``side``
 is ``STATUS_CONNECTED``, ``STATUS_DISCONNECTED``, ``STATUS_RESYNC`` or
-``STATUS_STALE``.
+``STATUS_STALE``; the book-carrying connectors add ``STATUS_CROSSED`` and
+``STATUS_UNCROSSED`` (with the symbol) when a local book's best bid reaches
+its best ask and when it no longer does.
 """
 from __future__ import annotations
 
@@ -50,9 +52,11 @@ from hftsig.ticks import (
     FLAG_LAST,
     KIND_STATUS,
     STATUS_CONNECTED,
+    STATUS_CROSSED,
     STATUS_DISCONNECTED,
     STATUS_RESYNC,
     STATUS_STALE,
+    STATUS_UNCROSSED,
     concat_ticks,
     empty_ticks,
     exchange_code,
@@ -393,7 +397,9 @@ class Connector:
         self._count_type({STATUS_CONNECTED: "status_connected",
                           STATUS_DISCONNECTED: "status_disconnected",
                           STATUS_RESYNC: "status_resync",
-                          STATUS_STALE: "status_stale"}.get(code, "status"))
+                          STATUS_STALE: "status_stale",
+                          STATUS_CROSSED: "status_crossed",
+                          STATUS_UNCROSSED: "status_uncrossed"}.get(code, "status"))
         self._emit(self._status_tick(code, symbol))
 
     def _note_latency(self, ticks):
@@ -417,7 +423,18 @@ class BookFeed:
     The connector keeps ``self._books`` (symbol -> :class:`hftsig.book.OrderBook`,
     updated on the connector thread) and ``self._awaiting`` (symbols whose
     snapshot has not arrived since the last (re)subscription).
+
+    Book messages go through :meth:`_apply_book`: the book checks a message
+    whole, so a rejected one changes nothing; it is counted (``malformed`` and
+    ``book_rejected``), logged once, and the venue's connector resyncs that
+    book instead of going on from a book that missed a message.  After each
+    applied message :meth:`_note_crossed` reports a book whose best bid
+    reached its best ask (``STATUS_CROSSED``, counted as ``crossed_books``)
+    and its return to normal (``STATUS_UNCROSSED``).
     """
+
+    #: symbols whose book was last reported crossed (set per instance on first use)
+    _crossed = None
 
     def _book_symbol(self, symbol):
         key = str(symbol).upper()
@@ -433,6 +450,41 @@ class BookFeed:
         """True once ``symbol``'s book snapshot arrived and no resync is pending."""
         symbol = self._book_symbol(symbol)
         return self.stats()["connected"] and symbol not in self._awaiting
+
+    def _apply_book(self, symbol, part):
+        """Apply one message's book records to ``symbol``'s book; False when rejected.
+
+        A rejected message left the book as it was; the caller resyncs the book
+        (the message's changes are lost, so the book no longer follows the venue).
+        """
+        try:
+            self._books[symbol].apply(part)
+        except ValueError as exc:
+            self._count("malformed")
+            self._count("book_rejected")
+            self._log_once(("book-rejected", symbol), "%s book message rejected, resyncing: %s",
+                           symbol, exc)
+            return False
+        return True
+
+    def _note_crossed(self, symbol):
+        """Emit STATUS_CROSSED / STATUS_UNCROSSED when ``symbol``'s book enters or leaves
+        the crossed-or-locked state (call after emitting the message's records)."""
+        if self._crossed is None:
+            self._crossed = set()
+        crossed = self._books[symbol].crossed
+        if crossed == (symbol in self._crossed):
+            return
+        if crossed:
+            self._crossed.add(symbol)
+            self._count("crossed_books")
+            book = self._books[symbol]
+            self._log_once(("crossed", symbol), "%s book is crossed or locked: best bid %r, "
+                           "best ask %r", symbol, book.best_bid()[0], book.best_ask()[0])
+            self._emit_status(STATUS_CROSSED, symbol)
+        else:
+            self._crossed.discard(symbol)
+            self._emit_status(STATUS_UNCROSSED, symbol)
 
 
 class _BufferedWebSocket(websocket.WebSocket):
