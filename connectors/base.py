@@ -900,6 +900,28 @@ def _tracking_adapter(registry):
     return Adapter()
 
 
+class _CredentialSession(requests.Session):
+    """A session that drops credential headers on a redirect to another origin.
+
+    requests strips only ``Authorization`` when a redirect leaves the host; an
+    API key travelling in its own header (``x-cg-demo-api-key``...) would be
+    sent to whatever host the redirect names.  The same rule as requests'
+    (:meth:`requests.Session.should_strip_auth`: another host, port or scheme,
+    except http -> https on the default ports) now covers those headers too.
+    """
+
+    def __init__(self, secret_headers=()):
+        super().__init__()
+        self.secret_headers = tuple(secret_headers)
+
+    def rebuild_auth(self, prepared_request, response):
+        if self.secret_headers and self.should_strip_auth(response.request.url,
+                                                          prepared_request.url):
+            for name in self.secret_headers:
+                prepared_request.headers.pop(name, None)
+        super().rebuild_auth(prepared_request, response)
+
+
 class RestClient:
     """A ``requests.Session`` with timeouts, retries and redacted errors.
 
@@ -917,6 +939,8 @@ class RestClient:
         Receives counters and provides stop/backoff.
     headers : dict or None
         Extra headers (values may be :class:`~connectors.credentials.Secret`).
+        Headers holding a ``Secret`` are credentials: a redirect to another
+        host, port or scheme is followed without them.
     timeout : float
         Per-request timeout in seconds.
     max_retries : int
@@ -934,7 +958,8 @@ class RestClient:
         self.max_retry_after = float(max_retry_after)
         self._headers = dict(headers or {})
         self._sockets = _SocketRegistry()
-        self.session = requests.Session()
+        self.session = _CredentialSession(
+            k for k, v in self._headers.items() if hasattr(v, "reveal"))
         adapter = _tracking_adapter(self._sockets)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
