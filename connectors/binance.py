@@ -86,6 +86,8 @@ class BinanceConnector(BookFeed, WebSocketConnector):
         ``"100ms"`` or ``"1000ms"`` diff-depth stream.
     backoff, stale_after, connect_timeout, max_connection_age, rest_timeout
         See :class:`connectors.base.WebSocketConnector`.
+    max_message_size, max_frame_size
+        Size limits, see :class:`connectors.base.WebSocketConnector`.
 
     Examples
     --------
@@ -110,10 +112,12 @@ class BinanceConnector(BookFeed, WebSocketConnector):
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
                  depth_limit=1000, depth_speed="100ms", backoff=None, stale_after=None,
-                 connect_timeout=5.0, max_connection_age=None, rest_timeout=5.0):
+                 connect_timeout=5.0, max_connection_age=None, rest_timeout=5.0,
+                 max_message_size=None, max_frame_size=None):
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
-                         connect_timeout=connect_timeout, max_connection_age=max_connection_age)
+                         connect_timeout=connect_timeout, max_connection_age=max_connection_age,
+                         max_message_size=max_message_size, max_frame_size=max_frame_size)
         if depth_limit not in self.depth_limits:
             raise ValueError(f"depth_limit must be one of {self.depth_limits}, got {depth_limit!r}")
         if depth_speed not in ("100ms", "1000ms"):

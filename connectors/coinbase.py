@@ -44,6 +44,8 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
         Called with each message's tick array on the connector thread.
     backoff, stale_after, connect_timeout, max_connection_age
         See :class:`connectors.base.WebSocketConnector`.
+    max_message_size, max_frame_size
+        Size limits, see :class:`connectors.base.WebSocketConnector`.
 
     Examples
     --------
@@ -60,10 +62,12 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     stale_after = 15.0
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
-                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None):
+                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None,
+                 max_message_size=None, max_frame_size=None):
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
-                         connect_timeout=connect_timeout, max_connection_age=max_connection_age)
+                         connect_timeout=connect_timeout, max_connection_age=max_connection_age,
+                         max_message_size=max_message_size, max_frame_size=max_frame_size)
         self._venue = {s: from_canonical("coinbase", s) for s in self.symbols}
         self._canon_b = {s.encode(): s for s in self.symbols}
         self._normalizer = Normalizer("coinbase")

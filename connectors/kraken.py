@@ -50,6 +50,8 @@ class KrakenConnector(BookFeed, WebSocketConnector):
         from the ``instrument`` channel.
     backoff, stale_after, connect_timeout, max_connection_age
         See :class:`connectors.base.WebSocketConnector`.
+    max_message_size, max_frame_size
+        Size limits, see :class:`connectors.base.WebSocketConnector`.
 
     Examples
     --------
@@ -69,10 +71,12 @@ class KrakenConnector(BookFeed, WebSocketConnector):
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
                  depth=10, precisions=None, backoff=None, stale_after=None, connect_timeout=5.0,
-                 max_connection_age=None):
+                 max_connection_age=None,
+                 max_message_size=None, max_frame_size=None):
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
-                         connect_timeout=connect_timeout, max_connection_age=max_connection_age)
+                         connect_timeout=connect_timeout, max_connection_age=max_connection_age,
+                         max_message_size=max_message_size, max_frame_size=max_frame_size)
         if depth not in self.depths:
             raise ValueError(f"depth must be one of {self.depths}, got {depth!r}")
         self.depth = int(depth)
