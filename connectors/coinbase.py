@@ -109,14 +109,14 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
                 return
             if seq > self._last_seq + 1:
                 self._resync(seq)
-        self._handle(norm, kind, ticks)
+        self._dispatch(norm, kind, ticks)
         if seq >= 0:
             # (after the message: one that raised here is not counted as seen,
             # so the next frame shows the hole; a rejected book message has
             # already resynced in _on_book)
             self._last_seq = seq
 
-    def _handle(self, norm, kind, ticks):
+    def _dispatch(self, norm, kind, ticks):
         if kind != "data" or not len(ticks):
             return
         if norm.last_channel == "l2_data":

@@ -55,6 +55,30 @@ cdef struct _Upd:
     Py_ssize_t order  # position in the message: the later record wins
 
 
+cdef void _sort_upd(_Upd* u, Py_ssize_t m) noexcept nogil:
+    """Sort updates by (key, order).  Exchanges send a side best first (keys
+    ascending) and some worst first: both orders are recognised in one pass."""
+    cdef Py_ssize_t i
+    cdef _Upd tmp
+    cdef bint up = True, down = True
+    for i in range(1, m):
+        if u[i].key <= u[i - 1].key:
+            up = False
+        if u[i].key >= u[i - 1].key:
+            down = False
+        if not (up or down):
+            break
+    if up:
+        return
+    if down:  # distinct keys: reversing gives (key, order) order
+        for i in range(m // 2):
+            tmp = u[i]
+            u[i] = u[m - 1 - i]
+            u[m - 1 - i] = tmp
+        return
+    qsort(u, m, sizeof(_Upd), _cmp_upd)
+
+
 cdef int _cmp_upd(const void* a, const void* b) noexcept nogil:
     cdef const _Upd* x = <const _Upd*>a
     cdef const _Upd* y = <const _Upd*>b
@@ -348,10 +372,11 @@ cdef class BookCore:
                         upd[m - nu_a].sz = r.size
                         upd[m - nu_a].order = k
                 if nu_b:
-                    qsort(upd, nu_b, sizeof(_Upd), _cmp_upd)
+                    _sort_upd(upd, nu_b)
                     self.bids.merge(upd, nu_b, tpx, tsz)
                 if nu_a:
-                    qsort(upd + m - nu_a, nu_a, sizeof(_Upd), _cmp_upd)
+                    # asks were filled from the back: they sit in reverse message order
+                    _sort_upd(upd + m - nu_a, nu_a)
                     self.asks.merge(upd + m - nu_a, nu_a, tpx, tsz)
             r = &t[idx[e]]
             self.ts_event = r.ts_event
