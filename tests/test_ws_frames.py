@@ -160,7 +160,7 @@ def test_a_header_claiming_2_62_bytes_is_refused_before_reading_the_payload():
             state["sent"][k] = sent
 
     with raw_ws_server(huge, then_good) as (url, state):
-        st, out = run(url, lambda c, out: 100 in out.data()["seq"])
+        st, out = run(url, lambda c, out: 102 in out.data()["seq"])
         assert wait_for(lambda: 0 in state["sent"])
     assert st["oversized"] == 1 and st["protocol_errors"] == 1 and st["reconnects"] == 1
     # what the kernel's socket buffers hold, not the 64 MiB a reading client takes in
@@ -181,7 +181,7 @@ def test_oversized_single_frame_and_fragmented_message_close_and_reconnect():
         state["stop"].wait(5)
 
     with raw_ws_server(big_frame, many_fragments, then_good) as (url, state):
-        st, out = run(url, lambda c, out: 200 in out.data()["seq"],
+        st, out = run(url, lambda c, out: 202 in out.data()["seq"],
                       max_frame_size=4096, max_message_size=8192)
     assert st["oversized"] == 2 and st["reconnects"] == 2 and st["messages"] == 3
     assert out.data()["seq"].tolist() == [200, 201, 202]
@@ -236,7 +236,7 @@ def test_protocol_violations_are_counted_and_reconnected(bad):
         state["stop"].wait(5)
 
     with raw_ws_server(hostile, then_good) as (url, state):
-        st, out = run(url, lambda c, out: 100 in out.data()["seq"])
+        st, out = run(url, lambda c, out: 102 in out.data()["seq"])
     assert st["protocol_errors"] == 1 and st["reconnects"] == 1 and st["oversized"] == 0
     assert out.data()["seq"].tolist() == [0, 100, 101, 102]  # nothing of the bad frame
 
