@@ -333,7 +333,8 @@ def test_a_bad_record_rejects_the_whole_message_and_changes_nothing(bad):
     book.apply(_levels_msg("kraken", "BTC-USD", [(1, 100.0, 1.0), (1, 99.0, 1.0), (1, 98.0, 1.0),
                                                  (-1, 101.0, 1.0)], snapshot=True, checksum=11))
     before = _state(book)
-    msg = _levels_msg("kraken", "BTC-USD", [(1, 100.5, 2.0), (-1, 100.8, 1.0), (1, 100.0, 0.0), bad],
+    msg = _levels_msg("kraken", "BTC-USD",
+                      [(1, 100.5, 2.0), (-1, 100.8, 1.0), (1, 100.0, 0.0), bad],
                       checksum=22)
     msg["seq"] = 8
     with pytest.raises(ValueError, match=r"ticks\[3\] is not a valid book level") as err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from connector_support import (  # noqa: F401 (autouse fixture)
     Collector,
@@ -91,7 +90,8 @@ def test_kraken_rejected_book_message_resubscribes_that_pair():
         try:
             assert wait_for(lambda: all(c.synced(s) for s in symbols))
             bad = json.dumps({"channel": "book", "type": "update", "data": [{
-                "symbol": "BTC/USD", "bids": [{"price": SPURIOUS, "qty": 5}, {"price": 0, "qty": 1}],
+                "symbol": "BTC/USD",
+                "bids": [{"price": SPURIOUS, "qty": 5}, {"price": 0, "qty": 1}],
                 "asks": [], "checksum": 1, "timestamp": "2023-10-06T17:35:55.440295Z"}]})
             sim.inject("kraken", "malformed", payload=bad)
             assert wait_for(lambda: c.stats().get("book_rejected", 0) == 1)

@@ -74,7 +74,7 @@ def good(seq):
 
 @contextlib.contextmanager
 def raw_ws_server(*scripts):
-    """Accept connections; the k-th runs ``scripts[min(k, last)](sock, state)`` after the upgrade."""
+    """Accept connections; after the upgrade the k-th runs ``scripts[min(k, last)]``."""
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(8)
