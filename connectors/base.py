@@ -268,7 +268,9 @@ class Connector:
         Keys: messages, ticks, reconnects, gaps, checksum_failures, malformed,
         resyncs, stale, errors, callback_errors, protocol_errors (the peer
         broke the websocket protocol: connection closed), oversized (of which
-        a frame or message above the size limit), last_latency_ns, connected,
+        a frame or message above the size limit), book_rejected (book messages
+        the local book refused), crossed_books (times a book became crossed or
+        locked), last_latency_ns, connected,
         types (a dict of message type -> count), plus REST counters
         (http_requests, http_429, http_5xx, http_errors) where used.
         """
@@ -276,7 +278,8 @@ class Connector:
                               "checksum_failures", "malformed", "resyncs",
                               "stale", "errors", "callback_errors", "http_requests",
                               "http_429", "http_418", "http_5xx", "http_errors",
-                              "http_retries", "protocol_errors", "oversized")}
+                              "http_retries", "protocol_errors", "oversized",
+                              "book_rejected", "crossed_books")}
         out.update(dict(self._stats))
         src = self._latency_src
         if src is not None and len(src):
