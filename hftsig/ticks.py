@@ -108,6 +108,8 @@ STATUS_CONNECTED = 1
 STATUS_DISCONNECTED = 2
 STATUS_RESYNC = 3  # a gap or checksum failure; the book was reset
 STATUS_STALE = 4  # the watchdog saw no message for too long
+STATUS_CROSSED = 5  # the symbol's book now has best bid >= best ask (crossed or locked)
+STATUS_UNCROSSED = 6  # the symbol's book, crossed before, is no longer
 
 #: status code -> name
 STATUSES = {
@@ -115,6 +117,8 @@ STATUSES = {
     STATUS_DISCONNECTED: "disconnected",
     STATUS_RESYNC: "resync",
     STATUS_STALE: "stale",
+    STATUS_CROSSED: "crossed",
+    STATUS_UNCROSSED: "uncrossed",
 }
 
 FLAG_LAST = 1  # last record made from one exchange message
