@@ -69,8 +69,8 @@ Contract
 A frame gives records or raises :class:`MalformedMessage` (a
 ``ValueError``), nothing else; a rejected frame emits nothing and changes no
 state (``precisions`` included).  No value read from a frame is NaN,
-infinite or negative (fields a record's kind does not use stay NaN, see
-:mod:`hftsig.ticks`).  ``parse(None)`` is a ``TypeError`` and a
+infinite or negative (fields a record's kind does not use, and the optional
+sizes of a ticker that leaves them out, stay NaN; see :mod:`hftsig.ticks`).  ``parse(None)`` is a ``TypeError`` and a
 ``ts_recv`` outside 0..2**63-1 a ``ValueError``, both naming the argument.
 
 Malformed input: not JSON, truncated, a known message type missing a
