@@ -14,7 +14,8 @@
   ``bid``/``offer``, ``price_level`` and absolute ``new_quantity`` (``"0"``
   removes); ``ticker`` snapshot on subscribe and an update per trade;
   ``market_trades`` snapshot then trades batched every 250 ms, ``side`` the
-  taker side (``BUY``/``SELL``); ``heartbeats`` every second with a per
+  *maker's* side (``BUY``/``SELL``) as the venue sends it: a buyer lifting
+  the ask prints ``SELL``; ``heartbeats`` every second with a per
   connection ``heartbeat_counter``.
 - Numbers are strings without trailing zeros; timestamps RFC 3339 with ns.
 """
@@ -204,7 +205,8 @@ class CoinbaseServer(WsExchangeServer):
         spec = self.model.specs[self.venue, t.symbol]
         return '{"trade_id":"%d","product_id":"%s","price":"%s","size":"%s","side":"%s","time":"%s"}' % (
             t.trade_id, t.symbol, _str(t.price_ticks, spec.price_decimals), _str(t.qty_lots, spec.qty_decimals),
-            "BUY" if t.side > 0 else "SELL", rfc3339_ns(t.ts_ns))
+            # Coinbase names the maker's side; t.side is the taker's
+            "SELL" if t.side > 0 else "BUY", rfc3339_ns(t.ts_ns))
 
     # ------------------------------------------------------------- events
     def on_events(self, events):
