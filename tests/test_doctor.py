@@ -69,8 +69,6 @@ def test_kraken_recording_checksums_verify_with_the_pair_precisions():
     assert r["trade sides"].status == r["clock offset"].status == "SKIP"
 
 
-@pytest.mark.xfail(strict=True, reason="#15.1 the instrument snapshot with ETH2.S/ETH is rejected "
-                   "whole, so no pair has its precisions")
 def test_kraken_recording_checksums_verify_with_precisions_from_the_instrument_snapshot():
     r = by_check(check_kraken([kraken_instrument_frame()] + kraken_book_frames()))
     assert r["frames parse"].status == "PASS"
@@ -84,8 +82,6 @@ def test_coinbase_recording_sequence_and_clock():
     assert r["clock offset"].status == "PASS"
 
 
-@pytest.mark.xfail(strict=True, reason="#15.1 Coinbase market_trades side is the maker's; hftsig "
-                   "takes it as the aggressor's")
 def test_coinbase_recording_trade_sides_agree_with_the_book():
     r = by_check(check_coinbase(coinbase_session()))
     assert r["trade sides"].status == "PASS"

@@ -116,8 +116,6 @@ def test_recorded_trade_side_is_the_maker_s():
     assert t["side"] == "SELL"
 
 
-@pytest.mark.xfail(strict=True, reason="#15.1 Coinbase market_trades side is the maker's; "
-                   "hftsig takes it as the aggressor's")
 def test_trade_ticks_carry_the_aggressor_side():
     norm = Normalizer("coinbase")
     lines = coinbase_lines()
@@ -144,8 +142,6 @@ def test_trade_snapshot_records_are_the_raw_trades():
             assert int(tick["seq"]) == int(t["trade_id"]) and int(tick["ts_event"]) == rfc3339_ns(t["time"])
 
 
-@pytest.mark.xfail(strict=True, reason="#15.1 FLAG_LAST is set on every trade record, not only "
-                   "on the last of each symbol's group in a message")
 def test_flag_last_only_on_the_last_trade_of_a_message():
     norm = Normalizer("coinbase")
     n = 0

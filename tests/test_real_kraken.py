@@ -128,8 +128,6 @@ def test_instrument_snapshot_is_what_the_docs_describe():
     assert '"collateral_value":1.00,' in text and '"tick_size":1,' in text  # Kraken's number text
 
 
-@pytest.mark.xfail(strict=True, reason="#15.1 a Kraken instrument entry that does not map "
-                   "(ETH2.S/ETH) rejects the whole snapshot instead of being skipped and counted")
 def test_instrument_snapshot_gives_every_mappable_pair_its_precisions():
     pairs = instrument_pairs()
     norm = Normalizer("kraken")

@@ -361,9 +361,6 @@ def test_coinbase_ticker_matches_the_docs(coinbase):
                 dict(real["events"][0], type=kind[1][0])]))
 
 
-@pytest.mark.xfail(strict=True, reason="#15 Coinbase simulator (hftsig/simulator/coinbase.py) "
-                   "follows the docs, the recording wins: no envelope client_id, a numeric "
-                   "heartbeat_counter")
 @pytest.mark.parametrize("kind", [COINBASE_KINDS[1], COINBASE_KINDS[-1]],
                          ids=lambda k: k[0])
 def test_coinbase_envelope_and_heartbeat_match_the_recording(coinbase, kind):
@@ -400,8 +397,6 @@ def test_coingecko_simple_price_matches_the_docs(coingecko):
         assert type(coin["last_updated_at"]) is int
 
 
-@pytest.mark.xfail(strict=True, reason="#15.1 the Coinbase simulator sends the taker's side in "
-                   "market_trades; the venue sends the maker's")
 def test_coinbase_trade_side_is_the_maker_s_as_recorded(sim):
     """As in the recording (``test_real_coinbase``): a trade at or above the best offer
     says SELL, at or below the best bid BUY.  The book and the trades come in separate
