@@ -1,0 +1,265 @@
+# cython: freethreading_compatible = True
+"""Typed kernels behind :mod:`hftsig.signature_grad`.
+
+The arithmetic lives in ``sigbackprop.h`` (hand-written C, vectorised across
+path pieces like ``sigkernels.h``); this module allocates every buffer as a
+numpy array (so Python's allocator, and ``tracemalloc``, see all of it) and
+calls the C code with the GIL released.  Arguments are validated by
+:mod:`hftsig.signature_grad` before they reach these functions.
+"""
+import numpy as np
+
+from libc.stdint cimport int64_t, uintptr_t
+from libc.string cimport memcpy, memset
+
+
+cdef extern from "sigbackprop.h" nogil:
+    ctypedef struct sk_ctx:
+        const double *X
+        int64_t batch, len
+        int d, N
+        const int64_t *lvl_off
+        int64_t siglen
+        const int64_t *path_idx
+        const int64_t *start
+        const int64_t *end
+        int64_t n_items
+        double *out
+        int failed
+    ctypedef struct sb_ctx:
+        sk_ctx base
+        const double *Send
+        const int64_t *inj_ptr
+        const int64_t *inj_pt
+        const int64_t *inj_row
+        const double *grads
+        double *dZ
+        char *work
+        int64_t block_bytes
+    int SK_VL
+    int64_t sk_siglength(int d, int N)
+    void sk_level_offsets(int d, int N, int64_t *lvl_off)
+    void sk_mul_inplace(double *a, const double *b, int d, int N, const int64_t *lvl_off)
+    int sk_sig_pieces_v(const double *X, int64_t len, int d, int N, const int64_t *lvl_off,
+                        int64_t siglen, const int64_t *path_idx, const int64_t *start,
+                        const int64_t *end, int64_t n_items, double *out, int nthreads)
+    int sk_sig_pieces_s(const double *X, int64_t len, int d, int N, const int64_t *lvl_off,
+                        int64_t siglen, const int64_t *path_idx, const int64_t *start,
+                        const int64_t *end, int64_t n_items, double *out, int nthreads)
+    int sb_lanes(int64_t n_items)
+    int64_t sb_block_bytes(int d, int N, int lanes)
+    int64_t sb_block_scratch_s(int d, int N, int64_t siglen, const int64_t *lvl_off)
+    void sb_run(sb_ctx *cx, int nthreads)
+    void sb_points_from_increments(const double *dZ, double *out, int64_t batch,
+                                   int64_t len, int d)
+    void sb_left_contract(const double *A, const double *H, double *out, int d, int N,
+                          const int64_t *lvl_off)
+    void sb_right_contract(const double *H, const double *B, double *out, int d, int N,
+                           const int64_t *lvl_off)
+    void sb_join_back(const double *s, double *g, const double *z, double *zb, int d, int N,
+                      const int64_t *lvl_off, double *scratch)
+
+
+cdef object _aligned(int64_t nbytes):
+    """A 64-byte aligned uint8 buffer of nbytes (a view into a larger array)."""
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    cdef uintptr_t addr = <uintptr_t>raw.ctypes.data
+    cdef int64_t shift = (64 - <int64_t>(addr % 64)) % 64
+    return raw[shift:shift + nbytes]
+
+
+cdef object _piece_sigs(const double[:, :, ::1] X, int N, const int64_t[::1] pi,
+                        const int64_t[::1] st, const int64_t[::1] en, int nthreads):
+    """Signatures (levels 1..N-1) of the pieces -> (n_items, lvl_off[N])."""
+    cdef int64_t n_items = pi.shape[0], length = X.shape[1]
+    cdef int d = <int>X.shape[2]
+    cdef int64_t lvl_off[64]
+    sk_level_offsets(d, N, lvl_off)
+    cdef int64_t low = lvl_off[N]
+    out = np.zeros((n_items, low), dtype=np.float64)
+    if N < 2 or n_items == 0:
+        return out
+    cdef double[:, ::1] o = out
+    cdef int rc
+    with nogil:
+        if n_items <= 2:
+            rc = sk_sig_pieces_s(&X[0, 0, 0], length, d, N - 1, lvl_off, low, &pi[0], &st[0],
+                                 &en[0], n_items, &o[0, 0], nthreads)
+        else:
+            rc = sk_sig_pieces_v(&X[0, 0, 0], length, d, N - 1, lvl_off, low, &pi[0], &st[0],
+                                 &en[0], n_items, &o[0, 0], nthreads)
+    if rc:
+        raise MemoryError("hftsig: out of memory in the signature kernel")
+    return out
+
+
+cdef object _run(const double[:, :, ::1] X, int N, const int64_t[::1] pi,
+                 const int64_t[::1] st, const int64_t[::1] en, const double[:, ::1] Send,
+                 const int64_t[::1] inj_ptr, const int64_t[::1] inj_pt,
+                 const int64_t[::1] inj_row, const double[:, ::1] grads, int nthreads):
+    """The backward pass over the pieces -> dL/dX, shape of X."""
+    cdef int64_t batch = X.shape[0], length = X.shape[1]
+    cdef int d = <int>X.shape[2]
+    cdef int64_t n_items = pi.shape[0]
+    cdef int64_t lvl_off[64]
+    sk_level_offsets(d, N, lvl_off)
+    out = np.zeros((batch, length, d), dtype=np.float64)
+    if batch == 0 or length < 2 or n_items == 0:
+        return out
+    dZ = np.zeros((batch, length - 1, d), dtype=np.float64)
+    cdef double[:, :, ::1] dz = dZ
+    cdef double[:, :, ::1] o = out
+    cdef int lanes = sb_lanes(n_items)
+    cdef int64_t nblocks = (n_items + lanes - 1) // lanes
+    work = _aligned(nblocks * sb_block_bytes(d, N, lanes))
+    cdef unsigned char[::1] wk = work
+    cdef sb_ctx cx
+    memset(&cx, 0, sizeof(cx))
+    cx.base.X = &X[0, 0, 0]
+    cx.base.batch = batch
+    cx.base.len = length
+    cx.base.d = d
+    cx.base.N = N
+    cx.base.lvl_off = lvl_off
+    cx.base.siglen = sk_siglength(d, N)
+    cx.base.path_idx = &pi[0]
+    cx.base.start = &st[0]
+    cx.base.end = &en[0]
+    cx.base.n_items = n_items
+    # Send has a zero-width last axis at depth 1: no pointer into it is read
+    cx.Send = &Send[0, 0] if Send.shape[1] > 0 else NULL
+    cx.inj_ptr = &inj_ptr[0]
+    cx.inj_pt = &inj_pt[0] if inj_pt.shape[0] > 0 else NULL
+    cx.inj_row = &inj_row[0] if inj_row.shape[0] > 0 else NULL
+    cx.grads = &grads[0, 0] if grads.shape[0] > 0 else NULL
+    cx.dZ = &dz[0, 0, 0]
+    cx.work = <char *>&wk[0]
+    with nogil:
+        sb_run(&cx, nthreads)
+        sb_points_from_increments(&dz[0, 0, 0], &o[0, 0, 0], batch, length, d)
+    return out
+
+
+def sig_backprop(const double[:, :, ::1] X, const double[:, ::1] G, int N, int nthreads):
+    """dL/dX (batch, length, dim) given G = dL/dsig (batch, siglength).
+
+    A batch too small to fill every lane of every thread is cut into pieces
+    (as :func:`hftsig.signature.sig` does): the gradient with respect to
+    each piece's signature follows from Chen's identity, and the pieces are
+    then run side by side.
+    """
+    cdef int64_t batch = X.shape[0], length = X.shape[1]
+    cdef int d = <int>X.shape[2]
+    cdef int64_t steps = length - 1
+    cdef int64_t siglen = sk_siglength(d, N)
+    cdef int64_t lvl_off[64]
+    sk_level_offsets(d, N, lvl_off)
+    cdef int64_t low = lvl_off[N]
+    if batch == 0 or steps <= 0:
+        return np.zeros((batch, length, d), dtype=np.float64)
+    cdef int64_t target = <int64_t>SK_VL * nthreads
+    cdef int64_t chunks = 1, min_steps, maxc
+    if batch < target and N >= 2:
+        min_steps = 8 * N if 8 * N > 32 else 32
+        chunks = (target + batch - 1) // batch
+        maxc = steps // min_steps
+        if maxc < 1:
+            maxc = 1
+        if chunks > maxc:
+            chunks = maxc
+    cdef int64_t n_items = batch * chunks
+    idx = np.arange(n_items, dtype=np.int64)
+    pi = idx // chunks
+    c = idx % chunks
+    st = steps * c // chunks
+    en = steps * (c + 1) // chunks
+    Send = _piece_sigs(X, N, pi, st, en, nthreads)
+    inj_ptr = np.arange(n_items + 1, dtype=np.int64)
+    if chunks == 1:
+        return _run(X, N, pi, st, en, Send, inj_ptr, en, idx, G, nthreads)
+
+    # dL/d(piece i) for S = P_0 (x) ... (x) P_{m-1}: from the right,
+    # H <- dL/d(P_0 ... P_i); dL/dP_i = H contracted on the left by
+    # A_{i-1} = P_0 ... P_{i-1}; then H <- H contracted on the right by P_i.
+    Gin = np.empty((n_items, siglen), dtype=np.float64)
+    A = np.empty((chunks, low), dtype=np.float64)
+    H = np.empty((2, siglen), dtype=np.float64)
+    cdef double[:, ::1] gin = Gin, a = A, h = H, sd = Send
+    cdef int64_t b, i, base, cur
+    with nogil:
+        for b in range(batch):
+            base = b * chunks
+            memcpy(&a[0, 0], &sd[base, 0], sizeof(double) * low)
+            for i in range(1, chunks - 1):
+                memcpy(&a[i, 0], &a[i - 1, 0], sizeof(double) * low)
+                sk_mul_inplace(&a[i, 0], &sd[base + i, 0], d, N - 1, lvl_off)
+            memcpy(&h[0, 0], &G[b, 0], sizeof(double) * siglen)
+            cur = 0
+            for i in range(chunks - 1, 0, -1):
+                sb_left_contract(&a[i - 1, 0], &h[cur, 0], &gin[base + i, 0], d, N, lvl_off)
+                sb_right_contract(&h[cur, 0], &sd[base + i, 0], &h[1 - cur, 0], d, N,
+                                  lvl_off)
+                cur = 1 - cur
+            memcpy(&gin[base, 0], &h[cur, 0], sizeof(double) * siglen)
+    return _run(X, N, pi, st, en, Send, inj_ptr, en, idx, Gin, nthreads)
+
+
+def sig_backprop_at(const double[:, :, ::1] X, const double[:, ::1] grads, int N,
+                    const int64_t[::1] at_desc, const int64_t[::1] slot_desc, int nthreads):
+    """dL/dX given grads[b * n_at + j] = dL/d(prefix signature at at[j]).
+
+    at_desc: the point indices sorted in descending order; slot_desc[k] the
+    position j in the caller's order of at_desc[k].
+    """
+    cdef int64_t batch = X.shape[0], length = X.shape[1]
+    cdef int64_t n_at = at_desc.shape[0]
+    if batch == 0 or length < 2 or n_at == 0 or at_desc[0] == 0:
+        return np.zeros((batch, length, X.shape[2]), dtype=np.float64)
+    pi = np.arange(batch, dtype=np.int64)
+    st = np.zeros(batch, dtype=np.int64)
+    en = np.full(batch, at_desc[0], dtype=np.int64)
+    Send = _piece_sigs(X, N, pi, st, en, nthreads)
+    at = np.asarray(at_desc)
+    inj_ptr = np.arange(batch + 1, dtype=np.int64) * n_at
+    inj_pt = np.tile(at, batch)
+    inj_row = (pi[:, None] * n_at + np.asarray(slot_desc)[None, :]).ravel()
+    return _run(X, N, pi, st, en, Send, inj_ptr, inj_pt, inj_row, grads, nthreads)
+
+
+def combine_backprop(const double[:, ::1] G, const double[:, ::1] a, const double[:, ::1] b,
+                     int d, int N):
+    """Gradients of a[i] (x) b[i] with respect to a[i] and b[i], given G."""
+    cdef Py_ssize_t n = G.shape[0], i
+    cdef int64_t siglen = G.shape[1]
+    cdef int64_t lvl_off[64]
+    sk_level_offsets(d, N, lvl_off)
+    da = np.empty((n, siglen), dtype=np.float64)
+    db = np.empty((n, siglen), dtype=np.float64)
+    if n == 0 or siglen == 0:
+        return da, db
+    cdef double[:, ::1] oa = da, ob = db
+    with nogil:
+        for i in range(n):
+            sb_right_contract(&G[i, 0], &b[i, 0], &oa[i, 0], d, N, lvl_off)
+            sb_left_contract(&a[i, 0], &G[i, 0], &ob[i, 0], d, N, lvl_off)
+    return da, db
+
+
+def join_backprop(const double[:, ::1] G, const double[:, ::1] s, const double[:, ::1] z, int N):
+    """Gradients of s[i] (x) exp(z[i]) with respect to s[i] and z[i], given G."""
+    cdef Py_ssize_t n = G.shape[0], i
+    cdef int d = <int>z.shape[1]
+    cdef int64_t siglen = G.shape[1]
+    cdef int64_t lvl_off[64]
+    sk_level_offsets(d, N, lvl_off)
+    ds = np.array(G, dtype=np.float64, order="C", copy=True)
+    dz = np.empty((n, d), dtype=np.float64)
+    if n == 0:
+        return ds, dz
+    scratch = np.zeros(sb_block_scratch_s(d, N, siglen, lvl_off), dtype=np.float64)
+    cdef double[::1] sc = scratch
+    cdef double[:, ::1] o = ds, oz = dz
+    with nogil:
+        for i in range(n):
+            sb_join_back(&s[i, 0], &o[i, 0], &z[i, 0], &oz[i, 0], d, N, lvl_off, &sc[0])
+    return ds, dz
