@@ -262,6 +262,23 @@ def bench_backprop(table, case, repeats):
     return t, ii, ps
 
 
+def bench_logsigbackprop(table, case, repeats):
+    """dL/dpath given dL/dlogsig (Lyndon basis), one thread, against iisignature."""
+    batch, length, dim, depth = case
+    x = random_paths(batch, length, dim, seed=6)
+    g = np.random.default_rng(7).standard_normal((batch, hftsig.logsiglength(dim, depth)))
+    ours = hftsig.logsigbackprop(g, x, depth)
+    ii = None
+    if iisignature is not None:
+        prep = iisignature.prepare(dim, depth)
+        check("iisignature.logsigbackprop", ours, iisignature.logsigbackprop(g, x, prep),
+              rtol=1e-5)
+        ii = median_time(lambda: iisignature.logsigbackprop(g, x, prep), repeats) * 1e3
+    t = median_time(lambda: hftsig.logsigbackprop(g, x, depth), repeats) * 1e3
+    table.add("logsigbackprop (Lyndon)", case, "ms", t, ii, None, "pysiglib: not compared")
+    return t, ii, None
+
+
 def geometric_mean_ratios(name, rows):
     """Print the geometric mean over rows of peer time / hftsig time."""
     for label, k in (("iisignature", 1), ("pysiglib", 2)):
@@ -321,6 +338,8 @@ def main(argv=None):
     if "backprop" in groups:
         rows = [bench_backprop(table, case, repeats) for case in CASES]
         geometric_mean_ratios("sigbackprop", rows)
+        rows = [bench_logsigbackprop(table, case, repeats) for case in CASES]
+        geometric_mean_ratios("logsigbackprop", rows)
 
 
 if __name__ == "__main__":

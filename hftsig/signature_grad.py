@@ -38,6 +38,8 @@ array([[-2. , -0.5],
        [ 1. , -0.5],
        [ 1. ,  1. ]])
 """
+from functools import lru_cache
+
 import numpy as np
 
 from hftsig import transforms as _tr
@@ -219,6 +221,17 @@ def _tensor_log_backprop(gbar, s, dim, depth):
     return np.concatenate(xbar[1:], axis=1)
 
 
+@lru_cache(maxsize=32)
+def _lyndon_transpose(dim, depth):
+    """A^T (CSR, unit diagonal) of the Lyndon system of :mod:`hftsig.logsignature`."""
+    from scipy.sparse import csr_matrix, identity
+
+    _, indptr, indices, data = _lyndon_system(dim, depth)
+    nl = indptr.shape[0] - 1
+    A = csr_matrix((data, indices, indptr), shape=(nl, nl)) + identity(nl, format="csr")
+    return A.T.tocsr()
+
+
 def _lyndon_backprop(gy, dim, depth):
     """dL/dlog(s) (expanded layout) given dL/d(Lyndon coordinates).
 
@@ -226,15 +239,13 @@ def _lyndon_backprop(gy, dim, depth):
     words and A unit lower-triangular (see :mod:`hftsig.logsignature`), so
     dL/dc = A^-T dL/dy, and c reads the logarithm at the Lyndon words only.
     """
-    from scipy.sparse import csr_matrix, identity
     from scipy.sparse.linalg import spsolve_triangular
 
-    flat, indptr, indices, data = _lyndon_system(dim, depth)
-    nl = flat.shape[0]
-    A = csr_matrix((data, indices, indptr), shape=(nl, nl)) + identity(nl, format="csr")
-    if len(data):
-        gc = spsolve_triangular(A.T.tocsr(), gy.T, lower=False, unit_diagonal=True).T
-    else:
+    flat = _lyndon_system(dim, depth)[0]
+    if _lyndon_system(dim, depth)[3].size:
+        gc = spsolve_triangular(_lyndon_transpose(dim, depth), gy.T, lower=False,
+                                unit_diagonal=True).T
+    else:  # depth 1, or one channel: A is the identity
         gc = gy
     out = np.zeros((gy.shape[0], siglength(dim, depth)))
     out[:, flat] = gc
