@@ -144,7 +144,7 @@ def test_sigbackprop_is_exact(dim, depth, length):
 
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 9, 17])
-@pytest.mark.parametrize("dim,depth", [(2, 5), (3, 4), (5, 3)])
+@pytest.mark.parametrize("dim,depth", [(2, 5), (3, 4), (5, 3), (9, 2), (10, 3)])
 def test_sigbackprop_batch_matches_iisignature(batch, dim, depth):
     x = walk((batch, 30, dim), seed=batch)
     g = rng(2).standard_normal((batch, siglength(dim, depth)))

@@ -36,6 +36,8 @@ cdef extern from "sigbackprop.h" nogil:
         double *dZ
         char *work
         int64_t block_bytes
+        int *slot_busy
+        int n_slots
     int SK_VL
     int64_t sk_siglength(int d, int N)
     void sk_level_offsets(int d, int N, int64_t *lvl_off)
@@ -48,6 +50,7 @@ cdef extern from "sigbackprop.h" nogil:
                         const int64_t *end, int64_t n_items, double *out, int nthreads)
     int sb_lanes(int64_t n_items)
     int64_t sb_block_bytes(int d, int N, int lanes)
+    int sb_slots(int64_t n_items, int nthreads)
     int64_t sb_block_scratch_s(int d, int N, int64_t siglen, const int64_t *lvl_off)
     void sb_run(sb_ctx *cx, int nthreads)
     void sb_points_from_increments(const double *dZ, double *out, int64_t batch,
@@ -110,9 +113,11 @@ cdef object _run(const double[:, :, ::1] X, int N, const int64_t[::1] pi,
     cdef double[:, :, ::1] dz = dZ
     cdef double[:, :, ::1] o = out
     cdef int lanes = sb_lanes(n_items)
-    cdef int64_t nblocks = (n_items + lanes - 1) // lanes
-    work = _aligned(nblocks * sb_block_bytes(d, N, lanes))
+    cdef int n_slots = sb_slots(n_items, nthreads)
+    work = _aligned(n_slots * sb_block_bytes(d, N, lanes))
+    busy = np.zeros(n_slots, dtype=np.intc)
     cdef unsigned char[::1] wk = work
+    cdef int[::1] bz = busy
     cdef sb_ctx cx
     memset(&cx, 0, sizeof(cx))
     cx.base.X = &X[0, 0, 0]
@@ -134,6 +139,7 @@ cdef object _run(const double[:, :, ::1] X, int N, const int64_t[::1] pi,
     cx.grads = &grads[0, 0] if grads.shape[0] > 0 else NULL
     cx.dZ = &dz[0, 0, 0]
     cx.work = <char *>&wk[0]
+    cx.slot_busy = &bz[0]
     with nogil:
         sb_run(&cx, nthreads)
         sb_points_from_increments(&dz[0, 0, 0], &o[0, 0, 0], batch, length, d)

@@ -22,7 +22,10 @@
  * at points: for item i, entries inj_ptr[i]..inj_ptr[i+1]-1 give a point
  * (inj_pt, descending) and a row of grads (inj_row; siglen wide) that is
  * dL/d(signature of the prefix ending there).  dZ (batch, len-1, d)
- * receives dL/d(increment) of every step the pieces cover. */
+ * receives dL/d(increment) of every step the pieces cover.
+ *
+ * Scratch: n_slots regions of block_bytes at work, one per thread that can
+ * run a block at once; a block claims a free region for its duration. */
 typedef struct {
     sk_ctx base;
     const double *Send;
@@ -31,7 +34,27 @@ typedef struct {
     double *dZ;
     char *work;
     int64_t block_bytes;
+    int *slot_busy;
+    int n_slots;
 } sb_ctx;
+
+/* At most n_slots blocks run at once (one per participating thread), so a
+ * free region always exists and the loop ends on its first pass. */
+static int sb_slot_acquire(sb_ctx *cx)
+{
+    for (;;)
+        for (int i = 0; i < cx->n_slots; ++i) {
+            int expected = 0;
+            if (__atomic_compare_exchange_n(&cx->slot_busy[i], &expected, 1, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+                return i;
+        }
+}
+
+static void sb_slot_release(sb_ctx *cx, int i)
+{
+    __atomic_store_n(&cx->slot_busy[i], 0, __ATOMIC_RELEASE);
+}
 
 /* vector instance */
 #define SK_T sk_vec
@@ -77,15 +100,25 @@ static int64_t sb_block_bytes(int d, int N, int lanes)
     return (bytes + 63) / 64 * 64;
 }
 
-/* Run the backward pass; work must hold nblocks * sb_block_bytes bytes and
- * be 64-byte aligned. */
+/* Threads the pass will use, hence scratch regions it needs. */
+static int sb_slots(int64_t n_items, int nthreads)
+{
+    int lanes = sb_lanes(n_items);
+    int64_t nblocks = (n_items + lanes - 1) / lanes;
+    int t = sk_threads(nthreads);
+    return nblocks < t ? (int)(nblocks > 0 ? nblocks : 1) : t;
+}
+
+/* Run the backward pass; work must hold sb_slots * sb_block_bytes bytes, be
+ * 64-byte aligned, and slot_busy hold sb_slots zeros. */
 static void sb_run(sb_ctx *cx, int nthreads)
 {
     int lanes = sb_lanes(cx->base.n_items);
     cx->block_bytes = sb_block_bytes(cx->base.d, cx->base.N, lanes);
+    cx->n_slots = sb_slots(cx->base.n_items, nthreads);
     int64_t nblocks = (cx->base.n_items + lanes - 1) / lanes;
     sk_parallel(lanes == 1 ? sb_block_fn_s : sb_block_fn_v, &cx->base, nblocks,
-                sk_threads(nthreads));
+                cx->n_slots);
 }
 
 /* dL/dX from dL/d(increments): X[t] enters increment t-1 with + and

@@ -191,7 +191,8 @@ static void SK_NAME(sb_block_fn)(sk_ctx *base, int64_t blk)
     const int64_t *lvl_off = base->lvl_off, siglen = base->siglen, n_items = base->n_items;
     const int64_t low = lvl_off[N];
     int64_t nsc = SK_NAME(sb_block_scratch)(d, N, siglen, lvl_off);
-    SK_T *mem = (SK_T *)(cx->work + blk * cx->block_bytes);
+    int slot = sb_slot_acquire(cx);
+    SK_T *mem = (SK_T *)(cx->work + slot * cx->block_bytes);
     memset(mem, 0, sizeof(SK_T) * nsc);
     SK_NAME(sb_block) bs;
     SK_NAME(sb_block_carve)(&bs, mem, d, N, siglen, lvl_off);
@@ -205,8 +206,10 @@ static void SK_NAME(sb_block_fn)(sk_ctx *base, int64_t blk)
             nsteps[l] = base->end[it] - base->start[it];
             cur[l] = cx->inj_ptr[it];
             if (nsteps[l] > maxsteps) maxsteps = nsteps[l];
-            const double *se = cx->Send + it * low;
-            for (int64_t w = 0; w < low; ++w) SK_SET(bs.S[w], l, se[w]);
+            if (low > 0) {
+                const double *se = cx->Send + it * low;
+                for (int64_t w = 0; w < low; ++w) SK_SET(bs.S[w], l, se[w]);
+            }
         } else {
             rows[l] = NULL;
             nsteps[l] = 0;
@@ -223,5 +226,6 @@ static void SK_NAME(sb_block_fn)(sk_ctx *base, int64_t blk)
         SK_NAME(sb_steps)(&bs, cx, blk, rows, nsteps, cur, maxsteps, d, N, lvl_off);
     }
 #endif
+    sb_slot_release(cx, slot);
 }
 #undef SB_STEPS_D
