@@ -172,55 +172,6 @@ def sigbackprop(grad_out, path, depth, *, stream=False, at=None, basepoint=False
     return out[0] if single else out
 
 
-def _levels(t, dim, depth):
-    """Views of the levels 1..depth of rows t (n, siglength): list, index = level."""
-    out = [None]
-    start = 0
-    for k in range(1, depth + 1):
-        out.append(t[:, start:start + dim**k])
-        start += dim**k
-    return out
-
-
-def _tensor_log_backprop(gbar, s, dim, depth):
-    """dL/ds given dL/dlog(s) (rows, expanded layout).
-
-    log(1 + x) = sum_n (-1)^(n+1) x^n / n with x = s (level 0 left out);
-    the powers P_n = P_(n-1) (x) x are formed forwards and differentiated
-    backwards, level pair by level pair (P_n is zero below level n).
-    """
-    rows = s.shape[0]
-    x = _levels(s, dim, depth)
-    G = _levels(gbar, dim, depth)
-    powers = [None, x]
-    for n in range(2, depth):
-        prev = powers[-1]
-        p = [None] + [np.zeros((rows, dim**m)) for m in range(1, depth + 1)]
-        for m in range(n, depth + 1):
-            for a in range(n - 1, m):
-                b = m - a
-                p[m] += (prev[a][:, :, None] * x[b][:, None, :]).reshape(rows, -1)
-        powers.append(p)
-    xbar = [None] + [np.zeros((rows, dim**m)) for m in range(1, depth + 1)]
-    coef = [0.0] + [(-1.0) ** (n + 1) / n for n in range(1, depth + 1)]
-    pbar = [None] + [coef[depth] * G[m] if m >= depth else None for m in range(1, depth + 1)]
-    for n in range(depth, 1, -1):
-        # P_n = P_(n-1) (x) x; pbar holds dL/dP_n on levels >= n
-        prev = powers[n - 1]
-        newbar = [None] + [coef[n - 1] * G[m] if m >= n - 1 else None
-                           for m in range(1, depth + 1)]
-        for m in range(n, depth + 1):
-            for a in range(n - 1, m):
-                b = m - a
-                pm = pbar[m].reshape(rows, dim**a, dim**b)
-                newbar[a] = newbar[a] + np.einsum("iuv,iv->iu", pm, x[b])
-                xbar[b] += np.einsum("iu,iuv->iv", prev[a], pm)
-        pbar = newbar
-    for m in range(1, depth + 1):
-        xbar[m] += pbar[m]
-    return np.concatenate(xbar[1:], axis=1)
-
-
 @lru_cache(maxsize=32)
 def _lyndon_transpose(dim, depth):
     """A^T (CSR, unit diagonal) of the Lyndon system of :mod:`hftsig.logsignature`."""
@@ -252,7 +203,7 @@ def _lyndon_backprop(gy, dim, depth):
     return out
 
 
-def sig_to_logsig_backprop(grad_out, signature, dim, depth, *, basis="lyndon"):
+def sig_to_logsig_backprop(grad_out, signature, dim, depth, *, basis="lyndon", n_jobs=1):
     """Gradient through :func:`hftsig.logsignature.sig_to_logsig`.
 
     Parameters
@@ -262,10 +213,20 @@ def sig_to_logsig_backprop(grad_out, signature, dim, depth, *, basis="lyndon"):
     signature : array_like, shape (..., siglength(dim, depth))
     dim, depth : int
     basis : {"lyndon", "expanded"}
+    n_jobs : int
+        Threads over the leading axes (``-1``: all cores).
 
     Returns
     -------
     ndarray of float64, the shape of ``signature``: dL/dsignature
+
+    Notes
+    -----
+    The tensor logarithm ``log(1 + x) = sum_n (-1)^(n+1) x^n / n`` is
+    differentiated through its powers ``x^n = x^(n-1) (x) x``, formed
+    forwards and differentiated backwards (``hftsig/_ext/sigbackprop.h``);
+    the Lyndon coordinates solve a unit lower-triangular system (see
+    :mod:`hftsig.logsignature`), whose adjoint is one transposed solve.
 
     Examples
     --------
@@ -279,6 +240,7 @@ def sig_to_logsig_backprop(grad_out, signature, dim, depth, *, basis="lyndon"):
     dim = _check_int(dim, "dim", 1)
     depth = _check_int(depth, "depth", 1)
     basis = _check_basis(basis)
+    nthreads = _n_threads(n_jobs)
     s = np.asarray(signature)
     _numeric(s, "signature")
     n = _check_size(dim, depth)
@@ -293,7 +255,9 @@ def sig_to_logsig_backprop(grad_out, signature, dim, depth, *, basis="lyndon"):
     g = g.reshape(-1, width)
     if basis == "lyndon":
         g = _lyndon_backprop(g, dim, depth)
-    return _tensor_log_backprop(g, rows, dim, depth).reshape(lead + (n,))
+    g = np.ascontiguousarray(g, dtype=np.float64)
+    out = _k.log_backprop(g, rows, dim, depth, nthreads)
+    return out.reshape(lead + (n,))
 
 
 def logsigbackprop(grad_out, path, depth, *, basis="lyndon", stream=False, at=None,
@@ -333,7 +297,7 @@ def logsigbackprop(grad_out, path, depth, *, basis="lyndon", stream=False, at=No
                 basepoint=basepoint, n_jobs=n_jobs)
     s = sig(path, depth, **opts)
     dim = _dim_from_siglength(s.shape[-1], depth)
-    gs = sig_to_logsig_backprop(grad_out, s, dim, depth, basis=basis)
+    gs = sig_to_logsig_backprop(grad_out, s, dim, depth, basis=basis, n_jobs=n_jobs)
     return sigbackprop(gs, path, depth, **opts)
 
 

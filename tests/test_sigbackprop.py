@@ -375,6 +375,9 @@ def test_sig_to_logsig_backprop_keeps_leading_axes():
     out = sig_to_logsig_backprop(g, s, 2, 3)
     assert out.shape == s.shape
     close(out[1, 2], sig_to_logsig_backprop(g[1, 2], s[1, 2], 2, 3), rtol=1e-14)
+    close(sig_to_logsig_backprop(g, s, 2, 3, n_jobs=2), out, rtol=1e-14)
+    close(logsigbackprop(g.reshape(6, 5), x, 3, n_jobs=-1), logsigbackprop(g.reshape(6, 5), x, 3),
+          rtol=1e-13)
 
 
 # --- sigcombine, sigjoin, sigscale ----------------------------------------------------

@@ -9,6 +9,7 @@ calls the C code with the GIL released.  Arguments are validated by
 """
 import numpy as np
 
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t, uintptr_t
 from libc.string cimport memcpy, memset
 
@@ -61,6 +62,8 @@ cdef extern from "sigbackprop.h" nogil:
                            const int64_t *lvl_off)
     void sb_join_back(const double *s, double *g, const double *z, double *zb, int d, int N,
                       const int64_t *lvl_off, double *scratch)
+    void sb_log_back(const double *x, const double *gbar, double *xbar, int d, int N,
+                     const int64_t *lvl_off, double *scratch)
 
 
 cdef object _aligned(int64_t nbytes):
@@ -269,3 +272,22 @@ def join_backprop(const double[:, ::1] G, const double[:, ::1] s, const double[:
         for i in range(n):
             sb_join_back(&s[i, 0], &o[i, 0], &z[i, 0], &oz[i, 0], d, N, lvl_off, &sc[0])
     return ds, dz
+
+
+def log_backprop(const double[:, ::1] G, const double[:, ::1] s, int d, int N, int nthreads):
+    """dL/ds[i] given G[i] = dL/dlog(s[i]) (tensor logarithm, level 0 of s being 1)."""
+    cdef Py_ssize_t n = G.shape[0], i
+    cdef int64_t siglen = G.shape[1]
+    cdef int64_t lvl_off[64]
+    sk_level_offsets(d, N, lvl_off)
+    out = np.empty((n, siglen), dtype=np.float64)
+    if n == 0 or siglen == 0:
+        return out
+    if nthreads > n:
+        nthreads = <int>n
+    scratch = np.empty((nthreads, (N + 1) * siglen), dtype=np.float64)
+    cdef double[:, ::1] sc = scratch
+    cdef double[:, ::1] o = out
+    for i in prange(n, nogil=True, num_threads=nthreads, schedule="static"):
+        sb_log_back(&s[i, 0], &G[i, 0], &o[i, 0], d, N, lvl_off, &sc[threadid(), 0])
+    return out

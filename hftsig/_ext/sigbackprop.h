@@ -202,4 +202,73 @@ static void sb_join_back(const double *restrict s, double *restrict g,
     sb_step_back_s(s, g, b.zs, zb, b.Bf, b.Bb, d, N, lvl_off);
 }
 
+/* dL/dx given gbar = dL/dlog(1 + x), for one tensor x (levels 1..N, level
+ * 0 of 1 + x being 1).  log(1 + x) = sum_n c_n x^n, c_n = (-1)^(n+1) / n;
+ * the powers P_n = P_(n-1) (x) x (zero below level n) are formed forwards
+ * and differentiated backwards:
+ *     dL/dP_(n-1)[u] += sum_v dL/dP_n[u v] x[v],
+ *     dL/dx[v]       += sum_u P_(n-1)[u] dL/dP_n[u v].
+ * scratch: (N + 1) * siglen doubles (P_2..P_(N-1) and two gradients). */
+static void sb_log_back(const double *restrict x, const double *restrict gbar,
+                        double *restrict xbar, int d, int N, const int64_t *lvl_off,
+                        double *restrict scratch)
+{
+    const int64_t siglen = sk_siglength(d, N);
+    int64_t pw[SK_MAX_DEPTH + 2]; /* d^k */
+    pw[0] = 1;
+    for (int k = 1; k <= N; ++k) pw[k] = pw[k - 1] * d;
+    /* P_n at scratch + (n - 2) * siglen for n = 2..N-1; P_1 = x */
+    double *pb = scratch + (int64_t)(N > 2 ? N - 2 : 0) * siglen;
+    double *nb = pb + siglen;
+#define SB_POW(n) ((n) == 1 ? x : scratch + (int64_t)((n) - 2) * siglen)
+    for (int n = 2; n < N; ++n) {
+        double *P = (double *)SB_POW(n);
+        const double *Q = SB_POW(n - 1);
+        memset(P, 0, sizeof(double) * siglen);
+        for (int m = n; m <= N; ++m)
+            for (int a = n - 1; a < m; ++a) {
+                const int b = m - a;
+                const double *Qa = Q + lvl_off[a], *xb = x + lvl_off[b];
+                double *Pm = P + lvl_off[m];
+                for (int64_t u = 0; u < pw[a]; ++u) {
+                    const double q = Qa[u];
+                    double *row = Pm + u * pw[b];
+                    for (int64_t v = 0; v < pw[b]; ++v) row[v] += q * xb[v];
+                }
+            }
+    }
+    memset(xbar, 0, sizeof(double) * siglen);
+    memset(pb, 0, sizeof(double) * siglen);
+    const double cN = (N % 2 ? 1.0 : -1.0) / N;
+    for (int64_t w = lvl_off[N]; w < siglen; ++w) pb[w] = cN * gbar[w];
+    for (int n = N; n >= 2; --n) {
+        const double c = ((n - 1) % 2 ? 1.0 : -1.0) / (n - 1);
+        const double *Q = SB_POW(n - 1);
+        memset(nb, 0, sizeof(double) * siglen);
+        for (int64_t w = lvl_off[n - 1]; w < siglen; ++w) nb[w] = c * gbar[w];
+        for (int m = n; m <= N; ++m)
+            for (int a = n - 1; a < m; ++a) {
+                const int b = m - a;
+                const double *Qa = Q + lvl_off[a], *xb = x + lvl_off[b];
+                const double *pm = pb + lvl_off[m];
+                double *na = nb + lvl_off[a], *xbb = xbar + lvl_off[b];
+                for (int64_t u = 0; u < pw[a]; ++u) {
+                    const double q = Qa[u];
+                    const double *row = pm + u * pw[b];
+                    double acc = 0.0;
+                    for (int64_t v = 0; v < pw[b]; ++v) {
+                        acc += row[v] * xb[v];
+                        xbb[v] += q * row[v];
+                    }
+                    na[u] += acc;
+                }
+            }
+        double *t = pb;
+        pb = nb;
+        nb = t;
+    }
+#undef SB_POW
+    for (int64_t w = 0; w < siglen; ++w) xbar[w] += pb[w];
+}
+
 #endif
