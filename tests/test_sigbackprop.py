@@ -259,6 +259,9 @@ def test_threads_agree():
     x = walk((13, 80, 3), seed=16)
     g = rng(17).standard_normal((13, siglength(3, 4)))
     close(sigbackprop(g, x, 4, n_jobs=2), sigbackprop(g, x, 4), rtol=1e-12)
+    ga = rng(41).standard_normal((13, 3, siglength(3, 4)))
+    close(sigbackprop(ga, x, 4, at=[70, 10, 40], n_jobs=-1),
+          sigbackprop(ga, x, 4, at=[70, 10, 40]), rtol=1e-12)
 
 
 def test_memory_does_not_grow_with_length_times_siglength():
@@ -399,6 +402,11 @@ def test_sigcombinebackprop(dim, depth):
         close(da[i], cs_grad(lambda u: g[i] @ combine(u, b[i].astype(complex)), a[i]))
         close(db[i], cs_grad(lambda w: g[i] @ combine(a[i].astype(complex), w), b[i]))
         close(sigcombine(a[i], b[i], dim, depth), combine(a[i], b[i]).real, rtol=1e-12)
+    # central differences through hftsig.sigcombine itself
+    close(da[0], central_differences(lambda u: float(g[0] @ sigcombine(u, b[0], dim, depth)),
+                                     a[0]), rtol=1e-6)
+    close(db[0], central_differences(lambda w: float(g[0] @ sigcombine(a[0], w, dim, depth)),
+                                     b[0]), rtol=1e-6)
     one_a, one_b = sigcombinebackprop(g[0], a[0], b[0], dim, depth)
     close(one_a, da[0], rtol=1e-14)
     close(one_b, db[0], rtol=1e-14)
@@ -421,6 +429,11 @@ def test_sigjoinbackprop(dim, depth):
         close(ds[i], cs_grad(lambda u: g[i] @ join(u, z[i].astype(complex)), s[i]))
         close(dz[i], cs_grad(lambda w: g[i] @ join(s[i].astype(complex), w), z[i]))
         close(sigjoin(s[i], z[i], depth), join(s[i], z[i]).real, rtol=1e-12)
+    # central differences through hftsig.sigjoin itself
+    close(ds[1], central_differences(lambda u: float(g[1] @ sigjoin(u, z[1], depth)), s[1]),
+          rtol=1e-6)
+    close(dz[1], central_differences(lambda w: float(g[1] @ sigjoin(s[1], w, depth)), z[1]),
+          rtol=1e-6)
 
 
 def test_sigjoinbackprop_sums_over_a_broadcast_argument():
