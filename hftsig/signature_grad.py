@@ -24,8 +24,9 @@ walks the steps backwards, recomputing ``S_{k-1} = S_k (x) exp(-dx_k)``
 instead of storing it (so memory is one signature and one gradient per path,
 whatever the length, as in signatory and pysiglib), and differentiates the
 Horner scheme of the forward kernel.  Only levels ``1..depth-1`` of the
-signature need recomputing, and the top level of the gradient is only read,
-so a backward step costs about two forward steps.  Paths are processed four
+signature need recomputing, and the top level of the gradient is only read
+(two multiply-adds per coordinate); a backward pass measured 3-6x a forward
+``sig`` of the same batch.  Paths are processed four
 to a SIMD register; a batch too small to fill the registers (one long path)
 is cut into pieces whose gradients follow from Chen's identity.
 
@@ -45,7 +46,7 @@ import numpy as np
 from hftsig import transforms as _tr
 from hftsig._ext import _sigbackprop as _k
 from hftsig.logsignature import (
-    _check_basis, _dim_from_siglength, _lyndon_system, sig_to_logsig)
+    _check_basis, _dim_from_siglength, _lyndon_system)
 from hftsig.signature import (
     _as_indices, _as_path, _as_sigs, _check_finite, _check_int, _check_size, _n_threads,
     _numeric, sig, siglength)
