@@ -162,10 +162,8 @@ def sigbackprop(grad_out, path, depth, *, stream=False, at=None, basepoint=False
     if stream or at is not None:
         idx = np.arange(1, length, dtype=np.int64) if stream else _as_indices(at, length)
         g = _as_grad(grad_out, lead + (len(idx), n), "sig(path, depth, stream/at=...)")
-        order = np.argsort(-idx, kind="stable")
         out = _k.sig_backprop_at(X, g.reshape(batch * len(idx), n), depth,
-                                 np.ascontiguousarray(idx[order]),
-                                 np.ascontiguousarray(order.astype(np.int64)), nthreads)
+                                 np.ascontiguousarray(idx, dtype=np.int64), nthreads)
     else:
         g = _as_grad(grad_out, lead + (n,), "sig(path, depth)")
         out = _k.sig_backprop(X, g.reshape(batch, n), depth, nthreads)

@@ -234,6 +234,20 @@ def test_at_with_repeats_zero_and_negative_indices():
     assert np.array_equal(sigbackprop(g[:, 1:2], x, depth, at=[0]), np.zeros_like(x))
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("batch", [1, 2, 6])
+def test_at_many_dates_on_long_paths(batch, n_jobs):
+    # a small batch is cut at the dates; a large one runs whole paths
+    x = walk((batch, 600, 3), seed=42)
+    depth = 4
+    dates = np.linspace(11, 599, 50).astype(np.int64)
+    g = rng(43).standard_normal((batch, 50, siglength(3, depth)))
+    expected = np.zeros_like(x)
+    for j, i in enumerate(dates):
+        expected[:, :i + 1] += sigbackprop(g[:, j], x[:, :i + 1], depth)
+    close(sigbackprop(g, x, depth, at=dates, n_jobs=n_jobs), expected, rtol=1e-11)
+
+
 def test_degenerate_shapes():
     g = np.ones(siglength(2, 3))
     assert np.array_equal(sigbackprop(g, np.ones((1, 2)), 3), np.zeros((1, 2)))

@@ -149,6 +149,46 @@ cdef object _run(const double[:, :, ::1] X, int N, const int64_t[::1] pi,
     return out
 
 
+cdef object _piece_grads(const double[:, ::1] Send, const double[:, ::1] Gend, int64_t batch,
+                         int64_t m, int d, int N):
+    """dL/d(piece signature) for pieces P_0 .. P_{m-1} of each path.
+
+    Item b * m + q is piece q of path b; Gend[b * m + q] is the gradient
+    with respect to the prefix P_0 (x) ... (x) P_q (zero if no output ends
+    there).  From the right: H <- H + Gend[q], dL/dP_q = H contracted on the
+    left by A_{q-1} = P_0 ... P_{q-1}, then H <- H contracted on the right
+    by P_q, the gradient with respect to A_{q-1}.
+    """
+    cdef int64_t siglen = sk_siglength(d, N)
+    cdef int64_t lvl_off[64]
+    sk_level_offsets(d, N, lvl_off)
+    cdef int64_t low = lvl_off[N]
+    Gin = np.empty((batch * m, siglen), dtype=np.float64)
+    A = np.empty((max(m, 1), max(low, 1)), dtype=np.float64)
+    H = np.empty((2, siglen), dtype=np.float64)
+    cdef double[:, ::1] gin = Gin, a = A, h = H
+    cdef int64_t b, q, base, w
+    cdef int cur
+    with nogil:
+        for b in range(batch):
+            base = b * m
+            memcpy(&a[0, 0], &Send[base, 0], sizeof(double) * low)
+            for q in range(1, m - 1):
+                memcpy(&a[q, 0], &a[q - 1, 0], sizeof(double) * low)
+                sk_mul_inplace(&a[q, 0], &Send[base + q, 0], d, N - 1, lvl_off)
+            memcpy(&h[0, 0], &Gend[base + m - 1, 0], sizeof(double) * siglen)
+            cur = 0
+            for q in range(m - 1, 0, -1):
+                sb_left_contract(&a[q - 1, 0], &h[cur, 0], &gin[base + q, 0], d, N, lvl_off)
+                sb_right_contract(&h[cur, 0], &Send[base + q, 0], &h[1 - cur, 0], d, N,
+                                  lvl_off)
+                cur = 1 - cur
+                for w in range(siglen):
+                    h[cur, w] += Gend[base + q - 1, w]
+            memcpy(&gin[base, 0], &h[cur, 0], sizeof(double) * siglen)
+    return Gin
+
+
 def sig_backprop(const double[:, :, ::1] X, const double[:, ::1] G, int N, int nthreads):
     """dL/dX (batch, length, dim) given G = dL/dsig (batch, siglength).
 
@@ -161,9 +201,6 @@ def sig_backprop(const double[:, :, ::1] X, const double[:, ::1] G, int N, int n
     cdef int d = <int>X.shape[2]
     cdef int64_t steps = length - 1
     cdef int64_t siglen = sk_siglength(d, N)
-    cdef int64_t lvl_off[64]
-    sk_level_offsets(d, N, lvl_off)
-    cdef int64_t low = lvl_off[N]
     if batch == 0 or steps <= 0:
         return np.zeros((batch, length, d), dtype=np.float64)
     cdef int64_t target = <int64_t>SK_VL * nthreads
@@ -186,53 +223,60 @@ def sig_backprop(const double[:, :, ::1] X, const double[:, ::1] G, int N, int n
     inj_ptr = np.arange(n_items + 1, dtype=np.int64)
     if chunks == 1:
         return _run(X, N, pi, st, en, Send, inj_ptr, en, idx, G, nthreads)
-
-    # dL/d(piece i) for S = P_0 (x) ... (x) P_{m-1}: from the right,
-    # H <- dL/d(P_0 ... P_i); dL/dP_i = H contracted on the left by
-    # A_{i-1} = P_0 ... P_{i-1}; then H <- H contracted on the right by P_i.
-    Gin = np.empty((n_items, siglen), dtype=np.float64)
-    A = np.empty((chunks, low), dtype=np.float64)
-    H = np.empty((2, siglen), dtype=np.float64)
-    cdef double[:, ::1] gin = Gin, a = A, h = H, sd = Send
-    cdef int64_t b, i, base, cur
-    with nogil:
-        for b in range(batch):
-            base = b * chunks
-            memcpy(&a[0, 0], &sd[base, 0], sizeof(double) * low)
-            for i in range(1, chunks - 1):
-                memcpy(&a[i, 0], &a[i - 1, 0], sizeof(double) * low)
-                sk_mul_inplace(&a[i, 0], &sd[base + i, 0], d, N - 1, lvl_off)
-            memcpy(&h[0, 0], &G[b, 0], sizeof(double) * siglen)
-            cur = 0
-            for i in range(chunks - 1, 0, -1):
-                sb_left_contract(&a[i - 1, 0], &h[cur, 0], &gin[base + i, 0], d, N, lvl_off)
-                sb_right_contract(&h[cur, 0], &sd[base + i, 0], &h[1 - cur, 0], d, N,
-                                  lvl_off)
-                cur = 1 - cur
-            memcpy(&gin[base, 0], &h[cur, 0], sizeof(double) * siglen)
+    # the output is the prefix ending with each path's last piece
+    Gend = np.zeros((n_items, siglen), dtype=np.float64)
+    Gend[chunks - 1::chunks] = G
+    Gin = _piece_grads(Send, Gend, batch, chunks, d, N)
     return _run(X, N, pi, st, en, Send, inj_ptr, en, idx, Gin, nthreads)
 
 
 def sig_backprop_at(const double[:, :, ::1] X, const double[:, ::1] grads, int N,
-                    const int64_t[::1] at_desc, const int64_t[::1] slot_desc, int nthreads):
-    """dL/dX given grads[b * n_at + j] = dL/d(prefix signature at at[j]).
+                    const int64_t[::1] at, int nthreads):
+    """dL/dX given grads[b * n_at + j] = dL/d(prefix signature ending at point at[j]).
 
-    at_desc: the point indices sorted in descending order; slot_desc[k] the
-    position j in the caller's order of at_desc[k].
+    A batch large enough to fill the lanes runs each path from its last
+    requested point down, the prefix gradients entering as the pass reaches
+    their points.  A smaller one (a single long path with its exercise
+    dates, say) is cut at the requested points, as :func:`hftsig.sig` does
+    for ``at``: the pieces between consecutive points run side by side, each
+    entered with its gradient from Chen's identity.
     """
     cdef int64_t batch = X.shape[0], length = X.shape[1]
-    cdef int64_t n_at = at_desc.shape[0]
-    if batch == 0 or length < 2 or n_at == 0 or at_desc[0] == 0:
-        return np.zeros((batch, length, X.shape[2]), dtype=np.float64)
-    pi = np.arange(batch, dtype=np.int64)
-    st = np.zeros(batch, dtype=np.int64)
-    en = np.full(batch, at_desc[0], dtype=np.int64)
+    cdef int d = <int>X.shape[2]
+    cdef int64_t n_at = at.shape[0]
+    cdef int64_t siglen = sk_siglength(d, N)
+    at_arr = np.asarray(at)
+    ends = np.unique(at_arr[at_arr > 0])
+    if batch == 0 or length < 2 or ends.shape[0] == 0:
+        return np.zeros((batch, length, d), dtype=np.float64)
+    cdef int64_t m = ends.shape[0]
+    if batch >= <int64_t>SK_VL * nthreads or N < 2 or m == 1:
+        order = np.argsort(-at_arr, kind="stable")
+        pi = np.arange(batch, dtype=np.int64)
+        st = np.zeros(batch, dtype=np.int64)
+        en = np.full(batch, ends[m - 1], dtype=np.int64)
+        Send = _piece_sigs(X, N, pi, st, en, nthreads)
+        inj_ptr = np.arange(batch + 1, dtype=np.int64) * n_at
+        inj_pt = np.ascontiguousarray(np.tile(at_arr[order], batch))
+        inj_row = np.ascontiguousarray((pi[:, None] * n_at + order[None, :]).ravel())
+        return _run(X, N, pi, st, en, Send, inj_ptr, inj_pt, inj_row, grads, nthreads)
+    cdef int64_t n_items = batch * m
+    idx = np.arange(n_items, dtype=np.int64)
+    pi = idx // m
+    q = idx % m
+    en = np.ascontiguousarray(ends[q], dtype=np.int64)
+    st = np.ascontiguousarray(np.where(q > 0, ends[np.maximum(q - 1, 0)], 0), dtype=np.int64)
     Send = _piece_sigs(X, N, pi, st, en, nthreads)
-    at = np.asarray(at_desc)
-    inj_ptr = np.arange(batch + 1, dtype=np.int64) * n_at
-    inj_pt = np.tile(at, batch)
-    inj_row = (pi[:, None] * n_at + np.asarray(slot_desc)[None, :]).ravel()
-    return _run(X, N, pi, st, en, Send, inj_ptr, inj_pt, inj_row, grads, nthreads)
+    # the gradient of every prefix ending with piece q of path b
+    Gend = np.zeros((n_items, siglen), dtype=np.float64)
+    g3 = np.asarray(grads).reshape(batch, n_at, siglen)
+    keep = at_arr > 0
+    piece_of = np.searchsorted(ends, at_arr[keep])
+    for j, qj in zip(np.flatnonzero(keep), piece_of):
+        Gend[qj::m] += g3[:, j]
+    Gin = _piece_grads(Send, Gend, batch, m, d, N)
+    return _run(X, N, pi, st, en, Send, np.arange(n_items + 1, dtype=np.int64), en, idx, Gin,
+                nthreads)
 
 
 def combine_backprop(const double[:, ::1] G, const double[:, ::1] a, const double[:, ::1] b,
