@@ -122,7 +122,8 @@ def sigbackprop(grad_out, path, depth, *, stream=False, at=None, basepoint=False
     paths whose increments are far larger than 1 at high depth can cost
     digits.  With ``at`` or ``stream``, each path runs from its last
     requested point down, the gradients of the prefixes entering as the pass
-    reaches their points.
+    reaches their points; a batch too small to fill the SIMD lanes is cut at
+    the requested points instead, as :func:`hftsig.sig` does.
 
     Examples
     --------
