@@ -2,7 +2,10 @@
 
 On connect the connector subscribes to the ``instrument`` channel (unless
 ``precisions`` were given) to learn each pair's ``price_precision`` and
-``qty_precision``, then to ``book`` (with snapshot), ``ticker`` and
+``qty_precision`` (an instrument entry that maps to no canonical symbol,
+such as ``ETH2.S/ETH``, or whose precisions are no decimal counts, is skipped
+and counted in ``stats()["instruments_skipped"]``; the other pairs count),
+then to ``book`` (with snapshot), ``ticker`` and
 ``trade`` (without snapshot, so a reconnect does not replay old trades).
 After every book message the local book is truncated to the subscribed
 depth (Kraken sends no deletes for levels that fall out) and its checksum,
@@ -163,6 +166,10 @@ class KrakenConnector(BookFeed, WebSocketConnector):
         if kind != "data":
             return
         if norm.last_channel == "instrument":
+            if norm.last_skipped:
+                # pairs without a canonical name (staking, tokenized assets) or
+                # with unusable precisions: the rest of the snapshot still counts
+                self._count("instruments_skipped", norm.last_skipped)
             self._on_instrument(norm.precisions)
             return
         if not len(ticks):

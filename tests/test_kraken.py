@@ -314,3 +314,4 @@ def test_instrument_snapshot_with_unmappable_pairs_still_gives_precisions():
     assert stopped is True
     assert c.precisions() == {"BTC-USD": (1, 8)}
     assert st["checksum_failures"] == 0 and c.book("BTC-USD").best_bid() == (45283.5, 0.1)
+    assert st["instruments_skipped"] >= 2  # ETH2.S/ETH and the 1e400 precision, per snapshot
