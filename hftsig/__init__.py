@@ -19,6 +19,9 @@ from hftsig import paths  # noqa: F401,E402
 from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: F401,E402
 from hftsig.signature import (  # noqa: F401,E402
     SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
+from hftsig.signature_kernel import (  # noqa: F401,E402
+    MMDTestResult, sig_kernel, sig_kernel_backprop, sig_kernel_gram, sig_kernel_gram_backprop,
+    sig_mmd, sig_mmd_test)
 from hftsig import transforms  # noqa: F401,E402
 
 
@@ -33,4 +36,8 @@ def __getattr__(name):
         from hftsig.stopping import SignatureStopper
 
         return SignatureStopper
+    if name == "SignatureKernel":  # scikit-learn too, see above
+        from hftsig.signature_kernel_sklearn import SignatureKernel
+
+        return SignatureKernel
     raise AttributeError(f"module 'hftsig' has no attribute {name!r}")
