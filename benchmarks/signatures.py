@@ -4,6 +4,7 @@ Run from the repository root::
 
     python -m benchmarks.signatures            # 9 repeats per timing
     python -m benchmarks.signatures --quick    # 3 repeats, fewer ticks
+    python -m benchmarks.signatures --sig-kernel-only   # signature kernel rows only
 
 Every row first checks that the libraries agree (``allclose``), then times
 each with the median of repeated runs.  Ratios are peer time / hftsig time
@@ -35,6 +36,8 @@ except ImportError:  # pragma: no cover - optional peer
 CASES = [(32, 1000, 5, 4), (1, 10000, 2, 6), (128, 100, 3, 5), (64, 500, 4, 4)]
 PUSH_CASES = [(1, 3, 4), (1, 2, 4), (1, 3, 3), (64, 3, 4)]  # (n_paths, dim, depth)
 N_DATES = 50
+# (n paths, length, dim, dyadic_order): Gram matrices of n x n signature kernels
+KERNEL_CASES = [(32, 100, 5, 0), (32, 100, 3, 2), (16, 400, 2, 1), (64, 50, 4, 1)]
 
 
 def median_time(fn, repeats):
@@ -237,6 +240,48 @@ def bench_push(table, n_paths, dim, depth, n_ticks, window=None):
               "peers: sigjoin / sig_join per tick" if window is None else "sliding window")
 
 
+def bench_sig_kernel(table, case, repeats):
+    """Gram matrices of signature kernels (Goursat PDE) against pysiglib's CPU solver.
+
+    The ``sigkernel`` package (the PDE's reference implementation) is not on
+    PyPI (it installs from its git repository only), so it is not compared.
+    """
+    n, length, dim, order = case
+    X = random_paths(n, length, dim, seed=4)
+    Y = random_paths(n, length, dim, seed=5)
+    rows = [("sig_kernel_gram(X)", lambda: hftsig.sig_kernel_gram(X, dyadic_order=order),
+             lambda: pysiglib.sig_kernel_gram(X, X, dyadic_order=order, n_jobs=1),
+             "symmetric: n(n+1)/2 solves; pysiglib given X twice (its symmetric case)"),
+            ("sig_kernel_gram(X, Y)",
+             lambda: hftsig.sig_kernel_gram(X, Y, dyadic_order=order),
+             lambda: pysiglib.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=1),
+             "n*n solves each"),
+            ("sig_kernel_gram rbf",
+             lambda: hftsig.sig_kernel_gram(X, Y, dyadic_order=order, static_kernel="rbf",
+                                            sigma=0.5),
+             lambda: pysiglib.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=1,
+                                              static_kernel=pysiglib.RBFKernel(0.5)),
+             "rbf static kernel, exp(-|a-b|^2/sigma)")]
+    for label, ours_fn, peer_fn, note in rows:
+        ours = ours_fn()
+        ps = None
+        if pysiglib is not None:
+            check(f"pysiglib {label}", ours, peer_fn(), rtol=1e-9)
+            ps = median_time(peer_fn, repeats) * 1e3
+        t = median_time(ours_fn, repeats) * 1e3
+        table.add(f"{label}, 1 thread", case, "ms", t, None, ps, note)
+    ours_fn = lambda: hftsig.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=-1)  # noqa: E731
+    check("hftsig.sig_kernel_gram n_jobs=-1", ours_fn(),
+          hftsig.sig_kernel_gram(X, Y, dyadic_order=order), rtol=1e-12)
+    ps = None
+    if pysiglib is not None:
+        peer_fn = lambda: pysiglib.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=-1)  # noqa: E731
+        check("pysiglib sig_kernel_gram n_jobs=-1", ours_fn(), peer_fn(), rtol=1e-9)
+        ps = median_time(peer_fn, repeats) * 1e3
+    table.add("sig_kernel_gram(X, Y), n_jobs=-1", case, "ms", median_time(ours_fn, repeats) * 1e3,
+              None, ps, "")
+
+
 def check_lead_lag_convention():
     """hftsig's lead-lag puts the lead channels first; pysiglib puts the lag first."""
     if pysiglib is None:
@@ -254,6 +299,8 @@ def check_lead_lag_convention():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 repeats and fewer ticks")
+    ap.add_argument("--sig-kernel-only", action="store_true",
+                    help="only the signature kernel (Goursat PDE) rows")
     args = ap.parse_args(argv)
     repeats = 3 if args.quick else 9
     n_ticks = 5000 if args.quick else 20000
@@ -264,8 +311,15 @@ def main(argv=None):
     print(f"peers: iisignature {getattr(iisignature, '__version__', 'n/a')}, "
           f"pysiglib {getattr(pysiglib, '__version__', 'n/a')}")
     print(f"median of {repeats} runs; float64; ratio = peer time / hftsig time\n")
-    check_lead_lag_convention()
     table = Table()
+    if args.sig_kernel_only:
+        print("signature kernels: case = (n paths, length, dim, dyadic_order); "
+              "sigkernel package: not on PyPI, not compared")
+        table.header()
+        for case in KERNEL_CASES:
+            bench_sig_kernel(table, case, repeats)
+        return
+    check_lead_lag_convention()
     table.header()
     for case in CASES:
         bench_sig(table, case, repeats)
@@ -276,6 +330,8 @@ def main(argv=None):
     for n_paths, dim, depth in PUSH_CASES:
         bench_push(table, n_paths, dim, depth, n_ticks if n_paths == 1 else n_ticks // 10)
     bench_push(table, 1, 3, 4, n_ticks, window=100)
+    for case in KERNEL_CASES:
+        bench_sig_kernel(table, case, repeats)
 
 
 if __name__ == "__main__":

@@ -202,8 +202,10 @@ def test_gram_gradients_match_finite_differences():
     Y = walks(2, 5, 2, seed=19)
     W = rng(20).standard_normal((3, 2))
     gX, gY = sig_kernel_gram_backprop(W, X, Y, dyadic_order=1)
-    np.testing.assert_allclose(gX, _fd_grad(lambda v: (W * sig_kernel_gram(v, Y, dyadic_order=1)).sum(), X), atol=1e-7)
-    np.testing.assert_allclose(gY, _fd_grad(lambda v: (W * sig_kernel_gram(X, v, dyadic_order=1)).sum(), Y), atol=1e-7)
+    fX = _fd_grad(lambda v: (W * sig_kernel_gram(v, Y, dyadic_order=1)).sum(), X)
+    fY = _fd_grad(lambda v: (W * sig_kernel_gram(X, v, dyadic_order=1)).sum(), Y)
+    np.testing.assert_allclose(gX, fX, atol=1e-7)
+    np.testing.assert_allclose(gY, fY, atol=1e-7)
     V = rng(21).standard_normal((3, 3))  # not symmetric: both triangles count
     gS = sig_kernel_gram_backprop(V, X, dyadic_order=1, static_kernel="rbf")
     fS = _fd_grad(lambda v: (V * sig_kernel_gram(v, dyadic_order=1, static_kernel="rbf")).sum(), X)
