@@ -42,7 +42,7 @@ def reference_pde(x, y, ox=0, oy=0, static="linear", sigma=1.0):
 
 # --- values ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("static,sigma", [("linear", 1.0), ("rbf", 0.7)])
+@pytest.mark.parametrize("static,sigma", [("linear", 1.0), ("rbf", 0.7), ("rbf", 0.01)])
 @pytest.mark.parametrize("orders", [0, 1, (2, 0), (1, 3)])
 @pytest.mark.parametrize("lengths", [(2, 2), (7, 5), (12, 9)])
 def test_matches_independent_pde_solver(static, sigma, orders, lengths):
@@ -54,7 +54,16 @@ def test_matches_independent_pde_solver(static, sigma, orders, lengths):
     assert ours == pytest.approx(ref, rel=1e-10, abs=1e-12)
 
 
-@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 9])
+def test_rbf_of_distant_points_underflows_to_zero():
+    # exp(-|a - b|^2 / sigma) below the normal range: the static kernel is 0, the
+    # source term vanishes and the signature kernel is 1, as with libm's exp
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.1]])
+    for shift in (18.5, 18.8, 19.0, 100.0):  # squared distances 2 * shift^2 around 708, and far
+        k = sig_kernel(x, x + shift, static_kernel="rbf", sigma=1.0)
+        assert k == pytest.approx(reference_pde(x, x + shift, static="rbf"), abs=1e-300)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 9, 17])
 def test_batch_of_pairs_matches_single_pairs(batch):
     # pairs are solved several to a SIMD block; partial blocks must not leak
     X = walks(batch, 6, 2, seed=3)

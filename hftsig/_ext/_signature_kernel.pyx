@@ -28,8 +28,10 @@ cdef extern from "goursat_pde.h" nogil:
     int GP_RBF
     int gp_forward_at(const gp_block *tmpl, const int64_t *xa, const int64_t *yb,
                       int64_t npairs, int64_t b, double *out)
-    int gp_backward_at(const gp_block *tmpl, const int64_t *xa, const int64_t *yb,
-                       const double *w, int64_t npairs, int64_t b, double *gx, double *gy)
+    int64_t gp_backward_workspace(const gp_block *tmpl)
+    void gp_backward_at(const gp_block *tmpl, const int64_t *xa, const int64_t *yb,
+                        const double *w, int64_t npairs, int64_t b, double *gx, double *gy,
+                        double *ws)
 
 
 def lanes():
@@ -93,13 +95,20 @@ def backward_pairs(const double[:, :, ::1] X, const double[:, :, ::1] Y,
     cdef double[:, :, :, ::1] gx = gx_t
     cdef double[:, :, :, ::1] gy = gy_t
     cdef gp_block t = _template(X, Y, kind, inv_sigma, ox, oy)
-    cdef int failed = 0
+    # one workspace per thread, reused by its blocks (the grid at the path
+    # points: allocating it per block cost more in page faults than the sweep)
+    cdef int64_t wvec = gp_backward_workspace(&t)
+    cdef int64_t stride = (wvec * GP_VL + 7) // 8 * 8  # keeps every slice 64-byte aligned
+    ws_arr = np.empty(nt * stride + 8, dtype=np.float64)
+    cdef double[::1] ws = ws_arr
+    cdef size_t base = <size_t>&ws[0]
+    cdef int64_t lead = <int64_t>(((64 - base % 64) % 64) // 8)  # doubles up to a 64-byte boundary
+    cdef double *wsp = &ws[0] + lead
     with nogil:
         for b in prange(nblocks, num_threads=nt, schedule="dynamic"):
-            failed |= gp_backward_at(&t, &xa[0], &yb[0], &w[0], npairs, b,
-                                     &gx[threadid(), 0, 0, 0], &gy[threadid(), 0, 0, 0])
-    if failed:
-        raise MemoryError("hftsig: out of memory in the signature kernel backprop")
+            gp_backward_at(&t, &xa[0], &yb[0], &w[0], npairs, b,
+                           &gx[threadid(), 0, 0, 0], &gy[threadid(), 0, 0, 0],
+                           wsp + threadid() * stride)
     gxs = gx_t.sum(axis=0)
     if same:
         return gxs
