@@ -270,16 +270,31 @@ def bench_sig_kernel(table, case, repeats):
             ps = median_time(peer_fn, repeats) * 1e3
         t = median_time(ours_fn, repeats) * 1e3
         table.add(f"{label}, 1 thread", case, "ms", t, None, ps, note)
+    # gradients of sum(W * G) with respect to both batches
+    W = np.random.default_rng(6).standard_normal((n, n))
+    ours_fn = lambda: hftsig.sig_kernel_gram_backprop(W, X, Y, dyadic_order=order)  # noqa: E731
+    ps = None
+    if pysiglib is not None:
+        def peer_fn():
+            return pysiglib.sig_kernel_gram_backprop(W, X, Y, dyadic_order=order, n_jobs=1,
+                                                     left_deriv=True, right_deriv=True)
+        ours, theirs = ours_fn(), peer_fn()
+        check("pysiglib sig_kernel_gram_backprop x", ours[0], theirs[0], rtol=1e-9)
+        check("pysiglib sig_kernel_gram_backprop y", ours[1], theirs[1], rtol=1e-9)
+        ps = median_time(peer_fn, repeats) * 1e3
+    table.add("sig_kernel_gram_backprop, 1 thread", case, "ms",
+              median_time(ours_fn, repeats) * 1e3, None, ps, "gradients w.r.t. X and Y")
     ours_fn = lambda: hftsig.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=-1)  # noqa: E731
     check("hftsig.sig_kernel_gram n_jobs=-1", ours_fn(),
           hftsig.sig_kernel_gram(X, Y, dyadic_order=order), rtol=1e-12)
     ps = None
     if pysiglib is not None:
-        peer_fn = lambda: pysiglib.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=-1)  # noqa: E731
+        def peer_fn():
+            return pysiglib.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=-1)
         check("pysiglib sig_kernel_gram n_jobs=-1", ours_fn(), peer_fn(), rtol=1e-9)
         ps = median_time(peer_fn, repeats) * 1e3
-    table.add("sig_kernel_gram(X, Y), n_jobs=-1", case, "ms", median_time(ours_fn, repeats) * 1e3,
-              None, ps, "")
+    table.add("sig_kernel_gram(X, Y), n_jobs=-1", case, "ms",
+              median_time(ours_fn, repeats) * 1e3, None, ps, "")
 
 
 def check_lead_lag_convention():

@@ -169,6 +169,31 @@ def test_matches_pysiglib(pysiglib, orders):
                                pysiglib.sig_kernel(X, Z, dyadic_order=orders), rtol=1e-10)
 
 
+@pytest.mark.parametrize("orders", [0, (1, 2)])
+@pytest.mark.parametrize("static,sigma", [("linear", 1.0), ("rbf", 0.5)])
+def test_gradients_match_pysiglib(pysiglib, orders, static, sigma):
+    X = walks(8, 30, 3, scale=0.1, seed=30)
+    Y = walks(6, 20, 3, scale=0.1, seed=31)
+    W = rng(32).standard_normal((8, 6))
+    peer_static = pysiglib.RBFKernel(sigma) if static == "rbf" else None
+    gX, gY = sig_kernel_gram_backprop(W, X, Y, dyadic_order=orders, static_kernel=static,
+                                      sigma=sigma)
+    rX, rY = pysiglib.sig_kernel_gram_backprop(W, X, Y, dyadic_order=orders,
+                                               static_kernel=peer_static,
+                                               left_deriv=True, right_deriv=True)
+    np.testing.assert_allclose(gX, rX, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(gY, rY, rtol=1e-9, atol=1e-11)
+    Z = walks(8, 20, 3, scale=0.1, seed=33)
+    w = W[:, 0] + 0.5
+    gx, gz = sig_kernel_backprop(w, X, Z, dyadic_order=orders, static_kernel=static,
+                                 sigma=sigma)
+    rx, rz = pysiglib.sig_kernel_backprop(w, X, Z, dyadic_order=orders,
+                                          static_kernel=peer_static,
+                                          left_deriv=True, right_deriv=True)
+    np.testing.assert_allclose(gx, rx, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(gz, rz, rtol=1e-9, atol=1e-11)
+
+
 # --- gradients -------------------------------------------------------------------------
 
 def _fd_grad(f, x, h=1e-6):

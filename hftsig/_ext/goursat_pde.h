@@ -24,7 +24,9 @@
  * original path points (Lx rows of 2^oy (Ly - 1) + 1 values) plus the source
  * term M; the refined rows between two stored rows are recomputed while the
  * adjoint sweep runs from the far corner back: memory O(Lx * Ly * 2^oy) per
- * block of pairs, not O(Lx * Ly * 4^o).
+ * block of pairs, not O(Lx * Ly * 4^o), in one workspace per thread that its
+ * blocks reuse.  The gradient with respect to the source term of each cell
+ * row is chained to the path points as soon as the row is final.
  */
 #ifndef HFTSIG_GOURSAT_PDE_H
 #define HFTSIG_GOURSAT_PDE_H
