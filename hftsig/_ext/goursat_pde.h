@@ -36,12 +36,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Pairs per block.  8 (one AVX-512 register, two AVX2 ones) measured 1.4x
- * faster than 4 in CPU time for refined grids (more independent chains in
- * flight) and the same for dyadic order 0.  -DGP_VL=n overrides. */
+/* Pairs per block: the SIMD width in doubles where that measured best (CPU
+ * time, 32 x 32 Gram of (100, 3) paths, dyadic order 2 / 0): with AVX-512,
+ * 8 lanes 27 / 6.4 ms against 4 lanes' 49 / 9 ms (more independent chains
+ * in flight); with AVX2, 4 lanes 53 / 9.7 ms, while 8 (two registers per
+ * value) fell to 747 / 84 ms; with SSE2 only, 8 lanes 130 / 23 ms against
+ * 4 lanes' 207 / 27 ms.  -DGP_VL=n overrides. */
 #ifndef GP_VL
+#if defined(__AVX512F__) || !defined(__AVX__)
 #define GP_VL 8
+#else
+#define GP_VL 4
 #endif
+#endif
+
+/* When a vector is wider than the target's registers (a portable build,
+ * HFTSIG_NATIVE=0) GCC warns that passing it by value has another ABI; every
+ * such function here is static to this module, so no ABI is shared. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 typedef double gp_vec __attribute__((vector_size(8 * GP_VL), aligned(8 * GP_VL)));
 
