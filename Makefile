@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.stamp
 SRC     = $(shell find hftsig connectors -name '*.pyx' -o -name '*.pxd' -o -name '*.h' 2>/dev/null) setup.py pyproject.toml
 PIPQ    = --disable-pip-version-check -q
 
-.PHONY: all demo test test-all bench build clean distclean venv
+.PHONY: all demo test test-all test-random bench build clean distclean venv
 
 all: test
 
@@ -42,6 +42,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The suite in a shuffled order, RUNS times (a test that leans on another's leftovers shows here).
+RUNS ?= 3
+test-random: $(STAMP)
+	@for i in $$(seq $(RUNS)); do $(PY) -m pytest -q -p no:cacheprovider --random-order-bucket=global || exit 1; done
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""

@@ -254,7 +254,8 @@ def py_coinbase(frame, ts):
         elif ch == "market_trades":
             for t in ev["trades"]:
                 tid = int(t["trade_id"])
-                rows.append((_rfc3339(t["time"]), ts, 3, 2, 1 if t["side"] == "BUY" else -1, 1, 0,
+                # Coinbase's side is the maker's: the aggressor is the other side
+                rows.append((_rfc3339(t["time"]), ts, 3, 2, -1 if t["side"] == "BUY" else 1, 1, 0,
                              _CANON[t["product_id"]], NAN, NAN, NAN, NAN, float(t["price"]), float(t["size"]),
                              tid, tid))
         elif ch == "ticker":

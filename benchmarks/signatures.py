@@ -4,7 +4,8 @@ Run from the repository root::
 
     python -m benchmarks.signatures            # 9 repeats per timing
     python -m benchmarks.signatures --quick    # 3 repeats, fewer ticks
-    python -m benchmarks.signatures --sig-kernel-only   # signature kernel rows only
+    python -m benchmarks.signatures --only backprop   # one group of rows
+    python -m benchmarks.signatures --only sig_kernel # signature kernel (Goursat PDE) rows
 
 Every row first checks that the libraries agree (``allclose``), then times
 each with the median of repeated runs.  Ratios are peer time / hftsig time
@@ -36,6 +37,7 @@ except ImportError:  # pragma: no cover - optional peer
 CASES = [(32, 1000, 5, 4), (1, 10000, 2, 6), (128, 100, 3, 5), (64, 500, 4, 4)]
 PUSH_CASES = [(1, 3, 4), (1, 2, 4), (1, 3, 3), (64, 3, 4)]  # (n_paths, dim, depth)
 N_DATES = 50
+GROUPS = ("sig", "at", "logsig", "push", "backprop", "sig_kernel")
 # (n paths, length, dim, dyadic_order): Gram matrices of n x n signature kernels
 KERNEL_CASES = [(32, 100, 5, 0), (32, 100, 3, 2), (16, 400, 2, 1), (64, 50, 4, 1)]
 
@@ -240,6 +242,55 @@ def bench_push(table, n_paths, dim, depth, n_ticks, window=None):
               "peers: sigjoin / sig_join per tick" if window is None else "sliding window")
 
 
+def bench_backprop(table, case, repeats):
+    """dL/dpath given dL/dsig, one thread.  pysiglib's sig_backprop takes the
+    signature as an argument (computed beforehand, not timed); hftsig and
+    iisignature compute what they need of it themselves."""
+    batch, length, dim, depth = case
+    x = random_paths(batch, length, dim, seed=4)
+    g = np.random.default_rng(5).standard_normal((batch, hftsig.siglength(dim, depth)))
+    ours = hftsig.sigbackprop(g, x, depth)
+    ii = ps = None
+    if iisignature is not None:
+        # iisignature returns float32 (computed in float64): compare at that precision
+        check("iisignature.sigbackprop", ours, iisignature.sigbackprop(g, x, depth), rtol=1e-5)
+        ii = median_time(lambda: iisignature.sigbackprop(g, x, depth), repeats) * 1e3
+    if pysiglib is not None:
+        s = pysiglib.sig(x, depth, n_jobs=1)
+        check("pysiglib.sig_backprop", ours, pysiglib.sig_backprop(x, s, g, depth, n_jobs=1))
+        ps = median_time(lambda: pysiglib.sig_backprop(x, s, g, depth, n_jobs=1), repeats) * 1e3
+    t = median_time(lambda: hftsig.sigbackprop(g, x, depth), repeats) * 1e3
+    table.add("sigbackprop, 1 thread", case, "ms", t, ii, ps,
+              "pysiglib given the signature")
+    return t, ii, ps
+
+
+def bench_logsigbackprop(table, case, repeats):
+    """dL/dpath given dL/dlogsig (Lyndon basis), one thread, against iisignature."""
+    batch, length, dim, depth = case
+    x = random_paths(batch, length, dim, seed=6)
+    g = np.random.default_rng(7).standard_normal((batch, hftsig.logsiglength(dim, depth)))
+    ours = hftsig.logsigbackprop(g, x, depth)
+    ii = None
+    if iisignature is not None:
+        prep = iisignature.prepare(dim, depth)
+        check("iisignature.logsigbackprop", ours, iisignature.logsigbackprop(g, x, prep),
+              rtol=1e-5)
+        ii = median_time(lambda: iisignature.logsigbackprop(g, x, prep), repeats) * 1e3
+    t = median_time(lambda: hftsig.logsigbackprop(g, x, depth), repeats) * 1e3
+    table.add("logsigbackprop (Lyndon)", case, "ms", t, ii, None, "pysiglib: not compared")
+    return t, ii, None
+
+
+def geometric_mean_ratios(name, rows):
+    """Print the geometric mean over rows of peer time / hftsig time."""
+    for label, k in (("iisignature", 1), ("pysiglib", 2)):
+        r = [row[k] / row[0] for row in rows if row[k] is not None and row[0]]
+        if r:
+            print(f"{name}: geometric mean speedup over {label}: "
+                  f"{float(np.exp(np.mean(np.log(r)))):.2f}x ({len(r)} cases)")
+
+
 def bench_sig_kernel(table, case, repeats):
     """Gram matrices of signature kernels (Goursat PDE) against pysiglib's CPU solver.
 
@@ -314,9 +365,10 @@ def check_lead_lag_convention():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 repeats and fewer ticks")
-    ap.add_argument("--sig-kernel-only", action="store_true",
-                    help="only the signature kernel (Goursat PDE) rows")
+    ap.add_argument("--only", choices=GROUPS, action="append",
+                    help="run only these groups of rows (repeatable; default: all)")
     args = ap.parse_args(argv)
+    groups = args.only or GROUPS
     repeats = 3 if args.quick else 9
     n_ticks = 5000 if args.quick else 20000
 
@@ -326,27 +378,33 @@ def main(argv=None):
     print(f"peers: iisignature {getattr(iisignature, '__version__', 'n/a')}, "
           f"pysiglib {getattr(pysiglib, '__version__', 'n/a')}")
     print(f"median of {repeats} runs; float64; ratio = peer time / hftsig time\n")
+    if "sig" in groups:
+        check_lead_lag_convention()
     table = Table()
-    if args.sig_kernel_only:
+    table.header()
+    if "sig" in groups:
+        for case in CASES:
+            bench_sig(table, case, repeats)
+    if "at" in groups:
+        for case in CASES:
+            bench_at(table, case, repeats)
+    if "logsig" in groups:
+        for case in CASES:
+            bench_logsig(table, case, repeats)
+    if "push" in groups:
+        for n_paths, dim, depth in PUSH_CASES:
+            bench_push(table, n_paths, dim, depth, n_ticks if n_paths == 1 else n_ticks // 10)
+        bench_push(table, 1, 3, 4, n_ticks, window=100)
+    if "backprop" in groups:
+        rows = [bench_backprop(table, case, repeats) for case in CASES]
+        geometric_mean_ratios("sigbackprop", rows)
+        rows = [bench_logsigbackprop(table, case, repeats) for case in CASES]
+        geometric_mean_ratios("logsigbackprop", rows)
+    if "sig_kernel" in groups:
         print("signature kernels: case = (n paths, length, dim, dyadic_order); "
               "sigkernel package: not on PyPI, not compared")
-        table.header()
         for case in KERNEL_CASES:
             bench_sig_kernel(table, case, repeats)
-        return
-    check_lead_lag_convention()
-    table.header()
-    for case in CASES:
-        bench_sig(table, case, repeats)
-    for case in CASES:
-        bench_at(table, case, repeats)
-    for case in CASES:
-        bench_logsig(table, case, repeats)
-    for n_paths, dim, depth in PUSH_CASES:
-        bench_push(table, n_paths, dim, depth, n_ticks if n_paths == 1 else n_ticks // 10)
-    bench_push(table, 1, 3, 4, n_ticks, window=100)
-    for case in KERNEL_CASES:
-        bench_sig_kernel(table, case, repeats)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ The connector contract (what the aggregator relies on):
 
 Connection events reach ``on_tick`` as ``KIND_STATUS`` ticks whose ``side``
 is ``STATUS_CONNECTED``, ``STATUS_DISCONNECTED``, ``STATUS_RESYNC`` or
-``STATUS_STALE``.
+``STATUS_STALE``; the book-carrying connectors add ``STATUS_CROSSED`` and
+``STATUS_UNCROSSED`` (with the symbol) when a local book's best bid reaches
+its best ask and when it no longer does.
 """
 from __future__ import annotations
 
@@ -50,9 +52,11 @@ from hftsig.ticks import (
     FLAG_LAST,
     KIND_STATUS,
     STATUS_CONNECTED,
+    STATUS_CROSSED,
     STATUS_DISCONNECTED,
     STATUS_RESYNC,
     STATUS_STALE,
+    STATUS_UNCROSSED,
     concat_ticks,
     empty_ticks,
     exchange_code,
@@ -66,6 +70,8 @@ __all__ = [
     "RestPollingConnector",
     "HTTPStatusError",
     "MalformedFrame",
+    "FrameTooLarge",
+    "DEFAULT_MAX_MESSAGE_SIZE",
 ]
 
 logger = logging.getLogger("connectors")
@@ -260,7 +266,11 @@ class Connector:
         """Counters since construction, as a plain dict.
 
         Keys: messages, ticks, reconnects, gaps, checksum_failures, malformed,
-        resyncs, stale, errors, callback_errors, last_latency_ns, connected,
+        resyncs, stale, errors, callback_errors, protocol_errors (the peer
+        broke the websocket protocol: connection closed), oversized (of which
+        a frame or message above the size limit), book_rejected (book messages
+        the local book refused), crossed_books (times a book became crossed or
+        locked), last_latency_ns, connected,
         types (a dict of message type -> count), plus REST counters
         (http_requests, http_429, http_5xx, http_errors) where used.
         """
@@ -268,7 +278,8 @@ class Connector:
                               "checksum_failures", "malformed", "resyncs",
                               "stale", "errors", "callback_errors", "http_requests",
                               "http_429", "http_418", "http_5xx", "http_errors",
-                              "http_retries")}
+                              "http_retries", "protocol_errors", "oversized",
+                              "book_rejected", "crossed_books")}
         out.update(dict(self._stats))
         src = self._latency_src
         if src is not None and len(src):
@@ -393,7 +404,9 @@ class Connector:
         self._count_type({STATUS_CONNECTED: "status_connected",
                           STATUS_DISCONNECTED: "status_disconnected",
                           STATUS_RESYNC: "status_resync",
-                          STATUS_STALE: "status_stale"}.get(code, "status"))
+                          STATUS_STALE: "status_stale",
+                          STATUS_CROSSED: "status_crossed",
+                          STATUS_UNCROSSED: "status_uncrossed"}.get(code, "status"))
         self._emit(self._status_tick(code, symbol))
 
     def _note_latency(self, ticks):
@@ -417,7 +430,18 @@ class BookFeed:
     The connector keeps ``self._books`` (symbol -> :class:`hftsig.book.OrderBook`,
     updated on the connector thread) and ``self._awaiting`` (symbols whose
     snapshot has not arrived since the last (re)subscription).
+
+    Book messages go through :meth:`_apply_book`: the book checks a message
+    whole, so a rejected one changes nothing; it is counted (``malformed`` and
+    ``book_rejected``), logged once, and the venue's connector resyncs that
+    book instead of going on from a book that missed a message.  After each
+    applied message :meth:`_note_crossed` reports a book whose best bid
+    reached its best ask (``STATUS_CROSSED``, counted as ``crossed_books``)
+    and its return to normal (``STATUS_UNCROSSED``).
     """
+
+    #: symbols whose book was last reported crossed (set per instance on first use)
+    _crossed = None
 
     def _book_symbol(self, symbol):
         key = str(symbol).upper()
@@ -434,64 +458,283 @@ class BookFeed:
         symbol = self._book_symbol(symbol)
         return self.stats()["connected"] and symbol not in self._awaiting
 
+    def _apply_book(self, symbol, part):
+        """Apply one message's book records to ``symbol``'s book; False when rejected.
+
+        A rejected message left the book as it was; the caller resyncs the book
+        (the message's changes are lost, so the book no longer follows the venue).
+        """
+        try:
+            self._books[symbol].apply(part)
+        except ValueError as exc:
+            self._count("malformed")
+            self._count("book_rejected")
+            self._log_once(("book-rejected", symbol), "%s book message rejected, resyncing: %s",
+                           symbol, exc)
+            return False
+        return True
+
+    def _note_crossed(self, symbol):
+        """Emit STATUS_CROSSED / STATUS_UNCROSSED when ``symbol``'s book enters or leaves
+        the crossed-or-locked state (call after emitting the message's records)."""
+        if self._crossed is None:
+            self._crossed = set()
+        crossed = self._books[symbol].crossed
+        if crossed == (symbol in self._crossed):
+            return
+        if crossed:
+            self._crossed.add(symbol)
+            self._count("crossed_books")
+            book = self._books[symbol]
+            self._log_once(("crossed", symbol), "%s book is crossed or locked: best bid %r, "
+                           "best ask %r", symbol, book.best_bid()[0], book.best_ask()[0])
+            self._emit_status(STATUS_CROSSED, symbol)
+        else:
+            self._crossed.discard(symbol)
+            self._emit_status(STATUS_UNCROSSED, symbol)
+
+
+#: Default cap on one websocket frame and on one (reassembled) message, in bytes.
+#: The largest messages the venues send are full-book snapshots: a Coinbase
+#: level2 snapshot of a busy product (tens of thousands of levels at ~110 bytes:
+#: a few MB) and Kraken's instrument snapshot (hundreds of pairs: a few hundred
+#: KB).  16 MiB leaves several times that, and bounds what a broken or hostile
+#: peer can make a connection hold (a header may claim 2**63 bytes).
+DEFAULT_MAX_MESSAGE_SIZE = 16 << 20
+
+_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
+_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
+_OPCODES = frozenset((_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG))
+# close codes a peer may send (RFC 6455 7.4; 1004-1006 and 1015 are never on the wire)
+_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013,
+                          1014))
+
+
+class FrameTooLarge(websocket.WebSocketProtocolException):
+    """A websocket frame or message above the connection's size limit (close code 1009)."""
+
 
 class _BufferedWebSocket(websocket.WebSocket):
-    """websocket-client's WebSocket reading the socket in large chunks.
+    """websocket-client's WebSocket with its own, checked, frame reader.
 
     websocket-client reads a frame's header, its length and its payload with a
     ``recv`` each, so every frame costs three system calls (each dropping and
     retaking the GIL); a feed sends thousands of frames a second, in bursts.
-    Serving those reads from a buffer filled 64 KiB at a time makes a burst of
-    frames cost one call.  Timeouts and closed sockets surface as before: the
-    buffer only asks the socket when it is empty.
+    Here the socket is read 64 KiB at a time and a burst of frames costs one
+    call.  The reader also holds the peer to the protocol before it reads a
+    payload: no masked frames (a server must not mask, RFC 6455 5.1), no
+    reserved bits, control frames short and whole, a frame and a message no
+    longer than ``max_frame_size``/``max_message_size`` (a header claiming 2**62
+    bytes is refused before a byte of payload is read), close frames with a
+    valid code and a UTF-8 reason.  A breach raises
+    ``websocket.WebSocketProtocolException`` (:class:`FrameTooLarge` for sizes).
+
+    Fragments are collected in a list and joined once (linear in the message),
+    the running total checked as each fragment's header arrives.
+    :meth:`recv_data` returns after each socket read that did not complete a
+    message, with ``(None, None)``, so that the caller's loop (watchdog, stop,
+    reconnect requests) runs during a long message too; a read timeout or a
+    closed socket surface as websocket-client's exceptions, with nothing lost.
     """
 
     _CHUNK = 1 << 16
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, max_frame_size=DEFAULT_MAX_MESSAGE_SIZE,
+                 max_message_size=DEFAULT_MAX_MESSAGE_SIZE, **kwargs):
         super().__init__(*args, **kwargs)
+        self.max_frame_size = int(max_frame_size)
+        self.max_message_size = int(max_message_size)
         self._rbuf = b""
         self._rpos = 0
+        self._hbuf = bytearray()  # header bytes of the next frame, until complete
+        self._frame = None  # (fin, opcode, length) of the frame whose payload is read
+        self._parts = []  # that payload so far
+        self._got = 0
+        self._msg_opcode = None  # opcode of the fragmented message in progress
+        self._msg_parts = []
+        self._msg_size = 0
 
     def recv_data(self, control_frame=False):
-        """``(opcode, payload)`` of the next message, as websocket-client's.
+        """``(opcode, payload)`` of the next message, as websocket-client's; or
+        ``(None, None)`` after a socket read that did not complete one.
 
         A whole unfragmented text or binary frame already in the buffer is cut
-        out here (the common case: a server's data frames are unmasked and
-        unfragmented); anything else -- control frames, fragments, a frame cut
-        by a read timeout, a masked or RSV frame that must fail -- goes
-        through websocket-client, which reads the same buffer.
+        out at once (the common case: a server's data frames are unmasked and
+        unfragmented); anything else goes through :meth:`_next_frame`.
         """
-        fb = self.frame_buffer
         # (the fast path does not validate UTF-8: only for connections that skip it)
-        if fb.header is None and not fb.recv_buffer and self.cont_frame.recving_frames is None \
-                and fb.skip_utf8_validation:
+        if self._frame is None and not self._hbuf and self._msg_opcode is None \
+                and self.frame_buffer.skip_utf8_validation:
             buf, pos = self._rbuf, self._rpos
             if pos >= len(buf):
-                buf = self._rbuf = super()._recv(self._CHUNK)  # may time out: nothing lost
-                pos = self._rpos = 0
+                self._fill()  # may time out: nothing lost
+                buf, pos = self._rbuf, 0
             avail = len(buf) - pos
             if avail >= 2 and buf[pos] in (0x81, 0x82):  # FIN, no RSV, text/binary
-                b1 = buf[pos + 1]  # a server never masks: b1 < 128
+                b1 = buf[pos + 1]  # b1 >= 128 (masked) goes the checked way
                 if b1 < 126:
                     hdr, ln = 2, b1
                 elif b1 == 126 and avail >= 4:
                     hdr, ln = 4, int.from_bytes(buf[pos + 2:pos + 4], "big")
-                elif b1 == 127 and avail >= 10:
-                    hdr, ln = 10, int.from_bytes(buf[pos + 2:pos + 10], "big")
-                else:  # masked, or the length is not all here yet
+                else:  # 64-bit lengths (>= 64 KiB, never whole in one read) and the rest
                     hdr = ln = 0
-                if hdr and hdr + ln <= avail:
+                if hdr and hdr + ln <= avail and ln <= self.max_frame_size \
+                        and ln <= self.max_message_size:
                     end = pos + hdr + ln
                     self._rpos = end
                     return buf[pos] & 0x0F, buf[pos + hdr:end]
-        return super().recv_data(control_frame)
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                return None, None
+            fin, opcode, payload = frame
+            if opcode == _OP_TEXT or opcode == _OP_BINARY:
+                if fin:
+                    return opcode, self._checked_text(opcode, payload)
+                self._msg_opcode = opcode
+                self._msg_parts = [payload]
+                self._msg_size = len(payload)
+                return None, None
+            if opcode == _OP_CONT:
+                self._msg_parts.append(payload)
+                self._msg_size += len(payload)
+                if not fin:
+                    return None, None
+                opcode, data = self._msg_opcode, b"".join(self._msg_parts)
+                self._msg_opcode = None
+                self._msg_parts = []
+                self._msg_size = 0
+                return opcode, self._checked_text(opcode, data)
+            if opcode == _OP_CLOSE:
+                self._check_close(payload)
+                self.send_close()
+                return opcode, payload
+            if opcode == _OP_PING:
+                self.pong(payload)
+            if control_frame:
+                return opcode, payload
 
     def buffered(self):
         """True when bytes read from the socket are waiting to be parsed."""
-        return self._rpos < len(self._rbuf) or bool(self.frame_buffer.recv_buffer)
+        return self._rpos < len(self._rbuf)
+
+    # -- frame reader ------------------------------------------------------------
+    def _fill(self):
+        """One socket read into the (empty) buffer; a timeout raises with nothing lost."""
+        self._rbuf = websocket.WebSocket._recv(self, self._CHUNK)
+        self._rpos = 0
+
+    def _take(self, n):
+        buf, pos = self._rbuf, self._rpos
+        end = pos + n
+        self._rpos = end if end < len(buf) else len(buf)
+        return buf[pos:end]
+
+    def _next_frame(self):
+        """``(fin, opcode, payload)`` of the next frame, or None after one socket read
+        that did not complete it (what was read is kept for the next call)."""
+        read = False
+        if self._frame is None:
+            hb = self._hbuf
+            while True:
+                need = self._header_size(hb)
+                if len(hb) >= need:
+                    break
+                if self._rpos >= len(self._rbuf):
+                    if read:
+                        return None
+                    self._fill()
+                    read = True
+                hb += self._take(need - len(hb))
+            self._frame = self._check_header(hb)
+            self._hbuf = bytearray()
+            self._parts = []
+            self._got = 0
+        fin, opcode, length = self._frame
+        parts = self._parts
+        while self._got < length:
+            if self._rpos >= len(self._rbuf):
+                if read:
+                    return None
+                self._fill()
+                read = True
+            chunk = self._take(length - self._got)
+            parts.append(chunk)
+            self._got += len(chunk)
+        self._frame = None
+        self._parts = []
+        return fin, opcode, parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _header_size(self, hb):
+        """Bytes in the header that starts ``hb``; checks its first two bytes once there."""
+        if len(hb) < 2:
+            return 2
+        b0, b1 = hb[0], hb[1]
+        if b0 & 0x70:
+            raise websocket.WebSocketProtocolException(
+                "frame with reserved bits set (no extension was negotiated)")
+        opcode = b0 & 0x0F
+        if opcode not in _OPCODES:
+            raise websocket.WebSocketProtocolException(f"frame with unknown opcode {opcode:#x}")
+        if b1 & 0x80:
+            raise websocket.WebSocketProtocolException(
+                "masked frame from the server (RFC 6455 5.1: a server must not mask)")
+        ln = b1 & 0x7F
+        if opcode >= _OP_CLOSE and (not b0 & 0x80 or ln > 125):
+            raise websocket.WebSocketProtocolException(
+                "control frame fragmented or longer than 125 bytes")
+        return 2 if ln < 126 else (4 if ln == 126 else 10)
+
+    def _check_header(self, hb):
+        b0, b1 = hb[0], hb[1] & 0x7F
+        opcode = b0 & 0x0F
+        length = b1 if b1 < 126 else int.from_bytes(hb[2:], "big")
+        if length >> 63:
+            raise websocket.WebSocketProtocolException("frame length with the top bit set")
+        if opcode < _OP_CLOSE:
+            if opcode == _OP_CONT:
+                if self._msg_opcode is None:
+                    raise websocket.WebSocketProtocolException(
+                        "continuation frame outside a fragmented message")
+                total = self._msg_size + length
+            else:
+                if self._msg_opcode is not None:
+                    raise websocket.WebSocketProtocolException(
+                        "new message inside a fragmented message")
+                total = length
+            if length > self.max_frame_size:
+                raise FrameTooLarge(f"frame of {length} bytes is above max_frame_size="
+                                    f"{self.max_frame_size}")
+            if total > self.max_message_size:
+                raise FrameTooLarge(f"message of at least {total} bytes is above "
+                                    f"max_message_size={self.max_message_size}")
+        return bool(b0 & 0x80), opcode, length
+
+    def _checked_text(self, opcode, data):
+        if opcode == _OP_TEXT and not self.frame_buffer.skip_utf8_validation:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise websocket.WebSocketPayloadException("text message is not UTF-8") from None
+        return data
+
+    @staticmethod
+    def _check_close(payload):
+        if not payload:
+            return
+        if len(payload) == 1:
+            raise websocket.WebSocketProtocolException("close frame with a 1-byte body")
+        code = int.from_bytes(payload[:2], "big")
+        if code not in _CLOSE_CODES and not 3000 <= code <= 4999:
+            raise websocket.WebSocketProtocolException(f"close frame with invalid code {code}")
+        try:
+            payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            raise websocket.WebSocketProtocolException(
+                "close frame whose reason is not UTF-8") from None
 
     def _recv(self, bufsize):
+        # websocket-client's own readers (recv(), recv_frame()) share the buffer
         buf, pos = self._rbuf, self._rpos
         if pos >= len(buf):
             buf = super()._recv(max(bufsize, self._CHUNK))
@@ -533,6 +776,13 @@ class WebSocketConnector(Connector):
     max_connection_age : float or None
         Reconnect proactively after this many seconds (Binance ends
         connections at 24 h); ``None`` uses the class default.
+    max_message_size, max_frame_size : int or None
+        Largest message (fragments reassembled) and largest single frame
+        accepted, in bytes; ``None`` uses the class default
+        (:data:`DEFAULT_MAX_MESSAGE_SIZE`, 16 MiB).  A larger one, a masked
+        frame or another breach of the protocol closes the connection
+        (counted as ``protocol_errors``, sizes also as ``oversized``) and the
+        connector reconnects.
 
     Notes
     -----
@@ -557,10 +807,20 @@ class WebSocketConnector(Connector):
     max_connection_age = None
     #: socket read timeout: how often the thread looks at stop and the watchdog
     poll_interval = 0.1
+    #: largest message and frame accepted (bytes)
+    max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+    max_frame_size = DEFAULT_MAX_MESSAGE_SIZE
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
-                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None):
+                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None,
+                 max_message_size=None, max_frame_size=None):
         super().__init__(symbols, channels=channels, on_tick=on_tick, backoff=backoff)
+        for name, value in (("max_message_size", max_message_size),
+                            ("max_frame_size", max_frame_size)):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
+                setattr(self, name, value)
         self.ws_url = _check_url(ws_url or self.default_ws_url, ("ws://", "wss://"), "ws_url")
         rest = rest_url or self.default_rest_url
         self.rest_url = _check_url(rest, ("http://", "https://"), "rest_url") if rest else ""
@@ -646,7 +906,9 @@ class WebSocketConnector(Connector):
                 break
 
     def _connect(self):
-        ws = _BufferedWebSocket(enable_multithread=True, skip_utf8_validation=True)
+        ws = _BufferedWebSocket(enable_multithread=True, skip_utf8_validation=True,
+                                max_frame_size=self.max_frame_size,
+                                max_message_size=self.max_message_size)
         with self._ws_lock:
             self._ws = ws
         url = self._ws_endpoint()
@@ -728,6 +990,8 @@ class WebSocketConnector(Connector):
                     continue
                 ts_recv = time.time_ns()
                 last_alive = time.monotonic()
+                if opcode is None:  # part of a message arrived: alive, checks run again
+                    continue
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     break
                 if opcode == websocket.ABNF.OPCODE_PING:
@@ -752,6 +1016,18 @@ class WebSocketConnector(Connector):
                     self._count("errors")
                     self._log_once(("handler", type(exc)), "handler failed on %r: %r",
                                    _preview(data), exc, exc_info=True)
+        except (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException) as exc:
+            # the peer broke the protocol (or a size limit): this connection is done
+            self._count("protocol_errors")
+            too_big = isinstance(exc, FrameTooLarge)
+            if too_big:
+                self._count("oversized")
+            self._log_once(("protocol", str(exc)[:40]), "protocol error, reconnecting: %s", exc)
+            try:
+                ws.send_close(websocket.STATUS_MESSAGE_TOO_BIG if too_big
+                              else websocket.STATUS_PROTOCOL_ERROR)
+            except Exception:  # best effort: the socket may be gone already
+                pass
         except (websocket.WebSocketException, OSError) as exc:
             if not self._stop.is_set():
                 self._log_once(("dropped", type(exc)), "connection dropped: %r", exc)
@@ -848,6 +1124,28 @@ def _tracking_adapter(registry):
     return Adapter()
 
 
+class _CredentialSession(requests.Session):
+    """A session that drops credential headers on a redirect to another origin.
+
+    requests strips only ``Authorization`` when a redirect leaves the host; an
+    API key travelling in its own header (``x-cg-demo-api-key``...) would be
+    sent to whatever host the redirect names.  The same rule as requests'
+    (:meth:`requests.Session.should_strip_auth`: another host, port or scheme,
+    except http -> https on the default ports) now covers those headers too.
+    """
+
+    def __init__(self, secret_headers=()):
+        super().__init__()
+        self.secret_headers = tuple(secret_headers)
+
+    def rebuild_auth(self, prepared_request, response):
+        if self.secret_headers and self.should_strip_auth(response.request.url,
+                                                          prepared_request.url):
+            for name in self.secret_headers:
+                prepared_request.headers.pop(name, None)
+        super().rebuild_auth(prepared_request, response)
+
+
 class RestClient:
     """A ``requests.Session`` with timeouts, retries and redacted errors.
 
@@ -865,6 +1163,8 @@ class RestClient:
         Receives counters and provides stop/backoff.
     headers : dict or None
         Extra headers (values may be :class:`~connectors.credentials.Secret`).
+        Headers holding a ``Secret`` are credentials: a redirect to another
+        host, port or scheme is followed without them.
     timeout : float
         Per-request timeout in seconds.
     max_retries : int
@@ -882,7 +1182,8 @@ class RestClient:
         self.max_retry_after = float(max_retry_after)
         self._headers = dict(headers or {})
         self._sockets = _SocketRegistry()
-        self.session = requests.Session()
+        self.session = _CredentialSession(
+            k for k, v in self._headers.items() if hasattr(v, "reveal"))
         adapter = _tracking_adapter(self._sockets)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

@@ -15,6 +15,10 @@ with REST snapshots exactly as Binance documents it:
    ``STATUS_RESYNC``) if ``U > local + 1``, otherwise apply and set
    ``local = u``.
 
+``local`` moves only once an event was applied whole: an event (or snapshot)
+the book rejects changes nothing, is counted as ``malformed`` and
+``book_rejected``, and restarts the sync from a new snapshot.
+
 Server pings are answered by websocket-client echoing the payload; the
 connection is renewed before Binance's 24 h limit and at once on
 ``{"e": "serverShutdown"}``.  REST 429/418 honour ``Retry-After``.
@@ -82,6 +86,8 @@ class BinanceConnector(BookFeed, WebSocketConnector):
         ``"100ms"`` or ``"1000ms"`` diff-depth stream.
     backoff, stale_after, connect_timeout, max_connection_age, rest_timeout
         See :class:`connectors.base.WebSocketConnector`.
+    max_message_size, max_frame_size
+        Size limits, see :class:`connectors.base.WebSocketConnector`.
 
     Examples
     --------
@@ -106,10 +112,12 @@ class BinanceConnector(BookFeed, WebSocketConnector):
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
                  depth_limit=1000, depth_speed="100ms", backoff=None, stale_after=None,
-                 connect_timeout=5.0, max_connection_age=None, rest_timeout=5.0):
+                 connect_timeout=5.0, max_connection_age=None, rest_timeout=5.0,
+                 max_message_size=None, max_frame_size=None):
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
-                         connect_timeout=connect_timeout, max_connection_age=max_connection_age)
+                         connect_timeout=connect_timeout, max_connection_age=max_connection_age,
+                         max_message_size=max_message_size, max_frame_size=max_frame_size)
         if depth_limit not in self.depth_limits:
             raise ValueError(f"depth_limit must be one of {self.depth_limits}, got {depth_limit!r}")
         if depth_speed not in ("100ms", "1000ms"):
@@ -231,13 +239,22 @@ class BinanceConnector(BookFeed, WebSocketConnector):
             st.buffer.append((first, last, ticks))
             self._request_snapshot(symbol, st)
             return
-        self._apply(symbol, ticks)
-        st.local = last
+        if self._apply(symbol, st, ticks):
+            st.local = last
 
-    def _apply(self, symbol, ticks):
-        self._books[symbol].apply(ticks)
+    def _apply(self, symbol, st, ticks):
+        """Apply one diff event; False when the book rejected it (and the sync restarted)."""
+        if not self._apply_book(symbol, ticks):
+            # the book missed this event: start over from a new snapshot
+            self._count("resyncs")
+            st.restart()
+            self._books[symbol].clear()
+            self._emit_status(STATUS_RESYNC, symbol)
+            return False
         self._note_latency(ticks)
         self._emit(ticks)
+        self._note_crossed(symbol)
+        return True
 
     def _gap(self, symbol, st, expected, got):
         self._count("gaps")
@@ -278,9 +295,14 @@ class BinanceConnector(BookFeed, WebSocketConnector):
                 self._count("snapshot_refetches")
                 self._request_snapshot(symbol, st)
                 continue
+            self._books[symbol].clear()
+            if not self._apply_book(symbol, snap):  # counted; the book stays empty
+                st.failures += 1
+                st.retry_at = time.monotonic() + self.backoff.delay(st.failures - 1)
+                continue
             st.failures = 0
-            self._books[symbol].apply(snap)
             self._emit(snap)
+            self._note_crossed(symbol)
             self._count("snapshots")
             st.local = snap_id
             st.synced = True
@@ -293,5 +315,6 @@ class BinanceConnector(BookFeed, WebSocketConnector):
                     st.buffer.append((first, last, ticks))
                     self._request_snapshot(symbol, st)
                     break
-                self._apply(symbol, ticks)
+                if not self._apply(symbol, st, ticks):
+                    break
                 st.local = last

@@ -7,7 +7,10 @@ watchdog) alive.  Every message carries a per-connection ``sequence_num``;
 a jump means messages were lost: the gap is counted, ``STATUS_RESYNC`` is
 emitted for every book, and ``level2`` is unsubscribed and subscribed again
 for fresh snapshots, with level2 updates dropped until they arrive.  A
-repeated or older ``sequence_num`` is dropped as a duplicate.
+repeated or older ``sequence_num`` is dropped as a duplicate.  The sequence
+moves past a message only once it was handled: a frame that does not parse
+leaves it behind (the next frame shows the gap and resyncs), and a level2
+message the book rejects (it changes nothing) resyncs at once.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
         Called with each message's tick array on the connector thread.
     backoff, stale_after, connect_timeout, max_connection_age
         See :class:`connectors.base.WebSocketConnector`.
+    max_message_size, max_frame_size
+        Size limits, see :class:`connectors.base.WebSocketConnector`.
 
     Examples
     --------
@@ -57,10 +62,12 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     stale_after = 15.0
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
-                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None):
+                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None,
+                 max_message_size=None, max_frame_size=None):
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
-                         connect_timeout=connect_timeout, max_connection_age=max_connection_age)
+                         connect_timeout=connect_timeout, max_connection_age=max_connection_age,
+                         max_message_size=max_message_size, max_frame_size=max_frame_size)
         self._venue = {s: from_canonical("coinbase", s) for s in self.symbols}
         self._canon_b = {s.encode(): s for s in self.symbols}
         self._normalizer = Normalizer("coinbase")
@@ -100,10 +107,16 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
             if seq <= self._last_seq:
                 self._count("old_events")
                 return
-            gap = seq > self._last_seq + 1
-            self._last_seq = seq
-            if gap:
+            if seq > self._last_seq + 1:
                 self._resync(seq)
+        self._dispatch(norm, kind, ticks)
+        if seq >= 0:
+            # (after the message: one that raised here is not counted as seen,
+            # so the next frame shows the hole; a rejected book message has
+            # already resynced in _on_book)
+            self._last_seq = seq
+
+    def _dispatch(self, norm, kind, ticks):
         if kind != "data" or not len(ticks):
             return
         if norm.last_channel == "l2_data":
@@ -144,6 +157,9 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     def _resync(self, seq):
         self._count("gaps")
         self._log_once(("gap",), "sequence_num jumped to %d; resubscribing level2", seq)
+        self._resubscribe_level2()
+
+    def _resubscribe_level2(self):
         if "level2" not in self.channels:
             return
         self._count("resyncs")
@@ -167,6 +183,10 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
                 self._count("dropped_while_resyncing")
                 continue
             part = ticks if stop - start == len(ticks) else ticks[start:stop]
-            self._books[symbol].apply(part)
+            if not self._apply_book(symbol, part):
+                # this update is lost to the book: fresh snapshots replace it
+                self._resubscribe_level2()
+                return
             self._note_latency(part)
             self._emit(part)
+            self._note_crossed(symbol)

@@ -78,7 +78,9 @@ class CoinGeckoConnector(RestPollingConnector):
         if plan is None:
             plan = creds.plan
         if plan not in _PLANS:
-            raise ValueError(f"plan must be 'demo' or 'pro', got {plan!r}")
+            # not echoed: a key passed in the wrong argument would show
+            raise ValueError("plan must be 'demo' or 'pro' (the value given is neither; "
+                             "not shown in case it is a key)")
         self.plan = plan
         key = Secret(api_key) if api_key is not None else creds.api_key
         base, header = _PLANS[plan]

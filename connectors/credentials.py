@@ -213,6 +213,8 @@ def load_credentials(exchange, environ=None):
     if exchange == "coingecko":
         plan = (values.get(prefix + "API_PLAN") or "demo").strip().lower()
         if plan not in ("demo", "pro"):
-            raise ValueError(f"{prefix}API_PLAN must be 'demo' or 'pro', got {plan!r}")
+            # the value is not shown: a key pasted into the wrong variable would be
+            raise ValueError(f"{prefix}API_PLAN must be 'demo' or 'pro' (the value set is "
+                             f"neither; not shown in case it is a key)")
     return Credentials(exchange, values.get(prefix + "API_KEY"), values.get(prefix + "API_SECRET"),
                        plan)

@@ -9,7 +9,9 @@ depth (Kraken sends no deletes for levels that fall out) and its checksum,
 formatted with the pair's precisions, is compared with Kraken's; on a
 mismatch that pair alone is unsubscribed and subscribed again for a fresh
 snapshot (``checksum_failures`` and ``resyncs`` counted, ``STATUS_RESYNC``
-emitted), and its updates are dropped until the snapshot arrives.
+emitted), and its updates are dropped until the snapshot arrives.  A book
+message the local book rejects (it changes nothing) resyncs that pair the
+same way.
 ``heartbeat`` (about once a second) and ``status`` frames keep the watchdog
 quiet; an application ``ping`` is sent when the line is idle.
 """
@@ -48,6 +50,8 @@ class KrakenConnector(BookFeed, WebSocketConnector):
         from the ``instrument`` channel.
     backoff, stale_after, connect_timeout, max_connection_age
         See :class:`connectors.base.WebSocketConnector`.
+    max_message_size, max_frame_size
+        Size limits, see :class:`connectors.base.WebSocketConnector`.
 
     Examples
     --------
@@ -67,10 +71,12 @@ class KrakenConnector(BookFeed, WebSocketConnector):
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
                  depth=10, precisions=None, backoff=None, stale_after=None, connect_timeout=5.0,
-                 max_connection_age=None):
+                 max_connection_age=None,
+                 max_message_size=None, max_frame_size=None):
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
-                         connect_timeout=connect_timeout, max_connection_age=max_connection_age)
+                         connect_timeout=connect_timeout, max_connection_age=max_connection_age,
+                         max_message_size=max_message_size, max_frame_size=max_frame_size)
         if depth not in self.depths:
             raise ValueError(f"depth must be one of {self.depths}, got {depth!r}")
         self.depth = int(depth)
@@ -195,19 +201,26 @@ class KrakenConnector(BookFeed, WebSocketConnector):
             self._count("dropped_while_resyncing")
             return
         book = self._books[symbol]
-        book.apply(part)
+        if not self._apply_book(symbol, part):
+            self._resubscribe_book(symbol)  # the book missed this message
+            return
         pd, qd = self._precisions[symbol]
         got = int(book.kraken_checksum(pd, qd))
         if got != expected:
             self._count("checksum_failures")
-            self._count("resyncs")
             self._log_once(("checksum", symbol), "%s book checksum %d != Kraken's %d; "
                            "resubscribing %s", symbol, got, expected, self._venue[symbol])
-            self._awaiting.add(symbol)
-            book.clear()  # empty rather than wrong until the new snapshot
-            self._emit_status(STATUS_RESYNC, symbol)
-            self.send(self._book_request("unsubscribe", [symbol]))
-            self.send(self._book_request("subscribe", [symbol]))
+            self._resubscribe_book(symbol)
             return
         self._note_latency(part)
         self._emit(part)
+        self._note_crossed(symbol)
+
+    def _resubscribe_book(self, symbol):
+        """Drop ``symbol``'s book and ask Kraken for a fresh snapshot of that pair only."""
+        self._count("resyncs")
+        self._awaiting.add(symbol)
+        self._books[symbol].clear()  # empty rather than wrong until the new snapshot
+        self._emit_status(STATUS_RESYNC, symbol)
+        self.send(self._book_request("unsubscribe", [symbol]))
+        self.send(self._book_request("subscribe", [symbol]))

@@ -19,6 +19,8 @@ from hftsig import paths  # noqa: F401,E402
 from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: F401,E402
 from hftsig.signature import (  # noqa: F401,E402
     SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
+from hftsig.signature_grad import (  # noqa: F401,E402
+    logsigbackprop, sigbackprop, sigcombinebackprop, sigjoinbackprop, sigscale, sigscalebackprop)
 from hftsig.signature_kernel import (  # noqa: F401,E402
     MMDTestResult, sig_kernel, sig_kernel_backprop, sig_kernel_gram, sig_kernel_gram_backprop,
     sig_mmd, sig_mmd_test)

@@ -85,9 +85,11 @@ from hftsig.ticks import (
     KIND_STATUS,
     KIND_TRADE,
     STATUS_CONNECTED,
+    STATUS_CROSSED,
     STATUS_DISCONNECTED,
     STATUS_RESYNC,
     STATUS_STALE,
+    STATUS_UNCROSSED,
     TICK_DTYPE,
     concat_ticks,
     exchange_code,
@@ -490,7 +492,8 @@ class _ConnStats:
         self.ticks = 0
         self.lat = deque(maxlen=_LAT_RING)  # ts_recv - ts_event, ns
         self.qlat = deque(maxlen=_LAT_RING)  # dispatch - ts_recv, ns
-        self.status = {"connected": 0, "disconnected": 0, "resync": 0, "stale": 0}
+        self.status = {"connected": 0, "disconnected": 0, "resync": 0, "stale": 0,
+                       "crossed": 0, "uncrossed": 0}
         self.connected = None
         self.books_invalidated = 0
         self.rate_t = time.monotonic()
@@ -875,8 +878,10 @@ class Aggregator:
     def nbbo(self, symbol, *, max_age=None):
         """Best bid and offer of ``symbol`` across exchanges, as an :class:`NBBO`.
 
-        Quotes older than ``max_age`` seconds (default ``stale_after``) and quotes
-        of venues whose latest event is a disconnect or stale-feed status are left
+        Quotes older than ``max_age`` seconds (default ``stale_after``), quotes
+        of venues whose latest event is a disconnect or stale-feed status, and a
+        venue's quote whose own bid is at or above its own ask (a crossed or
+        locked book: lost or bad messages, not a price anyone can trade) are left
         out.  Ties go to the venue whose quote is oldest (it was there first).
         Reference prices (``KIND_PRICE``) have no bid/ask and never count.
         """
@@ -893,6 +898,7 @@ class Aggregator:
                 if ex in down and down[ex] >= sel["quote_ts_recv"][i]:
                     fresh[i] = False
             sel = sel[fresh]
+            sel = sel[~(sel["bid_px"] >= sel["ask_px"])]  # NaN compares false: one-sided stays
         bid = sel[np.isfinite(sel["bid_px"])]
         ask = sel[np.isfinite(sel["ask_px"])]
         nan = float("nan")
@@ -1239,7 +1245,8 @@ class Aggregator:
 _R_SRC, _R_BID, _R_BSZ, _R_ASK, _R_ASZ, _R_QTE, _R_QTR = 2, 3, 4, 5, 6, 7, 8
 _R_PX, _R_PXE, _R_PXR, _R_TPX, _R_TSZ, _R_TTR = 9, 10, 11, 12, 13, 14
 _STATUS_NAMES = {STATUS_CONNECTED: "connected", STATUS_DISCONNECTED: "disconnected",
-                 STATUS_RESYNC: "resync", STATUS_STALE: "stale"}
+                 STATUS_RESYNC: "resync", STATUS_STALE: "stale",
+                 STATUS_CROSSED: "crossed", STATUS_UNCROSSED: "uncrossed"}
 
 
 def _state_array(rows):

@@ -14,7 +14,20 @@ Rules applied by :meth:`OrderBook.apply`
   message (the record with ``FLAG_LAST``), as Kraken requires: it sends no
   deletes for levels that fall out of the subscribed depth;
 * records of other exchanges/symbols and of other kinds are skipped, so a
-  mixed batch can be passed as is.
+  mixed batch can be passed as is;
+* the batch is checked whole before anything changes: one record with a
+  non-finite or non-positive price, a non-finite or negative size or a side
+  other than +1/-1 rejects it with ``ValueError`` and the book stays exactly
+  as it was (levels, depth cut, ``updates``, ``last_seq``, checksum);
+* a message of many levels (a REST snapshot) is sorted and merged in
+  O(n log n), whatever order its levels come in.
+
+A book whose best bid is at or above its best ask is *crossed* (above) or
+*locked* (equal): no venue's matching engine leaves such a book, so it means
+lost or bad messages.  :attr:`OrderBook.crossed` and :attr:`OrderBook.status`
+say so; the book-carrying connectors emit a ``STATUS_CROSSED`` /
+``STATUS_UNCROSSED`` tick when a book enters or leaves that state, and the
+aggregator's NBBO and the arbitrage detector leave such quotes out.
 
 Examples
 --------
@@ -32,16 +45,31 @@ Examples
 from __future__ import annotations
 
 import math
+import operator
+import sys
 
 import numpy as np
 
 from hftsig import ticks as _ticks
-from hftsig._ext._book import BookCore
+from hftsig._ext._book import BOOK_CROSSED, BOOK_LOCKED, BookCore
 from hftsig.symbols import canonical
 
 __all__ = ["OrderBook"]
 
 _SIDES = {"bid": 1, "bids": 1, "buy": 1, 1: 1, "ask": -1, "asks": -1, "sell": -1, "offer": -1, -1: -1}
+
+
+def _int_arg(name, value, lo, hi=sys.maxsize, what="an integer"):
+    """``value`` as an int in ``[lo, hi]`` (an integral float is accepted), or a
+    ``ValueError`` naming ``name``: never ``OverflowError`` for huge or infinite values."""
+    if not isinstance(value, bool):
+        try:
+            v = operator.index(value)
+        except TypeError:
+            v = int(value) if isinstance(value, float) and value.is_integer() else None
+        if v is not None and lo <= v <= hi:
+            return v
+    raise ValueError(f"{name} must be {what} in [{lo}, {hi}], got {value!r}")
 
 
 def _side(side):
@@ -80,9 +108,7 @@ class OrderBook:
         self.exchange = str(exchange).lower()
         self.symbol = canonical(symbol)
         if depth is not None:
-            if isinstance(depth, bool) or int(depth) != depth or int(depth) < 1:
-                raise ValueError(f"depth must be a positive integer or None, got {depth!r}")
-            depth = int(depth)
+            depth = _int_arg("depth", depth, 1, what="a positive integer (or None)")
         self.depth = depth
         self._core = BookCore(_ticks.exchange_code(self.exchange), self.symbol.encode("ascii"),
                               0 if depth is None else depth)
@@ -107,6 +133,25 @@ class OrderBook:
     def ts_event(self):
         return self._core.ts_event
 
+    @property
+    def crossed(self):
+        """True when the best bid is at or above the best ask (crossed or locked)."""
+        return self._core.cross_state != 0
+
+    @property
+    def status(self):
+        """``"crossed"`` (best bid above best ask), ``"locked"`` (equal),
+        ``"one_sided"``, ``"empty"`` or ``"ok"``."""
+        state = self._core.cross_state
+        if state == BOOK_CROSSED:
+            return "crossed"
+        if state == BOOK_LOCKED:
+            return "locked"
+        nb, na = self._core.count(1), self._core.count(-1)
+        if nb == 0 and na == 0:
+            return "empty"
+        return "ok" if nb and na else "one_sided"
+
     def apply(self, ticks):
         """Apply the book records of a tick batch; return how many were used.
 
@@ -115,8 +160,9 @@ class OrderBook:
         TypeError
             If ``ticks`` is not a ``TICK_DTYPE`` array.
         ValueError
-            For a book record with a non-finite price/size, a negative size
-            or a side other than +1/-1.
+            For a book record with a non-finite or non-positive price, a
+            non-finite or negative size or a side other than +1/-1; the whole
+            batch is rejected and the book left unchanged.
         """
         ticks = np.asarray(ticks)
         if ticks.dtype != _ticks.TICK_DTYPE:
@@ -129,7 +175,10 @@ class OrderBook:
         self._core.clear()
 
     def set_level(self, side, price, size):
-        """Set one level by hand (size 0 removes it); no depth truncation."""
+        """Set one level by hand (size 0 removes it); no depth truncation.
+
+        ``price`` must be finite and > 0, ``size`` finite and >= 0 (ValueError).
+        """
         self._core.set_level(_side(side), float(price), float(size))
 
     def best_bid(self):
@@ -149,9 +198,9 @@ class OrderBook:
 
         Bids come best (highest) first, asks best (lowest) first.
         """
-        if n is not None and (int(n) != n or n < 0):
-            raise ValueError(f"n must be a non-negative integer or None, got {n!r}")
-        return self._core.levels(_side(side), -1 if n is None else int(n))
+        if n is not None:
+            n = _int_arg("n", n, 0, what="a non-negative integer (or None)")
+        return self._core.levels(_side(side), -1 if n is None else n)
 
     def fill(self, side, size):
         """``(vwap, filled)`` of taking up to ``size`` from a side of the book.
@@ -186,7 +235,6 @@ class OrderBook:
         with its precision recovers the exchange's decimal text exactly
         (Python's shortest ``repr`` would drop trailing zeros and break it).
         """
-        for name, v in (("price_decimals", price_decimals), ("qty_decimals", qty_decimals)):
-            if isinstance(v, bool) or int(v) != v or not 0 <= int(v) <= 18:
-                raise ValueError(f"{name} must be an integer in [0, 18], got {v!r}")
-        return self._core.kraken_checksum(int(price_decimals), int(qty_decimals))
+        pdec = _int_arg("price_decimals", price_decimals, 0, 18)
+        qdec = _int_arg("qty_decimals", qty_decimals, 0, 18)
+        return self._core.kraken_checksum(pdec, qdec)

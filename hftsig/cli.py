@@ -37,6 +37,7 @@ def build_parser():
     _add_replay_parser(sub)
     _add_notebook_parser(sub)
     _add_arb_parser(sub)
+    _add_doctor_parser(sub)
     return parser
 
 
@@ -455,6 +456,29 @@ def _cmd_arb(args):
                    inject_every=args.inject_every, seed=args.seed,
                    cross_venue=not args.same_venue, report=args.report,
                    exchanges=tuple(_csv(args.exchanges)))
+
+
+def _add_doctor_parser(sub):
+    from hftsig.doctor import VENUES
+
+    p = sub.add_parser(
+        "doctor", help="check the live feeds (or --simulate) and print a pass/fail table",
+        description="Listen to each venue for a few seconds through the connectors and check "
+        "what arrives: frames parse, Binance book sync, Kraken checksums, Coinbase sequence, "
+        "trade sides against the book, clock offset. Exit code 0 if no check failed, 1 "
+        "otherwise.")
+    p.add_argument("--seconds", type=float, default=5.0, help="listening time per venue (default 5)")
+    p.add_argument("--venues", type=_csv, default=list(VENUES),
+                   help=f"comma-separated venues (default {','.join(VENUES)})")
+    p.add_argument("--simulate", action="store_true",
+                   help="check the embedded loopback simulators instead of the live venues")
+    p.set_defaults(func=_cmd_doctor)
+
+
+def _cmd_doctor(args):
+    from hftsig.doctor import run_doctor
+
+    return run_doctor(args.venues, seconds=args.seconds, simulate=args.simulate)
 
 
 def main(argv=None):

@@ -34,13 +34,25 @@ unit lower-triangular and one forward substitution per path turns the
 coefficients into coordinates.  The sparse triangle is built once per
 ``(dim, depth)`` and cached.  Both steps run in Cython without the GIL,
 threaded over the batch with ``n_jobs``.
+
+The Lyndon tables grow faster than the signature: building them expands
+each bracket of length ``m`` into ``2**(m-1)`` words (0.2 GiB measured for
+``dim=2, depth=14``, four times more per level).  Their memory is estimated
+(from Witt's formula, before any word is listed) and counted with the output
+against ``max_output_bytes``; beyond it the call raises ``ValueError``
+naming ``depth``, and ``basis="expanded"``, which needs no tables, may
+still fit.  Errors and limits are otherwise those of
+:mod:`hftsig.signature`: the right answer, or ``TypeError``/``ValueError``
+naming the argument, never a crash, a hang or an allocation beyond the limit.
 """
 from functools import lru_cache
 
 import numpy as np
 
 from hftsig._ext import _logsignature
-from hftsig.signature import _check_finite, _check_int, _n_threads, _numeric, siglength, sig
+from hftsig._ext import _signature as _k
+from hftsig.signature import (_MAX_DEPTH, _MAX_DIM, _check_finite, _check_int,
+                              _n_threads, _numeric, _SigPlan)
 
 __all__ = ["logsig", "logsiglength", "lyndon_words", "lyndon_brackets", "sig_to_logsig"]
 
@@ -70,6 +82,64 @@ def _lyndon_count(dim, level):
     return total // level
 
 
+def _check_dim_depth(dim, depth):
+    return _check_int(dim, "dim", 1, _MAX_DIM), _check_int(depth, "depth", 1, _MAX_DEPTH)
+
+
+# Python memory per Lyndon word of length <= depth while the words are
+# listed (the tuple, 40 bytes + 8 a letter, list slots, the sort key) and
+# turned into arrays: up to 180 + 8 * depth bytes measured.
+def _word_list_bytes(count, depth):
+    return count * (192 + 8 * depth)
+
+
+def _lyndon_table_bytes(dim, depth):
+    """Upper estimate of the peak memory of building the Lyndon-basis tables.
+
+    :func:`_lyndon_system` expands each bracket ``P_w`` of length ``m`` into
+    ``2**(m-1)`` signed words: 9 bytes a term kept for the levels below the
+    top, and at the top level about 24 bytes a term measured for ``dim=2``
+    (up to 47 for ``dim=8``, where more terms land on Lyndon words and are
+    collected), plus an int64 lookup over the ``dim**m`` words of a level.
+    """
+    counts = [_lyndon_count(dim, m) for m in range(1, depth + 1)]
+    terms = [n * 2 ** (m - 1) for m, n in enumerate(counts, start=1)]
+    splits = sum(n * (m - 1) for m, n in enumerate(counts, start=1))
+    fixed = 1 << 21  # numpy's temporaries for the smallest tables: about 1.2 MiB measured
+    return (fixed + 9 * sum(terms[:-1]) + 48 * terms[-1] + 16 * dim**depth + 24 * splits
+            + _word_list_bytes(sum(counts), depth))
+
+
+def _check_logsig_memory(dim, depth, basis, n_rows, n_threads, check=None):
+    """Refuse (``ValueError``) the log-signatures of ``n_rows`` signatures beyond the memory limit.
+
+    Counts the output, one scratch signature per thread and, for the Lyndon
+    basis, the tables.  With ``check`` (a :class:`~hftsig.signature._SigPlan`'s
+    ``check_memory``) the signatures are computed in the same call and are
+    counted with them.
+    """
+    siglen = _k.signature_length(dim, depth)
+    width = siglen if basis == "expanded" else logsiglength(dim, depth)
+    out_bytes = 8 * (n_rows * width + n_threads * siglen)
+    if basis == "lyndon":
+        table_bytes = _lyndon_table_bytes(dim, depth)
+        tables, hint = "the Lyndon-basis tables", ", or use basis='expanded' (no tables)"
+    else:
+        table_bytes, tables, hint = 0, "", ""
+    logsigs = f"log-signatures ({_k.show_int(width)} coordinates each)"
+    if check is not None:
+        check(out_bytes, f", their {logsigs}{', ' + tables if tables else ''}", hint,
+              fixed_bytes=table_bytes)
+        return
+    rows = f"{n_rows} signature{'s' if n_rows != 1 else ''} of dim={dim}, depth={depth}"
+    # depth is to blame when even one signature does not fit with the tables
+    one_row = table_bytes + 8 * (width + n_threads * siglen)
+    _k.check_bytes(out_bytes + table_bytes,
+                   "depth" if one_row > _k.max_output_bytes() else "signature",
+                   f"the {logsigs} of {rows}{' and ' + tables if tables else ''}",
+                   f"pass fewer signatures per call or lower depth{hint}")
+
+
 def logsiglength(dim, depth):
     """Number of log-signature coordinates of a ``dim``-channel path at ``depth``.
 
@@ -97,8 +167,7 @@ def logsiglength(dim, depth):
     >>> logsiglength(1, 5)
     1
     """
-    dim = _check_int(dim, "dim", 1)
-    depth = _check_int(depth, "depth", 1)
+    dim, depth = _check_dim_depth(dim, depth)
     return sum(_lyndon_count(dim, level) for level in range(1, depth + 1))
 
 
@@ -145,8 +214,11 @@ def lyndon_words(dim, depth):
     >>> lyndon_words(2, 3)
     [(0,), (1,), (0, 1), (0, 0, 1), (0, 1, 1)]
     """
-    dim = _check_int(dim, "dim", 1)
-    depth = _check_int(depth, "depth", 1)
+    dim, depth = _check_dim_depth(dim, depth)
+    count = logsiglength(dim, depth)
+    _k.check_bytes(_word_list_bytes(count, depth), "depth",
+                   f"the {_k.show_int(count)} Lyndon words of dim={dim}, depth={depth}",
+                   "lower depth")
     return list(_lyndon_words_cached(dim, depth))
 
 
@@ -171,6 +243,12 @@ def lyndon_brackets(dim, depth):
     >>> lyndon_brackets(2, 4)
     ['0', '1', '[0,1]', '[0,[0,1]]', '[[0,1],1]', '[0,[0,[0,1]]]', '[0,[[0,1],1]]', '[[[0,1],1],1]']
     """
+    dim, depth = _check_dim_depth(dim, depth)
+    count = logsiglength(dim, depth)
+    # the words, their set, and a memoised string (and dict entry) per word
+    _k.check_bytes(_word_list_bytes(count, depth) + count * (200 + 4 * depth), "depth",
+                   f"the brackets of the {_k.show_int(count)} Lyndon words of dim={dim}, "
+                   f"depth={depth}", "lower depth")
     words = lyndon_words(dim, depth)
     lyndon_set = set(words)
     memo = {}
@@ -368,25 +446,37 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
     >>> sig_to_logsig(s, 2, 2)
     array([1., 2., 0.])
     """
-    dim = _check_int(dim, "dim", 1)
-    depth = _check_int(depth, "depth", 1)
+    dim, depth = _check_dim_depth(dim, depth)
     basis = _check_basis(basis)
     n_threads = _n_threads(n_jobs)
     s = np.asarray(signature)
     _numeric(s, "signature")
-    length = siglength(dim, depth)
+    length = _k.signature_length(dim, depth)
     if s.ndim < 1 or s.shape[-1] != length:
         raise ValueError(
-            f"signature: last axis must have siglength(dim={dim}, depth={depth}) = {length}, "
-            f"got shape {s.shape}"
+            f"signature: last axis must have siglength(dim={dim}, depth={depth}) = "
+            f"{_k.show_int(length)}, got shape {s.shape}"
         )
-    dtype = np.float32 if s.dtype == np.float32 else np.float64
     _check_finite(s, "signature")
+    n_rows = s.size // length
+    n_threads = _threads_for(n_rows, length, depth, n_threads)
+    _check_logsig_memory(dim, depth, basis, n_rows, n_threads)
+    return _log_of_signatures(s, dim, depth, basis, n_threads)
+
+
+def _threads_for(n_rows, length, depth, n_threads):
+    if n_rows * length * depth < _MIN_WORK_PER_THREAD * n_threads:
+        # below ~100 us of work per thread, waking threads costs more than it saves
+        n_threads = max(1, n_rows * length * depth // _MIN_WORK_PER_THREAD)
+    return n_threads
+
+
+def _log_of_signatures(s, dim, depth, basis, n_threads):
+    """:func:`sig_to_logsig` on checked arguments."""
+    length = s.shape[-1]
+    dtype = np.float32 if s.dtype == np.float32 else np.float64
     lead = s.shape[:-1]
     flat = np.ascontiguousarray(s.reshape(-1, length), dtype=dtype)
-    if flat.shape[0] * length * depth < _MIN_WORK_PER_THREAD * n_threads:
-        # below ~100 us of work per thread, waking threads costs more than it saves
-        n_threads = max(1, flat.shape[0] * length * depth // _MIN_WORK_PER_THREAD)
     if basis == "expanded":
         out = np.empty_like(flat)
         _logsignature.tensor_log(flat, out, dim, depth, n_threads)
@@ -399,15 +489,6 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
             n_threads,
         )
     return out.reshape(lead + out.shape[-1:])
-
-
-def _dim_from_siglength(length, depth):
-    dim = 1
-    while siglength(dim, depth) < length:
-        dim += 1
-    if siglength(dim, depth) != length:
-        raise AssertionError(f"{length} is not a signature length at depth {depth}")
-    return dim
 
 
 def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False, lead_lag=False,
@@ -467,17 +548,12 @@ def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False
         path = np.asarray(path)
     except ValueError as exc:  # ragged nested sequences
         raise ValueError(f"path: not an array of paths of one shape ({exc})") from None
-    depth = _check_int(depth, "depth", 1)
+    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
     basis = _check_basis(basis)
-    s = sig(
-        path,
-        depth,
-        stream=stream,
-        at=at,
-        time_aug=time_aug,
-        lead_lag=lead_lag,
-        basepoint=basepoint,
-        n_jobs=n_jobs,
-    )
-    dim = _dim_from_siglength(s.shape[-1], depth)
-    return sig_to_logsig(s, dim, depth, basis=basis, n_jobs=n_jobs)
+    plan = _SigPlan(path, depth, stream=stream, at=at, basepoint=basepoint, time_aug=time_aug,
+                    lead_lag=lead_lag, n_jobs=n_jobs)
+    n_rows = plan.out_bytes() // (8 * plan.siglen)
+    n_threads = _threads_for(n_rows, plan.siglen, depth, plan.nthreads)
+    # one check for the signatures, the log-signatures and the tables together
+    _check_logsig_memory(plan.dim, depth, basis, n_rows, n_threads, check=plan.check_memory)
+    return _log_of_signatures(plan.run(), plan.dim, depth, basis, n_threads)

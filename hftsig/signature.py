@@ -21,6 +21,22 @@ released; the caller works too and never waits for a thread the OS has not
 started yet, so on a busy machine ``n_jobs > 1`` costs little over one
 thread.
 
+Errors and limits: every function here (and in :mod:`hftsig.logsignature`,
+:class:`SignatureStream`, the :class:`~hftsig.SignatureTransformer`) gives
+the right answer or raises ``TypeError`` (an argument of the wrong type:
+``depth=2.0``, ``stream="yes"``) or ``ValueError`` (a value out of range,
+NaN/inf in a path, or a result too large), with a message that starts with
+the argument's name; ``MemoryError`` only if the system refuses memory within
+the limit below.  None crashes, hangs or allocates without bound: integer
+arguments of any type (Python, numpy signed or unsigned) are range-checked
+before use (``depth`` at most 60, ``n_jobs`` at most 1024 in magnitude),
+sizes are computed exactly before anything is allocated, and a call that
+would take more memory than ``max_output_bytes`` (its result, working
+buffers and tables together; default 2 GiB) raises ``ValueError`` before it
+starts, saying how much it would take.  Change the limit with
+:func:`set_config` or :func:`config_context` (as in scikit-learn), or the
+environment variable ``HFTSIG_MAX_OUTPUT_BYTES``.
+
 >>> import numpy as np
 >>> import hftsig
 >>> path = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]])
@@ -37,6 +53,8 @@ True
 >>> stream.signature
 array([1. , 2. , 0.5, 2. , 0. , 2. ])
 """
+import contextlib
+import numbers
 import os
 
 import numpy as np
@@ -44,53 +62,136 @@ import numpy as np
 from hftsig import transforms as _tr
 from hftsig._ext import _signature as _k
 from hftsig._ext._signature import SignatureStream
+from hftsig._ext._signature import check_int as _check_int
 
-__all__ = ["sig", "siglength", "sigcombine", "sigjoin", "siginv", "SignatureStream"]
+__all__ = ["sig", "siglength", "sigcombine", "sigjoin", "siginv", "SignatureStream",
+           "set_config", "get_config", "config_context"]
 
-# Refuse outputs beyond this many float64 per signature (2 GiB): a typo in
-# depth should raise, not exhaust memory.
-_MAX_SIGLEN = 1 << 28
-_MAX_DEPTH = 60  # SK_MAX_DEPTH in hftsig/_ext/sigkernels.h
+_MAX_DEPTH = _k.MAX_DEPTH  # SK_MAX_DEPTH in hftsig/_ext/sigkernels.h
+_MAX_DIM = _k.MAX_DIM
+_MAX_JOBS = _k.MAX_JOBS
 
 
-def _check_int(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return value
+def get_config():
+    """The settings of the signature functions, as a dict.
+
+    Returns
+    -------
+    dict
+        ``max_output_bytes``: the most memory (bytes) one call of
+        :func:`sig`, :func:`hftsig.logsig` and their relatives may allocate
+        for its result, its working buffers and any table it builds; see
+        :func:`set_config`.
+
+    Examples
+    --------
+    >>> get_config()["max_output_bytes"] >= 1
+    True
+    """
+    return {"max_output_bytes": _k.max_output_bytes()}
+
+
+def set_config(*, max_output_bytes=None):
+    """Change the settings of the signature functions (for this process).
+
+    Parameters
+    ----------
+    max_output_bytes : int, optional
+        The most memory (bytes) one call may allocate for its result, its
+        working buffers and any table it builds (the Lyndon basis of
+        :func:`hftsig.logsig`, the ring of a windowed
+        :class:`SignatureStream`).  A call that would need more raises
+        ``ValueError`` before doing any work, naming the argument to change
+        (for ``stream=True``, ask for the prefixes you need with ``at=``).
+        Default: the environment variable ``HFTSIG_MAX_OUTPUT_BYTES`` if
+        set, else 2 GiB.  ``None`` leaves the setting as it is.
+
+    See Also
+    --------
+    config_context : the same for a ``with`` block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> with config_context(max_output_bytes=10_000):  # doctest: +ELLIPSIS
+    ...     sig(np.zeros((200, 2)), 2, stream=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: stream: the signatures of 199 prefixes of 1 path (... 9.3 KiB) and ...
+    """
+    if max_output_bytes is not None:
+        _k.set_max_output_bytes(max_output_bytes)
+
+
+@contextlib.contextmanager
+def config_context(*, max_output_bytes=None):
+    """:func:`set_config` for the duration of a ``with`` block, then the previous settings.
+
+    Examples
+    --------
+    >>> with config_context(max_output_bytes=2**20):
+    ...     get_config()["max_output_bytes"]
+    1048576
+    """
+    previous = _k.configured_max_output_bytes()
+    set_config(max_output_bytes=max_output_bytes)
+    try:
+        yield
+    finally:
+        _k.set_max_output_bytes(previous)
 
 
 def siglength(dim, depth):
     """Number of signature coordinates: ``dim + dim**2 + ... + dim**depth``.
 
+    Parameters
+    ----------
+    dim : int
+        Number of channels, ``1 .. 2**31 - 1``.
+    depth : int
+        Truncation level, ``1 .. 60`` (the deepest signature hftsig computes).
+
+    Returns
+    -------
+    int
+
     >>> siglength(3, 4)
     120
     """
-    dim = _check_int(dim, "dim", 1)
-    depth = _check_int(depth, "depth", 1)
-    return sum(dim**k for k in range(1, depth + 1))
+    dim = _check_int(dim, "dim", 1, _MAX_DIM)
+    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
+    return _k.signature_length(dim, depth)
 
 
 def _check_size(dim, depth):
+    """``siglength(dim, depth)``, refused if one signature alone exceeds the memory limit."""
+    if dim > _MAX_DIM:
+        raise ValueError(f"path: dim must be <= {_MAX_DIM}, got {dim}")
     if depth > _MAX_DEPTH:
-        raise ValueError(f"depth: at most {_MAX_DEPTH}, got {depth}")
-    n = siglength(dim, depth)
-    if n > _MAX_SIGLEN:
-        raise ValueError(f"depth: signature of dim={dim}, depth={depth} has {n} "
-                         f"coordinates, more than {_MAX_SIGLEN}")
+        raise ValueError(f"depth: must be <= {_MAX_DEPTH}, got {depth}")
+    n = _k.signature_length(dim, depth)
+    _k.check_bytes(8 * n, "depth",
+                   f"one signature of dim={dim}, depth={depth} ({_k.show_int(n)} coordinates)")
     return n
 
 
 def _n_threads(n_jobs):
-    n_jobs = _check_int(n_jobs, "n_jobs", -(1 << 30))
+    if n_jobs is None:  # scikit-learn's spelling of one thread
+        return 1
+    n_jobs = _check_int(n_jobs, "n_jobs", -_MAX_JOBS, _MAX_JOBS)
     cores = os.cpu_count() or 1
     if n_jobs == 0:
         raise ValueError("n_jobs: must be a positive int or negative (-1 = all cores), got 0")
     if n_jobs < 0:
         return max(1, cores + 1 + n_jobs)
     return n_jobs
+
+
+def _check_flag(value, name):
+    # a truthy array or string must not silently switch a transform on
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
 
 
 def _numeric(arr, name):
@@ -151,9 +252,10 @@ def sig(path, depth, *, stream=False, at=None, basepoint=False, time_aug=False,
         :func:`~hftsig.transforms.time_augment` (time in ``[0, 1]`` as the
         last channel) and :func:`~hftsig.transforms.lead_lag` (lead
         channels first), in the order lead-lag, time, basepoint.
-    n_jobs : int
+    n_jobs : int or None
         Threads over the batch (and over pieces of long paths); ``-1``
-        uses every core, ``-2`` all but one.  The GIL is released.  For a
+        uses every core, ``-2`` all but one, ``None`` one (as in
+        scikit-learn); at most 1024 either way.  The GIL is released.  For a
         batch smaller than ``4 * n_jobs`` paths, the paths are cut into
         pieces joined by Chen's identity, so results can differ from
         ``n_jobs=1`` in the last bits.
@@ -163,6 +265,18 @@ def sig(path, depth, *, stream=False, at=None, basepoint=False, time_aug=False,
     ndarray of float64
         ``(siglength,)`` or ``(batch, siglength)``; with ``stream`` or
         ``at`` one more axis before the last.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type (``depth=2.0``, ``at=[1.5]``,
+        ``stream="yes"``).
+    ValueError
+        A value out of range, NaN or inf in the path, or a result (with the
+        kernel's working buffers) larger than ``max_output_bytes`` (default
+        2 GiB, see :func:`set_config`): the signatures of every prefix of a
+        long path are ``length * siglength`` floats, so ask for the prefixes
+        you need with ``at=`` instead of ``stream=True``.
 
     Examples
     --------
@@ -178,52 +292,135 @@ def sig(path, depth, *, stream=False, at=None, basepoint=False, time_aug=False,
            [0.],
            [1.]])
     """
-    arr = _as_path(path)
-    depth = _check_int(depth, "depth", 1)
-    nthreads = _n_threads(n_jobs)
-    if stream and at is not None:
-        raise ValueError("stream: cannot be combined with at")
-    if lead_lag:
-        arr = _tr.lead_lag(arr)
-    if time_aug:
-        arr = _tr.time_augment(arr)
-    if basepoint:
-        arr = _tr.basepoint(arr)
-    single = arr.ndim == 2
-    X = np.ascontiguousarray(arr, dtype=np.float64)
-    if single:
-        X = X[None]
-    _check_finite(X, "path")
-    dim = X.shape[2]
-    _check_size(dim, depth)
-    length = X.shape[1]
+    plan = _SigPlan(path, depth, stream=stream, at=at, basepoint=basepoint, time_aug=time_aug,
+                    lead_lag=lead_lag, n_jobs=n_jobs)
+    plan.check_memory()
+    return plan.run()
 
-    if stream or at is not None:
-        if stream:
-            idx = np.arange(1, length, dtype=np.int64)
+
+class _SigPlan:
+    """A validated :func:`sig` call: the path after its transforms, the
+    prefixes asked for, and the memory the kernel will take, known before
+    any of it is allocated (:func:`hftsig.logsig` adds its own share)."""
+
+    def __init__(self, path, depth, *, stream, at, basepoint, time_aug, lead_lag, n_jobs):
+        arr = _as_path(path)
+        self.depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
+        self.nthreads = _n_threads(n_jobs)
+        self.stream = _check_flag(stream, "stream")
+        flags = [_check_flag(v, n) for v, n in ((basepoint, "basepoint"), (time_aug, "time_aug"),
+                                               (lead_lag, "lead_lag"))]
+        basepoint, time_aug, lead_lag = flags
+        if self.stream and at is not None:
+            raise ValueError("stream: cannot be combined with at")
+        if lead_lag:
+            arr = _tr.lead_lag(arr)
+        if time_aug:
+            arr = _tr.time_augment(arr)
+        if basepoint:
+            arr = _tr.basepoint(arr)
+        self.single = arr.ndim == 2
+        X = np.ascontiguousarray(arr, dtype=np.float64)
+        if self.single:
+            X = X[None]
+        _check_finite(X, "path")
+        self.X = X
+        self.batch, self.length, self.dim = X.shape
+        self.siglen = _check_size(self.dim, self.depth)
+        self.at_sorted = self.slot = None
+        if self.stream or at is not None:
+            if self.stream:
+                idx = np.arange(1, self.length, dtype=np.int64)
+            else:
+                idx = _as_indices(at, self.length)
+            order = np.argsort(idx, kind="stable")
+            self.at_sorted = np.ascontiguousarray(idx[order])
+            self.slot = np.ascontiguousarray(order.astype(np.int64))
+
+    @property
+    def out_shape(self):
+        shape = (self.siglen,)
+        if self.at_sorted is not None:
+            shape = (len(self.at_sorted),) + shape
+        return shape if self.single else (self.batch,) + shape
+
+    def out_bytes(self):
+        return 8 * int(np.prod(self.out_shape, dtype=object))
+
+    def nbytes(self):
+        """Bytes of the output plus the kernel's working buffers."""
+        out = self.out_bytes()
+        if self.at_sorted is None:
+            work = _k.sig_scratch_bytes(self.batch, self.length, self.dim, self.depth,
+                                        self.nthreads)
         else:
-            idx = _as_indices(at, length)
-        order = np.argsort(idx, kind="stable")
-        out = _k.sig_at(X, depth, np.ascontiguousarray(idx[order]),
-                        np.ascontiguousarray(order.astype(np.int64)), nthreads)
-    else:
-        out = _k.sig_batch(X, depth, nthreads)
-    return out[0] if single else out
+            work = _k.sig_at_scratch_bytes(self.batch, self.length, self.dim, self.depth,
+                                           self.at_sorted, self.nthreads)
+        return out + work
+
+    def check_memory(self, extra_bytes=0, what="", hint="", fixed_bytes=0):
+        """Refuse (``ValueError``) a call that would exceed the memory limit.
+
+        ``extra_bytes`` is what the caller allocates on top per output row
+        (a log-signature), ``fixed_bytes`` what it allocates once whatever
+        the batch (tables), both described by ``what`` and ``hint``.
+        """
+        n_paths = f"{self.batch} path{'s' if self.batch != 1 else ''}"
+        shape = f"float64 array of shape {self.out_shape}, {_k.format_bytes(self.out_bytes())}"
+        if fixed_bytes + 8 * self.siglen > _k.max_output_bytes():
+            argument = "depth"  # too much for even one signature
+        elif self.stream:
+            argument = "stream"
+        else:
+            argument = "path" if self.at_sorted is None else "at"
+        if self.at_sorted is None:
+            desc = f"the signatures of {n_paths} ({shape})"
+            advice = "pass fewer paths per call, or lower depth"
+        else:
+            desc = f"the signatures of {len(self.at_sorted)} prefixes of {n_paths} ({shape})"
+            advice = ("ask for the prefixes you need with at=[...] instead of stream=True, "
+                      "or lower depth" if self.stream else
+                      "ask for fewer prefixes in at, pass fewer paths per call, or lower depth")
+        _k.check_bytes(self.nbytes() + extra_bytes + fixed_bytes, argument,
+                       f"{desc}{what} and the working buffers", f"{advice}{hint}")
+
+    def run(self):
+        if self.at_sorted is None:
+            out = _k.sig_batch(self.X, self.depth, self.nthreads)
+        else:
+            out = _k.sig_at(self.X, self.depth, self.at_sorted, self.slot, self.nthreads)
+        return out[0] if self.single else out
 
 
 def _as_indices(at, length):
+    """``at`` as int64 indices in ``0 .. length-1`` (negative ones counted from the end)."""
     idx = np.asarray(at)
     if idx.ndim == 0:
         idx = idx[None]
     if idx.ndim != 1:
         raise ValueError(f"at: expected a 1-d sequence of indices, got shape {idx.shape}")
-    if idx.size and idx.dtype.kind not in "iu":
+    if idx.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if idx.dtype.kind == "O":
+        # Python ints beyond int64 (2**64, say) end up in an object array
+        values = list(idx)
+        for v in values:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"at: expected integer indices, got {type(v).__name__}")
+        bad = [int(v) for v in values if not -length <= int(v) < length]
+        if bad:
+            raise ValueError(f"at: index {_k.show_int(bad[0])} out of range for a path of "
+                             f"{length} points")
+        idx = np.array([int(v) for v in values], dtype=np.int64)
+    elif idx.dtype.kind not in "iu":
         raise TypeError(f"at: expected integer indices, got dtype {idx.dtype}")
-    idx = idx.astype(np.int64)
-    bad = (idx < -length) | (idx >= length)
+    # compare in the indices' own dtype: a cast of uint64 2**64-1 to int64
+    # would give -1, a valid index
+    bad = (idx >= length) if idx.dtype.kind == "u" else (idx < -length) | (idx >= length)
     if bad.any():
         raise ValueError(f"at: index {int(idx[bad][0])} out of range for a path of "
                          f"{length} points")
+    idx = idx.astype(np.int64)
     return np.where(idx < 0, idx + length, idx)
 
 
@@ -261,12 +458,14 @@ def sigcombine(s1, s2, dim, depth):
     >>> sigcombine(a, b, 2, 2)
     array([1. , 1. , 0.5, 1. , 0. , 0.5])
     """
-    dim = _check_int(dim, "dim", 1)
-    depth = _check_int(depth, "depth", 1)
+    dim = _check_int(dim, "dim", 1, _MAX_DIM)
+    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
     a = _as_sigs(s1, "s1", dim, depth)
     b = _as_sigs(s2, "s2", dim, depth)
     if a.shape != b.shape:
         raise ValueError(f"s2: shape {b.shape} does not match s1's {a.shape}")
+    _k.check_bytes(a.nbytes, "s1", f"the Chen products (shape {a.shape})",
+                   "pass fewer signatures per call")
     out = _k.combine(np.atleast_2d(a), np.atleast_2d(b), dim, depth)
     return out.reshape(a.shape)
 
@@ -294,7 +493,7 @@ def sigjoin(s, segment, depth):
     >>> sigjoin(s, np.array([2.0]), 2)
     array([3. , 4.5])
     """
-    depth = _check_int(depth, "depth", 1)
+    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
     z = np.asarray(segment)
     _numeric(z, "segment")
     if z.ndim not in (1, 2) or z.shape[-1] < 1:
@@ -310,9 +509,14 @@ def sigjoin(s, segment, depth):
     except ValueError as exc:
         raise ValueError(f"segment: batch {z.shape[:-1]} does not match s's "
                          f"{a.shape[:-1]}") from exc
-    out = _k.join(np.ascontiguousarray(np.atleast_2d(a2)),
-                  np.ascontiguousarray(np.atleast_2d(z2)), depth)
-    return out.reshape(batch_shape + a.shape[-1:])
+    out_shape = batch_shape + a.shape[-1:]
+    # a few segments broadcast against one signature give one signature each
+    _k.check_bytes(8 * int(np.prod(out_shape, dtype=object)) + _k.work_bytes(dim, depth),
+                   "segment" if a.ndim == 1 else "s", f"the joined signatures (shape {out_shape})",
+                   "pass fewer segments or signatures per call")
+    out = np.array(np.atleast_2d(a2), dtype=np.float64, order="C")  # a copy
+    _k.join_inplace(out, np.ascontiguousarray(np.atleast_2d(z2)), depth)
+    return out.reshape(out_shape)
 
 
 def siginv(s, dim, depth):
@@ -337,8 +541,10 @@ def siginv(s, dim, depth):
     >>> bool(np.allclose(siginv(sig(x, 3), 2, 3), sig(x[::-1], 3)))
     True
     """
-    dim = _check_int(dim, "dim", 1)
-    depth = _check_int(depth, "depth", 1)
+    dim = _check_int(dim, "dim", 1, _MAX_DIM)
+    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
     a = _as_sigs(s, "s", dim, depth)
+    _k.check_bytes(a.nbytes, "s", f"the inverses (shape {a.shape})",
+                   "pass fewer signatures per call")
     out = _k.inverse(np.atleast_2d(a), dim, depth)
     return out.reshape(a.shape)

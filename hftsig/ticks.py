@@ -17,12 +17,19 @@ exchange : uint8
 kind : uint8
     One of the ``KIND_*`` codes (see :data:`KINDS`).
 side : int8
-    Quotes: 0.  Trades: the *taker* side, ``+1`` buy, ``-1`` sell, 0 unknown.
+    Quotes: 0.  Trades: the *aggressor's* (taker's) side on every venue,
+    ``+1`` buy, ``-1`` sell, 0 unknown (Binance ``m`` and Coinbase
+    ``market_trades`` ``side`` name the maker and are flipped; Kraken's
+    ``side`` is the taker's).
     Book records: ``+1`` bid, ``-1`` ask.  Status records: a ``STATUS_*`` code.
 flags : uint8
     Bit set of ``FLAG_*``: ``FLAG_LAST`` marks the last record produced from
-    one exchange message (a book message becomes several records; consumers
-    that check books apply a whole message before looking).
+    one exchange message, per symbol: a message covering several symbols
+    ends each symbol's run of records with it (a Kraken book message of two
+    pairs: two, each with its checksum); the other records of the message
+    have it clear (a book message becomes several records, a trade message
+    several trades; consumers that check books apply a whole message before
+    looking).
 symbol : S16
     Canonical ``BASE-QUOTE`` symbol, ASCII upper case (``b"BTC-USDT"``).
 bid_px, bid_sz, ask_px, ask_sz : float64
@@ -30,6 +37,9 @@ bid_px, bid_sz, ask_px, ask_sz : float64
 price, size : float64
     Trade price/size, book level price/new absolute size (0 removes the
     level), reference price for ``KIND_PRICE`` (size NaN); NaN for quotes.
+    Every price and size read from an exchange is finite and >= 0 (the
+    normalizer rejects the message otherwise); a field a kind does not use
+    is NaN.
 seq : int64
     Exchange sequence number of the message (Binance final update id ``u``,
     Coinbase ``sequence_num``, trade id for trades); -1 when there is none.
@@ -108,6 +118,8 @@ STATUS_CONNECTED = 1
 STATUS_DISCONNECTED = 2
 STATUS_RESYNC = 3  # a gap or checksum failure; the book was reset
 STATUS_STALE = 4  # the watchdog saw no message for too long
+STATUS_CROSSED = 5  # the symbol's book now has best bid >= best ask (crossed or locked)
+STATUS_UNCROSSED = 6  # the symbol's book, crossed before, is no longer
 
 #: status code -> name
 STATUSES = {
@@ -115,9 +127,11 @@ STATUSES = {
     STATUS_DISCONNECTED: "disconnected",
     STATUS_RESYNC: "resync",
     STATUS_STALE: "stale",
+    STATUS_CROSSED: "crossed",
+    STATUS_UNCROSSED: "uncrossed",
 }
 
-FLAG_LAST = 1  # last record made from one exchange message
+FLAG_LAST = 1  # last record made from one exchange message (per symbol)
 FLAG_SNAPSHOT_BEGIN = 2  # first record of a book snapshot: clear the side(s) first
 
 TICK_DTYPE = np.dtype(

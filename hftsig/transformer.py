@@ -3,8 +3,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from hftsig.logsignature import _check_int, logsig, lyndon_words
-from hftsig.signature import sig
+from hftsig._ext import _signature as _k
+from hftsig.logsignature import logsig, lyndon_words
+from hftsig.signature import _MAX_DEPTH, _check_int, _n_threads, sig
 
 __all__ = ["SignatureTransformer"]
 
@@ -112,7 +113,8 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        _check_int(self.depth, "depth", 1)
+        _check_int(self.depth, "depth", 1, _MAX_DEPTH)
+        _n_threads(self.n_jobs)
         for name in ("logsig", "time_aug", "lead_lag", "basepoint"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
@@ -196,7 +198,14 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         if self.logsig:
             prefix, words = "L", lyndon_words(len(channels), self.depth)
         else:
-            prefix, words = "S", _words(len(channels), self.depth)
+            dim, depth = len(channels), _check_int(self.depth, "depth", 1, _MAX_DEPTH)
+            n = _k.signature_length(dim, depth)
+            # a word tuple and a name string (with list and array slots) per coordinate
+            per_name = 200 + depth * (16 + max(len(c) for c in channels))
+            _k.check_bytes(n * per_name, "depth",
+                           f"the names of the {_k.show_int(n)} signature coordinates of "
+                           f"dim={dim}, depth={depth}", "lower depth")
+            prefix, words = "S", _words(dim, depth)
         return np.asarray(
             [f"{prefix}({','.join(channels[i] for i in w)})" for w in words], dtype=object
         )

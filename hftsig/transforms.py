@@ -21,6 +21,9 @@ array([0., 1., 3., 2.])
 >>> transforms.cumsum(x)[:, 0]
 array([1., 4., 6.])
 """
+import math
+import numbers
+
 import numpy as np
 
 __all__ = ["time_augment", "lead_lag", "basepoint", "cumsum"]
@@ -42,6 +45,18 @@ def _as_path(path, name="path"):
     return arr
 
 
+def _check_time(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range
+        value = math.inf
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value}")
+    return value
+
+
 def time_augment(path, *, start=0.0, end=1.0):
     """Append time as the last channel.
 
@@ -57,6 +72,8 @@ def time_augment(path, *, start=0.0, end=1.0):
     -------
     ndarray, shape (..., length, dim + 1)
     """
+    start = _check_time(start, "start")
+    end = _check_time(end, "end")
     x = _as_path(path)
     length = x.shape[-2]
     t = np.linspace(start, end, length, dtype=x.dtype) if length > 1 else np.full(

@@ -302,3 +302,165 @@ def test_kraken_checksum_equals_the_printf_text_for_any_double(pdec, qdec):
             [(f"{p:.{pdec}f}", f"{q:.{qdec}f}") for p, q in a],
             [(f"{p:.{pdec}f}", f"{q:.{qdec}f}") for p, q in b])
         assert book.kraken_checksum(pdec, qdec) == want, trial
+
+
+def _levels_msg(exchange, symbol, recs, snapshot=False, checksum=0):
+    """One message of book records: ``recs`` is a list of (side, price, size)."""
+    t = T.empty_ticks(len(recs))
+    t["exchange"], t["symbol"] = T.exchange_code(exchange), symbol.encode()
+    t["kind"] = T.KIND_BOOK_SNAPSHOT if snapshot else T.KIND_BOOK_DELTA
+    for k, (side, px, sz) in enumerate(recs):
+        t[k]["side"], t[k]["price"], t[k]["size"] = side, px, sz
+    t["seq"] = 7
+    if snapshot:
+        t["flags"][0] |= T.FLAG_SNAPSHOT_BEGIN
+    t["flags"][-1] |= T.FLAG_LAST
+    t["checksum"][-1] = checksum
+    return t
+
+
+def _state(book):
+    return (book.levels("bid").tolist(), book.levels("ask").tolist(), book.updates,
+            book.last_seq, book.last_checksum, book.ts_event)
+
+
+@pytest.mark.parametrize("bad", [(1, 99.0, -1.0), (-1, 101.0, math.nan), (1, math.inf, 1.0),
+                                 (-1, -101.0, 1.0), (1, 0.0, 1.0), (0, 99.0, 1.0)])
+def test_a_bad_record_rejects_the_whole_message_and_changes_nothing(bad):
+    # depth 3: the good records before the bad one would insert a level above
+    # the others and push one out; none of it may happen, the cut included
+    book = OrderBook("kraken", "BTC-USD", depth=3)
+    book.apply(_levels_msg("kraken", "BTC-USD", [(1, 100.0, 1.0), (1, 99.0, 1.0), (1, 98.0, 1.0),
+                                                 (-1, 101.0, 1.0)], snapshot=True, checksum=11))
+    before = _state(book)
+    msg = _levels_msg("kraken", "BTC-USD",
+                      [(1, 100.5, 2.0), (-1, 100.8, 1.0), (1, 100.0, 0.0), bad],
+                      checksum=22)
+    msg["seq"] = 8
+    with pytest.raises(ValueError, match=r"ticks\[3\] is not a valid book level") as err:
+        book.apply(msg)
+    assert _state(book) == before
+    assert "left unchanged" in str(err.value)
+    # a big message (the merge path) is checked whole too
+    big = _levels_msg("kraken", "BTC-USD", [(1, 90.0 - k / 10, 1.0) for k in range(200)] + [bad],
+                      snapshot=True)
+    with pytest.raises(ValueError, match=r"ticks\[200\]"):
+        book.apply(big)
+    assert _state(book) == before
+    with pytest.raises(ValueError, match="price"):
+        book.set_level("bid", -1.0, 1.0)
+
+
+def _dict_book(recs_by_message):
+    """Reference: apply messages record by record to dicts, cut to nothing."""
+    ref = {1: {}, -1: {}}
+    for msg in recs_by_message:
+        for side, px, sz, begin in msg:
+            if begin:
+                ref = {1: {}, -1: {}}
+            if sz == 0:
+                ref[side].pop(px, None)
+            else:
+                ref[side][px] = sz
+    return ([[p, q] for p, q in sorted(ref[1].items(), reverse=True)],
+            [[p, q] for p, q in sorted(ref[-1].items())])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from([1, -1]), st.integers(1, 120),
+                                   st.sampled_from([0.0, 0.5, 1.0, 2.5]),
+                                   st.integers(0, 30).map(lambda k: k == 0)),
+                         min_size=1, max_size=300), min_size=1, max_size=4),
+       st.sampled_from(["as drawn", "reversed", "ascending", "descending"]))
+def test_big_messages_merge_as_records_applied_one_by_one(messages, order):
+    """Messages of 64+ records take the sort-and-merge path: the same book as a
+    dict applied record by record (last record of a price wins, 0 removes,
+    a snapshot start clears both sides), in any order of levels."""
+    if order == "reversed":
+        messages = [msg[::-1] for msg in messages]
+    elif order != "as drawn":  # sorted by price (stable: duplicates keep their order)
+        messages = [sorted(msg, key=lambda r: r[1] if order == "ascending" else -r[1])
+                    for msg in messages]
+    book = OrderBook("coinbase", "BTC-USD")
+    for msg in messages:
+        t = T.empty_ticks(len(msg))
+        t["exchange"], t["symbol"], t["kind"] = T.EXCHANGE_COINBASE, b"BTC-USD", T.KIND_BOOK_DELTA
+        for k, (side, px, sz, begin) in enumerate(msg):
+            t[k]["side"], t[k]["price"], t[k]["size"] = side, float(px), sz
+            t[k]["flags"] = T.FLAG_SNAPSHOT_BEGIN if begin else 0
+        t["flags"][-1] |= T.FLAG_LAST
+        assert book.apply(t) == len(msg)
+    bids, asks = _dict_book([[(s, float(p), q, b) for s, p, q, b in m] for m in messages])
+    assert book.levels("bid").tolist() == bids
+    assert book.levels("ask").tolist() == asks
+    assert book.updates == len(messages)
+
+
+def test_a_snapshot_in_the_worst_order_applies_as_fast_as_in_exchange_order():
+    """Levels sent worst first (every insert at the front of its side) used to cost
+    a memmove of the whole side each: quadratic (a 2 x 50k-level snapshot took
+    1.7 s against 3 ms in exchange order).  Compared with itself in exchange
+    order, with a margin no loaded machine reaches."""
+    import time
+
+    def snapshot(n, worst):
+        k = np.arange(1, n + 1)
+        bids, asks = 50_000 - k * 0.01, 50_000 + k * 0.01
+        if worst:
+            bids, asks = bids[::-1], asks[::-1]
+        return _levels_msg("binance", "BTC-USDT", [(1, p, 1.0) for p in bids]
+                           + [(-1, p, 1.0) for p in asks], snapshot=True)
+
+    def best_time(t):
+        out = []
+        for _ in range(3):
+            book = OrderBook("binance", "BTC-USDT")
+            t0 = time.perf_counter()
+            book.apply(t)
+            out.append(time.perf_counter() - t0)
+        return min(out), book
+
+    n = 50_000
+    fast, b1 = best_time(snapshot(n, worst=False))
+    slow, b2 = best_time(snapshot(n, worst=True))
+    k = np.arange(1, n + 1)
+    for book in (b1, b2):  # best first whichever order the levels came in
+        assert book.levels("bid").tolist() == [[p, 1.0] for p in 50_000 - k * 0.01]
+        assert book.levels("ask").tolist() == [[p, 1.0] for p in 50_000 + k * 0.01]
+    assert slow < 10 * fast + 0.05, (slow, fast)
+
+
+def test_crossed_and_locked_books_are_flagged():
+    book = OrderBook("binance", "BTC-USDT")
+    assert book.status == "empty" and not book.crossed
+    book.apply(_levels_msg("binance", "BTC-USDT", [(1, 100.0, 1.0)]))
+    assert book.status == "one_sided" and not book.crossed
+    book.apply(_levels_msg("binance", "BTC-USDT", [(1, 101.0, 1.0), (-1, 100.5, 2.0)],
+                           snapshot=True))
+    assert book.crossed and book.status == "crossed"
+    book.apply(_levels_msg("binance", "BTC-USDT", [(1, 101.0, 0.0), (1, 100.5, 1.0)]))
+    assert book.crossed and book.status == "locked"
+    book.apply(_levels_msg("binance", "BTC-USDT", [(1, 100.5, 0.0), (1, 100.0, 1.0)]))
+    assert not book.crossed and book.status == "ok"
+    book.set_level("bid", 100.7, 1.0)
+    assert book.status == "crossed"
+    book.clear()
+    assert book.status == "empty" and not book.crossed
+
+
+def test_huge_and_non_finite_arguments_are_value_errors_naming_the_argument():
+    book = OrderBook("kraken", "BTC-USD")
+    for bad in (2**63, 2**64, math.inf, math.nan, 1.5, True):
+        with pytest.raises(ValueError, match="depth"):
+            OrderBook("kraken", "BTC-USD", depth=bad)
+        with pytest.raises(ValueError, match="^n must"):
+            book.levels("bid", n=bad)
+    for bad in (math.inf, -math.inf, math.nan, 2**63, 19):
+        with pytest.raises(ValueError, match="price_decimals"):
+            book.kraken_checksum(bad, 8)
+        with pytest.raises(ValueError, match="qty_decimals"):
+            book.kraken_checksum(1, bad)
+    # what stays accepted: integral floats and numpy integers
+    assert OrderBook("kraken", "BTC-USD", depth=10.0).depth == 10
+    assert book.levels("bid", np.int64(3)).shape == (0, 2)
+    assert book.levels("bid", 2**63 - 1).shape == (0, 2)

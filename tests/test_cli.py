@@ -13,7 +13,7 @@ from hftsig.liveview import LiveView, render_summary
 from hftsig.recorder import Recorder, ReplayConnector, read_ticks, recording_book_depths
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
-COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook", "arb"]
+COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook", "arb", "doctor"]
 SIM_EXCHANGES = "binance,kraken,coinbase,coingecko"
 
 

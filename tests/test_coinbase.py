@@ -1,12 +1,17 @@
 """CoinbaseConnector (Advanced Trade) against the loopback Coinbase simulator."""
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 import numpy as np
 import pytest
+import websocket
 
 from connector_support import Collector, books_converge, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
 from connectors import CoinbaseConnector
 from connectors.base import Backoff
+from hftsig.normalize import Normalizer
 from hftsig.simulator import SimulatedExchanges
 from hftsig.ticks import (
     KIND_BOOK_SNAPSHOT,
@@ -155,3 +160,52 @@ def test_stall_with_heartbeats_keeps_connection_silence_restarts(sim):
     finally:
         assert c.stop() is True
     assert STATUS_STALE in out.statuses()
+
+
+def test_market_trades_side_is_the_makers_and_ticks_carry_the_aggressors(sim):
+    """Coinbase prints a buyer lifting the ask as ``"side": "SELL"`` (the maker's
+    side, as in recorded sessions); the simulator must send it so and the
+    normalizer must turn it into the aggressor's side."""
+    ws = websocket.create_connection(sim.connector_kwargs("coinbase")["ws_url"], timeout=10)
+    try:
+        for ch in ("level2", "market_trades"):
+            ws.send(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channel": ch}))
+        norm = Normalizer("coinbase")
+        bids, asks = {}, {}
+        agree = classified = 0
+        for _ in range(20000):
+            if classified >= 20:
+                break
+            frame = ws.recv()
+            msg = json.loads(frame)
+            ticks = norm.parse(frame, 0)
+            if msg.get("channel") == "l2_data":
+                for ev in msg["events"]:
+                    if ev["type"] == "snapshot":
+                        bids.clear()
+                        asks.clear()
+                    for u in ev["updates"]:
+                        book = bids if u["side"] == "bid" else asks
+                        if Decimal(u["new_quantity"]) == 0:
+                            book.pop(Decimal(u["price_level"]), None)
+                        else:
+                            book[Decimal(u["price_level"])] = Decimal(u["new_quantity"])
+            elif msg.get("channel") == "market_trades":
+                wire = [t for ev in msg["events"] for t in ev["trades"]]
+                # the tick's side is the opposite of the wire's, trade by trade
+                assert list(ticks["side"]) == [1 if t["side"] == "SELL" else -1 for t in wire]
+                if msg["events"][0]["type"] == "snapshot" or not (bids and asks):
+                    continue  # trades from before the book we hold
+                for t in wire:
+                    p = Decimal(t["price"])
+                    if p >= min(asks):
+                        classified += 1
+                        agree += t["side"] == "SELL"
+                    elif p <= max(bids):
+                        classified += 1
+                        agree += t["side"] == "BUY"
+        # the batch of trades leaves up to 250 ms of book changes before it: a
+        # few may be judged against a book that moved, never most of them
+        assert classified >= 20 and agree >= 0.8 * classified, (agree, classified)
+    finally:
+        ws.close()

@@ -443,6 +443,35 @@ def test_rest_client_gives_up_and_raises_clear_errors():
             rc.get_json("/x")
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_credential_headers_never_follow_a_redirect_to_another_origin(host):
+    """A real server pair: the first answers 302 to the second (another port, or
+    another host name), which records the headers it gets.  requests itself
+    strips only Authorization; the API key header must not arrive either.  A
+    redirect within the same origin keeps it (the key is needed there)."""
+    from connectors.credentials import Secret
+
+    key = "CG-redirectkey0123456789"
+    with http_server([(200, {}, '{"where": "elsewhere"}')]) as (other, other_log):
+        other = other.replace("127.0.0.1", host)
+        script = [(302, {"Location": f"{other}/api/v3/simple/price"}, ""),
+                  (302, {"Location": "/api/v3/moved"}, ""), (200, {}, '{"where": "home"}')]
+        with http_server(script) as (url, log):
+            owner = ToyPoller(["BTC-USD"], rest_url=url)
+            rc = RestClient(url, owner, timeout=2,
+                            headers={"x-cg-demo-api-key": Secret(key), "Accept": "json"})
+            assert rc.get_json("/simple/price") == {"where": "elsewhere"}
+            assert rc.get_json("/simple/price") == {"where": "home"}  # same-origin redirect
+            rc.close()
+    (path, got), = other_log
+    assert path == "/api/v3/simple/price"
+    assert all(key not in v for v in got.values())
+    assert "x-cg-demo-api-key" not in {k.lower() for k in got}
+    assert got.get("Accept") == "json"  # the rest of the request went on
+    assert [h.get("x-cg-demo-api-key") for _, h in log] == [key, key, key]
+    assert log[2][0] == "/api/v3/moved"
+
+
 def test_rest_retry_after_honoured():
     with http_server([(429, {"Retry-After": "0.3"}, ""), (200, {}, "{}")]) as (url, log):
         owner = ToyPoller(["BTC-USD"], rest_url=url, backoff=Backoff(initial=0.01, maximum=0.01))

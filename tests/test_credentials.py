@@ -112,3 +112,15 @@ def test_no_key_in_logs_or_exceptions(caplog):
     assert "invalid key" in text  # the body was logged ...
     assert KEY not in text  # ... with the key scrubbed
     assert isinstance(Credentials("coingecko", KEY).api_key, Secret)
+
+
+def test_an_invalid_plan_is_not_echoed():
+    # a key pasted into the plan variable (or argument) must not show in the error
+    with pytest.raises(ValueError, match="HFTSIG_COINGECKO_API_PLAN must be 'demo' or 'pro'") as ei:
+        load_credentials("coingecko", {"HFTSIG_COINGECKO_API_PLAN": KEY})
+    assert KEY.lower() not in str(ei.value).lower()
+    from connectors import CoinGeckoConnector
+
+    with pytest.raises(ValueError, match="plan must be 'demo' or 'pro'") as ei:
+        CoinGeckoConnector(["BTC-USD"], plan=KEY)
+    assert KEY not in str(ei.value)

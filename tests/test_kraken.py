@@ -257,3 +257,60 @@ def test_docs_checksum_sample_and_multi_pair_message():
     unsub = [r for r in received if r["method"] == "unsubscribe"]
     assert [r["params"]["symbol"] for r in unsub] == [["BTC/USD"]]
     assert out.statuses("BTC-USD") == [STATUS_RESYNC] and out.statuses("ETH-USD") == []
+
+
+def test_instrument_snapshot_with_unmappable_pairs_still_gives_precisions():
+    """A real instrument snapshot lists pairs without a canonical name (the
+    staking asset ETH2.S/ETH) and may carry a precision that is no number of
+    decimals: those entries are skipped, the subscribed pair's precisions are
+    taken, and its book is subscribed and checksummed."""
+    import json
+    import threading
+    from pathlib import Path
+
+    from websockets.sync.server import serve
+
+    guide = (Path(__file__).parent / "data" / "samples" / "kraken"
+             / "book_checksum_guide_snapshot.json").read_text().strip()
+    instrument = json.dumps({"channel": "instrument", "type": "snapshot", "data": {
+        "assets": [], "pairs": [
+            {"symbol": "ETH2.S/ETH", "base": "ETH2.S", "quote": "ETH", "price_precision": 4,
+             "qty_precision": 8},
+            {"symbol": "BTC/USD", "base": "BTC", "quote": "USD", "price_precision": 1,
+             "qty_precision": 8},
+            {"symbol": "ETH/USD", "base": "ETH", "quote": "USD", "price_precision": 1e400,
+             "qty_precision": 8}]}}).replace("Infinity", "1e400")
+    done = threading.Event()
+
+    def handler(conn):
+        while not done.is_set():
+            try:
+                req = json.loads(conn.recv(timeout=0.1))
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+            p = req.get("params", {})
+            if p.get("channel") == "instrument":
+                conn.send(instrument)
+            elif p.get("channel") == "book" and req["method"] == "subscribe":
+                conn.send(guide)
+
+    server = serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None)
+    th = threading.Thread(target=server.serve_forever)
+    th.start()
+    c = KrakenConnector(["BTC-USD"], channels=["book"], on_tick=Collector(),
+                        ws_url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v2",
+                        backoff=Backoff(initial=0.02, maximum=0.1, seed=0))
+    try:
+        c.start()
+        assert wait_for(lambda: c.synced("BTC-USD"))
+        st = c.stats()
+    finally:
+        stopped = c.stop()
+        done.set()
+        server.shutdown()
+        th.join(2)
+    assert stopped is True
+    assert c.precisions() == {"BTC-USD": (1, 8)}
+    assert st["checksum_failures"] == 0 and c.book("BTC-USD").best_bid() == (45283.5, 0.1)

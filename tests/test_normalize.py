@@ -156,7 +156,7 @@ def test_kraken_trades_sample():
     t = normalize("kraken", sample("kraken", "trade_snapshot"), TR)
     assert list(t["seq"]) == [4665846, 4665847] and list(t["side"]) == [1, 1]
     assert list(t["size"]) == [6423.46326, 1136.19677815]
-    assert list(t["flags"]) == [T.FLAG_LAST, T.FLAG_LAST]
+    assert list(t["flags"]) == [0, T.FLAG_LAST]  # one message of one pair: one FLAG_LAST
     assert t["ts_event"][1] == ns("2023-09-25T07:49:36.925603Z")
     u = normalize("kraken", sample("kraken", "trade_update"), TR)
     assert (u["side"][0], u["price"][0], u["size"][0]) == (T.SIDE_SELL, 0.5117, 40.0)
@@ -239,7 +239,8 @@ def test_coinbase_ticker_sample():
 def test_coinbase_market_trades_sample():
     t = normalize("coinbase", sample("coinbase", "market_trades"), TR)
     r = t[0]
-    assert (r["kind"], r["side"], r["price"], r["size"], r["seq"]) == (T.KIND_TRADE, 1, 1260.01, 0.3, 0)
+    # "side": "BUY" is the maker's side: the aggressor sold
+    assert (r["kind"], r["side"], r["price"], r["size"], r["seq"]) == (T.KIND_TRADE, -1, 1260.01, 0.3, 0)
     assert r["symbol"] == b"ETH-USD" and r["ts_event"] == ns("2019-08-14T20:42:27.265Z")
 
 
@@ -503,3 +504,287 @@ def test_large_rest_snapshot_grows_the_buffer():
     assert len(t) == 2 * levels and t["flags"][0] == T.FLAG_SNAPSHOT_BEGIN and t["flags"][-1] == T.FLAG_LAST
     assert t["price"][levels - 1] == float(f"{100 - (levels - 1) * 0.01:.2f}") and t["size"][-1] == levels + 1
     assert small["bid_px"][0] == 25.3519  # the earlier batch is untouched
+
+
+# ---------------------------------------------------------------------------
+# the contract: records or MalformedMessage; JSON's number grammar; no state change
+# ---------------------------------------------------------------------------
+
+def _check_contract(out):
+    """What every accepted frame gives: known kinds, a symbol, finite values >= 0."""
+    assert out.dtype == T.TICK_DTYPE
+    for r in out:
+        assert r["kind"] in (T.KIND_QUOTE, T.KIND_TRADE, T.KIND_BOOK_DELTA, T.KIND_BOOK_SNAPSHOT,
+                             T.KIND_PRICE)
+        assert r["symbol"] != b""
+        if r["kind"] == T.KIND_QUOTE:
+            assert np.isfinite([r["bid_px"], r["ask_px"]]).all() and min(r["bid_px"], r["ask_px"]) >= 0
+            for sz in (r["bid_sz"], r["ask_sz"]):  # optional on Kraken/Coinbase tickers
+                assert np.isnan(sz) or (np.isfinite(sz) and sz >= 0)
+        else:
+            assert np.isfinite(r["price"]) and r["price"] >= 0
+            if r["kind"] != T.KIND_PRICE:
+                assert np.isfinite(r["size"]) and r["size"] >= 0
+
+
+def test_coinbase_trade_side_is_the_makers():
+    """market_trades ``side`` names the maker (SELL at the ask): ticks carry the aggressor."""
+    msg = (b'{"channel":"market_trades","timestamp":"2023-02-09T20:19:35.39625135Z","sequence_num":3,'
+           b'"events":[{"type":"update","trades":['
+           b'{"trade_id":"7","product_id":"BTC-USD","price":"100.5","size":"1","side":"SELL","time":"2023-02-09T20:19:35Z"},'
+           b'{"trade_id":"8","product_id":"BTC-USD","price":"100.1","size":"2","side":"BUY","time":"2023-02-09T20:19:35Z"}]}]}')
+    t = normalize("coinbase", msg, TR)
+    assert list(t["side"]) == [T.SIDE_BUY, T.SIDE_SELL]
+
+
+def test_flag_last_once_per_message_and_symbol():
+    trade = ('{"trade_id":"%d","product_id":"%s","price":"1","size":"1","side":"BUY",'
+             '"time":"2023-02-09T20:19:35Z"}')
+    trades = [trade % (k, "BTC-USD") for k in range(3)] + [trade % (9, "ETH-USD")]
+    msg = ('{"channel":"market_trades","timestamp":"2023-02-09T20:19:35Z","sequence_num":1,'
+           '"events":[{"type":"snapshot","trades":[%s]}]}' % ",".join(trades))
+    assert list(normalize("coinbase", msg, TR)["flags"]) == [0, 0, T.FLAG_LAST, T.FLAG_LAST]
+    ticker = ('{"channel":"ticker","timestamp":"2023-02-09T20:19:35Z","sequence_num":1,"events":['
+              '{"type":"update","tickers":[{"type":"ticker","product_id":"BTC-USD","price":"1",'
+              '"best_bid":"1","best_bid_quantity":"1","best_ask":"2","best_ask_quantity":"1"}]},'
+              '{"type":"update","tickers":[{"type":"ticker","product_id":"BTC-USD","price":"1",'
+              '"best_bid":"1","best_bid_quantity":"1","best_ask":"2","best_ask_quantity":"1"}]}]}')
+    assert list(normalize("coinbase", ticker, TR)["flags"]) == [0, T.FLAG_LAST]
+    l2 = ('{"channel":"l2_data","timestamp":"2023-02-09T20:32:50Z","sequence_num":4,"events":['
+          '{"type":"update","product_id":"BTC-USD","updates":[{"side":"bid","event_time":'
+          '"2023-02-09T20:32:50Z","price_level":"1","new_quantity":"1"}]},'
+          '{"type":"update","product_id":"BTC-USD","updates":[{"side":"offer","event_time":'
+          '"2023-02-09T20:32:50Z","price_level":"2","new_quantity":"1"}]}]}')
+    assert list(normalize("coinbase", l2, TR)["flags"]) == [0, T.FLAG_LAST]
+    kr = json.loads(sample("kraken", "ticker_snapshot"))
+    kr["data"] = kr["data"] * 2
+    assert list(normalize("kraken", json.dumps(kr), TR)["flags"]) == [0, T.FLAG_LAST]
+
+
+@pytest.mark.parametrize("bad", ["01.5", "00", "-0", "-1", "-0.5", "+1", "1.", ".5", "1e", "0x10",
+                                 " 1", "1 ", "NaN", "Infinity", "1e400"])
+def test_prices_follow_json_number_grammar(bad):
+    """Quoted numbers (Binance) and JSON numbers (Kraken) obey RFC 8259; no minus sign."""
+    frame = sample("binance", "bookTicker").replace(b'"25.35190000"', json.dumps(bad).encode())
+    with pytest.raises(MalformedMessage):
+        normalize("binance", frame, TR)
+    kr = sample("kraken", "trade_update").replace(b'"qty":40.0', b'"qty":"%s"' % bad.encode())
+    with pytest.raises(MalformedMessage):
+        normalize("kraken", kr, TR)
+
+
+@pytest.mark.parametrize("exchange,good,bad", [
+    ("kraken", b'"qty":40.0', b'"qty":-5'),
+    ("binance", b'"q":"100"', b'"q":"-1"'),
+    ("binance", b'"p":"0.001"', b'"p":-0.001'),
+])
+def test_negative_price_or_size_is_malformed(exchange, good, bad):
+    frame = sample(exchange, "trade_update" if exchange == "kraken" else "trade")
+    assert good in frame
+    with pytest.raises(MalformedMessage, match="negative"):
+        normalize(exchange, frame.replace(good, bad), TR)
+
+
+def test_coinbase_negative_quantity_is_malformed():
+    msg = (b'{"channel":"l2_data","timestamp":"2023-02-09T20:32:50.714964855Z","sequence_num":42,'
+           b'"events":[{"type":"update","product_id":"ETH-USD","updates":[{"side":"offer",'
+           b'"event_time":"2023-02-09T20:32:50.7Z","price_level":"1600.5","new_quantity":"-1"}]}]}')
+    with pytest.raises(MalformedMessage, match="negative"):
+        normalize("coinbase", msg, TR)
+
+
+@pytest.mark.parametrize("text", ["18446744073709551616", "1.8446744073709551616",
+                                  "92233720368547758080", "36893488147419103232",
+                                  "0.000018446744073709551616", "18446744073709551616e-5"])
+def test_mantissa_wrapping_numbers(text):
+    """20+ digits whose 64-bit accumulator wraps to 0 (or near it) still parse right."""
+    assert parse_decimal(text) == float(text)
+    frame = sample("kraken", "trade_update").replace(b'"qty":40.0', b'"qty":' + text.encode())
+    assert normalize("kraken", frame, TR)["size"][0] == float(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text("0123456789", min_size=1, max_size=40), st.text("0123456789", max_size=40),
+       st.integers(-30, 30))
+def test_long_digit_strings_are_correctly_rounded(ip, fp, exp):
+    """Correctly rounded, i.e. equal to float(text), not merely within an ulp."""
+    ip = ip.lstrip("0") or "0"
+    text = ip + ("." + fp if fp else "") + (f"e{exp}" if exp else "")
+    assert parse_decimal(text) == float(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 10**4), st.integers(0, 3), st.integers(0, 25), st.integers(0, 4))
+def test_digit_strings_that_wrap_the_accumulator(k, zeros, point, lead):
+    """Multiples of 2**64 (times 10**zeros) wrap a 64-bit accumulator to exactly 0."""
+    digits = str(k * 2**64) + "0" * zeros
+    point = min(point, len(digits) - 1)
+    for text in (digits, digits[:len(digits) - point] + "." + digits[len(digits) - point:] if point else digits,
+                 "0." + "0" * lead + digits):
+        assert parse_decimal(text) == float(text), text
+
+
+def test_binance_book_ticker_missing_field_is_malformed():
+    frame = json.loads(sample("binance", "bookTicker"))
+    for key in ("u", "A", "b"):
+        partial = {k: v for k, v in frame.items() if k != key}
+        with pytest.raises(MalformedMessage, match="bookTicker"):
+            normalize("binance", json.dumps(partial), TR)
+
+
+@pytest.mark.parametrize("price", [b"null", b'"67187.3"', b"true", b"{}"])
+def test_coingecko_price_that_is_not_a_number_is_malformed(price):
+    n = Normalizer("coingecko")
+    with pytest.raises(MalformedMessage):
+        n.parse(sample("coingecko", "simple_price").replace(b"67187.3358936566", price), TR)
+
+
+def test_json_escapes_in_fields_are_decoded():
+    bt = sample("binance", "bookTicker")
+    plain = normalize("binance", bt, TR).copy()
+    esc = normalize("binance", bt.replace(b'"BNBUSDT"', b'"BNB\\u0055SDT"').replace(
+        b'"25.35190000"', b'"25.3519\\u0030"'), TR)
+    assert esc.tobytes() == plain.tobytes()
+    assert normalize("binance", b'{"u":1,"s":"NKN\\u0055SDT","b":"1","B":"1","a":"2","A":"1"}',
+                     TR)["symbol"][0] == b"NKN-USDT"
+    tr = sample("binance", "trade")
+    got = normalize("binance", tr.replace(b'"e":"trade"', b'"\\u0065":"tr\\u0061de"'), TR)
+    assert got.tobytes() == normalize("binance", tr, TR).tobytes()
+    kr = sample("kraken", "trade_update")
+    got = normalize("kraken", kr.replace(b'"sell"', b'"s\\u0065ll"').replace(b"MATIC/USD", b"MATIC\\/USD"), TR)
+    assert got.tobytes() == normalize("kraken", kr, TR).tobytes()
+    cg = sample("coingecko", "simple_price").replace(b'"bitcoin"', b'"bit\\u0063oin"')
+    assert normalize("coingecko", cg, TR)["symbol"][0] == b"BTC-USD"
+
+
+@pytest.mark.parametrize("exchange,msg", [
+    ("binance", b'{"e":"depthUpdate","E":1,"s":"BNBBTC","U":1,"u":2,"b":[["1","1"]],"a":[],'
+                b'"e":"trade","t":1,"p":"1","q":"1","T":1,"m":true}'),
+    ("binance", b'{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1","s":"BTCUSDT"}'),
+    ("kraken", b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",'
+               b'"bids":[{"price":1,"qty":1}],"asks":[],"checksum":1}],"channel":"heartbeat"}'),
+    ("kraken", b'{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy",'
+               b'"price":1,"qty":1,"qty":2,"trade_id":1,"timestamp":"2023-09-25T07:49:37Z"}]}'),
+    ("coinbase", b'{"channel":"l2_data","timestamp":"2023-02-09T20:32:50Z","sequence_num":4,"events":'
+                 b'[{"type":"update","product_id":"BTC-USD","updates":[{"side":"bid","price_level":"1",'
+                 b'"new_quantity":"1"}]}],"channel":"heartbeats"}'),
+    ("coinbase", b'{"channel":"l2_data","timestamp":"2023-02-09T20:32:50Z","sequence_num":4,"events":'
+                 b'[{"type":"update","product_id":"BTC-USD","updates":[{"side":"bid","side":"offer",'
+                 b'"price_level":"1","new_quantity":"1"}]}]}'),
+    ("coingecko", b'{"bitcoin":{"usd":1,"usd":2}}'),
+    ("coingecko", b'{"bitcoin":{"usd":1,"last_updated_at":1,"last_updated_at":2}}'),
+])
+def test_duplicate_keys_are_malformed(exchange, msg):
+    assert validate_json(msg)
+    n = Normalizer(exchange)
+    with pytest.raises(MalformedMessage, match="duplicate|twice|once"):
+        n.parse(msg, TR)
+
+
+@pytest.mark.parametrize("exchange,msg", [
+    ("coingecko", b'{"bitcoin":{"usd":1,"last_updated_at":9999999999}}'),
+    ("binance", sample("binance", "trade").replace(b'"T":1672515782136', b'"T":9300000000000')),
+    ("binance", sample("binance", "trade").replace(b'"T":1672515782136', b'"T":-1')),
+    ("binance", sample("binance", "depthUpdate").replace(b'"E":', b'"E":9', 1)),
+])
+def test_times_past_int64_ns_are_malformed(exchange, msg):
+    with pytest.raises(MalformedMessage, match="time"):
+        normalize(exchange, msg, TR)
+
+
+def test_times_at_the_int64_limit_are_kept():
+    cg = normalize("coingecko", b'{"bitcoin":{"usd":1,"last_updated_at":9223372036}}', TR)
+    assert cg["ts_event"][0] == 9223372036 * 10**9
+    tr = sample("binance", "trade").replace(b'"T":1672515782136', b'"T":9223372036854')
+    assert normalize("binance", tr, TR)["ts_event"][0] == 9223372036854 * 10**6
+
+
+def test_parse_argument_errors():
+    n = Normalizer("binance")
+    with pytest.raises(TypeError, match="message"):
+        n.parse(None, TR)
+    for bad in (2**63, -1, 10**30):
+        with pytest.raises(ValueError, match="ts_recv") as info:
+            n.parse(sample("binance", "bookTicker"), bad)
+        assert not isinstance(info.value, MalformedMessage)
+    assert n.parse(sample("binance", "bookTicker"), 2**63 - 1)["ts_recv"][0] == 2**63 - 1
+
+
+def test_normalize_results_stay_valid_and_independent():
+    """normalize() hands out views of never-reused chunks: earlier results survive later calls."""
+    frame = sample("binance", "bookTicker")
+    first = normalize("binance", frame, 1)
+    later = [normalize("binance", frame.replace(b"400900217", str(k).encode()), 2) for k in range(2000)]
+    assert first["seq"][0] == 400900217 and first["ts_recv"][0] == 1
+    assert [int(t["seq"][0]) for t in later] == list(range(2000))
+    later[0]["seq"] = 5  # writable, and writing one touches no other
+    assert later[1]["seq"][0] == 1 and first["seq"][0] == 400900217
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_contract(data):
+    """Mutated frames give records that keep the contract, or MalformedMessage, and a
+    rejected frame leaves the Normalizer as it was (the next good frame parses the same)."""
+    exchange, msg = data.draw(st.sampled_from(_all_samples()))
+    sym = "BNBBTC" if b"lastUpdateId" in msg else None
+    m = bytearray(msg)
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(m) - 1))
+        m[pos:pos + data.draw(st.integers(0, 2))] = data.draw(
+            st.sampled_from([b"-", b"0", b"1e", b"\\u0030", b"9" * 20, b",", b'"', b"e", b"null"]))
+    n = Normalizer(exchange)
+    want = n.parse(msg, TR, sym).copy()
+    before = dict(n.precisions)
+    try:
+        _check_contract(n.parse(bytes(m), TR, sym))
+    except MalformedMessage:
+        assert n.precisions == before
+    assert n.parse(msg, TR, sym).tobytes() == want.tobytes()
+
+
+def _instrument(*pairs):
+    return json.dumps({"channel": "instrument", "type": "snapshot",
+                       "data": {"assets": [], "pairs": list(pairs)}})
+
+
+def _pair(symbol, pp=1, qp=8):
+    return {"symbol": symbol, "base": symbol.split("/")[0], "quote": symbol.split("/")[-1],
+            "price_precision": pp, "qty_precision": qp, "price_increment": 0.1}
+
+
+def test_kraken_instrument_skips_and_counts_unmappable_pairs():
+    """A real snapshot lists staking/tokenized assets without a canonical name:
+    those are skipped and counted, every other pair keeps its precisions."""
+    n = Normalizer("kraken")
+    out = n.parse(_instrument(_pair("BTC/USD"), _pair("ETH2.S/ETH", 4, 8), {"symbol": 5},
+                              _pair("ETH/USD", 2, 8)), TR)
+    assert len(out) == 0 and n.last_type == "data" and n.last_channel == "instrument"
+    assert n.precisions == {"BTC-USD": (1, 8), "ETH-USD": (2, 8)}
+    assert (n.last_skipped, n.skipped) == (2, 2)
+    n.parse(sample("kraken", "heartbeat"), TR)
+    assert (n.last_skipped, n.skipped) == (0, 2)
+
+
+def test_kraken_instrument_rejected_whole_changes_nothing():
+    n = Normalizer("kraken")
+    n.parse(_instrument(_pair("BTC/USD")), TR)
+    bad = _instrument(_pair("BTC/USD", 3, 3), _pair("ETH/USD"))[:-2] + "}"  # not JSON
+    with pytest.raises(MalformedMessage):
+        n.parse(bad, TR)
+    no_pairs = json.dumps({"channel": "instrument", "type": "snapshot", "data": {"pairs": {}}})
+    with pytest.raises(MalformedMessage):
+        n.parse(no_pairs, TR)
+    assert n.precisions == {"BTC-USD": (1, 8)} and n.skipped == 0
+
+
+@pytest.mark.parametrize("bad", ["1e400", "5" * 5000, "-3", str(10**30), "2.9", "true", "19",
+                                 '"2"', "null", "1.0"])
+def test_kraken_instrument_bad_precision_keeps_the_previous(bad):
+    n = Normalizer("kraken")
+    n.parse(_instrument(_pair("BTC/USD", 1, 8), _pair("ETH/USD", 2, 8)), TR)
+    msg = _instrument(_pair("BTC/USD", 7, 7), _pair("ETH/USD", 0, 18)).replace(
+        '"price_precision": 7', '"price_precision": ' + bad)
+    assert '"price_precision": ' + bad in msg
+    n.parse(msg, TR)  # neither OverflowError nor a plain ValueError
+    assert n.precisions == {"BTC-USD": (1, 8), "ETH-USD": (0, 18)} and n.last_skipped == 1

@@ -10,19 +10,29 @@ from cython.parallel cimport prange, threadid
 
 cimport cython
 import numpy as np
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cython cimport floating
 
-cdef inline void _level_offsets(Py_ssize_t dim, Py_ssize_t depth,
+cdef inline bint _level_offsets(Py_ssize_t dim, Py_ssize_t depth,
                                 Py_ssize_t* offsets, Py_ssize_t* sizes) noexcept nogil:
     # offsets[l], sizes[l] for l = 0 .. depth; level 0 is not stored.
+    # False if dim < 1 or a size overflows: a wrapped size could match the
+    # row length and send the kernels past the end of the rows.
     cdef Py_ssize_t level
+    if dim < 1:
+        return False
     offsets[0] = 0
     sizes[0] = 1
     offsets[1] = 0
     for level in range(1, depth + 1):
+        if sizes[level - 1] > PY_SSIZE_T_MAX // dim:
+            return False
         sizes[level] = sizes[level - 1] * dim
         if level > 1:
+            if offsets[level - 1] > PY_SSIZE_T_MAX - sizes[level - 1]:
+                return False
             offsets[level] = offsets[level - 1] + sizes[level - 1]
+    return offsets[depth] <= PY_SSIZE_T_MAX - sizes[depth]
 
 
 cdef inline void _horner_step(const floating* x, const floating* r, floating* dst, floating r0,
@@ -112,12 +122,12 @@ def tensor_log(const floating[:, ::1] sig, floating[:, ::1] out,
     cdef Py_ssize_t n_threads_used = max(1, min(n_threads, n))
     cdef floating[:, ::1] scratch
     if depth < 1 or depth > 62:
-        raise ValueError(f"depth must be in 1..62, got {depth}")
+        raise ValueError(f"depth: must be in 1..62, got {depth}")
     if out.shape[0] != n or out.shape[1] != length:
         raise ValueError("out must have the shape of sig")
-    _level_offsets(dim, depth, offsets, sizes)
-    if offsets[depth] + sizes[depth] != length:
-        raise ValueError("sig rows do not have siglength(dim, depth) entries")
+    if (not _level_offsets(dim, depth, offsets, sizes)
+            or offsets[depth] + sizes[depth] != length):
+        raise ValueError("signature: rows do not have siglength(dim, depth) entries")
     if n == 0:
         return
     # one r_1 per thread
@@ -152,15 +162,15 @@ def lyndon_logsig(const floating[:, ::1] sig, floating[:, ::1] out,
     cdef Py_ssize_t n_threads_used = max(1, min(n_threads, n))
     cdef floating[:, ::1] scratch
     if depth < 1 or depth > 62:
-        raise ValueError(f"depth must be in 1..62, got {depth}")
+        raise ValueError(f"depth: must be in 1..62, got {depth}")
     if out.shape[0] != n or out.shape[1] != n_words:
         raise ValueError("out must have shape (len(sig), len(words))")
     if (indptr.shape[0] != n_words + 1 or indices.shape[0] != data.shape[0]
             or split_ptr.shape[0] != n_words + 1 or split_x.shape[0] != split_r.shape[0]):
         raise ValueError("malformed Lyndon tables")
-    _level_offsets(dim, depth, offsets, sizes)
-    if offsets[depth] + sizes[depth] != length:
-        raise ValueError("sig rows do not have siglength(dim, depth) entries")
+    if (not _level_offsets(dim, depth, offsets, sizes)
+            or offsets[depth] + sizes[depth] != length):
+        raise ValueError("signature: rows do not have siglength(dim, depth) entries")
     if n == 0:
         return
     cdef const Py_ssize_t* words_p = _ptr(words)

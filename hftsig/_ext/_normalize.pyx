@@ -31,6 +31,7 @@ from cpython.ref cimport Py_INCREF
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
+    long long PyLong_AsLongLongAndOverflow(object, int*) except? -1
 
 cdef extern from "numpy/arrayobject.h":
     object PyArray_NewFromDescr(void* subtype, void* descr, int nd, cnp.npy_intp* dims,
@@ -40,7 +41,8 @@ cdef extern from "numpy/arrayobject.h":
 class MalformedMessage(ValueError):
     """A frame that is not valid JSON or lacks what its message type needs.
 
-    Connectors count these and carry on; nothing of the frame is emitted.
+    Connectors count these and carry on; nothing of the frame is emitted and
+    the Normalizer's state (``precisions``) is as before it.
     """
 
 
@@ -392,7 +394,7 @@ cdef inline int _obj_open(Ctx* c, It* it, Py_ssize_t i, int depth) noexcept:
     return 0
 
 
-cdef int _obj_next(Ctx* c, It* it, Val* k, Val* v) noexcept:
+cdef inline int _obj_next(Ctx* c, It* it, Val* k, Val* v) noexcept:
     """Next member of an object: 1 and key/value, 0 at its end, -1 on error."""
     cdef Py_ssize_t i = _ws(c, it.i)
     if it.state == 2:
@@ -481,7 +483,6 @@ cdef Py_ssize_t _collect(Ctx* c, Py_ssize_t i, int depth, Keys* ks, Val* out) no
     cdef It it
     cdef Val k, v
     cdef int r, j
-    cdef Py_ssize_t L
     for j in range(ks.n):
         out[j].kind = J_NONE
     if _obj_open(c, &it, i, depth) < 0:
@@ -492,15 +493,11 @@ cdef Py_ssize_t _collect(Ctx* c, Py_ssize_t i, int depth, Keys* ks, Val* out) no
             return it.i
         if r < 0:
             return -1
-        L = k.e - k.s
-        if L == 0:
-            continue
-        j = ks.first[c.p[k.s]]
-        while j >= 0:
-            if ks.len[j] == L and _same(c.p + k.s, ks.name[j], L):
-                out[j] = v
-                break
-            j = ks.next[j]
+        j = _key_id(c, &k, ks)
+        if j >= 0:
+            if out[j].kind != J_NONE:
+                return _fail(c, k.s, "duplicate key")
+            out[j] = v
 
 
 cdef int _obj_key(Ctx* c, It* it, Val* k) noexcept:
@@ -558,7 +555,7 @@ cdef inline void _arr_at(It* it, Py_ssize_t pos, int depth) noexcept:
     it.depth = depth + 1
 
 
-cdef int _arr_elem(Ctx* c, It* it) noexcept:
+cdef inline int _arr_elem(Ctx* c, It* it) noexcept:
     """Next element of an array: 1 with it.i at it, 0 at the end, -1 on error.
 
     The caller consumes the element and calls _obj_done with its end.
@@ -603,16 +600,30 @@ cdef inline bint _same(const unsigned char* a, const char* b, Py_ssize_t L) noex
 
 
 cdef inline int _key_id(Ctx* c, Val* k, Keys* ks) noexcept:
-    cdef Py_ssize_t L = k.e - k.s
+    """Index of key k in ks, -1 if not one of them (escapes decoded: "\u0065" is "e")."""
+    if k.esc:
+        return _key_id_esc(c, k, ks)
+    return _key_find(c.p + k.s, k.e - k.s, ks)
+
+
+cdef inline int _key_find(const unsigned char* q, Py_ssize_t L, Keys* ks) noexcept:
     cdef int j
     if L == 0:
         return -1
-    j = ks.first[c.p[k.s]]
+    j = ks.first[q[0]]
     while j >= 0:
-        if ks.len[j] == L and _same(c.p + k.s, ks.name[j], L):
+        if ks.len[j] == L and _same(q, ks.name[j], L):
             return j
         j = ks.next[j]
     return -1
+
+
+cdef int _key_id_esc(Ctx* c, Val* k, Keys* ks) noexcept:
+    cdef unsigned char buf[ESC_CAP]
+    cdef Py_ssize_t n = _unescape(c.p, k.s, k.e, buf, ESC_CAP)
+    if n < 0:
+        return -1
+    return _key_find(buf, n, ks)
 
 
 cdef inline void _span(Val* v, Py_ssize_t s, Py_ssize_t e, int kind) noexcept:
@@ -625,9 +636,139 @@ cdef inline void _span(Val* v, Py_ssize_t s, Py_ssize_t e, int kind) noexcept:
 cdef int64_t TS_UNSET = -9223372036854775807 - 1
 
 
-cdef inline bint _eq(Ctx* c, Val* v, const char* lit) noexcept:
-    cdef Py_ssize_t L = strlen(lit)
-    return v.kind == J_STR and v.e - v.s == L and _same(c.p + v.s, lit, L)
+cdef inline bint _eq(Ctx* c, Val* v, const char* lit, Py_ssize_t L) noexcept:
+    """v is the string lit (of length L, given so that no call needs strlen)."""
+    if v.kind != J_STR:
+        return False
+    if v.esc:
+        return _eq_esc(c, v, lit, L)
+    return v.e - v.s == L and _same(c.p + v.s, lit, L)
+
+
+cdef bint _eq_esc(Ctx* c, Val* v, const char* lit, Py_ssize_t L) noexcept:
+    """_eq for a string with escapes ("tr\u0061de" is "trade")."""
+    cdef unsigned char buf[ESC_CAP]
+    cdef Py_ssize_t n = _unescape(c.p, v.s, v.e, buf, ESC_CAP)
+    return n == L and _same(buf, lit, L)
+
+
+# ---------------------------------------------------------------------------
+# escaped strings
+# ---------------------------------------------------------------------------
+
+cdef Py_ssize_t _unescape(const unsigned char* p, Py_ssize_t s, Py_ssize_t e,
+                          unsigned char* out, Py_ssize_t cap) noexcept:
+    """UTF-8 of the JSON string body p[s:e] with its escapes decoded into out.
+
+    The scanner has already checked the escape syntax.  Returns the length,
+    or -1 when it needs more than ``cap`` bytes or holds a lone surrogate
+    (no field this module reads can be either).
+    """
+    cdef Py_ssize_t i = s, n = 0
+    cdef unsigned char ch
+    cdef uint32_t u, lo
+    cdef int k
+    while i < e:
+        ch = p[i]
+        if ch != 92:
+            if n >= cap:
+                return -1
+            out[n] = ch
+            n += 1
+            i += 1
+            continue
+        ch = p[i + 1]
+        i += 2
+        if ch == 117:  # \uXXXX
+            u = _hex4(p + i)
+            i += 4
+            if 0xD800 <= u <= 0xDBFF:
+                if i + 6 > e or p[i] != 92 or p[i + 1] != 117:
+                    return -1
+                lo = _hex4(p + i + 2)
+                if not (0xDC00 <= lo <= 0xDFFF):
+                    return -1
+                i += 6
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00)
+            elif 0xDC00 <= u <= 0xDFFF:
+                return -1
+            if u < 0x80:
+                k = 1
+            elif u < 0x800:
+                k = 2
+            elif u < 0x10000:
+                k = 3
+            else:
+                k = 4
+            if n + k > cap:
+                return -1
+            if k == 1:
+                out[n] = <unsigned char>u
+            elif k == 2:
+                out[n] = <unsigned char>(0xC0 | (u >> 6))
+                out[n + 1] = <unsigned char>(0x80 | (u & 0x3F))
+            elif k == 3:
+                out[n] = <unsigned char>(0xE0 | (u >> 12))
+                out[n + 1] = <unsigned char>(0x80 | ((u >> 6) & 0x3F))
+                out[n + 2] = <unsigned char>(0x80 | (u & 0x3F))
+            else:
+                out[n] = <unsigned char>(0xF0 | (u >> 18))
+                out[n + 1] = <unsigned char>(0x80 | ((u >> 12) & 0x3F))
+                out[n + 2] = <unsigned char>(0x80 | ((u >> 6) & 0x3F))
+                out[n + 3] = <unsigned char>(0x80 | (u & 0x3F))
+            n += k
+            continue
+        if n >= cap:
+            return -1
+        if ch == 98:
+            ch = 8
+        elif ch == 102:
+            ch = 12
+        elif ch == 110:
+            ch = 10
+        elif ch == 114:
+            ch = 13
+        elif ch == 116:
+            ch = 9
+        out[n] = ch  # '"', '\\' and '/' stand for themselves
+        n += 1
+    return n
+
+
+cdef inline uint32_t _hex4(const unsigned char* q) noexcept:
+    cdef uint32_t u = 0
+    cdef int k
+    cdef unsigned char ch
+    for k in range(4):
+        ch = q[k]
+        if ch <= 57:
+            u = u * 16 + (ch - 48)
+        elif ch <= 70:
+            u = u * 16 + (ch - 55)
+        else:
+            u = u * 16 + (ch - 87)
+    return u
+
+
+cdef enum:
+    ESC_CAP = 64   # longest escaped field decoded in place (symbols, types, numbers, times)
+
+
+cdef int _unescaped(Ctx* c, Val* v, Ctx* tmp, Val* tv, unsigned char* buf) except -1:
+    """Point tmp/tv at the decoded text of the escaped string v (buf holds ESC_CAP bytes)."""
+    cdef Py_ssize_t L = _unescape(c.p, v.s, v.e, buf, ESC_CAP)
+    if L < 0:
+        return _raise_at(c, v.s, "escaped string too long or invalid")
+    tmp.p = buf
+    tmp.n = L
+    tmp.err = NULL
+    tmp.errpos = 0
+    tmp.ss = -1
+    tv.s = 0
+    tv.e = L
+    tv.kind = J_STR
+    tv.esc = 0
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -646,40 +787,49 @@ for _k in range(1, 10):
 
 
 cdef int _num(Ctx* c, Val* v, double* out) except -1:
-    """float64 of a JSON number or a quoted decimal; equals float(text)."""
-    cdef Py_ssize_t i = v.s, e = v.e, start
+    """float64 of a price or size (a JSON number or a quoted one), correctly rounded.
+
+    The text must match JSON's number grammar (RFC 8259) without the minus
+    sign no price or size may have: ``(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?``;
+    the value equals ``float(text)``, and one that is not finite is malformed.
+    """
+    cdef Py_ssize_t i = v.s, e = v.e, start, first
     cdef const unsigned char* p = c.p
     cdef uint64_t m = 0
-    cdef int nd = 0, dexp = 0, big = 0, neg = 0, x, esgn
-    cdef unsigned int d
+    cdef int dexp = 0, big = 0, x, esgn
+    cdef Py_ssize_t nd
     cdef double r
     if v.kind != J_STR and v.kind != J_NUM:
         return _raise_at(c, v.s, "expected a number")
     if v.esc:
-        return _raise_at(c, v.s, "escaped number")
+        return _num_esc(c, v, out)
     if i < e and p[i] == 45:
-        neg = 1
-        i += 1
-    start = i
-    # digits accumulate into m (leading zeros leave it 0); nd counts the
-    # significant ones, and more than 19 sends the text to the slow path
+        return _raise_at(c, v.s, "negative price or size")
+    start = first = i
+    # digits accumulate into m, which wraps past 19 significant digits: those
+    # (counted below, only for long texts) take the slow path
     while i < e and _digit(p[i]):
         m = m * 10 + (p[i] - 48)
-        nd += m != 0
         i += 1
-    if i == start:
-        return _raise_at(c, v.s, "expected a number")
+    if i == start or (p[start] == 48 and i - start > 1):
+        return _raise_at(c, v.s, "expected a number")  # no digits, or a leading zero
+    nd = i - start
     if i < e and p[i] == 46:
         i += 1
         start = i
         while i < e and _digit(p[i]):
             m = m * 10 + (p[i] - 48)
-            nd += m != 0
             i += 1
         if i == start:
             return _raise_at(c, v.s, "expected a number")
         dexp = <int>(start - i)
-    big = nd > 19
+        nd += i - start
+    if nd > 19:
+        # leading zeros ("0.000...") are not significant
+        while first < i and (p[first] == 48 or p[first] == 46):
+            nd -= p[first] == 48
+            first += 1
+        big = nd > 19
     if i < e and (p[i] == 101 or p[i] == 69):
         i += 1
         esgn = 1
@@ -700,7 +850,7 @@ cdef int _num(Ctx* c, Val* v, double* out) except -1:
     if i != e:
         return _raise_at(c, v.s, "expected a number")
     if m == 0 and not big:
-        out[0] = -0.0 if neg else 0.0
+        out[0] = 0.0
         return 0
     if not big and m <= 9007199254740992ULL and -22 <= dexp <= 22:
         # both operands exact: one IEEE operation rounds correctly (Clinger)
@@ -709,24 +859,36 @@ cdef int _num(Ctx* c, Val* v, double* out) except -1:
         else:
             r = <double>m / POW10[-dexp]
     else:
-        r = float(PyBytes_FromStringAndSize(<const char*>p + v.s + neg, v.e - v.s - neg))
+        # correctly rounded; the text already matched the grammar above
+        r = float(PyBytes_FromStringAndSize(<const char*>p + v.s, v.e - v.s))
     if not isfinite(r):
         return _raise_at(c, v.s, "number out of range")
-    out[0] = -r if neg else r
+    out[0] = r
     return 0
 
 
+cdef int _num_esc(Ctx* c, Val* v, double* out) except -1:
+    """_num of a quoted number written with escapes (kept out of the hot path)."""
+    cdef Ctx tmp
+    cdef Val tv
+    cdef unsigned char buf[ESC_CAP]
+    _unescaped(c, v, &tmp, &tv, buf)
+    return _num(&tmp, &tv, out)
+
+
 cdef int _int(Ctx* c, Val* v, int64_t* out) except -1:
-    """int64 of a JSON integer or a quoted integer."""
+    """int64 of a JSON integer or a quoted one (JSON's grammar: no leading zero)."""
     cdef Py_ssize_t i = v.s, e = v.e
     cdef uint64_t m = 0
     cdef int neg = 0
-    if (v.kind != J_STR and v.kind != J_NUM) or v.esc:
+    if v.kind != J_STR and v.kind != J_NUM:
         return _raise_at(c, v.s, "expected an integer")
+    if v.esc:
+        return _int_esc(c, v, out)
     if i < e and c.p[i] == 45:
         neg = 1
         i += 1
-    if i >= e or e - i > 19:
+    if i >= e or e - i > 19 or (c.p[i] == 48 and e - i > 1):
         return _raise_at(c, v.s, "expected an integer")
     while i < e:
         if not _digit(c.p[i]):
@@ -737,6 +899,24 @@ cdef int _int(Ctx* c, Val* v, int64_t* out) except -1:
         return _raise_at(c, v.s, "integer out of range")
     out[0] = -<int64_t>m if neg else <int64_t>m
     return 0
+
+
+cdef int _int_esc(Ctx* c, Val* v, int64_t* out) except -1:
+    cdef Ctx tmp
+    cdef Val tv
+    cdef unsigned char buf[ESC_CAP]
+    _unescaped(c, v, &tmp, &tv, buf)
+    return _int(&tmp, &tv, out)
+
+
+cdef int _time_esc(Ctx* c, Val* v, int64_t* out) except -1:
+    cdef Ctx tmp
+    cdef Val tv
+    cdef unsigned char buf[ESC_CAP]
+    if v.kind != J_STR:
+        return _raise_at(c, v.s, "expected an RFC3339 time")
+    _unescaped(c, v, &tmp, &tv, buf)
+    return _time_plain(&tmp, &tv, out)
 
 
 cdef inline int _d2(const unsigned char* q, int* out) noexcept:
@@ -764,8 +944,15 @@ cdef int _mdays(int y, int m) noexcept:
     return 31
 
 
-cdef int _time(Ctx* c, Val* v, int64_t* out) except -1:
+cdef inline int _time(Ctx* c, Val* v, int64_t* out) except -1:
     """RFC3339 text (``2023-09-25T07:48:36.925533Z``) -> int64 ns since the epoch."""
+    if v.esc:
+        return _time_esc(c, v, out)
+    return _time_plain(c, v, out)
+
+
+cdef int _time_plain(Ctx* c, Val* v, int64_t* out) except -1:
+    """_time of a value without escapes."""
     cdef const unsigned char* q = c.p + v.s
     cdef Py_ssize_t L = v.e - v.s, k
     cdef int y, mo, d, h, mi, s, a, b, oh, om, sign
@@ -927,7 +1114,10 @@ cdef class Normalizer:
 
     After each :meth:`parse` (also one that raised) the message is described
     by ``last_type``, ``last_channel``, ``last_seq``, ``last_seq_first``,
-    ``last_checksum``, ``last_symbol`` and ``last_error``.
+    ``last_checksum``, ``last_symbol``, ``last_error`` and ``last_skipped``
+    (entries of an accepted message left out: Kraken ``instrument`` pairs
+    without a canonical name or with bad precisions); ``skipped`` is their
+    total since construction.
 
     Examples
     --------
@@ -966,6 +1156,8 @@ cdef class Normalizer:
     cdef char _lsym[16]
     cdef public object last_error
     cdef public dict precisions
+    cdef readonly Py_ssize_t last_skipped
+    cdef readonly Py_ssize_t skipped
 
     def __init__(self, exchange, *, symbols=None, time_unit="auto", chunk_size=4096):
         name = str(exchange).lower()
@@ -1009,6 +1201,7 @@ cdef class Normalizer:
         self._pos = 0
         self._start = 0
         self.precisions = {}
+        self.skipped = 0
         self._reset_last()
 
     # -- message description -------------------------------------------------
@@ -1056,6 +1249,7 @@ cdef class Normalizer:
         self._has_cks = 0
         self._lsym[0] = 0
         self.last_error = None
+        self.last_skipped = 0
 
     # -- output buffer ---------------------------------------------------------
     cdef int _grow(self) except -1:
@@ -1092,27 +1286,45 @@ cdef class Normalizer:
         self._start = self._pos
         return out
 
+    cdef void _mark_runs(self, Py_ssize_t a) noexcept:
+        """FLAG_LAST on the last record of each run of one symbol in records [a, pos)."""
+        cdef Py_ssize_t j
+        for j in range(a, self._pos):
+            if j + 1 == self._pos or memcmp(self._buf[j].symbol, self._buf[j + 1].symbol, 16):
+                self._buf[j].flags |= FLAG_LAST
+
     # -- symbols ---------------------------------------------------------------
     cdef int _sym(self, Ctx* c, Val* v, char* out) except -1:
         cdef Py_ssize_t L = v.e - v.s
         cdef int k
-        if v.kind != J_STR or v.esc or L < 1 or L > 31:
+        cdef const unsigned char* q = c.p + v.s
+        if v.kind == J_STR and v.esc:
+            return self._sym_esc(c, v, out)
+        if v.kind != J_STR or L < 1 or L > 31:
             return _raise_at(c, v.s, "bad symbol")
         for k in range(self._cn):
-            if self._crawlen[k] == L and memcmp(self._craw[k], c.p + v.s, L) == 0:
+            if self._crawlen[k] == L and memcmp(self._craw[k], q, L) == 0:
                 memcpy(out, self._ccan[k], 16)
                 return 0
-        raw = PyBytes_FromStringAndSize(<const char*>c.p + v.s, L)
+        raw = PyBytes_FromStringAndSize(<const char*>q, L)
         can = self._resolve(raw)
         k = self._cnext
         self._cnext = (k + 1) % 8
         if self._cn < 8:
             self._cn += 1
-        memcpy(self._craw[k], c.p + v.s, L)
+        memcpy(self._craw[k], q, L)
         self._crawlen[k] = <int>L
         memcpy(self._ccan[k], PyBytes_AS_STRING(can), 16)
         memcpy(out, self._ccan[k], 16)
         return 0
+
+    cdef int _sym_esc(self, Ctx* c, Val* v, char* out) except -1:
+        """_sym of a symbol written with escapes: "NKN\\u0055SDT" is NKNUSDT."""
+        cdef Ctx tmp
+        cdef Val tv
+        cdef unsigned char buf[ESC_CAP]
+        _unescaped(c, v, &tmp, &tv, buf)
+        return self._sym(&tmp, &tv, out)
 
     cdef bytes _resolve(self, bytes raw):
         hit = self._symcache.get(raw)
@@ -1161,11 +1373,27 @@ cdef class Normalizer:
         Raises
         ------
         MalformedMessage
-            For malformed input; nothing is emitted.
+            For malformed input (see :mod:`hftsig.normalize`: JSON's number
+            grammar, no negative price or size, no key read twice...);
+            nothing is emitted and no state changes.
+        TypeError
+            ``message`` is None or not bytes-like/str.
+        ValueError
+            ``ts_recv`` is outside 0..2**63-1.
         """
         cdef Ctx c
         cdef int64_t tr
+        cdef int overflow = 0
         cdef const unsigned char[::1] mv
+        if message is None:
+            raise TypeError("message must be bytes, str or a contiguous byte buffer, got None")
+        if ts_recv is None:
+            tr = _now_ns()
+        else:
+            tr = PyLong_AsLongLongAndOverflow(ts_recv, &overflow)
+            if overflow or tr < 0:
+                raise ValueError(
+                    f"ts_recv must be ns since the epoch in 0..2**63-1, got {ts_recv!r}")
         if PyBytes_Check(message):
             c.p = <const unsigned char*>PyBytes_AS_STRING(message)
             c.n = PyBytes_GET_SIZE(message)
@@ -1189,7 +1417,6 @@ cdef class Normalizer:
         c.err = NULL
         c.errpos = 0
         c.ss = -1
-        tr = _now_ns() if ts_recv is None else ts_recv
         self._reset_last()
         self._pos = self._start
         try:
@@ -1232,10 +1459,19 @@ cdef class Normalizer:
         self._ltype = T_UNKNOWN
         return 0
 
-    cdef inline int64_t _bn_time(self, int64_t t) noexcept:
+    cdef int _bn_time(self, Ctx* c, Val* v, int64_t* out) except -1:
+        """ns since the epoch of a Binance ms/us time; malformed unless 0 <= ns < 2**63."""
+        cdef int64_t t
+        _int(c, v, &t)
         if self._time_unit == 2 or (self._time_unit == 0 and t >= 100000000000000):
-            return t * 1000
-        return t * 1000000
+            if t < 0 or t > 9223372036854775:
+                return _raise_at(c, v.s, "time out of range")
+            out[0] = t * 1000
+        else:
+            if t < 0 or t > 9223372036854:
+                return _raise_at(c, v.s, "time out of range")
+            out[0] = t * 1000000
+        return 0
 
     # -- Binance -------------------------------------------------------------------
     cdef Py_ssize_t _binance(self, Ctx* c, Py_ssize_t i, int64_t tr, object hint,
@@ -1263,6 +1499,10 @@ cdef class Normalizer:
             if r < 0:
                 self._bad(c)
             kid = _key_id(c, &k, &BN)
+            if kid >= 0 and f[kid].kind != J_NONE:
+                # a field given twice: which one the venue meant is unknowable
+                _fail(c, k.s, "duplicate key")
+                self._bad(c)
             vs = _ws(c, it.i)
             if kid == BN_data and depth == 0 and not inner and f[BN_stream].kind == J_STR \
                     and vs < c.n and c.p[vs] == 123:
@@ -1273,7 +1513,7 @@ cdef class Normalizer:
                 inner = True
                 _span(&f[kid], vs, end, J_OBJ)
             elif (kid == BN_b or kid == BN_a) and vs < c.n and c.p[vs] == 91 \
-                    and _eq(c, &f[BN_e], "depthUpdate"):
+                    and _eq(c, &f[BN_e], "depthUpdate", 11):
                 end = self._bn_levels_at(c, vs, 1 if kid == BN_b else -1, it.depth)
                 if kid == BN_b:
                     bdone = True
@@ -1293,21 +1533,22 @@ cdef class Normalizer:
         if inner:
             return end
         if f[BN_e].kind == J_STR:
-            if _eq(c, &f[BN_e], "trade") or _eq(c, &f[BN_e], "aggTrade"):
+            if _eq(c, &f[BN_e], "trade", 5) or _eq(c, &f[BN_e], "aggTrade", 8):
                 self._bn_trade(c, f, tr)
-            elif _eq(c, &f[BN_e], "depthUpdate"):
+            elif _eq(c, &f[BN_e], "depthUpdate", 11):
                 self._bn_depth(c, f, tr, first, bdone, adone)
-            elif _eq(c, &f[BN_e], "bookTicker"):
+            elif _eq(c, &f[BN_e], "bookTicker", 10):
                 self._bn_quote(c, f, tr)
-            elif _eq(c, &f[BN_e], "serverShutdown"):
+            elif _eq(c, &f[BN_e], "serverShutdown", 14):
                 self._ltype = T_SHUTDOWN
                 self._lchan = "serverShutdown"
             else:
                 self._ltype = T_UNKNOWN
                 self._lchan = self._text(c, &f[BN_e])
             return end
-        if (f[BN_u].kind and f[BN_s].kind and f[BN_b].kind and f[BN_B].kind and f[BN_a].kind
-                and f[BN_A].kind):
+        if f[BN_s].kind and (f[BN_u].kind or f[BN_b].kind or f[BN_B].kind or f[BN_a].kind
+                             or f[BN_A].kind):
+            # a bookTicker (the only stream without "e"): every field is required
             self._bn_quote(c, f, tr)
         elif depth == 0 and f[BN_stream].kind == J_STR and f[BN_data].kind == J_OBJ:
             c.ss = f[BN_stream].s
@@ -1327,7 +1568,6 @@ cdef class Normalizer:
 
     cdef int _bn_quote(self, Ctx* c, Val* f, int64_t tr) except -1:
         cdef Tick* t
-        cdef int64_t x
         if not (f[BN_u].kind and f[BN_s].kind and f[BN_b].kind and f[BN_B].kind and f[BN_a].kind
                 and f[BN_A].kind):
             _fail(c, 0, "bookTicker lacks u/s/b/B/a/A")
@@ -1338,8 +1578,7 @@ cdef class Normalizer:
         t.ts_recv = tr
         t.ts_event = tr
         if f[BN_E].kind:
-            _int(c, &f[BN_E], &x)
-            t.ts_event = self._bn_time(x)
+            self._bn_time(c, &f[BN_E], &t.ts_event)
         self._sym(c, &f[BN_s], t.symbol)
         _num(c, &f[BN_b], &t.bid_px)
         _num(c, &f[BN_B], &t.bid_sz)
@@ -1355,9 +1594,8 @@ cdef class Normalizer:
 
     cdef int _bn_trade(self, Ctx* c, Val* f, int64_t tr) except -1:
         cdef Tick* t
-        cdef int64_t x
         cdef Val* idv
-        cdef bint agg = _eq(c, &f[BN_e], "aggTrade")
+        cdef bint agg = _eq(c, &f[BN_e], "aggTrade", 8)
         idv = &f[BN_a] if agg else &f[BN_t]
         if not (f[BN_s].kind and f[BN_p].kind and f[BN_q].kind and idv.kind
                 and (f[BN_T].kind or f[BN_E].kind)):
@@ -1370,8 +1608,7 @@ cdef class Normalizer:
         t = self._rec()
         t.kind = KIND_TRADE
         t.ts_recv = tr
-        _int(c, &f[BN_T] if f[BN_T].kind else &f[BN_E], &x)
-        t.ts_event = self._bn_time(x)
+        self._bn_time(c, &f[BN_T] if f[BN_T].kind else &f[BN_E], &t.ts_event)
         self._sym(c, &f[BN_s], t.symbol)
         _num(c, &f[BN_p], &t.price)
         _num(c, &f[BN_q], &t.size)
@@ -1429,11 +1666,10 @@ cdef class Normalizer:
             _fail(c, 0, "depthUpdate lacks s/E/U/u/b/a")
             self._bad(c)
         self._lchan = S_DEPTHUPDATE
-        _int(c, &f[BN_E], &x)
+        self._bn_time(c, &f[BN_E], &x)
         _int(c, &f[BN_u], &u)
         _int(c, &f[BN_U], &U)
         self._sym(c, &f[BN_s], sym)
-        x = self._bn_time(x)
         if not bdone:
             self._bn_levels_at(c, f[BN_b].s, 1, 1)
         if not adone:
@@ -1494,17 +1730,17 @@ cdef class Normalizer:
         """1 book, 2 ticker, 3 trade (0 otherwise) from the channel/type seen so far."""
         if f[KR_type].kind != J_STR:
             return 0
-        if _eq(c, &f[KR_type], "snapshot"):
+        if _eq(c, &f[KR_type], "snapshot", 8):
             snapshot[0] = 1
-        elif _eq(c, &f[KR_type], "update"):
+        elif _eq(c, &f[KR_type], "update", 6):
             snapshot[0] = 0
         else:
             return 0
-        if _eq(c, &f[KR_channel], "book"):
+        if _eq(c, &f[KR_channel], "book", 4):
             return 1
-        if _eq(c, &f[KR_channel], "ticker"):
+        if _eq(c, &f[KR_channel], "ticker", 6):
             return 2
-        if _eq(c, &f[KR_channel], "trade"):
+        if _eq(c, &f[KR_channel], "trade", 5):
             return 3
         return 0
 
@@ -1529,6 +1765,10 @@ cdef class Normalizer:
             if r < 0:
                 self._bad(c)
             kid = _key_id(c, &k, &KR)
+            if kid >= 0 and f[kid].kind != J_NONE:
+                # a field given twice: which one the venue meant is unknowable
+                _fail(c, k.s, "duplicate key")
+                self._bad(c)
             vs = _ws(c, it.i)
             if kid == KR_data and not data_done and vs < c.n and c.p[vs] == 91:
                 kind = self._kr_kind(c, f, &snapshot)
@@ -1550,21 +1790,21 @@ cdef class Normalizer:
             self._pos = self._start  # not a data message after all
             return self._kraken_control(c, f)
         kind = self._kr_kind(c, f, &snapshot)
-        if _eq(c, &f[KR_channel], "book"):
+        if _eq(c, &f[KR_channel], "book", 4):
             self._lchan = S_BOOK
-        elif _eq(c, &f[KR_channel], "ticker"):
+        elif _eq(c, &f[KR_channel], "ticker", 6):
             self._lchan = S_TICKER
-        elif _eq(c, &f[KR_channel], "trade"):
+        elif _eq(c, &f[KR_channel], "trade", 5):
             self._lchan = S_TRADE
-        elif _eq(c, &f[KR_channel], "heartbeat"):
+        elif _eq(c, &f[KR_channel], "heartbeat", 9):
             self._ltype = T_HEARTBEAT
             self._lchan = S_HEARTBEAT
             return 0
-        elif _eq(c, &f[KR_channel], "status"):
+        elif _eq(c, &f[KR_channel], "status", 6):
             self._ltype = T_STATUS
             self._lchan = S_STATUS
             return 0
-        elif _eq(c, &f[KR_channel], "instrument"):
+        elif _eq(c, &f[KR_channel], "instrument", 10):
             self._lchan = "instrument"
             self._kraken_instrument(c)
             return 0
@@ -1580,17 +1820,19 @@ cdef class Normalizer:
             self._bad(c)
         if not data_done:
             self._kr_data(c, f[KR_data].s, kind, snapshot, tr, 1)
+        if kind != 1:  # book entries end with FLAG_LAST and their checksum already
+            self._mark_runs(self._start)
         return 0
 
     cdef int _kraken_control(self, Ctx* c, Val* f) except -1:
         cdef Val g[MAX_KEYS]
         if f[KR_method].kind == J_STR:
             ok = f[KR_success].kind == J_TRUE
-            if _eq(c, &f[KR_method], "subscribe"):
+            if _eq(c, &f[KR_method], "subscribe", 9):
                 self._ltype = T_SUBSCRIBED if ok else T_ERROR
-            elif _eq(c, &f[KR_method], "unsubscribe"):
+            elif _eq(c, &f[KR_method], "unsubscribe", 11):
                 self._ltype = T_UNSUBSCRIBED if ok else T_ERROR
-            elif _eq(c, &f[KR_method], "pong"):
+            elif _eq(c, &f[KR_method], "pong", 4):
                 self._ltype = T_HEARTBEAT
             elif f[KR_success].kind == J_FALSE:
                 self._ltype = T_ERROR
@@ -1652,6 +1894,10 @@ cdef class Normalizer:
             if r < 0:
                 self._bad(c)
             kid = _key_id(c, &k, &KRI)
+            if kid >= 0 and g[kid].kind != J_NONE:
+                # a field given twice: which one the venue meant is unknowable
+                _fail(c, k.s, "duplicate key")
+                self._bad(c)
             if kind == 1 and (kid == KRI_bids or kid == KRI_asks):
                 vs = _ws(c, it.i)
                 if vs >= c.n or c.p[vs] != 91:
@@ -1753,7 +1999,6 @@ cdef class Normalizer:
             _num(c, &g[KRI_bid_qty], &t.bid_sz)
         if g[KRI_ask_qty].kind:
             _num(c, &g[KRI_ask_qty], &t.ask_sz)
-        t.flags = FLAG_LAST
         memcpy(self._lsym, t.symbol, 16)
         return 0
 
@@ -1771,9 +2016,9 @@ cdef class Normalizer:
         _num(c, &g[KRI_price], &t.price)
         _num(c, &g[KRI_qty], &t.size)
         # Kraken's side is the taker's
-        if _eq(c, &g[KRI_side], "buy"):
+        if _eq(c, &g[KRI_side], "buy", 3):
             t.side = 1
-        elif _eq(c, &g[KRI_side], "sell"):
+        elif _eq(c, &g[KRI_side], "sell", 4):
             t.side = -1
         else:
             _fail(c, g[KRI_side].s, "side must be buy or sell")
@@ -1783,18 +2028,17 @@ cdef class Normalizer:
             t.seq_first = t.seq
             self._lseq = t.seq
             self._lseq_first = t.seq
-        t.flags = FLAG_LAST
         memcpy(self._lsym, t.symbol, 16)
         return 0
 
     # -- Coinbase Advanced Trade ---------------------------------------------------------
     cdef int _cb_kind(self, Ctx* c, Val* f) except -1:
         """1 l2_data, 2 ticker/ticker_batch, 3 market_trades (0 otherwise)."""
-        if _eq(c, &f[CB_channel], "l2_data"):
+        if _eq(c, &f[CB_channel], "l2_data", 7):
             return 1
-        if _eq(c, &f[CB_channel], "ticker") or _eq(c, &f[CB_channel], "ticker_batch"):
+        if _eq(c, &f[CB_channel], "ticker", 6) or _eq(c, &f[CB_channel], "ticker_batch", 12):
             return 2
-        if _eq(c, &f[CB_channel], "market_trades"):
+        if _eq(c, &f[CB_channel], "market_trades", 13):
             return 3
         return 0
 
@@ -1820,6 +2064,10 @@ cdef class Normalizer:
             if r < 0:
                 self._bad(c)
             kid = _key_id(c, &k, &CB)
+            if kid >= 0 and f[kid].kind != J_NONE:
+                # a field given twice: which one the venue meant is unknowable
+                _fail(c, k.s, "duplicate key")
+                self._bad(c)
             vs = _ws(c, it.i)
             if kid == CB_events and not events_done and vs < c.n and c.p[vs] == 91:
                 kind = self._cb_kind(c, f)
@@ -1836,7 +2084,7 @@ cdef class Normalizer:
                 f[kid] = v
             _obj_done(&it, end)
         self._whole(c, it.i)
-        if _eq(c, &f[CB_type], "error"):
+        if _eq(c, &f[CB_type], "error", 5):
             self._pos = self._start + first
             self._ltype = T_ERROR
             if f[CB_message].kind == J_STR:
@@ -1859,15 +2107,15 @@ cdef class Normalizer:
             self._lchan = self._text(c, &f[CB_channel])
         elif kind == 3:
             self._lchan = S_MARKET_TRADES
-        elif _eq(c, &f[CB_channel], "heartbeats"):
+        elif _eq(c, &f[CB_channel], "heartbeats", 10):
             self._ltype = T_HEARTBEAT
             self._lchan = S_HEARTBEATS
             return 0
-        elif _eq(c, &f[CB_channel], "subscriptions"):
+        elif _eq(c, &f[CB_channel], "subscriptions", 13):
             self._ltype = T_SUBSCRIBED
             self._lchan = S_SUBSCRIPTIONS
             return 0
-        elif _eq(c, &f[CB_channel], "status"):
+        elif _eq(c, &f[CB_channel], "status", 6):
             self._ltype = T_STATUS
             self._lchan = S_STATUS
             return 0
@@ -1888,6 +2136,7 @@ cdef class Normalizer:
             if kind != 3:
                 t.seq = seq
                 t.seq_first = seq
+        self._mark_runs(self._start + first)
         return 0
 
     cdef Py_ssize_t _cb_events(self, Ctx* c, Py_ssize_t pos, int kind, int64_t tr,
@@ -1930,6 +2179,10 @@ cdef class Normalizer:
             if r < 0:
                 self._bad(c)
             kid = _key_id(c, &k, &CBE)
+            if kid >= 0 and ev[kid].kind != J_NONE:
+                # a field given twice: which one the venue meant is unknowable
+                _fail(c, k.s, "duplicate key")
+                self._bad(c)
             if kid == want:
                 vs = _ws(c, it.i)
                 if vs >= c.n or c.p[vs] != 91:
@@ -1948,8 +2201,8 @@ cdef class Normalizer:
             _fail(c, pos, "event lacks updates/tickers/trades")
             self._bad(c)
         if kind == 1:
-            snapshot = _eq(c, &ev[CBE_type], "snapshot")
-            if not snapshot and not _eq(c, &ev[CBE_type], "update"):
+            snapshot = _eq(c, &ev[CBE_type], "snapshot", 8)
+            if not snapshot and not _eq(c, &ev[CBE_type], "update", 6):
                 _fail(c, ev[CBE_type].s, "l2_data event type must be snapshot or update")
                 self._bad(c)
             if not ev[CBE_product_id].kind:
@@ -1960,10 +2213,8 @@ cdef class Normalizer:
                 t = &self._buf[j]
                 t.kind = KIND_BOOK_SNAPSHOT if snapshot else KIND_BOOK_DELTA
                 memcpy(t.symbol, sym, 16)
-            if self._pos > self._start + first:
-                if snapshot:
-                    self._buf[self._start + first].flags |= FLAG_SNAPSHOT_BEGIN
-                self._buf[self._pos - 1].flags |= FLAG_LAST
+            if snapshot and self._pos > self._start + first:
+                self._buf[self._start + first].flags |= FLAG_SNAPSHOT_BEGIN
             memcpy(self._lsym, sym, 16)
         return it.i
 
@@ -1998,9 +2249,9 @@ cdef class Normalizer:
             _fail(c, pos, "update must have side/price_level/new_quantity")
             self._bad(c)
         t = self._rec()
-        if _eq(c, &h[CBE_side], "bid"):
+        if _eq(c, &h[CBE_side], "bid", 3):
             t.side = 1
-        elif _eq(c, &h[CBE_side], "offer") or _eq(c, &h[CBE_side], "ask"):
+        elif _eq(c, &h[CBE_side], "offer", 5) or _eq(c, &h[CBE_side], "ask", 3):
             t.side = -1
         else:
             _fail(c, h[CBE_side].s, "side must be bid or offer")
@@ -2034,7 +2285,6 @@ cdef class Normalizer:
             _num(c, &h[CBE_best_bid_quantity], &t.bid_sz)
         if h[CBE_best_ask_quantity].kind:
             _num(c, &h[CBE_best_ask_quantity], &t.ask_sz)
-        t.flags = FLAG_LAST
         memcpy(self._lsym, t.symbol, 16)
         return 0
 
@@ -2052,17 +2302,20 @@ cdef class Normalizer:
         self._sym(c, &h[CBE_product_id], t.symbol)
         _num(c, &h[CBE_price], &t.price)
         _num(c, &h[CBE_size], &t.size)
-        if _eq(c, &h[CBE_side], "BUY"):
-            t.side = 1
-        elif _eq(c, &h[CBE_side], "SELL"):
+        # "side" is the MAKER's side, as on Coinbase Exchange's match channel
+        # (the Advanced Trade docs call it the trade's side; recorded sessions
+        # print SELL at or above the best ask and BUY at or below the best bid):
+        # the tick carries the aggressor's, the opposite one
+        if _eq(c, &h[CBE_side], "BUY", 3):
             t.side = -1
+        elif _eq(c, &h[CBE_side], "SELL", 4):
+            t.side = 1
         else:
             _fail(c, h[CBE_side].s, "side must be BUY or SELL")
             self._bad(c)
         if h[CBE_trade_id].kind and _int_quiet(c, &h[CBE_trade_id], &tid):
             t.seq = tid
             t.seq_first = tid
-        t.flags = FLAG_LAST
         memcpy(self._lsym, t.symbol, 16)
         return 0
 
@@ -2083,18 +2336,51 @@ cdef class Normalizer:
         return 0
 
     cdef int _kraken_instrument(self, Ctx* c) except -1:
-        msg = json.loads(PyBytes_FromStringAndSize(<const char*>c.p, c.n))
+        """Precisions of the pairs of an ``instrument`` message into :attr:`precisions`.
+
+        A pair entry that cannot be used (a symbol without a canonical name,
+        such as the staking asset ``ETH2.S/ETH``, or precisions that are not
+        integers in 0..18) is skipped and counted in ``last_skipped``; the
+        other pairs are taken.  Nothing is stored unless the whole message
+        parses, and a skipped pair keeps the precisions it had.
+        """
+        # floats are never needed here (parse_float=str keeps 1e400 from
+        # becoming inf) and long integers stay text (no int() of 5,000 digits)
+        msg = json.loads(PyBytes_FromStringAndSize(<const char*>c.p, c.n),
+                         parse_float=str, parse_int=_short_int)
         data = msg.get("data")
         pairs = data.get("pairs") if isinstance(data, dict) else None
         if not isinstance(pairs, list):
             raise MalformedMessage("instrument message lacks data.pairs")
+        found = {}
+        skipped = 0
         for pair in pairs:
-            try:
-                name = _symbols.to_canonical("kraken", pair["symbol"])
-                self.precisions[name] = (int(pair["price_precision"]), int(pair["qty_precision"]))
-            except (KeyError, TypeError, ValueError):
-                raise MalformedMessage(f"instrument pair entry is malformed: {pair!r}") from None
+            name = self._instrument_symbol(pair)
+            pp = pair.get("price_precision") if name is not None else None
+            qp = pair.get("qty_precision") if name is not None else None
+            if name is None or not (_precision_ok(pp) and _precision_ok(qp)):
+                skipped += 1
+                continue
+            found[name] = (pp, qp)
+        self.precisions.update(found)
+        self.last_skipped = skipped
+        self.skipped += skipped
         return 0
+
+    cdef object _instrument_symbol(self, object pair):
+        """Canonical name of an instrument pair entry, None if it has none."""
+        if not isinstance(pair, dict):
+            return None
+        raw = pair.get("symbol")
+        if not isinstance(raw, str):
+            return None
+        canon = self._symbols.get(raw)
+        if canon is not None:
+            return canon
+        try:
+            return _symbols.to_canonical("kraken", raw)
+        except ValueError:
+            return None
 
     # -- CoinGecko REST ----------------------------------------------------------------
     cdef int _coingecko(self, Ctx* c, int64_t tr) except -1:
@@ -2119,7 +2405,7 @@ cdef class Normalizer:
             if r < 0:
                 self._bad(c)
             vs = _ws(c, it.i)
-            if vs >= c.n or c.p[vs] != 123 or k.esc or _eq(c, &k, "status") or _eq(c, &k, "error"):
+            if vs >= c.n or c.p[vs] != 123 or _eq(c, &k, "status", 6) or _eq(c, &k, "error", 5):
                 # an error body ({"status": {...}} / {"error": ...}) or another shape
                 end = _value(c, it.i, &v, it.depth)
                 if end < 0:
@@ -2127,7 +2413,8 @@ cdef class Normalizer:
                 self._cg_other(c, &k, &v)
                 _obj_done(&it, end)
                 continue
-            coin = PyBytes_FromStringAndSize(<const char*>c.p + k.s, k.e - k.s)
+            coin = self._text(c, &k).encode("utf-8") if k.esc else \
+                PyBytes_FromStringAndSize(<const char*>c.p + k.s, k.e - k.s)
             first = self._pos - self._start
             has_upd = False
             _obj_open(c, &ic, vs, it.depth)
@@ -2141,27 +2428,39 @@ cdef class Normalizer:
                 if end < 0:
                     self._bad(c)
                 _obj_done(&ic, end)
-                if _eq(c, &kv, "last_updated_at"):
-                    if v.kind != J_NUM:
-                        _fail(c, v.s, "last_updated_at must be epoch seconds")
+                if _eq(c, &kv, "last_updated_at", 15):
+                    # seconds whose ns fit int64 (up to 2262-04-11)
+                    if v.kind != J_NUM or has_upd:
+                        _fail(c, v.s, "last_updated_at must be epoch seconds, given once")
                         self._bad(c)
                     _int(c, &v, &upd)
-                    if upd < 0 or upd > 9999999999:
-                        _fail(c, v.s, "last_updated_at must be epoch seconds")
+                    if upd < 0 or upd > 9223372036:
+                        _fail(c, v.s, "last_updated_at: time out of range")
                         self._bad(c)
                     has_upd = True
                     continue
                 # vs-currency keys have no underscore; usd_24h_vol & co. do
-                if kv.esc or memchr(c.p + kv.s, 95, kv.e - kv.s) != NULL or v.kind == J_NULL:
+                if kv.esc:
+                    vsname = self._text(c, &kv).encode("utf-8")
+                    if b"_" in vsname:
+                        continue
+                elif memchr(c.p + kv.s, 95, kv.e - kv.s) != NULL:
                     continue
-                if v.kind != J_NUM:
+                else:
+                    vsname = None
+                if v.kind != J_NUM:  # null included: a price that is not there is an error
                     _fail(c, v.s, "price is not a number")
                     self._bad(c)
                 _num(c, &v, &px)
-                can = self._cg_symbol(coin, PyBytes_FromStringAndSize(
-                    <const char*>c.p + kv.s, kv.e - kv.s))
+                if vsname is None:
+                    vsname = PyBytes_FromStringAndSize(<const char*>c.p + kv.s, kv.e - kv.s)
+                can = self._cg_symbol(coin, vsname)
                 if can is None:
                     continue  # a coin without a ticker mapping cannot be named
+                for j in range(self._start, self._pos):
+                    if memcmp(self._buf[j].symbol, PyBytes_AS_STRING(can), 16) == 0:
+                        _fail(c, kv.s, "price given twice")
+                        self._bad(c)
                 t = self._rec()
                 t.kind = KIND_PRICE
                 t.ts_recv = tr
@@ -2177,11 +2476,11 @@ cdef class Normalizer:
 
     cdef int _cg_other(self, Ctx* c, Val* k, Val* v) except -1:
         cdef Val g[MAX_KEYS]
-        if _eq(c, k, "error"):
+        if _eq(c, k, "error", 5):
             self._ltype = T_ERROR
             self.last_error = self._text(c, v) if v.kind == J_STR else \
                 PyBytes_FromStringAndSize(<const char*>c.p + v.s, v.e - v.s).decode("utf-8")
-        elif _eq(c, k, "status") and v.kind == J_OBJ:
+        elif _eq(c, k, "status", 6) and v.kind == J_OBJ:
             if _collect(c, v.s, 1, &CGS, g) < 0:
                 self._bad(c)
             if g[0].kind or g[1].kind:
@@ -2205,6 +2504,16 @@ cdef class Normalizer:
             self._cg_cache.clear()
         self._cg_cache[key] = out
         return out
+
+
+def _short_int(str text):
+    """int of a JSON integer of up to 20 characters; longer ones stay text."""
+    return int(text) if len(text) <= 20 else text
+
+
+cdef inline bint _precision_ok(object x):
+    """A Kraken price/qty precision: a number of decimals, 0..18 (never a bool or float)."""
+    return type(x) is int and 0 <= x <= 18
 
 
 cdef bint _int_quiet(Ctx* c, Val* v, int64_t* out) noexcept:
@@ -2250,7 +2559,10 @@ def validate_json(message):
 
 
 def parse_decimal(text):
-    """float64 of a decimal string via the normalizer's number parser (tests)."""
+    """float64 of a decimal string via the normalizer's number parser (tests).
+
+    JSON's number grammar, a leading minus allowed (prices and sizes refuse it).
+    """
     cdef Ctx c
     cdef Val v
     cdef double out
@@ -2263,10 +2575,9 @@ def parse_decimal(text):
     v.e = c.n
     v.kind = J_STR
     v.esc = 0
-    try:
+    if c.n and c.p[0] == 45:  # the grammar's sign, which prices and sizes refuse
+        v.s = 1
         _num(&c, &v, &out)
-    except BaseException:
-        raise
-    if c.err != NULL:
-        raise ValueError(c.err.decode())
+        return -out
+    _num(&c, &v, &out)
     return out

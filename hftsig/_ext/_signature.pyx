@@ -5,8 +5,18 @@ The arithmetic lives in ``sigkernels.h`` (hand-written C, vectorised across
 paths); this module hands it C-contiguous float64 buffers with the GIL
 released, and holds :class:`SignatureStream`, whose per-tick ``push`` must stay
 well under a microsecond and so avoids any array allocation.  Arguments are
-validated by :mod:`hftsig.signature` before they reach these functions.
+validated by :mod:`hftsig.signature` before they reach these functions; the
+kernels still refuse sizes that do not fit (``ValueError``) rather than
+allocate a wrapped-around buffer.
+
+It also holds what every signature entry point shares and that
+:class:`SignatureStream` needs at this level: :func:`check_int`, the one
+integer-argument check, and the memory limit (:func:`max_output_bytes`,
+:func:`check_bytes`) that :func:`hftsig.signature.set_config` sets.
 """
+import numbers
+import os
+
 import numpy as np
 
 cimport numpy as cnp
@@ -24,8 +34,15 @@ cdef extern from "sigkernels.h" nogil:
         int N
         int64_t siglen
         int64_t lvl_off[64]
+    int SK_MAX_DEPTH
+    int SK_ERR_NOMEM
+    int SK_ERR_SIZE
     int64_t sk_siglength(int d, int N)
     void sk_level_offsets(int d, int N, int64_t *lvl_off)
+    int64_t sk_sig_scratch_bytes(int64_t batch, int64_t length, int d, int N, int nthreads)
+    int64_t sk_sig_at_scratch_bytes(int64_t batch, int64_t length, int d, int N,
+                                    const int64_t *at, int64_t n_at, int nthreads)
+    int64_t sk_work_bytes(int d, int N)
     int sk_sig(const double *X, int64_t batch, int64_t length, int d, int N,
                double *out, int nthreads)
     int sk_sig_at(const double *X, int64_t batch, int64_t length, int d, int N,
@@ -43,6 +60,123 @@ cdef extern from "sigkernels.h" nogil:
     int sk_unfused
 
 
+# --- argument checks and the memory limit --------------------------------------------------
+
+#: Deepest signature the kernels compute (level offsets live in fixed arrays).
+MAX_DEPTH = SK_MAX_DEPTH
+#: Most channels a path may have: the kernels index letters with a C int.
+MAX_DIM = (1 << 31) - 1
+#: Most threads ``n_jobs`` may ask for; more would be a typo, not a machine.
+MAX_JOBS = 1024
+_INT64_MAX = (1 << 63) - 1
+
+#: Default of :func:`max_output_bytes` (2 GiB).
+DEFAULT_MAX_OUTPUT_BYTES = 2 << 30
+ENV_MAX_OUTPUT_BYTES = "HFTSIG_MAX_OUTPUT_BYTES"
+_max_output_bytes = None  # set by hftsig.signature.set_config; None: environment/default
+
+
+def show_int(value):
+    """``value`` for an error message; an int too long to print is described."""
+    if -10**30 < value < 10**30:
+        return str(value)
+    return f"an int of {value.bit_length()} bits"
+
+
+def check_int(value, name, minimum, maximum=_INT64_MAX):
+    """``value`` as a Python int in ``minimum .. maximum``.
+
+    Integers of any kind are accepted (``int``, numpy signed and unsigned);
+    ``bool`` and everything else (floats too, even integral ones) raise
+    ``TypeError``; a value out of range raises ``ValueError``.  Both messages
+    start with ``name``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {show_int(minimum)}, got {show_int(value)}")
+    if value > maximum:
+        raise ValueError(f"{name}: must be <= {show_int(maximum)}, got {show_int(value)}")
+    return value
+
+
+def format_bytes(n):
+    """``n`` bytes in binary units for a message (``"8.3 GiB"``)."""
+    if n >= 1 << 80:  # beyond any machine, and n / size could overflow a float
+        return f"more than 2**{n.bit_length() - 1} bytes"
+    for unit, size in (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30),
+                       ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}" if n < size << 20 else f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def max_output_bytes():
+    """The memory one signature call may allocate, in bytes.
+
+    The value given to :func:`hftsig.signature.set_config`, else the
+    environment variable ``HFTSIG_MAX_OUTPUT_BYTES`` (a positive integer),
+    else :data:`DEFAULT_MAX_OUTPUT_BYTES`.
+    """
+    if _max_output_bytes is not None:
+        return _max_output_bytes
+    raw = os.environ.get(ENV_MAX_OUTPUT_BYTES, "").strip()
+    if not raw:
+        return DEFAULT_MAX_OUTPUT_BYTES
+    try:
+        value = int(raw.replace("_", ""), 10)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= _INT64_MAX:
+        raise ValueError(f"{ENV_MAX_OUTPUT_BYTES}: expected a positive whole number of bytes "
+                         f"(at most 2**63 - 1), got {raw[:40]!r}")
+    return value
+
+
+def set_max_output_bytes(value):
+    """Set (an int) or clear (``None``) the limit of :func:`max_output_bytes`."""
+    global _max_output_bytes
+    if value is not None:
+        value = check_int(value, "max_output_bytes", 1)
+    _max_output_bytes = value
+
+
+def configured_max_output_bytes():
+    """The value set by :func:`set_max_output_bytes` (``None``: not set)."""
+    return _max_output_bytes
+
+
+def check_bytes(nbytes, argument, what, hint=""):
+    """Raise ``ValueError`` naming ``argument`` if ``nbytes`` exceeds the limit.
+
+    ``what`` says what would take the memory; ``hint`` how to ask for less.
+    """
+    limit = max_output_bytes()
+    if nbytes > limit:
+        raise ValueError(
+            f"{argument}: {what} would take {format_bytes(nbytes)}, more than the limit of "
+            f"{format_bytes(limit)} (max_output_bytes){'; ' + hint if hint else ''}; the limit "
+            f"is set by hftsig.signature.set_config(max_output_bytes=...) or the environment "
+            f"variable {ENV_MAX_OUTPUT_BYTES}")
+
+
+def signature_length(dim, depth):
+    """``dim + dim**2 + ... + dim**depth`` in closed form (exact, any size)."""
+    if dim == 1:
+        return depth
+    return (dim ** (depth + 1) - dim) // (dim - 1)
+
+
+cdef _raise_for(int rc, str where):
+    if rc == SK_ERR_SIZE:
+        raise ValueError(f"{where}: a buffer size overflows 64 bits")
+    if rc != 0:
+        raise MemoryError(f"hftsig: out of memory in {where}")
+
+
+# --- kernels ----------------------------------------------------------------------------------
+
 def _set_unfused(bint flag):
     """Use the plain two-step pass instead of the level-fused one (for tests)."""
     global sk_unfused
@@ -55,14 +189,58 @@ def lanes():
 
 
 def siglength(int d, int N):
-    return sk_siglength(d, N)
+    cdef int64_t n = sk_siglength(d, N)
+    if n < 0:
+        raise ValueError(f"siglength: dim={d}, depth={N} out of range or too long")
+    return n
+
+
+cdef int64_t _siglen_for(int64_t width, int d, int N, str name) except -1:
+    # the private kernels below are entry points too: a row that is not
+    # siglength(d, N) long would be read or written past its end
+    cdef int64_t n = sk_siglength(d, N)
+    if n < 0 or width != n:
+        raise ValueError(f"{name}: rows of {width} entries, not siglength(dim={d}, depth={N})")
+    return n
+
+
+def sig_scratch_bytes(int64_t batch, int64_t length, int d, int N, int nthreads):
+    """Bytes :func:`sig_batch` allocates besides its output."""
+    cdef int64_t n = sk_sig_scratch_bytes(batch, length, d, N, nthreads)
+    if n < 0:
+        raise ValueError("path: the signature's working buffers overflow 64 bits")
+    return n
+
+
+def sig_at_scratch_bytes(int64_t batch, int64_t length, int d, int N,
+                         const int64_t[::1] at_sorted, int nthreads):
+    """Bytes :func:`sig_at` allocates besides its output."""
+    cdef int64_t n_at = at_sorted.shape[0]
+    cdef int64_t n = sk_sig_at_scratch_bytes(batch, length, d, N,
+                                             &at_sorted[0] if n_at > 0 else NULL, n_at,
+                                             nthreads)
+    if n < 0:
+        raise ValueError("at: the signature's working buffers overflow 64 bits")
+    return n
+
+
+def work_bytes(int d, int N):
+    """Bytes of the per-tick scratch of :class:`SignatureStream` and :func:`join`."""
+    cdef int64_t n = sk_work_bytes(d, N)
+    if n < 0:
+        raise ValueError(f"depth: dim={d}, depth={N} out of range or too large")
+    return n
 
 
 def sig_batch(const double[:, :, ::1] X, int N, int nthreads):
     """Signatures of X (batch, length, dim) -> (batch, siglength)."""
     cdef int64_t batch = X.shape[0], length = X.shape[1]
+    if X.shape[2] > MAX_DIM:
+        raise ValueError(f"path: dim must be <= {MAX_DIM}, got {X.shape[2]}")
     cdef int d = <int>X.shape[2]
     cdef int64_t siglen = sk_siglength(d, N)
+    if siglen < 0:
+        raise ValueError(f"depth: dim={d}, depth={N} out of range or too long")
     out = np.empty((batch, siglen), dtype=np.float64)
     cdef double[:, ::1] o = out
     cdef int rc
@@ -73,8 +251,7 @@ def sig_batch(const double[:, :, ::1] X, int N, int nthreads):
         return out
     with nogil:
         rc = sk_sig(xp, batch, length, d, N, op, nthreads)
-    if rc:
-        raise MemoryError("hftsig: out of memory in the signature kernel")
+    _raise_for(rc, "the signature kernel")
     return out
 
 
@@ -82,9 +259,21 @@ def sig_at(const double[:, :, ::1] X, int N, const int64_t[::1] at_sorted,
            const int64_t[::1] slot, int nthreads):
     """Prefix signatures at sorted point indices -> (batch, n_at, siglength)."""
     cdef int64_t batch = X.shape[0], length = X.shape[1]
+    if X.shape[2] > MAX_DIM:
+        raise ValueError(f"path: dim must be <= {MAX_DIM}, got {X.shape[2]}")
     cdef int d = <int>X.shape[2]
-    cdef int64_t n_at = at_sorted.shape[0]
+    cdef int64_t n_at = at_sorted.shape[0], j
     cdef int64_t siglen = sk_siglength(d, N)
+    if siglen < 0:
+        raise ValueError(f"depth: dim={d}, depth={N} out of range or too long")
+    if slot.shape[0] != n_at:
+        raise ValueError("slot: must have one entry per index of at")
+    # the kernel walks the path up to each index and writes row slot[j]
+    for j in range(n_at):
+        if (at_sorted[j] < 0 or at_sorted[j] >= length
+                or (j > 0 and at_sorted[j] < at_sorted[j - 1])
+                or slot[j] < 0 or slot[j] >= n_at):
+            raise ValueError("at: indices must be sorted and within the path")
     if batch == 0 or n_at == 0 or length == 0 or siglen == 0:
         return np.zeros((batch, n_at, siglen), dtype=np.float64)
     out = np.empty((batch, n_at, siglen), dtype=np.float64)
@@ -93,16 +282,17 @@ def sig_at(const double[:, :, ::1] X, int N, const int64_t[::1] at_sorted,
     with nogil:
         rc = sk_sig_at(&X[0, 0, 0], batch, length, d, N, &at_sorted[0], &slot[0],
                        n_at, &o[0, 0, 0], nthreads)
-    if rc:
-        raise MemoryError("hftsig: out of memory in the signature kernel")
+    _raise_for(rc, "the signature kernel")
     return out
 
 
 def combine(const double[:, ::1] a, const double[:, ::1] b, int d, int N):
     """Chen products a[i] (x) b[i] -> (n, siglength)."""
     cdef Py_ssize_t n = a.shape[0], i
-    cdef int64_t siglen = a.shape[1]
+    cdef int64_t siglen = _siglen_for(a.shape[1], d, N, "s1")
     cdef int64_t lvl_off[64]
+    if b.shape[0] != n or b.shape[1] != siglen:
+        raise ValueError("s2: shape does not match s1's")
     sk_level_offsets(d, N, lvl_off)
     out = np.array(a, dtype=np.float64, order="C", copy=True)
     if n == 0 or siglen == 0:
@@ -117,7 +307,7 @@ def combine(const double[:, ::1] a, const double[:, ::1] b, int d, int N):
 def inverse(const double[:, ::1] s, int d, int N):
     """Tensor-algebra inverses of s[i] -> (n, siglength)."""
     cdef Py_ssize_t n = s.shape[0], i
-    cdef int64_t siglen = s.shape[1]
+    cdef int64_t siglen = _siglen_for(s.shape[1], d, N, "s")
     cdef int64_t lvl_off[64]
     sk_level_offsets(d, N, lvl_off)
     out = np.empty((n, siglen), dtype=np.float64)
@@ -130,23 +320,23 @@ def inverse(const double[:, ::1] s, int d, int N):
     return out
 
 
-def join(const double[:, ::1] s, const double[:, ::1] z, int N):
-    """s[i] (x) exp(z[i]) -> (n, siglength)."""
+def join_inplace(double[:, ::1] s, const double[:, ::1] z, int N):
+    """s[i] <- s[i] (x) exp(z[i]), in place."""
     cdef Py_ssize_t n = s.shape[0], i
+    if z.shape[1] > MAX_DIM:
+        raise ValueError(f"segment: dim must be <= {MAX_DIM}, got {z.shape[1]}")
     cdef int d = <int>z.shape[1]
-    cdef sk_work w
-    out = np.array(s, dtype=np.float64, order="C", copy=True)
+    _siglen_for(s.shape[1], d, N, "s")
+    if z.shape[0] != n:
+        raise ValueError("segment: one segment per signature")
     if n == 0:
-        return out
-    cdef double[:, ::1] o = out
-    if sk_work_init(&w, d, N) != 0:
-        sk_work_free(&w)
-        raise MemoryError("hftsig: out of memory in sigjoin")
+        return
+    cdef sk_work w
+    _raise_for(sk_work_init(&w, d, N), "sigjoin")
     with nogil:
         for i in range(n):
-            sk_join(&w, &o[i, 0], &z[i, 0])
+            sk_join(&w, &s[i, 0], &z[i, 0])
     sk_work_free(&w)
-    return out
 
 
 cdef class SignatureStream:
@@ -205,35 +395,57 @@ cdef class SignatureStream:
         self._w.d = 0
 
     def __init__(self, dim, depth, *, window=None, n_paths=None):
-        dim = _check_int(dim, "dim", 1)
-        depth = _check_int(depth, "depth", 1)
+        dim = check_int(dim, "dim", 1, MAX_DIM)
+        depth = check_int(depth, "depth", 1, MAX_DEPTH)
         if window is not None:
-            window = _check_int(window, "window", 1)
+            window = check_int(window, "window", 1)
         if n_paths is not None:
-            n_paths = _check_int(n_paths, "n_paths", 1)
-        if depth > 60 or sk_siglength(dim, depth) > (1 << 28):
-            raise ValueError(
-                f"depth: signature of dim={dim}, depth={depth} is too large")
+            n_paths = check_int(n_paths, "n_paths", 1)
+        npath = 1 if n_paths is None else n_paths
+        win = -1 if window is None else window - 1
+        # every buffer size in Python ints first: a product that wraps in C
+        # would allocate a small buffer that the pushes then overrun
+        siglen = signature_length(dim, depth)
+        sig_bytes = 8 * siglen * (2 if win > 0 else 1)  # S, and F with a window
+        ring_bytes = 8 * max(win, 0) * dim
+        per_path = sig_bytes + ring_bytes + 8 * 2 * dim  # + last point, increment
+        work = sk_work_bytes(dim, depth) if siglen <= _INT64_MAX else -1
+        if work < 0:
+            work = siglen  # the scratch is smaller than one signature
+        if n_paths is not None and per_path + work <= max_output_bytes():
+            culprit = "n_paths"
+        else:
+            culprit = "window" if ring_bytes > sig_bytes else "depth"
+        shown_window = None if window is None else show_int(window)
+        shown_paths = None if n_paths is None else show_int(n_paths)
+        check_bytes(npath * per_path + work, culprit,
+                    f"SignatureStream(dim={dim}, depth={depth}, window={shown_window}, "
+                    f"n_paths={shown_paths})")
         self._free()
         self.dim = dim
         self.depth = depth
         self.window = window
         self.n_paths = n_paths
-        self._np = 1 if n_paths is None else n_paths
-        self._win = -1 if window is None else window - 1
-        self._siglen = sk_siglength(dim, depth)
-        cdef Py_ssize_t npath = self._np
-        self._S = <double *>malloc(sizeof(double) * npath * self._siglen)
-        self._last = <double *>malloc(sizeof(double) * npath * dim)
-        self._z = <double *>malloc(sizeof(double) * npath * dim)
+        self._np = npath
+        self._win = win
+        self._siglen = siglen
+        cdef size_t sig_size = sizeof(double) * <size_t>npath * <size_t>siglen
+        cdef size_t point_size = sizeof(double) * <size_t>npath * <size_t>dim
+        self._S = <double *>malloc(sig_size)
+        self._last = <double *>malloc(point_size)
+        self._z = <double *>malloc(point_size)
         if self._win > 0:
-            self._F = <double *>malloc(sizeof(double) * npath * self._siglen)
-            self._ring = <double *>malloc(sizeof(double) * npath * self._win * dim)
+            self._F = <double *>malloc(sig_size)
+            self._ring = <double *>malloc(point_size * <size_t>self._win)
+        cdef int rc = 0
         if (self._S == NULL or self._last == NULL or self._z == NULL
-                or (self._win > 0 and (self._F == NULL or self._ring == NULL))
-                or sk_work_init(&self._w, dim, depth) != 0):
+                or (self._win > 0 and (self._F == NULL or self._ring == NULL))):
+            rc = SK_ERR_NOMEM
+        else:
+            rc = sk_work_init(&self._w, dim, depth)
+        if rc != 0:
             self._free()
-            raise MemoryError("SignatureStream: out of memory")
+            _raise_for(rc, "SignatureStream")
         self.reset()
 
     cdef void _free(self):
@@ -364,11 +576,3 @@ cdef class SignatureStream:
         return (f"SignatureStream(dim={self.dim}, depth={self.depth}, "
                 f"window={self.window!r}, n_paths={self.n_paths!r})")
 
-
-def _check_int(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return value

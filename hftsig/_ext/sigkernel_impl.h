@@ -196,13 +196,6 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_two_steps_fused)(
     SK_NAME(sk_horner_oop)(T, S, ys, d, N - 2, lvl_off, BA);
 }
 
-/* Block scratch in SK_T units: the signature, a second copy of its lower
- * levels, two scaled increments, two Horner chains. */
-static int64_t SK_NAME(sk_block_scratch)(int d, int N, int64_t siglen, const int64_t *lvl_off)
-{
-    return siglen + lvl_off[N] + 2 * (int64_t)(N + 1) * d + 4 * sk_chain_len(d, N);
-}
-
 /* Load the increment X[t+1] - X[t] of every lane into zs (scaled copies). */
 static inline __attribute__((always_inline)) void SK_NAME(sk_load_z)(SK_T *restrict zs, const double *const *rows,
                                       const int64_t *restrict nsteps, int64_t t,
@@ -230,10 +223,11 @@ typedef struct {
 static int SK_NAME(sk_block_init)(SK_NAME(sk_block) *b, int d, int N, int64_t siglen,
                                    const int64_t *lvl_off)
 {
-    int64_t n = SK_NAME(sk_block_scratch)(d, N, siglen, lvl_off);
-    SK_T *mem = (SK_T *)sk_aligned_alloc(sizeof(SK_T) * n);
+    int64_t n = sk_block_entries(d, N, siglen), nbytes;
+    if (n < 0 || sk_mul(n, (int64_t)sizeof(SK_T), &nbytes)) return -1;
+    SK_T *mem = (SK_T *)sk_aligned_alloc((size_t)nbytes);
     if (mem == NULL) return -1;
-    memset(mem, 0, sizeof(SK_T) * n);
+    memset(mem, 0, (size_t)nbytes);
     b->S = mem;
     b->T = mem + siglen;
     b->zs = b->T + lvl_off[N];

@@ -25,6 +25,31 @@
 /* level offsets live in int64_t[64] arrays */
 #define SK_MAX_DEPTH 60
 
+/* Error codes of the entry points (0 = success). */
+#define SK_ERR_NOMEM 1 /* an allocation failed */
+#define SK_ERR_SIZE 2  /* a buffer size does not fit in int64 bytes */
+
+/* Size arithmetic.  Every buffer size is formed with these before it is
+ * allocated: a product that wraps would allocate a small buffer and the
+ * kernel would then write past its end.  Nonzero means overflow (or a
+ * negative operand, which no size may be). */
+static inline int sk_mul(int64_t a, int64_t b, int64_t *out)
+{
+    return a < 0 || b < 0 || __builtin_mul_overflow(a, b, out);
+}
+
+static inline int sk_add(int64_t a, int64_t b, int64_t *out)
+{
+    return a < 0 || b < 0 || __builtin_add_overflow(a, b, out);
+}
+
+/* n doubles in bytes, or -1 if that overflows */
+static inline int64_t sk_doubles(int64_t n)
+{
+    int64_t bytes;
+    return sk_mul(n, (int64_t)sizeof(double), &bytes) ? -1 : bytes;
+}
+
 /* Paths per block.  4 doubles fill one AVX2 register; 8 (two registers
  * per coordinate) measured 2-7x slower here (register spills in the
  * unrolled letter loops), 2 about 2x slower.  -DSK_VL=n overrides. */
@@ -37,6 +62,7 @@ typedef double sk_vec __attribute__((vector_size(8 * SK_VL), aligned(8 * SK_VL))
 static void *sk_aligned_alloc(size_t nbytes)
 {
     size_t a = 64;
+    if (nbytes > SIZE_MAX - a) return NULL;
     nbytes = (nbytes + a - 1) / a * a;
     if (nbytes == 0) nbytes = a;
     return aligned_alloc(a, nbytes);
@@ -44,12 +70,20 @@ static void *sk_aligned_alloc(size_t nbytes)
 
 static void sk_aligned_free(void *p) { free(p); }
 
-/* entries of the Horner chain scratch: max(1, d^(N-2)) */
-static int64_t sk_chain_len(int d, int N)
+/* d^k, or -1 if it overflows int64 */
+static int64_t sk_pow(int d, int k)
 {
     int64_t n = 1;
-    for (int k = 2; k < N; ++k) n *= d;
+    for (int i = 0; i < k; ++i)
+        if (sk_mul(n, d, &n)) return -1;
     return n;
+}
+
+/* entries of the Horner chain scratch: max(1, d^(N-2)); callers have
+ * checked that the signature's length (a larger number) fits */
+static int64_t sk_chain_len(int d, int N)
+{
+    return N > 2 ? sk_pow(d, N - 2) : 1;
 }
 
 /* set by tests/benchmarks through sk_set_unfused: run the plain two-step
@@ -154,6 +188,29 @@ static void sk_parallel(sk_block_fn fn, sk_ctx *cx, int64_t nblocks, int nthread
     sk_pjob_release(j);
 }
 
+/* Entries of one block's scratch per lane (sigkernel_impl.h's sk_block):
+ * the signature, a second copy of its lower levels, two scaled increments
+ * and four Horner chains; -1 if that overflows. */
+static int64_t sk_block_entries(int d, int N, int64_t siglen)
+{
+    int64_t top = sk_pow(d, N), chain = sk_chain_len(d, N), n, t;
+    if (top < 0 || chain < 0 || siglen < top) return -1;
+    if (sk_add(siglen, siglen - top, &n)) return -1;
+    if (sk_mul(2 * (int64_t)(N + 1), d, &t) || sk_add(n, t, &n)) return -1;
+    if (sk_mul(4, chain, &t) || sk_add(n, t, &n)) return -1;
+    return n;
+}
+
+/* Bytes of one block's scratch with `lanes` paths per block (rounded up to
+ * the 64-byte alignment), or -1 if that overflows. */
+static int64_t sk_block_bytes(int lanes, int d, int N, int64_t siglen)
+{
+    int64_t n = sk_block_entries(d, N, siglen), b;
+    if (n < 0 || sk_mul(n, (int64_t)sizeof(double) * lanes, &b) || sk_add(b, 63, &b))
+        return -1;
+    return b / 64 * 64;
+}
+
 /* vector instance */
 #define SK_T sk_vec
 #define SK_L SK_VL
@@ -182,12 +239,14 @@ static void sk_parallel(sk_block_fn fn, sk_ctx *cx, int64_t nblocks, int nthread
 #undef SK_GET
 #undef SK_SET
 
+/* d + d^2 + ... + d^N, or -1 if the arguments are out of range or the
+ * length overflows int64 */
 static int64_t sk_siglength(int d, int N)
 {
+    if (d < 1 || N < 1 || N > SK_MAX_DEPTH) return -1;
     int64_t s = 0, p = 1;
     for (int k = 1; k <= N; ++k) {
-        p *= d;
-        s += p;
+        if (sk_mul(p, d, &p) || sk_add(s, p, &s)) return -1;
     }
     return s;
 }
@@ -301,22 +360,50 @@ typedef struct {
     double *zs, *B, *buf0, *buf1;
 } sk_work;
 
+/* Entries of sk_work's two buffers: zs + B, and buf0 + buf1; nonzero if a
+ * size overflows (or the arguments are out of range). */
+static int sk_work_sizes(int d, int N, int64_t *n_zs, int64_t *n_buf)
+{
+    int64_t chain = sk_chain_len(d, N), top = sk_pow(d, N - 1), t;
+    if (N < 1 || N > SK_MAX_DEPTH || d < 1 || chain < 0 || top < 0) return 1;
+    if (sk_mul((int64_t)N + 1, d, &t) || sk_add(t, chain, n_zs)) return 1;
+    return sk_mul(2, top, n_buf);
+}
+
+/* Bytes sk_work_init allocates, or -1 if that overflows. */
+static int64_t sk_work_bytes(int d, int N)
+{
+    int64_t n_zs, n_buf, n;
+    if (sk_work_sizes(d, N, &n_zs, &n_buf) || sk_add(n_zs, n_buf, &n)) return -1;
+    return sk_doubles(n);
+}
+
+/* 0, SK_ERR_SIZE or SK_ERR_NOMEM; on failure w->d stays 0 and nothing is
+ * left to free. */
 static int sk_work_init(sk_work *w, int d, int N)
 {
+    int64_t n_zs, n_buf;
+    w->d = 0;
     w->zs = NULL;
     w->buf0 = NULL;
-    if (N < 1 || N > SK_MAX_DEPTH || d < 1) return -1;
+    if (sk_work_sizes(d, N, &n_zs, &n_buf) || sk_doubles(n_zs) < 0 || sk_doubles(n_buf) < 0
+        || sk_siglength(d, N) < 0)
+        return SK_ERR_SIZE;
+    w->zs = (double *)malloc((size_t)sk_doubles(n_zs));
+    w->buf0 = (double *)malloc((size_t)sk_doubles(n_buf));
+    if (!w->zs || !w->buf0) {
+        free(w->zs);
+        free(w->buf0);
+        w->zs = NULL;
+        w->buf0 = NULL;
+        return SK_ERR_NOMEM;
+    }
     w->d = d;
     w->N = N;
     w->siglen = sk_siglength(d, N);
     sk_level_offsets(d, N, w->lvl_off);
-    int64_t top = 1; /* d^(N-1) */
-    for (int k = 1; k < N; ++k) top *= d;
-    w->zs = (double *)malloc(sizeof(double) * ((N + 1) * (int64_t)d + sk_chain_len(d, N)));
     w->B = w->zs + (N + 1) * (int64_t)d;
-    w->buf0 = (double *)malloc(sizeof(double) * 2 * top);
-    w->buf1 = w->buf0 + top;
-    if (!w->zs || !w->buf0) return -1;
+    w->buf1 = w->buf0 + n_buf / 2;
     return 0;
 }
 
@@ -404,48 +491,86 @@ static void sk_prepend(sk_work *w, double *restrict s, const double *restrict y)
 #undef SK_P
 }
 
+/* How many pieces sk_sig cuts each path into: enough that the pieces fill
+ * every lane of every thread, but no piece of fewer than min_steps steps
+ * (it would spend more on the Chen joins than it saves). */
+static int64_t sk_sig_chunks(int64_t batch, int64_t steps, int N, int nthreads)
+{
+    int64_t target = (int64_t)SK_VL * nthreads;
+    if (batch >= target) return 1;
+    int64_t min_steps = 8 * N > 32 ? 8 * N : 32;
+    int64_t chunks = (target + batch - 1) / batch;
+    int64_t maxc = steps / min_steps;
+    if (maxc < 1) maxc = 1;
+    return chunks > maxc ? maxc : chunks;
+}
+
+/* Block scratch of the threads that run n_items pieces at once (sk_parallel
+ * runs min(nthreads, blocks) of them, each holding one block), in bytes, or
+ * -1 on overflow. */
+static int64_t sk_pieces_scratch_bytes(int64_t n_items, int d, int N, int64_t siglen,
+                                       int nthreads)
+{
+    int lanes = n_items <= 2 ? 1 : SK_VL;
+    int64_t nblocks = (n_items + lanes - 1) / lanes, workers = nthreads, bytes;
+    if (workers > nblocks) workers = nblocks;
+    if (sk_mul(workers, sk_block_bytes(lanes, d, N, siglen), &bytes)) return -1;
+    return bytes;
+}
+
+/* Bytes sk_sig allocates besides its output, or -1 if a size overflows. */
+static int64_t sk_sig_scratch_bytes(int64_t batch, int64_t len, int d, int N, int nthreads)
+{
+    nthreads = sk_threads(nthreads);
+    int64_t siglen = sk_siglength(d, N), steps = len - 1;
+    if (siglen < 0 || batch < 0) return -1;
+    if (steps <= 0 || batch == 0) return 0;
+    int64_t chunks = sk_sig_chunks(batch, steps, N, nthreads);
+    int64_t n_items, total, t;
+    if (sk_mul(batch, chunks, &n_items) || sk_mul(n_items, 3 * (int64_t)sizeof(int64_t), &total))
+        return -1;
+    if (chunks > 1 && (sk_mul(n_items, siglen, &t) || sk_add(total, sk_doubles(t), &total)))
+        return -1;
+    if (sk_add(total, sk_pieces_scratch_bytes(n_items, d, N, siglen, nthreads), &total))
+        return -1;
+    return total;
+}
+
 /* Signatures of a batch of paths X (batch, len, d) into out (batch, siglen).
- * Returns nonzero on allocation failure. */
+ * Returns 0, SK_ERR_NOMEM or SK_ERR_SIZE. */
 static int sk_sig(const double *X, int64_t batch, int64_t len, int d, int N,
                   double *out, int nthreads)
 {
     nthreads = sk_threads(nthreads);
-    int64_t siglen = sk_siglength(d, N);
+    int64_t siglen = sk_siglength(d, N), out_n;
+    if (sk_sig_scratch_bytes(batch, len, d, N, nthreads) < 0 || sk_mul(batch, siglen, &out_n)
+        || sk_doubles(out_n) < 0)
+        return SK_ERR_SIZE;
     int64_t lvl_off[64];
     sk_level_offsets(d, N, lvl_off);
     int64_t steps = len - 1;
-    memset(out, 0, sizeof(double) * batch * siglen);
+    memset(out, 0, (size_t)sk_doubles(out_n));
     if (steps <= 0 || batch == 0) return 0;
 
-    /* Cut each path into `chunks` pieces so that the pieces fill every lane
-     * of every thread; a piece of fewer than min_steps steps would spend
-     * more on the Chen joins than it saves. */
-    int64_t target = (int64_t)SK_VL * nthreads;
-    int64_t chunks = 1;
-    if (batch < target) {
-        int64_t min_steps = 8 * N > 32 ? 8 * N : 32;
-        chunks = (target + batch - 1) / batch;
-        int64_t maxc = steps / min_steps;
-        if (maxc < 1) maxc = 1;
-        if (chunks > maxc) chunks = maxc;
-    }
+    /* sizes below were checked by sk_sig_scratch_bytes */
+    int64_t chunks = sk_sig_chunks(batch, steps, N, nthreads);
     int64_t n_items = batch * chunks;
-    int64_t *pi = (int64_t *)malloc(sizeof(int64_t) * 3 * n_items);
-    if (pi == NULL) return 1;
+    int64_t *pi = (int64_t *)malloc(sizeof(int64_t) * 3 * (size_t)n_items);
+    if (pi == NULL) return SK_ERR_NOMEM;
     int64_t *st = pi + n_items, *en = st + n_items;
     for (int64_t b = 0; b < batch; ++b)
         for (int64_t c = 0; c < chunks; ++c) {
             int64_t i = b * chunks + c;
             pi[i] = b;
-            st[i] = steps * c / chunks;
-            en[i] = steps * (c + 1) / chunks;
+            st[i] = (int64_t)((__int128)steps * c / chunks);
+            en[i] = (int64_t)((__int128)steps * (c + 1) / chunks);
         }
     double *pieces = out;
     if (chunks > 1) {
-        pieces = (double *)malloc(sizeof(double) * n_items * siglen);
+        pieces = (double *)malloc(sizeof(double) * (size_t)n_items * (size_t)siglen);
         if (pieces == NULL) {
             free(pi);
-            return 1;
+            return SK_ERR_NOMEM;
         }
     }
     int failed;
@@ -465,10 +590,44 @@ static int sk_sig(const double *X, int64_t batch, int64_t len, int d, int N,
         free(pieces);
     }
     free(pi);
-    return failed;
+    return failed ? SK_ERR_NOMEM : 0;
 }
 
-/* Prefix signatures at sorted point indices `at` (see sk_sig_at_*).
+/* Distinct nonzero indices among the sorted at[0..n_at-1]: the ends of the
+ * pieces sk_sig_at cuts a small batch into. */
+static int64_t sk_at_ends(const int64_t *at, int64_t n_at)
+{
+    int64_t nq = 0;
+    for (int64_t j = 0; j < n_at; ++j)
+        if (at[j] > 0 && (j == 0 || at[j - 1] != at[j])) ++nq;
+    return nq;
+}
+
+/* Bytes sk_sig_at allocates besides its output, or -1 if a size overflows. */
+static int64_t sk_sig_at_scratch_bytes(int64_t batch, int64_t len, int d, int N,
+                                       const int64_t *at, int64_t n_at, int nthreads)
+{
+    (void)len;
+    nthreads = sk_threads(nthreads);
+    int64_t siglen = sk_siglength(d, N);
+    if (siglen < 0 || batch < 0 || n_at < 0) return -1;
+    if (batch == 0 || n_at == 0) return 0;
+    if (batch >= (int64_t)SK_VL * nthreads)
+        return sk_pieces_scratch_bytes(batch, d, N, siglen, nthreads);
+    int64_t nq = sk_at_ends(at, n_at), n_items, total, t;
+    if (sk_add(n_at, 1, &total) || sk_mul(total, (int64_t)sizeof(int64_t), &total)) return -1;
+    if (nq == 0) return total;
+    if (sk_mul(batch, nq, &n_items) || sk_mul(n_items, 3, &t) || sk_add(t, 2 * nq, &t)
+        || sk_mul(t, (int64_t)sizeof(int64_t), &t) || sk_add(total, t, &total))
+        return -1;
+    if (sk_mul(n_items, siglen, &t) || sk_add(total, sk_doubles(t), &total)) return -1;
+    if (sk_add(total, sk_pieces_scratch_bytes(n_items, d, N, siglen, nthreads), &total))
+        return -1;
+    return total;
+}
+
+/* Prefix signatures at sorted point indices `at` (see sk_sig_at_*), into
+ * out (batch, n_at, siglen).  Returns 0, SK_ERR_NOMEM or SK_ERR_SIZE.
  *
  * A batch too small to fill the lanes (a single long path, say) is cut at
  * the requested indices instead: the pieces between consecutive indices
@@ -479,33 +638,38 @@ static int sk_sig_at(const double *X, int64_t batch, int64_t len, int d, int N,
                      double *out, int nthreads)
 {
     nthreads = sk_threads(nthreads);
-    int64_t siglen = sk_siglength(d, N);
+    int64_t siglen = sk_siglength(d, N), out_n;
+    if (sk_sig_at_scratch_bytes(batch, len, d, N, at, n_at, nthreads) < 0
+        || sk_mul(batch, n_at, &out_n) || sk_mul(out_n, siglen, &out_n)
+        || sk_doubles(out_n) < 0)
+        return SK_ERR_SIZE;
     int64_t lvl_off[64];
     sk_level_offsets(d, N, lvl_off);
     if (batch == 0 || n_at == 0) return 0;
     if (batch >= (int64_t)SK_VL * nthreads)
         return sk_sig_at_v(X, batch, len, d, N, lvl_off, siglen, at, slot, n_at, out,
-                           nthreads);
+                           nthreads) ? SK_ERR_NOMEM : 0;
 
-    /* distinct nonzero indices: the piece ends */
-    int64_t *ends = (int64_t *)malloc(sizeof(int64_t) * (n_at + 1));
-    if (ends == NULL) return 1;
+    /* distinct nonzero indices: the piece ends (sizes below were checked by
+     * sk_sig_at_scratch_bytes) */
+    int64_t *ends = (int64_t *)malloc(sizeof(int64_t) * ((size_t)n_at + 1));
+    if (ends == NULL) return SK_ERR_NOMEM;
     int64_t nq = 0;
     for (int64_t j = 0; j < n_at; ++j)
         if (at[j] > 0 && (nq == 0 || ends[nq - 1] != at[j])) ends[nq++] = at[j];
     if (nq == 0) {
         free(ends);
-        memset(out, 0, sizeof(double) * batch * n_at * siglen);
+        memset(out, 0, (size_t)sk_doubles(out_n));
         return 0;
     }
     int64_t n_items = batch * nq;
-    int64_t *pi = (int64_t *)malloc(sizeof(int64_t) * (3 * n_items + 2 * nq));
-    double *pieces = (double *)malloc(sizeof(double) * n_items * siglen);
+    int64_t *pi = (int64_t *)malloc(sizeof(int64_t) * (3 * (size_t)n_items + 2 * (size_t)nq));
+    double *pieces = (double *)malloc(sizeof(double) * (size_t)n_items * (size_t)siglen);
     if (pi == NULL || pieces == NULL) {
         free(ends);
         free(pi);
         free(pieces);
-        return 1;
+        return SK_ERR_NOMEM;
     }
     int64_t *st = pi + n_items, *en = st + n_items, *order = en + n_items;
     int64_t *rank = order + nq;
@@ -553,7 +717,7 @@ static int sk_sig_at(const double *X, int64_t batch, int64_t len, int d, int N,
     free(ends);
     free(pi);
     free(pieces);
-    return failed;
+    return failed ? SK_ERR_NOMEM : 0;
 }
 
 #endif

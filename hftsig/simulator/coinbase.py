@@ -6,16 +6,19 @@
   ``subscribe_timeout`` seconds of connecting or the server closes the
   connection; ``unsubscribe`` likewise; an unknown channel or product gives
   ``{"type":"error","message":...}``.
-- Every frame is an envelope ``{"channel", "client_id", "timestamp",
-  "sequence_num", "events"}``; ``sequence_num`` counts frames on the
-  connection from 0, across channels.
+- Every frame is an envelope ``{"channel", "timestamp", "sequence_num",
+  "events"}`` (a recorded live session has no ``client_id``, which the docs'
+  examples show); ``sequence_num`` counts frames on the connection from 0,
+  across channels.
 - ``subscriptions`` after each (un)subscribe; ``level2`` arrives on channel
   ``l2_data`` as a ``snapshot`` then ``update`` events with ``side``
   ``bid``/``offer``, ``price_level`` and absolute ``new_quantity`` (``"0"``
   removes); ``ticker`` snapshot on subscribe and an update per trade;
   ``market_trades`` snapshot then trades batched every 250 ms, ``side`` the
-  taker side (``BUY``/``SELL``); ``heartbeats`` every second with a per
-  connection ``heartbeat_counter``.
+  *maker's* side (``BUY``/``SELL``) as the venue sends it: a buyer lifting
+  the ask prints ``SELL``; ``heartbeats`` every second with a per
+  connection ``heartbeat_counter`` (a JSON number on the live venue, a string
+  in the docs' example).
 - Numbers are strings without trailing zeros; timestamps RFC 3339 with ns.
 """
 from __future__ import annotations
@@ -90,7 +93,7 @@ class CoinbaseServer(WsExchangeServer):
             ts = rfc3339_ns(time.time_ns())
             if stamp_events:
                 events_json = events_json.replace(_SEND_TIME, ts)
-            return '{"channel":"%s","client_id":"","timestamp":"%s","sequence_num":%d,"events":%s}' % (
+            return '{"channel":"%s","timestamp":"%s","sequence_num":%d,"events":%s}' % (
                 channel, ts, seq, events_json)
 
         return build
@@ -179,7 +182,9 @@ class CoinbaseServer(WsExchangeServer):
         m = self.model
         spec = m.specs[self.venue, product]
         bids, asks, _ = m.book_ticks(self.venue, product)
-        et = "1970-01-01T00:00:00Z"  # snapshot levels carry the epoch, as Coinbase sends them
+        # snapshot levels carry the engine's time in µs on the live venue (the
+        # docs' example shows the epoch)
+        et = rfc3339_ns(time.time_ns())[:26] + "Z"
         changes = [(1, p, q) for p, q in bids] + [(-1, p, q) for p, q in asks]
         events = '[{"type":"snapshot","product_id":"%s","updates":[%s]}]' % (product, self._l2_updates(changes, spec, et))
         conn.enqueue("l2_data", self._envelope("l2_data", events), len(changes))
@@ -204,7 +209,8 @@ class CoinbaseServer(WsExchangeServer):
         spec = self.model.specs[self.venue, t.symbol]
         return '{"trade_id":"%d","product_id":"%s","price":"%s","size":"%s","side":"%s","time":"%s"}' % (
             t.trade_id, t.symbol, _str(t.price_ticks, spec.price_decimals), _str(t.qty_lots, spec.qty_decimals),
-            "BUY" if t.side > 0 else "SELL", rfc3339_ns(t.ts_ns))
+            # Coinbase names the maker's side; t.side is the taker's
+            "SELL" if t.side > 0 else "BUY", rfc3339_ns(t.ts_ns))
 
     # ------------------------------------------------------------- events
     def on_events(self, events):
@@ -258,12 +264,12 @@ class CoinbaseServer(WsExchangeServer):
         ns = time.time_ns()
         s, rem = divmod(ns, 1_000_000_000)
         current = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s)) + f".{rem:09d} +0000 UTC m=+{now - self._t0:.9f}"
-        events = '[{"current_time":"%s","heartbeat_counter":"%d"}]' % (current, conn.state["hb_counter"])
+        events = '[{"current_time":"%s","heartbeat_counter":%d}]' % (current, conn.state["hb_counter"])
         conn.enqueue("heartbeats", self._envelope("heartbeats", events), ctrl=True)
 
     # ------------------------------------------------------------- faults
     def malformed_payload(self):
-        return '{"channel":"l2_data","client_id":"","timestamp":"2023-02-09T20:32:50.714964855Z","sequence_num":'
+        return '{"channel":"l2_data","timestamp":"2023-02-09T20:32:50.714964855Z","sequence_num":'
 
     async def inject_protocol(self, fault, conns, **kw):
         if fault == "gap":
