@@ -45,8 +45,7 @@ import numpy as np
 
 from hftsig import transforms as _tr
 from hftsig._ext import _sigbackprop as _k
-from hftsig.logsignature import (
-    _check_basis, _dim_from_siglength, _lyndon_system)
+from hftsig.logsignature import _check_basis, _lyndon_system
 from hftsig.signature import (
     _as_indices, _as_path, _as_sigs, _check_finite, _check_int, _check_size, _n_threads,
     _numeric, sig, siglength)
@@ -296,9 +295,17 @@ def logsigbackprop(grad_out, path, depth, *, basis="lyndon", stream=False, at=No
     opts = dict(stream=stream, at=at, time_aug=time_aug, lead_lag=lead_lag,
                 basepoint=basepoint, n_jobs=n_jobs)
     s = sig(path, depth, **opts)
-    dim = _dim_from_siglength(s.shape[-1], depth)
+    dim = _dim_of_signature(s.shape[-1], depth)
     gs = sig_to_logsig_backprop(grad_out, s, dim, depth, basis=basis, n_jobs=n_jobs)
     return sigbackprop(gs, path, depth, **opts)
+
+
+def _dim_of_signature(length, depth):
+    # the channels after time augmentation / lead-lag, from the signature made of them
+    dim = 1
+    while siglength(dim, depth) < length:
+        dim += 1
+    return dim
 
 
 def sigcombinebackprop(grad_out, s1, s2, dim, depth):
