@@ -40,6 +40,7 @@ from collections import namedtuple
 import numpy as np
 
 from hftsig._ext import _signature_kernel as _k
+from hftsig._ext._signature import check_bytes as _check_bytes
 from hftsig.signature import _check_finite, _check_int, _n_threads, _numeric
 
 __all__ = ["sig_kernel", "sig_kernel_backprop", "sig_kernel_gram",
@@ -105,6 +106,42 @@ def _check_grid(lx, ly, ox, oy):
     if cells > (1 << 40):
         raise ValueError(f"dyadic_order: a {lx} x {ly} point grid refined {2**ox} x {2**oy} "
                          f"times has {cells} cells per pair, too many")
+
+
+def _block_bytes(lx, ly, d, ox, oy, backward):
+    """Working memory of one thread's block of pairs (see goursat_pde.h)."""
+    nx, ny = max(lx - 1, 0), max(ly - 1, 0)
+    cols = (ny << oy) + 1
+    if backward:  # gp_backward_workspace: source terms and grid rows at the path points
+        vectors = (nx * ny + lx * cols + ((1 << ox) + 1) * cols + 2 * (cols + 1) + 6 * ny
+                   + 2 * ly + ny * d + 2 * ly * d + 2 * d)
+    else:  # gp_block_forward: one grid row and a few rows of coefficients
+        vectors = cols + 3 * ny + ny * d + 2 * ly + ly * d
+    return 8 * _k.lanes() * vectors
+
+
+def _check_memory(n_pairs, out_values, shapes, ox, oy, nthreads, backward, names):
+    """Refuse (ValueError) a call that would take more than hftsig's memory limit.
+
+    ``out_values`` float64 results, 16 bytes of pair indices per pair, and the
+    blocks' working memory (one per thread; in backprop also one gradient
+    accumulator per thread).  The limit is :func:`hftsig.signature.set_config`'s
+    ``max_output_bytes``.
+    """
+    (lx, ly, d), (xname, argument_many) = shapes, names
+    threads = max(1, min(nthreads, -(-n_pairs // _k.lanes()))) if n_pairs else 1
+    block = _block_bytes(lx, ly, d, ox, oy, backward)
+    total = 8 * out_values + 16 * n_pairs + threads * block
+    # one block alone over the limit: the paths' lengths and the refinement
+    _check_bytes(block, "dyadic_order" if (ox or oy) else xname,
+                 f"solving the PDE on a grid of {lx} x {ly} points refined "
+                 f"{2 ** ox} x {2 ** oy} times"
+                 + (" (backprop keeps the grid rows at the path points)" if backward else ""),
+                 "lower dyadic_order or cut the paths shorter")
+    _check_bytes(total, argument_many,
+                 f"{n_pairs} pair{'s' if n_pairs != 1 else ''} of paths (results and the "
+                 f"working memory of {threads} thread{'s' if threads != 1 else ''})",
+                 "pass fewer paths per call or use fewer threads (n_jobs)")
 
 
 def _same_dim(x, y, xname, yname):
@@ -174,6 +211,8 @@ def sig_kernel(x, y, *, dyadic_order=0, static_kernel="linear", sigma=1.0, n_job
     """
     X, Y, idx, single, (kind, inv_sigma, ox, oy, nt) = _pair_setup(
         x, y, dyadic_order, static_kernel, sigma, n_jobs)
+    _check_memory(len(idx), len(idx), (X.shape[1], Y.shape[1], X.shape[2]), ox, oy, nt, False,
+                  ("x", "x"))
     out = _k.kernel_pairs(X, Y, idx, idx, kind, inv_sigma, ox, oy, nt)
     return float(out[0]) if single else out
 
@@ -219,6 +258,9 @@ def sig_kernel_backprop(grad_out, x, y, *, dyadic_order=0, static_kernel="linear
         raise ValueError(f"grad_out: expected shape {want} (one value per pair), got {g.shape}")
     g = np.ascontiguousarray(g, dtype=np.float64).reshape(-1)
     _check_finite(g, "grad_out")
+    grads = (X.size + Y.size) * (1 + max(1, min(nt, len(idx))))  # result + per-thread sums
+    _check_memory(len(idx), grads, (X.shape[1], Y.shape[1], X.shape[2]), ox, oy, nt, True,
+                  ("x", "x"))
     gx, gy = _k.backward_pairs(X, Y, idx, idx, g, kind, inv_sigma, ox, oy, nt, False)
     return (gx[0], gy[0]) if single else (gx, gy)
 
@@ -283,6 +325,9 @@ def sig_kernel_gram(X, Y=None, *, dyadic_order=0, static_kernel="linear", sigma=
     X, Y, symmetric, (kind, inv_sigma, ox, oy, nt) = _gram_setup(
         X, Y, dyadic_order, static_kernel, sigma, n_jobs)
     n, m = X.shape[0], Y.shape[0]
+    n_pairs = n * (n + 1) // 2 if symmetric else n * m
+    _check_memory(n_pairs, n * m + n_pairs, (X.shape[1], Y.shape[1], X.shape[2]), ox, oy, nt,
+                  False, ("X", "X"))
     a, b = _gram_pairs(n, m, symmetric)
     vals = _k.kernel_pairs(X, Y, a, b, kind, inv_sigma, ox, oy, nt)
     if not symmetric:
@@ -327,6 +372,10 @@ def sig_kernel_gram_backprop(grad_out, X, Y=None, *, dyadic_order=0, static_kern
         raise ValueError(f"grad_out: expected shape {(n, m)}, got {g.shape}")
     g = np.ascontiguousarray(g, dtype=np.float64)
     _check_finite(g, "grad_out")
+    n_pairs = n * (n + 1) // 2 if symmetric else n * m
+    grads = (X.size + (0 if same_input else Y.size)) * (1 + max(1, min(nt, n_pairs)))
+    _check_memory(n_pairs, n_pairs + grads, (X.shape[1], Y.shape[1], X.shape[2]), ox, oy, nt,
+                  True, ("X", "X"))
     if symmetric:
         # one solve per unordered pair {i, j}: k(X_i, X_j) = k(X_j, X_i)
         a, b = _gram_pairs(n, n, True)

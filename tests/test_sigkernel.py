@@ -390,3 +390,19 @@ X3 = walks(3, 4, 2)
 def test_bad_input_names_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_memory_limit_refuses_before_allocating():
+    from hftsig.signature import config_context
+
+    with config_context(max_output_bytes=1 << 20):
+        with pytest.raises(ValueError, match="X: 500500 pairs .* max_output_bytes"):
+            sig_kernel_gram(np.zeros((1000, 5, 2)))
+        with pytest.raises(ValueError, match="x: solving the PDE on a grid of 300 x 300"):
+            sig_kernel_backprop(1.0, np.zeros((300, 2)), np.zeros((300, 2)))
+        with pytest.raises(ValueError, match="dyadic_order: solving the PDE"):
+            sig_kernel_backprop(1.0, np.zeros((60, 2)), np.zeros((60, 2)), dyadic_order=4)
+        # what fits still runs
+        assert sig_kernel_gram(X3).shape == (3, 3)
+    with pytest.raises(ValueError, match="dyadic_order: a 2000 x 2000 point grid"):
+        sig_kernel(np.zeros((2000, 1)), np.zeros((2000, 1)), dyadic_order=12)
