@@ -396,7 +396,7 @@ def test_memory_limit_refuses_before_allocating():
     from hftsig.signature import config_context
 
     with config_context(max_output_bytes=1 << 20):
-        with pytest.raises(ValueError, match="X: 500500 pairs .* max_output_bytes"):
+        with pytest.raises(ValueError, match="X: 500500 pairs .*max_output_bytes"):
             sig_kernel_gram(np.zeros((1000, 5, 2)))
         with pytest.raises(ValueError, match="x: solving the PDE on a grid of 300 x 300"):
             sig_kernel_backprop(1.0, np.zeros((300, 2)), np.zeros((300, 2)))
