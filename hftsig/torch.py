@@ -168,25 +168,15 @@ class _Sig(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         (path,) = ctx.saved_tensors
-        # Integration point: the gradient of the truncated signature is
-        # hftsig.sigbackprop(grad_out, path, depth, **options) (issue 21, built
-        # separately); until it is present the forward pass still works.
-        backprop = getattr(hftsig, "sigbackprop", None)
-        if backprop is None:
-            raise NotImplementedError(
-                "hftsig.torch.sig: this hftsig has no sigbackprop, so signatures cannot be "
-                "differentiated yet; sig_kernel, sig_kernel_gram and sig_mmd can")
-        g = backprop(grad.detach().to(torch.float64).contiguous().numpy(), _numpy(path, "path"),
-                     ctx.depth, **ctx.kwargs)
+        g = hftsig.sigbackprop(grad.detach().to(torch.float64).contiguous().numpy(),
+                               _numpy(path, "path"), ctx.depth, **ctx.kwargs)
         return _back(g, path), None, None
 
 
 def sig(path, depth, *, basepoint=False, time_aug=False, lead_lag=False, n_jobs=1):
     """Truncated signature (:func:`hftsig.sig`) of a CPU tensor, differentiable.
 
-    The backward pass is :func:`hftsig.sigbackprop`; without it (an hftsig
-    built before it) the forward pass works and backward raises
-    ``NotImplementedError``.
+    The backward pass is :func:`hftsig.sigbackprop`.
 
     Examples
     --------

@@ -58,15 +58,14 @@ def test_mmd_gradient_descent_moves_samples_together():
     assert loss.item() < 0.5 * first
 
 
-def test_sig_forward_and_backward_when_sigbackprop_exists():
+def test_sig_forward_and_backward():
     path = walks(2, 7, 3, seed=10)
     np.testing.assert_allclose(ht.sig(path, 3).numpy(), hftsig.sig(path.numpy(), 3))
-    if not hasattr(hftsig, "sigbackprop"):
-        with pytest.raises(NotImplementedError, match="sigbackprop"):
-            ht.sig(path.clone().requires_grad_(), 3).sum().backward()
-        pytest.skip("hftsig.sigbackprop is not in this build: sig's backward is not wired yet")
     p = path.clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda a: ht.sig(a, 3), (p,))
+    single = walks(6, 2, seed=11).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: ht.sig(a, 2, time_aug=True, basepoint=True),
+                                    (single,))
 
 
 def test_bad_tensors_name_the_argument():
