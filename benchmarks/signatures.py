@@ -401,8 +401,8 @@ def main(argv=None):
         rows = [bench_logsigbackprop(table, case, repeats) for case in CASES]
         geometric_mean_ratios("logsigbackprop", rows)
     if "sig_kernel" in groups:
-        print("signature kernels: case = (n paths, length, dim, dyadic_order); "
-              "sigkernel package: not on PyPI, not compared")
+        print("| signature kernels: case = (n paths, length, dim, dyadic_order); "
+              "the sigkernel package is not on PyPI, not compared")
         for case in KERNEL_CASES:
             bench_sig_kernel(table, case, repeats)
 
