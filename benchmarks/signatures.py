@@ -5,6 +5,7 @@ Run from the repository root::
     python -m benchmarks.signatures            # 9 repeats per timing
     python -m benchmarks.signatures --quick    # 3 repeats, fewer ticks
     python -m benchmarks.signatures --only backprop   # one group of rows
+    python -m benchmarks.signatures --only sig_kernel # signature kernel (Goursat PDE) rows
 
 Every row first checks that the libraries agree (``allclose``), then times
 each with the median of repeated runs.  Ratios are peer time / hftsig time
@@ -36,7 +37,9 @@ except ImportError:  # pragma: no cover - optional peer
 CASES = [(32, 1000, 5, 4), (1, 10000, 2, 6), (128, 100, 3, 5), (64, 500, 4, 4)]
 PUSH_CASES = [(1, 3, 4), (1, 2, 4), (1, 3, 3), (64, 3, 4)]  # (n_paths, dim, depth)
 N_DATES = 50
-GROUPS = ("sig", "at", "logsig", "push", "backprop")
+GROUPS = ("sig", "at", "logsig", "push", "backprop", "sig_kernel")
+# (n paths, length, dim, dyadic_order): Gram matrices of n x n signature kernels
+KERNEL_CASES = [(32, 100, 5, 0), (32, 100, 3, 2), (16, 400, 2, 1), (64, 50, 4, 1)]
 
 
 def median_time(fn, repeats):
@@ -288,6 +291,63 @@ def geometric_mean_ratios(name, rows):
                   f"{float(np.exp(np.mean(np.log(r)))):.2f}x ({len(r)} cases)")
 
 
+def bench_sig_kernel(table, case, repeats):
+    """Gram matrices of signature kernels (Goursat PDE) against pysiglib's CPU solver.
+
+    The ``sigkernel`` package (the PDE's reference implementation) is not on
+    PyPI (it installs from its git repository only), so it is not compared.
+    """
+    n, length, dim, order = case
+    X = random_paths(n, length, dim, seed=4)
+    Y = random_paths(n, length, dim, seed=5)
+    rows = [("sig_kernel_gram(X)", lambda: hftsig.sig_kernel_gram(X, dyadic_order=order),
+             lambda: pysiglib.sig_kernel_gram(X, X, dyadic_order=order, n_jobs=1),
+             "symmetric: n(n+1)/2 solves; pysiglib given X twice (its symmetric case)"),
+            ("sig_kernel_gram(X, Y)",
+             lambda: hftsig.sig_kernel_gram(X, Y, dyadic_order=order),
+             lambda: pysiglib.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=1),
+             "n*n solves each"),
+            ("sig_kernel_gram rbf",
+             lambda: hftsig.sig_kernel_gram(X, Y, dyadic_order=order, static_kernel="rbf",
+                                            sigma=0.5),
+             lambda: pysiglib.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=1,
+                                              static_kernel=pysiglib.RBFKernel(0.5)),
+             "rbf static kernel, exp(-|a-b|^2/sigma)")]
+    for label, ours_fn, peer_fn, note in rows:
+        ours = ours_fn()
+        ps = None
+        if pysiglib is not None:
+            check(f"pysiglib {label}", ours, peer_fn(), rtol=1e-9)
+            ps = median_time(peer_fn, repeats) * 1e3
+        t = median_time(ours_fn, repeats) * 1e3
+        table.add(f"{label}, 1 thread", case, "ms", t, None, ps, note)
+    # gradients of sum(W * G) with respect to both batches
+    W = np.random.default_rng(6).standard_normal((n, n))
+    ours_fn = lambda: hftsig.sig_kernel_gram_backprop(W, X, Y, dyadic_order=order)  # noqa: E731
+    ps = None
+    if pysiglib is not None:
+        def peer_fn():
+            return pysiglib.sig_kernel_gram_backprop(W, X, Y, dyadic_order=order, n_jobs=1,
+                                                     left_deriv=True, right_deriv=True)
+        ours, theirs = ours_fn(), peer_fn()
+        check("pysiglib sig_kernel_gram_backprop x", ours[0], theirs[0], rtol=1e-9)
+        check("pysiglib sig_kernel_gram_backprop y", ours[1], theirs[1], rtol=1e-9)
+        ps = median_time(peer_fn, repeats) * 1e3
+    table.add("sig_kernel_gram_backprop, 1 thread", case, "ms",
+              median_time(ours_fn, repeats) * 1e3, None, ps, "gradients w.r.t. X and Y")
+    ours_fn = lambda: hftsig.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=-1)  # noqa: E731
+    check("hftsig.sig_kernel_gram n_jobs=-1", ours_fn(),
+          hftsig.sig_kernel_gram(X, Y, dyadic_order=order), rtol=1e-12)
+    ps = None
+    if pysiglib is not None:
+        def peer_fn():
+            return pysiglib.sig_kernel_gram(X, Y, dyadic_order=order, n_jobs=-1)
+        check("pysiglib sig_kernel_gram n_jobs=-1", ours_fn(), peer_fn(), rtol=1e-9)
+        ps = median_time(peer_fn, repeats) * 1e3
+    table.add("sig_kernel_gram(X, Y), n_jobs=-1", case, "ms",
+              median_time(ours_fn, repeats) * 1e3, None, ps, "")
+
+
 def check_lead_lag_convention():
     """hftsig's lead-lag puts the lead channels first; pysiglib puts the lag first."""
     if pysiglib is None:
@@ -340,6 +400,11 @@ def main(argv=None):
         geometric_mean_ratios("sigbackprop", rows)
         rows = [bench_logsigbackprop(table, case, repeats) for case in CASES]
         geometric_mean_ratios("logsigbackprop", rows)
+    if "sig_kernel" in groups:
+        print("| signature kernels: case = (n paths, length, dim, dyadic_order); "
+              "the sigkernel package is not on PyPI, not compared")
+        for case in KERNEL_CASES:
+            bench_sig_kernel(table, case, repeats)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from hftsig.signature import (  # noqa: F401,E402
     SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
 from hftsig.signature_grad import (  # noqa: F401,E402
     logsigbackprop, sigbackprop, sigcombinebackprop, sigjoinbackprop, sigscale, sigscalebackprop)
+from hftsig.signature_kernel import (  # noqa: F401,E402
+    MMDTestResult, sig_kernel, sig_kernel_backprop, sig_kernel_gram, sig_kernel_gram_backprop,
+    sig_mmd, sig_mmd_test)
 from hftsig import transforms  # noqa: F401,E402
 
 
@@ -35,4 +38,8 @@ def __getattr__(name):
         from hftsig.stopping import SignatureStopper
 
         return SignatureStopper
+    if name == "SignatureKernel":  # scikit-learn too, see above
+        from hftsig.signature_kernel_sklearn import SignatureKernel
+
+        return SignatureKernel
     raise AttributeError(f"module 'hftsig' has no attribute {name!r}")

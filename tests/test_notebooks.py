@@ -19,7 +19,8 @@ pytest.importorskip("matplotlib")
 
 def test_notebooks_present():
     names = {p.name for p in NOTEBOOKS}
-    assert {"triangular_arbitrage.ipynb", "signature_optimal_stopping.ipynb"} <= names
+    assert {"triangular_arbitrage.ipynb", "signature_optimal_stopping.ipynb",
+            "signature_kernel_mmd.ipynb"} <= names
 
 
 def test_notebooks_stored_without_outputs():
