@@ -139,6 +139,47 @@ def _instrumented_targets(use_atheris):
     return targets.TARGETS
 
 
+def replay_one(target, data, timeout, memory_limit=None):
+    """None when ``data`` keeps the contract, else what went wrong.
+
+    The input runs in a forked child: a finding may be a crash, a hang or a
+    runaway allocation, and the inputs after it still get their turn.
+    ``memory_limit`` (bytes of address space, not under ASan, which reserves
+    terabytes) turns a runaway allocation into a MemoryError."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(rfd)
+        try:
+            if memory_limit:
+                import resource
+                resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+            target(data)
+            msg = b""
+        except BaseException as exc:
+            msg = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace") or b"?"
+        os.write(wfd, msg[:4000])
+        os._exit(0)
+    os.close(wfd)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            os.close(rfd)
+            return f"still running after {timeout} s"
+        time.sleep(0.005)
+    with os.fdopen(rfd, "rb") as fh:
+        msg = fh.read().decode("utf-8", "replace")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        return msg or f"child ended with {code}"
+    return msg or None
+
+
 def replay(names, timeout):
     """Run every corpus and regression input of ``names`` once; return the failures."""
     from fuzz.targets import TARGETS
@@ -148,15 +189,10 @@ def replay(names, timeout):
         for path in paths:
             with open(path, "rb") as fh:
                 data = fh.read()
-            faulthandler.dump_traceback_later(timeout, exit=True)
-            try:
-                TARGETS[name](data)
-            except Exception as exc:
-                failures.append((path, exc))
-                print(f"{path}: {type(exc).__name__}: {exc}",
-                      file=sys.stderr)
-            finally:
-                faulthandler.cancel_dump_traceback_later()
+            problem = replay_one(TARGETS[name], data, timeout)
+            if problem is not None:
+                failures.append((path, problem))
+                print(f"{path}: {problem}", file=sys.stderr)
         print(f"{name}: {len(paths)} inputs replayed")
     return failures
 
@@ -198,7 +234,8 @@ def main(argv=None):
     ap.add_argument("--replay", action="store_true")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args(argv)
-    sys.path.insert(0, ROOT)
+    if ROOT not in sys.path:
+        sys.path.append(ROOT)  # (after the path's own hftsig: another tree may be tested)
     from fuzz.targets import TARGETS
     names = args.targets or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]

@@ -229,16 +229,31 @@ _PRECISION_VALUES = ("0", "1", "8", "18", "19", "-3", "2.9", "3.0", "true", "fal
                      "-0", "4294967297", "9223372036854775808")
 
 
-def kraken_instrument(data):
-    """Kraken ``instrument`` messages: precisions learned whole and sane, or none.
+_JSON_INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 
-    Accepted precisions are ints in [0, 18] (what the book checksum takes),
-    equal to the message's JSON integers; a refused message leaves every
-    precision as it was.
+
+def _precision(text):
+    """The precision a JSON value stands for: a JSON integer in [0, 18], else None."""
+    if _JSON_INT.match(text) is None or len(text) > 5:
+        return None
+    v = int(text)
+    return v if 0 <= v <= 18 else None
+
+
+def kraken_instrument(data):
+    """Kraken ``instrument`` messages: precisions learnt whole and sane, or none.
+
+    A refused message (MalformedMessage) leaves every precision as it was.  An
+    accepted one holds only ints in [0, 18]: a pair whose two values are JSON
+    integers in that range is learnt with them (the last such entry of a
+    symbol); a pair with any other value (negative, too large, fractional,
+    boolean, string, 1e400...) or without a canonical symbol is skipped and
+    keeps what it had; pairs the message does not name are untouched.
     """
+    from hftsig import symbols
     from hftsig.normalize import MalformedMessage
     d = Draw(data)
-    pairs, expect = [], {}
+    pairs, entries = [], []
     for _ in range(1 + d.below(4)):
         sym = d.pick(("BTC/USD", "ETH/USD", "MATIC/USD", "ETH2.S/ETH", "", "BTC/USD"))
         vals = []
@@ -250,7 +265,7 @@ def kraken_instrument(data):
                 v = d.pick(_PRECISION_VALUES)
             vals.append(v)
         pairs.append('{"symbol":"%s","price_precision":%s,"qty_precision":%s}' % (sym, *vals))
-        expect[sym] = vals
+        entries.append((sym, vals))
     frame = ('{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[%s]}}'
              % ",".join(pairs)).encode("latin-1")
     n = _normalizer("kraken")
@@ -266,15 +281,19 @@ def kraken_instrument(data):
     for name, (p, q) in n.precisions.items():
         for v in (p, q):
             _require(type(v) is int and 0 <= v <= 18, "precision %r of %s accepted", v, name)
-    for sym, vals in expect.items():
-        for v in vals:
-            try:
-                parsed = json.loads(v)
-            except ValueError:
-                continue  # not JSON: the message is refused or the pair skipped
-            _require(not (isinstance(parsed, bool) or (isinstance(parsed, float)
-                                                       and not parsed.is_integer())),
-                     "precision %s accepted for %s", v, sym)
+    learnt, named = {}, set()
+    for sym, (p, q) in entries:
+        try:
+            name = symbols.to_canonical("kraken", sym)
+        except ValueError:
+            continue
+        named.add(name)
+        if _precision(p) is not None and _precision(q) is not None:
+            learnt[name] = (_precision(p), _precision(q))
+    for name in set(n.precisions) | set(before):
+        want = learnt.get(name, before.get(name))
+        _require(n.precisions.get(name) == want, "%s: precisions %r after %s, want %r", name,
+                 n.precisions.get(name), frame[:300], want)
 
 
 # ---------------------------------------------------------------------------
@@ -381,13 +400,17 @@ def _wrap64(v):
 # order books
 # ---------------------------------------------------------------------------
 
-_BOOK_PRICES = (100.0, 100.5, 101.0, 99.5, 99.0, 0.0001, 1e9, 0.5, -1.0, float("nan"),
+_BOOK_PRICES = (100.0, 100.5, 101.0, 99.5, 99.0, 0.0001, 1e9, 0.5, -1.0, 0.0, float("nan"),
                 float("inf"), 100.25, 123456.789)
 _BOOK_SIZES = (0.0, 1.0, 2.5, 0.00000001, 1e6, -1.0, -0.0, float("nan"), float("inf"), 3.0)
 
 
 class BookModel:
-    """The rules of :class:`hftsig.book.OrderBook` in plain Python."""
+    """The rules of :class:`hftsig.book.OrderBook` in plain Python.
+
+    A level needs side +1/-1, a finite price > 0 and a finite size >= 0; a
+    batch holding a record that breaks this (for this book) is refused whole.
+    """
 
     def __init__(self, exchange_code, symbol, depth):
         self.key = (exchange_code, symbol)
@@ -414,8 +437,8 @@ class BookModel:
         mine = [r for r in recs if (r["exchange"], r["symbol"]) == self.key
                 and r["kind"] in (3, 4)]
         for r in mine:
-            if not (math.isfinite(r["price"]) and math.isfinite(r["size"])) or r["size"] < 0 \
-                    or r["side"] not in (1, -1):
+            if not (math.isfinite(r["price"]) and math.isfinite(r["size"])) or r["price"] <= 0 \
+                    or r["size"] < 0 or r["side"] not in (1, -1):
                 raise ValueError("bad level")
         pending = False
         for r in mine:
@@ -468,7 +491,7 @@ def book(data):
                 "symbol": b"BTC-USD" if d.below(8) else b"ETH-USD",
                 "kind": 3 if d.flag() else d.pick((4, 4, 1, 2)),
                 "side": d.pick((1, -1)) if not bad else d.pick((0, 2, -2, 1, -1)),
-                "price": d.pick(_BOOK_PRICES[:9] if not bad else _BOOK_PRICES),
+                "price": d.pick(_BOOK_PRICES[:8] if not bad else _BOOK_PRICES),
                 "size": d.pick(_BOOK_SIZES[:5] if not bad else _BOOK_SIZES),
                 "flags": d.below(4),
                 "seq": seq,
@@ -658,6 +681,8 @@ def websocket_frames(data):
                 break
             except Exception as exc:
                 raise Finding(f"reader raised {type(exc).__name__}: {exc}") from exc
+            if opcode is None:  # a read that completed no message: the caller's loop runs
+                continue
             got.append((opcode, bytes(payload)))
             if opcode == 8:
                 break

@@ -5,14 +5,11 @@ The fuzzing itself (``make fuzz``) runs under AddressSanitizer outside the
 test suite; see docs/fuzzing.md.
 """
 import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from fuzz import targets
-from fuzz.run import CORPUS, REGRESSIONS, ROOT
+from fuzz.run import CORPUS, REGRESSIONS, replay_one
 
 OPEN_FILE = os.path.join(REGRESSIONS, "OPEN")
 
@@ -51,31 +48,17 @@ _REGRESSIONS = [f"{t}/{f}" for t in sorted(targets.TARGETS)
                 for f in _files(os.path.join(REGRESSIONS, t))]
 _OPEN = _open_findings()
 
-# a child per input: a finding may be a crash, a hang or a runaway allocation
-_REPLAY = """
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-from fuzz.targets import TARGETS
-with open(sys.argv[2], "rb") as fh:
-    TARGETS[sys.argv[1]](fh.read())
-"""
-
-
 @pytest.mark.parametrize("entry", [
     pytest.param(e, marks=pytest.mark.xfail(strict=True, reason=_OPEN[e]) if e in _OPEN else ())
     for e in _REGRESSIONS])
 def test_regression_input_keeps_the_contract(entry):
     target, _, f = entry.partition("/")
+    with open(os.path.join(REGRESSIONS, target, f), "rb") as fh:
+        data = fh.read()
     # an open finding may be a hang: it fails after 5 s as well as after 30
-    timeout = 5 if entry in _OPEN else 30
-    try:
-        proc = subprocess.run([sys.executable, "-c", _REPLAY, target,
-                               os.path.join(REGRESSIONS, target, f)],
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{entry}: still running after {timeout} s")
-    assert proc.returncode == 0, f"{entry}:\n{proc.stderr[-3000:]}"
+    problem = replay_one(targets.TARGETS[target], data, timeout=5 if entry in _OPEN else 30,
+                         memory_limit=4 << 30)
+    assert problem is None, f"{entry}: {problem}"
 
 
 def test_open_list_names_kept_inputs():
