@@ -100,14 +100,16 @@ def test_record_oracle_wants_data_type_with_records():
 
 
 @pytest.mark.parametrize("stream, want", [
-    (b"\x81\x02hi", ([(1, b"hi")], "error", False)),
-    (b"\x01\x01a\x89\x00\x80\x01b", ([(9, b""), (1, b"ab")], "error", False)),
-    (b"\x81\x82abcd" + bytes([ord("h") ^ 97, ord("i") ^ 98]), ([], "error", False)),
-    (b"\x88\x02\x03\xe8", ([(8, b"\x03\xe8")], "close", False)),
-    (b"\x88\x04\x03\xe8\xff\xfe", ([], "error", False)),
-    (b"\x0a\x00", ([], "error", False)),
-    (b"\x82\x7f" + (1 << 40).to_bytes(8, "big"), ([], "refuse", False)),
-    (b"\x80\x00", ([], "error", False)),
+    (b"\x81\x02hi", ([(1, b"hi")], "error", set())),
+    (b"\x01\x01a\x89\x00\x80\x01b", ([(9, b""), (1, b"ab")], "error", set())),
+    (b"\x81\x82abcd" + bytes([ord("h") ^ 97, ord("i") ^ 98]), ([], "error", set())),
+    (b"\x88\x02\x03\xe8", ([(8, b"\x03\xe8")], "close", set())),
+    (b"\x88\x04\x03\xe8\xff\xfe", ([], "error", set())),
+    (b"\x0a\x00", ([], "error", set())),
+    (b"\x82\x7f" + (1 << 40).to_bytes(8, "big"), ([], "refuse", set())),
+    (b"\x80\x00", ([], "error", set())),
+    (b"\x81\x01a\x8a\x7e\x00\x01p", ([(1, b"a"), (10, b"p")], "error", {1})),
+    (b"\x88\x02\x03\xf4", ([(8, b"\x03\xf4")], "close", {0})),
 ])
 def test_websocket_reference_reads_rfc6455(stream, want):
     assert targets.ws_reference(stream) == want
