@@ -7,5 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-90}"
+status=0
+make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-90}" || status=$?
 echo "fuzz step: $(( $(date +%s) - start )) s"
+exit "$status"
