@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.stamp
 SRC     = $(shell find hftsig connectors -name '*.pyx' -o -name '*.pxd' -o -name '*.h' 2>/dev/null) setup.py pyproject.toml
 PIPQ    = --disable-pip-version-check -q
 
-.PHONY: all demo test test-all test-random bench build clean distclean venv
+.PHONY: all demo test test-all test-random bench build clean distclean venv asan fuzz fuzz-replay
 
 all: test
 
@@ -55,6 +55,32 @@ bench: $(VENV)/.bench
 	$(PY) -m benchmarks.signatures
 	@for m in normalize connectors aggregator arbitrage stopping; do \
 	  if [ -f benchmarks/$$m.py ]; then $(PY) -m benchmarks.$$m || exit 1; fi; done
+
+# Fuzzing (docs/fuzzing.md): clang for coverage of the C extensions (apt, skipped when
+# present or when not root: gcc then builds the sanitizer tree without that coverage),
+# atheris from the `fuzz` extra, an ASan + UBSan build in build/asan/ (the in-place
+# .so files above are not touched), then every harness for FUZZ_SECONDS in all.
+FUZZ_SECONDS ?= 120
+
+# (the `fuzz` extra's pins, read from pyproject.toml: reinstalling the package with the
+# extra would rebuild it, 2 minutes for nothing)
+FUZZ_REQS = $(shell sed -n '/^fuzz = \[/,/^\]/s/^ *"\([^"]*\)".*/\1/p' pyproject.toml)
+
+$(VENV)/.fuzz: $(STAMP) pyproject.toml
+	@if ! command -v clang >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing clang (apt)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null; fi
+	$(PIP) install $(PIPQ) $(FUZZ_REQS)
+	touch $@
+
+asan: $(VENV)/.fuzz
+	PY=$(abspath $(PY)) fuzz/asan.sh build
+
+fuzz: asan
+	PY=$(abspath $(PY)) fuzz/asan.sh python -m fuzz.run --all --seconds $(FUZZ_SECONDS)
+
+# the corpus and the regression inputs once each, on the normal build
+fuzz-replay: $(STAMP)
+	$(PY) -m fuzz.run --replay
 
 clean:
 	rm -rf build *.egg-info

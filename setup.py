@@ -6,6 +6,14 @@ single-threaded).  Cython directives are set here once for all modules:
 bounds checks and wraparound are off and C division is on, unless
 ``HFTSIG_CYTHON_DEBUG=1`` is set in the environment, which turns the checks
 back on for debugging.
+
+``HFTSIG_SANITIZE`` (unset by default) builds for the sanitizers and the
+fuzzers, e.g. ``HFTSIG_SANITIZE=address,undefined`` or, with clang for
+coverage-guided fuzzing, ``address,undefined,fuzzer-no-link``: it adds
+``-fsanitize=...`` with frame pointers and debug info and drops ``-O3`` and
+``-march=native``.  Such a build needs the sanitizer runtime preloaded into
+Python (``make asan`` and ``docs/fuzzing.md`` show how), so it goes to a
+separate tree, never in place of the normal build.
 """
 import os
 import shutil
@@ -20,6 +28,21 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("HFTSIG_CYTHON_DEBUG", "0") not in ("", "0", "false", "False")
+
+_SANITIZERS = ("address", "undefined", "fuzzer-no-link")
+
+
+def _sanitizers():
+    """The ``HFTSIG_SANITIZE`` list (empty when unset), checked name by name."""
+    names = [n.strip() for n in os.environ.get("HFTSIG_SANITIZE", "").split(",") if n.strip()]
+    for name in names:
+        if name not in _SANITIZERS:
+            raise SystemExit(f"HFTSIG_SANITIZE: unknown sanitizer {name!r}; "
+                             f"choose from {', '.join(_SANITIZERS)}")
+    return names
+
+
+SANITIZE = _sanitizers()
 
 
 def _has_openmp():
@@ -49,15 +72,21 @@ def _has_openmp():
 
 OPENMP = _has_openmp()
 
-compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+compile_args = ["-O0", "-g"] if DEBUG else ["-O1", "-g"] if SANITIZE else ["-O3"]
 if sys.platform != "win32":
     compile_args += ["-Wno-unused-function", "-Wno-unreachable-code"]
-    if not DEBUG and os.environ.get("HFTSIG_NATIVE", "1") not in ("", "0"):
+    if not DEBUG and not SANITIZE and os.environ.get("HFTSIG_NATIVE", "1") not in ("", "0"):
         # hftsig is installed from source on the machine that runs it, so the
         # kernels may use its full SIMD width; HFTSIG_NATIVE=0 builds portable
         # binaries (e.g. a Docker image built on one CPU and run on another).
         compile_args.append("-march=native")
 link_args = []
+if SANITIZE:
+    flag = "-fsanitize=" + ",".join(SANITIZE)
+    # a finding must stop the run (UBSan would print and go on), and the
+    # reports need frame pointers to show where the bad access came from
+    compile_args += [flag, "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+    link_args.append(flag)
 if OPENMP:
     compile_args.append("-fopenmp")
     link_args.append("-fopenmp")
