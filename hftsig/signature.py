@@ -308,9 +308,9 @@ class _SigPlan:
         self.depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
         self.nthreads = _n_threads(n_jobs)
         self.stream = _check_flag(stream, "stream")
-        flags = [_check_flag(v, n) for v, n in ((basepoint, "basepoint"), (time_aug, "time_aug"),
-                                               (lead_lag, "lead_lag"))]
-        basepoint, time_aug, lead_lag = flags
+        basepoint = _check_flag(basepoint, "basepoint")
+        time_aug = _check_flag(time_aug, "time_aug")
+        lead_lag = _check_flag(lead_lag, "lead_lag")
         if self.stream and at is not None:
             raise ValueError("stream: cannot be combined with at")
         if lead_lag:
