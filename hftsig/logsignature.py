@@ -93,6 +93,7 @@ def _word_list_bytes(count, depth):
     return count * (192 + 8 * depth)
 
 
+@lru_cache(maxsize=256)
 def _lyndon_table_bytes(dim, depth):
     """Upper estimate of the peak memory of building the Lyndon-basis tables.
 
@@ -130,6 +131,8 @@ def _check_logsig_memory(dim, depth, basis, n_rows, n_threads, check=None):
     if check is not None:
         check(out_bytes, f", their {logsigs}{', ' + tables if tables else ''}", hint,
               fixed_bytes=table_bytes)
+        return
+    if out_bytes + table_bytes <= _k.max_output_bytes():
         return
     rows = f"{n_rows} signature{'s' if n_rows != 1 else ''} of dim={dim}, depth={depth}"
     # depth is to blame when even one signature does not fit with the tables

@@ -171,7 +171,8 @@ def _check_size(dim, depth):
         raise ValueError(f"depth: must be <= {_MAX_DEPTH}, got {depth}")
     n = _k.signature_length(dim, depth)
     _k.check_bytes(8 * n, "depth",
-                   f"one signature of dim={dim}, depth={depth} ({_k.show_int(n)} coordinates)")
+                   lambda: f"one signature of dim={dim}, depth={depth} "
+                           f"({_k.show_int(n)} coordinates)")
     return n
 
 
@@ -179,11 +180,10 @@ def _n_threads(n_jobs):
     if n_jobs is None:  # scikit-learn's spelling of one thread
         return 1
     n_jobs = _check_int(n_jobs, "n_jobs", -_MAX_JOBS, _MAX_JOBS)
-    cores = os.cpu_count() or 1
     if n_jobs == 0:
         raise ValueError("n_jobs: must be a positive int or negative (-1 = all cores), got 0")
-    if n_jobs < 0:
-        return max(1, cores + 1 + n_jobs)
+    if n_jobs < 0:  # os.cpu_count() costs ~15 us a call: only when needed
+        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
     return n_jobs
 
 
@@ -308,9 +308,9 @@ class _SigPlan:
         self.depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
         self.nthreads = _n_threads(n_jobs)
         self.stream = _check_flag(stream, "stream")
-        flags = [_check_flag(v, n) for v, n in ((basepoint, "basepoint"), (time_aug, "time_aug"),
-                                               (lead_lag, "lead_lag"))]
-        basepoint, time_aug, lead_lag = flags
+        basepoint = _check_flag(basepoint, "basepoint")
+        time_aug = _check_flag(time_aug, "time_aug")
+        lead_lag = _check_flag(lead_lag, "lead_lag")
         if self.stream and at is not None:
             raise ValueError("stream: cannot be combined with at")
         if lead_lag:
@@ -345,7 +345,10 @@ class _SigPlan:
         return shape if self.single else (self.batch,) + shape
 
     def out_bytes(self):
-        return 8 * int(np.prod(self.out_shape, dtype=object))
+        n = 8
+        for size in self.out_shape:
+            n *= size
+        return n
 
     def nbytes(self):
         """Bytes of the output plus the kernel's working buffers."""
@@ -365,6 +368,9 @@ class _SigPlan:
         (a log-signature), ``fixed_bytes`` what it allocates once whatever
         the batch (tables), both described by ``what`` and ``hint``.
         """
+        need = self.nbytes() + extra_bytes + fixed_bytes
+        if need <= _k.max_output_bytes():
+            return
         n_paths = f"{self.batch} path{'s' if self.batch != 1 else ''}"
         shape = f"float64 array of shape {self.out_shape}, {_k.format_bytes(self.out_bytes())}"
         if fixed_bytes + 8 * self.siglen > _k.max_output_bytes():
@@ -381,8 +387,8 @@ class _SigPlan:
             advice = ("ask for the prefixes you need with at=[...] instead of stream=True, "
                       "or lower depth" if self.stream else
                       "ask for fewer prefixes in at, pass fewer paths per call, or lower depth")
-        _k.check_bytes(self.nbytes() + extra_bytes + fixed_bytes, argument,
-                       f"{desc}{what} and the working buffers", f"{advice}{hint}")
+        _k.check_bytes(need, argument, f"{desc}{what} and the working buffers",
+                       f"{advice}{hint}")
 
     def run(self):
         if self.at_sorted is None:

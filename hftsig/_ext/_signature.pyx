@@ -151,9 +151,15 @@ def check_bytes(nbytes, argument, what, hint=""):
     """Raise ``ValueError`` naming ``argument`` if ``nbytes`` exceeds the limit.
 
     ``what`` says what would take the memory; ``hint`` how to ask for less.
+    Either may be a function returning the text, so that a call within the
+    limit (every call on a hot path) formats nothing.
     """
     limit = max_output_bytes()
     if nbytes > limit:
+        if callable(what):
+            what = what()
+        if callable(hint):
+            hint = hint()
         raise ValueError(
             f"{argument}: {what} would take {format_bytes(nbytes)}, more than the limit of "
             f"{format_bytes(limit)} (max_output_bytes){'; ' + hint if hint else ''}; the limit "
@@ -416,11 +422,10 @@ cdef class SignatureStream:
             culprit = "n_paths"
         else:
             culprit = "window" if ring_bytes > sig_bytes else "depth"
-        shown_window = None if window is None else show_int(window)
-        shown_paths = None if n_paths is None else show_int(n_paths)
         check_bytes(npath * per_path + work, culprit,
-                    f"SignatureStream(dim={dim}, depth={depth}, window={shown_window}, "
-                    f"n_paths={shown_paths})")
+                    lambda: f"SignatureStream(dim={dim}, depth={depth}, "
+                            f"window={None if window is None else show_int(window)}, "
+                            f"n_paths={None if n_paths is None else show_int(n_paths)})")
         self._free()
         self.dim = dim
         self.depth = depth
