@@ -18,7 +18,8 @@ from hftsig import normalize  # noqa: F401,E402  (callable: hftsig.normalize(exc
 from hftsig import paths  # noqa: F401,E402
 from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: F401,E402
 from hftsig.signature import (  # noqa: F401,E402
-    SignatureStream, sig, sigcombine, siginv, sigjoin, siglength)
+    SignatureStream, config_context, get_config, set_config, sig, sigcombine, siginv, sigjoin,
+    siglength)
 from hftsig.signature_grad import (  # noqa: F401,E402
     logsigbackprop, sigbackprop, sigcombinebackprop, sigjoinbackprop, sigscale, sigscalebackprop)
 from hftsig.signature_kernel import (  # noqa: F401,E402
