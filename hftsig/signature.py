@@ -499,6 +499,21 @@ def sigjoin(s, segment, depth):
     >>> sigjoin(s, np.array([2.0]), 2)
     array([3. , 4.5])
     """
+    a, z, dim, depth, batch_shape = _join_args(s, segment, depth)
+    a2 = np.broadcast_to(a, batch_shape + a.shape[-1:])
+    z2 = np.broadcast_to(z, batch_shape + z.shape[-1:])
+    out_shape = batch_shape + a.shape[-1:]
+    # a few segments broadcast against one signature give one signature each
+    _k.check_bytes(8 * int(np.prod(out_shape, dtype=object)) + _k.work_bytes(dim, depth),
+                   "segment" if a.ndim == 1 else "s", f"the joined signatures (shape {out_shape})",
+                   "pass fewer segments or signatures per call")
+    out = np.array(np.atleast_2d(a2), dtype=np.float64, order="C")  # a copy
+    _k.join_inplace(out, np.ascontiguousarray(np.atleast_2d(z2)), depth)
+    return out.reshape(out_shape)
+
+
+def _join_args(s, segment, depth):
+    """Checked ``(s, segment, dim, depth, batch_shape)`` of ``sigjoin`` and its backprop."""
     depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
     z = np.asarray(segment)
     _numeric(z, "segment")
@@ -510,19 +525,10 @@ def sigjoin(s, segment, depth):
     _check_finite(z, "segment")
     try:
         batch_shape = np.broadcast_shapes(a.shape[:-1], z.shape[:-1])
-        a2 = np.broadcast_to(a, batch_shape + a.shape[-1:])
-        z2 = np.broadcast_to(z, batch_shape + z.shape[-1:])
     except ValueError as exc:
         raise ValueError(f"segment: batch {z.shape[:-1]} does not match s's "
                          f"{a.shape[:-1]}") from exc
-    out_shape = batch_shape + a.shape[-1:]
-    # a few segments broadcast against one signature give one signature each
-    _k.check_bytes(8 * int(np.prod(out_shape, dtype=object)) + _k.work_bytes(dim, depth),
-                   "segment" if a.ndim == 1 else "s", f"the joined signatures (shape {out_shape})",
-                   "pass fewer segments or signatures per call")
-    out = np.array(np.atleast_2d(a2), dtype=np.float64, order="C")  # a copy
-    _k.join_inplace(out, np.ascontiguousarray(np.atleast_2d(z2)), depth)
-    return out.reshape(out_shape)
+    return a, z, dim, depth, batch_shape
 
 
 def siginv(s, dim, depth):

@@ -47,8 +47,8 @@ from hftsig import transforms as _tr
 from hftsig._ext import _sigbackprop as _k
 from hftsig.logsignature import _check_basis, _lyndon_system
 from hftsig.signature import (
-    _as_indices, _as_path, _as_sigs, _check_finite, _check_int, _check_size, _n_threads,
-    _numeric, sig, siglength)
+    _as_indices, _as_path, _as_sigs, _check_finite, _check_int, _check_size, _join_args,
+    _n_threads, _numeric, sig, siglength)
 
 __all__ = ["sigbackprop", "logsigbackprop", "sig_to_logsig_backprop", "sigcombinebackprop",
            "sigjoinbackprop", "sigscale", "sigscalebackprop"]
@@ -365,20 +365,7 @@ def sigjoinbackprop(grad_out, s, segment, depth):
     >>> sigjoinbackprop(np.array([0.0, 1.0]), s, np.array([2.0]), 2)
     (array([2., 1.]), array([3.]))
     """
-    depth = _check_int(depth, "depth", 1)
-    z = np.asarray(segment)
-    _numeric(z, "segment")
-    if z.ndim not in (1, 2) or z.shape[-1] < 1:
-        raise ValueError(f"segment: expected shape (dim,) or (batch, dim), got {z.shape}")
-    dim = z.shape[-1]
-    a = _as_sigs(s, "s", dim, depth)
-    z = np.ascontiguousarray(z, dtype=np.float64)
-    _check_finite(z, "segment")
-    try:
-        batch_shape = np.broadcast_shapes(a.shape[:-1], z.shape[:-1])
-    except ValueError as exc:
-        raise ValueError(f"segment: batch {z.shape[:-1]} does not match s's "
-                         f"{a.shape[:-1]}") from exc
+    a, z, dim, depth, batch_shape = _join_args(s, segment, depth)
     n = a.shape[-1]
     g = _as_grad(grad_out, batch_shape + (n,), "sigjoin(s, segment, depth)")
     a2 = np.ascontiguousarray(np.broadcast_to(a, batch_shape + (n,))).reshape(-1, n)
