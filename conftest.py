@@ -11,4 +11,6 @@ def _installed(name):
 
 # hftsig.torch is optional glue: without PyTorch its module cannot be imported,
 # so its doctests are not collected (tests/test_sigkernel_torch.py skips too).
-collect_ignore = [] if _installed("torch") else ["hftsig/torch.py"]
+# The same for hftsig.jax without JAX (tests/test_sigkernel_jax.py skips too).
+collect_ignore = [path for module, path in (("torch", "hftsig/torch.py"), ("jax", "hftsig/jax.py"))
+                  if not _installed(module)]
