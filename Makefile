@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.stamp
 SRC     = $(shell find hftsig connectors -name '*.pyx' -o -name '*.pxd' -o -name '*.h' 2>/dev/null) setup.py pyproject.toml
 PIPQ    = --disable-pip-version-check -q
 
-.PHONY: all demo test test-all test-random bench build clean distclean venv asan fuzz fuzz-replay
+.PHONY: all demo test test-all test-random test-frameworks bench build clean distclean venv asan fuzz fuzz-replay
 
 all: test
 
@@ -47,6 +47,13 @@ test: $(STAMP)
 RUNS ?= 3
 test-random: $(STAMP)
 	@for i in $$(seq $(RUNS)); do $(PY) -m pytest -q -p no:cacheprovider --random-order-bucket=global || exit 1; done
+
+# The PyTorch and JAX glue (hftsig.torch, hftsig.jax): their tests skip where the framework
+# is absent, so this installs both (torch 2.13.0 CPU first: see `bench`) and runs them.
+test-frameworks: $(STAMP)
+	$(PIP) install $(PIPQ) torch==2.13.0
+	$(PIP) install $(PIPQ) --no-build-isolation -e ".[test,jax]"
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_sigkernel_torch.py tests/test_sigkernel_jax.py hftsig/torch.py hftsig/jax.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
