@@ -405,8 +405,8 @@ def main(argv=None):
     print(f"# {args.n} distinct frames per type, {args.reps} interleaved rounds; medians of CPU-time "
           f"rates of the thread (wall-clock in brackets); ratios are medians of per-round "
           f"ratios; cryptofeed {cf_version}")
-    head = (f"| message type | hftsig msg/s | json+py msg/s | cryptofeed msg/s | "
-            f"hftsig / json+py | hftsig / cryptofeed |")
+    head = ("| message type | hftsig msg/s | json+py msg/s | cryptofeed msg/s | "
+            "hftsig / json+py | hftsig / cryptofeed |")
     print(head)
     print("|" + "---|" * 6)
     results = {}

@@ -24,7 +24,6 @@ import faulthandler
 import hashlib
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time

@@ -20,7 +20,6 @@ deterministic functions of their input, so a saved input replays the finding.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import socket

@@ -286,7 +286,6 @@ def test_local_book_procedure_step_by_step():
     events covered by the snapshot are dropped, a ``U`` jump restarts the sync."""
     import json
     import threading
-    import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from websockets.sync.server import serve

@@ -31,7 +31,6 @@ from connectors.base import (
 )
 from hftsig.ticks import (
     KIND_PRICE,
-    KIND_STATUS,
     STATUS_CONNECTED,
     STATUS_DISCONNECTED,
     STATUS_STALE,

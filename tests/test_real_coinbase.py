@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-import pytest
 
 from real_sessions import coinbase_lines, rfc3339_ns
 from hftsig.book import OrderBook

@@ -15,7 +15,6 @@ import re
 import zlib
 from decimal import Decimal
 
-import pytest
 
 from real_sessions import KRAKEN_INSTRUMENT_EXCERPT, kraken_book_frames, kraken_book_messages
 from hftsig.book import OrderBook
