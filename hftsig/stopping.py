@@ -71,6 +71,7 @@ import numbers
 from collections import namedtuple
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
@@ -134,7 +135,20 @@ def _check_nonneg(value, name):
 def _as_paths(paths):
     if isinstance(paths, (str, bytes)) or paths is None:
         raise TypeError(f"paths must be an array of shape (n_paths, n_points, dim), got {type(paths).__name__}")
-    arr = np.asarray(paths)
+    if sp.issparse(paths):
+        raise TypeError("paths: sparse input is not supported; pass a dense array of shape "
+                        "(n_paths, n_points, dim)")
+    ragged = ("paths must share one number of points and of channels (a regular "
+              "(n_paths, n_points, dim) array), got ragged input")
+    try:
+        arr = np.asarray(paths)
+    except ValueError as exc:
+        # numpy refuses nested sequences of different lengths
+        raise ValueError(ragged) from exc
+    if arr.dtype == object and any(isinstance(x, (np.ndarray, list, tuple)) for x in arr.flat):
+        raise ValueError(ragged)
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError("paths: Complex data not supported; paths must be real numbers")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"paths must be numeric, got dtype {arr.dtype}")
     arr = np.asarray(arr, dtype=np.float64, order="C")
@@ -164,6 +178,19 @@ def _first_true(mask):
 
 class _BackwardInduction(BaseEstimator):
     """Longstaff--Schwartz machinery shared by the stoppers; subclasses give features."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # paths are (n_paths, n_points, dim); a 2-d array is accepted only as the
+        # dim=1 shorthand (n_paths, n_points), not as scikit-learn's
+        # (n_samples, n_features) table, so two_d_array stays False.  fit needs
+        # the payoffs, which play the role of y.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = True
+        return tags
 
     # -- features ---------------------------------------------------------------
     def _path_features(self, paths, exercise_idx):
@@ -301,6 +328,8 @@ class _BackwardInduction(BaseEstimator):
         self.times_, self.discount_factors_ = self._discount_factors(discount, times, n_points, idx)
         z = z * self.discount_factors_
         self.n_points_, self.dim_, self.n_dates_ = n_points, dim, n_dates
+        # scikit-learn's input width: for paths, a feature is a channel
+        self.n_features_in_ = dim
         self.exercise_idx_ = idx
         self.itm_only_ = bool(np.all(z >= 0)) if self.in_the_money == "auto" else bool(self.in_the_money)
 
@@ -722,6 +751,9 @@ class SignatureStopper(_BackwardInduction):
     discount_factors_ : ndarray of shape (n_dates,)
     times_ : ndarray of shape (n_points,)
     n_points_, dim_, n_dates_, n_features_ : int
+    n_features_in_ : int
+        Number of channels of the training paths (``dim_``): scikit-learn's
+        input width, where for paths a feature is a channel.
     itm_only_ : bool
         Whether regressions and exercise are restricted to positive payoffs.
     in_sample_value_ : float
