@@ -81,11 +81,36 @@ class SignalNap:
         if self._r is None:
             time.sleep(max(0.0, seconds))
             return
+        self._drain()  # signals whose handlers ran before this nap
         if select.select([self._r], [], [], max(0.0, seconds))[0]:
-            try:
-                self._r.recv(4096)
-            except BlockingIOError:
-                pass
+            self._raise_lost_interrupt(self._drain())
+
+    def _drain(self):
+        try:
+            return self._r.recv(4096)
+        except BlockingIOError:
+            return b""
+
+    @staticmethod
+    def _raise_lost_interrupt(signums):
+        """Raise the KeyboardInterrupt of a Ctrl-C (or SIGTERM as Ctrl-C) whose
+        handler's exception was swallowed.
+
+        The interpreter writes a signal's number to the wakeup fd after marking
+        it pending, and runs the pending handler at the end of the call that
+        reads the fd at the latest, so by now its exception has been raised
+        here, unless the handler ran inside a garbage collector's weakref
+        callback, where exceptions are printed and dropped ("Exception ignored
+        in: WeakSet._remove ... KeyboardInterrupt"): the Ctrl-C was lost.
+        """
+        raising = {
+            signal.SIGINT: signal.default_int_handler,
+            signal.SIGTERM: _raise_interrupt,
+        }
+        for signum in set(signums):
+            handler = raising.get(signum)
+            if handler is not None and signal.getsignal(signum) is handler:
+                raise KeyboardInterrupt
 
     def __exit__(self, *exc):
         if self._r is not None:

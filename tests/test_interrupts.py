@@ -128,3 +128,27 @@ def test_a_wakeup_fd_closed_by_its_owner_is_not_restored():
         assert signal.set_wakeup_fd(-1) == -1
     finally:
         signal.set_wakeup_fd(previous)
+
+
+def test_a_ctrl_c_whose_exception_was_swallowed_is_raised_by_the_nap():
+    # A handler that runs inside a GC weakref callback has its KeyboardInterrupt
+    # printed and dropped; the signal's number still reaches the wakeup fd.  Writing
+    # the number is what the interpreter does after the handler was marked to run.
+    with SignalNap() as nap:
+        t = _later(0.1, lambda: nap._w.send(bytes([signal.SIGINT])))
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            nap(5.0)
+        assert time.monotonic() - t0 < 2.0
+        t.join()
+
+
+def test_a_signal_handled_before_the_nap_does_not_end_it_and_other_signals_do_not_raise():
+    with SignalNap() as nap:
+        nap._w.send(bytes([signal.SIGINT]))  # its handler ran (and raised) before the nap
+        t0 = time.monotonic()
+        nap(0.05)
+        assert time.monotonic() - t0 >= 0.045
+        t = _later(0.05, lambda: nap._w.send(bytes([signal.SIGUSR1])))
+        nap(5.0)  # woken, nothing raised: SIGUSR1's handler does not interrupt
+        t.join()
