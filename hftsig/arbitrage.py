@@ -32,8 +32,8 @@ every venue or a dict ``{venue: fee}``; a venue missing from the dict takes
 ``fees["default"]`` when given, else :data:`DEFAULT_TAKER_FEES_BPS`, else the
 highest fee of that table (the conservative choice).  That table is the one
 default of the package (the detector, ``hftsig arb``, the demo and the notebook
-all read it) and a placeholder: override it with your own fee tier.  Each leg pays its
-venue's fee on what it receives: a cycle's net rate is the product of
+all read it) and a placeholder: override it with your own fee tier.  Each leg
+pays its venue's fee on what it receives: a cycle's net rate is the product of
 ``rate_i * (1 - fee_i)``.
 
 Examples
@@ -90,7 +90,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hftsig._ext._arbitrage import (
-    STOP_OUTPUT_FULL,
     STOP_UNKNOWN_MARKET,
     ArbCore,
 )

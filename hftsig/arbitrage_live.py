@@ -135,7 +135,9 @@ class ArbWatch:
                          f"{best.peak_edge_bps:+.2f} bps ({'>'.join(best.cycle)} on "
                          f"{', '.join(dict.fromkeys(best.venues))})")
         if self.injected:
-            hit_above = hit_below = n_above = n_below = 0
+            hit_above = hit_below = n_above = n_below = n_late = 0
+            core = getattr(det, "core_", None)
+            last_ts = getattr(core, "last_ts", None)
             for rec in self.injected:
                 key = (rec["exchange"], rec["symbol"])
                 seen = any(
@@ -144,6 +146,11 @@ class ArbWatch:
                         ep.start_ts <= rec["_t1"]
                         and (ep.last_ts if ep.end_ts is None else ep.end_ts) >= rec["_t0"]))
                     for ep in episodes)
+                # one the feeds had not finished carrying when the run stopped
+                # (injected in its last moments) could not be seen: not counted
+                if not seen and last_ts is not None and "_end" in rec and last_ts < rec["_end"]:
+                    n_late += 1
+                    continue
                 if rec["above_fees"]:
                     n_above += 1
                     hit_above += seen
@@ -151,7 +158,9 @@ class ArbWatch:
                     n_below += 1
                     hit_below += seen
             lines.append(f"injected mispricings: {n_above} above fees+spreads, {hit_above} "
-                         f"detected; {n_below} below fees, {hit_below} reported")
+                         f"detected; {n_below} below fees, {hit_below} reported"
+                         + (f"; {n_late} still under way at the end, not counted"
+                            if n_late else ""))
         return lines
 
 
@@ -198,6 +207,7 @@ def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0):
                                    sim.model.noise_bps, duration_s=min(1.0, 0.5 * inject_every))
                 rec["_t0"] = rec["start_ns"]
                 rec["_t1"] = rec["end_ns"] + int(5e8)
+                rec["_end"] = rec["end_ns"]
 
         threading.Thread(target=loop, name="hftsig-arb-inject", daemon=True).start()
 
@@ -262,6 +272,7 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
                                        duration_s=min(1.0, 0.5 * inject_every))
                     rec["_t0"] = model.t0_ns + int(rec["start"] * 1e9)
                     rec["_t1"] = model.t0_ns + int(rec["end"] * 1e9) + int(1e8)
+                    rec["_end"] = model.t0_ns + int(rec["end"] * 1e9)
                     next_inject += inject_every
                 det.update(quotes_from_model(model))
                 time.sleep(model.dt)
@@ -298,6 +309,7 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
                                            duration_s=min(1.0, 0.5 * inject_every))
                         rec["_t0"] = rec["start_ns"]
                         rec["_t1"] = rec["end_ns"] + int(5e8)
+                        rec["_end"] = rec["end_ns"]
                         next_inject += inject_every
             except KeyboardInterrupt:
                 pass

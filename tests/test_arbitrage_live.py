@@ -232,3 +232,43 @@ def test_cli_arb_uses_the_default_fee_table_and_prints_episodes(capsys):
     assert 0 < n_episodes < n_reports
     assert len(re.findall(r"episode \d+ \w+ .* opened", out)) == n_episodes
     assert len(re.findall(r"episode \d+ \w+ .* closed \(", out)) == n_episodes
+
+
+def test_summary_leaves_out_injections_the_run_could_not_see():
+    """A mispricing injected after the last tick the detector saw is not counted as missed."""
+    import random
+
+    from hftsig.arbitrage import TriangularArbitrage
+    from hftsig.arbitrage_live import ArbWatch, _fees_for
+    from hftsig.simulator.market import MarketModel
+
+    venues = ["binance", "kraken", "coinbase"]
+    symbols = ["BTC-USDT", "ETH-USDT", "ETH-BTC"]
+    model = MarketModel(symbols, venues, seed=2, rate=10)
+    det = TriangularArbitrage(max_quote_age_ms=2000)
+    lines = []
+    watch = ArbWatch(det, lines.append)
+    rng = random.Random(1)
+    fees = _fees_for(venues, None)
+
+    def inject():
+        rec = watch.inject(model, rng, venues, symbols, fees, model.spread_bps,
+                           model.noise_bps, duration_s=0.3)
+        rec["_t0"] = model.t0_ns + int(rec["start"] * 1e9)
+        rec["_t1"] = rec["_end"] = model.t0_ns + int(rec["end"] * 1e9)
+        return rec
+
+    for step in range(20):
+        if step == 5:
+            inject()
+        model.step()
+        det.update(quotes_from_model(model))
+    inject()  # the run stops here: no tick ever carried it
+    det.close_episodes()
+    text = "\n".join(watch.summary())
+    m = re.search(r"injected mispricings: (\d+) above fees\+spreads, (\d+) detected; "
+                  r"(\d+) below fees, (\d+) reported; 1 still under way at the end, not counted",
+                  text)
+    assert m, text
+    n_above, hit_above, n_below, hit_below = map(int, m.groups())
+    assert n_above + n_below == 1 and hit_above == n_above and hit_below == 0
