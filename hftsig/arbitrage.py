@@ -30,8 +30,10 @@ Fees
 ``fee_unit="fraction"`` takes ``0.001`` for 10 bps).  Either one number for
 every venue or a dict ``{venue: fee}``; a venue missing from the dict takes
 ``fees["default"]`` when given, else :data:`DEFAULT_TAKER_FEES_BPS`, else the
-highest fee of that table (the conservative choice).  Each leg pays its
-venue's fee on what it receives: a cycle's net rate is the product of
+highest fee of that table (the conservative choice).  That table is the one
+default of the package (the detector, ``hftsig arb``, the demo and the notebook
+all read it) and a placeholder: override it with your own fee tier.  Each leg
+pays its venue's fee on what it receives: a cycle's net rate is the product of
 ``rate_i * (1 - fee_i)``.
 
 Examples
@@ -52,9 +54,34 @@ Examples
 39.96
 >>> ev.notional  # the 5 ETH offered at 10.01 limit the trade
 50.05
+
+Episodes
+--------
+A profitable cycle usually stays profitable over many quote updates.  The
+detector groups them: an :class:`Episode` opens with the first report of a
+cycle (same markets, same directions), is updated while its edge changes and
+closes when the cycle's net edge is no longer above ``min_edge_bps``, one of
+its quotes goes stale or invalid, or :meth:`TriangularArbitrage.close_episodes`
+is called (the watcher stops).  ``on_opportunity`` is called once per episode
+(with its first :class:`Opportunity`) unless ``notify="updates"``;
+:meth:`TriangularArbitrage.on_episode` registers callbacks for openings,
+updates and closings; closed episodes are kept in ``episodes_``.
+
+>>> later = quote_ticks([("binance", "ETH-BTC", 0.1003, 5.0, 0.1004, 5.0, 500_000_000)])
+>>> arb.update(later)[0].net_edge_bps < ev.net_edge_bps  # still profitable, smaller edge
+True
+>>> gone = quote_ticks([("binance", "ETH-BTC", 0.0999, 5.0, 0.1, 5.0, 1_000_000_000)])
+>>> arb.update(gone)
+[]
+>>> ep = arb.episodes_[-1]
+>>> ep.cycle, ep.close_reason, ep.duration_s, ep.n_updates
+(('USDT', 'ETH', 'BTC', 'USDT'), 'edge', 1.0, 2)
+>>> round(ep.peak_edge_bps, 2), round(ep.mean_edge_bps, 2)  # time-weighted mean
+(39.96, 29.97)
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import deque
@@ -63,7 +90,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hftsig._ext._arbitrage import (
-    STOP_OUTPUT_FULL,
     STOP_UNKNOWN_MARKET,
     ArbCore,
 )
@@ -80,6 +106,7 @@ from hftsig.ticks import (
 
 __all__ = [
     "DEFAULT_TAKER_FEES_BPS",
+    "Episode",
     "Leg",
     "Opportunity",
     "TriangularArbitrage",
@@ -87,9 +114,12 @@ __all__ = [
     "quotes_from_model",
 ]
 
-#: Lowest-tier published spot taker fees (basis points) used when ``fees`` names
-#: no fee for a venue.  Fee schedules change and depend on volume tiers: pass
-#: your own.
+#: Placeholder taker fees (basis points) per venue: the package's only default
+#: fee table, used when ``fees`` names no fee for a venue and by ``hftsig arb``,
+#: the demo and the notebook.  The numbers are the lowest-volume spot taker
+#: tiers published by the venues (Kraken Pro 0.40 %, Coinbase Advanced 1.20 %);
+#: schedules change and depend on your volume tier, so override them with yours
+#: (``fees=`` or ``hftsig arb --fees``).
 DEFAULT_TAKER_FEES_BPS = {
     "binance": 10.0,
     "kraken": 40.0,
@@ -98,6 +128,7 @@ DEFAULT_TAKER_FEES_BPS = {
 }
 
 _DEFAULT_START = ("USD", "USDT", "USDC", "EUR", "BTC", "ETH")
+_INVALID_TS = -(1 << 62)  # hftsig/_ext/_arbitrage.pyx: a market without a usable quote
 
 
 @dataclass(slots=True)
@@ -166,6 +197,9 @@ class Opportunity:
     vwap_edge_bps : float or None
         With a requested ``notional``: the net edge when trading
         ``notional`` through the books (VWAP) or top of book.
+    episode_id : int or None
+        :attr:`Episode.id` of the episode this report belongs to (None for
+        :meth:`TriangularArbitrage.find_cycles` results).
     """
 
     ts: int
@@ -180,6 +214,7 @@ class Opportunity:
     quote_ages_ms: tuple
     trigger: tuple | None = None
     vwap_edge_bps: float | None = field(default=None)
+    episode_id: int | None = field(default=None)
 
     @property
     def start(self):
@@ -196,6 +231,142 @@ class Opportunity:
             f"gross {self.gross_edge_bps:+.2f} bps size {self.notional:.6g} {self.start}{usd} "
             f"| {route} | max age {max(self.quote_ages_ms):.0f} ms"
         )
+
+
+@dataclass(slots=True)
+class Episode:
+    """One arbitrage opportunity over its life: the same cycle, legs and venues.
+
+    Attributes
+    ----------
+    id : int
+        Sequence number within the detector (``Opportunity.episode_id``).
+    kind : str
+        ``"spatial"`` or ``"triangle"``.
+    cycle : tuple of str
+        Assets visited, the start repeated at the end.
+    venues : tuple of str
+        Venue of each leg.
+    sides : tuple of str
+        ``"buy"``/``"sell"`` of each leg.
+    symbols : tuple of str
+        Market of each leg.
+    start_ts : int
+        ``ts_event`` (ns) of the report that opened it.
+    last_ts : int
+        ``ts_event`` (ns) of its latest profitable report.
+    end_ts : int or None
+        When it was seen to end (ns): the quote update that took the edge away,
+        the moment a quote went stale, or the time given to
+        :meth:`TriangularArbitrage.close_episodes`; None while open.
+    close_reason : str or None
+        ``"edge"`` (net edge no longer above ``min_edge_bps``, at the requested
+        ``notional`` when one is set), ``"quotes"`` (a leg's quote went stale,
+        invalid or its venue disconnected), ``"stopped"``
+        (:meth:`TriangularArbitrage.close_episodes`); None while open.
+    state : str
+        Last transition: ``"opened"``, ``"updated"`` or ``"closed"``.
+    n_updates : int
+        Profitable reports with a changed edge, the opening one included.
+    first_edge_bps, last_edge_bps, peak_edge_bps : float
+        Net edge after fees at the top of book: at opening, latest, highest.
+    mean_edge_bps : float
+        Net edge averaged over time (each report holds until the next one, the
+        last until ``end_ts``; the plain mean of the reports while no time has
+        passed).
+    notional, notional_usd : float, float or None
+        Executable size at the peak (start asset, and USD when known).
+    peak : Opportunity
+        The report with the highest net edge.
+    """
+
+    id: int
+    kind: str
+    cycle: tuple
+    venues: tuple
+    sides: tuple
+    symbols: tuple
+    start_ts: int
+    last_ts: int
+    first_edge_bps: float
+    last_edge_bps: float
+    peak_edge_bps: float
+    notional: float
+    notional_usd: float | None
+    peak: Opportunity
+    n_updates: int = 1
+    end_ts: int | None = None
+    close_reason: str | None = None
+    state: str = "opened"
+    # time integral of the edge up to last_ts (bps * ns) and sum of the reported edges
+    _area: float = field(default=0.0, repr=False)
+    _edge_sum: float = field(default=0.0, repr=False)
+
+    @classmethod
+    def _open(cls, eid, ev):
+        return cls(id=eid, kind=ev.kind, cycle=ev.cycle, venues=ev.venues,
+                   sides=tuple(leg.side for leg in ev.legs),
+                   symbols=tuple(leg.symbol for leg in ev.legs), start_ts=ev.ts,
+                   last_ts=ev.ts, first_edge_bps=ev.net_edge_bps,
+                   last_edge_bps=ev.net_edge_bps, peak_edge_bps=ev.net_edge_bps,
+                   notional=ev.notional, notional_usd=ev.notional_usd, peak=ev,
+                   _edge_sum=ev.net_edge_bps)
+
+    def _observe(self, ev):
+        """Take a new profitable report; False when its edge did not change."""
+        if ev.net_edge_bps == self.last_edge_bps:
+            return False
+        ts = max(ev.ts, self.last_ts)
+        self._area += self.last_edge_bps * (ts - self.last_ts)
+        self.last_ts = ts
+        self.last_edge_bps = ev.net_edge_bps
+        self._edge_sum += ev.net_edge_bps
+        self.n_updates += 1
+        if ev.net_edge_bps > self.peak_edge_bps:
+            self.peak_edge_bps = ev.net_edge_bps
+            self.notional, self.notional_usd, self.peak = ev.notional, ev.notional_usd, ev
+        self.state = "updated"
+        return True
+
+    def _close(self, end_ts, reason):
+        end_ts = max(int(end_ts), self.last_ts)
+        self._area += self.last_edge_bps * (end_ts - self.last_ts)
+        self.end_ts = end_ts
+        self.close_reason = reason
+        self.state = "closed"
+
+    @property
+    def closed(self):
+        """Whether the episode has ended."""
+        return self.end_ts is not None
+
+    @property
+    def duration_s(self):
+        """Seconds from opening to ``end_ts`` (to ``last_ts`` while open)."""
+        end = self.last_ts if self.end_ts is None else self.end_ts
+        return (end - self.start_ts) / 1e9
+
+    @property
+    def mean_edge_bps(self):
+        """Time-weighted mean net edge (bps) up to ``end_ts`` (``last_ts`` while open)."""
+        end = self.last_ts if self.end_ts is None else self.end_ts
+        if end > self.start_ts:
+            return self._area / (end - self.start_ts)
+        return self._edge_sum / self.n_updates
+
+    def __str__(self):
+        route = " -> ".join(f"{side} {sym}@{venue}" for side, sym, venue
+                            in zip(self.sides, self.symbols, self.venues))
+        usd = f" (${self.notional_usd:,.2f})" if self.notional_usd is not None else ""
+        head = (f"episode {self.id} {self.kind} {'>'.join(self.cycle)} | {route} | "
+                f"peak {self.peak_edge_bps:+.2f} bps")
+        size = f"size {self.notional:.6g} {self.cycle[0]}{usd}"
+        if self.state == "opened":
+            return f"{head} opened, net {self.first_edge_bps:+.2f} bps, {size}"
+        status = ("open" if self.end_ts is None
+                  else f"closed ({self.close_reason})")
+        return (f"{head} mean {self.mean_edge_bps:+.2f} bps over {self.duration_s:.3f} s, "
+                f"{self.n_updates} updates, {size}, {status}")
 
 
 def quote_ticks(rows):
@@ -309,9 +480,14 @@ class TriangularArbitrage:
         best one per update (best by net edge at the top of book, before any
         ``notional`` check).
     on_opportunity : callable or None
-        Called with each :class:`Opportunity` (on the caller's thread).
+        Called on the caller's thread with an :class:`Opportunity`: the one
+        that opens each episode (``notify="episodes"``), or every report
+        (``notify="updates"``).
+    notify : {"episodes", "updates"}, default "episodes"
+        What ``on_opportunity`` hears about (see above).  ``update()``'s
+        return value and ``events_`` always hold every report.
     max_events : int, default 10000
-        Length of the ``events_`` ring buffer.
+        Length of the ``events_`` and ``episodes_`` ring buffers.
     fee_unit : {"bps", "fraction"}
     usd_assets : tuple of str
         Assets valued at 1 USD.
@@ -321,11 +497,15 @@ class TriangularArbitrage:
     Attributes
     ----------
     events_ : collections.deque of Opportunity
-        The most recent opportunities.
+        The most recent opportunities (every report).
+    episodes_ : collections.deque of Episode
+        The most recent closed episodes, in closing order.
     n_ticks_ : int
         Ticks seen.
     n_opportunities_ : int
         Opportunities reported.
+    n_episodes_ : int
+        Episodes opened.
     """
 
     def __init__(
@@ -343,6 +523,7 @@ class TriangularArbitrage:
         book_quotes=False,
         report="all",
         on_opportunity=None,
+        notify="episodes",
         max_events=10000,
         fee_unit="bps",
         usd_assets=("USD", "USDT", "USDC"),
@@ -360,6 +541,7 @@ class TriangularArbitrage:
         self.book_quotes = book_quotes
         self.report = report
         self.on_opportunity = on_opportunity
+        self.notify = notify
         self.max_events = max_events
         self.fee_unit = fee_unit
         self.usd_assets = usd_assets
@@ -389,6 +571,8 @@ class TriangularArbitrage:
             raise ValueError(f"fee_unit must be 'bps' or 'fraction', got {self.fee_unit!r}")
         if self.report not in ("all", "best"):
             raise ValueError(f"report must be 'all' or 'best', got {self.report!r}")
+        if self.notify not in ("episodes", "updates"):
+            raise ValueError(f"notify must be 'episodes' or 'updates', got {self.notify!r}")
         if self.fees is not None and not isinstance(self.fees, dict):
             if not isinstance(self.fees, (int, float)) or isinstance(self.fees, bool):
                 raise TypeError(f"fees must be a number, a dict or None, got {type(self.fees)}")
@@ -440,6 +624,9 @@ class TriangularArbitrage:
         self.events_ = deque(maxlen=int(self.max_events))
         self.n_ticks_ = 0
         self.n_opportunities_ = 0
+        self.episodes_ = deque(maxlen=int(self.max_events))
+        self.n_episodes_ = 0
+        self._open_eps = {}  # cycle id -> open Episode
         self._start_rank = {
             a: i for i, a in enumerate(self.start_assets or _DEFAULT_START)
         }
@@ -447,7 +634,7 @@ class TriangularArbitrage:
         self._usd_ids = []
 
     def reset(self):
-        """Forget all markets, quotes and events."""
+        """Forget all markets, quotes, events and episodes (open ones are dropped, not closed)."""
         with self._get_lock():
             self.core_ = None
             self._ensure_state()
@@ -570,6 +757,8 @@ class TriangularArbitrage:
         """
         arr = self._as_ticks(ticks)
         found = []
+        hits = []
+        opened, changes = [], []
         with self._get_lock():
             self._ensure_state()
             if self.book_quotes and (self.tops is not None or self.books is not None):
@@ -579,27 +768,186 @@ class TriangularArbitrage:
             if n == 0:
                 return found
             core = self.core_
+            ts_event = arr["ts_event"]
             start = 0
-            while True:
-                stop, k, reason = core.process(arr, start, n)
-                if k:
-                    found.extend(self._hits(arr, k))
+            while start < n:
+                # While an episode is open the ticks go one at a time, so that it
+                # closes on the tick that ends it; otherwise in bulk up to the
+                # first tick that opens one.
+                tracking = bool(self._open_eps)
+                stop, k, reason = core.process(arr, start, start + 1 if tracking else n,
+                                               not tracking)
+                chunk = self._hits(arr, k) if k else []
+                hits.extend(chunk)
+                if chunk or (self._open_eps and stop > start):
+                    # status ticks (a disconnect) move time on too, not only quotes
+                    now = max(core.last_ts, int(ts_event[stop - 1])) if stop > start \
+                        else core.last_ts
+                    self._track_episodes(chunk, now, opened, changes)
                 if reason == STOP_UNKNOWN_MARKET:
                     t = arr[stop]
                     self._register(int(t["exchange"]), bytes(t["symbol"]))
-                    start = stop
-                elif reason == STOP_OUTPUT_FULL:
-                    start = stop
-                else:
-                    break
+                start = stop
+            found = [ev for _, ev in hits]
             self.events_.extend(found)
             self.n_opportunities_ += len(found)
-        if self.on_opportunity is not None:
-            for ev in found:
-                self.on_opportunity(ev)
+        self._notify(found, opened, changes)
         return found
 
     __call__ = update
+
+    # ---------------------------------------------------------------- episodes
+    def on_episode(self, callback, *, states=("opened", "closed")):
+        """Call ``callback(episode)`` when an episode opens, changes or closes.
+
+        Parameters
+        ----------
+        callback : callable
+            Called on the thread feeding :meth:`update` with a copy of the
+            :class:`Episode` as it is at that transition (its ``state``).
+        states : iterable of {"opened", "updated", "closed"}
+            Transitions to hear about; ``"updated"`` fires on every report
+            whose net edge changed.
+
+        Returns
+        -------
+        callback
+            So that the method can decorate a function.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        states = frozenset(states)
+        bad = states - {"opened", "updated", "closed"}
+        if bad or not states:
+            raise ValueError("states must name some of 'opened', 'updated', 'closed', "
+                             f"got {sorted(bad) or 'none'}")
+        with self._get_lock():
+            self.__dict__.setdefault("_episode_callbacks", []).append((callback, states))
+        return callback
+
+    def open_episodes(self):
+        """Copies of the episodes still open, oldest first."""
+        with self._get_lock():
+            self._ensure_state()
+            return [dataclasses.replace(ep) for ep in
+                    sorted(self._open_eps.values(), key=lambda ep: ep.id)]
+
+    def close_episodes(self, now=None):
+        """Close every open episode (``close_reason="stopped"``), e.g. when the feed stops.
+
+        Parameters
+        ----------
+        now : int or None
+            End time in ns; default the latest tick time seen.
+
+        Returns
+        -------
+        list of Episode
+            The episodes closed, also appended to ``episodes_``.
+        """
+        with self._get_lock():
+            self._ensure_state()
+            end = self.core_.last_ts if now is None else int(now)
+            changes = []
+            for c in sorted(self._open_eps, key=lambda c: self._open_eps[c].id):
+                ep = self._open_eps.pop(c)
+                ep._close(end, "stopped")
+                self.episodes_.append(ep)
+                changes.append(dataclasses.replace(ep))
+        self._notify([], [], changes)
+        return [dataclasses.replace(ep) for ep in changes]
+
+    def _track_episodes(self, hits, now, opened, changes):
+        """Fold reports into episodes, then re-check the open ones at ``now``.
+
+        Appends the reports that opened an episode to ``opened`` and copies of
+        the episodes at each transition, in order, to ``changes`` (only when
+        someone listens: the copies would cost more than the rest).
+        """
+        listen = bool(self.__dict__.get("_episode_callbacks"))
+        for c, ev in hits:
+            ep = self._open_eps.get(c)
+            if ep is None:
+                self.n_episodes_ += 1
+                ep = Episode._open(self.n_episodes_, ev)
+                self._open_eps[c] = ep
+                opened.append(ev)
+                if listen:
+                    changes.append(dataclasses.replace(ep))
+            elif ep._observe(ev):
+                if listen:
+                    changes.append(dataclasses.replace(ep))
+            ev.episode_id = ep.id
+        # A cycle stays open only while it is still profitable on the current
+        # quotes: reports come only from updated markets (and only the best one
+        # with report="best"), so each open cycle not just reported is evaluated
+        # here against the latest quote of every leg.
+        reported = {c for c, _ in hits}
+        for c in list(self._open_eps):
+            if c in reported:
+                continue
+            ep = self._open_eps[c]
+            ev, reason, end = self._evaluate_cycle(c, now)
+            if ev is None:
+                ep._close(end, reason)
+                del self._open_eps[c]
+                self.episodes_.append(ep)
+                if listen:
+                    changes.append(dataclasses.replace(ep))
+            elif ep._observe(ev):
+                if listen:
+                    changes.append(dataclasses.replace(ep))
+
+    def _evaluate_cycle(self, c, now):
+        """``(Opportunity or None, close reason, end ts)`` of indexed cycle ``c`` at ``now``."""
+        core = self.core_
+        edges = self.cycles_[c][0]
+        oldest = now - core.max_age_ns
+        vts, ts_ = core.a_vts_, core.a_ts_
+        snap = []
+        gross = net = 1.0
+        latest = None
+        for e in edges:
+            m = e >> 1
+            v = int(vts[m])
+            if v < oldest:
+                # stale since its age passed the limit; invalid (crossed, one-sided,
+                # disconnected) quotes are seen at the latest tick
+                ok = v > _INVALID_TS
+                return None, "quotes", (v + core.max_age_ns if ok else now)
+            fm = 1.0 - self.markets_[m][4] * 1e-4
+            if e & 1:
+                price, size = float(core.a_ask_[m]), float(core.a_asz_[m])
+                gross /= price
+                net *= fm / price
+            else:
+                price, size = float(core.a_bid_[m]), float(core.a_bsz_[m])
+                gross *= price
+                net *= price * fm
+            t = int(ts_[m])
+            latest = t if latest is None or t > latest else latest
+            snap += [price, size, t]
+        if not net > core.threshold:
+            return None, "edge", latest
+        ev = self._event(c, snap, now, gross, net, None)
+        return ev, (None if ev is not None else "edge"), latest
+
+    def _notify(self, found, opened, changes):
+        """Run the callbacks outside the lock, on the caller's thread."""
+        cb = self.on_opportunity
+        if cb is not None:
+            if self.notify == "updates":
+                for ev in found:
+                    cb(ev)
+            else:
+                for ev in opened:
+                    cb(ev)
+        callbacks = self.__dict__.get("_episode_callbacks")
+        if callbacks and changes:
+            for ep in changes:
+                for fn, states in callbacks:
+                    if ep.state in states:
+                        fn(ep)
 
     # ------------------------------------------------------------------ events
     def _hits(self, arr, k):
@@ -618,7 +966,7 @@ class TriangularArbitrage:
             trigger = (exchange_name(exch[j]), sym[j].decode("ascii", "replace"))
             ev = self._event(cyc[j], snap, ts[j], gross[j], net[j], trigger)
             if ev is not None:
-                out.append(ev)
+                out.append((cyc[j], ev))
         return out
 
     def _info(self, c):

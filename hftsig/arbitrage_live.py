@@ -12,7 +12,9 @@ Sources of quotes:
 With a simulated source, mispricings of random size are injected every
 ``inject_every`` seconds on a random venue and symbol, some above the fees and
 spreads (they must be reported), some below the fees alone (they must not);
-the summary says how many of each were seen.
+the summary says how many of each were seen.  An injection counts as seen when
+an arbitrage episode with a leg on its venue and symbol overlaps it.  Fees come
+from :data:`hftsig.arbitrage.DEFAULT_TAKER_FEES_BPS` unless given.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ ARB_SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC", "SOL-USDT", "SOL-BTC")
 
 
 class ArbWatch:
-    """A detector plus what a live display needs: de-duplicated lines, injections, summary.
+    """A detector plus what a live display needs: episode lines, injections, summary.
 
     Parameters
     ----------
@@ -39,19 +41,35 @@ class ArbWatch:
         Called with each line to show (thread-safe use is the caller's: the
         aggregator calls the detector on its worker thread).
     repeat_s : float
-        The same cycle (assets, venues, direction) is shown again only after
-        this long or when its net edge moved by more than 1 bp.
+        With ``show="updates"``: the same cycle (assets, venues, direction) is
+        shown again only after this long or when its net edge moved by more
+        than 1 bp.
+    show : {"episodes", "updates"}, default "episodes"
+        One line when an episode opens and one when it closes (with its
+        duration, peak and mean edge), or the individual reports.
     """
 
-    def __init__(self, detector, emit, repeat_s=1.0):
+    def __init__(self, detector, emit, repeat_s=1.0, show="episodes"):
+        if show not in ("episodes", "updates"):
+            raise ValueError(f"show must be 'episodes' or 'updates', got {show!r}")
         self.detector = detector
         self.emit = emit
         self.repeat_s = repeat_s
+        self.show = show
         self.injected = []
         self.n_shown = 0
         self._last = {}
         self._lock = threading.Lock()
-        detector.on_opportunity = self._on_opportunity
+        if show == "updates":
+            detector.notify = "updates"
+            detector.on_opportunity = self._on_opportunity
+        else:
+            detector.on_episode(self._on_episode, states=("opened", "closed"))
+
+    def _on_episode(self, ep):
+        with self._lock:
+            self.n_shown += 1
+        self.emit(str(ep))
 
     def _on_opportunity(self, ev):
         key = (ev.cycle, ev.venues, tuple(leg.side for leg in ev.legs))
@@ -75,7 +93,10 @@ class ArbWatch:
         venue = rng.choice(list(venues))
         symbol = rng.choice(list(symbols))
         others = [v for v in venues if v != venue] or [venue]
-        floor = fees[venue] + min(fees[v] for v in others)
+        # the cheapest cycle through the shifted market: a spatial pair with the
+        # cheapest other venue, or a triangle whose other two legs take the
+        # cheapest fee (legs may sit on any venue)
+        floor = fees[venue] + min(min(fees[v] for v in others), 2 * min(fees[v] for v in venues))
         spreads = spreads or {}
         above = (fees[venue] + spreads.get(venue, 0) / 2
                  + min(fees[v] + spreads.get(v, 0) / 2 for v in others) + 2 * noise_bps + 3.0)
@@ -91,26 +112,45 @@ class ArbWatch:
         return rec
 
     def summary(self):
-        """Lines describing what was seen and how injections were detected."""
+        """Lines describing what was seen and how injections were detected.
+
+        Call the detector's ``close_episodes()`` first when the feed has
+        stopped; episodes still open count as they are.
+        """
         det = self.detector
-        events = list(det.events_) if hasattr(det, "events_") else []
+        episodes = list(getattr(det, "episodes_", ())) + (
+            det.open_episodes() if hasattr(det, "open_episodes") else [])
         kinds = {}
-        for ev in events:
-            kinds[ev.kind] = kinds.get(ev.kind, 0) + 1
+        for ep in episodes:
+            kinds[ep.kind] = kinds.get(ep.kind, 0) + 1
         lines = [f"arbitrage: {getattr(det, 'n_ticks_', 0):,} ticks, "
-                 f"{getattr(det, 'n_opportunities_', 0):,} opportunity reports "
+                 f"{getattr(det, 'n_opportunities_', 0):,} opportunity reports in "
+                 f"{len(episodes):,} episodes "
                  f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items())) or 'none'}), "
-                 f"{self.n_shown} shown"]
+                 f"{self.n_shown} lines shown"]
+        if episodes:
+            longest = max(episodes, key=lambda ep: ep.duration_s)
+            best = max(episodes, key=lambda ep: ep.peak_edge_bps)
+            lines.append(f"longest episode {longest.duration_s:.3f} s; best peak "
+                         f"{best.peak_edge_bps:+.2f} bps ({'>'.join(best.cycle)} on "
+                         f"{', '.join(dict.fromkeys(best.venues))})")
         if self.injected:
-            hit_above = hit_below = n_above = n_below = 0
+            hit_above = hit_below = n_above = n_below = n_late = 0
+            core = getattr(det, "core_", None)
+            last_ts = getattr(core, "last_ts", None)
             for rec in self.injected:
+                key = (rec["exchange"], rec["symbol"])
                 seen = any(
-                    (rec["exchange"], rec["symbol"]) in {(l.venue, l.symbol) for l in ev.legs}
-                    and rec["_t0"] <= ev.ts <= rec["_t1"]
-                    for ev in events
-                ) if "_t0" in rec else any(
-                    (rec["exchange"], rec["symbol"]) in {(l.venue, l.symbol) for l in ev.legs}
-                    for ev in events)
+                    key in set(zip(ep.venues, ep.symbols))
+                    and ("_t0" not in rec or (
+                        ep.start_ts <= rec["_t1"]
+                        and (ep.last_ts if ep.end_ts is None else ep.end_ts) >= rec["_t0"]))
+                    for ep in episodes)
+                # one the feeds had not finished carrying when the run stopped
+                # (injected in its last moments) could not be seen: not counted
+                if not seen and last_ts is not None and "_end" in rec and last_ts < rec["_end"]:
+                    n_late += 1
+                    continue
                 if rec["above_fees"]:
                     n_above += 1
                     hit_above += seen
@@ -118,7 +158,9 @@ class ArbWatch:
                     n_below += 1
                     hit_below += seen
             lines.append(f"injected mispricings: {n_above} above fees+spreads, {hit_above} "
-                         f"detected; {n_below} below fees, {hit_below} reported")
+                         f"detected; {n_below} below fees, {hit_below} reported"
+                         + (f"; {n_late} still under way at the end, not counted"
+                            if n_late else ""))
         return lines
 
 
@@ -165,11 +207,13 @@ def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0):
                                    sim.model.noise_bps, duration_s=min(1.0, 0.5 * inject_every))
                 rec["_t0"] = rec["start_ns"]
                 rec["_t1"] = rec["end_ns"] + int(5e8)
+                rec["_end"] = rec["end_ns"]
 
         threading.Thread(target=loop, name="hftsig-arb-inject", daemon=True).start()
 
     def summary():
         stop.set()
+        det.close_episodes()
         return "\n".join(watch.summary())
 
     return summary
@@ -178,8 +222,13 @@ def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0):
 def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_edge_bps=0.0,
             max_quote_age_ms=2000.0, notional=None, inject_every=2.0, seed=0,
             cross_venue=True, report="best", stream=None, exchanges=("binance", "kraken",
-                                                                         "coinbase")):
-    """Print arbitrage opportunities as they appear for ``seconds``; returns an exit code."""
+                                                                         "coinbase"),
+            show="episodes"):
+    """Print arbitrage episodes (or reports) as they appear for ``seconds``; returns an exit code.
+
+    ``fees=None`` takes :data:`hftsig.arbitrage.DEFAULT_TAKER_FEES_BPS`;
+    ``show`` is :class:`ArbWatch`'s (``"episodes"`` or ``"updates"``).
+    """
     out = sys.stdout if stream is None else stream
     print_lock = threading.Lock()
 
@@ -200,7 +249,7 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
     det = TriangularArbitrage(fees=fees, min_edge_bps=min_edge_bps,
                               max_quote_age_ms=max_quote_age_ms, notional=notional,
                               cross_venue=cross_venue, report=report, max_events=1_000_000)
-    watch = ArbWatch(det, emit)
+    watch = ArbWatch(det, emit, show=show)
     rng = random.Random(seed)
     venues = list(exchanges)
     fee_table = _fees_for(venues, fees)
@@ -223,6 +272,7 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
                                        duration_s=min(1.0, 0.5 * inject_every))
                     rec["_t0"] = model.t0_ns + int(rec["start"] * 1e9)
                     rec["_t1"] = model.t0_ns + int(rec["end"] * 1e9) + int(1e8)
+                    rec["_end"] = model.t0_ns + int(rec["end"] * 1e9)
                     next_inject += inject_every
                 det.update(quotes_from_model(model))
                 time.sleep(model.dt)
@@ -259,6 +309,7 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
                                            duration_s=min(1.0, 0.5 * inject_every))
                         rec["_t0"] = rec["start_ns"]
                         rec["_t1"] = rec["end_ns"] + int(5e8)
+                        rec["_end"] = rec["end_ns"]
                         next_inject += inject_every
             except KeyboardInterrupt:
                 pass
@@ -267,6 +318,7 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
         finally:
             if sim is not None:
                 sim.stop()
+    det.close_episodes()
     for line in watch.summary():
         emit(line)
     return 0

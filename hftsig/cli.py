@@ -414,7 +414,7 @@ def _cmd_notebook(args):
 def _add_arb_parser(sub):
     p = sub.add_parser(
         "arb",
-        help="print triangular and cross-exchange arbitrage opportunities live",
+        help="print triangular and cross-exchange arbitrage opportunities (episodes) live",
         description="Watch quotes (simulated by default, with injected mispricings) and "
         "print fee- and size-aware arbitrage opportunities as they appear.",
     )
@@ -442,6 +442,9 @@ def _add_arb_parser(sub):
                    help="triangles on one venue only (spatial pairs still across venues)")
     p.add_argument("--report", choices=("best", "all"), default="best",
                    help="per update: the best cycle (default) or every profitable one")
+    p.add_argument("--show", choices=("episodes", "updates"), default="episodes",
+                   help="print each opportunity episode when it opens and closes (default), "
+                   "or every update")
     p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     p.set_defaults(func=_cmd_arb)
 
@@ -454,7 +457,7 @@ def _cmd_arb(args):
                    fees=_parse_fees(args.fees), min_edge_bps=args.min_edge_bps,
                    max_quote_age_ms=args.max_age_ms, notional=args.notional,
                    inject_every=args.inject_every, seed=args.seed,
-                   cross_venue=not args.same_venue, report=args.report,
+                   cross_venue=not args.same_venue, report=args.report, show=args.show,
                    exchanges=tuple(_csv(args.exchanges)))
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from hftsig.arbitrage import (
+    DEFAULT_TAKER_FEES_BPS,
+    Episode,
     Opportunity,
     TriangularArbitrage,
     bounded_negative_cycles,
@@ -223,7 +225,8 @@ def test_venue_filter_and_other_kinds_ignored():
 
 def test_single_records_batches_callbacks_and_ring_buffer():
     seen = []
-    arb = TriangularArbitrage(fees=0.0, on_opportunity=seen.append, max_events=2)
+    arb = TriangularArbitrage(fees=0.0, on_opportunity=seen.append, max_events=2,
+                              notify="updates")
     rows = tri()
     out = []
     for r in rows:  # numpy.void records, one at a time, through __call__
@@ -575,3 +578,168 @@ def test_simulator_stale_and_one_sided_venues_rejected():
     assert one  # coinbase still pairs with binance
     for ev in one:
         assert ("kraken", "BTC-USDT") not in {(l.venue, l.symbol) for l in ev.legs}
+
+
+# ---------------------------------------------------------------- episodes
+def eth_btc(bid, ts, venue="binance"):
+    """One ETH-BTC quote: bid 0.1005 gives the tri() triangle +39.96 bps (no fees)."""
+    return quote_ticks([(venue, "ETH-BTC", bid, 5.0, bid + 0.0001, 5.0, ts)])
+
+
+def test_one_episode_per_persistent_cycle_open_update_close():
+    arb = TriangularArbitrage(fees=0.0, max_quote_age_ms=10_000)
+    heard = []
+    arb.on_episode(heard.append, states=("opened", "updated", "closed"))
+    evs = arb.update(tri(ts=0))
+    assert len(evs) == 1 and evs[0].episode_id == 1
+    assert [ep.state for ep in heard] == ["opened"]
+    assert [ep.id for ep in arb.open_episodes()] == [1] and len(arb.episodes_) == 0
+    # the same edge again: still one episode, not an update
+    arb.update(eth_btc(0.1005, 100 * MS))
+    assert len(heard) == 1 and arb.n_opportunities_ == 2
+    # a smaller edge for 400 ms, then a larger one for 200 ms, then gone
+    arb.update(eth_btc(0.1003, 200 * MS))
+    arb.update(eth_btc(0.1007, 600 * MS))
+    assert arb.update(eth_btc(0.0999, 800 * MS)) == []
+    assert [ep.state for ep in heard] == ["opened", "updated", "updated", "closed"]
+    assert arb.open_episodes() == [] and arb.n_episodes_ == 1
+    (ep,) = arb.episodes_
+    assert isinstance(ep, Episode) and ep.closed and ep.close_reason == "edge"
+    assert ep.kind == "triangle" and ep.cycle == ("USDT", "ETH", "BTC", "USDT")
+    assert ep.venues == ("binance",) * 3 and ep.sides == ("buy", "sell", "sell")
+    assert ep.symbols == ("ETH-USDT", "ETH-BTC", "BTC-USDT")
+    assert (ep.start_ts, ep.last_ts, ep.end_ts) == (0, 600 * MS, 800 * MS)
+    assert ep.duration_s == pytest.approx(0.8)
+    assert ep.n_updates == 3
+    edge = {bid: ((1 / 10.01) * bid * 100.0 - 1) * 1e4 for bid in (0.1003, 0.1005, 0.1007)}
+    assert ep.first_edge_bps == pytest.approx(edge[0.1005])
+    assert ep.peak_edge_bps == pytest.approx(edge[0.1007]) and ep.peak.ts == 600 * MS
+    mean = (edge[0.1005] * 200 + edge[0.1003] * 400 + edge[0.1007] * 200) / 800
+    assert ep.mean_edge_bps == pytest.approx(mean, rel=1e-12)
+    assert ep.peak_edge_bps >= ep.mean_edge_bps
+    # at the peak ETH-BTC still sells 5 ETH and the 5 ETH ask limits the trade
+    assert ep.notional == pytest.approx(50.05) and ep.notional_usd == pytest.approx(50.05)
+    assert "closed (edge)" in str(ep) and "episode 1 triangle" in str(ep)
+
+
+def test_episode_reopens_after_a_gap_and_each_report_names_its_episode():
+    arb = TriangularArbitrage(fees=0.0, max_quote_age_ms=10_000, report="all")
+    first = arb.update(tri(ts=0))
+    arb.update(eth_btc(0.0999, 100 * MS))  # gone
+    again = arb.update(eth_btc(0.1005, 300 * MS))
+    assert [ev.episode_id for ev in first] == [1] and [ev.episode_id for ev in again] == [2]
+    assert [ep.id for ep in arb.episodes_] == [1]
+    (ep2,) = arb.open_episodes()
+    assert ep2.id == 2 and ep2.start_ts == 300 * MS and not ep2.closed
+    assert arb.episodes_[0].end_ts == 100 * MS
+
+
+def test_stale_quotes_close_an_episode_when_they_age_out():
+    arb = TriangularArbitrage(fees=0.0, max_quote_age_ms=500)
+    arb.update(tri(ts=0))
+    # another market ticks on: the triangle's quotes passed 500 ms at t = 500 ms
+    arb.update(quote_ticks([("kraken", "SOL-USDT", 10.0, 1.0, 10.1, 1.0, 900 * MS)]))
+    (ep,) = arb.episodes_
+    assert ep.close_reason == "quotes" and ep.end_ts == 500 * MS
+
+
+def test_disconnect_closes_the_venue_episodes():
+    arb = TriangularArbitrage(fees=0.0)
+    arb.update(tri(ts=0, venue="kraken"))
+    st = empty_ticks(1)
+    st["kind"], st["exchange"], st["side"] = KIND_STATUS, EXCHANGE_KRAKEN, STATUS_DISCONNECTED
+    st["ts_event"] = 50 * MS
+    arb.update(st)
+    (ep,) = arb.episodes_
+    assert ep.close_reason == "quotes" and ep.end_ts == 50 * MS
+
+
+def test_stop_closes_open_episodes_and_on_opportunity_hears_each_episode_once():
+    seen = []
+    arb = TriangularArbitrage(fees=0.0, max_quote_age_ms=10_000, on_opportunity=seen.append)
+    evs = []
+    for ts in range(0, 1000 * MS, 100 * MS):  # ten reports, edge moving, one episode
+        evs += arb.update(eth_btc(0.1005 + (ts // (100 * MS)) * 1e-5, ts) if ts else tri(ts))
+    assert len(evs) == 10 and seen == evs[:1]
+    assert len(arb.open_episodes()) == 1 and len(arb.episodes_) == 0
+    closed = arb.close_episodes(now=1200 * MS)
+    assert [ep.close_reason for ep in closed] == ["stopped"] and closed[0].end_ts == 1200 * MS
+    assert arb.open_episodes() == [] and list(arb.episodes_) == closed
+    assert closed[0].n_updates == 10 and closed[0].duration_s == pytest.approx(1.2)
+    assert arb.close_episodes() == []
+
+
+def test_report_best_keeps_tracking_a_cycle_that_is_not_the_best():
+    """With report="best" an open episode is re-evaluated on the current quotes."""
+    arb = TriangularArbitrage(fees=0.0, max_quote_age_ms=10_000, report="best")
+    arb.update(quote_ticks([("kraken", "BTC-USD", 101.0, 1.0, 101.2, 1.0, 0),
+                            ("coinbase", "BTC-USD", 99.8, 1.0, 100.0, 1.0, 0)]))
+    assert [ep.venues for ep in arb.open_episodes()] == [("coinbase", "kraken")]
+    # binance quotes even lower: the best cycle is now binance->kraken, coinbase->kraken holds
+    arb.update(quote_ticks([("binance", "BTC-USD", 99.0, 1.0, 99.5, 1.0, 10 * MS)]))
+    assert sorted(ep.venues for ep in arb.open_episodes()) == [
+        ("binance", "kraken"), ("coinbase", "kraken")]
+    arb.update(quote_ticks([("kraken", "BTC-USD", 99.6, 1.0, 99.7, 1.0, 20 * MS)]))
+    assert [ep.venues for ep in arb.open_episodes()] == [("binance", "kraken")]
+    assert [(ep.venues, ep.end_ts) for ep in arb.episodes_] == [(("coinbase", "kraken"), 20 * MS)]
+
+
+def test_episode_api_bad_input():
+    arb = TriangularArbitrage()
+    with pytest.raises(TypeError, match="callback"):
+        arb.on_episode(42)
+    with pytest.raises(ValueError, match="states"):
+        arb.on_episode(print, states=("finished",))
+    with pytest.raises(ValueError, match="notify"):
+        TriangularArbitrage(notify="sometimes").update(tri())
+
+
+def test_default_fee_table_is_the_one_used_everywhere():
+    import json
+    import pathlib
+
+    import hftsig.arbitrage_live as live
+
+    arb = TriangularArbitrage()
+    assert {v: arb._fee_bps(v) for v in DEFAULT_TAKER_FEES_BPS} == DEFAULT_TAKER_FEES_BPS
+    assert live._fees_for(list(DEFAULT_TAKER_FEES_BPS), None) == DEFAULT_TAKER_FEES_BPS
+    root = pathlib.Path(__file__).resolve().parents[1]
+    nb = json.loads((root / "notebooks" / "triangular_arbitrage.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "DEFAULT_TAKER_FEES_BPS" in code
+    guides = [root / "README.md", *sorted((root / "docs").glob("**/*.md"))]
+    texts = {p.name: p.read_text() for p in guides if p.exists()}
+    assert any("DEFAULT_TAKER_FEES_BPS" in t for t in texts.values())
+    # nobody carries a fee table of their own: fees={"kraken": 26...}, --fees kraken=40
+    import re
+
+    table = re.compile(r"fees[^\n]{0,40}?(kraken|coinbase)[\"']?\s*[:=]\s*\d", re.I)
+    texts["notebook"] = code
+    texts["arbitrage_live.py"] = pathlib.Path(live.__file__).read_text()
+    texts["demo.py"] = (root / "hftsig" / "demo.py").read_text()
+    for name, text in texts.items():
+        assert not table.search(text), (name, table.search(text))
+    # the old tables, as they were in the notebook and the README, are caught
+    assert table.search('FEES = {"binance": 10.0, "kraken": 16.0, "coinbase": 25.0}')
+    assert table.search('fees={"binance": 10, "kraken": 26, "coinbase": 60}')
+
+
+def test_episodes_from_one_batch_equal_episodes_from_tick_by_tick_updates():
+    """A whole recording in one update() call splits episodes at the exact ticks."""
+    seq = [tri(ts=0), eth_btc(0.1003, 100 * MS), eth_btc(0.0999, 150 * MS),
+           quote_ticks([("binance", "SOL-USDT", 10.0, 1.0, 10.1, 1.0, 200 * MS)]),
+           eth_btc(0.1006, 300 * MS), eth_btc(0.1005, 320 * MS), eth_btc(0.1, 400 * MS),
+           eth_btc(0.1007, 500 * MS)]
+    one = TriangularArbitrage(fees=0.0, max_quote_age_ms=10_000, report="all")
+    one.update(np.concatenate(seq))
+    each = TriangularArbitrage(fees=0.0, max_quote_age_ms=10_000, report="all")
+    for t in seq:
+        each.update(t)
+    for arb in (one, each):
+        arb.close_episodes(now=600 * MS)
+    spans = [(ep.start_ts, ep.end_ts, ep.close_reason, ep.n_updates) for ep in one.episodes_]
+    assert spans == [(0, 150 * MS, "edge", 2), (300 * MS, 400 * MS, "edge", 2),
+                     (500 * MS, 600 * MS, "stopped", 1)]
+    assert spans == [(ep.start_ts, ep.end_ts, ep.close_reason, ep.n_updates)
+                     for ep in each.episodes_]
+    assert [ev.episode_id for ev in one.events_] == [1, 1, 2, 2, 3]

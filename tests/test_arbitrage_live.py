@@ -155,3 +155,120 @@ def test_stalled_venue_never_makes_an_opportunity_end_to_end():
         assert max(ev.quote_ages_ms) <= 300
     for ev in late:
         assert "kraken" not in ev.venues
+
+
+def test_one_second_mispricing_on_the_simulators_is_one_episode_per_cycle():
+    """Simulators on loopback -> connectors -> Aggregator -> detector: a 1 s shift of one
+    market is one episode for each cycle through it, closed once the shift is over."""
+    import time
+
+    from hftsig.aggregator import Aggregator
+    from hftsig.arbitrage import TriangularArbitrage
+    from hftsig.cli import make_connectors
+    from hftsig.simulator import SimulatedExchanges
+
+    venues = ("binance", "kraken", "coinbase")
+    symbols = ["BTC-USDT", "ETH-USDT", "ETH-BTC"]
+    det = TriangularArbitrage(fees={"default": 5.0}, max_quote_age_ms=2000, report="all",
+                              max_events=10**6)
+    opened = []
+    det.on_opportunity = opened.append
+    with SimulatedExchanges(symbols=symbols, exchanges=venues, seed=4) as sim:
+        agg = Aggregator(make_connectors(venues, symbols,
+                                         {v: sim.connector_kwargs(v) for v in venues}),
+                         drain_size=0)
+        det.tops, det.book_quotes = agg.top, True
+        agg.on_tick(det.update, kinds=("quote", "book_delta", "book_snapshot", "status"))
+        with agg:
+            deadline = time.monotonic() + 20.0  # a loaded machine takes longer to connect
+            while time.monotonic() < deadline and not all(
+                    agg.top(v, s) is not None for v in venues for s in symbols):
+                time.sleep(0.02)
+            time.sleep(0.5)
+            rec = sim.inject_mispricing("kraken", "ETH-USDT", 150.0, duration_s=1.0)
+            # until every feed has carried ticks stamped well after the shift ended
+            deadline = time.monotonic() + 20.0
+            while time.monotonic() < deadline and det.core_.last_ts < rec["end_ns"] + 1e9:
+                time.sleep(0.05)
+            time.sleep(0.5)
+        det.close_episodes()
+    t0, t1 = rec["start_ns"] - 500_000_000, rec["end_ns"] + 1_000_000_000
+    eps = [ep for ep in det.episodes_
+           if ("kraken", "ETH-USDT") in set(zip(ep.venues, ep.symbols))
+           and ep.start_ts <= t1 and ep.end_ts >= t0]
+    reports = [ev for ev in det.events_ if ev.episode_id in {ep.id for ep in eps}]
+    keys = [(ep.cycle, ep.venues, ep.sides) for ep in eps]
+    # the two spatial pairs at least, and many reports folded into few episodes
+    assert sum(ep.kind == "spatial" for ep in eps) >= 2, keys
+    assert len(set(keys)) == len(keys), keys  # exactly one episode per cycle
+    assert len(reports) > 2 * len(eps)
+    for ep in eps:
+        assert ep.close_reason == "edge", ep  # the shift ended, not the run
+        assert 0.5 <= ep.duration_s <= 2.5, ep
+        assert ep.end_ts >= rec["start_ns"] + 500_000_000
+        assert ep.peak_edge_bps >= ep.mean_edge_bps > 100.0, ep
+        assert ep.notional > 0
+    # on_opportunity heard each episode once, with its first report
+    assert [ev.episode_id for ev in opened] == sorted({ev.episode_id for ev in opened})
+    assert {ep.id for ep in eps} <= {ev.episode_id for ev in opened}
+    assert det.open_episodes() == []
+
+
+def test_cli_arb_uses_the_default_fee_table_and_prints_episodes(capsys):
+    from hftsig.arbitrage import DEFAULT_TAKER_FEES_BPS
+    from hftsig.cli import main
+
+    assert main(["arb", "--seconds", "3", "--source", "model", "--inject-every", "0.4",
+                 "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    venues = ("binance", "kraken", "coinbase")
+    assert ("taker fees bps " + ", ".join(f"{v} {DEFAULT_TAKER_FEES_BPS[v]:g}" for v in venues)
+            in out)
+    m = re.search(r"([\d,]+) opportunity reports in ([\d,]+) episodes", out)
+    assert m, out[-2000:]
+    n_reports, n_episodes = (int(g.replace(",", "")) for g in m.groups())
+    m = re.search(r"injected mispricings: (\d+) above fees\+spreads, (\d+) detected", out)
+    assert m and int(m.group(1)) >= 1 and m.group(1) == m.group(2), out[-2000:]
+    assert 0 < n_episodes < n_reports
+    assert len(re.findall(r"episode \d+ \w+ .* opened", out)) == n_episodes
+    assert len(re.findall(r"episode \d+ \w+ .* closed \(", out)) == n_episodes
+
+
+def test_summary_leaves_out_injections_the_run_could_not_see():
+    """A mispricing injected after the last tick the detector saw is not counted as missed."""
+    import random
+
+    from hftsig.arbitrage import TriangularArbitrage
+    from hftsig.arbitrage_live import ArbWatch, _fees_for
+    from hftsig.simulator.market import MarketModel
+
+    venues = ["binance", "kraken", "coinbase"]
+    symbols = ["BTC-USDT", "ETH-USDT", "ETH-BTC"]
+    model = MarketModel(symbols, venues, seed=2, rate=10)
+    det = TriangularArbitrage(max_quote_age_ms=2000)
+    lines = []
+    watch = ArbWatch(det, lines.append)
+    rng = random.Random(1)
+    fees = _fees_for(venues, None)
+
+    def inject():
+        rec = watch.inject(model, rng, venues, symbols, fees, model.spread_bps,
+                           model.noise_bps, duration_s=0.3)
+        rec["_t0"] = model.t0_ns + int(rec["start"] * 1e9)
+        rec["_t1"] = rec["_end"] = model.t0_ns + int(rec["end"] * 1e9)
+        return rec
+
+    for step in range(20):
+        if step == 5:
+            inject()
+        model.step()
+        det.update(quotes_from_model(model))
+    inject()  # the run stops here: no tick ever carried it
+    det.close_episodes()
+    text = "\n".join(watch.summary())
+    m = re.search(r"injected mispricings: (\d+) above fees\+spreads, (\d+) detected; "
+                  r"(\d+) below fees, (\d+) reported; 1 still under way at the end, not counted",
+                  text)
+    assert m, text
+    n_above, hit_above, n_below, hit_below = map(int, m.groups())
+    assert n_above + n_below == 1 and hit_above == n_above and hit_below == 0

@@ -274,13 +274,16 @@ cdef class ArbCore:
         return int(np.max(self.a_deg_[: self.n_markets])) if self.n_markets else 0
 
     # ------------------------------------------------------------------ hot loop
-    def process(self, cnp.ndarray ticks, Py_ssize_t start, Py_ssize_t n):
+    def process(self, cnp.ndarray ticks, Py_ssize_t start, Py_ssize_t n,
+                bint stop_on_hit=False):
         """Run ticks ``start..n-1`` of a C-contiguous TICK_DTYPE array.
 
         Returns ``(stop, n_hits, reason)``: the index of the first tick not
         processed, the number of hits written to the output arrays, and why
         it stopped (``STOP_DONE``, ``STOP_UNKNOWN_MARKET`` at tick ``stop``,
-        ``STOP_OUTPUT_FULL``).
+        ``STOP_OUTPUT_FULL``).  With ``stop_on_hit`` it also returns
+        (``STOP_DONE``, ``stop < n``) after the first tick that made a hit, so
+        that the caller can follow the hit's cycle tick by tick from there.
         """
         if ticks.dtype.itemsize != sizeof(hftsig_tick_t) or not ticks.flags.c_contiguous:
             raise ValueError("ticks must be a C-contiguous TICK_DTYPE array")
@@ -393,6 +396,8 @@ cdef class ArbCore:
                     self._emit(k, i - 1, lst + 4 * best_j, best_net, bid, bsz, ask, asz, fee,
                                ts, o_tick, o_cycle, o_gross, o_net, o_size, o_legs)
                     k += 1
+                if stop_on_hit and k > 0:
+                    break
         return i, k, reason
 
     cdef inline void _emit(self, Py_ssize_t k, Py_ssize_t i, int32_t* ent, double net,
