@@ -111,6 +111,8 @@ for pyx in sorted(glob("hftsig/**/*.pyx", recursive=True)):
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
+            # the C kernels live in headers: editing one must rebuild its modules
+            depends=sorted(glob(os.path.join(os.path.dirname(pyx), "*.h"))),
         )
     )
 

@@ -11,7 +11,7 @@ twice, so a returned batch stays valid for as long as the caller keeps it.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_Check
 from cpython.unicode cimport PyUnicode_Check
-from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int8_t
+from libc.stdint cimport INT64_MIN, int64_t, uint64_t, uint32_t, uint8_t, int8_t
 from libc.string cimport memchr, memcmp, memcpy, memset, strlen
 from libc.math cimport isfinite, NAN
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
@@ -633,7 +633,7 @@ cdef inline void _span(Val* v, Py_ssize_t s, Py_ssize_t e, int kind) noexcept:
     v.esc = 0
 
 
-cdef int64_t TS_UNSET = -9223372036854775807 - 1
+cdef int64_t TS_UNSET = INT64_MIN
 
 
 cdef inline bint _eq(Ctx* c, Val* v, const char* lit, Py_ssize_t L) noexcept:

@@ -144,7 +144,9 @@ static void sb_points_from_increments(const double *dZ, double *out, int64_t bat
 static void sb_left_contract(const double *restrict A, const double *restrict H,
                              double *restrict out, int d, int N, const int64_t *lvl_off)
 {
-    memcpy(out, H, sizeof(double) * sk_siglength(d, N));
+    const int64_t n = sk_siglength(d, N);
+    if (n <= 0) return;  /* never: sizes are checked before any kernel runs */
+    memcpy(out, H, sizeof(double) * (size_t)n);
     int64_t nv = 1;
     for (int m = 1; m < N; ++m) {
         nv *= d;
@@ -168,7 +170,9 @@ static void sb_left_contract(const double *restrict A, const double *restrict H,
 static void sb_right_contract(const double *restrict H, const double *restrict B,
                               double *restrict out, int d, int N, const int64_t *lvl_off)
 {
-    memcpy(out, H, sizeof(double) * sk_siglength(d, N));
+    const int64_t n = sk_siglength(d, N);
+    if (n <= 0) return;  /* never: sizes are checked before any kernel runs */
+    memcpy(out, H, sizeof(double) * (size_t)n);
     int64_t nu = 1;
     for (int m = 1; m < N; ++m) {
         nu *= d;
