@@ -327,12 +327,14 @@ class _SigPlan:
         self.X = X
         self.batch, self.length, self.dim = X.shape
         self.siglen = _check_size(self.dim, self.depth)
-        self.at_sorted = self.slot = None
+        self.transforms = (lead_lag, time_aug, basepoint)
+        self.at = self.at_sorted = self.slot = None
         if self.stream or at is not None:
             if self.stream:
                 idx = np.arange(1, self.length, dtype=np.int64)
             else:
                 idx = _as_indices(at, self.length)
+            self.at = idx  # in the order asked for
             order = np.argsort(idx, kind="stable")
             self.at_sorted = np.ascontiguousarray(idx[order])
             self.slot = np.ascontiguousarray(order.astype(np.int64))

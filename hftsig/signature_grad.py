@@ -43,12 +43,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from hftsig import transforms as _tr
 from hftsig._ext import _sigbackprop as _k
 from hftsig.logsignature import _check_basis, _lyndon_system
 from hftsig.signature import (
-    _as_indices, _as_path, _as_sigs, _check_finite, _check_int, _check_size, _join_args,
-    _n_threads, _numeric, sig, siglength)
+    _as_sigs, _check_finite, _check_int, _check_size, _join_args, _n_threads, _numeric, _SigPlan,
+    sig, siglength)
 
 __all__ = ["sigbackprop", "logsigbackprop", "sig_to_logsig_backprop", "sigcombinebackprop",
            "sigjoinbackprop", "sigscale", "sigscalebackprop"]
@@ -140,35 +139,21 @@ def sigbackprop(grad_out, path, depth, *, stream=False, at=None, basepoint=False
            [ 0.],
            [ 3.]])
     """
-    arr = _as_path(path)
-    depth = _check_int(depth, "depth", 1)
-    nthreads = _n_threads(n_jobs)
-    if stream and at is not None:
-        raise ValueError("stream: cannot be combined with at")
-    if lead_lag:
-        arr = _tr.lead_lag(arr)
-    if time_aug:
-        arr = _tr.time_augment(arr)
-    if basepoint:
-        arr = _tr.basepoint(arr)
-    single = arr.ndim == 2
-    X = np.ascontiguousarray(arr, dtype=np.float64)
-    if single:
-        X = X[None]
-    _check_finite(X, "path")
-    batch, length, dim = X.shape
-    n = _check_size(dim, depth)
-    lead = () if single else (batch,)
-    if stream or at is not None:
-        idx = np.arange(1, length, dtype=np.int64) if stream else _as_indices(at, length)
+    # the arguments of the sig call whose gradient this is, checked as sig checks them
+    plan = _SigPlan(path, depth, stream=stream, at=at, basepoint=basepoint, time_aug=time_aug,
+                    lead_lag=lead_lag, n_jobs=n_jobs)
+    X, batch, n = plan.X, plan.batch, plan.siglen
+    lead = () if plan.single else (batch,)
+    if plan.at is not None:
+        idx = plan.at
         g = _as_grad(grad_out, lead + (len(idx), n), "sig(path, depth, stream/at=...)")
-        out = _k.sig_backprop_at(X, g.reshape(batch * len(idx), n), depth,
-                                 np.ascontiguousarray(idx, dtype=np.int64), nthreads)
+        out = _k.sig_backprop_at(X, g.reshape(batch * len(idx), n), plan.depth,
+                                 np.ascontiguousarray(idx, dtype=np.int64), plan.nthreads)
     else:
         g = _as_grad(grad_out, lead + (n,), "sig(path, depth)")
-        out = _k.sig_backprop(X, g.reshape(batch, n), depth, nthreads)
-    out = _untransform(out, lead_lag, time_aug, basepoint)
-    return out[0] if single else out
+        out = _k.sig_backprop(X, g.reshape(batch, n), plan.depth, plan.nthreads)
+    out = _untransform(out, *plan.transforms)
+    return out[0] if plan.single else out
 
 
 @lru_cache(maxsize=32)
