@@ -88,6 +88,32 @@ def _struct(shape, like):
     return jax.ShapeDtypeStruct(tuple(shape), like.dtype)
 
 
+def _host_function(forward_host, backward_host, out_shape, vmap_method):
+    """A custom_vjp function of arrays computed on the host by hftsig.
+
+    ``forward_host(*args)`` gives the value, of shape ``out_shape(*args)`` and
+    the first argument's dtype; ``backward_host(grad, *args)`` the gradient
+    with respect to each argument (one array when there is one argument, a
+    tuple otherwise), in their shapes and dtypes.
+    """
+    @jax.custom_vjp
+    def function(*args):
+        return jax.pure_callback(forward_host, _struct(out_shape(*args), args[0]), *args,
+                                 vmap_method=vmap_method)
+
+    def function_fwd(*args):
+        return function(*args), args
+
+    def function_bwd(args, grad):
+        structs = tuple(_struct(a.shape, a) for a in args)
+        grads = jax.pure_callback(backward_host, structs[0] if len(args) == 1 else structs,
+                                  grad, *args, vmap_method=vmap_method)
+        return (grads,) if len(args) == 1 else tuple(grads)
+
+    function.defvjp(function_fwd, function_bwd)
+    return function
+
+
 # --------------------------------------------------------------------- signatures
 
 def _signature_function(forward, backward, out_length):
@@ -108,20 +134,8 @@ def _signature_function(forward, backward, out_length):
         out = backward(g, _flat_paths(path))
         return out.reshape(path.shape).astype(path.dtype, copy=False)
 
-    @jax.custom_vjp
-    def function(path):
-        return jax.pure_callback(forward_host, _struct(path.shape[:-2] + (out_length,), path),
-                                 path, vmap_method="broadcast_all")
-
-    def function_fwd(path):
-        return function(path), path
-
-    def function_bwd(path, grad):
-        return (jax.pure_callback(backward_host, _struct(path.shape, path), grad, path,
-                                  vmap_method="broadcast_all"),)
-
-    function.defvjp(function_fwd, function_bwd)
-    return function
+    return _host_function(forward_host, backward_host,
+                          lambda path: path.shape[:-2] + (out_length,), "broadcast_all")
 
 
 @functools.lru_cache(maxsize=128)
@@ -250,21 +264,8 @@ def _sig_kernel_function(options):
         return (gx.reshape(x.shape).astype(x.dtype, copy=False),
                 gy.reshape(y.shape).astype(y.dtype, copy=False))
 
-    @jax.custom_vjp
-    def function(x, y):
-        return jax.pure_callback(forward_host, _struct(x.shape[:-2], x), x, y,
-                                 vmap_method="broadcast_all")
-
-    def function_fwd(x, y):
-        return function(x, y), (x, y)
-
-    def function_bwd(residuals, grad):
-        x, y = residuals
-        return jax.pure_callback(backward_host, (_struct(x.shape, x), _struct(y.shape, y)),
-                                 grad, x, y, vmap_method="broadcast_all")
-
-    function.defvjp(function_fwd, function_bwd)
-    return function
+    return _host_function(forward_host, backward_host, lambda x, y: x.shape[:-2],
+                          "broadcast_all")
 
 
 def _common_dtype(a, b):
@@ -329,34 +330,10 @@ def _gram_functions(options):
         return gX.astype(X.dtype, copy=False), gY.astype(Y.dtype, copy=False)
 
     # vmapped over, a Gram matrix is one hftsig call per batch element ("sequential")
-    @jax.custom_vjp
-    def symmetric(X):
-        return jax.pure_callback(gram_host, _struct((X.shape[0], X.shape[0]), X), X,
-                                 vmap_method="sequential")
-
-    def symmetric_fwd(X):
-        return symmetric(X), X
-
-    def symmetric_bwd(X, grad):
-        return (jax.pure_callback(symmetric_backward_host, _struct(X.shape, X), grad, X,
-                                  vmap_method="sequential"),)
-
-    symmetric.defvjp(symmetric_fwd, symmetric_bwd)
-
-    @jax.custom_vjp
-    def cross(X, Y):
-        return jax.pure_callback(gram_host, _struct((X.shape[0], Y.shape[0]), X), X, Y,
-                                 vmap_method="sequential")
-
-    def cross_fwd(X, Y):
-        return cross(X, Y), (X, Y)
-
-    def cross_bwd(residuals, grad):
-        X, Y = residuals
-        return jax.pure_callback(backward_host, (_struct(X.shape, X), _struct(Y.shape, Y)),
-                                 grad, X, Y, vmap_method="sequential")
-
-    cross.defvjp(cross_fwd, cross_bwd)
+    symmetric = _host_function(gram_host, symmetric_backward_host,
+                               lambda X: (X.shape[0], X.shape[0]), "sequential")
+    cross = _host_function(gram_host, backward_host, lambda X, Y: (X.shape[0], Y.shape[0]),
+                           "sequential")
     return symmetric, cross
 
 
