@@ -1,8 +1,14 @@
 """KrakenConnector (WebSocket v2) against the loopback Kraken simulator."""
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
+from websockets.sync.server import serve
 
 from connector_support import Collector, books_converge, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
 from connectors import KrakenConnector
@@ -27,6 +33,39 @@ def sim():
     with SimulatedExchanges(SYMBOLS, exchanges=("kraken",), seed=11, rate=20.0, depth=20,
                             trade_rate=10.0, heartbeat_interval=0.1) as s:
         yield s
+
+
+GUIDE_BOOK = (Path(__file__).parent / "data" / "samples" / "kraken"
+              / "book_checksum_guide_snapshot.json").read_text().strip()
+
+
+@contextlib.contextmanager
+def scripted_kraken(respond):
+    """A real websocket server on loopback calling ``respond(conn, request)`` for each
+    request a client sends; yields ``(ws_url, requests received)``."""
+    received = []
+    done = threading.Event()
+
+    def handler(conn):
+        while not done.is_set():
+            try:
+                req = json.loads(conn.recv(timeout=0.1))
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+            received.append(req)
+            respond(conn, req)
+
+    server = serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None)
+    th = threading.Thread(target=server.serve_forever)
+    th.start()
+    try:
+        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v2", received
+    finally:
+        done.set()
+        server.shutdown()
+        th.join(2)
 
 
 def make(sim, out, **kw):
@@ -185,14 +224,6 @@ def test_docs_checksum_sample_and_multi_pair_message():
     (1, 8); the book snapshot from Kraken's checksum guide verifies (checksum
     3310070434); a message with two book entries is checked entry by entry and
     only the pair whose checksum fails is resubscribed."""
-    import json
-    import threading
-    from pathlib import Path
-
-    from websockets.sync.server import serve
-
-    guide = (Path(__file__).parent / "data" / "samples" / "kraken"
-             / "book_checksum_guide_snapshot.json").read_text().strip()
     instrument = json.dumps({"channel": "instrument", "type": "snapshot", "data": {
         "assets": [], "pairs": [
             {"symbol": "BTC/USD", "base": "BTC", "quote": "USD", "price_precision": 1,
@@ -203,52 +234,36 @@ def test_docs_checksum_sample_and_multi_pair_message():
                     "asks": [{"price": 3001.25, "qty": 2.0}]}
     from hftsig.simulator.kraken import kraken_checksum  # the simulator's own implementation
     eth_ck = kraken_checksum([(300050, 100000000)], [(300125, 200000000)], 2, 8)
-    received = []
-    done = threading.Event()
 
-    def handler(conn):
-        while not done.is_set():
-            try:
-                req = json.loads(conn.recv(timeout=0.1))
-            except TimeoutError:
-                continue
-            except Exception:
-                return
-            received.append(req)
-            p = req.get("params", {})
-            if p.get("channel") == "instrument":
-                conn.send(instrument)
-            elif p.get("channel") == "book" and req["method"] == "subscribe":
-                if len(p["symbol"]) == 2:  # first subscription: the guide book, then ETH
-                    conn.send(guide)
-                    conn.send(json.dumps({"channel": "book", "type": "snapshot",
-                                          "data": [dict(eth_snapshot, checksum=eth_ck)]}))
-                    # one message, two entries: BTC's checksum is wrong, ETH's right
-                    conn.send(json.dumps({"channel": "book", "type": "update", "data": [
-                        {"symbol": "BTC/USD", "bids": [], "asks": [{"price": "45285.2", "qty": "0.0"}],
-                         "checksum": 1},
-                        {"symbol": "ETH/USD", "bids": [{"price": 3000.5, "qty": 0.5}], "asks": [],
-                         "checksum": kraken_checksum([(300050, 50000000)], [(300125, 200000000)], 2, 8)},
-                    ]}))
-                else:  # the resubscription of the failing pair alone
-                    conn.send(guide)
+    def respond(conn, req):
+        p = req.get("params", {})
+        if p.get("channel") == "instrument":
+            conn.send(instrument)
+        elif p.get("channel") == "book" and req["method"] == "subscribe":
+            if len(p["symbol"]) == 2:  # first subscription: the guide book, then ETH
+                conn.send(GUIDE_BOOK)
+                conn.send(json.dumps({"channel": "book", "type": "snapshot",
+                                      "data": [dict(eth_snapshot, checksum=eth_ck)]}))
+                # one message, two entries: BTC's checksum is wrong, ETH's right
+                conn.send(json.dumps({"channel": "book", "type": "update", "data": [
+                    {"symbol": "BTC/USD", "bids": [], "asks": [{"price": "45285.2", "qty": "0.0"}],
+                     "checksum": 1},
+                    {"symbol": "ETH/USD", "bids": [{"price": 3000.5, "qty": 0.5}], "asks": [],
+                     "checksum": kraken_checksum([(300050, 50000000)], [(300125, 200000000)], 2, 8)},
+                ]}))
+            else:  # the resubscription of the failing pair alone
+                conn.send(GUIDE_BOOK)
 
-    server = serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None)
-    th = threading.Thread(target=server.serve_forever)
-    th.start()
     out = Collector()
-    c = KrakenConnector(["BTC-USD", "ETH-USD"], channels=["book"], on_tick=out,
-                        ws_url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v2",
-                        backoff=Backoff(initial=0.02, maximum=0.1, seed=0))
-    try:
-        c.start()
-        assert wait_for(lambda: c.stats()["checksum_failures"] == 1 and ready(c))
-        st = c.stats()
-    finally:
-        stopped = c.stop()
-        done.set()
-        server.shutdown()
-        th.join(2)
+    with scripted_kraken(respond) as (ws_url, received):
+        c = KrakenConnector(["BTC-USD", "ETH-USD"], channels=["book"], on_tick=out, ws_url=ws_url,
+                            backoff=Backoff(initial=0.02, maximum=0.1, seed=0))
+        try:
+            c.start()
+            assert wait_for(lambda: c.stats()["checksum_failures"] == 1 and ready(c))
+            st = c.stats()
+        finally:
+            stopped = c.stop()
     assert stopped is True
     assert c.precisions() == {"BTC-USD": (1, 8), "ETH-USD": (2, 8)}
     assert st["checksum_failures"] == 1 and st["resyncs"] == 1
@@ -264,14 +279,6 @@ def test_instrument_snapshot_with_unmappable_pairs_still_gives_precisions():
     staking asset ETH2.S/ETH) and may carry a precision that is no number of
     decimals: those entries are skipped, the subscribed pair's precisions are
     taken, and its book is subscribed and checksummed."""
-    import json
-    import threading
-    from pathlib import Path
-
-    from websockets.sync.server import serve
-
-    guide = (Path(__file__).parent / "data" / "samples" / "kraken"
-             / "book_checksum_guide_snapshot.json").read_text().strip()
     instrument = json.dumps({"channel": "instrument", "type": "snapshot", "data": {
         "assets": [], "pairs": [
             {"symbol": "ETH2.S/ETH", "base": "ETH2.S", "quote": "ETH", "price_precision": 4,
@@ -280,37 +287,23 @@ def test_instrument_snapshot_with_unmappable_pairs_still_gives_precisions():
              "qty_precision": 8},
             {"symbol": "ETH/USD", "base": "ETH", "quote": "USD", "price_precision": 1e400,
              "qty_precision": 8}]}}).replace("Infinity", "1e400")
-    done = threading.Event()
 
-    def handler(conn):
-        while not done.is_set():
-            try:
-                req = json.loads(conn.recv(timeout=0.1))
-            except TimeoutError:
-                continue
-            except Exception:
-                return
-            p = req.get("params", {})
-            if p.get("channel") == "instrument":
-                conn.send(instrument)
-            elif p.get("channel") == "book" and req["method"] == "subscribe":
-                conn.send(guide)
+    def respond(conn, req):
+        p = req.get("params", {})
+        if p.get("channel") == "instrument":
+            conn.send(instrument)
+        elif p.get("channel") == "book" and req["method"] == "subscribe":
+            conn.send(GUIDE_BOOK)
 
-    server = serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None)
-    th = threading.Thread(target=server.serve_forever)
-    th.start()
-    c = KrakenConnector(["BTC-USD"], channels=["book"], on_tick=Collector(),
-                        ws_url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v2",
-                        backoff=Backoff(initial=0.02, maximum=0.1, seed=0))
-    try:
-        c.start()
-        assert wait_for(lambda: c.synced("BTC-USD"))
-        st = c.stats()
-    finally:
-        stopped = c.stop()
-        done.set()
-        server.shutdown()
-        th.join(2)
+    with scripted_kraken(respond) as (ws_url, _):
+        c = KrakenConnector(["BTC-USD"], channels=["book"], on_tick=Collector(), ws_url=ws_url,
+                            backoff=Backoff(initial=0.02, maximum=0.1, seed=0))
+        try:
+            c.start()
+            assert wait_for(lambda: c.synced("BTC-USD"))
+            st = c.stats()
+        finally:
+            stopped = c.stop()
     assert stopped is True
     assert c.precisions() == {"BTC-USD": (1, 8)}
     assert st["checksum_failures"] == 0 and c.book("BTC-USD").best_bid() == (45283.5, 0.1)
