@@ -176,8 +176,8 @@ def _lyndon_backprop(gy, dim, depth):
     """
     from scipy.sparse.linalg import spsolve_triangular
 
-    flat = _lyndon_system(dim, depth)[0]
-    if _lyndon_system(dim, depth)[3].size:
+    flat, _, _, data = _lyndon_system(dim, depth)
+    if data.size:
         gc = spsolve_triangular(_lyndon_transpose(dim, depth), gy.T, lower=False,
                                 unit_diagonal=True).T
     else:  # depth 1, or one channel: A is the identity
