@@ -56,33 +56,9 @@ static void sb_slot_release(sb_ctx *cx, int i)
     __atomic_store_n(&cx->slot_busy[i], 0, __ATOMIC_RELEASE);
 }
 
-/* vector instance */
-#define SK_T sk_vec
-#define SK_L SK_VL
-#define SK_NAME(x) x##_v
-#define SK_GET(v, l) ((v)[l])
-#define SK_SET(v, l, x) ((v)[l] = (x))
-#define SK_SPECIALISE
-#include "sigbackprop_impl.h"
-#undef SK_SPECIALISE
-#undef SK_T
-#undef SK_L
-#undef SK_NAME
-#undef SK_GET
-#undef SK_SET
-
-/* scalar instance */
-#define SK_T double
-#define SK_L 1
-#define SK_NAME(x) x##_s
-#define SK_GET(v, l) (v)
-#define SK_SET(v, l, x) ((v) = (x))
-#include "sigbackprop_impl.h"
-#undef SK_T
-#undef SK_L
-#undef SK_NAME
-#undef SK_GET
-#undef SK_SET
+/* the vector and the scalar instance of the kernels */
+#define SK_IMPL "sigbackprop_impl.h"
+#include "sk_instances.h"
 
 /* Pieces per block (lanes) used for n_items pieces: the scalar instance for
  * one or two, as sk_sig does. */

@@ -211,33 +211,9 @@ static int64_t sk_block_bytes(int lanes, int d, int N, int64_t siglen)
     return b / 64 * 64;
 }
 
-/* vector instance */
-#define SK_T sk_vec
-#define SK_L SK_VL
-#define SK_NAME(x) x##_v
-#define SK_GET(v, l) ((v)[l])
-#define SK_SET(v, l, x) ((v)[l] = (x))
-#define SK_SPECIALISE
-#include "sigkernel_impl.h"
-#undef SK_SPECIALISE
-#undef SK_T
-#undef SK_L
-#undef SK_NAME
-#undef SK_GET
-#undef SK_SET
-
-/* scalar instance (batches of one or two short paths) */
-#define SK_T double
-#define SK_L 1
-#define SK_NAME(x) x##_s
-#define SK_GET(v, l) (v)
-#define SK_SET(v, l, x) ((v) = (x))
-#include "sigkernel_impl.h"
-#undef SK_T
-#undef SK_L
-#undef SK_NAME
-#undef SK_GET
-#undef SK_SET
+/* the vector and the scalar instance of the kernels */
+#define SK_IMPL "sigkernel_impl.h"
+#include "sk_instances.h"
 
 /* d + d^2 + ... + d^N, or -1 if the arguments are out of range or the
  * length overflows int64 */
