@@ -91,12 +91,14 @@ from hftsig.ticks import (
     STATUS_STALE,
     STATUS_UNCROSSED,
     TICK_DTYPE,
+    TICK_RECORD_DTYPE,
     concat_ticks,
     exchange_code,
     exchange_name,
     kind_code,
     to_pandas,
 )
+from hftsig.ticks import symbols as _tick_symbols
 
 __all__ = ["Aggregator", "TickArray", "Top", "NBBO", "concat_ticks"]
 
@@ -138,11 +140,25 @@ _STATE_DTYPE = np.dtype(
 
 
 class TickArray(np.ndarray):
-    """A TICK_DTYPE structured array with a :meth:`to_pandas` method."""
+    """A TICK_DTYPE structured array with :meth:`to_pandas` and :attr:`symbols`.
+
+    Its elements are :class:`hftsig.ticks.Tick` records (``ticks[0].symbol``
+    is a ``str``); ``ticks["symbol"]`` keeps the field's bytes.
+    """
 
     def to_pandas(self):
         """Return the ticks as a DataFrame (see :func:`hftsig.ticks.to_pandas`)."""
         return to_pandas(self.view(np.ndarray))
+
+    @property
+    def symbols(self):
+        """The symbols as ``str`` (see :func:`hftsig.ticks.symbols`)."""
+        return _tick_symbols(self.view(np.ndarray))
+
+
+def _tick_array(ticks):
+    """``ticks`` (TICK_DTYPE) seen as a :class:`TickArray` of Tick records, no copy."""
+    return ticks.view(dtype=TICK_RECORD_DTYPE, type=TickArray)
 
 
 class Top(NamedTuple):
@@ -414,6 +430,7 @@ class _TickIterator:
             chunk = sub.items.popleft()
             sub.n -= len(chunk)
             sub.cond.notify_all()
+        chunk = _tick_array(chunk)
         if self._batches:
             return chunk
         self._current = chunk
@@ -761,7 +778,8 @@ class Aggregator:
         arrival order) that pass the filters; the aggregator's state already
         includes them.  The callback must be quick (it delays every consumer and,
         with ``overflow="block"``, the connectors) and must not keep the array
-        beyond the call without copying it.  An exception is counted, logged
+        beyond the call without copying it.  Its ``symbol`` field holds bytes;
+        :func:`hftsig.ticks.symbols` decodes them to ``str``.  An exception is counted, logged
         once per callback with its traceback, and never stops the worker.
 
         Parameters
@@ -803,9 +821,10 @@ class Aggregator:
     def ticks(self, timeout=None, *, batches=False):
         """Iterate over every tick from now on.
 
-        Yields single tick records (``numpy.void`` of TICK_DTYPE; ``rec["price"]``)
-        or, with ``batches=True``, TICK_DTYPE arrays (the chunks the worker
-        processed) — much cheaper at high rates.  The iterator has its own buffer
+        Yields single tick records (:class:`hftsig.ticks.Tick`: ``tick["price"]``
+        or ``tick.price``; ``tick.symbol`` is a ``str``) or, with ``batches=True``,
+        :class:`TickArray` batches (the chunks the worker processed; their
+        ``symbols`` attribute decodes the symbols) — much cheaper at high rates.  The iterator has its own buffer
         of ``queue_size`` ticks, registered when :meth:`ticks` is called, so it
         takes nothing from callbacks or other iterators.  When it falls behind, the
         worker waits for it (``overflow="block"``) or its oldest buffered ticks are
@@ -841,8 +860,8 @@ class Aggregator:
             self._drain.clear()
             self._drain_n = 0
         if not parts:
-            return np.empty(0, dtype=TICK_DTYPE).view(TickArray)
-        return concat_ticks(parts).copy().view(TickArray)
+            return _tick_array(np.empty(0, dtype=TICK_DTYPE))
+        return _tick_array(concat_ticks(parts).copy())
 
     # -- state ---------------------------------------------------------------------------
     def _now(self):

@@ -31,7 +31,9 @@ flags : uint8
     several trades; consumers that check books apply a whole message before
     looking).
 symbol : S16
-    Canonical ``BASE-QUOTE`` symbol, ASCII upper case (``b"BTC-USDT"``).
+    Canonical ``BASE-QUOTE`` symbol, ASCII upper case (``b"BTC-USDT"``): bytes
+    in the array, for speed; ``tick.symbol`` of a :class:`Tick` and
+    :func:`symbols` of a batch give ``str``.
 bid_px, bid_sz, ask_px, ask_sz : float64
     Top of book for ``KIND_QUOTE`` records; NaN otherwise.
 price, size : float64
@@ -59,6 +61,12 @@ Examples
 104
 >>> bool(np.isnan(t["price"]).all())
 True
+>>> t["symbol"] = b"BTC-USDT"
+>>> symbols(t).tolist()
+['BTC-USDT', 'BTC-USDT']
+>>> tick = as_records(t)[0]
+>>> tick.symbol, tick.exchange_name, tick["symbol"]
+('BTC-USDT', 'unknown(0)', np.bytes_(b'BTC-USDT'))
 """
 from __future__ import annotations
 
@@ -75,6 +83,10 @@ __all__ = [
     "exchange_name",
     "kind_code",
     "kind_name",
+    "Tick",
+    "TICK_RECORD_DTYPE",
+    "as_records",
+    "symbols",
 ]
 
 EXCHANGE_BINANCE = 1
@@ -154,6 +166,58 @@ TICK_DTYPE = np.dtype(
         ("seq_first", "<i8"),
     ]
 )
+
+
+class Tick(np.record):
+    """One tick record, as :meth:`hftsig.aggregator.Aggregator.ticks` yields them.
+
+    A structured record of :data:`TICK_DTYPE` (``tick["price"]``,
+    ``tick.price``) whose ``symbol`` attribute is a ``str`` (decoded when read;
+    ``tick["symbol"]`` stays the field's bytes), with ``exchange_name`` and
+    ``kind_name`` beside the ``exchange`` and ``kind`` codes.
+    """
+
+    __slots__ = ()
+
+    @property
+    def symbol(self):
+        """The canonical symbol as ``str`` (``"BTC-USDT"``)."""
+        return self["symbol"].decode("ascii", "replace")
+
+    @property
+    def exchange_name(self):
+        """The exchange's name (``"binance"``...)."""
+        return exchange_name(self["exchange"])
+
+    @property
+    def kind_name(self):
+        """The kind's name (``"quote"``, ``"trade"``...)."""
+        return kind_name(self["kind"])
+
+
+#: :data:`TICK_DTYPE` whose elements are :class:`Tick` records (equal to
+#: TICK_DTYPE: the same layout, read through ``Tick``)
+TICK_RECORD_DTYPE = np.dtype((Tick, TICK_DTYPE))
+
+
+def as_records(ticks):
+    """A view of a tick batch whose elements are :class:`Tick` (no copy)."""
+    ticks = np.asarray(ticks)
+    if ticks.dtype != TICK_DTYPE:
+        raise TypeError(f"ticks must have TICK_DTYPE, got {ticks.dtype}")
+    return ticks.view(TICK_RECORD_DTYPE)
+
+
+def symbols(ticks):
+    """The ``symbol`` field of a tick batch as ``str`` (a numpy ``<U16`` array).
+
+    The batch keeps its bytes field (fixed width, what the C passes and
+    Parquet read); this decodes a copy, when a reader wants text.
+    """
+    ticks = np.asarray(ticks)
+    if ticks.dtype != TICK_DTYPE:
+        raise TypeError(f"ticks must have TICK_DTYPE, got {ticks.dtype}")
+    return ticks["symbol"].astype("U16")
 
 
 def empty_ticks(n):

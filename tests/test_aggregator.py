@@ -24,6 +24,7 @@ from hftsig.ticks import (
     TICK_DTYPE,
     empty_ticks,
     exchange_code,
+    exchange_name,
 )
 
 EXCHANGES = ["binance", "kraken", "coinbase"]
@@ -843,4 +844,32 @@ def test_e2e_books_stay_uncrossed_and_equal_the_simulator_after_mispricings():
             finally:
                 sim.resume()
         assert [c.stats()["checksum_failures"] for c in conns] == [0, 0, 0]
+
+
+
+def test_ticks_read_their_symbol_as_str():
+    """The iterator's ticks and drain()'s batches read their symbols as str; the
+    structured field stays bytes (what the C passes and Parquet use)."""
+    t = synthetic_quotes(30)
+    agg = Aggregator([ReplayConnector(t)], clock="data", drain_size=100)
+    one = agg.ticks(timeout=5)
+    batches = agg.ticks(timeout=5, batches=True)
+    with agg:
+        assert agg.wait_finished(10)
+        got = [next(one) for _ in range(len(t))]
+        chunks = list(batches)
+    want = [s.decode() for s in t["symbol"]]
+    assert [tick.symbol for tick in got] == want
+    assert all(type(tick.symbol) is str for tick in got)
+    assert got[0]["symbol"] == t["symbol"][0] and isinstance(got[0]["symbol"], bytes)
+    assert got[0].price is not None and got[0]["seq"] == 0  # other fields as before
+    assert [tick.exchange_name for tick in got] == [exchange_name(c) for c in t["exchange"]]
+    assert {tick.kind_name for tick in got} == {"quote"}
+    assert sum(len(c) for c in chunks) == len(t)
+    assert isinstance(chunks[0], TickArray)
+    assert np.concatenate([c.symbols for c in chunks]).tolist() == want
+    drained = agg.drain()
+    assert drained.symbols.tolist() == want and drained.dtype == TICK_DTYPE
+    assert drained[3].symbol == want[3] and drained["symbol"][3] == t["symbol"][3]
+    assert drained.to_pandas()["symbol"].tolist() == want
 

@@ -45,3 +45,22 @@ def test_to_pandas():
     assert str(df["ts_event"].dt.tz) == "UTC"
     with pytest.raises(TypeError, match="TICK_DTYPE"):
         T.to_pandas(np.zeros(2))
+
+
+def test_symbols_read_as_str_without_pandas():
+    t = T.empty_ticks(3)
+    t["symbol"] = [b"BTC-USDT", b"ETH-BTC", b"ABCDEFGHIJ-KLMNO"]
+    t["exchange"] = T.EXCHANGE_COINBASE
+    t["kind"] = T.KIND_TRADE
+    assert T.symbols(t).tolist() == ["BTC-USDT", "ETH-BTC", "ABCDEFGHIJ-KLMNO"]
+    recs = T.as_records(t)
+    assert recs.dtype == T.TICK_DTYPE and np.shares_memory(recs, t)  # a view, same layout
+    tick = recs[2]
+    assert isinstance(tick, T.Tick) and tick.symbol == "ABCDEFGHIJ-KLMNO"
+    assert (tick.exchange_name, tick.kind_name) == ("coinbase", "trade")
+    assert tick["symbol"] == b"ABCDEFGHIJ-KLMNO"  # the field itself stays bytes
+    assert tick.exchange == T.EXCHANGE_COINBASE and np.isnan(tick.price)
+    with pytest.raises(TypeError, match="TICK_DTYPE"):
+        T.symbols(np.zeros(2))
+    with pytest.raises(TypeError, match="TICK_DTYPE"):
+        T.as_records(np.zeros(2))
