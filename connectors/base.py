@@ -194,6 +194,11 @@ class Connector:
 
     #: exchange name, one of :data:`hftsig.ticks.EXCHANGES`
     exchange = ""
+    #: kinds of record the venue sends in timed batches (or that are polled)
+    #: rather than as they happen: kind name -> seconds between batches.  Their
+    #: exchange-to-receive latency includes that wait, so the aggregator keeps
+    #: it apart from the feed's latency (``stats()[name]["batched_latency_us"]``).
+    batched_kinds: dict = {}
     #: channels this exchange offers through the connector
     valid_channels: tuple = ()
     #: channels used when the caller names none

@@ -60,6 +60,8 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     default_ws_url = "wss://advanced-trade-ws.coinbase.com"
     #: heartbeats arrive every second
     stale_after = 15.0
+    #: market_trades sends the trades of each 250 ms in one message
+    batched_kinds = {"trade": 0.25}
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
                  backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None,

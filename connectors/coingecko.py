@@ -72,6 +72,11 @@ class CoinGeckoConnector(RestPollingConnector):
     default_channels = ("price",)
     interval = 15.0
 
+    @property
+    def batched_kinds(self):
+        """Prices are polled every :attr:`interval` seconds (see :class:`Connector`)."""
+        return {"price": self.interval}
+
     def __init__(self, symbols, *, channels=None, rest_url=None, api_key=None, plan=None,
                  on_tick=None, backoff=None, interval=None, stale_after=600.0, timeout=10.0):
         creds = load_credentials("coingecko")

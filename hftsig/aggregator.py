@@ -84,6 +84,7 @@ from hftsig.ticks import (
     KIND_PRICE,
     KIND_STATUS,
     KIND_TRADE,
+    KINDS,
     STATUS_CONNECTED,
     STATUS_CROSSED,
     STATUS_DISCONNECTED,
@@ -502,12 +503,15 @@ def _code_table(codes):
 class _ConnStats:
     """Worker-side counters for one connector."""
 
-    def __init__(self, name, exchange):
+    def __init__(self, name, exchange, batched=None):
         self.name = name
         self.exchange = exchange
+        # kind code -> seconds between the batches the venue sends them in
+        self.batched = {kind_code(k): float(v) for k, v in (batched or {}).items()}
         self.batches = 0
         self.ticks = 0
         self.lat = deque(maxlen=_LAT_RING)  # ts_recv - ts_event, ns
+        self.lat_batched = deque(maxlen=_LAT_RING)  # the same, messages of batched kinds
         self.qlat = deque(maxlen=_LAT_RING)  # dispatch - ts_recv, ns
         self.status = {"connected": 0, "disconnected": 0, "resync": 0, "stale": 0,
                        "crossed": 0, "uncrossed": 0}
@@ -631,7 +635,8 @@ class Aggregator:
             names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
         self.names = names
         self._queue = _Queue(queue_size, overflow, len(connectors))
-        self._cstats = [_ConnStats(n, str(c.exchange)) for n, c in zip(names, connectors)]
+        self._cstats = [_ConnStats(n, str(c.exchange), getattr(c, "batched_kinds", None))
+                        for n, c in zip(names, connectors)]
 
         self._lock = threading.Lock()  # guards the state below
         # (exchange code, symbol bytes) -> list laid out as _STATE_DTYPE (see _R_*)
@@ -977,7 +982,12 @@ class Aggregator:
         second or so) and ``mean_rate`` since start; ``latency_us`` (p50, p99,
         p999 of ``ts_recv - ts_event`` over the last 8192 messages, taken at
         each message's last record, status ticks excluded; the records of one
-        message share their times); ``queue_latency_us`` (p50/p99/p999 from
+        message share their times); ``batched_latency_us`` (the same for the
+        messages of kinds the connector declares batched or polled in its
+        ``batched_kinds``, e.g. Coinbase's trades, sent every 250 ms: kept out
+        of ``latency_us``, where the wait for the batch would read as
+        slowness) and ``batched_kinds`` (kind name -> seconds between batches);
+        ``queue_latency_us`` (p50/p99/p999 from
         ``ts_recv`` to the worker dispatching the message; NaN with
         ``clock="data"``); ``reconnects`` and ``gaps`` (the
         connector's own counts when its stats have them, else counted from
@@ -1002,6 +1012,8 @@ class Aggregator:
                 "msg_rate": cs.msg_rate,
                 "mean_rate": cs.ticks / elapsed,
                 "latency_us": cs._pct(cs.lat),
+                "batched_latency_us": cs._pct(cs.lat_batched),
+                "batched_kinds": {KINDS[k]: v for k, v in cs.batched.items()},
                 "queue_latency_us": cs._pct(cs.qlat),
                 "reconnects": own.get("reconnects", max(cs.status["connected"] - 1, 0)),
                 "gaps": own.get("gaps", cs.status["resync"]),
@@ -1101,7 +1113,10 @@ class Aggregator:
             cs.ticks += len(b)
             wire, queue, nw = _batch_latency(b if len(items) > 1 else chunk, now_ns)
             if wire is not None:
-                cs.lat.append(wire)
+                if cs.batched and b["kind"][-1] in cs.batched:
+                    cs.lat_batched.append(wire)
+                else:
+                    cs.lat.append(wire)
             if wall:
                 cs.qlat.append(queue)
             if nw > newest:

@@ -182,14 +182,15 @@ def _fees_for(venues, fees):
     return {v: det._fee_bps(v) for v in venues}
 
 
-def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0):
+def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0, until=None):
     """Show arbitrage signals in the demo's live view.
 
     Registers a :class:`TriangularArbitrage` as an aggregator callback (quotes,
     book records through ``agg.top`` and status events), shows each new
     opportunity as a signal line and, when ``sim`` is given, injects a
     mispricing every ``inject_every`` seconds.  Returns a callable giving the
-    summary lines.
+    summary lines.  With ``until`` (a ``time.monotonic()`` time: the end of
+    the run) no mispricing is injected too late to be over, and seen, by then.
     """
     det = TriangularArbitrage(max_quote_age_ms=2000, report="best", tops=agg.top,
                               book_quotes=True, max_events=100_000)
@@ -201,10 +202,15 @@ def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0):
         fees = _fees_for(venues, None)
         rng = random.Random(seed)
 
+        duration_s = min(1.0, 0.5 * inject_every)
+
         def loop():
             while not stop.wait(inject_every):
+                # as run_arb: the feeds need about half a second to carry it
+                if until is not None and until - time.monotonic() < duration_s + 0.5:
+                    return
                 rec = watch.inject(sim, rng, venues, sim.symbols, fees, sim.model.spread_bps,
-                                   sim.model.noise_bps, duration_s=min(1.0, 0.5 * inject_every))
+                                   sim.model.noise_bps, duration_s=duration_s)
                 rec["_t0"] = rec["start_ns"]
                 rec["_t1"] = rec["end_ns"] + int(5e8)
                 rec["_end"] = rec["end_ns"]

@@ -7,7 +7,8 @@ reconnects per feed).
 
 Other parts plug into the demo through :data:`PLUGINS`: each plugin is a
 callable ``plugin(agg, view)`` called after the aggregator is built and before
-it starts; it registers its own ``agg.on_tick`` callbacks and reports through
+it starts (one with a ``sim`` parameter also gets the simulators, one with
+``until`` the ``time.monotonic()`` at which the run is to end); it registers its own ``agg.on_tick`` callbacks and reports through
 ``view.add_signal(text)``.  It may return a callable giving extra summary lines
 at the end.
 """
@@ -34,15 +35,17 @@ def _default_plugins():
     return [demo_plugin]
 
 
-def _call_plugin(plugin, agg, view, sim):
-    # a plugin declaring a ``sim`` parameter also gets the simulators (to inject events)
+def _call_plugin(plugin, agg, view, sim, until):
+    # a plugin declaring a ``sim`` parameter also gets the simulators (to inject
+    # events), one declaring ``until`` the time.monotonic() at which the run ends
     import inspect
 
     try:
-        wants_sim = "sim" in inspect.signature(plugin).parameters
+        params = inspect.signature(plugin).parameters
     except (TypeError, ValueError):
-        wants_sim = False
-    return plugin(agg, view, sim=sim) if wants_sim else plugin(agg, view)
+        params = {}
+    extra = {k: v for k, v in (("sim", sim), ("until", until)) if k in params}
+    return plugin(agg, view, **extra)
 
 
 def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=None,
@@ -77,7 +80,8 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
         agg = Aggregator(conns, drain_size=0)
         view = LiveView(agg, stream=out, interval=refresh, symbols=list(symbols),
                         title="hftsig demo (simulated feeds)")
-        extra = [_call_plugin(p, agg, view, sim) for p in plugins]
+        until = time.monotonic() + seconds
+        extra = [_call_plugin(p, agg, view, sim, until) for p in plugins]
         t0 = time.monotonic()
         agg.start()
         finished = False

@@ -1,8 +1,15 @@
 """Live terminal view of an Aggregator: tops of book, NBBO, feed rates, signal lines.
 
-On a terminal the frame is redrawn in place with ANSI cursor codes; anywhere
-else (a pipe, a log file, CI) plain text frames are printed one after another,
-less often, with no escape codes.
+On a terminal the frame is redrawn in place by ``rich``'s live display (which
+keeps it within the terminal's height and width, so a long signal line or a
+short window never leaves stale copies of the frame above it); anywhere else
+(a pipe, a log file, CI) plain text frames are printed one after another, less
+often, with no escape codes.
+
+Latency columns leave out what a venue sends in timed batches or what is
+polled (a connector's ``batched_kinds``: Coinbase's trades, every 250 ms;
+CoinGecko's prices): waiting for the batch is the protocol, not slowness.  A
+note under the feed table gives their latency apart.
 
 Other parts add lines under "signals" through :meth:`LiveView.add_signal`
 (thread-safe, e.g. from an aggregator callback); the newest ``max_signals``
@@ -37,10 +44,8 @@ from collections import deque
 
 from hftsig.interrupts import SignalNap
 
-__all__ = ["LiveView", "render_summary", "ignore_interrupts"]
+__all__ = ["LiveView", "render_summary", "ignore_interrupts", "batched_notes"]
 
-_CLEAR_EOL = "\x1b[K"
-_CLEAR_EOS = "\x1b[J"
 _STOP_POLL_S = 0.05  # how often a run with a ``stop`` event looks at it
 
 
@@ -73,6 +78,10 @@ def _table(headers, rows):
     return [line(headers)] + [line(r) for r in rows]
 
 
+_FEED_HEADERS = ["FEED", "TICKS", "TICKS/s", "MSG/s", "LAT p50/p99 us", "QUEUE p50/p99 us",
+                 "RECONN", "GAPS", "DROPPED", "UP"]
+
+
 def _feed_rows(agg):
     rows = []
     for name, s in agg.stats().items():
@@ -81,13 +90,35 @@ def _feed_rows(agg):
         conn = s["connected"]
         rows.append([
             name, f"{s['ticks']:,}", f"{s['rate']:,.0f}", f"{s['msg_rate']:,.0f}",
-            f"{_fmt_us(lat['p50'])}/{_fmt_us(lat['p99'])}",
+            f"{_fmt_us(lat['p50'])}/{_fmt_us(lat['p99'])}" + ("*" if _has_batched(s) else ""),
             f"{_fmt_us(qlat['p50'])}/{_fmt_us(qlat['p99'])}",
             str(s["reconnects"]), str(s["gaps"]), f"{s['dropped']:,}",
             {True: "yes", False: "no", None: "?"}.get(conn, str(conn)),
         ])
-    return _table(["FEED", "TICKS", "TICKS/s", "MSG/s", "LAT p50/p99 us",
-                   "QUEUE p50/p99 us", "RECONN", "GAPS", "DROPPED", "UP"], rows)
+    return rows
+
+
+def _has_batched(s):
+    lat = s.get("batched_latency_us")
+    return bool(s.get("batched_kinds")) and lat is not None and math.isfinite(lat["p50"])
+
+
+def _fmt_period(seconds):
+    return f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:g} s"
+
+
+def batched_notes(agg):
+    """One line per feed with batched or polled records: what and their latency apart."""
+    notes = []
+    for name, s in agg.stats().items():
+        if not _has_batched(s):
+            continue
+        lat = s["batched_latency_us"]
+        kinds = " and ".join(f"{k}s every {_fmt_period(v)}" for k, v in s["batched_kinds"].items())
+        notes.append(f"* {name}: batched or polled by protocol ({kinds}); their latency p50/p99 "
+                     f"{lat['p50'] / 1e3:,.0f}/{lat['p99'] / 1e3:,.0f} ms is that wait, kept out "
+                     "of LAT")
+    return notes
 
 
 def render_summary(agg, elapsed):
@@ -99,12 +130,13 @@ def render_summary(agg, elapsed):
         rows.append([
             name, f"{s['ticks']:,}", f"{s['messages']:,}",
             f"{s['ticks'] / max(elapsed, 1e-9):,.0f}",
-            f"{_fmt_us(lat['p50'])}/{_fmt_us(lat['p99'])}",
+            f"{_fmt_us(lat['p50'])}/{_fmt_us(lat['p99'])}" + ("*" if _has_batched(s) else ""),
             f"{_fmt_us(s['queue_latency_us']['p50'])}/{_fmt_us(s['queue_latency_us']['p99'])}",
             str(s["reconnects"]), str(s["gaps"]), f"{s['dropped']:,}",
         ])
     lines += _table(["FEED", "TICKS", "MESSAGES", "TICKS/s", "LAT p50/p99 us",
                      "QUEUE p50/p99 us", "RECONNECTS", "GAPS", "DROPPED"], rows)
+    lines += batched_notes(agg)
     a = agg.aggregator_stats()
     # with dispatch="connector" the connector threads drain: the same clock, their time
     who = "drain" if agg.dispatch == "connector" else "worker"
@@ -142,6 +174,10 @@ class ignore_interrupts:
 class LiveView:
     """Render an aggregator's state to a terminal, refreshed in place.
 
+    :meth:`run` redraws until a time, an event or Ctrl-C; :meth:`draw` draws
+    one frame (on a terminal the display then stays live until :meth:`close`);
+    :meth:`render` gives the frame as plain text.
+
     Parameters
     ----------
     agg : Aggregator
@@ -169,7 +205,7 @@ class LiveView:
         self._signals = deque(maxlen=int(max_signals))
         self._signal_count = 0
         self._sig_lock = threading.Lock()
-        self._prev_lines = 0
+        self._live = None  # rich's live display, on a terminal, from the first draw on
         self._t0 = time.monotonic()
         isatty = getattr(self.stream, "isatty", None)
         self.tty = bool(isatty and isatty())
@@ -181,69 +217,111 @@ class LiveView:
             self._signals.append(f"{stamp} {text}")
             self._signal_count += 1
 
-    def render(self):
-        """The current frame as text (no escape codes)."""
+    def _sections(self):
+        """The frame's parts: title, tables (title, headers, rows), notes, signals."""
         agg = self.agg
         q = agg.quotes()
         syms = self.symbols or sorted(set(q["symbol"]))
         up = time.monotonic() - self._t0
-        lines = [f"{self.title}  {time.strftime('%H:%M:%S', time.gmtime())} UTC  "
-                 f"up {up:.1f} s", ""]
-        rows = []
+        title = (f"{self.title}  {time.strftime('%H:%M:%S', time.gmtime())} UTC  "
+                 f"up {up:.1f} s")
+        quotes = []
         for r in q.itertuples(index=False):
             if r.symbol not in syms:
                 continue
             if r.source:
                 age = f"{r.age_ms:,.0f}" if math.isfinite(r.age_ms) else "-"
-                rows.append([r.exchange, r.symbol, _fmt_px(r.bid_px), _fmt_sz(r.bid_sz),
-                             _fmt_px(r.ask_px), _fmt_sz(r.ask_sz), _fmt_px(r.trade_px), age,
-                             r.source])
+                quotes.append([r.exchange, r.symbol, _fmt_px(r.bid_px), _fmt_sz(r.bid_sz),
+                               _fmt_px(r.ask_px), _fmt_sz(r.ask_sz), _fmt_px(r.trade_px), age,
+                               r.source])
             elif math.isfinite(r.price):
-                rows.append([r.exchange, r.symbol, "-", "-", "-", "-", _fmt_px(r.price), "-",
-                             "ref"])
-        lines += _table(["EXCHANGE", "SYMBOL", "BID", "BID SZ", "ASK", "ASK SZ", "LAST",
-                         "AGE ms", "FROM"], rows)
-        lines.append("")
-        rows = []
+                quotes.append([r.exchange, r.symbol, "-", "-", "-", "-", _fmt_px(r.price), "-",
+                               "ref"])
+        nbbo = []
         for s in syms:
             nb = agg.nbbo(s)
             if nb.bid_venue is None and nb.ask_venue is None:
-                rows.append([s, "-", "-", "-", "-", "-", "0"])
+                nbbo.append([s, "-", "-", "-", "-", "-", "0"])
                 continue
             spread = "-"
             if nb.bid_venue and nb.ask_venue:
                 mid = (nb.bid_px + nb.ask_px) / 2
                 spread = f"{(nb.ask_px - nb.bid_px) / mid * 1e4:.2f}"
-            rows.append([s, _fmt_px(nb.bid_px), nb.bid_venue or "-", _fmt_px(nb.ask_px),
+            nbbo.append([s, _fmt_px(nb.bid_px), nb.bid_venue or "-", _fmt_px(nb.ask_px),
                          nb.ask_venue or "-", spread, str(nb.venues)])
-        lines += _table(["NBBO", "BID", "BID VENUE", "ASK", "ASK VENUE", "SPREAD bps",
-                         "VENUES"], rows)
-        lines.append("")
-        lines += _feed_rows(agg)
+        tables = [
+            (["EXCHANGE", "SYMBOL", "BID", "BID SZ", "ASK", "ASK SZ", "LAST", "AGE ms", "FROM"],
+             quotes),
+            (["NBBO", "BID", "BID VENUE", "ASK", "ASK VENUE", "SPREAD bps", "VENUES"], nbbo),
+            (_FEED_HEADERS, _feed_rows(agg)),
+        ]
         with self._sig_lock:
             sig = list(self._signals)
             count = self._signal_count
+        return title, tables, batched_notes(agg), (count, sig)
+
+    def render(self):
+        """The current frame as text (no escape codes)."""
+        title, tables, notes, (count, sig) = self._sections()
+        lines = [title]
+        for headers, rows in tables:
+            lines.append("")
+            lines += _table(headers, rows)
+        lines += notes
         lines.append("")
         lines.append(f"SIGNALS ({count} so far)")
         lines += sig if sig else ["(none)"]
         return "\n".join(lines)
 
+    def renderable(self):
+        """The current frame as a ``rich`` renderable (what a terminal shows)."""
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        title, tables, notes, (count, sig) = self._sections()
+        parts = [Text(title, style="bold")]
+        for headers, rows in tables:
+            table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, collapse_padding=True,
+                          header_style="bold")
+            for i, h in enumerate(headers):
+                # names on the left, numbers on the right, as in the plain frame
+                table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
+            for r in rows:
+                table.add_row(*r)
+            parts += [Text(""), table]
+        parts += [Text(n, style="dim", no_wrap=True, overflow="ellipsis") for n in notes]
+        parts += [Text(""), Text(f"SIGNALS ({count} so far)", style="bold")]
+        # one row per signal, cut at the terminal's width: a wrapped line would
+        # make the frame taller than the rows it was given
+        parts += [Text(x, no_wrap=True, overflow="ellipsis") for x in sig] or [Text("(none)")]
+        return Group(*parts)
+
     def draw(self):
-        """Write one frame: in place on a terminal, appended otherwise."""
-        frame = self.render()
+        """Write one frame: in place on a terminal (rich's live display), appended otherwise."""
         out = self.stream
-        if self.tty:
-            lines = frame.split("\n")
-            buf = []
-            if self._prev_lines:
-                buf.append(f"\x1b[{self._prev_lines}F")  # up to the first line of the last frame
-            buf.append("\n".join(line + _CLEAR_EOL for line in lines))
-            buf.append("\n" + _CLEAR_EOS)
-            out.write("".join(buf))
-            self._prev_lines = len(lines)
-        else:
-            out.write(frame + "\n\n")
-        out.flush()
+        if not self.tty:
+            out.write(self.render() + "\n\n")
+            out.flush()
+            return
+        if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=out, force_terminal=True)
+            # stray prints to the real stdout/stderr go above the frame, not into it
+            own = out is sys.stdout
+            self._live = Live(console=console, auto_refresh=False, transient=False,
+                              redirect_stdout=own, redirect_stderr=own,
+                              vertical_overflow="ellipsis")
+            self._live.start()
+        self._live.update(self.renderable(), refresh=True)
+
+    def close(self):
+        """End the live display (the last frame stays on screen); plain output: nothing."""
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()
 
     def run(self, seconds=None, stop=None):
         """Redraw until ``seconds`` pass, ``stop`` (a threading.Event) is set or Ctrl-C.
@@ -273,3 +351,5 @@ class LiveView:
                         return True
         except KeyboardInterrupt:
             return False
+        finally:
+            self.close()

@@ -1,5 +1,6 @@
 """The hftsig command line: --help everywhere, replay, run/record on the simulators, live view."""
 import io
+import re
 import signal
 import threading
 import time
@@ -84,16 +85,30 @@ def _agg_with_quotes():
     return agg
 
 
-def test_live_view_redraws_in_place_on_a_terminal_and_plain_elsewhere():
+_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_live_view_redraws_in_place_on_a_terminal_and_plain_elsewhere(monkeypatch):
+    """On a terminal each frame goes back over the previous one and stays within
+    the terminal: a line wider than it would wrap (and a frame taller would scroll),
+    and the way back up would then miss rows, leaving stale copies above."""
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("LINES", "30")
     agg = _agg_with_quotes()
     term = _Terminal()
     view = LiveView(agg, stream=term)
+    for i in range(40):
+        view.add_signal(f"signal {i} " + "x" * 300)
     view.draw()
+    first = term.getvalue()
     view.draw()
-    out = term.getvalue()
-    n_lines = view.render().count("\n") + 1
-    assert f"\x1b[{n_lines}F" in out  # cursor back up over the previous frame
-    assert "\x1b[K" in out and "ETH-BTC" in out
+    second = term.getvalue()[len(first):]
+    view.close()
+    first_rows = _ESCAPE.sub("", first).rstrip("\n").split("\n")
+    assert "ETH-BTC" in first and "signal 39" in first
+    assert len(first_rows) <= 30 and max(len(r) for r in first_rows) <= 100
+    # the second frame starts by going up over every row of the first
+    assert second.count("\x1b[1A") == len(first_rows) - 1 and "\x1b[2K" in second
     plain = io.StringIO()
     view = LiveView(agg, stream=plain)
     view.draw()

@@ -27,6 +27,19 @@ def test_demo_runs_every_feed_and_plugins_report(capsys):
     assert f"plugin saw {sum(seen)} book/quote ticks" in text and sum(seen) > 0
     for sym in DEMO_SYMBOLS:
         assert sym in text
+    # Coinbase's trades come every 250 ms: their latency is shown apart, labelled
+    assert "* coinbase: batched or polled by protocol (trades every 250 ms)" in summary
+
+
+def test_no_mispricing_is_injected_too_late_to_be_seen():
+    """The demo injects a 1 s mispricing every 3 s; a 3.3 s run ends before its
+    first one could be over and seen, so none is injected (one used to be, in the
+    run's last moments, and the summary counted it 'still under way')."""
+    out = io.StringIO()
+    assert run_demo(seconds=3.3, stream=out) == 0
+    text = out.getvalue()
+    assert "still under way" not in text
+    assert "# injected" not in text and "injected mispricings" not in text
 
 
 def test_ctrl_c_ends_the_demo_with_a_summary_not_a_failure():
