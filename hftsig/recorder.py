@@ -43,10 +43,18 @@ from pathlib import Path
 
 import numpy as np
 
-from hftsig.ticks import FLAG_LAST, TICK_DTYPE, concat_ticks
+from hftsig.ticks import (
+    FLAG_LAST,
+    KIND_STATUS,
+    STATUS_DISCONNECTED,
+    STATUS_STALE,
+    TICK_DTYPE,
+    concat_ticks,
+    exchange_name,
+)
 
 __all__ = ["Recorder", "read_ticks", "recording_book_depths", "replay", "ReplayConnector",
-           "tick_files"]
+           "tick_files", "recording_end"]
 
 log = logging.getLogger(__name__)
 
@@ -444,6 +452,23 @@ class ReplayConnector:
         self._sent_messages = 0
         self._sent_ticks = 0
         self._last_latency = 0
+        self._parts = None  # exchange code -> _VenueReplay, after by_venue()
+        self._parts_started = 0
+
+    def by_venue(self):
+        """One connector per exchange of the recording, all fed by this one's thread.
+
+        Each keeps the connector contract (``exchange`` is the venue's name, its
+        ``stats()`` count its own messages), so an aggregator shows one row per
+        venue; the ticks still go out in recorded order, from one thread, once
+        every part was started.  Call before :meth:`start`.
+        """
+        if self._thread is not None:
+            raise RuntimeError("by_venue() must come before start()")
+        if self._parts is None:
+            codes = np.unique(self.ticks["exchange"]).tolist()
+            self._parts = {c: _VenueReplay(self, c) for c in codes}
+        return list(self._parts.values())
 
     def _bounds(self):
         """End index of each batch: one per recorded message, else ``batch_size`` records."""
@@ -456,6 +481,10 @@ class ReplayConnector:
             ends[-1] = n
         elif ends[-1] != n:  # trailing records without FLAG_LAST
             ends = np.append(ends, n)
+        if self._parts:
+            # every batch goes to one venue's part: cut where the exchange changes too
+            ex = self.ticks["exchange"]
+            ends = np.union1d(ends, np.flatnonzero(ex[1:] != ex[:-1]) + 1)
         return ends
 
     def start(self):
@@ -480,7 +509,12 @@ class ReplayConnector:
                     delay = due - time.monotonic()
                     if delay > 0 and self._stop.wait(delay):
                         return
-                cb = self.on_tick
+                if self._parts is not None:
+                    part = self._parts[int(batch["exchange"][0])]
+                    part._sent(batch)
+                    cb = part.on_tick
+                else:
+                    cb = self.on_tick
                 if cb is not None:
                     cb(batch)
                 self._sent_messages += 1
@@ -513,15 +547,106 @@ class ReplayConnector:
         }
 
 
-def replay(path, speed=None, **aggregator_kwargs):
+class _VenueReplay:
+    """One venue's share of a :class:`ReplayConnector` (see its ``by_venue``)."""
+
+    def __init__(self, parent, code):
+        self._parent = parent
+        self.code = int(code)
+        self.exchange = exchange_name(code)
+        mine = parent.ticks[parent.ticks["exchange"] == code]
+        self.symbols = sorted({s.decode() for s in np.unique(mine["symbol"]).tolist()} - {""})
+        depth = parent.book_depths.get(self.exchange)
+        self.book_depths = {self.exchange: depth} if depth is not None else {}
+        self.on_tick = None
+        self._started = False
+        self._messages = 0
+        self._ticks = 0
+        self._last_latency = 0
+
+    def _sent(self, batch):
+        self._messages += 1
+        self._ticks += len(batch)
+        self._last_latency = int(batch["ts_recv"][-1] - batch["ts_event"][-1])
+
+    def start(self):
+        if self._started:
+            raise RuntimeError(f"{self.exchange} replay already started")
+        self._started = True
+        p = self._parent
+        p._parts_started += 1
+        if p._parts_started == len(p._parts):  # every venue's on_tick is in place
+            p.start()
+
+    def wait(self, timeout=None):
+        return self._parent.wait(timeout)
+
+    def stop(self, timeout=1.0):
+        self._parent.stop(timeout)
+
+    def stats(self):
+        done = self._parent._done.is_set()
+        return {"messages": self._messages, "ticks": self._ticks, "reconnects": 0, "gaps": 0,
+                "checksum_failures": 0, "malformed": 0, "last_latency_ns": self._last_latency,
+                "connected": self._parent._thread is not None and not done, "finished": done}
+
+    def __repr__(self):
+        return f"<{self.exchange} part of a replay of {len(self._parent.ticks):,} ticks>"
+
+
+def recording_end(ticks):
+    """Where the status records that close a recording begin (``len(ticks)`` if none).
+
+    A recorder that stops stops its feeds first, so a recording ends with each
+    feed's disconnect (or stale) status.  Replayed, they would leave every
+    venue down, and the final state (NBBO, tops) says nothing about the market
+    as it last was.  A feed that went down while the others went on is not
+    part of this tail: its status is followed by their ticks.
+
+    >>> from hftsig.ticks import empty_ticks, KIND_QUOTE, KIND_STATUS, STATUS_DISCONNECTED
+    >>> t = empty_ticks(4); t["kind"] = [KIND_STATUS, KIND_QUOTE, KIND_STATUS, KIND_STATUS]
+    >>> t["side"] = STATUS_DISCONNECTED
+    >>> recording_end(t)
+    2
+    """
+    ticks = np.asarray(ticks)
+    closing = (ticks["kind"] == KIND_STATUS) & np.isin(ticks["side"],
+                                                       (STATUS_DISCONNECTED, STATUS_STALE))
+    other = np.flatnonzero(~closing)
+    return 0 if len(other) == 0 else int(other[-1]) + 1
+
+
+def replay(path, speed=None, *, by_venue=True, closing_statuses=False, book_depths=None,
+           **aggregator_kwargs):
     """An :class:`~hftsig.aggregator.Aggregator` (not started) replaying a recording.
 
     ``path`` is anything :func:`read_ticks` accepts (or a TICK_DTYPE array);
     ``speed`` as in :class:`ReplayConnector`.  Quote ages are measured against
     the data's own clock (``clock="data"``) unless given.  Register callbacks,
     then ``with agg: agg.wait_finished()``.
+
+    Parameters
+    ----------
+    by_venue : bool, default True
+        One connector per recorded exchange (:meth:`ReplayConnector.by_venue`):
+        ``stats()`` has a row per venue.  False: one connector named ``replay``.
+    closing_statuses : bool, default False
+        Also replay the disconnect statuses the recording ends with (see
+        :func:`recording_end`); left out, the final state is the market's last.
+    book_depths : dict or None
+        As in :class:`ReplayConnector` (default: what the recording stored).
     """
     from hftsig.aggregator import Aggregator
 
     aggregator_kwargs.setdefault("clock", "data")
-    return Aggregator([ReplayConnector(path, speed=speed)], **aggregator_kwargs)
+    depths = _check_depths(book_depths)
+    if isinstance(path, (str, os.PathLike)):
+        if depths is None:
+            depths = recording_book_depths(path)
+        path = read_ticks(path)
+    ticks = np.asarray(path)
+    if ticks.dtype == TICK_DTYPE and not closing_statuses:
+        ticks = ticks.reshape(-1)[:recording_end(ticks.reshape(-1))]
+    conn = ReplayConnector(ticks, speed=speed, book_depths=depths)
+    return Aggregator(conn.by_venue() if by_venue and len(ticks) else [conn],
+                      **aggregator_kwargs)

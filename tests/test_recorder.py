@@ -12,14 +12,25 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay, tick_files
+from hftsig.recorder import (
+    Recorder,
+    ReplayConnector,
+    read_ticks,
+    recording_end,
+    replay,
+    tick_files,
+)
 from hftsig.ticks import (
     FLAG_LAST,
     KIND_BOOK_DELTA,
     KIND_QUOTE,
+    KIND_STATUS,
     KIND_TRADE,
+    STATUS_DISCONNECTED,
     TICK_DTYPE,
     empty_ticks,
+    exchange_code,
+    exchange_name,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,18 +228,95 @@ def test_replay_through_the_aggregator_is_exact_and_deterministic(tmp_path):
     with Recorder(tmp_path, flush_interval=0.05) as rec:
         rec.write(t)
     runs = []
-    for _ in range(2):
-        agg = replay(tmp_path)
+    # one connector per venue sharing one thread, or one for all: the same ticks in order
+    for by_venue in (True, False, True):
+        agg = replay(tmp_path, by_venue=by_venue)
         got = []
         agg.on_tick(lambda a: got.append(a.copy()))
         with agg:
             assert agg.wait_finished(timeout=30)
         runs.append((np.concatenate(got), agg.nbbo("BTC-USD"), agg.quotes()))
-        assert agg.stats()["replay"]["messages"] == int((t["flags"] & FLAG_LAST).sum())
+        stats = agg.stats()
+        if by_venue:
+            assert sorted(stats) == ["binance", "coinbase", "kraken"]
+            for name, s in stats.items():
+                assert s["ticks"] == int((t["exchange"] == exchange_code(name)).sum())
+                assert s["connector"]["ticks"] == s["ticks"]
+            # a recorded message never mixes venues: cut where the exchange changes too
+            cuts = np.union1d(np.flatnonzero(t["flags"] & FLAG_LAST) + 1,
+                              np.flatnonzero(np.diff(t["exchange"])) + 1)
+            assert sum(s["messages"] for s in stats.values()) == len(cuts)
+        else:
+            assert stats["replay"]["messages"] == int((t["flags"] & FLAG_LAST).sum())
     for ticks, nb, q in runs:
         assert_bit_equal(ticks, t)
-    assert runs[0][1] == runs[1][1]
-    assert runs[0][2].equals(runs[1][2])
+    assert runs[0][1] == runs[1][1] == runs[2][1]
+    assert runs[0][2].equals(runs[1][2]) and runs[0][2].equals(runs[2][2])
+
+
+def _session(venues, n=60):
+    """Quotes of ``venues`` in turn, then each feed's disconnect, as a recorder
+    stopping its feeds writes them."""
+    t = empty_ticks(n + len(venues))
+    t["kind"][:n] = KIND_QUOTE
+    t["flags"] = FLAG_LAST
+    t["exchange"][:n] = [exchange_code(venues[i % len(venues)]) for i in range(n)]
+    t["symbol"][:n] = b"ETH-USD"
+    t["bid_px"][:n] = 100 + np.arange(n) * 0.01
+    t["ask_px"][:n] = t["bid_px"][:n] + 0.5
+    t["bid_sz"][:n] = t["ask_sz"][:n] = 1.0
+    t["kind"][n:] = KIND_STATUS
+    t["side"][n:] = STATUS_DISCONNECTED
+    t["exchange"][n:] = [exchange_code(v) for v in venues]
+    t["ts_recv"] = 10**18 + np.arange(len(t)) * 1_000_000
+    t["ts_event"] = t["ts_recv"] - 1000
+    return t
+
+
+def test_the_end_of_a_recording_does_not_take_its_venues_down():
+    venues = ["binance", "kraken", "coinbase"]
+    t = _session(venues)
+    assert recording_end(t) == 60
+    with replay(t) as agg:
+        assert agg.wait_finished(10)
+    nb = agg.nbbo("ETH-USD")
+    last = t[59]
+    assert nb.bid_px == last["bid_px"] and nb.bid_venue == exchange_name(last["exchange"])
+    assert nb.venues == 3
+    assert agg.stats()["coinbase"]["ticks"] == 20
+    # kept on request: the feeds are down at the end, as they were
+    with replay(t, closing_statuses=True) as agg:
+        assert agg.wait_finished(10)
+    assert agg.nbbo("ETH-USD").venues == 0
+    # a feed that went down while the others went on stays down
+    binance = exchange_code("binance")
+    later = t[30:60][t[30:60]["exchange"] != binance]
+    mid = np.concatenate([t[:30], t[60:61], later, t[61:]])
+    assert mid[30]["exchange"] == binance and mid[30]["kind"] == KIND_STATUS
+    assert recording_end(mid) == 31 + len(later)
+    with replay(mid) as agg:
+        assert agg.wait_finished(10)
+    nb = agg.nbbo("ETH-USD")
+    assert nb.venues == 2 and "binance" not in (nb.bid_venue, nb.ask_venue)
+
+
+def test_replay_by_venue_starts_sending_once_every_part_started():
+    t = _session(["kraken", "coinbase"], n=10)
+    parts = ReplayConnector(t).by_venue()
+    assert [p.exchange for p in parts] == ["kraken", "coinbase"]
+    got = []
+    for p in parts:
+        p.on_tick = lambda a, name=p.exchange: got.append((name, a.copy()))
+    parts[0].start()
+    assert not parts[0].wait(0.2) and got == []  # coinbase's sink is not there yet
+    parts[1].start()
+    assert parts[1].wait(10)
+    assert [name for name, _ in got] == [exchange_name(c) for c in t["exchange"]]
+    assert_bit_equal(np.concatenate([a for _, a in got]), t)
+    with pytest.raises(RuntimeError, match="already started"):
+        parts[0].start()
+    for p in parts:
+        p.stop()
 
 
 def test_replay_at_speed_keeps_timing():
