@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -18,8 +19,47 @@ _CONNECTOR_CLASSES = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit code 2.
+
+    argparse prints the whole usage block before the error; for a command with
+    twenty options that buries the one line that says what was wrong.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, *, minimum, inclusive, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+#: argparse types: a duration in seconds > 0, a count >= 1, a number >= 0
+_seconds = _number(float, minimum=0.0, inclusive=False, what="a number of seconds > 0")
+_positive = _number(float, minimum=0.0, inclusive=False, what="a number > 0")
+_non_negative = _number(float, minimum=0.0, inclusive=True, what="a number >= 0")
+_count = _number(int, minimum=1, inclusive=True, what="a whole number >= 1")
+
+
+def _port(text):
+    # the last of the simulate command's five consecutive ports must exist too
+    value = _count(text)
+    if value > 65531:
+        raise argparse.ArgumentTypeError(f"expected a port 1..65531, got {text!r}")
+    return value
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hftsig",
         description="hftsig: high-frequency crypto market lab (connectors, aggregator, "
         "arbitrage, path signatures, optimal stopping).",
@@ -29,7 +69,7 @@ def build_parser():
     demo = sub.add_parser("demo", help="run the lab's main job and print a summary",
                           description="Simulated Binance, Kraken, Coinbase and CoinGecko feeds "
                           "-> aggregator -> live view, then a summary.")
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    demo.add_argument("--seconds", type=_seconds, default=20.0, help="how long to run (default 20)")
     demo.set_defaults(func=_cmd_demo)
     _add_simulate(sub)
     _add_run_parser(sub)
@@ -51,27 +91,43 @@ def _add_simulate(sub):
     sim = sub.add_parser(
         "simulate",
         help="run the loopback exchange simulators (Binance, Kraken, Coinbase, CoinGecko)",
-        description="Start the exchange simulators on 127.0.0.1, print their URLs and "
-        "message rates; runs until Ctrl-C or --seconds.",
+        description="Start the exchange simulators, print their URLs (one line per exchange: "
+        "'<exchange> ws_url=... rest_url=...') and message rates; runs until Ctrl-C or "
+        "--seconds. They listen on ephemeral ports of 127.0.0.1 unless --host/--port say "
+        "otherwise: with --port N the servers take N (binance websocket), N+1 (binance REST), "
+        "N+2 (kraken), N+3 (coinbase), N+4 (coingecko), whichever of them run. Example, "
+        "for connectors in other containers: hftsig simulate --host 0.0.0.0 --port 9001; "
+        "then hftsig run --ws-url binance=ws://simulator:9001 --rest-url "
+        "binance=http://simulator:9002 ...",
     )
-    sim.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    sim.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; 0.0.0.0 for other hosts "
+                     "or containers)")
+    sim.add_argument("--port", type=_port, default=None, metavar="N",
+                     help="fixed ports from N on, in the order binance, binance REST, kraken, "
+                     "coinbase, coingecko (default: ephemeral ports)")
+    sim.add_argument("--seconds", type=_seconds, default=None, help="stop after this long (default: until Ctrl-C)")
     sim.add_argument("--symbols", default=None, help="comma-separated BASE-QUOTE symbols (default: built-in set)")
     sim.add_argument("--exchanges", default="binance,kraken,coinbase,coingecko", help="comma-separated exchanges")
     sim.add_argument("--seed", type=int, default=0, help="market model seed (default 0)")
-    sim.add_argument("--rate", type=float, default=20.0, help="book updates per second per symbol (default 20)")
-    sim.add_argument("--depth", type=int, default=20, help="book levels per side (default 20)")
+    sim.add_argument("--rate", type=_positive, default=20.0, help="book updates per second per symbol (default 20)")
+    sim.add_argument("--depth", type=_count, default=20, help="book levels per side (default 20)")
     sim.add_argument("--size-churn", type=float, default=0.05,
                      help="share of levels resized per update, 0..1 (default 0.05; 1 = heaviest stream)")
-    sim.add_argument("--stagger", type=int, default=1,
+    sim.add_argument("--stagger", type=_count, default=1,
                      help="release each model step's updates in this many slices over the step "
                           "interval instead of one burst (default 1)")
-    sim.add_argument("--interval", type=float, default=1.0, help="seconds between rate reports (default 1)")
+    sim.add_argument("--interval", type=_seconds, default=1.0, help="seconds between rate reports (default 1)")
     sim.set_defaults(func=_cmd_simulate)
 
 
 def _cmd_simulate(args):
     from hftsig.simulator.cli import run_simulate
+    from hftsig.simulator.exchanges import EXCHANGES as SIM_EXCHANGES
 
+    check_exchanges(_csv(args.exchanges), SIM_EXCHANGES)
+    if args.symbols is not None:
+        check_symbols(_csv(args.symbols), simulated=True)
     return run_simulate(args)
 
 
@@ -105,20 +161,20 @@ def _add_source_args(p):
     g.add_argument("--rest-url", action="append", default=[], metavar="EXCHANGE=URL",
                    help="REST endpoint of one exchange (repeatable; also "
                    "$HFTSIG_<EXCHANGE>_REST_URL)")
-    g.add_argument("--coingecko-interval", type=float, default=None,
+    g.add_argument("--coingecko-interval", type=_seconds, default=None,
                    help="seconds between CoinGecko polls (default: the connector's, 15; "
                    "1 with --simulate)")
-    g.add_argument("--seconds", type=float, default=None,
+    g.add_argument("--seconds", type=_seconds, default=None,
                    help="stop after this many seconds (default: run until Ctrl-C)")
     a = p.add_argument_group("aggregator")
-    a.add_argument("--queue-size", type=int, default=100_000, help="input queue size in ticks")
+    a.add_argument("--queue-size", type=_count, default=100_000, help="input queue size in ticks")
     a.add_argument("--overflow", choices=("block", "drop_oldest"), default="block",
                    help="what a full queue does (default block)")
     a.add_argument("--dispatch", choices=("worker", "connector"), default="worker",
                    help="who runs state updates and consumers: the aggregator's worker thread "
                    "(default), or the connector thread whose ticks find nobody draining (lower "
                    "latency; needs --overflow block)")
-    a.add_argument("--stale-after", type=float, default=5.0,
+    a.add_argument("--stale-after", type=_seconds, default=5.0,
                    help="seconds after which a quote leaves the NBBO (default 5)")
 
 
@@ -128,18 +184,18 @@ def _add_view_args(p, default_view):
                    help="show the live view" + (" (default)" if default_view else ""))
     g.add_argument("--no-view", dest="view", action="store_false",
                    help="no live view; print a summary at the end")
-    g.add_argument("--refresh", type=float, default=0.5,
+    g.add_argument("--refresh", type=_seconds, default=0.5,
                    help="seconds between redraws on a terminal (default 0.5)")
 
 
 def _add_recorder_args(p):
     g = p.add_argument_group("recording")
-    g.add_argument("--rotate-mb", type=float, default=64.0,
+    g.add_argument("--rotate-mb", type=_positive, default=64.0,
                    help="compact a segment once it reaches this many MB (default 64)")
-    g.add_argument("--rotate-seconds", type=float, default=3600.0,
+    g.add_argument("--rotate-seconds", type=_seconds, default=3600.0,
                    help="... or once it is this old (default 3600)")
-    g.add_argument("--flush-interval", type=float,
-                   default=float(os.environ.get("HFTSIG_FLUSH_INTERVAL", 1.0)),
+    g.add_argument("--flush-interval", type=_seconds,
+                   default=os.environ.get("HFTSIG_FLUSH_INTERVAL", "1"),
                    help="seconds between durable flushes: the most a crash loses (default: "
                    "$HFTSIG_FLUSH_INTERVAL or 1)")
 
@@ -177,7 +233,7 @@ def _add_replay_parser(sub):
         description="Feed recorded ticks back through the aggregator (same API as live), then "
         "print the summary and the final NBBO.")
     p.add_argument("path", metavar="PATH", help="recording directory, name.parquet or file")
-    p.add_argument("--speed", type=float, default=None,
+    p.add_argument("--speed", type=_positive, default=None,
                    help="1.0 = recorded pace, 10 = ten times faster (default: as fast as "
                    "possible)")
     _add_view_args(p, default_view=False)
@@ -190,8 +246,8 @@ def _url_overrides(args):
         for item in opt:
             ex, sep, url = item.partition("=")
             if not sep or ex.strip().lower() not in EXCHANGES or not url:
-                raise SystemExit(f"hftsig: --{key.replace('_', '-')} wants EXCHANGE=URL with "
-                                 f"EXCHANGE one of {','.join(EXCHANGES)}, got {item!r}")
+                raise ValueError(f"argument --{key.replace('_', '-')}: expected EXCHANGE=URL "
+                                 f"with EXCHANGE one of {','.join(EXCHANGES)}, got {item!r}")
             urls.setdefault(ex.strip().lower(), {})[key] = url
     for ex in EXCHANGES:
         for key in ("ws_url", "rest_url"):
@@ -199,6 +255,40 @@ def _url_overrides(args):
             if env:
                 urls.setdefault(ex, {}).setdefault(key, env)
     return urls
+
+
+def check_exchanges(names, known):
+    """Refuse an exchange name not in ``known``, in command-line terms (ValueError)."""
+    for name in names:
+        if name.strip().lower() not in known:
+            raise ValueError(f"unknown exchange {name!r} (known: {', '.join(known)})")
+
+
+def check_symbols(symbols, *, simulated):
+    """Refuse a symbol the command cannot serve, in command-line terms (ValueError).
+
+    Every symbol must be ``BASE-QUOTE``; a simulated one must also be made of
+    assets the market model has a start price for.
+    """
+    from hftsig.simulator.market import DEFAULT_SYMBOLS as SIM_SYMBOLS
+    from hftsig.simulator.market import SIMULATED_ASSETS
+    from hftsig.symbols import canonical
+
+    if not symbols:
+        raise ValueError("no symbols given (e.g. --symbols BTC-USDT,ETH-USDT)")
+    for sym in symbols:
+        try:
+            canon = canonical(sym)
+        except ValueError:
+            canon = None
+        unknown_assets = [] if canon is None else [
+            a for a in canon.split("-") if simulated and a not in SIMULATED_ASSETS]
+        if simulated and (canon is None or unknown_assets):
+            raise ValueError(f"unknown symbol {sym!r} (known: {', '.join(SIM_SYMBOLS)}; or any "
+                             f"pair of {', '.join(SIMULATED_ASSETS)})")
+        if canon is None:
+            raise ValueError(f"unknown symbol {sym!r} (symbols are BASE-QUOTE, e.g. "
+                             f"{', '.join(SIM_SYMBOLS[:3])})")
 
 
 def make_connectors(exchanges, symbols, endpoints=None, options=None):
@@ -235,9 +325,8 @@ class _Session:
         from hftsig.aggregator import Aggregator
 
         a = self.args
-        for ex in a.exchanges:
-            if ex.lower() not in EXCHANGES:
-                raise SystemExit(f"hftsig: unknown exchange {ex!r}; one of {','.join(EXCHANGES)}")
+        check_exchanges(a.exchanges, EXCHANGES)
+        check_symbols(a.symbols, simulated=a.simulate)
         endpoints = _url_overrides(a)
         if a.simulate:
             from hftsig.simulator import SimulatedExchanges
@@ -345,14 +434,17 @@ def _cmd_record(args):
 
 def _cmd_replay(args):
     from hftsig.liveview import LiveView, render_summary
-    from hftsig.recorder import read_ticks, replay
+    from hftsig.recorder import read_ticks, recording_book_depths, recording_end, replay
 
     try:
         ticks = read_ticks(args.path)
+        depths = recording_book_depths(args.path)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"hftsig replay: {exc}", file=sys.stderr)
-        return 2
-    agg = replay(ticks, speed=args.speed, drain_size=0)
+        raise ValueError(str(exc).removeprefix("path: ")) from None
+    if len(ticks) == 0:
+        raise ValueError(f"the recording at {args.path!r} holds no ticks")
+    end = recording_end(ticks)
+    agg = replay(ticks, speed=args.speed, drain_size=0, book_depths=depths)
     t0 = time.monotonic()
     with agg:
         if args.view:
@@ -361,21 +453,41 @@ def _cmd_replay(args):
             done = threading.Event()
             threading.Thread(target=lambda: (agg.wait_finished(), done.set()),
                              daemon=True).start()
-            LiveView(agg, interval=args.refresh).run(stop=done)
+            LiveView(agg, interval=args.refresh, title=f"hftsig replay {args.path}").run(stop=done)
         else:
             agg.wait_finished()
     elapsed = time.monotonic() - t0
     print(render_summary(agg, elapsed))
-    print(f"replayed {len(ticks):,} ticks from {args.path}")
+    print(f"replayed {end:,} ticks from {args.path}"
+          + (f" (and left out the {len(ticks) - end:,} disconnect statuses it ends with: its "
+             "feeds stopping when the recording stopped)" if end < len(ticks) else ""))
+    for line in _final_nbbo_lines(agg):
+        print(line)
+    return 0
+
+
+def _final_nbbo_lines(agg):
+    """Each symbol's NBBO and every venue's top of book, as the replay left them."""
+    import math
+
+    lines = []
     for sym in agg.symbols():
+        if not sym:
+            continue
         nb = agg.nbbo(sym)
         if nb.bid_venue or nb.ask_venue:
-            print(f"NBBO {sym}: bid {nb.bid_px} ({nb.bid_venue}) ask {nb.ask_px} "
-                  f"({nb.ask_venue})")
-        elif sym:
-            print(f"NBBO {sym}: no venue up (stale quotes, or the feeds "
-                  "disconnected at the end of the recording)")
-    return 0
+            lines.append(f"NBBO {sym}: bid {nb.bid_px} ({nb.bid_venue}) ask {nb.ask_px} "
+                         f"({nb.ask_venue})")
+        else:
+            lines.append(f"NBBO {sym}: no venue up (quotes older than the stale limit, or "
+                         "the feeds were down)")
+        for venue in dict.fromkeys(s["exchange"] for s in agg.stats().values()):
+            top = agg.top(venue, sym)
+            if top is None or not (math.isfinite(top.bid_px) or math.isfinite(top.ask_px)):
+                continue
+            lines.append(f"  {top.exchange:<10} bid {top.bid_px} x {top.bid_sz:g}  ask "
+                         f"{top.ask_px} x {top.ask_sz:g}")
+    return lines
 
 
 def _add_notebook_parser(sub):
@@ -418,7 +530,7 @@ def _add_arb_parser(sub):
         description="Watch quotes (simulated by default, with injected mispricings) and "
         "print fee- and size-aware arbitrage opportunities as they appear.",
     )
-    p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    p.add_argument("--seconds", type=_seconds, default=20.0, help="how long to run (default 20)")
     p.add_argument("--source", choices=("sim", "model", "live"), default="sim",
                    help="sim: loopback simulators + connectors + aggregator (default); "
                    "model: the simulators' market model in-process; live: real exchanges")
@@ -432,11 +544,11 @@ def _add_arb_parser(sub):
                    "(default: hftsig.arbitrage.DEFAULT_TAKER_FEES_BPS)")
     p.add_argument("--min-edge-bps", type=float, default=0.0,
                    help="report only net edges above this (default 0)")
-    p.add_argument("--max-age-ms", type=float, default=2000.0,
+    p.add_argument("--max-age-ms", type=_positive, default=2000.0,
                    help="quotes older than this never count (default 2000)")
-    p.add_argument("--notional", type=float, default=None,
+    p.add_argument("--notional", type=_positive, default=None,
                    help="also evaluate each opportunity for this USD size")
-    p.add_argument("--inject-every", type=float, default=2.0,
+    p.add_argument("--inject-every", type=_non_negative, default=2.0,
                    help="seconds between injected mispricings in simulation (0: none)")
     p.add_argument("--same-venue", action="store_true",
                    help="triangles on one venue only (spatial pairs still across venues)")
@@ -452,9 +564,18 @@ def _add_arb_parser(sub):
 def _cmd_arb(args):
     from hftsig.arbitrage_live import ARB_SYMBOLS, _parse_fees, run_arb
 
+    from hftsig.simulator.market import VENUES
+
     symbols = tuple(_csv(args.symbols)) if args.symbols else ARB_SYMBOLS
+    check_symbols(symbols, simulated=args.source != "live")
+    check_exchanges(_csv(args.exchanges), VENUES)
+    try:
+        fees = _parse_fees(args.fees)
+    except ValueError:
+        raise ValueError(f"argument --fees: expected bps like 'binance=10,kraken=40' or one "
+                         f"number, got {args.fees!r}") from None
     return run_arb(args.seconds, source=args.source, symbols=symbols,
-                   fees=_parse_fees(args.fees), min_edge_bps=args.min_edge_bps,
+                   fees=fees, min_edge_bps=args.min_edge_bps,
                    max_quote_age_ms=args.max_age_ms, notional=args.notional,
                    inject_every=args.inject_every, seed=args.seed,
                    cross_venue=not args.same_venue, report=args.report, show=args.show,
@@ -470,7 +591,7 @@ def _add_doctor_parser(sub):
         "what arrives: frames parse, Binance book sync, Kraken checksums, Coinbase sequence, "
         "trade sides against the book, clock offset. Exit code 0 if no check failed, 1 "
         "otherwise.")
-    p.add_argument("--seconds", type=float, default=5.0, help="listening time per venue (default 5)")
+    p.add_argument("--seconds", type=_seconds, default=5.0, help="listening time per venue (default 5)")
     p.add_argument("--venues", type=_csv, default=list(VENUES),
                    help=f"comma-separated venues (default {','.join(VENUES)})")
     p.add_argument("--simulate", action="store_true",
@@ -479,8 +600,9 @@ def _add_doctor_parser(sub):
 
 
 def _cmd_doctor(args):
-    from hftsig.doctor import run_doctor
+    from hftsig.doctor import VENUES, run_doctor
 
+    check_exchanges(args.venues, VENUES)
     return run_doctor(args.venues, seconds=args.seconds, simulate=args.simulate)
 
 

@@ -11,8 +11,14 @@ import pytest
 from hftsig.aggregator import Aggregator
 from hftsig.cli import build_parser, main
 from hftsig.liveview import LiveView, render_summary
-from hftsig.recorder import Recorder, ReplayConnector, read_ticks, recording_book_depths
-from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
+from hftsig.recorder import (
+    Recorder,
+    ReplayConnector,
+    read_ticks,
+    recording_book_depths,
+    recording_end,
+)
+from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code, exchange_name
 
 COMMANDS = ["demo", "simulate", "run", "record", "replay", "notebook", "arb", "doctor"]
 SIM_EXCHANGES = "binance,kraken,coinbase,coingecko"
@@ -59,17 +65,30 @@ def test_replay_command_prints_summary_and_nbbo(tmp_path, capsys):
         last[int(row["exchange"])] = row
     best_bid = max(v["bid_px"] for v in last.values())
     assert f"NBBO ETH-BTC: bid {best_bid}" in r.out
-    assert "replay" in r.out and "TICKS" in r.out
+    # a row per recorded venue, with its own count
+    for ex in ("kraken", "coinbase"):
+        assert _summary_ticks(r.out, ex) == int((t["exchange"] == exchange_code(ex)).sum())
+
+
+def _usage_error(argv, capsys):
+    """The one stderr line of a usage error (exit code 2)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "usage:" not in err, err
+    return err
 
 
 def test_replay_command_on_a_missing_recording(tmp_path, capsys):
-    assert main(["replay", str(tmp_path / "nothing")]) == 2
-    assert "no recording" in capsys.readouterr().err
+    err = _usage_error(["replay", str(tmp_path / "nothing")], capsys)
+    assert err.startswith("hftsig replay: error: no recording at")
 
 
-def test_bad_endpoint_option_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="EXCHANGE=URL"):
-        main(["run", "--simulate", "--ws-url", "nasdaq=ws://x", "--seconds", "1"])
+def test_bad_endpoint_option_is_a_clear_error(tmp_path, capsys):
+    err = _usage_error(["run", "--simulate", "--ws-url", "nasdaq=ws://x", "--seconds", "1"],
+                       capsys)
+    assert err.startswith("hftsig run: error: argument --ws-url: expected EXCHANGE=URL")
 
 
 class _Terminal(io.StringIO):
@@ -188,8 +207,15 @@ def test_record_on_the_simulators_then_replay(tmp_path, capsys):
     assert set(ticks["exchange"].tolist()) == {exchange_code(e) for e in SIM_EXCHANGES.split(",")}
     assert main(["replay", str(rec)]) == 0
     out = capsys.readouterr().out
-    assert f"replayed {len(ticks):,} ticks" in out
-    assert _summary_ticks(out, "replay") == len(ticks)
+    # the feeds' disconnects written when the recording stopped are left out of the
+    # replay: the final NBBO is the market's last, with its venues
+    end = recording_end(ticks)
+    assert 0 < len(ticks) - end <= len(SIM_EXCHANGES.split(","))
+    assert f"replayed {end:,} ticks" in out
+    feeds = {exchange_name(c) for c in np.unique(ticks["exchange"][:end])}
+    assert sum(_summary_ticks(out, feed) for feed in feeds) == end
+    for sym in ("ETH-BTC", "BTC-USDT"):
+        assert f"NBBO {sym}: bid " in out and f"NBBO {sym}: no venue up" not in out
 
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_kill"), reason="needs pthread_kill")
@@ -320,3 +346,140 @@ def test_run_with_connector_dispatch_and_its_clear_error(capsys):
     assert exc.value.code == 2
     assert "dispatch='connector' needs overflow='block'" in capsys.readouterr().err
     assert not _threads_left("hftsig")
+
+
+@pytest.mark.parametrize("argv", [
+    [cmd, *extra, "--seconds", bad]
+    for cmd, extra in (("simulate", []), ("run", ["--simulate"]), ("record", ["rec"]),
+                       ("arb", []), ("demo", []), ("doctor", ["--simulate"]))
+    for bad in ("-5", "0", "nan", "soon")
+])
+def test_durations_must_be_positive(argv, capsys):
+    err = _usage_error(argv, capsys)
+    assert err.startswith(f"hftsig {argv[0]}: error: argument --seconds: expected a number "
+                          f"of seconds > 0, got '{argv[-1]}'")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["run", "--simulate", "--symbols", "FOO"], "unknown symbol 'FOO' (known: BTC-USDT, "),
+    (["record", "rec", "--simulate", "--symbols", "BTC-XYZ"], "unknown symbol 'BTC-XYZ' (known: "),
+    (["simulate", "--symbols", "FOO"], "unknown symbol 'FOO' (known: BTC-USDT, "),
+    (["arb", "--symbols", "ETH-USDT,FOO"], "unknown symbol 'FOO' (known: BTC-USDT, "),
+    (["run", "--symbols", "FOO"], "unknown symbol 'FOO' (symbols are BASE-QUOTE"),
+    (["run", "--simulate", "--exchanges", "nasdaq"], "unknown exchange 'nasdaq' (known: binance"),
+    (["simulate", "--exchanges", "kraken,nasdaq"], "unknown exchange 'nasdaq' (known: binance"),
+    (["arb", "--exchanges", "coingecko"], "unknown exchange 'coingecko' (known: binance, kraken, "
+     "coinbase)"),
+    (["doctor", "--venues", "nasdaq"], "unknown exchange 'nasdaq'"),
+    (["arb", "--fees", "binance=cheap"], "argument --fees: expected bps"),
+    (["simulate", "--port", "70000"], "argument --port: expected a port 1..65531"),
+    (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_usage_errors_are_one_line_in_command_line_terms(argv, says, capsys):
+    err = _usage_error(argv + (["--seconds", "1"] if argv[0] != "frobnicate" else []), capsys)
+    prog = "hftsig" if argv[0] == "frobnicate" else f"hftsig {argv[0]}"
+    assert err.startswith(f"{prog}: error: {says}"), err
+    assert "pass prices=" not in err and "Error(" not in err
+
+
+def test_an_empty_recording_is_an_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    err = _usage_error(["replay", str(tmp_path / "empty")], capsys)
+    assert err.startswith("hftsig replay: error: the recording at ") and "holds no ticks" in err
+    with Recorder(tmp_path / "nothing-written"):
+        pass
+    err = _usage_error(["replay", str(tmp_path / "nothing-written")], capsys)
+    assert "holds no ticks" in err
+
+
+def test_a_usage_error_from_the_installed_command_is_one_line_and_exit_2():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "hftsig", "run", "--simulate", "--symbols",
+                           "FOO", "--seconds", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("hftsig run: error: unknown symbol 'FOO' (known: ")
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+def _free_port_run(n):
+    """The first of ``n`` consecutive free ports on 127.0.0.1 (held open while probing)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + n > 65535:
+            continue
+        held = []
+        try:
+            for p in range(first, first + n):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", p))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise AssertionError("no run of free ports")
+
+
+def test_simulate_on_fixed_ports_serves_another_process(capsys):
+    """`hftsig simulate --port N` in one process, `hftsig run --ws-url/--rest-url` at
+    the printed URLs in another: the ports are N.. in the documented order."""
+    import subprocess
+    import sys
+
+    first = _free_port_run(5)
+    sim = subprocess.Popen([sys.executable, "-m", "hftsig", "simulate", "--port", str(first),
+                            "--symbols", "BTC-USDT", "--interval", "60"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        urls = {}
+        for line in sim.stdout:
+            if line.startswith("messages/s"):
+                break
+            parts = line.split()
+            if parts and parts[0] in ("binance", "kraken", "coinbase", "coingecko"):
+                urls[parts[0]] = dict(p.split("=", 1) for p in parts[1:])
+        assert urls == {
+            "binance": {"ws_url": f"ws://127.0.0.1:{first}",
+                        "rest_url": f"http://127.0.0.1:{first + 1}"},
+            "kraken": {"ws_url": f"ws://127.0.0.1:{first + 2}/v2"},
+            "coinbase": {"ws_url": f"ws://127.0.0.1:{first + 3}"},
+            "coingecko": {"rest_url": f"http://127.0.0.1:{first + 4}/api/v3"},
+        }, urls
+        argv = ["run", "--exchanges", "binance,kraken,coinbase", "--symbols", "BTC-USDT",
+                "--seconds", "2", "--no-view"]
+        for ex, kw in urls.items():
+            for key, url in kw.items():
+                argv += [f"--{key.replace('_', '-')}", f"{ex}={url}"]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        for feed in ("binance", "kraken", "coinbase"):
+            assert _summary_ticks(out, feed) > 0
+    finally:
+        sim.send_signal(signal.SIGINT)
+        rest, err = sim.communicate(timeout=30)
+    assert "simulators stopped" in rest and "Traceback" not in err
+
+
+def test_simulate_says_so_when_its_port_is_taken(capsys):
+    import socket
+
+    from hftsig.simulator.cli import run_simulate
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = build_parser().parse_args(["simulate", "--exchanges", "coinbase", "--port",
+                                          str(port - 3), "--seconds", "1"])
+        assert run_simulate(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"hftsig simulate: error: cannot listen on 127.0.0.1 ports {port - 3}.")
+    assert err.count("\n") == 1

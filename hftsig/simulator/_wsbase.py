@@ -156,11 +156,11 @@ class WsExchangeServer:
         self.holding = False  # data frames queued now wait for write_held()
 
     # ----------------------------------------------------------- lifecycle
-    async def start(self, host="127.0.0.1"):
+    async def start(self, host="127.0.0.1", port=0):
         self._server = await serve(
             self._handler,
             host,
-            0,
+            port,
             ping_interval=None,  # pings come from tick(), see ping_interval
             ping_timeout=None,
             close_timeout=self.close_timeout,

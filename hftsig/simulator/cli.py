@@ -17,7 +17,7 @@ import threading
 import time
 
 from hftsig.interrupts import SignalNap, terminate_as_interrupt
-from hftsig.simulator.exchanges import SimulatedExchanges
+from hftsig.simulator.exchanges import SimulatedExchanges, consecutive_ports
 from hftsig.simulator.market import DEFAULT_SYMBOLS
 
 
@@ -36,10 +36,18 @@ def run_simulate(args, out=None):
     out = sys.stdout if out is None else out
     symbols = [s.strip() for s in args.symbols.split(",")] if args.symbols else DEFAULT_SYMBOLS
     exchanges = [e.strip() for e in args.exchanges.split(",") if e.strip()]
+    port = getattr(args, "port", None)
     sim = SimulatedExchanges(symbols, exchanges=exchanges, seed=args.seed, rate=args.rate, depth=args.depth,
                              size_churn=getattr(args, "size_churn", 0.05),
-                             stagger=getattr(args, "stagger", 1))
-    sim.start()
+                             stagger=getattr(args, "stagger", 1),
+                             host=getattr(args, "host", "127.0.0.1"),
+                             ports=None if port is None else consecutive_ports(port))
+    try:
+        sim.start()
+    except (OSError, RuntimeError) as exc:  # a port taken, an address not ours
+        print(f"hftsig simulate: error: cannot listen on {sim.host}"
+              f"{'' if port is None else f' ports {port}..{port + 4}'}: {exc}", file=sys.stderr)
+        return 1
     # Usually a dedicated process: move the start-up objects (modules, books, servers)
     # out of the collector's view, so full collections do not walk them again
     # and again while the simulators stream, and collect the young generation
@@ -73,6 +81,9 @@ def _stream(sim, args, out):
     """Print the URLs, then a rate line every ``args.interval`` seconds until
     ``args.seconds`` pass (forever if None)."""
     print(f"hftsig simulate: {len(sim.symbols)} symbols, seed {args.seed}, {args.rate:g} updates/s", file=out)
+    if sim.host in ("", "0.0.0.0", "::"):
+        print(f"  listening on every interface ({sim.host or '*'}); from another host or container "
+              "use this machine's name in place of 127.0.0.1", file=out)
     for e, kw in sim.urls().items():
         urls = "  ".join(f"{k}={v}" for k, v in kw.items() if v)
         print(f"  {e:<10} {urls}", file=out)

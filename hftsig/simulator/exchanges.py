@@ -3,7 +3,9 @@
 :class:`SimulatedExchanges` starts one background thread with an asyncio loop
 running the websocket servers (Binance, Kraken v2, Coinbase Advanced Trade)
 and the model clock, plus one ``ThreadingHTTPServer`` thread each for the
-Binance REST API and CoinGecko.  Every port is an ephemeral port on 127.0.0.1.
+Binance REST API and CoinGecko.  Every port is an ephemeral port on 127.0.0.1
+unless ``host`` and ``ports`` say otherwise (``hftsig simulate --host/--port``,
+for clients in other processes or containers).
 
 URLs handed to connectors (:meth:`SimulatedExchanges.connector_kwargs`):
 
@@ -38,9 +40,26 @@ from hftsig.simulator.coingecko import CoinGeckoServer
 from hftsig.simulator.kraken import KrakenServer
 from hftsig.simulator.market import DEFAULT_SYMBOLS, MarketModel
 
-__all__ = ["SimulatedExchanges", "EXCHANGES", "FAULTS"]
+__all__ = ["SimulatedExchanges", "EXCHANGES", "FAULTS", "PORT_NAMES", "consecutive_ports"]
 
 EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
+#: the servers' names in ``SimulatedExchanges(ports=...)``, in the order of :func:`consecutive_ports`
+PORT_NAMES = ("binance", "binance_rest", "kraken", "coinbase", "coingecko")
+
+
+def consecutive_ports(first):
+    """``{server: port}`` from ``first`` on, in :data:`PORT_NAMES` order.
+
+    The same server always gets the same offset whichever exchanges run, so
+    a client's configuration does not depend on the simulator's.
+
+    >>> consecutive_ports(9001)["coinbase"]
+    9004
+    """
+    first = int(first)
+    if not 1 <= first <= 65535 - (len(PORT_NAMES) - 1):
+        raise ValueError(f"first port must be 1..{65535 - len(PORT_NAMES) + 1}, got {first}")
+    return {name: first + i for i, name in enumerate(PORT_NAMES)}
 #: faults each exchange accepts in :meth:`SimulatedExchanges.inject`
 FAULTS = {
     "binance": ("disconnect", "malformed", "gap", "stall", "shutdown", "http_429", "http_418", "http_500", "http_malformed"),
@@ -56,7 +75,7 @@ _TIMER_SLACK_S = 0.0015  # below this the driver sleeps off the loop, precisely 
 class _RestServer:
     """A ThreadingHTTPServer in front of one exchange's REST handler, with faults."""
 
-    def __init__(self, handler, name):
+    def __init__(self, handler, name, host="127.0.0.1", port=0):
         self.handler = handler
         self.name = name
         self.lock = threading.Lock()
@@ -77,7 +96,7 @@ class _RestServer:
             def do_GET(self):
                 rest._serve(self)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._launched = False
@@ -172,6 +191,13 @@ class SimulatedExchanges:
         Kraken and Coinbase heartbeat period in seconds.
     subscribe_timeout : float or None
         Coinbase closes connections without a subscription after this long.
+    host : str, default "127.0.0.1"
+        Address every server listens on (``"0.0.0.0"``: all interfaces, for
+        clients in other containers).
+    ports : dict or None
+        Fixed ports by server: ``"binance"`` (websocket), ``"binance_rest"``,
+        ``"kraken"``, ``"coinbase"``, ``"coingecko"``; a server left out takes
+        an ephemeral port.  See :func:`consecutive_ports`.
     coingecko_refresh_s : float
         How often CoinGecko prices (and ``last_updated_at``) refresh.
     max_queue : int
@@ -219,9 +245,19 @@ class SimulatedExchanges:
         coingecko_refresh_s=1.0,
         max_queue=200_000,
         stagger=1,
+        host="127.0.0.1",
+        ports=None,
         **model_kwargs,
     ):
         exchanges = tuple(exchanges)
+        ports = dict(ports or {})
+        for name, port in ports.items():
+            if name not in PORT_NAMES:
+                raise ValueError(f"ports: unknown server {name!r}; expected some of {PORT_NAMES}")
+            if not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(f"ports: {name} must be a port number 0..65535, got {port!r}")
+        self.host = str(host)
+        self.ports = ports
         for e in exchanges:
             if e not in EXCHANGES:
                 raise ValueError(f"exchanges: unknown exchange {e!r}; expected some of {EXCHANGES}")
@@ -274,7 +310,8 @@ class SimulatedExchanges:
             self.servers["binance"] = BinanceServer(m, ping_interval=cfg["ping_interval"],
                                                     heartbeat_interval=cfg["heartbeat_interval"],
                                                     max_queue=cfg["max_queue"])
-            self.rest["binance"] = _RestServer(self.servers["binance"], "binance")
+            self.rest["binance"] = _RestServer(self.servers["binance"], "binance", self.host,
+                                               self.ports.get("binance_rest", 0))
         if "kraken" in self.exchanges:
             self.servers["kraken"] = KrakenServer(m, heartbeat_interval=cfg["heartbeat_interval"],
                                                   max_queue=cfg["max_queue"])
@@ -285,7 +322,8 @@ class SimulatedExchanges:
         if "coingecko" in self.exchanges:
             self.coingecko = CoinGeckoServer(m, api_key=self.api_key, key_type=self.key_type,
                                              refresh_s=cfg["coingecko_refresh_s"])
-            self.rest["coingecko"] = _RestServer(self.coingecko, "coingecko")
+            self.rest["coingecko"] = _RestServer(self.coingecko, "coingecko", self.host,
+                                                 self.ports.get("coingecko", 0))
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="hftsig-sim-loop", daemon=True)
         self._running = True
@@ -303,8 +341,8 @@ class SimulatedExchanges:
 
         async def main():
             try:
-                for s in self.servers.values():
-                    await s.start()
+                for name, s in self.servers.items():
+                    await s.start(self.host, self.ports.get(name, 0))
             except Exception as exc:
                 self._driver_error = exc
                 ready.set()
@@ -464,14 +502,17 @@ class SimulatedExchanges:
             raise ValueError(f"exchange {exchange!r} is not simulated here; running: {self.exchanges}")
         if not self._started:
             raise RuntimeError("start the simulators first")
+        # a server on every interface is reached here through loopback
+        h = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        h = f"[{h}]" if ":" in h else h
         if exchange == "binance":
-            return {"ws_url": f"ws://127.0.0.1:{self.servers['binance'].port}",
-                    "rest_url": f"http://127.0.0.1:{self.rest['binance'].port}"}
+            return {"ws_url": f"ws://{h}:{self.servers['binance'].port}",
+                    "rest_url": f"http://{h}:{self.rest['binance'].port}"}
         if exchange == "kraken":
-            return {"ws_url": f"ws://127.0.0.1:{self.servers['kraken'].port}/v2", "rest_url": None}
+            return {"ws_url": f"ws://{h}:{self.servers['kraken'].port}/v2", "rest_url": None}
         if exchange == "coinbase":
-            return {"ws_url": f"ws://127.0.0.1:{self.servers['coinbase'].port}", "rest_url": None}
-        return {"ws_url": None, "rest_url": f"http://127.0.0.1:{self.rest['coingecko'].port}/api/v3"}
+            return {"ws_url": f"ws://{h}:{self.servers['coinbase'].port}", "rest_url": None}
+        return {"ws_url": None, "rest_url": f"http://{h}:{self.rest['coingecko'].port}/api/v3"}
 
     def urls(self):
         """``{exchange: connector_kwargs(exchange)}`` for every running exchange."""

@@ -46,6 +46,7 @@ __all__ = [
     "BookUpdate",
     "Trade",
     "DEFAULT_SYMBOLS",
+    "SIMULATED_ASSETS",
     "VENUES",
     "format_fixed",
 ]
@@ -85,6 +86,8 @@ _START_USD = {
     "EUR": 1.08,
     "GBP": 1.27,
 }
+#: assets the model has a start price for: a simulated symbol is a pair of them
+SIMULATED_ASSETS = tuple(_START_USD)
 # Stable and fiat assets barely move; the quote of everything is USD itself.
 _LOW_VOL = {"USD": 0.0, "USDT": 0.02, "USDC": 0.02, "EUR": 0.3, "GBP": 0.3}
 
