@@ -616,6 +616,14 @@ def main(argv=None):
             return args.func(args) or 0
         except ValueError as exc:  # bad symbols, exchanges, paths: a message, not a traceback
             parser.exit(2, f"hftsig {command}: error: {exc}\n")
+    except BrokenPipeError:
+        # the reader of our output went away (`hftsig ... | head`): what was started
+        # has been stopped on the way out; end quietly, as a shell tool does.  Later
+        # writes (the interpreter's final flush) go nowhere instead of raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, the shell's code for it
     except KeyboardInterrupt:
         # Ctrl-C (or SIGTERM where a command takes it as Ctrl-C) before the
         # command could end on its own terms, e.g. while the feeds start: what

@@ -483,3 +483,19 @@ def test_simulate_says_so_when_its_port_is_taken(capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"hftsig simulate: error: cannot listen on 127.0.0.1 ports {port - 3}.")
     assert err.count("\n") == 1
+
+
+def test_a_reader_closing_the_pipe_ends_the_command_quietly():
+    """`hftsig simulate | head -1`: the next line finds the pipe closed; the command
+    stops its simulators and ends with 141 (128 + SIGPIPE), no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "hftsig", "simulate", "--exchanges", "kraken",
+                             "--symbols", "BTC-USDT", "--interval", "0.1", "--seconds", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"hftsig simulate:")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "Exception ignored" not in err, err
