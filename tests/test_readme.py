@@ -144,3 +144,31 @@ def test_loopback_guard_refuses_the_internet(tmp_path):
     assert "no lookups off loopback ('example.com')" in proc.stderr
     proc = _run_snippet("import socket\nsocket.getaddrinfo('127.0.0.1', 443)\n", tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def github_anchor(heading):
+    """The anchor GitHub gives a Markdown heading (``## Make targets`` -> ``make-targets``)."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_github_anchor():
+    assert github_anchor("Make targets") == "make-targets"
+    assert (github_anchor("Aggregator (`python -m benchmarks.aggregator`)")
+            == "aggregator-python--m-benchmarksaggregator")
+
+
+def test_readme_links_resolve():
+    # Sphinx checks the links between the guides (tests/test_docs.py); the README
+    # is not part of that build, so its links into docs/ are checked here.
+    text = README.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    local = [link for link in links if not re.match(r"[a-z]+:", link)]
+    assert len(local) >= 8
+    for link in local:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.is_file(), link
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.M)
+            assert anchor in {github_anchor(h) for h in headings}, link
