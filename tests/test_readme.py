@@ -19,7 +19,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
-_FENCE = re.compile(r"^```(\w*)\s*$")
+_FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 
 # Runs in the child: every block in its own namespace, loopback only.
 _RUNNER = r'''
@@ -64,18 +64,19 @@ print("TIMINGS", json.dumps(timings))
 
 def readme_blocks(text):
     """``[(first code line number, code), ...]`` of the ```python blocks of ``text``."""
-    blocks, lang, start, lines = [], None, 0, []
+    blocks, lang, start, lines, indent = [], None, 0, [], ""
     for number, line in enumerate(text.splitlines(), start=1):
         fence = _FENCE.match(line)
         if lang is None:
             if fence:
-                lang, start, lines = fence.group(1), number + 1, []
+                indent, lang, start, lines = fence.group(1), fence.group(2), number + 1, []
         elif line.strip() == "```":
             if lang == "python":
                 blocks.append((start, "\n".join(lines) + "\n"))
             lang = None
         else:
-            lines.append(line)
+            # a block inside a list item is indented like its fence
+            lines.append(line[len(indent):] if line.startswith(indent) else line)
     assert lang is None, "README.md: a code block is not closed"
     return blocks
 
@@ -93,6 +94,8 @@ def test_readme_blocks_are_found():
 def test_block_parser_skips_shell_and_closes_fences():
     text = "x\n```bash\nmake demo\n```\n```python\na = 1\n\nb = 2\n```\n```\nplain\n```\n"
     assert readme_blocks(text) == [(6, "a = 1\n\nb = 2\n")]
+    item = "- a list item:\n\n  ```python\n  if x:\n      y = 1\n  ```\n"
+    assert readme_blocks(item) == [(4, "if x:\n    y = 1\n")]
 
 
 def run_blocks(markdown, cwd):
