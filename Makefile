@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.stamp
 SRC     = $(shell find hftsig connectors -name '*.pyx' -o -name '*.pxd' -o -name '*.h' 2>/dev/null) setup.py pyproject.toml
 PIPQ    = --disable-pip-version-check -q
 
-.PHONY: all demo test test-all test-random test-frameworks bench build clean distclean venv asan fuzz fuzz-replay
+.PHONY: all demo test test-all test-random test-frameworks bench build clean distclean venv asan fuzz fuzz-replay docs
 
 all: test
 
@@ -54,6 +54,12 @@ test-frameworks: $(STAMP)
 	$(PIP) install $(PIPQ) torch==2.13.0
 	$(PIP) install $(PIPQ) --no-build-isolation -e ".[test,jax]"
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_sigkernel_torch.py tests/test_sigkernel_jax.py hftsig/torch.py hftsig/jax.py
+
+# The user guides (docs/*.md) and the API reference (numpydoc docstrings) as HTML;
+# warnings are errors, as in tests/test_docs.py. The test extra holds the pins.
+docs: $(STAMP)
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "docs/_build/html/index.html"
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""

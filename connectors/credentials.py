@@ -4,13 +4,13 @@ Keys come from environment variables, or from a file named by
 ``HFTSIG_CREDENTIALS_FILE`` (``NAME=value`` lines with the same variable
 names, ``#`` comments allowed; the environment wins over the file):
 
-========================== ===============================================
+============================= ============================================
 ``HFTSIG_COINGECKO_API_KEY``  CoinGecko key (demo or pro)
 ``HFTSIG_COINGECKO_API_PLAN`` ``demo`` (default) or ``pro``
 ``HFTSIG_BINANCE_API_KEY``    Binance key; ``HFTSIG_BINANCE_API_SECRET``
 ``HFTSIG_KRAKEN_API_KEY``     Kraken key; ``HFTSIG_KRAKEN_API_SECRET``
 ``HFTSIG_COINBASE_API_KEY``   Coinbase key; ``HFTSIG_COINBASE_API_SECRET``
-========================== ===============================================
+============================= ============================================
 
 Public market data needs no key; only CoinGecko uses one here (for its
 rate limits).  Every value is wrapped in :class:`Secret`, whose ``repr``

@@ -25,8 +25,8 @@ an array to change or keep it.  State read from another thread (:meth:`~Aggregat
 :meth:`~Aggregator.nbbo`, :meth:`~Aggregator.quotes`, :meth:`~Aggregator.book`)
 is consistent at chunk boundaries, which are always message boundaries.
 
-Overflow
---------
+.. rubric:: Overflow
+
 The queue holds at most ``queue_size`` *ticks* (not batches).  A batch is never
 split, so one batch larger than the whole queue is accepted once the queue is
 empty.  With ``overflow="block"`` the connector thread calling ``on_tick`` waits

@@ -15,8 +15,8 @@ per-tick loop runs in Cython (``hftsig/_ext/_arbitrage.pyx``) without the GIL.
 Longer cycles are found on demand by :meth:`TriangularArbitrage.find_cycles`
 (length-bounded Bellman-Ford on ``-log`` rates).
 
-Quote validity
---------------
+.. rubric:: Quote validity
+
 A market takes part in an opportunity only if its quote is two-sided (bid,
 ask and both sizes positive and finite), not crossed or locked
 (``bid < ask``) and fresh: ``now - ts_event <= max_quote_age_ms`` where
@@ -24,8 +24,8 @@ ask and both sizes positive and finite), not crossed or locked
 tick reporting a disconnect, resync or stale feed for a venue invalidates all
 quotes of that venue until they are quoted again.
 
-Fees
-----
+.. rubric:: Fees
+
 ``fees`` are taker fees, by default in basis points (``fee_unit="bps"``;
 ``fee_unit="fraction"`` takes ``0.001`` for 10 bps).  Either one number for
 every venue or a dict ``{venue: fee}``; a venue missing from the dict takes
@@ -55,8 +55,8 @@ Examples
 >>> ev.notional  # the 5 ETH offered at 10.01 limit the trade
 50.05
 
-Episodes
---------
+.. rubric:: Episodes
+
 A profitable cycle usually stays profitable over many quote updates.  The
 detector groups them: an :class:`Episode` opens with the first report of a
 cycle (same markets, same directions), is updated while its edge changes and

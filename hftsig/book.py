@@ -5,8 +5,8 @@ fed by the ``KIND_BOOK_SNAPSHOT``/``KIND_BOOK_DELTA`` records the
 normalizer (:mod:`hftsig.normalize`) makes.  The sorted price arrays live in
 a Cython kernel (``hftsig/_ext/_book.pyx``).
 
-Rules applied by :meth:`OrderBook.apply`
-----------------------------------------
+.. rubric:: Rules applied by :meth:`OrderBook.apply`
+
 * a record with ``FLAG_SNAPSHOT_BEGIN`` clears both sides first;
 * ``size`` is the new absolute size of the level; 0 removes it (removing a
   level the book does not hold is not an error: Binance documents it);

@@ -11,8 +11,8 @@ to float64, equal to ``float(text)``, and records are written into a
 preallocated chunk.  Python's ``json`` is only used for the rare Kraken
 ``instrument`` message.
 
-Supported messages
-------------------
+.. rubric:: Supported messages
+
 binance
     ``bookTicker`` -> one ``KIND_QUOTE`` (``ts_event`` = receive time, the
     stream has no event time; ``seq`` = ``u``); ``trade``/``aggTrade`` -> one
@@ -64,8 +64,8 @@ carry one; a Kraken book entry ends with it and its checksum); the first
 record of a book snapshot has ``FLAG_SNAPSHOT_BEGIN`` (clear the book, then
 apply).  A trade's ``side`` is the aggressor's (taker's) on every venue.
 
-Contract
---------
+.. rubric:: Contract
+
 A frame gives records or raises :class:`MalformedMessage` (a
 ``ValueError``), nothing else; a rejected frame emits nothing and changes no
 state (``precisions`` included).  No value read from a frame is NaN,

@@ -1,7 +1,7 @@
 """Record tick batches to Parquet, read them back, replay them through an Aggregator.
 
-Files and durability
---------------------
+.. rubric:: Files and durability
+
 :class:`Recorder` writes *segments*.  Every ``flush_interval`` seconds the
 ticks buffered since the last flush become one small, complete Parquet file,
 a *part* ``<prefix>-<segment>.part<k>.parquet`` (written to a temporary name,

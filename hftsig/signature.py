@@ -142,7 +142,7 @@ def config_context(*, max_output_bytes=None):
 
 
 def siglength(dim, depth):
-    """Number of signature coordinates: ``dim + dim**2 + ... + dim**depth``.
+    """Number of signature coordinates: ``dim + dim**2 + … + dim**depth``.
 
     Parameters
     ----------

@@ -738,7 +738,7 @@ class SignatureStopper(_BackwardInduction):
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_dates, n_features_)
+    coef_ : ndarray of shape (n_dates, ``n_features_``)
         Continuation-value coefficients per date, on unstandardised features.
     intercept_ : ndarray of shape (n_dates,)
         ``inf`` at dates without a regression (never exercise there).

@@ -5,8 +5,8 @@ element of it is a tick.  Every field is fixed-width so that batches can be
 filled from Cython, queued, concatenated and written to Parquet without any
 per-tick Python objects.
 
-Fields
-------
+.. rubric:: Fields
+
 ts_event : int64
     Exchange event time, nanoseconds since the Unix epoch (the receive time
     when the exchange sends none, e.g. Binance ``bookTicker``).

@@ -91,7 +91,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         Number of channels (``dim``) of the paths seen in :meth:`fit`: for 3-d
         input a "feature" in scikit-learn's sense is a channel, so
         :meth:`transform` requires the same ``dim`` (any ``length``).
-    feature_names_in_ : ndarray of str, shape (n_features_in_,)
+    feature_names_in_ : ndarray of str, shape (``n_features_in_``,)
         Channel names, when :meth:`fit` was given ``channel_names``.
 
     Notes

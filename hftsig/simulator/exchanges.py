@@ -9,17 +9,13 @@ for clients in other processes or containers).
 
 URLs handed to connectors (:meth:`SimulatedExchanges.connector_kwargs`):
 
-========== ================================== ======================================
-exchange   ws_url                             rest_url
-========== ================================== ======================================
-binance    ``ws://127.0.0.1:P`` (base; append ``http://127.0.0.1:Q`` (base; append
-           ``/stream?streams=...`` or          ``/api/v3/depth``...)
-           ``/ws/<name>``)
-kraken     ``ws://127.0.0.1:P/v2`` (full)      ``None``
-coinbase   ``ws://127.0.0.1:P`` (full)         ``None``
-coingecko  ``None``                            ``http://127.0.0.1:Q/api/v3`` (base
-                                              including ``/api/v3``)
-========== ================================== ======================================
+- binance: ``ws_url`` ``ws://127.0.0.1:P`` (base; append
+  ``/stream?streams=...`` or ``/ws/<name>``), ``rest_url``
+  ``http://127.0.0.1:Q`` (base; append ``/api/v3/depth``...);
+- kraken: ``ws_url`` ``ws://127.0.0.1:P/v2`` (full), ``rest_url`` ``None``;
+- coinbase: ``ws_url`` ``ws://127.0.0.1:P`` (full), ``rest_url`` ``None``;
+- coingecko: ``ws_url`` ``None``, ``rest_url`` ``http://127.0.0.1:Q/api/v3``
+  (base including ``/api/v3``).
 """
 from __future__ import annotations
 
