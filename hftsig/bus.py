@@ -753,6 +753,9 @@ class BusConnector:
             raise ValueError(f"count must be >= 1, got {count}")
         if since is None and group is None:
             since = "snapshot"
+        if since == "snapshot" and group is not None:
+            raise ValueError("since='snapshot' is for readers without a group; a group "
+                             "starts at a stream position ('0', '-5min', '$'...)")
         if since not in (None, "snapshot"):
             parse_since(since, 0)  # a bad value fails here, naming it
         self.url = url
