@@ -67,9 +67,9 @@ test-frameworks: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
-bench: $(VENV)/.bench
+bench: $(VENV)/.bench redis-server
 	$(PY) -m benchmarks.signatures
-	@for m in normalize connectors aggregator arbitrage stopping; do \
+	@for m in normalize connectors aggregator arbitrage stopping bus; do \
 	  if [ -f benchmarks/$$m.py ]; then $(PY) -m benchmarks.$$m || exit 1; fi; done
 
 # Fuzzing (docs/fuzzing.md): clang for coverage of the C extensions (apt, skipped when

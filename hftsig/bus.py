@@ -650,17 +650,22 @@ class _Reader:
         client = self.client
         if self.group is None:
             reply = client.xread(dict(self._pos), count=count, block=block_ms)
-        elif self._pending:
-            # this consumer's entries delivered before and never acknowledged
-            reply = client.xreadgroup(self.group, self.consumer, dict(self._pending),
-                                      count=count)
-            got = {_id_str(s) for s, msgs in reply or () if msgs}
-            for s in list(self._pending):
-                if s not in got:
-                    del self._pending[s]
         else:
-            reply = client.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                      count=count, block=block_ms)
+            reply = None
+            if self._pending:
+                # this consumer's entries delivered before and never acknowledged
+                reply = client.xreadgroup(self.group, self.consumer, dict(self._pending),
+                                          count=count)
+                got = {_id_str(s) for s, msgs in reply or () if msgs}
+                for s in list(self._pending):
+                    if s not in got:
+                        del self._pending[s]
+                if not got:
+                    reply = None
+            if reply is None and not self._pending:
+                reply = client.xreadgroup(self.group, self.consumer,
+                                          {s: ">" for s in self.streams}, count=count,
+                                          block=block_ms)
         out = []
         bad = {}
         for stream, msgs in reply or ():
@@ -779,6 +784,7 @@ class BusConnector:
         self._thread = None
         self.ticks = 0
         self.snapshots_used = 0
+        self.deliver_errors = 0
         self.connected = None
 
     def start(self):
@@ -813,7 +819,13 @@ class BusConnector:
                     break
                 continue
             if entries:
-                self._deliver(entries)
+                try:
+                    self._deliver(entries)
+                except Exception:  # not acknowledged: a restarted consumer gets them again
+                    self.deliver_errors += 1
+                    if self.deliver_errors == 1:
+                        log.exception("bus: on_tick failed on entries of %s (counted; logged "
+                                      "once)", self.stream)
         reader.close()
 
     def _deliver(self, entries):
@@ -856,6 +868,7 @@ class BusConnector:
             "ticks": self.ticks,
             "malformed": r.malformed,
             "snapshots_used": self.snapshots_used,
+            "deliver_errors": self.deliver_errors,
             "reconnects": r.reconnects,
             "last_id": None if last is None else f"{last[0]}-{last[1]}",
             "connected": self.connected,
@@ -1008,6 +1021,7 @@ class BusRecorder:
             self.close()
 
     def close(self):
+        """Flush and compact (acknowledging what became durable), then disconnect; idempotent."""
         self.recorder.close()
         self._reader.close()
         try:

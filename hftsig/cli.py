@@ -392,7 +392,9 @@ def _cmd_record(args):
 
 def _record_from_bus(args):
     from hftsig.bus import BusRecorder
+    from hftsig.liveview import ignore_interrupts
 
+    # `docker stop` (SIGTERM) ends it as Ctrl-C does: the last flush durable, then acknowledged
     with terminate_as_interrupt():
         rec = BusRecorder(args.from_url, args.path, streams=args.streams, group=args.group,
                           consumer=args.consumer or args.group,
@@ -403,7 +405,10 @@ def _record_from_bus(args):
         try:
             rec.run(args.seconds)
         except KeyboardInterrupt:
-            rec.close()
+            pass
+        finally:
+            with ignore_interrupts():
+                rec.close()
     st = rec.stats()
     print(f"recorded {st['rows_written']:,} ticks to {args.path} from {st['entries']:,} "
           f"entries ({st['duplicates']:,} duplicates dropped, {st['malformed']:,} malformed)")

@@ -186,6 +186,69 @@ def test_per_venue_streams_and_restarted_publisher_continue_ids(redis_url):
     assert st[f"{STREAM}:kraken"]["connector"]["malformed"] == 0
 
 
+def test_restarted_group_consumer_gets_exactly_what_it_had_not_acknowledged(redis_url):
+    from hftsig.bus import _Reader
+
+    sent = quote_ticks(1000)
+    with Publisher(redis_url, entry_records=100) as pub:
+        for i in range(0, 1000, 100):
+            pub.publish(sent[i:i + 100])
+            assert pub.flush(30)  # one entry per batch
+    def read_some(reader, count):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = reader.read(count=count, block_ms=50)
+            if got:
+                return got
+        raise AssertionError("nothing to read")
+
+    first = _Reader(redis_url, [STREAM], group="g", consumer="c")
+    got1 = read_some(first, 4)  # the begin entry and three tick entries
+    assert [e[2] for e in got1] == [b"b", b"t", b"t", b"t"]
+    first.ack(STREAM, [got1[1][1]])  # acknowledges one, then "dies"
+    first.close()
+    again = _Reader(redis_url, [STREAM], group="g", consumer="c")
+    pending = read_some(again, 100)
+    assert [e[1] for e in pending] == [got1[0][1], got1[2][1], got1[3][1]]
+    rest = []
+    while True:
+        batch = again.read(count=100, block_ms=10)
+        if not batch:
+            break
+        rest += batch
+    ticks = [e for e in [got1[1]] + pending + rest if e[2] == b"t"]
+    ids = [e[1] for e in ticks]
+    assert len(ids) == len(set(ids)) == 10
+    assert np.concatenate([e[3] for e in sorted(ticks, key=lambda e: tuple(map(int, e[1].split("-"))))]).tobytes() == \
+        sent.tobytes()
+
+
+def test_a_failing_callback_leaves_its_entries_pending(redis_url):
+    with Publisher(redis_url) as pub:
+        pub.publish(quote_ticks(50))
+        assert pub.flush(30)
+
+    def boom(batch):
+        raise RuntimeError("consumer bug")
+
+    conn = BusConnector(redis_url, STREAM, group="g", consumer="c", on_tick=boom)
+    conn.start()
+    try:
+        wait_until(lambda: conn.stats()["deliver_errors"] == 1, what="the failure")
+    finally:
+        conn.stop()
+    c = connect(redis_url)
+    assert c.xinfo_groups(STREAM)[0]["pending"] == 2  # the begin entry and the ticks
+    got = []
+    conn = BusConnector(redis_url, STREAM, group="g", consumer="c", on_tick=got.append)
+    conn.start()
+    try:
+        wait_until(lambda: c.xinfo_groups(STREAM)[0]["pending"] == 0, what="the redelivery")
+    finally:
+        conn.stop()
+    assert np.concatenate(got).tobytes() == quote_ticks(50).tobytes()
+
+
 def test_malformed_and_foreign_entries_are_counted_and_skipped(redis_url):
     good = quote_ticks(400)
     c = connect(redis_url)
