@@ -175,6 +175,7 @@ class _Outbox:
         self.dropped_batches = 0
         self.high_water = 0
         self.busy = False  # items taken and not yet sent (set under the lock, with the take)
+        self.inflight = 0  # ticks of those items
 
     def __len__(self):
         return self._n
@@ -209,7 +210,19 @@ class _Outbox:
             self._items.clear()
             self._n = 0
             self.busy = bool(items)
+            self.inflight = sum(len(d) // _REC for k, d in items if k == _KIND_TICKS)
             return items
+
+    def done(self):
+        """The items taken last were sent (or given up)."""
+        with self._cond:
+            self.busy = False
+            self.inflight = 0
+
+    def counts(self):
+        """(queued, in flight, dropped, dropped batches, high water), read together."""
+        with self._cond:
+            return self._n, self.inflight, self.dropped, self.dropped_batches, self.high_water
 
 
 class Publisher:
@@ -278,7 +291,6 @@ class Publisher:
         self._announced = set()  # streams that got this publisher's begin entry
         self._stop = threading.Event()
         self._thread = None
-        self._inflight = 0  # ticks taken from the outbox, not yet sent
         self.ticks_sent = 0
         self.entries_sent = 0
         self.snapshots_sent = 0
@@ -374,16 +386,21 @@ class Publisher:
         self.close()
 
     def stats(self):
-        """Counters: ticks/entries/snapshots sent, dropped (outbox overflow), errors."""
+        """Counters: ticks/entries/snapshots sent, dropped (outbox overflow), errors.
+
+        ``queued`` ticks wait in the outbox, ``sending`` ticks were taken by the
+        sending thread and are not sent yet (it retries them while Redis is away).
+        """
+        queued, inflight, dropped, dropped_batches, high_water = self._outbox.counts()
         return {
             "ticks": self.ticks_sent,
             "entries": self.entries_sent,
             "snapshots": self.snapshots_sent,
-            "dropped": self._outbox.dropped,
-            "dropped_batches": self._outbox.dropped_batches,
-            "queued": len(self._outbox),
-            "sending": self._inflight,
-            "queue_high_water": self._outbox.high_water,
+            "dropped": dropped,
+            "dropped_batches": dropped_batches,
+            "queued": queued,
+            "sending": inflight,
+            "queue_high_water": high_water,
             "send_errors": self.send_errors,
             "reconnects": self.reconnects,
             "last_id": self.last_id,
@@ -505,7 +522,6 @@ class Publisher:
                 if self._stop.is_set():
                     return
                 continue
-            self._inflight = sum(len(d) // _REC for k, d in items if k == _KIND_TICKS)
             try:
                 entries = self._entries(items)
                 while True:
@@ -527,8 +543,7 @@ class Publisher:
             except Exception:  # a bug must not stop publishing silently
                 log.exception("bus: publisher failed on a batch; it is dropped")
             finally:
-                self._inflight = 0
-                self._outbox.busy = False
+                self._outbox.done()
 
 
 # -- consuming ----------------------------------------------------------------------------
