@@ -71,20 +71,24 @@ def _publish_child(url, ticks, rate, batch):
     from hftsig.bus import Publisher
 
     base = _quotes(batch)
+    seq0 = base["seq"].copy()
     pub = Publisher(url, stream=STREAM, retention=3600, queue_size=10_000_000).start()
     n_batches = ticks // batch
+    cpu0 = time.process_time()  # this process's CPU, both threads, publishing only
     t0 = time.perf_counter()
     for i in range(n_batches):
         if rate:
             left = t0 + i * batch / rate - time.perf_counter()
             if left > 0:
                 time.sleep(left)
-        b = base.copy()
-        b["seq"] += i * batch
-        b["ts_recv"] = time.time_ns()
-        pub.publish(b)
+        # publish() copies the bytes at once: one array, rewritten in place, stands
+        # for the aggregator's chunks (which cost the publisher nothing to make)
+        base["seq"] = seq0 + i * batch
+        base["ts_recv"] = time.time_ns()
+        pub.publish(base)
     pub.flush(600)
     st = pub.stats()
+    st["cpu_s"] = time.process_time() - cpu0
     pub.close()
     print(json.dumps(st), flush=True)
 
@@ -166,8 +170,21 @@ def _child(args):
                             env=dict(os.environ, PYTHONPATH=os.getcwd()))
 
 
-def _hftsig_run(url, ticks, rate, via_aggregator=False, warmup=0.2):
-    """One hftsig run: (ticks/s, latency samples in us) as seen by the consumer."""
+def _proc_cpu(pid):
+    """CPU seconds (user + system) a process used so far, from /proc; None elsewhere."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return None
+
+
+def _hftsig_run(url, ticks, rate, via_aggregator=False, warmup=0.2, server_pid=None):
+    """One hftsig run: (ticks/s, latency samples in us, publisher stats) as seen by the
+    consumer; the publisher stats also get the CPU microseconds per tick each side used."""
     from hftsig.aggregator import Aggregator
     from hftsig.bus import BusConnector, connect
 
@@ -197,13 +214,19 @@ def _hftsig_run(url, ticks, rate, via_aggregator=False, warmup=0.2):
         runner = BusConnector(url, STREAM, group="bench", consumer="c", count=128,
                               on_tick=on_tick)
     runner.start()
+    cpu0 = (time.process_time(), _proc_cpu(server_pid))
     p = _child([sys.executable, "-m", "benchmarks.bus", "--child", url, str(ticks), str(rate)])
     ok = done.wait(600)
     out, err = p.communicate(600)
     runner.stop()
+    cpu1 = (time.process_time(), _proc_cpu(server_pid))
     if not ok:
         raise RuntimeError(f"the consumer got {state['n']} of {ticks} ticks: {err[-2000:]}")
     pub = json.loads(out.strip().splitlines()[-1])
+    pub["cpu_us_per_tick"] = {
+        "publisher": pub["cpu_s"] / ticks * 1e6,
+        "redis": None if cpu0[1] is None else (cpu1[1] - cpu0[1]) / ticks * 1e6,
+        "consumer": (cpu1[0] - cpu0[0]) / ticks * 1e6}
     rate_got = ticks / ((state["t_last"] - state["t_first"]) / 1e9)
     skip = int(len(lat) * warmup)
     return rate_got, lat[skip:], pub
@@ -291,12 +314,15 @@ def main(argv=None):
     rows = []
     try:
         lat_ticks = int(a.rate * a.seconds)
-        thr, thr_agg, l50, l99, lmax = [], [], [], [], []
+        spid = None if server is None else server.proc.pid
+        thr, thr_agg, l50, l99, lmax, cpu, cpu_agg = [], [], [], [], [], [], []
         for _ in range(a.runs):
-            r, _, pub = _hftsig_run(url, a.ticks, 0)
+            r, _, pub = _hftsig_run(url, a.ticks, 0, server_pid=spid)
             thr.append(r)
-            r, _, _ = _hftsig_run(url, a.ticks, 0, via_aggregator=True)
+            cpu.append(pub["cpu_us_per_tick"])
+            r, _, pub_agg = _hftsig_run(url, a.ticks, 0, via_aggregator=True, server_pid=spid)
             thr_agg.append(r)
+            cpu_agg.append(pub_agg["cpu_us_per_tick"])
             _, lat, _ = _hftsig_run(url, lat_ticks, a.rate)
             l50.append(_pct(lat, 50))
             l99.append(_pct(lat, 99))
@@ -337,6 +363,16 @@ def main(argv=None):
         print(f"{name:44s} {f(t, '11,.0f')} {f(ta, '12,.0f')} "
               f"{f(p50 / 1e3 if p50 is not None else None, '8.3f')} "
               f"{f(p99 / 1e3 if p99 is not None else None, '8.3f')}  {note}")
+    if cpu:
+        # CPU time per tick does not depend on how many other programs share the cores:
+        # 1e6 / (sum of the three) is what the machine would carry with all its cores free
+        for label, runs in (("bus", cpu), ("bus + aggregator", cpu_agg)):
+            med = {k: statistics.median(c[k] for c in runs) if runs[0][k] is not None else None
+                   for k in ("publisher", "redis", "consumer")}
+            parts = ", ".join(f"{k} {v:.3f}" for k, v in med.items() if v is not None)
+            total = sum(v for v in med.values() if v is not None)
+            print(f"CPU us per tick, throughput runs, {label}: {parts}; total {total:.3f} "
+                  f"(= {1e6 / total:,.0f} ticks per CPU-second)")
     return 0
 
 
