@@ -113,10 +113,10 @@ def redis_server():
 
 @pytest.fixture
 def redis_url(redis_server):
-    """URL of the session's server, emptied for each test."""
+    """URL of the session's server (db 0), emptied for each test."""
     import redis
 
     c = redis.Redis(unix_socket_path=redis_server.socket)
-    c.flushall()
+    c.flushdb()  # db 0 only: module fixtures may keep data in other dbs
     c.close()
     return redis_server.url
