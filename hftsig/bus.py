@@ -486,9 +486,14 @@ class Publisher:
     def _send(self, entries):
         minid = f"{max(int(time.time() * 1000 - self.retention * 1000), 0)}"
         fresh = [s for s in dict.fromkeys(e[0] for e in entries) if s not in self._begun]
+        first = [s for s in fresh if s not in self._announced]
         for stream in fresh:
-            self._begin(stream, first=stream not in self._announced)
-        if fresh:  # the begin entry took an id above those given: give them again
+            self._begin(stream, first=stream in first)
+        if first:
+            # a begin entry took an id above those given (nothing of these entries
+            # was sent yet: a stream's first send): give them again.  On a reconnect
+            # (no begin entry) they keep theirs, so the server refuses a resent
+            # entry it already holds instead of storing it twice.
             entries[:] = [(s, k, d, self._next_id()) for s, k, d, _ in entries]
         pipe = self.client.pipeline(transaction=False)
         for stream, kind, payload, eid in entries:

@@ -249,6 +249,22 @@ def test_a_failing_callback_leaves_its_entries_pending(redis_url):
     assert np.concatenate(got).tobytes() == quote_ticks(50).tobytes()
 
 
+def test_a_resend_after_a_lost_reply_is_refused_not_stored_twice(redis_url):
+    """The sending thread resends a pipeline whose connection broke; entries that had
+    reached the server keep their ids and are refused."""
+    pub = Publisher(redis_url)  # not started: its sending step is driven here
+    sent = quote_ticks(10)
+    entries = pub._entries([(b"t", sent.tobytes())])
+    pub._send(entries)
+    pub._begun.clear()  # what a connection error does before the retry
+    pub._send(entries)
+    c = connect(redis_url)
+    kinds = [f[b"k"] for _, f in c.xrange(STREAM)]
+    assert kinds == [b"b", b"t"]  # one begin entry, the ticks once
+    st = pub.stats()
+    assert (st["ticks"], st["entries"], st["send_errors"]) == (10, 1, 1)
+
+
 def test_malformed_and_foreign_entries_are_counted_and_skipped(redis_url):
     good = quote_ticks(400)
     c = connect(redis_url)
