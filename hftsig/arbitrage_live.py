@@ -299,9 +299,15 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
             raise ValueError(f"source must be 'sim', 'model' or 'live', got {source!r}")
         try:
             if bus is not None:
-                agg = Aggregator.from_bus(bus["url"], streams=bus.get("streams"),
-                                          group=bus.get("group"), consumer=bus.get("consumer"),
-                                          drain_size=0)
+                from hftsig.bus import connection_errors
+
+                try:
+                    agg = Aggregator.from_bus(bus["url"], streams=bus.get("streams"),
+                                              group=bus.get("group"),
+                                              consumer=bus.get("consumer"), drain_size=0)
+                except connection_errors() as exc:
+                    print(f"hftsig arb: cannot reach the tick bus: {exc}", file=sys.stderr)
+                    return 2
             else:
                 agg = Aggregator(make_connectors(venues, symbols, endpoints), drain_size=0)
             det.tops = agg.top

@@ -63,8 +63,9 @@ import numpy as np
 
 from hftsig.ticks import TICK_DTYPE, exchange_name
 
-__all__ = ["FORMAT_VERSION", "DEFAULT_STREAM", "Publisher", "BusConnector", "bus_connectors",
-           "discover_streams", "record_from_bus", "parse_since", "connect"]
+__all__ = ["FORMAT_VERSION", "DEFAULT_STREAM", "Publisher", "BusConnector", "BusRecorder",
+           "bus_connectors", "connection_errors", "discover_streams", "record_from_bus",
+           "parse_since", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def connect(url):
     return redis.Redis.from_url(url)
 
 
-def _conn_errors():
+def connection_errors():
+    """The exceptions that mean Redis cannot be reached (for callers that report them)."""
     redis = _redis()
     return (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
@@ -519,7 +521,7 @@ class Publisher:
                 self.snapshots_sent += 1
 
     def _run(self):
-        errors = _conn_errors()
+        errors = connection_errors()
         backoff = 0.05
         while True:
             items = self._outbox.take(0.05)
@@ -815,7 +817,7 @@ class BusConnector:
         self._thread.start()
 
     def _run(self):
-        errors = _conn_errors()
+        errors = connection_errors()
         backoff = 0.05
         reader = self._reader
         while not self._stop.is_set():
@@ -870,7 +872,7 @@ class BusConnector:
                 cb(batch)
         try:
             self._reader.ack(self.stream, ids)
-        except _conn_errors():
+        except connection_errors():
             pass  # not acknowledged: a restarted consumer gets them again
 
     def stop(self, timeout=1.0):
@@ -993,14 +995,14 @@ class BusRecorder:
             try:
                 self._acker.xack(stream, self.group, *ids)
                 self.acked += len(ids)
-            except _conn_errors():
+            except connection_errors():
                 # durable but not acknowledged: re-delivered later, then dropped
                 # by its stream id
                 pass
 
     def run(self, seconds=None, progress=None):
         """Record until ``seconds`` pass or :attr:`stop_event` is set; then close."""
-        errors = _conn_errors()
+        errors = connection_errors()
         end = None if seconds is None else time.monotonic() + seconds
         backoff = 0.05
         reader = self._reader

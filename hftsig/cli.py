@@ -391,15 +391,20 @@ def _cmd_record(args):
 
 
 def _record_from_bus(args):
-    from hftsig.bus import BusRecorder
+    from hftsig.bus import BusRecorder, connection_errors
     from hftsig.liveview import ignore_interrupts
 
     # `docker stop` (SIGTERM) ends it as Ctrl-C does: the last flush durable, then acknowledged
     with terminate_as_interrupt():
-        rec = BusRecorder(args.from_url, args.path, streams=args.streams, group=args.group,
-                          consumer=args.consumer or args.group,
-                          rotate_bytes=int(args.rotate_mb * (1 << 20)),
-                          rotate_seconds=args.rotate_seconds, flush_interval=args.flush_interval)
+        try:
+            rec = BusRecorder(args.from_url, args.path, streams=args.streams, group=args.group,
+                              consumer=args.consumer or args.group,
+                              rotate_bytes=int(args.rotate_mb * (1 << 20)),
+                              rotate_seconds=args.rotate_seconds,
+                              flush_interval=args.flush_interval)
+        except connection_errors() as exc:
+            print(f"hftsig record: cannot reach the tick bus: {exc}", file=sys.stderr)
+            return 2
         print(f"recording {', '.join(rec.streams)} (group {args.group}) to {args.path}",
               flush=True)
         try:

@@ -608,3 +608,21 @@ def test_cli_parses_the_bus_options():
     assert (a.from_url, a.streams, a.group) == ("redis://h:6379/0", ["a", "b"], "recorder")
     a = p.parse_args(["arb", "--from", "redis://h:6379/0"])
     assert a.from_url == "redis://h:6379/0" and a.group is None
+
+
+def test_cli_says_when_the_bus_cannot_be_reached(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    for args in (("record", str(tmp_path / "r"), "--from", url, "--seconds", "1"),
+                 ("arb", "--from", url, "--seconds", "1")):
+        r = subprocess.run(hftsig_cmd(*args), env=env(), capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert f"hftsig {args[0]}: cannot reach the tick bus" in r.stderr
+        assert "Traceback" not in r.stderr
+    r = subprocess.run(hftsig_cmd("run", "--publish", "http://h:1", "--seconds", "0"),
+                       env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "url must be a redis://" in r.stderr
