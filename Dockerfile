@@ -1,5 +1,5 @@
 # hftsig image: the package built from source (Cython extensions compiled here),
-# with the notebook extra so one image serves every compose service.
+# with the notebook and bus extras so one image serves every hftsig compose service.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,7 +19,7 @@ RUN pip install "Cython>=3.0,<4" "numpy>=2.0,<3" "setuptools>=69" wheel \
 COPY pyproject.toml setup.py README.md ./
 COPY hftsig ./hftsig
 COPY connectors ./connectors
-RUN pip install --no-build-isolation ".[notebooks]"
+RUN pip install --no-build-isolation ".[notebooks,bus]"
 
 # Recordings go to /data, notebooks are mounted at /app/notebooks (see docker-compose.yml);
 # run as an unprivileged user.

@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.stamp
 SRC     = $(shell find hftsig connectors -name '*.pyx' -o -name '*.pxd' -o -name '*.h' 2>/dev/null) setup.py pyproject.toml
 PIPQ    = --disable-pip-version-check -q
 
-.PHONY: all demo test test-all test-random test-frameworks bench build clean distclean venv asan fuzz fuzz-replay docs
+.PHONY: redis-server all demo test test-all test-random test-frameworks bench build clean distclean venv asan fuzz fuzz-replay docs
 
 all: test
 
@@ -40,8 +40,17 @@ $(VENV)/.bench: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m hftsig demo
 
-test: $(STAMP)
+test: $(STAMP) redis-server
 	$(PY) -m pytest -q
+
+# Debian's redis-server for the tick bus tests (tests/redis_server.py starts its own
+# instances); installed only when missing and we are root with apt, else they skip.
+redis-server:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (apt)"; apt-get update -qq \
+	      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server not installed: the tick bus tests will skip"; fi; fi
 
 # The suite in a shuffled order, RUNS times (a test that leans on another's leftovers shows here).
 RUNS ?= 3
@@ -64,9 +73,9 @@ docs: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
-bench: $(VENV)/.bench
+bench: $(VENV)/.bench redis-server
 	$(PY) -m benchmarks.signatures
-	@for m in normalize connectors aggregator arbitrage stopping; do \
+	@for m in normalize connectors aggregator arbitrage stopping bus; do \
 	  if [ -f benchmarks/$$m.py ]; then $(PY) -m benchmarks.$$m || exit 1; fi; done
 
 # Fuzzing (docs/fuzzing.md): clang for coverage of the C extensions (apt, skipped when

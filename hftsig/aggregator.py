@@ -78,6 +78,7 @@ from hftsig._ext._tickscan import scan_chunk as _scan_chunk
 from hftsig._ext._tickscan import select as _select
 from hftsig.interrupts import join_thread
 from hftsig.ticks import (
+    FLAG_LAST,
     FLAG_SNAPSHOT_BEGIN,
     KIND_BOOK_DELTA,
     KIND_BOOK_SNAPSHOT,
@@ -580,7 +581,8 @@ class Aggregator:
     """
 
     def __init__(self, connectors, *, queue_size=100_000, overflow="block", dispatch="worker",
-                 stale_after=5.0, drain_size=250_000, clock="wall", book_depth=None):
+                 stale_after=5.0, drain_size=250_000, clock="wall", book_depth=None,
+                 require_book_snapshot=False):
         connectors = list(connectors)
         if not connectors:
             raise ValueError("connectors must hold at least one connector")
@@ -616,6 +618,7 @@ class Aggregator:
         self.drain_size = drain_size
         self.clock = clock
         self.book_depth = book_depth
+        self.require_book_snapshot = bool(require_book_snapshot)
         # exchange code -> levels its books keep: a feed that leaves levels
         # pushed beyond its depth undeleted needs its books cut at that depth
         self._book_depths = {}
@@ -705,6 +708,93 @@ class Aggregator:
 
     def __exit__(self, *exc):
         self.stop()
+
+    @classmethod
+    def from_bus(cls, url, *, streams=None, group=None, consumer=None, since=None,
+                 snapshots=True, **kwargs):
+        """An aggregator (not started) fed from a Redis Streams tick bus.
+
+        One :class:`hftsig.bus.BusConnector` per stream; the rest of the API
+        (iterator, callbacks, books, NBBO, stats) is the same as live.  Books
+        are built only from snapshots (``require_book_snapshot=True``): a
+        consumer joining mid-stream gets them from the publisher's periodic
+        book snapshots.  Needs the ``bus`` extra (``pip install 'hftsig[bus]'``).
+
+        Parameters
+        ----------
+        url : str
+            ``redis://host:6379/0`` or ``unix:///path/redis.sock``.
+        streams : str or list of str, optional
+            Stream names; default: every stream the publishers announced
+            under ``hftsig:ticks`` (see :func:`hftsig.bus.discover_streams`).
+        group, consumer, since, snapshots
+            As in :class:`hftsig.bus.BusConnector`: with ``group`` a consumer
+            group (a restarted consumer gets what it had not acknowledged);
+            without, a plain reader starting at ``since`` (``"-5min"``...).
+        **kwargs
+            Passed on to :class:`Aggregator`.
+        """
+        from hftsig.bus import bus_connectors
+
+        conns = bus_connectors(url, streams=streams, group=group, consumer=consumer,
+                               since=since, snapshots=snapshots)
+        kwargs.setdefault("require_book_snapshot", True)
+        return cls(conns, **kwargs)
+
+    def book_snapshot_ticks(self):
+        """Every known book as ``KIND_BOOK_SNAPSHOT`` records, one snapshot per book.
+
+        The first record of each book has ``FLAG_SNAPSHOT_BEGIN`` and its last
+        ``FLAG_LAST``; times are those of the book's top in :meth:`top` when the
+        book gave it, else the newest ``ts_recv`` seen.  Applying them to an
+        empty aggregator rebuilds the same books (what :mod:`hftsig.bus`
+        publishes for late joiners).  Call it from a callback (the draining
+        thread) for books consistent with the ticks delivered so far.
+
+        Examples
+        --------
+        >>> from hftsig.ticks import empty_ticks, KIND_BOOK_SNAPSHOT, FLAG_LAST
+        >>> from hftsig.recorder import ReplayConnector
+        >>> t = empty_ticks(2); t["exchange"] = 2; t["symbol"] = b"BTC-USD"
+        >>> t["kind"] = KIND_BOOK_SNAPSHOT; t["side"] = [1, -1]
+        >>> t["price"] = [100.0, 101.0]; t["size"] = 1.0
+        >>> t["flags"] = [FLAG_SNAPSHOT_BEGIN, FLAG_LAST]; t["ts_recv"] = t["ts_event"] = 5
+        >>> with Aggregator([ReplayConnector(t)], clock="data") as agg:
+        ...     agg.wait_finished(timeout=5)
+        ...     snap = agg.book_snapshot_ticks()
+        True
+        >>> snap["price"].tolist(), snap["side"].tolist(), snap["flags"].tolist()
+        ([100.0, 101.0], [1, -1], [2, 1])
+        """
+        parts = []
+        with self._lock:  # the levels are read under the lock: a consistent state
+            items = [(k, b.levels("bid"), b.levels("ask")) for k, b in self._books.items()
+                     if k not in self._book_invalid]
+            rows = {k: (r[_R_SRC], r[_R_QTE], r[_R_QTR]) for k, r in self._rows.items()}
+            now = self._data_now
+        for key, bids, asks in items:
+            n = len(bids) + len(asks)
+            if n == 0:
+                continue
+            t = np.zeros(n, dtype=TICK_DTYPE)
+            for f in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+                t[f] = np.nan
+            t["seq"] = t["seq_first"] = -1
+            src, te, tr = rows.get(key, (0, now, now))
+            if src != SOURCE_BOOK:
+                te = tr = now
+            t["ts_event"], t["ts_recv"] = te, tr
+            t["exchange"], t["symbol"], t["kind"] = key[0], key[1], KIND_BOOK_SNAPSHOT
+            t["side"][:len(bids)] = 1
+            t["side"][len(bids):] = -1
+            t["price"] = np.concatenate([bids[:, 0], asks[:, 0]])
+            t["size"] = np.concatenate([bids[:, 1], asks[:, 1]])
+            t["flags"][0] |= FLAG_SNAPSHOT_BEGIN
+            t["flags"][-1] |= FLAG_LAST
+            parts.append(t)
+        if not parts:
+            return np.empty(0, dtype=TICK_DTYPE)
+        return np.concatenate(parts)
 
     def _make_sink(self, index):
         put = self._queue.put
@@ -1221,7 +1311,7 @@ class Aggregator:
         for ex, sy, last, te, tr in books:
             key = (ex, sy)
             recs = chunk
-            if key in invalid:
+            if key in invalid or (self.require_book_snapshot and key not in self._books):
                 mine = chunk[(chunk["exchange"] == ex) & (chunk["symbol"] == sy)
                              & ((chunk["kind"] == KIND_BOOK_DELTA)
                                 | (chunk["kind"] == KIND_BOOK_SNAPSHOT))]

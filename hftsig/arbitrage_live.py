@@ -229,12 +229,17 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
             max_quote_age_ms=2000.0, notional=None, inject_every=2.0, seed=0,
             cross_venue=True, report="best", stream=None, exchanges=("binance", "kraken",
                                                                          "coinbase"),
-            show="episodes"):
+            show="episodes", bus=None):
     """Print arbitrage episodes (or reports) as they appear for ``seconds``; returns an exit code.
 
     ``fees=None`` takes :data:`hftsig.arbitrage.DEFAULT_TAKER_FEES_BPS`;
-    ``show`` is :class:`ArbWatch`'s (``"episodes"`` or ``"updates"``).
+    ``show`` is :class:`ArbWatch`'s (``"episodes"`` or ``"updates"``).  ``bus``
+    (``{"url": ..., "streams": ..., "group": ..., "consumer": ...}``) takes the
+    quotes from a tick bus (:meth:`~hftsig.aggregator.Aggregator.from_bus`)
+    instead of ``source``; nothing is injected then.
     """
+    if bus is not None:
+        source = "bus"
     out = sys.stdout if stream is None else stream
     print_lock = threading.Lock()
 
@@ -242,7 +247,7 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
         with print_lock:
             print(f"{time.strftime('%H:%M:%S')} {line}", file=out, flush=True)
 
-    if source == "sim":
+    if source == "sim" and bus is None:
         try:
             import connectors  # noqa: F401
             from hftsig.cli import make_connectors  # noqa: F401
@@ -296,10 +301,21 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
             sim = SimulatedExchanges(symbols=list(symbols), exchanges=tuple(venues), seed=seed)
             sim.start()
             endpoints = {ex: sim.connector_kwargs(ex) for ex in venues}
-        elif source != "live":
+        elif source not in ("live", "bus"):
             raise ValueError(f"source must be 'sim', 'model' or 'live', got {source!r}")
         try:
-            agg = Aggregator(make_connectors(venues, symbols, endpoints), drain_size=0)
+            if bus is not None:
+                from hftsig.bus import connection_errors
+
+                try:
+                    agg = Aggregator.from_bus(bus["url"], streams=bus.get("streams"),
+                                              group=bus.get("group"),
+                                              consumer=bus.get("consumer"), drain_size=0)
+                except connection_errors() as exc:
+                    print(f"hftsig arb: cannot reach the tick bus: {exc}", file=sys.stderr)
+                    return 2
+            else:
+                agg = Aggregator(make_connectors(venues, symbols, endpoints), drain_size=0)
             det.tops = agg.top
             det.book_quotes = True
             agg.on_tick(det.update, kinds=("quote", "book_delta", "book_snapshot", "status"))

@@ -211,7 +211,37 @@ def _add_run_parser(sub):
     p.add_argument("--record", metavar="PATH", default=None,
                    help="also record every tick to Parquet under PATH")
     _add_recorder_args(p)
+    _add_publish_args(p)
     p.set_defaults(func=_cmd_run)
+
+
+def _add_publish_args(p):
+    g = p.add_argument_group("tick bus (Redis Streams; the 'bus' extra, docs/bus.md)")
+    g.add_argument("--publish", metavar="URL", default=os.environ.get("HFTSIG_PUBLISH") or None,
+                   help="also publish every tick to Redis, e.g. redis://localhost:6379/0 "
+                   "(default: $HFTSIG_PUBLISH)")
+    g.add_argument("--stream", default=os.environ.get("HFTSIG_STREAM", "hftsig:ticks"),
+                   help="stream name, one per publishing process (default: $HFTSIG_STREAM or "
+                   "hftsig:ticks)")
+    g.add_argument("--per-venue", action="store_true",
+                   help="one stream per venue, STREAM:<exchange>")
+    g.add_argument("--retention", type=float, default=600.0,
+                   help="seconds of ticks the stream keeps (default 600)")
+
+
+def _add_consume_args(p, group):
+    g = p.add_argument_group("tick bus (Redis Streams; the 'bus' extra, docs/bus.md)")
+    g.add_argument("--from", dest="from_url", metavar="URL",
+                   default=os.environ.get("HFTSIG_FROM") or None,
+                   help="take the ticks from Redis streams (e.g. redis://redis:6379/0) "
+                   "instead of connecting to the exchanges (default: $HFTSIG_FROM)")
+    g.add_argument("--streams", type=_csv, default=None,
+                   help="comma-separated stream names (default: every announced hftsig:ticks "
+                   "stream)")
+    g.add_argument("--group", default=group,
+                   help=f"consumer group (default {group or 'none: a plain reader'})")
+    g.add_argument("--consumer", default=None,
+                   help="consumer name in the group; keep it fixed to resume after a restart")
 
 
 def _add_record_parser(sub):
@@ -224,6 +254,7 @@ def _add_record_parser(sub):
     _add_source_args(p)
     _add_view_args(p, default_view=False)
     _add_recorder_args(p)
+    _add_consume_args(p, group="recorder")
     p.set_defaults(func=_cmd_record)
 
 
@@ -390,6 +421,13 @@ def _run_session(args, record_path):
         if record_path:
             rec = _recorder(record_path, args, agg.connectors)
             agg.on_tick(rec.write)
+        pub = None
+        if getattr(args, "publish", None):
+            from hftsig.bus import Publisher
+
+            pub = Publisher(args.publish, stream=args.stream, per_venue=args.per_venue,
+                            retention=args.retention).attach(agg)
+            pub.start()
         t0 = time.monotonic()
         agg.start()
         try:
@@ -404,10 +442,17 @@ def _run_session(args, record_path):
                 agg.stop()
                 if rec is not None:
                     rec.close()
+                if pub is not None:
+                    pub.close()
         with ignore_interrupts():
             print(render_summary(agg, time.monotonic() - t0))
             if rec is not None:
                 print(f"recorded {rec.rows_written:,} ticks to {record_path}")
+            if pub is not None:
+                st = pub.stats()
+                print(f"published {st['ticks']:,} ticks in {st['entries']:,} entries to "
+                      f"{args.stream}{':<venue>' if args.per_venue else ''} (dropped "
+                      f"{st['dropped']:,}, unsent {st['queued']:,})")
     return 0
 
 
@@ -429,7 +474,39 @@ def _cmd_run(args):
 
 
 def _cmd_record(args):
+    if args.from_url:
+        return _record_from_bus(args)
     return _run_session(args, args.path)
+
+
+def _record_from_bus(args):
+    from hftsig.bus import BusRecorder, connection_errors
+    from hftsig.liveview import ignore_interrupts
+
+    # `docker stop` (SIGTERM) ends it as Ctrl-C does: the last flush durable, then acknowledged
+    with terminate_as_interrupt():
+        try:
+            rec = BusRecorder(args.from_url, args.path, streams=args.streams, group=args.group,
+                              consumer=args.consumer or args.group,
+                              rotate_bytes=int(args.rotate_mb * (1 << 20)),
+                              rotate_seconds=args.rotate_seconds,
+                              flush_interval=args.flush_interval)
+        except connection_errors() as exc:
+            print(f"hftsig record: cannot reach the tick bus: {exc}", file=sys.stderr)
+            return 2
+        print(f"recording {', '.join(rec.streams)} (group {args.group}) to {args.path}",
+              flush=True)
+        try:
+            rec.run(args.seconds)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            with ignore_interrupts():
+                rec.close()
+    st = rec.stats()
+    print(f"recorded {st['rows_written']:,} ticks to {args.path} from {st['entries']:,} "
+          f"entries ({st['duplicates']:,} duplicates dropped, {st['malformed']:,} malformed)")
+    return 0
 
 
 def _cmd_replay(args):
@@ -558,6 +635,7 @@ def _add_arb_parser(sub):
                    help="print each opportunity episode when it opens and closes (default), "
                    "or every update")
     p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
+    _add_consume_args(p, group=None)
     p.set_defaults(func=_cmd_arb)
 
 
@@ -579,7 +657,10 @@ def _cmd_arb(args):
                    max_quote_age_ms=args.max_age_ms, notional=args.notional,
                    inject_every=args.inject_every, seed=args.seed,
                    cross_venue=not args.same_venue, report=args.report, show=args.show,
-                   exchanges=tuple(_csv(args.exchanges)))
+                   exchanges=tuple(_csv(args.exchanges)),
+                   **({"bus": {"url": args.from_url, "streams": args.streams,
+                               "group": args.group, "consumer": args.consumer}}
+                      if args.from_url else {}))
 
 
 def _add_doctor_parser(sub):

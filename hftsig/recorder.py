@@ -53,8 +53,8 @@ from hftsig.ticks import (
     exchange_name,
 )
 
-__all__ = ["Recorder", "read_ticks", "recording_book_depths", "replay", "ReplayConnector",
-           "tick_files", "recording_end"]
+__all__ = ["Recorder", "read_ticks", "recording_book_depths", "recording_end", "recording_marks",
+           "replay", "ReplayConnector", "tick_files"]
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,50 @@ _NAME_RE = re.compile(r"^(?P<prefix>.+)-(?P<seg>\d{6})(?:\.part(?P<part>\d{6}))?
 
 
 _DEPTHS_KEY = b"hftsig.book_depths"
+_MARKS_KEY = b"hftsig.marks"
 
 
-def _schema(book_depths=None):
+def _mark_order(value):
+    """Sort key of a mark: a Redis stream id ``"<ms>-<seq>"`` compares as two integers."""
+    ms, _, seq = str(value).partition("-")
+    try:
+        return (0, int(ms), int(seq or 0), "")
+    except ValueError:
+        return (1, 0, 0, str(value))
+
+
+def _merge_marks(into, marks):
+    for k, v in marks.items():
+        if k not in into or _mark_order(v) > _mark_order(into[k]):
+            into[k] = v
+    return into
+
+
+def recording_marks(path):
+    """Marks stored with a recording's ticks: ``{key: newest value}`` (may be empty).
+
+    :meth:`Recorder.write` takes a ``mark`` (``{key: value}``, e.g. a Redis
+    stream id per stream) that is written into the metadata of the file
+    holding those ticks, so after a crash the newest mark of the durable
+    files says how far the recording got (:mod:`hftsig.bus` drops entries it
+    already holds by it).  Values that look like stream ids ``"<ms>-<seq>"``
+    compare numerically.
+    """
+    import pyarrow.parquet as pq
+
+    out = {}
+    try:
+        files = tick_files(path)
+    except FileNotFoundError:
+        return out
+    for f in files:
+        meta = pq.read_schema(f).metadata or {}
+        if _MARKS_KEY in meta:
+            _merge_marks(out, json.loads(meta[_MARKS_KEY]))
+    return out
+
+
+def _schema(book_depths=None, marks=None):
     import pyarrow as pa
 
     types = {"<i8": pa.int64(), "u1": pa.uint8(), "i1": pa.int8(), "<u4": pa.uint32(),
@@ -80,6 +121,8 @@ def _schema(book_depths=None):
     meta = {b"hftsig": b"TICK_DTYPE v1"}
     if book_depths:
         meta[_DEPTHS_KEY] = json.dumps(book_depths, sort_keys=True).encode()
+    if marks:
+        meta[_MARKS_KEY] = json.dumps(marks, sort_keys=True).encode()
     return pa.schema(fields, metadata=meta)
 
 
@@ -118,7 +161,7 @@ def recording_book_depths(path):
     return out
 
 
-def _to_table(ticks, book_depths=None):
+def _to_table(ticks, book_depths=None, marks=None):
     import pyarrow as pa
 
     cols = [pa.array(np.ascontiguousarray(ticks[f])) for f in _NUMERIC_FIELDS]
@@ -127,7 +170,7 @@ def _to_table(ticks, book_depths=None):
     it = iter(cols)
     for name in TICK_DTYPE.names:
         arrays.append(sym if name == "symbol" else next(it))
-    return pa.Table.from_arrays(arrays, schema=_schema(book_depths))
+    return pa.Table.from_arrays(arrays, schema=_schema(book_depths, marks))
 
 
 def _from_table(table):
@@ -302,6 +345,7 @@ class Recorder:
         self._seg_bytes = 0
         self._seg_t0 = None
         self._buf = []
+        self._marks = {}  # newest mark per key among the buffered writes
         self._buf_lock = threading.Lock()
         self._io_lock = threading.Lock()
         self._stop = threading.Event()
@@ -314,8 +358,13 @@ class Recorder:
         return (f"Recorder({str(self.path_or_dir)!r}, rotate_bytes={self.rotate_bytes}, "
                 f"rotate_seconds={self.rotate_seconds}, flush_interval={self.flush_interval})")
 
-    def write(self, ticks):
-        """Buffer a TICK_DTYPE array for the next flush."""
+    def write(self, ticks, mark=None):
+        """Buffer a TICK_DTYPE array for the next flush.
+
+        ``mark`` (``{key: value}``, JSON-serialisable) is stored with these
+        ticks in the file the next flush writes; :func:`recording_marks`
+        reads the newest ones back.
+        """
         if self._closed:
             raise RuntimeError("Recorder is closed")
         if self._error is not None:
@@ -323,11 +372,15 @@ class Recorder:
         ticks = np.asarray(ticks)
         if ticks.dtype != TICK_DTYPE:
             raise TypeError(f"ticks must have TICK_DTYPE, got {ticks.dtype}")
-        if ticks.size == 0:
+        if mark is not None and not isinstance(mark, dict):
+            raise TypeError(f"mark must be a dict or None, got {type(mark).__name__}")
+        if ticks.size == 0:  # nothing to write: a mark goes with ticks only
             return
         # a copy: aggregator callbacks may not keep the array they were given
         with self._buf_lock:
             self._buf.append(ticks.reshape(-1).copy())
+            if mark:
+                _merge_marks(self._marks, mark)
 
     __call__ = write
 
@@ -344,6 +397,7 @@ class Recorder:
         """Write everything buffered as one part file now; rotate if due."""
         with self._buf_lock:
             buf, self._buf = self._buf, []
+            marks, self._marks = self._marks, {}
         with self._io_lock:
             if self._parts and time.monotonic() - self._seg_t0 >= self.rotate_seconds:
                 self._compact()  # a segment spans at most rotate_seconds
@@ -353,7 +407,8 @@ class Recorder:
                     self._seg_t0 = time.monotonic()
                 part = len(self._parts)
                 name = self._dir / f"{self._prefix}-{self._seg:06d}.part{part:06d}.parquet"
-                self._seg_bytes += _write_whole(_to_table(ticks, self.book_depths), name, self.fsync)
+                self._seg_bytes += _write_whole(_to_table(ticks, self.book_depths, marks), name,
+                                                self.fsync)
                 self._parts.append(name)
                 self.files_written += 1
                 self.rows_written += len(ticks)
@@ -369,7 +424,17 @@ class Recorder:
 
         tables = [pq.read_table(f) for f in self._parts]
         final = self._dir / f"{self._prefix}-{self._seg:06d}.parquet"
-        _write_whole(pa.concat_tables(tables), final, self.fsync)
+        table = pa.concat_tables(tables)  # keeps the first part's metadata only
+        marks = {}
+        for t in tables:
+            meta = t.schema.metadata or {}
+            if _MARKS_KEY in meta:
+                _merge_marks(marks, json.loads(meta[_MARKS_KEY]))
+        if marks:
+            meta = dict(table.schema.metadata or {})
+            meta[_MARKS_KEY] = json.dumps(marks, sort_keys=True).encode()
+            table = table.replace_schema_metadata(meta)
+        _write_whole(table, final, self.fsync)
         self.files_written += 1
         for f in self._parts:
             f.unlink()

@@ -13,3 +13,7 @@ def _ctrl_c_raises_keyboard_interrupt():
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
+
+
+# a real redis-server per session for the tick bus tests (tests/redis_server.py)
+from redis_server import redis_server, redis_url  # noqa: E402,F401

@@ -15,6 +15,8 @@ from hftsig.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+# the services running the hftsig image (the others, redis, run a stock image)
+HFTSIG_SERVICES = sorted(n for n, v in SERVICES.items() if v.get("build") == ".")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -32,11 +34,11 @@ def entrypoint():
     raise AssertionError("Dockerfile has no ENTRYPOINT")
 
 
-def command(name):
+def command(name, env=None):
     svc = SERVICES[name]
     cmd = svc.get("command")
     assert isinstance(cmd, list), f"{name}: command must be a list (exec form)"
-    return [interpolate(c) for c in cmd]
+    return [interpolate(c, env) for c in cmd]
 
 
 def service_env(name):
@@ -48,24 +50,47 @@ def profile(name):
 
 
 def test_profiles_hold_the_right_services():
-    assert set(profile("tick")) == {"simulator", "recorder-tick", "jupyter-tick"}
-    assert set(profile("notick")) == {"recorder-live", "jupyter-live"}
+    assert set(profile("tick")) == {"redis", "simulator", "publisher-tick", "recorder-tick",
+                                    "jupyter-tick"}
+    assert set(profile("notick")) == {"redis", "publisher-live", "recorder-live",
+                                      "jupyter-live"}
     for name, svc in SERVICES.items():
         assert svc.get("profiles"), f"{name} would start outside the profiles"
-        assert svc["build"] == "."
+    assert set(SERVICES) - set(HFTSIG_SERVICES) == {"redis"}
     assert (ROOT / "Dockerfile").is_file()
     assert entrypoint() == ["hftsig"]
 
 
 def test_every_command_parses_as_an_hftsig_command():
     parser = build_parser()
-    for name in SERVICES:
+    for name in HFTSIG_SERVICES:
         args = parser.parse_args(command(name))
         assert callable(args.func), name
     tick, live = command("recorder-tick"), command("recorder-live")
     assert tick[0] == live[0] == "record"
-    assert "--simulate" in tick and "--simulate" not in live
     assert command("simulator")[0] == "simulate"
+    # the connectors publish in one container; the recorders consume from redis
+    bus = "redis://redis:6379/0"
+    for name, simulate in (("publisher-tick", True), ("publisher-live", False)):
+        args = parser.parse_args(command(name))
+        assert (args.command, args.publish, args.simulate, args.view) == ("run", bus, simulate,
+                                                                           False)
+    for name in ("recorder-tick", "recorder-live"):
+        args = parser.parse_args(command(name))
+        assert args.from_url == bus and args.group == "recorder", name
+
+
+def test_redis_service_persists_and_everything_waits_for_it():
+    redis = SERVICES["redis"]
+    cmd = redis["command"]
+    assert cmd[0] == "redis-server"
+    assert cmd[cmd.index("--appendonly") + 1] == "yes"
+    assert cmd[cmd.index("--appendfsync") + 1] == "everysec"
+    assert "redis-data:/data" in redis["volumes"] and "redis-data" in COMPOSE["volumes"]
+    for name in HFTSIG_SERVICES:
+        if name == "simulator":
+            continue
+        assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
 
 
 def test_configuration_comes_from_the_environment():
@@ -94,7 +119,7 @@ def run_hftsig(args, env=None, timeout=120):
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
+@pytest.mark.parametrize("name", HFTSIG_SERVICES)
 def test_service_help_runs(name, capsys):
     from hftsig.cli import main
 
@@ -122,27 +147,34 @@ def test_jupyter_services_run_jupyter_lab_on_the_mounted_notebooks(capsys):
         assert "./notebooks:/app/notebooks" in SERVICES[name]["volumes"]
 
 
-def _record_natively(name, tmp_path, extra_env=None):
-    """Run a recorder service's command with /data replaced by a temporary folder."""
-    cmd = [c.replace("/data", str(tmp_path)) for c in command(name)]
-    env = dict(service_env(name), HFTSIG_SYMBOLS="ETH-BTC,BTC-USDT", **(extra_env or {}))
+def _publish_and_record_natively(profile_name, tmp_path, bus_url, extra_env=None):
+    """Run a profile's publisher, then its recorder, natively: /data replaced by a
+    temporary folder, the redis service by a real redis-server on a unix socket."""
+    bus = {"HFTSIG_BUS_URL": bus_url}
+    env = dict(service_env(f"publisher-{profile_name}"), HFTSIG_SYMBOLS="ETH-BTC,BTC-USDT",
+               **bus, **(extra_env or {}))
+    pub = run_hftsig(command(f"publisher-{profile_name}", bus) + ["--seconds", "2"], env=env)
+    assert pub.returncode == 0, pub.stderr
+    assert "published" in pub.stdout and "(dropped 0, unsent 0)" in pub.stdout
+    cmd = [c.replace("/data", str(tmp_path)) for c in command(f"recorder-{profile_name}", bus)]
     r = run_hftsig(cmd + ["--seconds", "2", "--flush-interval", "0.2"], env=env)
     assert r.returncode == 0, r.stderr
     return r, Path(cmd[1])
 
 
-def test_tick_recorder_service_runs_natively(tmp_path):
+def test_tick_profile_publishes_and_records_natively(tmp_path, redis_url):
     from hftsig.recorder import read_ticks
 
-    r, out = _record_natively("recorder-tick", tmp_path)
+    r, out = _publish_and_record_natively("tick", tmp_path, redis_url)
     ticks = read_ticks(out)
     assert len(ticks) > 0
     assert set(ticks["exchange"].tolist()) == {1, 2, 3, 4}  # all four feeds recorded
     assert f"recorded {len(ticks):,} ticks" in r.stdout
 
 
-def test_live_recorder_service_runs_natively_against_loopback_endpoints(tmp_path):
-    """The notick recorder is the live configuration; its endpoints are pointed at the
+def test_live_profile_publishes_and_records_natively_against_loopback_endpoints(tmp_path,
+                                                                             redis_url):
+    """The notick publisher is the live configuration; its endpoints are pointed at the
     simulators through the environment (tests never reach the internet)."""
     from hftsig.recorder import read_ticks
     from hftsig.simulator import SimulatedExchanges
@@ -153,6 +185,6 @@ def test_live_recorder_service_runs_natively_against_loopback_endpoints(tmp_path
             for key, url in sim.connector_kwargs(ex).items():
                 if url:
                     env[f"HFTSIG_{ex.upper()}_{key.upper()}"] = url
-        r, out = _record_natively("recorder-live", tmp_path, env)
+        r, out = _publish_and_record_natively("live", tmp_path, redis_url, env)
     ticks = read_ticks(out)
     assert {1, 2, 3} <= set(ticks["exchange"].tolist())
