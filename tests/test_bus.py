@@ -391,7 +391,7 @@ def test_end_to_end_consumer_group_state_equals_in_process(published):
     assert len(sent) > 100
     got = consumer.drain()
     assert got.tobytes() == sent.tobytes()  # every tick, once, in order
-    ref = replay(sent)  # an in-process aggregator fed the same ticks
+    ref = replay(sent, closing_statuses=True)  # an in-process aggregator fed the same ticks
     with ref:
         assert ref.wait_finished(60)
     assert consumer.symbols() == ref.symbols()
@@ -623,6 +623,6 @@ def test_cli_says_when_the_bus_cannot_be_reached(tmp_path):
         assert r.returncode == 2, r.stderr
         assert f"hftsig {args[0]}: cannot reach the tick bus" in r.stderr
         assert "Traceback" not in r.stderr
-    r = subprocess.run(hftsig_cmd("run", "--publish", "http://h:1", "--seconds", "0"),
+    r = subprocess.run(hftsig_cmd("run", "--publish", "http://h:1", "--seconds", "1"),
                        env=env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "url must be a redis://" in r.stderr
