@@ -403,12 +403,16 @@ def _cmd_notebook(args):
     if args.print_command:
         print(shlex.join(cmd))
         return 0
-    if shutil.which("jupyter") is None:
+    # the jupyter of hftsig's own environment first: `.venv/bin/hftsig notebook` (or
+    # `python -m hftsig`) runs without that environment on PATH
+    jupyter = (shutil.which("jupyter", path=os.path.dirname(sys.executable))
+               or shutil.which("jupyter"))
+    if jupyter is None:
         print("hftsig notebook: jupyter is not installed; pip install 'hftsig[notebooks]'",
               file=sys.stderr)
         return 2
     sys.stdout.flush()
-    os.execvp(cmd[0], cmd)
+    os.execv(jupyter, cmd)
 
 
 def _add_arb_parser(sub):
