@@ -400,6 +400,9 @@ def _cmd_notebook(args):
 
     cmd = ["jupyter", "lab", f"--notebook-dir={args.dir}", f"--ip={args.ip}",
            f"--port={args.port}", "--no-browser"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # JupyterLab refuses to start as root without it (containers, CI, root shells)
+        cmd.append("--allow-root")
     if args.print_command:
         print(shlex.join(cmd))
         return 0

@@ -68,3 +68,14 @@ def test_notebook_runs_in_its_folder_and_shows_its_figures(path, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(figures) == FIGURES[path.stem], path.name
+
+
+def test_hftsig_notebook_starts_jupyterlab_on_the_notebooks_folder(capsys, monkeypatch):
+    from hftsig.cli import main
+
+    monkeypatch.delenv("HFTSIG_NOTEBOOK_DIR", raising=False)
+    assert main(["notebook", "--print-command"]) == 0
+    cmd = capsys.readouterr().out.split()
+    assert cmd[:2] == ["jupyter", "lab"] and "--notebook-dir=notebooks" in cmd
+    # JupyterLab exits at once as root unless told otherwise (containers, CI, root shells)
+    assert ("--allow-root" in cmd) == (os.geteuid() == 0)
