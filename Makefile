@@ -9,6 +9,7 @@ SRC     = $(shell find hftsig connectors -name '*.pyx' -o -name '*.pxd' -o -name
 PIPQ    = --disable-pip-version-check -q
 
 .PHONY: redis-server all demo test test-all test-random test-frameworks bench build clean distclean venv asan fuzz fuzz-replay docs
+.PHONY: lab notebook test-pythons
 
 all: test
 
@@ -70,6 +71,37 @@ docs: $(STAMP)
 	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 	@echo "docs/_build/html/index.html"
 
+# JupyterLab on notebooks/: the `notebooks` extra's pins (read from pyproject.toml, as for
+# `fuzz`: reinstalling the package with the extra would rebuild it), then `hftsig notebook`.
+# NOTEBOOK_ARGS passes options on, e.g. make lab NOTEBOOK_ARGS="--port 8890".
+NOTEBOOK_REQS = $(shell sed -n '/^notebooks = \[/,/^\]/s/^ *"\([^"]*\)".*/\1/p' pyproject.toml)
+NOTEBOOK_ARGS ?=
+
+$(VENV)/.lab: $(STAMP) pyproject.toml
+	$(PIP) install $(PIPQ) $(NOTEBOOK_REQS)
+	touch $@
+
+lab: $(VENV)/.lab
+	$(PY) -m hftsig notebook $(NOTEBOOK_ARGS)
+
+notebook: lab
+
+# The suite on the oldest and the newest Python that pyproject.toml claims (requires-python
+# and the classifiers), each in its own venv (.venv-py3.11, .venv-py3.13) set up as `make test`
+# sets up .venv. Not part of `make test`: each venv costs minutes of installs and a build.
+# An interpreter is taken from PATH (python3.11, ...) or else from pyenv's versions.
+TEST_PYTHONS ?= 3.11 3.13
+
+test-pythons:
+	@for v in $(TEST_PYTHONS); do \
+	  py=python$$v; \
+	  if ! $$py -c "" 2>/dev/null; then \
+	    py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -1); fi; \
+	  if [ -z "$$py" ]; then echo "test-pythons: no python$$v on PATH or under pyenv" >&2; exit 1; fi; \
+	  echo "== $$($$py -V) ($$py)"; \
+	  $(MAKE) --no-print-directory test PYTHON=$$py VENV=.venv-py$$v || exit 1; \
+	done
+
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
@@ -110,4 +142,4 @@ clean:
 	for f in $$(find hftsig -name '*.pyx'); do rm -f "$${f%.pyx}.c"; done
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-py3.*

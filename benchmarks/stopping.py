@@ -5,7 +5,7 @@
     python -m benchmarks.stopping --only put --no-dual   # the timing row alone
     python -m benchmarks.stopping --only fbm             # the fBm brackets alone
 
-For each reference problem of ``tests/data/stopping_reference.json`` it fits
+For each reference problem of :func:`hftsig.datasets.stopping_reference` it fits
 :class:`hftsig.stopping.SignatureStopper` and the Markovian baseline
 :class:`hftsig.stopping.PolynomialStopper` (polynomials of the current state
 and payoff) on the *same* training paths, evaluates the lower bound on the same
@@ -23,19 +23,17 @@ machine may be shared): ``fit``, ``eval`` (lower bound on the fresh paths) and
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pathlib
 import platform
 import time
 
 import numpy as np
 
 from hftsig import paths
+from hftsig.datasets import stopping_reference
 from hftsig.stopping import PolynomialStopper, SignatureStopper
 
-REF = json.loads((pathlib.Path(__file__).resolve().parent.parent / "tests" / "data"
-                  / "stopping_reference.json").read_text())
+REF = stopping_reference()
 
 
 def _timed(fn, *args, **kwargs):

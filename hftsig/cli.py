@@ -589,15 +589,22 @@ def _cmd_notebook(args):
 
     cmd = ["jupyter", "lab", f"--notebook-dir={args.dir}", f"--ip={args.ip}",
            f"--port={args.port}", "--no-browser"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # JupyterLab refuses to start as root without it (containers, CI, root shells)
+        cmd.append("--allow-root")
     if args.print_command:
         print(shlex.join(cmd))
         return 0
-    if shutil.which("jupyter") is None:
+    # the jupyter of hftsig's own environment first: `.venv/bin/hftsig notebook` (or
+    # `python -m hftsig`) runs without that environment on PATH
+    jupyter = (shutil.which("jupyter", path=os.path.dirname(sys.executable))
+               or shutil.which("jupyter"))
+    if jupyter is None:
         print("hftsig notebook: jupyter is not installed; pip install 'hftsig[notebooks]'",
               file=sys.stderr)
         return 2
     sys.stdout.flush()
-    os.execvp(cmd[0], cmd)
+    os.execv(jupyter, cmd)
 
 
 def _add_arb_parser(sub):

@@ -1,4 +1,4 @@
-"""Signature optimal stopping against published values (tests/data/stopping_reference.json).
+"""Signature optimal stopping against published values (hftsig.datasets.stopping_reference).
 
 Fast tests use moderate path counts; their tolerance is the published accuracy
 target plus a few Monte Carlo standard errors of the estimate at hand, so they
@@ -6,17 +6,15 @@ still fail when the method is off by more than sampling noise.  The
 full-size checks (100,000 paths, tolerance without the extra noise allowance)
 are marked slow.
 """
-import json
-import pathlib
-
 import numpy as np
 import pytest
 from sklearn.base import clone
 
 from hftsig import paths
+from hftsig.datasets import stopping_reference
 from hftsig.stopping import PolynomialStopper, SignatureStopper, StoppingValue, UpperBound
 
-REF = json.loads((pathlib.Path(__file__).parent / "data" / "stopping_reference.json").read_text())
+REF = stopping_reference()
 
 
 def _put_case(s0=36, sigma=0.2, T=1):
@@ -316,7 +314,7 @@ def test_chen_continuation_features_with_lags_equal_direct_features():
 
 
 # Full-size certificates (no published value is confirmed for these H, see
-# tests/data/stopping_reference.json): training paths, 100,000 fresh paths for the
+# hftsig/data/stopping_reference.json): training paths, 100,000 fresh paths for the
 # lower bound, outer x inner paths for the dual; all with the Doob martingale
 # control.  Where the value is small (H near 1/2) the rule needs more training paths
 # and the dual more inner paths for the same relative accuracy.
