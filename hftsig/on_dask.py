@@ -36,13 +36,14 @@ the raw sums suffer when the features' means dwarf their spreads (signature
 levels do).  The client merges them (Chan, Golub & LeVeque's pairwise
 update) and solves the same standardised ridge system as the in-memory fit,
 so the coefficients do not depend on the chunking and equal the in-memory
-fit's to rounding.  The per-path state (cash flows and the date's design
-rows, ~``8 * (2 + n_features)`` bytes per in-the-money path) stays on the
-workers as persisted chunks.  The cost is ``n_dates + 1`` passes over the
-paths (one to check the payoffs, ``n_dates - 1`` regressions, one to apply
-the rule at the first date), each computing the signatures of the prefixes
-up to its date only; persist the paths (the default) or they are
-recomputed from their graph on every pass.
+fit's to rounding.  The per-path state -- cash flows, the date's design rows
+and the discounted payoffs of the dates still to come (evaluated once, in
+the first pass; each pass drops the date it used) -- stays on the workers
+as persisted chunks.  The cost is ``n_dates + 1`` passes over the paths (one
+to check them and evaluate the payoffs, ``n_dates - 1`` regressions, one to
+apply the rule at the first date), each computing the signatures of the
+prefixes up to its own date only; persist the paths (the default) or they
+are recomputed from their graph on every pass.
 
 Threads
 -------
@@ -314,13 +315,15 @@ def _payoff_blocks(payoffs, paths, n_dates, name="payoffs"):
     return payoffs.rechunk((paths.chunks[0], -1)).to_delayed().ravel().tolist()
 
 
-def _check_block(stopper, paths, payoffs, state, n_dates):
-    """First pass: check a chunk, and start its cash flows at the last date (no state yet)."""
+def _check_block(stopper, paths, payoffs, n_dates):
+    """First pass: check a chunk; start its state: cash flows at the last date, payoffs."""
     paths = np.asarray(paths, dtype=np.float64)
     if not np.isfinite(paths).all():
         raise ValueError("paths contains NaN or infinite values")
     z = stopper._payoffs(payoffs, paths, n_dates) * stopper.discount_factors_
-    return {"cash": z[:, -1].copy()}, bool(np.all(z >= 0))
+    # one array per date, so that each pass drops the dates it has done with
+    by_date = [np.ascontiguousarray(z[:, j]) for j in range(n_dates - 1)]
+    return {"cash": z[:, -1].copy(), "z": by_date}, bool(np.all(z >= 0))
 
 
 def _moments(x, y):
@@ -349,23 +352,26 @@ def _merge_moments(a, b):
             cxya + cxyb + dx * (dy * w))
 
 
-def _date_block(stopper, paths, payoffs, state, k, rule, itm_only):
+def _date_block(stopper, paths, state, k, rule, itm_only):
     """One backward pass on a chunk: apply the rule of date k+1, then statistics at date k."""
     cash = state["cash"].copy()
     if rule is not None and state.get("rows") is not None:
         coef, intercept = rule
-        stop = state["z"] >= state["x"] @ coef + intercept
-        cash[state["rows"][stop]] = state["z"][stop]
+        stop = state["z_rows"] >= state["x"] @ coef + intercept
+        cash[state["rows"][stop]] = state["z_rows"][stop]
     if k < 0:
         return {"cash": cash}, (cash.size, float(cash.sum()))
-    paths = np.asarray(paths, dtype=np.float64)
-    zk = stopper._payoffs(payoffs, paths, stopper.n_dates_)[:, k] * stopper.discount_factors_[k]
+    zk = state["z"][k]
+    later = {"cash": cash, "z": state["z"][:k]}
     rows = np.flatnonzero(zk > 0) if itm_only else np.arange(zk.size)
     if rows.size == 0:
-        return {"cash": cash}, _moments(np.empty((0, 0)), np.empty(0))
-    feats = stopper._path_features(paths[rows], stopper.exercise_idx_[k:k + 1])[0]
-    x = stopper._design(feats, zk[rows])
-    return {"cash": cash, "rows": rows, "x": x, "z": zk[rows]}, _moments(x, cash[rows])
+        return later, _moments(np.empty((0, 0)), np.empty(0))
+    t = stopper.exercise_idx_[k]
+    # the features at date k see the path up to its point t only
+    prefix = np.asarray(paths)[rows, :t + 1]
+    x = stopper._design(stopper._path_features(prefix, np.array([t]))[0], zk[rows])
+    later.update(rows=rows, x=x, z_rows=zk[rows])
+    return later, _moments(x, cash[rows])
 
 
 def _ridge_from_moments(stopper, k, moments):
@@ -401,10 +407,11 @@ def _ridge_from_moments(stopper, k, moments):
     return coef, intercept
 
 
-def _one_pass(task, blocks, payoff_blocks, states, *args):
-    """Run ``task`` on every chunk; keep the new states on the workers, return the summaries."""
-    outs = [dask.delayed(task, nout=2, pure=False)(args[0], block, pay, state, *args[1:])
-            for block, pay, state in zip(blocks, payoff_blocks, states)]
+def _one_pass(task, blocks, per_chunk, stopper, *args):
+    """``task(stopper, block, per_chunk[i], *args)`` on every chunk: the new states stay
+    on the workers (persisted), the summaries come back."""
+    outs = [dask.delayed(task, nout=2, pure=False)(stopper, block, extra, *args)
+            for block, extra in zip(blocks, per_chunk)]
     outs = dask.persist(*outs)
     summaries = dask.compute(*[out[1] for out in outs])
     return [out[0] for out in outs], summaries
@@ -465,8 +472,7 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
     probe = np.zeros((2, n_points, dim))
     n_features = stopper._design(stopper._path_features(probe, idx[:1])[0], probe[:, 0, 0]).shape[1]
 
-    states, checks = _one_pass(_check_block, blocks, payoff_blocks, [None] * len(blocks),
-                               features, n_dates)
+    states, checks = _one_pass(_check_block, blocks, payoff_blocks, features, n_dates)
     nonneg = all(checks)
     stopper.itm_only_ = nonneg if stopper.in_the_money == "auto" else bool(stopper.in_the_money)
     stopper.n_features_ = n_features
@@ -481,7 +487,7 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
         dates = progress(dates, desc=f"{type(stopper).__name__}.fit (dask)", unit="date")
     rule = None
     for k in dates:
-        states, stats = _one_pass(_date_block, blocks, payoff_blocks, states, features, k, rule,
+        states, stats = _one_pass(_date_block, blocks, states, features, k, rule,
                                   stopper.itm_only_)
         merged = (0, None, None, None, None)
         for chunk_stats in stats:
@@ -490,8 +496,7 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
         rule = None
         if merged[0] >= _MIN_ROWS:
             rule = _ridge_from_moments(stopper, k, merged)
-    _, sums = _one_pass(_date_block, blocks, payoff_blocks, states, features, -1, rule,
-                        stopper.itm_only_)
+    _, sums = _one_pass(_date_block, blocks, states, features, -1, rule, stopper.itm_only_)
     stopper.in_sample_value_ = float(sum(total for _, total in sums) / n_paths)
     return stopper
 

@@ -34,14 +34,14 @@ def put(s):
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="1GiB")
+                                       dashboard_address=":0", memory_limit="1GiB")
     with cluster, distributed.Client(cluster) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def gbm_paths():
-    return paths.gbm(4000, 20, s0=36.0, mu=0.06, sigma=0.2, T=1.0, random_state=0)
+    return paths.gbm(3000, 20, s0=36.0, mu=0.06, sigma=0.2, T=1.0, random_state=0)
 
 
 def _coef_close(fitted, reference):
@@ -138,7 +138,7 @@ def test_dask_fit_equals_in_memory_fit_whatever_the_chunking(client, gbm_paths, 
     ref = SignatureStopper(progress=False, **params).fit(x, put, discount=0.06)
     fits = [SignatureStopper(progress=False, **params).fit(da.from_array(x, chunks=(c, -1, -1)),
                                                            put, discount=0.06)
-            for c in (700, 2500)]
+            for c in (700, 2000)]
     fresh = paths.gbm(3000, 20, s0=36.0, mu=0.06, sigma=0.2, T=1.0, random_state=1)
     for fitted in fits:
         _coef_close(fitted, ref)
@@ -220,7 +220,7 @@ def test_kernels_take_the_workers_threads_not_the_machines(client):
     assert client.submit(_n_threads, -1, pure=False).result() == 1
     assert client.submit(_n_threads, 8, pure=False).result() == 1
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as wide:
         # a lone task on a two-thread worker keeps both (the OpenMP kernels use them)
         assert wide.submit(_n_threads, -1, pure=False).result() == 2
