@@ -32,9 +32,11 @@ def put(s):
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(tmp_path_factory):
+    # the workers' scratch space goes under pytest's temporary directory, not the cwd
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", memory_limit="1GiB")
+                                       dashboard_address=":0", memory_limit="1GiB",
+                                       local_directory=str(tmp_path_factory.mktemp("dask")))
     with cluster, distributed.Client(cluster) as c:
         yield c
 
@@ -214,13 +216,14 @@ def test_value_and_dual_bound_split_by_chunks(client, gbm_paths):
 
 
 # -- threads -------------------------------------------------------------------------
-def test_kernels_take_the_workers_threads_not_the_machines(client):
+def test_kernels_take_the_workers_threads_not_the_machines(client, tmp_path_factory):
     assert _n_threads(-1) == (os.cpu_count() or 1)  # on the client: every core
     # one thread per worker: a task may take one, whatever it asks for
     assert client.submit(_n_threads, -1, pure=False).result() == 1
     assert client.submit(_n_threads, 8, pure=False).result() == 1
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=":0") as cluster, \
+                                  dashboard_address=":0",
+                                  local_directory=str(tmp_path_factory.mktemp("dask"))) as cluster, \
             distributed.Client(cluster) as wide:
         # a lone task on a two-thread worker keeps both (the OpenMP kernels use them)
         assert wide.submit(_n_threads, -1, pure=False).result() == 2
