@@ -228,6 +228,8 @@ def test_kernels_take_the_workers_threads_not_the_machines(client, tmp_path_fact
         # a lone task on a two-thread worker keeps both (the OpenMP kernels use them)
         assert wide.submit(_n_threads, -1, pure=False).result() == 2
         assert wide.submit(_n_threads, 1, pure=False).result() == 1
+        # a worker living in this process caps its tasks, not the client's own calls
+        assert _n_threads(-1) == (os.cpu_count() or 1)
 
 
 def test_missing_extra_names_it():
