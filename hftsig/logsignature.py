@@ -52,7 +52,7 @@ import numpy as np
 from hftsig._ext import _logsignature
 from hftsig._ext import _signature as _k
 from hftsig.signature import (_MAX_DEPTH, _MAX_DIM, _check_finite, _check_int,
-                              _n_threads, _numeric, _SigPlan)
+                              _is_dask_array, _n_threads, _numeric, _SigPlan)
 
 __all__ = ["logsig", "logsiglength", "lyndon_words", "lyndon_brackets", "sig_to_logsig"]
 
@@ -528,7 +528,9 @@ def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False
     ndarray of float64, shape (logsiglength(dim, depth),) or (batch, logsiglength(dim, depth))
         With ``basis="expanded"``, ``siglength(dim, depth)`` instead; with
         ``stream`` or ``at``, one more axis before the last.  ``dim`` counts
-        the channels after ``time_aug``/``lead_lag``.
+        the channels after ``time_aug``/``lead_lag``.  For a dask array
+        ``path``, a dask array chunked like ``path`` over the batch
+        (:func:`hftsig.on_dask.logsig`).
 
     Examples
     --------
@@ -547,6 +549,11 @@ def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False
     >>> hftsig.logsig(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]), 2)
     array([1. , 1. , 0.5])
     """
+    if _is_dask_array(path):
+        from hftsig.on_dask import logsig as logsig_on_dask
+
+        return logsig_on_dask(path, depth, basis=basis, stream=stream, at=at, time_aug=time_aug,
+                              lead_lag=lead_lag, basepoint=basepoint, n_jobs=n_jobs)
     try:
         path = np.asarray(path)
     except ValueError as exc:  # ragged nested sequences

@@ -56,6 +56,7 @@ array([1. , 2. , 0.5, 2. , 0. , 2. ])
 import contextlib
 import numbers
 import os
+import sys
 
 import numpy as np
 
@@ -182,9 +183,29 @@ def _n_threads(n_jobs):
     n_jobs = _check_int(n_jobs, "n_jobs", -_MAX_JOBS, _MAX_JOBS)
     if n_jobs == 0:
         raise ValueError("n_jobs: must be a positive int or negative (-1 = all cores), got 0")
+    budget = _dask_worker_threads()
     if n_jobs < 0:  # os.cpu_count() costs ~15 us a call: only when needed
-        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
-    return n_jobs
+        cores = budget if budget is not None else (os.cpu_count() or 1)
+        return max(1, cores + 1 + n_jobs)
+    return n_jobs if budget is None else min(n_jobs, budget)
+
+
+def _dask_worker_threads():
+    """Threads one task may use on the Dask worker running it; None outside a worker.
+
+    A worker runs ``nthreads`` tasks side by side, so a kernel that took every
+    core for each of them would run ``nthreads * cpu_count`` threads: the
+    worker's threads are shared out among the tasks it is executing now.
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is None:  # never imported: this process is no Dask worker
+        return None
+    try:
+        worker = distributed.get_worker()
+    except ValueError:  # distributed raises ValueError outside a worker's task
+        return None
+    state = worker.state
+    return max(1, state.nthreads // max(1, state.executing_count))
 
 
 def _check_flag(value, name):
@@ -258,13 +279,17 @@ def sig(path, depth, *, stream=False, at=None, basepoint=False, time_aug=False,
         scikit-learn); at most 1024 either way.  The GIL is released.  For a
         batch smaller than ``4 * n_jobs`` paths, the paths are cut into
         pieces joined by Chen's identity, so results can differ from
-        ``n_jobs=1`` in the last bits.
+        ``n_jobs=1`` in the last bits.  In a task on a Dask worker, "every
+        core" means the worker's threads shared among its running tasks,
+        and no call takes more than that (see :mod:`hftsig.on_dask`).
 
     Returns
     -------
     ndarray of float64
         ``(siglength,)`` or ``(batch, siglength)``; with ``stream`` or
-        ``at`` one more axis before the last.
+        ``at`` one more axis before the last.  For a dask array ``path``,
+        a dask array chunked like ``path`` over the batch, computed block
+        by block where it is computed (:func:`hftsig.on_dask.sig`).
 
     Raises
     ------
@@ -292,10 +317,21 @@ def sig(path, depth, *, stream=False, at=None, basepoint=False, time_aug=False,
            [0.],
            [1.]])
     """
+    if _is_dask_array(path):
+        from hftsig.on_dask import sig as sig_on_dask
+
+        return sig_on_dask(path, depth, stream=stream, at=at, basepoint=basepoint,
+                           time_aug=time_aug, lead_lag=lead_lag, n_jobs=n_jobs)
     plan = _SigPlan(path, depth, stream=stream, at=at, basepoint=basepoint, time_aug=time_aug,
                     lead_lag=lead_lag, n_jobs=n_jobs)
     plan.check_memory()
     return plan.run()
+
+
+def _is_dask_array(obj):
+    # without dask.array imported, nothing can be one of its arrays
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(obj, dask_array.Array)
 
 
 class _SigPlan:

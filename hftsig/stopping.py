@@ -76,7 +76,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
-from hftsig.signature import sig
+from hftsig.signature import _is_dask_array, sig
 
 __all__ = ["SignatureStopper", "PolynomialStopper", "StoppingValue", "UpperBound"]
 
@@ -296,7 +296,8 @@ class _BackwardInduction(BaseEstimator):
         paths : array_like of shape (n_paths, n_points, dim)
             Simulated paths including the starting point; ``(n_paths,
             n_points)`` is read as ``dim=1``.  Without ``exercise_idx`` every
-            point is an exercise date.
+            point is an exercise date.  A dask array chunked over the paths
+            is fitted on the cluster (:func:`hftsig.on_dask.fit_stopper`).
         payoffs : array_like of shape (n_paths, n_dates) or callable
             Payoff of stopping at each exercise date, or a function
             ``payoffs(paths) -> (n_paths, n_dates)`` (needed later by
@@ -317,6 +318,11 @@ class _BackwardInduction(BaseEstimator):
         -------
         self
         """
+        if _is_dask_array(paths):
+            from hftsig.on_dask import fit_stopper
+
+            return fit_stopper(self, paths, payoffs, exercise_idx=exercise_idx,
+                               discount=discount, times=times)
         self._check_params()
         paths = _as_paths(paths)
         n_paths, n_points, dim = paths.shape
@@ -458,6 +464,10 @@ class _BackwardInduction(BaseEstimator):
         StoppingValue
             ``(value, std_error, n_paths)``.
         """
+        if _is_dask_array(paths):
+            from hftsig.on_dask import stopping_value
+
+            return stopping_value(self, paths, payoffs, control=control)
         paths = self._check_new_paths(paths)
         z = self._discounted(paths, payoffs)
         feats = self._path_features(paths, self.exercise_idx_)
@@ -528,6 +538,12 @@ class _BackwardInduction(BaseEstimator):
         -------
         UpperBound
         """
+        if _is_dask_array(paths):
+            from hftsig.on_dask import dual_upper_bound
+
+            return dual_upper_bound(self, paths, payoffs, simulator, n_inner=n_inner, lower=lower,
+                                    random_state=random_state, max_batch=max_batch,
+                                    control=control)
         paths = self._check_new_paths(paths)
         if not callable(payoffs):
             raise TypeError("payoffs must be a callable of the paths for dual_upper_bound "

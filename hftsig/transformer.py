@@ -6,7 +6,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from hftsig._ext import _signature as _k
 from hftsig.logsignature import logsig, lyndon_words
-from hftsig.signature import _MAX_DEPTH, _check_int, _n_threads, sig
+from hftsig.signature import _MAX_DEPTH, _check_int, _is_dask_array, _n_threads, sig
 
 __all__ = ["SignatureTransformer"]
 
@@ -145,6 +145,13 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         return tags
 
     def _check_X(self, X):
+        if _is_dask_array(X):
+            # only the shape is checked here: the values stay on the workers,
+            # where sig/logsig check them block by block
+            if X.ndim != 3:
+                raise ValueError(f"X: expected a 3-d dask array (n_samples, length, dim), "
+                                 f"got shape {X.shape}")
+            return X
         X = _as_path_batch(X, "X")
         if X.shape[0] < 1 or X.shape[1] < 1 or X.shape[2] < 1:
             raise ValueError(
@@ -214,6 +221,8 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         ndarray, shape (n_samples, n_features)
+            A dask array, chunked like ``X`` over the samples, when ``X`` is
+            one (see :mod:`hftsig.on_dask`).
 
         Raises
         ------
