@@ -511,7 +511,7 @@ def _record_from_bus(args):
 
 def _cmd_replay(args):
     from hftsig.liveview import LiveView, render_summary
-    from hftsig.recorder import read_ticks, recording_book_depths, recording_end, replay
+    from hftsig.recorder import closing_status_mask, read_ticks, recording_book_depths, replay
 
     try:
         ticks = read_ticks(args.path)
@@ -520,7 +520,7 @@ def _cmd_replay(args):
         raise ValueError(str(exc).removeprefix("path: ")) from None
     if len(ticks) == 0:
         raise ValueError(f"the recording at {args.path!r} holds no ticks")
-    end = recording_end(ticks)
+    closing = int(closing_status_mask(ticks).sum())
     agg = replay(ticks, speed=args.speed, drain_size=0, book_depths=depths)
     t0 = time.monotonic()
     with agg:
@@ -535,9 +535,9 @@ def _cmd_replay(args):
             agg.wait_finished()
     elapsed = time.monotonic() - t0
     print(render_summary(agg, elapsed))
-    print(f"replayed {end:,} ticks from {args.path}"
-          + (f" (and left out the {len(ticks) - end:,} disconnect statuses it ends with: its "
-             "feeds stopping when the recording stopped)" if end < len(ticks) else ""))
+    print(f"replayed {len(ticks) - closing:,} ticks from {args.path}"
+          + (f" (and left out the {closing:,} disconnect statuses of its feeds stopping when "
+             "the recording stopped)" if closing else ""))
     for line in _final_nbbo_lines(agg):
         print(line)
     return 0

@@ -53,7 +53,7 @@ from hftsig.ticks import (
     exchange_name,
 )
 
-__all__ = ["Recorder", "read_ticks", "recording_book_depths", "recording_end", "recording_marks",
+__all__ = ["Recorder", "read_ticks", "recording_book_depths", "closing_status_mask", "recording_marks",
            "replay", "ReplayConnector", "tick_files"]
 
 log = logging.getLogger(__name__)
@@ -659,26 +659,56 @@ class _VenueReplay:
         return f"<{self.exchange} part of a replay of {len(self._parent.ticks):,} ticks>"
 
 
-def recording_end(ticks):
-    """Where the status records that close a recording begin (``len(ticks)`` if none).
+#: Connectors stop in parallel, each within about a second (Aggregator.stop);
+#: a disconnect this close to a recording's last record is the recording stopping.
+CLOSING_GRACE_NS = 2_000_000_000
 
-    A recorder that stops stops its feeds first, so a recording ends with each
-    feed's disconnect (or stale) status.  Replayed, they would leave every
-    venue down, and the final state (NBBO, tops) says nothing about the market
-    as it last was.  A feed that went down while the others went on is not
-    part of this tail: its status is followed by their ticks.
 
+def closing_status_mask(ticks, grace_ns=CLOSING_GRACE_NS):
+    """Mask of the status records written because the recording stopped.
+
+    A recorder that stops stops its feeds first, so each feed's last record is
+    its disconnect (or stale) status.  Replayed, they would leave every venue
+    down, and the final state (NBBO, tops) would say nothing about the market
+    as it last was.  The feeds stop in parallel, so these statuses interleave
+    with the other feeds' last ticks; what marks one is being its venue's last
+    record and arriving within ``grace_ns`` of the recording's last record.
+    A feed that went down earlier while the others went on is not closing.
+
+    Parameters
+    ----------
+    ticks : ndarray of TICK_DTYPE
+        A recording in receive order (as :func:`read_ticks` returns it).
+    grace_ns : int, default 2 s
+        How close to the last record (``ts_recv``) a closing status arrives.
+
+    Returns
+    -------
+    ndarray of bool
+        True for the closing statuses (at most one per venue).
+
+    Examples
+    --------
     >>> from hftsig.ticks import empty_ticks, KIND_QUOTE, KIND_STATUS, STATUS_DISCONNECTED
-    >>> t = empty_ticks(4); t["kind"] = [KIND_STATUS, KIND_QUOTE, KIND_STATUS, KIND_STATUS]
+    >>> t = empty_ticks(4); t["exchange"] = [1, 2, 1, 2]; t["ts_recv"] = [0, 1, 2, 3]
+    >>> t["kind"] = [KIND_QUOTE, KIND_QUOTE, KIND_STATUS, KIND_QUOTE]
     >>> t["side"] = STATUS_DISCONNECTED
-    >>> recording_end(t)
-    2
+    >>> closing_status_mask(t).tolist()
+    [False, False, True, False]
     """
-    ticks = np.asarray(ticks)
-    closing = (ticks["kind"] == KIND_STATUS) & np.isin(ticks["side"],
-                                                       (STATUS_DISCONNECTED, STATUS_STALE))
-    other = np.flatnonzero(~closing)
-    return 0 if len(other) == 0 else int(other[-1]) + 1
+    ticks = np.asarray(ticks).reshape(-1)
+    mask = np.zeros(len(ticks), dtype=bool)
+    if len(ticks) == 0:
+        return mask
+    cutoff = int(ticks["ts_recv"].max()) - int(grace_ns)
+    venues, last_rev = np.unique(ticks["exchange"][::-1], return_index=True)
+    last = len(ticks) - 1 - last_rev  # each venue's last record
+    tail = ticks[last]
+    closing = ((tail["kind"] == KIND_STATUS)
+               & np.isin(tail["side"], (STATUS_DISCONNECTED, STATUS_STALE))
+               & (tail["ts_recv"] >= cutoff))
+    mask[last[closing]] = True
+    return mask
 
 
 def replay(path, speed=None, *, by_venue=True, closing_statuses=False, book_depths=None,
@@ -696,8 +726,8 @@ def replay(path, speed=None, *, by_venue=True, closing_statuses=False, book_dept
         One connector per recorded exchange (:meth:`ReplayConnector.by_venue`):
         ``stats()`` has a row per venue.  False: one connector named ``replay``.
     closing_statuses : bool, default False
-        Also replay the disconnect statuses the recording ends with (see
-        :func:`recording_end`); left out, the final state is the market's last.
+        Also replay the disconnect statuses written when the recording stopped
+        (see :func:`closing_status_mask`); left out, the final state is the market's last.
     book_depths : dict or None
         As in :class:`ReplayConnector` (default: what the recording stored).
     """
@@ -711,7 +741,8 @@ def replay(path, speed=None, *, by_venue=True, closing_statuses=False, book_dept
         path = read_ticks(path)
     ticks = np.asarray(path)
     if ticks.dtype == TICK_DTYPE and not closing_statuses:
-        ticks = ticks.reshape(-1)[:recording_end(ticks.reshape(-1))]
+        ticks = ticks.reshape(-1)
+        ticks = ticks[~closing_status_mask(ticks)]
     conn = ReplayConnector(ticks, speed=speed, book_depths=depths)
     return Aggregator(conn.by_venue() if by_venue and len(ticks) else [conn],
                       **aggregator_kwargs)

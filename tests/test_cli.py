@@ -16,7 +16,7 @@ from hftsig.recorder import (
     ReplayConnector,
     read_ticks,
     recording_book_depths,
-    recording_end,
+    closing_status_mask,
 )
 from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code, exchange_name
 
@@ -209,11 +209,12 @@ def test_record_on_the_simulators_then_replay(tmp_path, capsys):
     out = capsys.readouterr().out
     # the feeds' disconnects written when the recording stopped are left out of the
     # replay: the final NBBO is the market's last, with its venues
-    end = recording_end(ticks)
-    assert 0 < len(ticks) - end <= len(SIM_EXCHANGES.split(","))
-    assert f"replayed {end:,} ticks" in out
-    feeds = {exchange_name(c) for c in np.unique(ticks["exchange"][:end])}
-    assert sum(_summary_ticks(out, feed) for feed in feeds) == end
+    closing = closing_status_mask(ticks)
+    assert 0 < closing.sum() <= len(SIM_EXCHANGES.split(","))
+    kept = len(ticks) - int(closing.sum())
+    assert f"replayed {kept:,} ticks" in out
+    feeds = {exchange_name(c) for c in np.unique(ticks["exchange"])}
+    assert sum(_summary_ticks(out, feed) for feed in feeds) == kept
     for sym in ("ETH-BTC", "BTC-USDT"):
         assert f"NBBO {sym}: bid " in out and f"NBBO {sym}: no venue up" not in out
 

@@ -16,7 +16,7 @@ from hftsig.recorder import (
     Recorder,
     ReplayConnector,
     read_ticks,
-    recording_end,
+    closing_status_mask,
     replay,
     tick_files,
 )
@@ -268,7 +268,7 @@ def _session(venues, n=60):
     t["kind"][n:] = KIND_STATUS
     t["side"][n:] = STATUS_DISCONNECTED
     t["exchange"][n:] = [exchange_code(v) for v in venues]
-    t["ts_recv"] = 10**18 + np.arange(len(t)) * 1_000_000
+    t["ts_recv"] = 10**18 + np.arange(len(t)) * 100_000_000  # 0.1 s apart
     t["ts_event"] = t["ts_recv"] - 1000
     return t
 
@@ -276,7 +276,7 @@ def _session(venues, n=60):
 def test_the_end_of_a_recording_does_not_take_its_venues_down():
     venues = ["binance", "kraken", "coinbase"]
     t = _session(venues)
-    assert recording_end(t) == 60
+    assert np.flatnonzero(closing_status_mask(t)).tolist() == [60, 61, 62]
     with replay(t) as agg:
         assert agg.wait_finished(10)
     nb = agg.nbbo("ETH-USD")
@@ -292,12 +292,30 @@ def test_the_end_of_a_recording_does_not_take_its_venues_down():
     binance = exchange_code("binance")
     later = t[30:60][t[30:60]["exchange"] != binance]
     mid = np.concatenate([t[:30], t[60:61], later, t[61:]])
+    mid["ts_recv"] = 10**18 + np.arange(len(mid)) * 200_000_000  # down 4 s before the end
     assert mid[30]["exchange"] == binance and mid[30]["kind"] == KIND_STATUS
-    assert recording_end(mid) == 31 + len(later)
+    assert np.flatnonzero(closing_status_mask(mid)).tolist() == [len(mid) - 2, len(mid) - 1]
     with replay(mid) as agg:
         assert agg.wait_finished(10)
     nb = agg.nbbo("ETH-USD")
     assert nb.venues == 2 and "binance" not in (nb.bid_venue, nb.ask_venue)
+
+
+def test_closing_statuses_interleaved_with_the_other_feeds_last_ticks():
+    """The feeds stop in parallel: one's disconnect can come before another's
+    last quotes.  Every closing status is still left out of the replay."""
+    venues = ["binance", "kraken", "coinbase"]
+    t = _session(venues)
+    # binance's disconnect, then kraken's and coinbase's last quotes, then their disconnects
+    ts = t["ts_recv"].copy()
+    order = np.r_[np.arange(58), 60, 58, 59, 61, 62]
+    t = t[order]
+    t["ts_recv"] = ts
+    assert np.flatnonzero(closing_status_mask(t)).tolist() == [58, 61, 62]
+    with replay(t) as agg:
+        assert agg.wait_finished(10)
+    assert agg.nbbo("ETH-USD").venues == 3
+    assert agg.stats()["binance"]["ticks"] == 20
 
 
 def test_replay_by_venue_starts_sending_once_every_part_started():
