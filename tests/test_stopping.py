@@ -390,8 +390,8 @@ def test_sklearn_conventions():
 
 def test_logsig_features_fit_and_match_signature_information():
     x, y = put_paths(4_000, 60), put_paths(20_000, 61)
-    a = SignatureStopper(depth=3, logsig=True).fit(x, put_payoff, discount=R_PUT, times=put_times())
-    b = SignatureStopper(depth=3, logsig=False).fit(x, put_payoff, discount=R_PUT, times=put_times())
+    a = SignatureStopper(depth=3, lags=0, logsig=True).fit(x, put_payoff, discount=R_PUT, times=put_times())
+    b = SignatureStopper(depth=3, lags=0, logsig=False).fit(x, put_payoff, discount=R_PUT, times=put_times())
     # (time, S) at depth 3: 5 Lyndon words against 14 words, plus 3 payoff powers
     assert a.n_features_ == 5 + 3 and b.n_features_ == 14 + 3
     va, vb = a.value(y, put_payoff), b.value(y, put_payoff)
