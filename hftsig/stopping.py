@@ -56,6 +56,16 @@ sigma=0.2, T=1, 50 dates; finite-difference value 4.478) on a small sample:
 >>> bool(abs(low.value - 4.478) < 3 * low.std_error + 0.05)
 True
 
+With no settings given, depth, lags, ridge strength and the sign split are
+chosen on held-out training paths (explicit ones, like ``depth=2`` above, are
+kept):
+
+>>> auto = SignatureStopper(random_state=0).fit(train, put, discount=0.06, times=times)
+>>> sorted(auto.best_params_)
+['alpha', 'depth', 'lags', 'sign_split']
+>>> int(auto.cv_results_["chosen"].sum())
+1
+
 An upper bound by nested simulation (tiny sizes: the gap shrinks with
 ``n_inner`` and the number of outer paths):
 
@@ -68,10 +78,10 @@ True
 from __future__ import annotations
 
 import numbers
+import time
 from collections import namedtuple
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
@@ -1100,6 +1110,7 @@ class SignatureStopper(_BackwardInduction):
         return sum(d ** k for k in range(1, depth + 1))
 
     def _choose_params(self, paths, z, exercise_idx):
+        """Set depth_, lags_, alpha_, sign_split_: explicit, or best on held-out paths."""
         depths, lags, alphas, splits = self._auto_grid(z)
         if len(depths) * len(lags) * len(alphas) * len(splits) == 1:
             self.depth_, self.lags_, self.alpha_, self.sign_split_ = depths[0], lags[0], alphas[0], splits[0]
@@ -1108,7 +1119,6 @@ class SignatureStopper(_BackwardInduction):
             self.cv_results_ = None
             self.selection_time_ = 0.0
             return
-        import time
 
         start = time.perf_counter()
         n = paths.shape[0]
