@@ -77,7 +77,7 @@ def _problems(quick):
         reference=case["fd"], ref_note="FD (LS 2001 T1)",
         make=put_paths, payoff=put_payoff, n_train=n_train, n_eval=n_eval,
         fit_kw=dict(discount=r, times=np.linspace(0.0, 1.0, 51)),
-        sig=dict(depth=2), poly=dict(degree=3),
+        sig=dict(depth=2, lags=0, alpha=1e-6, sign_split=False), poly=dict(degree=3),
         simulator=paths.GBMContinuation(mu=r, sigma=case["sigma"], dt=1 / 50),
         dual=(100, 200) if quick else (100, 2000))
 
@@ -96,7 +96,7 @@ def _problems(quick):
             reference=c["value"], ref_note="binomial (AB 2004 T2)",
             make=call_paths, payoff=call_payoff, n_train=n_train, n_eval=n_eval,
             fit_kw=dict(exercise_idx=np.arange(1, 10), discount=p["r"], times=np.linspace(0.0, p["T"], 10)),
-            sig=dict(depth=3), poly=dict(degree=3),
+            sig=dict(depth=3, lags=0, alpha=1e-6, sign_split=False), poly=dict(degree=3),
             simulator=paths.GBMContinuation(mu=p["r"] - p["dividend"], sigma=p["sigma"], dt=p["T"] / 9),
             dual=(100, 200) if quick else (200, 1000))
 
@@ -109,7 +109,7 @@ def _problems(quick):
 FBM_HURST = {0.01: (50_000, 40, 200), 0.05: (50_000, 40, 200), 0.1: (50_000, 40, 200),
              0.2: (50_000, 50, 300), 0.3: (50_000, 60, 400), 0.4: (150_000, 40, 500),
              0.5: (50_000, 10, 50)}
-FBM_STOPPER = dict(depth=3, lags=5)
+FBM_STOPPER = dict(depth=3, lags=5, alpha=1e-6, sign_split=False)
 
 
 def _fbm_reference(hurst):

@@ -198,8 +198,8 @@ _MAX_LAG_FEATURES = 50
 # Paths the selection uses at most (fitting plus validation), and the memory
 # its widest features may take (fewer paths when they would need more); the
 # final fit uses every path.
-_MAX_SELECTION_PATHS = 40_000
-_SELECTION_BYTES = 512 * 2 ** 20
+_MAX_SELECTION_PATHS = 60_000
+_SELECTION_BYTES = 768 * 2 ** 20
 
 
 def _is_auto(value):
@@ -965,8 +965,8 @@ class SignatureStopper(_BackwardInduction):
     validation_fraction : float, default 0.25
         Share of the selection paths held out to compare the "auto"
         candidates; the others fit them.  The selection paths are the
-        training paths (at most 40,000, fewer when the widest candidate's
-        features would exceed 512 MB, evenly spaced among them) and the
+        training paths (at most 60,000, fewer when the widest candidate's
+        features would exceed 768 MB, evenly spaced among them) and the
         held-out ones are evenly spaced among those: simulated paths are
         exchangeable, and the choice then depends on the data alone (not on
         ``random_state``).  Unused when no setting is "auto".
