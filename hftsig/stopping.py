@@ -56,6 +56,16 @@ sigma=0.2, T=1, 50 dates; finite-difference value 4.478) on a small sample:
 >>> bool(abs(low.value - 4.478) < 3 * low.std_error + 0.05)
 True
 
+With no settings given, depth, lags, ridge strength and the sign split are
+chosen on held-out training paths (explicit ones, like ``depth=2`` above, are
+kept):
+
+>>> auto = SignatureStopper(random_state=0).fit(train, put, discount=0.06, times=times)
+>>> sorted(auto.best_params_)
+['alpha', 'depth', 'lags', 'sign_split']
+>>> int(auto.cv_results_["chosen"].sum())
+1
+
 An upper bound by nested simulation (tiny sizes: the gap shrinks with
 ``n_inner`` and the number of outer paths):
 
@@ -68,6 +78,7 @@ True
 from __future__ import annotations
 
 import numbers
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -176,6 +187,157 @@ def _first_true(mask):
     return np.argmax(mask, axis=1)
 
 
+# Grids of the "auto" settings of SignatureStopper.  Depths whose signature
+# has more than _MAX_SIG_FEATURES terms, and lags beyond _MAX_LAG_FEATURES
+# columns, are left out (cost and memory grow with the square of the width).
+_AUTO_DEPTHS = (1, 2, 3)
+_AUTO_LAGS = (0, 1, 5, 10)
+_AUTO_ALPHAS = (1e-8, 1e-6, 1e-4, 1e-2)
+_MAX_SIG_FEATURES = 300
+_MAX_LAG_FEATURES = 50
+# Paths the selection uses at most (fitting plus validation), and the memory
+# its widest features may take (fewer paths when they would need more); the
+# final fit uses every path.
+_MAX_SELECTION_PATHS = 60_000
+_SELECTION_BYTES = 768 * 2 ** 20
+
+
+def _is_auto(value):
+    return isinstance(value, str) and value == "auto"
+
+
+def _moments(x, y):
+    """Sufficient statistics of a least-squares fit: (rows, mean, centred Gram, centred X'Y, sum Y)."""
+    m = x.shape[0]
+    if m == 0:
+        f = x.shape[1]
+        return 0, np.zeros(f), np.zeros((f, f)), np.zeros((f, y.shape[1])), np.zeros(y.shape[1])
+    mu = x.mean(axis=0)
+    xc = x - mu
+    return m, mu, xc.T @ xc, xc.T @ y, y.sum(axis=0)
+
+
+def _merge_moments(a, b):
+    """Moments of the union of two row sets (parallel-axis shifts of the centred sums)."""
+    ma, mua, ga, ba, ya = a
+    mb, mub, gb, bb, yb = b
+    if ma == 0:
+        return b
+    if mb == 0:
+        return a
+    m = ma + mb
+    mu = (ma * mua + mb * mub) / m
+    d = mua - mub
+    g = ga + gb + (ma * mb / m) * np.outer(d, d)
+    xy = ba + bb + np.outer(mua - mu, ya) + np.outer(mub - mu, yb)
+    return m, mu, g, xy, ya + yb
+
+
+def _ridges_from_moments(mom, cols, js, alphas):
+    """The standardised ridge of ``_BackwardInduction._ridge`` from moments, for several targets.
+
+    Candidates ``js`` share the columns ``cols`` and differ in their cash
+    flows (columns of the cross products) and ridge ``alphas``; one
+    eigendecomposition of the standardised Gram matrix serves them all.
+    Returns ``(coef, intercept)`` of shapes ``(n_columns, len(js))`` and
+    ``(len(js),)``.
+    """
+    m, mu, g, xy, ysum = mom
+    coef = np.zeros((mu.size, len(js)))
+    var = np.diag(g)[cols] / m
+    keep = np.sqrt(np.maximum(var, 0.0)) > 1e-12 * np.maximum(1.0, np.abs(mu[cols]))
+    idx = np.flatnonzero(cols)[keep]
+    if idx.size:
+        sd = np.sqrt(var[keep])
+        lam, vec = np.linalg.eigh(g[np.ix_(idx, idx)] / (m * np.outer(sd, sd)))
+        rhs = vec.T @ (xy[np.ix_(idx, js)] / (m * sd[:, None]))
+        # the standardised Gram matrix is positive semi-definite: rounding may
+        # leave its smallest eigenvalues a little below zero
+        w = vec @ (rhs / (np.maximum(lam, 0.0)[:, None] + np.asarray(alphas)[None, :]))
+        coef[idx] = w / sd[:, None]
+    return coef, ysum[js] / m - mu @ coef
+
+
+def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits, itm_only, progress=None):
+    """Longstaff--Schwartz for many settings at once; their cash flows on held-out paths.
+
+    ``design(k, rows)`` is the widest regression design at date ``k`` on the
+    selection paths ``rows``; candidate ``j`` regresses on the columns ``columns[j]``
+    with ridge ``alphas[j]``, split by the sign of the payoff when
+    ``splits[j]``.  The backward induction runs for all candidates together on
+    the rows of ``fit_mask``: the Gram matrix of a date is shared, and the
+    cross products with every candidate's cash flows are one matrix product.
+    Returns the discounted cash flow of each candidate's rule on the rows of
+    ``val_mask``, shape ``(n_val, n_candidates)``.
+    """
+    n_dates = z.shape[1]
+    n_cand, width = len(columns), len(columns[0])
+    columns = np.asarray(columns)
+    splits = np.asarray(splits, dtype=bool)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    groups = {}
+    for j in range(n_cand):
+        groups.setdefault(columns[j].tobytes(), []).append(j)
+    any_split = bool(splits.any())
+    fit_rows, val_rows = np.flatnonzero(fit_mask), np.flatnonzero(val_mask)
+    zf, zv = z[fit_rows], z[val_rows]
+    cash = np.repeat(zf[:, -1:], n_cand, axis=1)
+    coef = np.zeros((n_dates, 2, width, n_cand))   # side 0: payoff > 0, side 1: <= 0
+    intercept = np.full((n_dates, 2, n_cand), np.inf)
+    dates = range(n_dates - 2, -1, -1)
+    if progress is not None:
+        dates = progress(dates, desc="SignatureStopper model selection", unit="date")
+    for k in dates:
+        zk = zf[:, k]
+        rows = np.flatnonzero(zk > 0) if itm_only else np.arange(fit_rows.size)
+        if rows.size < _MIN_ROWS:
+            continue
+        x = design(k, fit_rows[rows])
+        y = cash[rows]
+        pos = zk[rows] > 0
+        if any_split:
+            sides = [_moments(x[pos], y[pos]), _moments(x[~pos], y[~pos])]
+            whole = _merge_moments(*sides)
+        else:
+            whole = _moments(x, y)
+        for cols_key, js in groups.items():
+            cols, js = columns[js[0]], np.array(js)
+            for split in (False, True):
+                sel = js[splits[js] == split]
+                if sel.size == 0:
+                    continue
+                if split and min(sides[0][0], sides[1][0]) >= max(_MIN_ROWS, int(cols.sum())):
+                    for side in (0, 1):
+                        c, b = _ridges_from_moments(sides[side], cols, sel, alphas[sel])
+                        coef[k, side][:, sel], intercept[k, side, sel] = c, b
+                else:
+                    c, b = _ridges_from_moments(whole, cols, sel, alphas[sel])
+                    coef[k, 0][:, sel], intercept[k, 0, sel] = c, b
+                    coef[k, 1][:, sel], intercept[k, 1, sel] = c, b
+        cont = x @ coef[k, 0] + intercept[k, 0]
+        if any_split:
+            cont = np.where(pos[:, None], cont, x @ coef[k, 1] + intercept[k, 1])
+        zr = zk[rows, None]
+        cash[rows] = np.where(zr >= cont, zr, y)
+    # the fitted rules on the held-out paths
+    out = np.zeros((val_rows.size, n_cand))
+    alive = np.ones((val_rows.size, n_cand), dtype=bool)
+    for k in range(n_dates - 1):
+        zk = zv[:, k]
+        live = np.flatnonzero(zk > 0) if itm_only else np.arange(val_rows.size)
+        if live.size == 0 or not np.isfinite(intercept[k]).any():
+            continue
+        x = design(k, val_rows[live])
+        with np.errstate(invalid="ignore"):
+            cont = x @ coef[k, 0] + intercept[k, 0]
+            if any_split:
+                cont = np.where((zk[live] > 0)[:, None], cont, x @ coef[k, 1] + intercept[k, 1])
+        stop = alive[live] & (zk[live, None] >= cont)
+        out[live] = np.where(stop, zk[live, None], out[live])
+        alive[live] &= ~stop
+    return np.where(alive, zv[:, -1:], out)
+
+
 class _BackwardInduction(BaseEstimator):
     """Longstaff--Schwartz machinery shared by the stoppers; subclasses give features."""
 
@@ -197,16 +359,27 @@ class _BackwardInduction(BaseEstimator):
         """Features of the path history at each exercise date, date-major: (n_dates, n, f)."""
         raise NotImplementedError
 
-    def _design(self, path_feats, z):
-        """Regression design at one date from path features and payoffs."""
-        if not self.include_payoff or self.payoff_degree == 0:
-            return path_feats
-        powers = [z[:, None] ** p for p in range(1, self.payoff_degree + 1)]
-        return np.concatenate([path_feats] + powers, axis=1)
+    def _design(self, path_feats, z, split=None):
+        """Regression design at one date from path features and payoffs.
+
+        With the sign split (``sign_split_``), every column appears twice,
+        multiplied by the indicators of ``z > 0`` and ``z <= 0``, followed by
+        the indicator of ``z > 0``: one linear map on this design is a
+        separate regression on each side of zero payoff.
+        """
+        x = path_feats
+        if self.include_payoff and self.payoff_degree > 0:
+            powers = [z[:, None] ** p for p in range(1, self.payoff_degree + 1)]
+            x = np.concatenate([path_feats] + powers, axis=1)
+        if self.sign_split_ if split is None else split:
+            pos = (z > 0)[:, None]
+            x = np.concatenate([x * pos, x * ~pos, pos.astype(np.float64)], axis=1)
+        return x
 
     # -- validation -------------------------------------------------------------
     def _check_params(self):
-        _check_nonneg(self.alpha, "alpha")
+        if not (isinstance(self.alpha, str) and self.alpha == "auto"):
+            _check_nonneg(self.alpha, "alpha")
         if not isinstance(self.include_payoff, (bool, np.bool_)):
             raise TypeError(f"include_payoff must be a bool, got {type(self.include_payoff).__name__}")
         _check_int(self.payoff_degree, "payoff_degree", 0)
@@ -324,6 +497,14 @@ class _BackwardInduction(BaseEstimator):
             return fit_stopper(self, paths, payoffs, exercise_idx=exercise_idx,
                                discount=discount, times=times)
         self._check_params()
+        # The regressions are many small dense products: on a shared machine
+        # OpenBLAS's own threads make them many times slower than one thread.
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(paths, payoffs, exercise_idx, discount, times)
+
+    def _fit(self, paths, payoffs, exercise_idx, discount, times):
         paths = _as_paths(paths)
         n_paths, n_points, dim = paths.shape
         if n_paths < 2:
@@ -339,6 +520,7 @@ class _BackwardInduction(BaseEstimator):
         self.exercise_idx_ = idx
         self.itm_only_ = bool(np.all(z >= 0)) if self.in_the_money == "auto" else bool(self.in_the_money)
 
+        self._choose_params(paths, z, idx)
         feats = self._path_features(paths, idx)
         n_features = self._design(feats[0, :1], z[:1, 0]).shape[1]
         self.n_features_ = n_features
@@ -359,8 +541,8 @@ class _BackwardInduction(BaseEstimator):
             self.n_regression_paths_[k] = rows.size
             if rows.size < _MIN_ROWS:
                 continue
-            x = self._design(feats[k][rows], zk[rows])
-            cont = self._fit_date(k, x, cash[rows])
+            x = self._design(feats[k][rows], zk[rows], split=False)
+            cont = self._fit_date(k, x, cash[rows], zk[rows])
             stop = zk[rows] >= cont
             cash[rows[stop]] = zk[rows[stop]]
         self.in_sample_value_ = float(cash.mean())
@@ -375,7 +557,34 @@ class _BackwardInduction(BaseEstimator):
             return tqdm(it, disable=None if self.progress is None else False, leave=False, **kw)
         return bar
 
-    def _fit_date(self, k, x, y):
+    def _choose_params(self, paths, z, exercise_idx):
+        """Resolve the settings used by the fit (``alpha_``, ``sign_split_``)."""
+        self.alpha_ = float(self.alpha)
+        self.sign_split_ = False
+
+    def _fit_date(self, k, x, y, z):
+        """Fit date ``k``'s continuation value on design ``x`` (unsplit); predictions on x."""
+        if not self.sign_split_:
+            coef, intercept, reg = self._ridge(x, y)
+            self.coef_[k], self.intercept_[k], self.regressors_[k] = coef, intercept, reg
+            return x @ coef + intercept
+        f = x.shape[1]
+        pos = z > 0
+        if min(pos.sum(), (~pos).sum()) < max(_MIN_ROWS, f):
+            # too few rows on one side for its own regression: both sides share one
+            coef, intercept, reg = self._ridge(x, y)
+            self.coef_[k] = np.concatenate([coef, coef, [0.0]])
+            self.intercept_[k], self.regressors_[k] = intercept, (reg, reg)
+            return x @ coef + intercept
+        c_pos, b_pos, r_pos = self._ridge(x[pos], y[pos])
+        c_neg, b_neg, r_neg = self._ridge(x[~pos], y[~pos])
+        self.coef_[k] = np.concatenate([c_pos, c_neg, [b_pos - b_neg]])
+        self.intercept_[k], self.regressors_[k] = b_neg, (r_pos, r_neg)
+        return np.where(pos, x @ c_pos + b_pos, x @ c_neg + b_neg)
+
+    def _ridge(self, x, y):
+        """Standardised ridge of y on x: (coef, intercept, Ridge or None) on raw features."""
+        reg = None
         mean = x.mean(axis=0)
         scale = x.std(axis=0)
         # constant columns (deterministic time terms, level 0 at the first date)
@@ -389,16 +598,13 @@ class _BackwardInduction(BaseEstimator):
             y_mean = float(y.mean())
             # alpha is per sample: the penalty does not fade as paths are added;
             # the data are centred here, so Ridge needs no intercept of its own
-            reg = Ridge(alpha=self.alpha * x.shape[0], fit_intercept=False, solver="cholesky")
+            reg = Ridge(alpha=self.alpha_ * x.shape[0], fit_intercept=False, solver="cholesky")
             reg.fit(xs, y - y_mean)
             coef[keep] = reg.coef_ / scale[keep]
             intercept = float(y_mean - coef[keep] @ mean[keep])
-            self.regressors_[k] = reg
         else:
             intercept = float(y.mean())
-        self.coef_[k] = coef
-        self.intercept_[k] = intercept
-        return x @ coef + intercept
+        return coef, intercept, reg
 
     # -- the stopping rule -----------------------------------------------------------
     def _continuation(self, feats, z):
@@ -710,14 +916,24 @@ class SignatureStopper(_BackwardInduction):
     payoff and its powers; the rule stops at the first date where the payoff
     is at least the regressed continuation value.
 
+    Settings left at ``"auto"`` (depth, lags, alpha, sign_split: the
+    default) are chosen inside :meth:`fit` by the value of the fitted rule on
+    validation paths held out of the training paths: any rule's value on
+    paths it was not fitted on is an unbiased estimate of a lower bound, so
+    the best held-out value is an honest objective.  The choice is reported
+    in ``best_params_`` and ``cv_results_``; the rule is then refitted on all
+    the training paths.  Explicit values are used exactly as given.
+
     Parameters
     ----------
-    depth : int, default 3
-        Signature truncation level (>= 1).
-    alpha : float, default 1e-6
+    depth : int or "auto", default "auto"
+        Signature truncation level (>= 1).  "auto" tries 1 to 3, leaving out
+        levels whose signature has more than 300 terms.
+    alpha : float or "auto", default "auto"
         Ridge penalty per sample on standardised features (the objective is
         the mean squared error plus ``alpha * ||w||^2``), so its effect does
-        not depend on the number of paths.
+        not depend on the number of paths.  "auto" tries 1e-8, 1e-6, 1e-4
+        and 1e-2 for the best feature set.
     time_aug : bool, default True
         Add time (the grid index scaled to [0, 1]) as the last channel before
         taking signatures; without it the signature cannot tell a path from
@@ -750,16 +966,59 @@ class SignatureStopper(_BackwardInduction):
         small Hurst parameter (whose conditional mean puts most weight on the
         last few increments), a few lags carry it at little cost (stopping
         fBm at H = 0.3: 0.354 with depth 3 alone, 0.371 with ``lags=5``).
-        0 (the default) uses the signature alone.
+        0 uses the signature alone.  "auto" (the default) tries 0, 1, 5 and
+        10 (at most 50 lag columns).
+    sign_split : bool or "auto", default "auto"
+        Fit separate regressions on the paths with a positive payoff and on
+        the others.  The continuation value of a payoff that takes both signs
+        is often kinked at zero payoff (stopping a process: wait when ahead,
+        stop at once when behind), a kink no smooth function of the features
+        resolves; split, each side is smooth.  "auto" tries both when the
+        training payoffs take both signs and regressions are not restricted
+        to in-the-money paths (where every regressed payoff is positive).
+        A side with fewer rows than features shares the regression of the
+        whole date.
+    validation_fraction : float, default 0.25
+        Share of the selection paths held out to compare the "auto"
+        candidates; the others fit them.  The selection paths are the
+        training paths (at most 60,000, fewer when the widest candidate's
+        features would exceed 768 MB, evenly spaced among them) and the
+        held-out ones are evenly spaced among those: simulated paths are
+        exchangeable, and the choice then depends on the data alone (not on
+        ``random_state``).  Unused when no setting is "auto".
 
     Attributes
     ----------
+    depth_, lags_, alpha_, sign_split_ : int, int, float, bool
+        The settings the rule was fitted with (the explicit ones, or those
+        chosen for "auto").
+    best_params_ : dict
+        The same settings as a dict (keys depth, lags, alpha, sign_split).
+    cv_results_ : dict of ndarray or None
+        One entry per candidate tried (None when nothing was "auto"):
+        ``params`` (list of dicts), ``param_depth``, ``param_lags``,
+        ``param_alpha``, ``param_sign_split``, ``stage`` (1: feature set and
+        split at alpha 1e-6; 2: alpha for the best of those),
+        ``mean_validation_value`` and ``std_error_validation_value`` (value
+        of the candidate's rule on the validation paths),
+        ``diff_to_best`` and ``std_error_diff_to_best`` (paired difference
+        to the chosen candidate on the same paths) and
+        ``rank_validation_value`` (1: chosen).
+    n_selection_paths_ : tuple of int
+        Paths that fitted and that validated the candidates (only after a
+        selection).
+    selection_time_ : float
+        Wall-clock seconds spent choosing the "auto" settings (0 without).
     coef_ : ndarray of shape (n_dates, ``n_features_``)
-        Continuation-value coefficients per date, on unstandardised features.
+        Continuation-value coefficients per date, on unstandardised features
+        (with ``sign_split_``, on the split design: the coefficients of the
+        positive side, of the other side, then the difference of their
+        intercepts).
     intercept_ : ndarray of shape (n_dates,)
         ``inf`` at dates without a regression (never exercise there).
-    regressors_ : list of Ridge or None
-        The fitted ridge of each date (on standardised features).
+    regressors_ : list of Ridge, tuple of Ridge, or None
+        The fitted ridge of each date (on standardised features); with
+        ``sign_split_``, the pair (positive side, other side).
     n_regression_paths_ : ndarray of int
         Paths used by each date's regression.
     exercise_idx_ : ndarray of int
@@ -800,9 +1059,9 @@ class SignatureStopper(_BackwardInduction):
     American options.
     """
 
-    def __init__(self, depth=3, alpha=1e-6, time_aug=True, include_payoff=True, logsig=False,
+    def __init__(self, depth="auto", alpha="auto", time_aug=True, include_payoff=True, logsig=False,
                  n_jobs=1, random_state=None, payoff_degree=3, in_the_money="auto", progress=None,
-                 lags=0):
+                 lags="auto", sign_split="auto", validation_fraction=0.25):
         self.depth = depth
         self.alpha = alpha
         self.time_aug = time_aug
@@ -814,10 +1073,21 @@ class SignatureStopper(_BackwardInduction):
         self.in_the_money = in_the_money
         self.progress = progress
         self.lags = lags
+        self.sign_split = sign_split
+        self.validation_fraction = validation_fraction
 
     def _check_params(self):
-        _check_int(self.depth, "depth", 1)
-        _check_int(self.lags, "lags", 0)
+        if not _is_auto(self.depth):
+            _check_int(self.depth, "depth", 1)
+        if not _is_auto(self.lags):
+            _check_int(self.lags, "lags", 0)
+        if not (_is_auto(self.sign_split) or isinstance(self.sign_split, (bool, np.bool_))):
+            raise TypeError(f"sign_split must be 'auto' or a bool, got {self.sign_split!r}")
+        frac = self.validation_fraction
+        if isinstance(frac, (bool, np.bool_)) or not isinstance(frac, numbers.Real):
+            raise TypeError(f"validation_fraction must be a real number, got {type(frac).__name__}")
+        if not 0.0 < frac < 1.0:
+            raise ValueError(f"validation_fraction must lie in (0, 1), got {frac!r}")
         if isinstance(self.n_jobs, (bool, np.bool_)) or not isinstance(self.n_jobs, numbers.Integral):
             raise TypeError(f"n_jobs must be an integer, got {type(self.n_jobs).__name__}")
         if self.n_jobs == 0:
@@ -826,6 +1096,117 @@ class SignatureStopper(_BackwardInduction):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         super()._check_params()
+
+    # -- model selection ------------------------------------------------------------
+    def _auto_grid(self, z):
+        """Candidate values of each setting: the explicit value, or the "auto" grid."""
+        if _is_auto(self.depth):
+            depths = [d for d in _AUTO_DEPTHS if self._sig_len_at(d) <= _MAX_SIG_FEATURES] or [1]
+        else:
+            depths = [int(self.depth)]
+        if _is_auto(self.lags):
+            lags = [g for g in _AUTO_LAGS if g * self.dim_ <= _MAX_LAG_FEATURES] or [0]
+        else:
+            lags = [int(self.lags)]
+        alphas = list(_AUTO_ALPHAS) if _is_auto(self.alpha) else [float(self.alpha)]
+        if _is_auto(self.sign_split):
+            # with in-the-money regressions every row has a positive payoff: nothing to split
+            both_signs = bool((z > 0).any() and (z < 0).any())
+            splits = [False, True] if both_signs and not self.itm_only_ else [False]
+        else:
+            splits = [bool(self.sign_split)]
+        return depths, lags, alphas, splits
+
+    def _sig_len_at(self, depth):
+        d = self._sig_dim()
+        if self.logsig:
+            from hftsig.logsignature import logsiglength
+
+            return logsiglength(d, depth)
+        return sum(d ** k for k in range(1, depth + 1))
+
+    def _choose_params(self, paths, z, exercise_idx):
+        """Set depth_, lags_, alpha_, sign_split_: explicit, or best on held-out paths."""
+        depths, lags, alphas, splits = self._auto_grid(z)
+        if len(depths) * len(lags) * len(alphas) * len(splits) == 1:
+            self.depth_, self.lags_, self.alpha_, self.sign_split_ = depths[0], lags[0], alphas[0], splits[0]
+            self.best_params_ = dict(depth=self.depth_, lags=self.lags_, alpha=self.alpha_,
+                                     sign_split=self.sign_split_)
+            self.cv_results_ = None
+            self.selection_time_ = 0.0
+            return
+
+        start = time.perf_counter()
+        n = paths.shape[0]
+        width = self._sig_len_at(max(depths)) + max(lags) * self.dim_
+        n_sel = min(n, _MAX_SELECTION_PATHS, max(1_000, _SELECTION_BYTES // (8 * width * z.shape[1])))
+        # simulated paths are exchangeable: evenly spaced subsets are as good as
+        # random ones, and make the choice a function of the data alone
+        chosen = np.unique(np.linspace(0, n - 1, n_sel).round().astype(np.intp))
+        counts = np.floor((np.arange(chosen.size + 1)) * self.validation_fraction)
+        held = np.diff(counts) > 0
+        n_val = int(held.sum())
+        if n_val < 1 or chosen.size - n_val < _MIN_ROWS:
+            raise ValueError(f"paths: {n} paths are too few to hold out validation paths for the "
+                             "'auto' settings; pass more paths or explicit depth, lags, alpha and "
+                             "sign_split")
+        # features once, at the largest depth and number of lags tried: the
+        # smaller settings use a subset of these columns (signature levels come
+        # first and in order, then the lags by increasing distance)
+        self.depth_, self.lags_ = max(depths), max(lags)
+        self.sign_split_ = False
+        feats = self._path_features(paths[chosen], exercise_idx)
+        n_sig = self._sig_len_at(self.depth_)
+        n_path_cols = feats.shape[2]
+
+        def columns(depth, n_lags):
+            cols = np.zeros(n_path_cols + (self.payoff_degree if self.include_payoff else 0), dtype=bool)
+            cols[:self._sig_len_at(depth)] = True
+            cols[n_sig:n_sig + n_lags * self.dim_] = True
+            cols[n_path_cols:] = True
+            return cols
+
+        zs = z[chosen]
+
+        def design(k, rows):
+            return self._design(feats[k][rows], zs[rows, k], split=False)
+        cands = [dict(depth=d, lags=g, alpha=a, sign_split=sp_)
+                 for d in depths for g in lags for sp_ in splits for a in alphas]
+        widths = np.array([columns(c["depth"], c["lags"]).sum() * (2 if c["sign_split"] else 1)
+                           for c in cands])
+        progress = self._progress(chosen.size * z.shape[1] * len(cands))
+        cash = _validate_candidates(design, zs, ~held, held, [columns(c["depth"], c["lags"]) for c in cands],
+                                    [c["alpha"] for c in cands], [c["sign_split"] for c in cands],
+                                    self.itm_only_, progress)
+        values = cash.mean(axis=0)
+        diffs = cash - cash[:, [int(np.argmax(values))]]
+        diff_se = diffs.std(axis=0, ddof=1) / np.sqrt(n_val)
+        # the best held-out value; ties (identical rules) go to the narrowest design.
+        # Preferring narrower designs within a standard error of the best cost up to
+        # 1 % on the max-call (depth 1 chosen, where the refit on all paths gains
+        # from depth 2)
+        best = values.max()
+        tied = np.flatnonzero(values == best)
+        pick = int(tied[np.argmin(widths[tied])])
+        self.cv_results_ = {
+            "params": cands,
+            "param_depth": np.array([c["depth"] for c in cands]),
+            "param_lags": np.array([c["lags"] for c in cands]),
+            "param_alpha": np.array([c["alpha"] for c in cands]),
+            "param_sign_split": np.array([c["sign_split"] for c in cands]),
+            "n_columns": widths,
+            "mean_validation_value": values,
+            "std_error_validation_value": cash.std(axis=0, ddof=1) / np.sqrt(n_val),
+            "diff_to_best": diffs.mean(axis=0),
+            "std_error_diff_to_best": diff_se,
+            "rank_validation_value": np.argsort(np.argsort(-values, kind="stable"), kind="stable") + 1,
+            "chosen": np.arange(len(cands)) == pick,
+        }
+        self.best_params_ = dict(cands[pick])
+        self.depth_, self.lags_ = self.best_params_["depth"], self.best_params_["lags"]
+        self.alpha_, self.sign_split_ = self.best_params_["alpha"], self.best_params_["sign_split"]
+        self.n_selection_paths_ = (int(chosen.size - n_val), n_val)
+        self.selection_time_ = time.perf_counter() - start
 
     def _augment(self, paths, offset=0):
         """Append the time channel (grid index over n_points - 1) for points from ``offset``."""
@@ -846,7 +1227,7 @@ class SignatureStopper(_BackwardInduction):
             return s
         from hftsig.logsignature import sig_to_logsig
 
-        return sig_to_logsig(s, self._sig_dim(), self.depth, n_jobs=self.n_jobs)
+        return sig_to_logsig(s, self._sig_dim(), self.depth_, n_jobs=self.n_jobs)
 
     def _path_features(self, paths, exercise_idx):
         n = paths.shape[0]
@@ -854,14 +1235,17 @@ class SignatureStopper(_BackwardInduction):
         # chunks small enough that the transposition to date-major stays in cache;
         # per-date slices are then contiguous for the regressions
         step = max(1, (1 << 21) // max(1, exercise_idx.size * self._sig_len()))
+        n_lag = self.lags_ * paths.shape[2]
         for i in range(0, n, step):
-            s = self._to_features(_prefix_signatures(self._augment(paths[i:i + step]), self.depth,
+            s = self._to_features(_prefix_signatures(self._augment(paths[i:i + step]), self.depth_,
                                                      exercise_idx, self.n_jobs))
             if out is None:
-                out = np.empty((exercise_idx.size, n, s.shape[2]))
-            out[:, i:i + step] = s.transpose(1, 0, 2)
-        if self.lags:
-            out = np.concatenate([out, self._lag_features(paths, exercise_idx)], axis=2)
+                # one array for the signature and the lags: no copy to join them
+                out = np.empty((exercise_idx.size, n, s.shape[2] + n_lag))
+                n_sig = s.shape[2]
+            out[:, i:i + step, :n_sig] = s.transpose(1, 0, 2)
+            if n_lag:
+                out[:, i:i + step, n_sig:] = self._lag_features(paths[i:i + step], exercise_idx)
         return out
 
     def _lag_features(self, paths, at, rows=None):
@@ -874,25 +1258,25 @@ class SignatureStopper(_BackwardInduction):
         x = paths if rows is None else paths[rows]
         n, _, dim = x.shape
         now = x[:, idx].transpose(1, 0, 2)
-        feats = np.empty((idx.size, n, self.lags * dim))
-        for k in range(1, self.lags + 1):
+        feats = np.empty((idx.size, n, self.lags_ * dim))
+        for k in range(1, self.lags_ + 1):
             back = x[:, np.maximum(idx - k, 0)].transpose(1, 0, 2)
             np.subtract(now, back, out=feats[:, :, (k - 1) * dim:k * dim])
         return feats[0] if np.ndim(at) == 0 else feats
 
     def _sig_len(self):
         d = self._sig_dim()
-        return sum(d ** k for k in range(1, self.depth + 1))
+        return sum(d ** k for k in range(1, self.depth_ + 1))
 
     def _inner_feature_fn(self, history, cont, full, later):
         # the Chen product is formed lazily, only for the rows still deciding
         prefix, tail = self._prefix_and_tail(history, cont, later)
         n_inner = cont.shape[1]
-        dim, depth = self._sig_dim(), self.depth
+        dim, depth = self._sig_dim(), self.depth_
 
         def at(j, rows):
             s = self._to_features(_tensor_product(prefix[rows // n_inner], tail[rows, j], dim, depth))
-            if self.lags:
+            if self.lags_:
                 s = np.concatenate([s, self._lag_features(full, int(later[j]), rows)], axis=1)
             return s
         return at
@@ -902,12 +1286,12 @@ class SignatureStopper(_BackwardInduction):
         m, t1, dim = history.shape
         n_inner, n_future = cont.shape[1], cont.shape[2]
         t = t1 - 1
-        prefix = _prefix_signatures(self._augment(history, 0), self.depth, [t], self.n_jobs)[:, 0]
+        prefix = _prefix_signatures(self._augment(history, 0), self.depth_, [t], self.n_jobs)[:, 0]
         piece = np.empty((m, n_inner, n_future + 1, dim))
         piece[:, :, 0] = history[:, None, -1]
         piece[:, :, 1:] = cont
         piece = self._augment(piece.reshape(m * n_inner, n_future + 1, dim), t)
-        return prefix, _prefix_signatures(piece, self.depth, later - t, self.n_jobs)
+        return prefix, _prefix_signatures(piece, self.depth_, later - t, self.n_jobs)
 
     def _continuation_features(self, history, cont, full, later):
         # Chen's identity: signature of the history times the signature of the
@@ -915,17 +1299,17 @@ class SignatureStopper(_BackwardInduction):
         m, t1, dim = history.shape
         n_inner, n_future = cont.shape[1], cont.shape[2]
         t = t1 - 1
-        prefix = _prefix_signatures(self._augment(history, 0), self.depth, [t], self.n_jobs)[:, 0]
+        prefix = _prefix_signatures(self._augment(history, 0), self.depth_, [t], self.n_jobs)[:, 0]
         piece = np.empty((m, n_inner, n_future + 1, dim))
         piece[:, :, 0] = history[:, None, -1]
         piece[:, :, 1:] = cont
         piece = self._augment(piece.reshape(m * n_inner, n_future + 1, dim), t)
-        tail = _prefix_signatures(piece, self.depth, later - t, self.n_jobs)
+        tail = _prefix_signatures(piece, self.depth_, later - t, self.n_jobs)
         tail = tail.reshape(m, n_inner, later.size, -1)
-        s = _tensor_product(prefix[:, None, None, :], tail, self._sig_dim(), self.depth)
+        s = _tensor_product(prefix[:, None, None, :], tail, self._sig_dim(), self.depth_)
         s = self._to_features(s.reshape(m * n_inner, later.size, -1))
         s = s.transpose(1, 0, 2)
-        if self.lags:
+        if self.lags_:
             s = np.concatenate([s, self._lag_features(full, later)], axis=2)
         return np.ascontiguousarray(s)
 
