@@ -592,12 +592,7 @@ FBM_DEFAULT_DUAL = {0.01: (40, 200), 0.05: (40, 200), 0.1: (40, 200), 0.2: (50, 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("hurst", [0.01, 0.05, 0.1, 0.2, 0.3,
-                                   pytest.param(0.4, marks=pytest.mark.xfail(
-                                       reason="issue 19 target not met: the default chooses one lag and the "
-                                              "sign split, 0.1531 against the default rule's upper bound "
-                                              "0.1601 +- 0.0023 (tuned depth=3, lags=5: 0.1551)")),
-                                   0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+@pytest.mark.parametrize("hurst", [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
 def test_default_constructor_fbm(hurst):
     train, test = _fbm_any_paths(50_000, hurst, 1), _fbm_any_paths(100_000, hurst, 2)
     st = SignatureStopper(random_state=0).fit(train, fbm_payoff)
