@@ -277,10 +277,8 @@ def _check_stopper(stopper):
     if not isinstance(stopper, _BackwardInduction):
         raise TypeError(f"stopper must be a SignatureStopper or PolynomialStopper, got "
                         f"{type(stopper).__name__}")
-    for name in ("depth", "lags", "alpha", "degree"):
-        if isinstance(getattr(stopper, name, None), str):
-            raise ValueError(f"{name}={getattr(stopper, name)!r}: the Dask fit needs explicit "
-                             f"hyper-parameters (select them in memory on a subsample first)")
+    if isinstance(getattr(stopper, "degree", None), str):
+        raise ValueError(f"degree={stopper.degree!r}: expected an integer")
 
 
 def _stopping_paths(paths, name="paths"):
@@ -352,12 +350,27 @@ def _merge_moments(a, b):
             cxya + cxyb + dx * (dy * w))
 
 
+def _continuation_of(rule, x, z):
+    """Continuation values of a date's rule on its unsplit design ``x``.
+
+    ``rule`` is ``(coef, intercept)``, or with the sign split
+    ``(coef_pos, intercept_pos, coef_other, intercept_other)``.
+    """
+    if len(rule) == 2:
+        return x @ rule[0] + rule[1]
+    c_pos, b_pos, c_neg, b_neg = rule
+    return np.where(z > 0, x @ c_pos + b_pos, x @ c_neg + b_neg)
+
+
 def _date_block(stopper, paths, state, k, rule, itm_only):
-    """One backward pass on a chunk: apply the rule of date k+1, then statistics at date k."""
+    """One backward pass on a chunk: apply the rule of date k+1, then statistics at date k.
+
+    The statistics are those of all regression rows, and with the sign split
+    also those of each side of zero payoff: ``(all, positive, other)``.
+    """
     cash = state["cash"].copy()
     if rule is not None and state.get("rows") is not None:
-        coef, intercept = rule
-        stop = state["z_rows"] >= state["x"] @ coef + intercept
+        stop = state["z_rows"] >= _continuation_of(rule, state["x"], state["z_rows"])
         cash[state["rows"][stop]] = state["z_rows"][stop]
     if k < 0:
         return {"cash": cash}, (cash.size, float(cash.sum()))
@@ -365,17 +378,23 @@ def _date_block(stopper, paths, state, k, rule, itm_only):
     later = {"cash": cash, "z": state["z"][:k]}
     rows = np.flatnonzero(zk > 0) if itm_only else np.arange(zk.size)
     if rows.size == 0:
-        return later, _moments(np.empty((0, 0)), np.empty(0))
+        empty = _moments(np.empty((0, 0)), np.empty(0))
+        return later, (empty, empty, empty)
     t = stopper.exercise_idx_[k]
     # the features at date k see the path up to its point t only
     prefix = np.asarray(paths)[rows, :t + 1]
-    x = stopper._design(stopper._path_features(prefix, np.array([t]))[0], zk[rows])
+    x = stopper._design(stopper._path_features(prefix, np.array([t]))[0], zk[rows], split=False)
     later.update(rows=rows, x=x, z_rows=zk[rows])
-    return later, _moments(x, cash[rows])
+    y = cash[rows]
+    if not stopper.sign_split_:
+        return later, (_moments(x, y), None, None)
+    pos = zk[rows] > 0
+    return later, (_moments(x, y), _moments(x[pos], y[pos]), _moments(x[~pos], y[~pos]))
 
 
-def _ridge_from_moments(stopper, k, moments):
-    """The in-memory fit's standardised ridge at date k, from merged statistics."""
+def _ridge_from_moments(stopper, moments):
+    """The in-memory fit's standardised ridge from merged statistics:
+    ``(coef, intercept, Ridge or None)`` on raw features."""
     from scipy import linalg
     from sklearn.linear_model import Ridge
 
@@ -390,7 +409,7 @@ def _ridge_from_moments(stopper, k, moments):
         s = scale[keep]
         gram = cxx[np.ix_(keep, keep)] / np.outer(s, s)
         rhs = cxy[keep] / s
-        alpha = stopper.alpha * n
+        alpha = stopper.alpha_ * n
         gram.flat[::gram.shape[0] + 1] += alpha
         # scikit-learn's "cholesky" solver solves this very system
         w = linalg.solve(gram, rhs, assume_a="pos", overwrite_a=True)
@@ -399,12 +418,33 @@ def _ridge_from_moments(stopper, k, moments):
         reg = Ridge(alpha=alpha, fit_intercept=False, solver="cholesky")
         reg.coef_, reg.intercept_, reg.n_features_in_ = w, 0.0, int(keep.sum())
         reg.solver_, reg.n_iter_ = "cholesky", None
-        stopper.regressors_[k] = reg
     else:
-        intercept = float(mean_y)
-    stopper.coef_[k] = coef
-    stopper.intercept_[k] = intercept
-    return coef, intercept
+        intercept, reg = float(mean_y), None
+    return coef, intercept, reg
+
+
+def _fit_date_from_moments(stopper, k, stats):
+    """Date ``k``'s regression(s) from merged ``(all, positive, other)`` statistics,
+    as the in-memory ``_fit_date`` fits them; returns the rule for the next pass."""
+    from hftsig.stopping import _MIN_ROWS
+
+    every, pos, neg = stats
+    if not stopper.sign_split_:
+        coef, intercept, reg = _ridge_from_moments(stopper, every)
+        stopper.coef_[k], stopper.intercept_[k], stopper.regressors_[k] = coef, intercept, reg
+        return coef, intercept
+    f = every[1].size
+    if min(pos[0], neg[0]) < max(_MIN_ROWS, f):
+        # too few rows on one side for its own regression: both sides share one
+        coef, intercept, reg = _ridge_from_moments(stopper, every)
+        stopper.coef_[k] = np.concatenate([coef, coef, [0.0]])
+        stopper.intercept_[k], stopper.regressors_[k] = intercept, (reg, reg)
+        return coef, intercept
+    c_pos, b_pos, r_pos = _ridge_from_moments(stopper, pos)
+    c_neg, b_neg, r_neg = _ridge_from_moments(stopper, neg)
+    stopper.coef_[k] = np.concatenate([c_pos, c_neg, [b_pos - b_neg]])
+    stopper.intercept_[k], stopper.regressors_[k] = b_neg, (r_pos, r_neg)
+    return c_pos, b_pos, c_neg, b_neg
 
 
 def _one_pass(task, blocks, per_chunk, stopper, *args):
@@ -415,6 +455,38 @@ def _one_pass(task, blocks, per_chunk, stopper, *args):
     outs = dask.persist(*outs)
     summaries = dask.compute(*[out[1] for out in outs])
     return [out[0] for out in outs], summaries
+
+
+_AUTO_SETTINGS = ("depth", "lags", "alpha", "sign_split")
+
+
+def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times):
+    """Set the settings the fit uses (``depth_``, ``lags_``, ``alpha_``, ``sign_split_``).
+
+    Settings left at "auto" are chosen as in memory, on the evenly spaced
+    selection sample the in-memory fit would use (at most 60,000 paths),
+    gathered to the client: the only paths that ever leave the workers.
+    """
+    from sklearn.base import clone
+
+    from hftsig.stopping import _MAX_SELECTION_PATHS, _is_auto
+
+    auto = [n for n in _AUTO_SETTINGS if _is_auto(getattr(stopper, n, None))]
+    if not auto:
+        stopper._choose_params(None, None, stopper.exercise_idx_)
+        return
+    n = paths.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, _MAX_SELECTION_PATHS)).round().astype(np.intp))
+    sample = paths[rows].compute()
+    if not callable(payoffs):
+        payoffs = np.asarray(payoffs[rows] if isinstance(payoffs, da.Array)
+                             else np.asarray(payoffs)[rows])
+    probe = clone(stopper).fit(sample, payoffs, exercise_idx=exercise_idx, discount=discount,
+                               times=times)
+    for name in _AUTO_SETTINGS:
+        setattr(stopper, name + "_", getattr(probe, name + "_"))
+    for name in ("best_params_", "cv_results_", "n_selection_paths_", "selection_time_"):
+        setattr(stopper, name, getattr(probe, name, None))
 
 
 def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, times=None,
@@ -428,7 +500,9 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
     Parameters
     ----------
     stopper : SignatureStopper or PolynomialStopper
-        With explicit hyper-parameters; fitted in place.
+        Fitted in place.  Settings left at "auto" are chosen as in memory on
+        an evenly spaced sample of at most 60,000 paths gathered to the
+        client; the fit itself then runs on every path on the workers.
     paths : dask.array.Array of shape (n_paths, n_points, dim)
         Chunked over the paths (e.g. :func:`simulate`).
     payoffs : callable, or array of shape (n_paths, n_dates)
@@ -467,6 +541,7 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
     stopper.n_points_, stopper.dim_, stopper.n_dates_ = n_points, dim, n_dates
     stopper.n_features_in_ = dim
     stopper.exercise_idx_ = idx
+    _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times)
     # the workers get the settings and the grid, never the coefficients being fitted
     features = copy.copy(stopper)
     probe = np.zeros((2, n_points, dim))
@@ -489,13 +564,13 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
     for k in dates:
         states, stats = _one_pass(_date_block, blocks, states, features, k, rule,
                                   stopper.itm_only_)
-        merged = (0, None, None, None, None)
+        merged = [(0, None, None, None, None)] * 3
         for chunk_stats in stats:
-            merged = _merge_moments(merged, chunk_stats)
-        stopper.n_regression_paths_[k] = merged[0]
+            merged = [m if c is None else _merge_moments(m, c) for m, c in zip(merged, chunk_stats)]
+        stopper.n_regression_paths_[k] = merged[0][0]
         rule = None
-        if merged[0] >= _MIN_ROWS:
-            rule = _ridge_from_moments(stopper, k, merged)
+        if merged[0][0] >= _MIN_ROWS:
+            rule = _fit_date_from_moments(stopper, k, merged)
     _, sums = _one_pass(_date_block, blocks, states, features, -1, rule, stopper.itm_only_)
     stopper.in_sample_value_ = float(sum(total for _, total in sums) / n_paths)
     return stopper

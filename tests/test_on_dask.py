@@ -133,8 +133,13 @@ def test_simulate_is_reproducible_per_chunking(client):
 
 
 # -- optimal stopping ----------------------------------------------------------------
-@pytest.mark.parametrize("params", [dict(depth=3), dict(depth=2, lags=2, logsig=True),
-                                    dict(depth=2, in_the_money=False)])
+# explicit settings (the "auto" ones are chosen on a sample: tested below)
+FIXED = dict(lags=0, alpha=1e-6, sign_split=False)
+
+
+@pytest.mark.parametrize("params", [dict(FIXED, depth=3), dict(FIXED, depth=2, lags=2, logsig=True),
+                                    dict(FIXED, depth=2, in_the_money=False),
+                                    dict(FIXED, depth=2, in_the_money=False, sign_split=True)])
 def test_dask_fit_equals_in_memory_fit_whatever_the_chunking(client, gbm_paths, params):
     x = gbm_paths
     ref = SignatureStopper(progress=False, **params).fit(x, put, discount=0.06)
@@ -152,13 +157,32 @@ def test_dask_fit_equals_in_memory_fit_whatever_the_chunking(client, gbm_paths, 
                                       ref.stopping_times(fresh, put))
 
 
+def test_dask_fit_chooses_the_auto_settings_as_in_memory(client, gbm_paths):
+    """Left at "auto", the settings are chosen on the same evenly spaced
+    sample as in memory (here every path: fewer than the sample's cap), then
+    the fit runs on the workers: same choice, same candidates' values."""
+    x = gbm_paths[:2000]
+    ref = SignatureStopper(progress=False).fit(x, put, discount=0.06)
+    got = SignatureStopper(progress=False).fit(da.from_array(x, chunks=(700, -1, -1)), put,
+                                               discount=0.06)
+    assert got.best_params_ == ref.best_params_
+    assert (got.depth_, got.lags_, got.alpha_, got.sign_split_) == (
+        ref.depth_, ref.lags_, ref.alpha_, ref.sign_split_)
+    np.testing.assert_array_equal(got.cv_results_["mean_validation_value"],
+                                  ref.cv_results_["mean_validation_value"])
+    assert got.n_selection_paths_ == ref.n_selection_paths_ and got.selection_time_ > 0
+    assert got.coef_.shape == ref.coef_.shape
+    assert got.in_sample_value_ == pytest.approx(ref.in_sample_value_, rel=1e-6)
+
+
 def test_dask_fit_with_payoff_array_exercise_dates_and_polynomial_stopper(client, gbm_paths):
     x = gbm_paths[:2000]
     idx = np.arange(0, 21, 4)
     z = put(x[:, idx])
-    ref = SignatureStopper(depth=2, progress=False).fit(x, z, exercise_idx=idx, discount=0.06)
-    got = SignatureStopper(depth=2, progress=False).fit(da.from_array(x, chunks=600), z,
-                                                        exercise_idx=idx, discount=0.06)
+    ref = SignatureStopper(depth=2, progress=False, **FIXED).fit(x, z, exercise_idx=idx,
+                                                                 discount=0.06)
+    got = SignatureStopper(depth=2, progress=False, **FIXED).fit(da.from_array(x, chunks=600), z,
+                                                                 exercise_idx=idx, discount=0.06)
     _coef_close(got, ref)
     ref = PolynomialStopper(degree=2, progress=False).fit(x, put, discount=0.06)
     got = PolynomialStopper(degree=2, progress=False).fit(da.from_array(x, chunks=900), put,
@@ -169,26 +193,27 @@ def test_dask_fit_with_payoff_array_exercise_dates_and_polynomial_stopper(client
 
 def test_dask_fit_on_simulated_paths_never_gathers_them(client):
     x = simulate("gbm", 3000, 10, chunk_size=1000, random_state=3, s0=36.0, mu=0.06, sigma=0.2)
-    got = SignatureStopper(depth=2, progress=False).fit(x, put, discount=0.06)
-    ref = SignatureStopper(depth=2, progress=False).fit(x.compute(), put, discount=0.06)
+    # (explicit settings: "auto" would gather its selection sample)
+    got = SignatureStopper(depth=2, progress=False, **FIXED).fit(x, put, discount=0.06)
+    ref = SignatureStopper(depth=2, progress=False, **FIXED).fit(x.compute(), put, discount=0.06)
     _coef_close(got, ref)
 
 
 def test_dask_fit_rejects_bad_input(client, gbm_paths):
     bad = gbm_paths[:100].copy()
     bad[3, 4, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        SignatureStopper(depth=2).fit(da.from_array(bad, chunks=50), put)
-    with pytest.raises(ValueError, match="payoffs"):
-        SignatureStopper(depth=2).fit(da.from_array(gbm_paths[:100], chunks=50), np.zeros((100, 3)))
-    with pytest.raises(ValueError, match="depth='auto'"):
-        SignatureStopper(depth="auto").fit(da.from_array(gbm_paths[:100], chunks=50), put)
-    with pytest.raises(ValueError, match="at least 2 paths"):
-        SignatureStopper(depth=2).fit(da.from_array(gbm_paths[:1], chunks=1), put)
+    for params in (FIXED, {}):  # on the workers; in the "auto" selection sample
+        with pytest.raises(ValueError, match="NaN"):
+            SignatureStopper(depth=2, **params).fit(da.from_array(bad, chunks=50), put)
+        with pytest.raises(ValueError, match="payoffs"):
+            SignatureStopper(depth=2, **params).fit(da.from_array(gbm_paths[:100], chunks=50),
+                                                    np.zeros((100, 3)))
+        with pytest.raises(ValueError, match="at least 2 paths"):
+            SignatureStopper(depth=2, **params).fit(da.from_array(gbm_paths[:1], chunks=1), put)
 
 
 def test_value_and_dual_bound_split_by_chunks(client, gbm_paths):
-    st = SignatureStopper(depth=2, progress=False).fit(gbm_paths, put, discount=0.06)
+    st = SignatureStopper(depth=2, progress=False, **FIXED).fit(gbm_paths, put, discount=0.06)
     y = paths.gbm(3000, 20, s0=36.0, mu=0.06, sigma=0.2, T=1.0, random_state=1)
     ref = st.value(y, put)
     for chunks in (1000, 1300):
