@@ -394,8 +394,8 @@ def put_timing(n=100_000):
     fixed, t_fixed = _timed(SignatureStopper(**st.best_params_).fit, train, payoff, **kw)
     print(f"\n## Timing: American put S0=36, {n:,} x 50 dates, default constructor: fit {t_fit[0]:.2f} s "
           f"(cpu {t_fit[1]:.2f}; model selection {st.selection_time_:.2f} s of it, "
-          f"{len(st.cv_results_['params'])} candidates on {st.n_selection_paths_[0]:,} + "
-          f"{st.n_selection_paths_[1]:,} paths), value {t_eval[0]:.2f} s (cpu {t_eval[1]:.2f}); "
+          f"{len(st.cv_results_['params'])} candidates cross-fitted on {st.n_folds_} folds: each fold's rules "
+          f"fitted on {st.n_selection_paths_[0]:,} paths, {st.n_selection_paths_[1]:,} paths validated), value {t_eval[0]:.2f} s (cpu {t_eval[1]:.2f}); "
           f"total {t_fit[0] + t_eval[0]:.2f} s wall.  The same fit with the chosen settings given explicitly "
           f"({_params(st)}): {t_fixed[0]:.2f} s (cpu {t_fixed[1]:.2f}).  Lower bound {low.value:.4f} ± "
           f"{low.std_error:.4f} (FD {case['fd']}).", flush=True)

@@ -258,6 +258,14 @@ def _ridges_from_moments(mom, cols, js, alphas):
     return coef, ysum[js] / m - mu @ coef
 
 
+def _selection_folds(n_paths, n_folds):
+    """Fold of each of ``n_paths`` selection paths: interleaved, so each fold is evenly spaced.
+
+    Every path is in exactly one fold and fold sizes differ by at most one.
+    """
+    return np.arange(n_paths) % n_folds
+
+
 def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits, itm_only, progress=None):
     """Longstaff--Schwartz for many settings at once; their cash flows on held-out paths.
 
@@ -978,14 +986,18 @@ class SignatureStopper(_BackwardInduction):
         to in-the-money paths (where every regressed payoff is positive).
         A side with fewer rows than features shares the regression of the
         whole date.
-    validation_fraction : float, default 0.25
-        Share of the selection paths held out to compare the "auto"
-        candidates; the others fit them.  The selection paths are the
-        training paths (at most 60,000, fewer when the widest candidate's
-        features would exceed 768 MB, evenly spaced among them) and the
-        held-out ones are evenly spaced among those: simulated paths are
-        exchangeable, and the choice then depends on the data alone (not on
-        ``random_state``).  Unused when no setting is "auto".
+    validation_fraction : float, default 1/3
+        Share of the selection paths in each validation fold: the "auto"
+        candidates are cross-fitted on ``round(1 / validation_fraction)``
+        folds (at least 2), each fold's rules fitted on the other folds and
+        valued on it, so every selection path validates exactly once and the
+        candidates are compared (paired) on all of them.  The selection paths
+        are the training paths (at most 60,000, fewer when the widest
+        candidate's features would exceed 768 MB, evenly spaced among them);
+        the folds are interleaved, so each is evenly spaced: simulated paths
+        are exchangeable, and the choice then depends on the data alone (not
+        on ``random_state``).  More folds fit the candidates on more paths
+        and cost proportionally more.  Unused when no setting is "auto".
 
     Attributes
     ----------
@@ -997,16 +1009,23 @@ class SignatureStopper(_BackwardInduction):
     cv_results_ : dict of ndarray or None
         One entry per candidate tried (None when nothing was "auto"):
         ``params`` (list of dicts), ``param_depth``, ``param_lags``,
-        ``param_alpha``, ``param_sign_split``, ``stage`` (1: feature set and
-        split at alpha 1e-6; 2: alpha for the best of those),
-        ``mean_validation_value`` and ``std_error_validation_value`` (value
-        of the candidate's rule on the validation paths),
+        ``param_alpha``, ``param_sign_split``, ``mean_validation_value``
+        and ``std_error_validation_value`` (value of the candidate's rules
+        on the validation paths),
         ``diff_to_best`` and ``std_error_diff_to_best`` (paired difference
-        to the chosen candidate on the same paths) and
-        ``rank_validation_value`` (1: chosen).
+        to the best candidate on the same paths),
+        ``rank_validation_value`` (1: the best value), ``chosen`` (the
+        pick: the best value, among exact ties the narrowest design),
+        ``n_columns`` (regression columns) and ``split{f}_validation_value``
+        for each fold ``f`` (value on that fold's paths, of the rules fitted
+        on the other folds).  Values and differences are over all the
+        selection paths, each valued by the rules of the folds it was not in.
     n_selection_paths_ : tuple of int
-        Paths that fitted and that validated the candidates (only after a
-        selection).
+        Paths that fitted each fold's candidates (the fewest over the folds)
+        and paths that validated them (all the selection paths); only after
+        a selection.
+    n_folds_ : int
+        Folds of the cross-fitted selection (only after a selection).
     selection_time_ : float
         Wall-clock seconds spent choosing the "auto" settings (0 without).
     coef_ : ndarray of shape (n_dates, ``n_features_``)
@@ -1061,7 +1080,7 @@ class SignatureStopper(_BackwardInduction):
 
     def __init__(self, depth="auto", alpha="auto", time_aug=True, include_payoff=True, logsig=False,
                  n_jobs=1, random_state=None, payoff_degree=3, in_the_money="auto", progress=None,
-                 lags="auto", sign_split="auto", validation_fraction=0.25):
+                 lags="auto", sign_split="auto", validation_fraction=1 / 3):
         self.depth = depth
         self.alpha = alpha
         self.time_aug = time_aug
@@ -1117,6 +1136,10 @@ class SignatureStopper(_BackwardInduction):
             splits = [bool(self.sign_split)]
         return depths, lags, alphas, splits
 
+    def _n_folds(self):
+        """Folds of the cross-fitted selection: one per held-out share, at least two."""
+        return max(2, int(round(1.0 / self.validation_fraction)))
+
     def _sig_len_at(self, depth):
         d = self._sig_dim()
         if self.logsig:
@@ -1143,10 +1166,9 @@ class SignatureStopper(_BackwardInduction):
         # simulated paths are exchangeable: evenly spaced subsets are as good as
         # random ones, and make the choice a function of the data alone
         chosen = np.unique(np.linspace(0, n - 1, n_sel).round().astype(np.intp))
-        counts = np.floor((np.arange(chosen.size + 1)) * self.validation_fraction)
-        held = np.diff(counts) > 0
-        n_val = int(held.sum())
-        if n_val < 1 or chosen.size - n_val < _MIN_ROWS:
+        n_folds = self._n_folds()
+        fold = _selection_folds(chosen.size, n_folds)
+        if chosen.size < n_folds or chosen.size - np.bincount(fold).max() < _MIN_ROWS:
             raise ValueError(f"paths: {n} paths are too few to hold out validation paths for the "
                              "'auto' settings; pass more paths or explicit depth, lags, alpha and "
                              "sign_split")
@@ -1174,10 +1196,18 @@ class SignatureStopper(_BackwardInduction):
                  for d in depths for g in lags for sp_ in splits for a in alphas]
         widths = np.array([columns(c["depth"], c["lags"]).sum() * (2 if c["sign_split"] else 1)
                            for c in cands])
-        progress = self._progress(chosen.size * z.shape[1] * len(cands))
-        cash = _validate_candidates(design, zs, ~held, held, [columns(c["depth"], c["lags"]) for c in cands],
-                                    [c["alpha"] for c in cands], [c["sign_split"] for c in cands],
-                                    self.itm_only_, progress)
+        progress = self._progress(n_folds * chosen.size * z.shape[1] * len(cands))
+        # cross-fitting: each fold's cash flows come from rules fitted on the
+        # other folds, so every selection path validates once and the paired
+        # comparison of two candidates uses all of them; a single held-out
+        # share is too few paths to separate candidates 0.5-1 % apart
+        cash = np.empty((chosen.size, len(cands)))
+        col_sets = [columns(c["depth"], c["lags"]) for c in cands]
+        for f in range(n_folds):
+            held = fold == f
+            cash[held] = _validate_candidates(design, zs, ~held, held, col_sets, [c["alpha"] for c in cands],
+                                              [c["sign_split"] for c in cands], self.itm_only_, progress)
+        n_val = chosen.size
         values = cash.mean(axis=0)
         diffs = cash - cash[:, [int(np.argmax(values))]]
         diff_se = diffs.std(axis=0, ddof=1) / np.sqrt(n_val)
@@ -1202,10 +1232,13 @@ class SignatureStopper(_BackwardInduction):
             "rank_validation_value": np.argsort(np.argsort(-values, kind="stable"), kind="stable") + 1,
             "chosen": np.arange(len(cands)) == pick,
         }
+        for f in range(n_folds):
+            self.cv_results_[f"split{f}_validation_value"] = cash[fold == f].mean(axis=0)
+        self.n_folds_ = n_folds
         self.best_params_ = dict(cands[pick])
         self.depth_, self.lags_ = self.best_params_["depth"], self.best_params_["lags"]
         self.alpha_, self.sign_split_ = self.best_params_["alpha"], self.best_params_["sign_split"]
-        self.n_selection_paths_ = (int(chosen.size - n_val), n_val)
+        self.n_selection_paths_ = (int(chosen.size - np.bincount(fold).max()), n_val)
         self.selection_time_ = time.perf_counter() - start
 
     def _augment(self, paths, offset=0):
