@@ -485,7 +485,8 @@ def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times):
                                times=times)
     for name in _AUTO_SETTINGS:
         setattr(stopper, name + "_", getattr(probe, name + "_"))
-    for name in ("best_params_", "cv_results_", "n_selection_paths_", "selection_time_"):
+    for name in ("best_params_", "cv_results_", "n_folds_", "n_selection_paths_",
+                 "selection_time_"):
         setattr(stopper, name, getattr(probe, name, None))
 
 

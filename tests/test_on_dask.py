@@ -171,6 +171,7 @@ def test_dask_fit_chooses_the_auto_settings_as_in_memory(client, gbm_paths):
     np.testing.assert_array_equal(got.cv_results_["mean_validation_value"],
                                   ref.cv_results_["mean_validation_value"])
     assert got.n_selection_paths_ == ref.n_selection_paths_ and got.selection_time_ > 0
+    assert got.n_folds_ == ref.n_folds_
     assert got.coef_.shape == ref.coef_.shape
     assert got.in_sample_value_ == pytest.approx(ref.in_sample_value_, rel=1e-6)
 

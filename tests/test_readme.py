@@ -83,11 +83,11 @@ def readme_blocks(text):
 
 def test_readme_blocks_are_found():
     blocks = readme_blocks(README.read_text(encoding="utf-8"))
-    # the tour: signatures, scikit-learn, ticks, aggregator, arbitrage, stopping, configuration
-    assert len(blocks) >= 6
+    # the tour: signatures + scikit-learn, ticks, aggregator, arbitrage, stopping
+    assert len(blocks) >= 5
     joined = "".join(code for _, code in blocks)
     for name in ("hftsig.sig(", "SignatureTransformer", "hftsig.normalize(", "Aggregator(",
-                 "TriangularArbitrage(", "SignatureStopper(", "set_config("):
+                 "TriangularArbitrage(", "SignatureStopper("):
         assert name in joined, name
 
 
