@@ -596,6 +596,7 @@ class _Reader:
         self.since = since
         self.malformed = 0
         self.reconnects = 0
+        self._backoff = 0.05  # seconds before the next reconnect (read_or_reconnect)
         self.entries = 0
         self.last = {}  # stream -> id tuple of the last entry handed out
         self._pos = {}  # group-less: stream -> id to read after
@@ -661,6 +662,27 @@ class _Reader:
             pass
         self.client = connect(self.url)
         self._ready = False
+
+    def read_or_reconnect(self, count, stop, block_ms=100):
+        """:meth:`read`, or ``None`` after a lost connection.
+
+        Then it first waits the backoff (doubling from 50 ms to 2 s while the
+        server stays away; cut short by the ``stop`` event) and reconnects
+        unless stopped: the reading loops of the consumers call it again.
+        """
+        errors = connection_errors()
+        try:
+            entries = self.read(count, block_ms=block_ms)
+        except errors as exc:
+            if not stop.wait(self._backoff):
+                try:
+                    self._reconnect(exc)
+                except errors:
+                    pass
+            self._backoff = min(self._backoff * 2, 2.0)
+            return None
+        self._backoff = 0.05
+        return entries
 
     def read(self, count=100, block_ms=100):
         """Good entries, at most ``count`` per stream, waiting up to ``block_ms``.
@@ -817,24 +839,13 @@ class BusConnector:
         self._thread.start()
 
     def _run(self):
-        errors = connection_errors()
-        backoff = 0.05
         reader = self._reader
         while not self._stop.is_set():
             try:
-                entries = reader.read(self.count, block_ms=100)
-                self.connected = True
-                backoff = 0.05
-            except errors as exc:
-                self.connected = False
-                if self._stop.wait(backoff):
-                    break
-                backoff = min(backoff * 2, 2.0)
-                try:
-                    reader._reconnect(exc)
-                except errors:
-                    pass
-                continue
+                entries = reader.read_or_reconnect(self.count, self._stop)
+                self.connected = entries is not None
+                if entries is None:
+                    continue
             except Exception:  # a bug must not stop the feed silently
                 log.exception("bus: reading %s failed; retrying", self.stream)
                 if self._stop.wait(1.0):
@@ -1002,23 +1013,12 @@ class BusRecorder:
 
     def run(self, seconds=None, progress=None):
         """Record until ``seconds`` pass or :attr:`stop_event` is set; then close."""
-        errors = connection_errors()
         end = None if seconds is None else time.monotonic() + seconds
-        backoff = 0.05
         reader = self._reader
         try:
             while not self.stop_event.is_set() and (end is None or time.monotonic() < end):
-                try:
-                    entries = reader.read(64, block_ms=100)
-                    backoff = 0.05
-                except errors as exc:
-                    if self.stop_event.wait(backoff):
-                        break
-                    backoff = min(backoff * 2, 2.0)
-                    try:
-                        reader._reconnect(exc)
-                    except errors:
-                        pass
+                entries = reader.read_or_reconnect(64, self.stop_event)
+                if entries is None:
                     continue
                 skip = {}
                 for stream, eid, kind, ticks in entries:
@@ -1035,7 +1035,7 @@ class BusRecorder:
                 for stream, ids in skip.items():
                     try:
                         reader.ack(stream, ids)
-                    except errors:
+                    except connection_errors():
                         pass
                 if progress is not None:
                     progress(self)
