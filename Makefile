@@ -58,12 +58,12 @@ RUNS ?= 3
 test-random: $(STAMP)
 	@for i in $$(seq $(RUNS)); do $(PY) -m pytest -q -p no:cacheprovider --random-order-bucket=global || exit 1; done
 
-# The PyTorch and JAX glue (hftsig.torch, hftsig.jax): their tests skip where the framework
+# The PyTorch and JAX glue (hftsig.signatures.torch, hftsig.signatures.jax): their tests skip where the framework
 # is absent, so this installs both (torch 2.13.0 CPU first: see `bench`) and runs them.
 test-frameworks: $(STAMP)
 	$(PIP) install $(PIPQ) torch==2.13.0
 	$(PIP) install $(PIPQ) --no-build-isolation -e ".[test,jax]"
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_sigkernel_torch.py tests/test_sigkernel_jax.py hftsig/torch.py hftsig/jax.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/signatures/test_torch.py tests/signatures/test_jax.py hftsig/signatures/torch.py hftsig/signatures/jax.py
 
 # The user guides (docs/*.md) and the API reference (numpydoc docstrings) as HTML;
 # warnings are errors, as in tests/test_docs.py. The test extra holds the pins.

@@ -9,10 +9,10 @@ def _installed(name):
         return False
 
 
-# hftsig.torch is optional glue: without PyTorch its module cannot be imported,
-# so its doctests are not collected (tests/test_sigkernel_torch.py skips too).
-# The same for hftsig.jax without JAX (tests/test_sigkernel_jax.py skips too),
-# and hftsig.on_dask without Dask (tests/test_on_dask.py skips too).
-collect_ignore = [path for module, path in (("torch", "hftsig/torch.py"), ("jax", "hftsig/jax.py"),
-                                            ("dask", "hftsig/on_dask.py"))
+# hftsig.signatures.torch is optional glue: without PyTorch its module cannot be imported,
+# so its doctests are not collected (tests/signatures/test_torch.py skips too).
+# The same for hftsig.signatures.jax without JAX (tests/signatures/test_jax.py skips too),
+# and hftsig.distributed.on_dask without Dask (tests/distributed/test_on_dask.py skips too).
+collect_ignore = [path for module, path in (("torch", "hftsig/signatures/torch.py"), ("jax", "hftsig/signatures/jax.py"),
+                                            ("dask", "hftsig/distributed/on_dask.py"))
                   if not _installed(module)]

@@ -77,8 +77,8 @@ import time
 
 import numpy as np
 
-from hftsig.aggregator import Aggregator
-from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
+from hftsig.market.aggregator import Aggregator
+from hftsig.market.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code
 
 EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
 SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC", "SOL-USDT", "BNB-USDT", "XRP-USDT", "ADA-USDT",
@@ -208,7 +208,7 @@ def bench_core(n_per_exchange=60_000, repeats=3, rate=None, dispatch="connector"
 def _simulator_frames(n=20_000):
     """Time the Normalizer on frames the simulators send (parse + normalize cost)."""
     try:
-        from hftsig.normalize import Normalizer
+        from hftsig.market.normalize import Normalizer
     except ImportError:
         return None
     import websocket
@@ -361,7 +361,7 @@ def replay_offline(captures, symbols, endpoints):
     malformed frames, gaps, checksum failures, resyncs and handler errors of
     the replay, which must be 0 for the numbers to mean anything).
     """
-    from hftsig.cli import make_connectors
+    from hftsig.connectors import make_connectors
 
     names = [c.exchange for c in captures]
     conns = make_connectors(names, symbols, {n: endpoints[n] for n in names}, {})
@@ -734,9 +734,9 @@ def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=
 
 def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, syms,
                     stage_timing, dispatch):
-    import connectors  # noqa: F401
+    from hftsig import connectors  # noqa: F401
 
-    from hftsig.cli import make_connectors
+    from hftsig.connectors import make_connectors
     from hftsig.simulator import SimulatedExchanges
 
     if separate_process:

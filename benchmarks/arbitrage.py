@@ -34,8 +34,8 @@ import numpy as np
 
 from benchmarks.machine import describe
 
-from hftsig.arbitrage import TriangularArbitrage
-from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code, exchange_name
+from hftsig.arbitrage.cycles import CycleArbitrage
+from hftsig.market.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code, exchange_name
 
 VENUES = ("binance", "kraken", "coinbase")
 FEES = {"binance": 10.0, "kraken": 20.0, "coinbase": 30.0}
@@ -100,7 +100,7 @@ def make_stream(n_updates, seed, mispricing_rate=0.01):
 
 
 def detector(report):
-    return TriangularArbitrage(fees=FEES, max_quote_age_ms=1e9, cross_venue=True,
+    return CycleArbitrage(fees=FEES, max_quote_age_ms=1e9, cross_venue=True,
                                spatial=True, report=report, max_events=100)
 
 

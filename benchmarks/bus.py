@@ -6,8 +6,8 @@ A ``redis-server`` of its own (Debian's, persistence off, TCP on 127.0.0.1; or
 throughput
     The publisher (another process) sends ``--ticks`` quote ticks, 100-record
     batches (aggregator chunks), as fast as it can through
-    :class:`hftsig.bus.Publisher`; this process reads them through a consumer
-    group (:class:`hftsig.bus.BusConnector`, acknowledging every read) into a
+    :class:`hftsig.distributed.bus.Publisher`; this process reads them through a consumer
+    group (:class:`hftsig.distributed.bus.BusConnector`, acknowledging every read) into a
     callback.  Ticks/s = ticks / (last tick in the callback - first publish).
     The "+ aggregator" row feeds :meth:`Aggregator.from_bus` instead (state,
     books, dispatch included).
@@ -51,7 +51,7 @@ STREAM = "bench:ticks"
 
 
 def _quotes(n, ts=0):
-    from hftsig.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks
+    from hftsig.market.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks
 
     t = empty_ticks(n)
     t["kind"] = KIND_QUOTE
@@ -68,7 +68,7 @@ def _quotes(n, ts=0):
 
 def _publish_child(url, ticks, rate, batch):
     """Publish ``ticks`` in ``batch``-record batches, paced at ``rate`` ticks/s (0: flat out)."""
-    from hftsig.bus import Publisher
+    from hftsig.distributed.bus import Publisher
 
     base = _quotes(batch)
     seq0 = base["seq"].copy()
@@ -185,8 +185,8 @@ def _proc_cpu(pid):
 def _hftsig_run(url, ticks, rate, via_aggregator=False, warmup=0.2, server_pid=None):
     """One hftsig run: (ticks/s, latency samples in us, publisher stats) as seen by the
     consumer; the publisher stats also get the CPU microseconds per tick each side used."""
-    from hftsig.aggregator import Aggregator
-    from hftsig.bus import BusConnector, connect
+    from hftsig.market.aggregator import Aggregator
+    from hftsig.distributed.bus import BusConnector, connect
 
     c = connect(url)
     c.delete(STREAM)
@@ -327,7 +327,7 @@ def main(argv=None):
             l50.append(_pct(lat, 50))
             l99.append(_pct(lat, 99))
             lmax.append(_pct(lat, 100))
-        rows.append(("hftsig.bus (binary, 512/entry)", statistics.median(thr),
+        rows.append(("hftsig.distributed.bus (binary, 512/entry)", statistics.median(thr),
                      statistics.median(thr_agg), statistics.median(l50),
                      statistics.median(l99), f"entries {pub['entries']:,}"))
         python, why = _find_cryptofeed(a.cryptofeed_python)
@@ -382,7 +382,7 @@ def _server_version():
 
 
 def _redis_version(url):
-    from hftsig.bus import connect
+    from hftsig.distributed.bus import connect
 
     return connect(url).info("server").get("redis_version", "?")
 

@@ -12,7 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
-from connectors import BinanceConnector, CoinbaseConnector, KrakenConnector
+from hftsig.connectors import BinanceConnector, CoinbaseConnector, KrakenConnector
 
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "data" / "samples"
 

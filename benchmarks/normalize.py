@@ -2,7 +2,7 @@
 
 Three parsers see the same frames (same content; see the Kraken note):
 
-* ``hftsig``: :class:`hftsig.normalize.Normalizer` ``.parse(frame, ts_recv)``,
+* ``hftsig``: :class:`hftsig.market.normalize.Normalizer` ``.parse(frame, ts_recv)``,
   returning a ``TICK_DTYPE`` array;
 * ``json+py``: ``json.loads`` plus straightforward Python that builds the
   same ``TICK_DTYPE`` records (the code below), the obvious way to write it;
@@ -39,8 +39,8 @@ import numpy as np
 
 from benchmarks.machine import describe
 
-from hftsig import ticks as T
-from hftsig.normalize import Normalizer
+from hftsig.market import ticks as T
+from hftsig.market.normalize import Normalizer
 
 NAN = math.nan
 TS = 1_700_000_000_000_000_000

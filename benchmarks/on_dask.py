@@ -8,9 +8,9 @@
 would shadow the ``dask`` package.)
 
 Longstaff & Schwartz's put (S0=36, K=40, r=0.06, sigma=0.2, T=1, 50 dates;
-finite-difference value 4.478) with :class:`hftsig.stopping.SignatureStopper`
+finite-difference value 4.478) with :class:`hftsig.stopping.stoppers.SignatureStopper`
 (depth 2, as in :mod:`benchmarks.stopping`).  The cluster run simulates the
-paths on the workers (:func:`hftsig.on_dask.simulate`), persists them there,
+paths on the workers (:func:`hftsig.distributed.on_dask.simulate`), persists them there,
 fits (``n_dates + 1`` passes over the chunks) and values the rule on fresh
 paths simulated on the workers; the in-process run does the same in one
 process, in memory.  Reported: wall seconds, CPU seconds of the fit (summed
@@ -55,8 +55,8 @@ def _cpu_s():
 
 def in_process(n_paths, n_eval, depth):
     """Fit and value in this process; run in a fresh one so that its peak is its own."""
-    from hftsig import paths
-    from hftsig.stopping import SignatureStopper
+    from hftsig.stopping import processes as paths
+    from hftsig.stopping.stoppers import SignatureStopper
 
     t0 = time.perf_counter()
     x = paths.gbm(n_paths, N_STEPS, s0=S0, mu=R, sigma=SIGMA, T=1.0, random_state=0)
@@ -75,8 +75,8 @@ def in_process(n_paths, n_eval, depth):
 def on_cluster(n_paths, n_eval, depth, chunk_size, n_workers, memory_limit):
     import distributed
 
-    from hftsig.on_dask import simulate
-    from hftsig.stopping import SignatureStopper
+    from hftsig.distributed.on_dask import simulate
+    from hftsig.stopping.stoppers import SignatureStopper
 
     # the workers' spill space goes to a temporary directory, not the cwd
     with tempfile.TemporaryDirectory(prefix="hftsig-dask-") as scratch, \

@@ -353,7 +353,7 @@ def check_lead_lag_convention():
     if pysiglib is None:
         print("lead-lag convention vs pysiglib: n/a (pysiglib not installed)")
         return
-    from hftsig import transforms
+    from hftsig.signatures import augmentations as transforms
 
     x = np.random.default_rng(0).standard_normal((7, 3))
     theirs = np.asarray(pysiglib.transform_path(x, lead_lag=True))

@@ -17,15 +17,15 @@ dual upper bound of the default rule -- each with the default beside the
 hand-picked ("tuned") settings on the same paths.
 
 For each reference problem of :func:`hftsig.datasets.stopping_reference` it fits
-:class:`hftsig.stopping.SignatureStopper` and the Markovian baseline
-:class:`hftsig.stopping.PolynomialStopper` (polynomials of the current state
+:class:`hftsig.stopping.stoppers.SignatureStopper` and the Markovian baseline
+:class:`hftsig.stopping.stoppers.PolynomialStopper` (polynomials of the current state
 and payoff) on the *same* training paths, evaluates the lower bound on the same
 fresh paths, and, where a continuation simulator exists (Black--Scholes
 models), the Andersen--Broadie dual upper bound on the same outer paths
 (reported as lower bound + estimated duality gap; the gap column is that gap
 relative to the reference).  A second table certifies stopping fractional
 Brownian motion for several Hurst parameters by its own primal--dual bracket
-(exact conditional continuations, :class:`hftsig.paths.FBMContinuation`, and
+(exact conditional continuations, :class:`hftsig.stopping.processes.FBMContinuation`, and
 its Doob martingale as control variate), beside the state-only regression.
 Times are wall-clock seconds, CPU seconds of the process in brackets (the
 machine may be shared): ``fit``, ``eval`` (lower bound on the fresh paths) and
@@ -40,9 +40,9 @@ import time
 
 import numpy as np
 
-from hftsig import paths
+from hftsig.stopping import processes as paths
 from hftsig.datasets import stopping_reference
-from hftsig.stopping import PolynomialStopper, SignatureStopper
+from hftsig.stopping.stoppers import PolynomialStopper, SignatureStopper
 
 REF = stopping_reference()
 

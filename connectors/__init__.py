@@ -1,16 +1,17 @@
-"""Exchange connectors: one declarative class per exchange over shared websocket/REST machinery.
+"""The exchange connectors' former top-level package, kept importable.
 
->>> from connectors import BinanceConnector, KrakenConnector, CoinbaseConnector, CoinGeckoConnector
->>> BinanceConnector(["BTC-USDT"]).exchange
-'binance'
-
-Every connector keeps one contract (see :mod:`connectors.base`): attributes
-``exchange`` and ``symbols``, ``start()``, ``stop(timeout=1.0)``, ``on_tick``
-and ``stats()``.
+The connectors live in :mod:`hftsig.connectors`; ``from connectors import
+BinanceConnector`` and ``import connectors.binance`` still work and give the
+same objects.
 """
-from connectors.binance import BinanceConnector
-from connectors.coinbase import CoinbaseConnector
-from connectors.coingecko import CoinGeckoConnector
-from connectors.kraken import KrakenConnector
+import sys
 
-__all__ = ["BinanceConnector", "KrakenConnector", "CoinbaseConnector", "CoinGeckoConnector"]
+from hftsig import connectors as _connectors
+from hftsig.connectors import (  # noqa: F401
+    BinanceConnector, CoinbaseConnector, CoinGeckoConnector, KrakenConnector, make_connectors)
+from hftsig.connectors import base, binance, coinbase, coingecko, credentials, kraken  # noqa: F401
+
+__all__ = _connectors.__all__
+
+for _name in ("base", "binance", "coinbase", "coingecko", "credentials", "kraken"):
+    sys.modules[f"{__name__}.{_name}"] = getattr(_connectors, _name)

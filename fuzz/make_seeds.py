@@ -60,7 +60,7 @@ def _test_data():
 
 def _simulator_frames(seconds=3.0):
     """Frames each connector receives from the simulators, malformed ones included."""
-    from connectors import BinanceConnector, CoinbaseConnector, KrakenConnector
+    from hftsig.connectors import BinanceConnector, CoinbaseConnector, KrakenConnector
     from hftsig.simulator import SimulatedExchanges
     frames = {v: [] for v in VENUES}
     lock = threading.Lock()

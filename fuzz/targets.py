@@ -3,7 +3,7 @@
 Each target takes the fuzzer's bytes, drives one entry point with them and
 checks the contract (``docs/fuzzing.md``) as its oracle:
 
-* a frame gives records or raises :class:`~hftsig.normalize.MalformedMessage`
+* a frame gives records or raises :class:`~hftsig.market.normalize.MalformedMessage`
   (a ``ValueError``), nothing else; never a record with NaN/inf, a negative
   price or size, a negative time or an empty symbol; a rejected frame
   changes no state;
@@ -76,7 +76,7 @@ _BINANCE_SYMBOL = "BNBBTC"  # for a REST depth snapshot, which names no symbol
 
 
 def _normalizer(venue):
-    from hftsig.normalize import Normalizer
+    from hftsig.market.normalize import Normalizer
     n = Normalizer(venue)
     if venue == "kraken":
         n.parse(KRAKEN_INSTRUMENT, TS_RECV)
@@ -98,7 +98,7 @@ def _records_key(ticks):
 
 def check_records(venue, ticks, n):
     """The record half of the contract for one accepted frame."""
-    from hftsig.ticks import TICK_DTYPE
+    from hftsig.market.ticks import TICK_DTYPE
     _require(isinstance(ticks, np.ndarray) and ticks.dtype == TICK_DTYPE and ticks.ndim == 1,
              "parse returned %r", type(ticks))
     if len(ticks) == 0:
@@ -133,7 +133,7 @@ def check_frame(venue, data):
     """Parse one frame on a fresh normalizer and judge the outcome.
 
     Returns the ticks (None when the frame was rejected)."""
-    from hftsig.normalize import MalformedMessage
+    from hftsig.market.normalize import MalformedMessage
     n = _normalizer(venue)
     state = dict(n.precisions)
     ticks, exc = _parse(n, data)
@@ -250,8 +250,8 @@ def kraken_instrument(data):
     boolean, string, 1e400...) or without a canonical symbol is skipped and
     keeps what it had; pairs the message does not name are untouched.
     """
-    from hftsig import symbols
-    from hftsig.normalize import MalformedMessage
+    from hftsig.market import symbols
+    from hftsig.market.normalize import MalformedMessage
     d = Draw(data)
     pairs, entries = [], []
     for _ in range(1 + d.below(4)):
@@ -302,7 +302,7 @@ def kraken_instrument(data):
 
 def _ticks_from(d, nmax=40):
     """Tick records: raw bytes, with key fields from small sets so keys repeat."""
-    from hftsig.ticks import TICK_DTYPE
+    from hftsig.market.ticks import TICK_DTYPE
     n = d.below(nmax + 1)
     raw = d.take(n * TICK_DTYPE.itemsize).ljust(n * TICK_DTYPE.itemsize, b"\0")
     t = np.frombuffer(raw, dtype=TICK_DTYPE).copy()
@@ -406,7 +406,7 @@ _BOOK_SIZES = (0.0, 1.0, 2.5, 0.00000001, 1e6, -1.0, -0.0, float("nan"), float("
 
 
 class BookModel:
-    """The rules of :class:`hftsig.book.OrderBook` in plain Python.
+    """The rules of :class:`hftsig.market.book.OrderBook` in plain Python.
 
     A level needs side +1/-1, a finite price > 0 and a finite size >= 0; a
     batch holding a record that breaks this (for this book) is refused whole.
@@ -474,8 +474,8 @@ def _kraken_text(v, decimals):
 
 def book(data):
     """Random record batches: OrderBook equals BookModel, or refuses a batch whole."""
-    from hftsig.book import OrderBook
-    from hftsig.ticks import empty_ticks
+    from hftsig.market.book import OrderBook
+    from hftsig.market.ticks import empty_ticks
     d = Draw(data)
     depth = d.pick((None, 1, 2, 3, 5, 10))
     ob = OrderBook("kraken", "BTC-USD", depth=depth)
@@ -663,7 +663,7 @@ def websocket_frames(data):
     stays open and nothing more arrives.
     """
     import websocket
-    from connectors.base import _BufferedWebSocket
+    from hftsig.connectors.base import _BufferedWebSocket
     # a leading 0 byte: the rest is the server's bytes as they are (raw mode,
     # also how a regression input spells out a stream); else frames are drawn
     stream = bytes(data[1:]) if data[:1] == b"\0" else _ws_frames(Draw(data))
@@ -788,7 +788,7 @@ def _run(call, what):
 def signature(data):
     """sig/logsig/SignatureStream/siglength with random shapes, dtypes, depths and ints."""
     import hftsig
-    from hftsig.logsignature import logsiglength, sig_to_logsig
+    from hftsig.signatures.logsignature import logsiglength, sig_to_logsig
     d = Draw(data)
     which = d.below(6)
     if which == 0:  # sizes

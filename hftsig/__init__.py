@@ -1,46 +1,75 @@
 """hftsig — a lab for high-frequency crypto market research.
 
 Connectors for Binance, Kraken, Coinbase and CoinGecko feed one tick stream
-(:mod:`hftsig.ticks`); an aggregator keeps books and consolidated quotes;
-arbitrage detectors watch the stream; path signatures
+(:mod:`hftsig.market.ticks`); an aggregator keeps books and consolidated
+quotes; arbitrage detectors watch the stream; path signatures
 (:func:`hftsig.sig`, :func:`hftsig.logsig`) and signature optimal stopping
 turn price paths into features and decisions.
-"""
-__version__ = "0.1.0"
 
-from hftsig.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: F401
+The subpackages follow the data flow (``docs/architecture.md``):
+:mod:`hftsig.market` (ticks, symbols, books, normalizers, aggregator,
+recorder), :mod:`hftsig.connectors` (one module per venue),
+:mod:`hftsig.signatures`, :mod:`hftsig.stopping`, :mod:`hftsig.arbitrage`,
+:mod:`hftsig.simulator`, :mod:`hftsig.distributed` (tick bus, Dask) and
+:mod:`hftsig.app` (command line, demo, live view).  Compiled kernels live in
+the private ``hftsig._ext``.
+"""
+__version__ = "0.2.0"
+
+from hftsig import _moved
 
 # Public API re-exports, one line per module (keep this list sorted by module).
-from hftsig.aggregator import Aggregator  # noqa: F401,E402
-from hftsig.arbitrage import Opportunity, TriangularArbitrage  # noqa: F401,E402
-from hftsig.logsignature import logsig, logsiglength  # noqa: F401,E402
-from hftsig import normalize  # noqa: F401,E402  (callable: hftsig.normalize(exchange, message))
-from hftsig import paths  # noqa: F401,E402
-from hftsig.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: F401,E402
-from hftsig.signature import (  # noqa: F401,E402
-    SignatureStream, config_context, get_config, set_config, sig, sigcombine, siginv, sigjoin,
-    siglength)
-from hftsig.signature_grad import (  # noqa: F401,E402
+from hftsig.arbitrage.cycles import CycleArbitrage, Opportunity, TriangularArbitrage  # noqa: E402
+from hftsig.market.aggregator import Aggregator  # noqa: E402
+from hftsig.market.normalize import normalize  # noqa: E402
+from hftsig.market.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: E402
+from hftsig.market.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: E402
+from hftsig.signatures import augmentations  # noqa: E402
+from hftsig.signatures.gradients import (  # noqa: E402
     logsigbackprop, sigbackprop, sigcombinebackprop, sigjoinbackprop, sigscale, sigscalebackprop)
-from hftsig.signature_kernel import (  # noqa: F401,E402
+from hftsig.signatures.kernels import (  # noqa: E402
     MMDTestResult, sig_kernel, sig_kernel_backprop, sig_kernel_gram, sig_kernel_gram_backprop,
     sig_mmd, sig_mmd_test)
-from hftsig import transforms  # noqa: F401,E402
+from hftsig.signatures.logsignature import logsig, logsiglength  # noqa: E402
+from hftsig.signatures.signature import (  # noqa: E402
+    SignatureStream, config_context, get_config, set_config, sig, sigcombine, siginv, sigjoin,
+    siglength)
+from hftsig.stopping import processes  # noqa: E402
+
+__all__ = [
+    "Aggregator", "CycleArbitrage", "MMDTestResult", "Opportunity", "PolynomialStopper",
+    "Recorder", "ReplayConnector", "SignatureKernel", "SignatureStopper", "SignatureStream",
+    "SignatureTransformer", "TICK_DTYPE", "TriangularArbitrage", "augmentations",
+    "config_context", "empty_ticks", "get_config", "logsig", "logsigbackprop", "logsiglength",
+    "normalize", "processes", "read_ticks", "replay", "set_config", "sig", "sig_kernel",
+    "sig_kernel_backprop", "sig_kernel_gram", "sig_kernel_gram_backprop", "sig_mmd",
+    "sig_mmd_test", "sigbackprop", "sigcombine", "sigcombinebackprop", "siginv", "sigjoin",
+    "sigjoinbackprop", "siglength", "sigscale", "sigscalebackprop", "to_pandas",
+]
+
+_moved.install()
+# `hftsig.normalize` is the function above; the module it comes from was also
+# importable as `hftsig.normalize` (``from hftsig.normalize import Normalizer``).
+# Registering the module under that name here keeps both: an import finds it in
+# sys.modules and so does not rebind the package attribute to the module.
+_moved.alias_now("hftsig.normalize", "hftsig.market.normalize")
+
+#: names loaded on first use: importing scikit-learn costs seconds, which
+#: `import hftsig` (command line, services) should not pay
+_LAZY = {
+    "SignatureTransformer": "hftsig.signatures.transformer",
+    "SignatureKernel": "hftsig.signatures.kernel_estimator",
+    "SignatureStopper": "hftsig.stopping.stoppers",
+    "PolynomialStopper": "hftsig.stopping.stoppers",
+}
 
 
 def __getattr__(name):
-    # SignatureTransformer is loaded on first use: importing scikit-learn
-    # costs seconds, which `import hftsig` (CLI, services) should not pay.
-    if name == "SignatureTransformer":
-        from hftsig.transformer import SignatureTransformer
+    import importlib
 
-        return SignatureTransformer
-    if name == "SignatureStopper":  # scikit-learn too, see above
-        from hftsig.stopping import SignatureStopper
-
-        return SignatureStopper
-    if name == "SignatureKernel":  # scikit-learn too, see above
-        from hftsig.signature_kernel_sklearn import SignatureKernel
-
-        return SignatureKernel
+    module = _LAZY.get(name)
+    if module is not None:
+        return getattr(importlib.import_module(module), name)
+    if f"hftsig.{name}" in _moved.MOVED:  # an old module name (hftsig.paths...), with a warning
+        return importlib.import_module(f"hftsig.{name}")
     raise AttributeError(f"module 'hftsig' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m hftsig`` is the ``hftsig`` command."""
-from hftsig.cli import main
+from hftsig.app.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from hftsig.ticks import KIND_STATUS, empty_ticks
+from hftsig.market.ticks import KIND_STATUS, empty_ticks
 
 
 class Collector:
@@ -53,7 +53,7 @@ def wait_for(cond, timeout=15.0):
 
 
 def book_side(book, side, n=1000):
-    """``[(price, size), ...]`` best first from an :class:`hftsig.book.OrderBook` side (+1 bid, -1 ask)."""
+    """``[(price, size), ...]`` best first from an :class:`hftsig.market.book.OrderBook` side (+1 bid, -1 ask)."""
     lv = np.asarray(book.levels(side, n), dtype=np.float64).reshape(-1, 2)
     return [(float(p), float(q)) for p, q in lv]
 
@@ -82,7 +82,7 @@ def delta_chains_intact(ticks, symbol):
     """Binance-style check: within every sync epoch (a BOOK_SNAPSHOT starts one),
     each applied diff event starts at most one past the previous event's end and
     ends after it, and the first one covers ``lastUpdateId + 1``."""
-    from hftsig.ticks import FLAG_LAST, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT
+    from hftsig.market.ticks import FLAG_LAST, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT
 
     t = ticks[(ticks["symbol"] == symbol.encode()) & ((ticks["flags"] & FLAG_LAST) != 0)]
     prev = None

@@ -12,8 +12,8 @@ never passes silently.
 With iisignature installed, ``HFTSIG_RECORD_IISIGNATURE=1`` re-records the file from the
 tests that run (every call is still answered by iisignature itself)::
 
-    HFTSIG_RECORD_IISIGNATURE=1 python -m pytest -q tests/test_signature.py \\
-        tests/test_logsignature.py tests/test_sigbackprop.py tests/test_transformer.py
+    HFTSIG_RECORD_IISIGNATURE=1 python -m pytest -q tests/signatures/test_signature.py \\
+        tests/signatures/test_logsignature.py tests/signatures/test_gradients.py tests/signatures/test_transformer.py
 """
 from __future__ import annotations
 

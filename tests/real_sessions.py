@@ -1,6 +1,6 @@
 """Readers of the recorded real sessions in ``tests/data/real`` (sources in its README).
 
-Each reader returns :class:`hftsig.doctor.Frame` lists in arrival order, the
+Each reader returns :class:`hftsig.app.doctor.Frame` lists in arrival order, the
 payloads as the recorder kept them.  Only the standard library is used to
 read the files, so what the tests compare hftsig against does not come from
 hftsig.
@@ -13,7 +13,7 @@ import pathlib
 import urllib.parse
 from decimal import Decimal
 
-from hftsig.doctor import Frame
+from hftsig.app.doctor import Frame
 
 REAL = pathlib.Path(__file__).parent / "data" / "real"
 

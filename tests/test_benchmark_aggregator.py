@@ -72,13 +72,13 @@ def test_simulator_process_marks_windows_and_gives_up_on_a_silent_simulator():
 
 
 def test_offline_replay_delivers_exactly_the_ticks_the_live_run_delivered():
-    pytest.importorskip("hftsig.normalize", reason="needs the Cython normalizer built in place")
-    import connectors  # noqa: F401
+    pytest.importorskip("hftsig.market.normalize", reason="needs the Cython normalizer built in place")
+    from hftsig import connectors  # noqa: F401
 
-    from hftsig.aggregator import Aggregator
-    from hftsig.cli import make_connectors
+    from hftsig.market.aggregator import Aggregator
+    from hftsig.connectors import make_connectors
     from hftsig.simulator import SimulatedExchanges
-    from hftsig.ticks import KIND_STATUS
+    from hftsig.market.ticks import KIND_STATUS
 
     symbols = ["BTC-USDT", "ETH-USDT"]
     exchanges = list(aggbench._REPLAYED)

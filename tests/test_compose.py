@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hftsig.cli import build_parser
+from hftsig.app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -106,7 +106,7 @@ def test_configuration_comes_from_the_environment():
     # the symbols given in the environment reach the command line's defaults
     out = subprocess.run(
         [sys.executable, "-c",
-         "from hftsig.cli import build_parser as b; a=b().parse_args(['record','x']);"
+         "from hftsig.app.cli import build_parser as b; a=b().parse_args(['record','x']);"
          "print(','.join(a.symbols), ','.join(a.exchanges))"],
         env=dict(os.environ, HFTSIG_SYMBOLS="SOL-USDT,ETH-BTC", HFTSIG_EXCHANGES="kraken",
                  PYTHONPATH=str(ROOT)), capture_output=True, text=True, check=True)
@@ -121,7 +121,7 @@ def run_hftsig(args, env=None, timeout=120):
 
 @pytest.mark.parametrize("name", HFTSIG_SERVICES)
 def test_service_help_runs(name, capsys):
-    from hftsig.cli import main
+    from hftsig.app.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main([command(name)[0], "--help"])
@@ -137,7 +137,7 @@ def test_simulator_service_runs_natively():
 
 
 def test_jupyter_services_run_jupyter_lab_on_the_mounted_notebooks(capsys):
-    from hftsig.cli import main
+    from hftsig.app.cli import main
 
     for name in ("jupyter-tick", "jupyter-live"):
         assert main(command(name) + ["--print-command"]) == 0
@@ -163,7 +163,7 @@ def _publish_and_record_natively(profile_name, tmp_path, bus_url, extra_env=None
 
 
 def test_tick_profile_publishes_and_records_natively(tmp_path, redis_url):
-    from hftsig.recorder import read_ticks
+    from hftsig.market.recorder import read_ticks
 
     r, out = _publish_and_record_natively("tick", tmp_path, redis_url)
     ticks = read_ticks(out)
@@ -176,7 +176,7 @@ def test_live_profile_publishes_and_records_natively_against_loopback_endpoints(
                                                                              redis_url):
     """The notick publisher is the live configuration; its endpoints are pointed at the
     simulators through the environment (tests never reach the internet)."""
-    from hftsig.recorder import read_ticks
+    from hftsig.market.recorder import read_ticks
     from hftsig.simulator import SimulatedExchanges
 
     with SimulatedExchanges(["ETH-BTC", "BTC-USDT"], seed=5) as sim:

@@ -39,8 +39,8 @@ def test_docs_build_without_warnings(tmp_path):
                  "api/arbitrage", "api/stopping"):
         assert (html / f"{page}.html").is_file(), page
     reference = (html / "api" / "signatures.html").read_text(encoding="utf-8")
-    assert 'id="hftsig.signature.sig"' in reference
-    assert 'id="hftsig.transformer.SignatureTransformer"' in reference
+    assert 'id="hftsig.signatures.signature.sig"' in reference
+    assert 'id="hftsig.signatures.transformer.SignatureTransformer"' in reference
     # numpydoc rendered the Parameters section as a field list
     assert "Parameters" in reference and "field-list" in reference
 

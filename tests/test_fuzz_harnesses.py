@@ -69,7 +69,7 @@ def test_open_list_names_kept_inputs():
 # -- the oracles themselves ----------------------------------------------------
 
 def _quote(**fields):
-    from hftsig.ticks import empty_ticks
+    from hftsig.market.ticks import empty_ticks
     t = empty_ticks(1)
     t["exchange"], t["kind"], t["symbol"], t["flags"] = 1, 1, b"BTC-USDT", 1
     t["ts_recv"], t["ts_event"] = targets.TS_RECV, 1

@@ -71,7 +71,7 @@ def test_notebook_runs_in_its_folder_and_shows_its_figures(path, monkeypatch):
 
 
 def test_hftsig_notebook_starts_jupyterlab_on_the_notebooks_folder(capsys, monkeypatch):
-    from hftsig.cli import main
+    from hftsig.app.cli import main
 
     monkeypatch.delenv("HFTSIG_NOTEBOOK_DIR", raising=False)
     assert main(["notebook", "--print-command"]) == 0

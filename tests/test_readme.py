@@ -87,7 +87,7 @@ def test_readme_blocks_are_found():
     assert len(blocks) >= 5
     joined = "".join(code for _, code in blocks)
     for name in ("hftsig.sig(", "SignatureTransformer", "hftsig.normalize(", "Aggregator(",
-                 "TriangularArbitrage(", "SignatureStopper("):
+                 "CycleArbitrage(", "SignatureStopper("):
         assert name in joined, name
 
 

@@ -1,7 +1,7 @@
 # cython: language_level=3
-"""Hot path of :mod:`hftsig.arbitrage`: quote state, cycle index, per-tick evaluation.
+"""Hot path of :mod:`hftsig.arbitrage.cycles`: quote state, cycle index, per-tick evaluation.
 
-The Python layer (``hftsig/arbitrage.py``) owns the meaning of markets and
+The Python layer (``hftsig/arbitrage/cycles.py``) owns the meaning of markets and
 cycles (it parses symbols, decides which cycles exist and turns hits into
 events); this module only stores flat arrays and runs the per-tick loop
 without the GIL.
@@ -28,7 +28,7 @@ import numpy as np
 
 cnp.import_array()
 
-from hftsig import ticks as _ticks
+from hftsig.market import ticks as _ticks
 from hftsig._ext.tick cimport Tick as hftsig_tick_t
 from hftsig._ext.tick cimport (
     check_tick_layout, KIND_QUOTE, KIND_STATUS, STATUS_DISCONNECTED, STATUS_RESYNC, STATUS_STALE)

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""L2 order book kernels (public API: :mod:`hftsig.book`).
+"""L2 order book kernels (public API: :mod:`hftsig.market.book`).
 
 Each side is a price-sorted pair of float64 arrays (bids descending, asks
 ascending); a level is found by binary search and inserted/removed with
@@ -20,7 +20,7 @@ from libc.math cimport isnan, isfinite, fabs, NAN
 cimport numpy as cnp
 import numpy as np
 
-from hftsig import ticks as _ticks
+from hftsig.market import ticks as _ticks
 
 cnp.import_array()
 
@@ -245,7 +245,7 @@ cdef class _Side:
 
 
 cdef class BookCore:
-    """State of one L2 book; :class:`hftsig.book.OrderBook` wraps it."""
+    """State of one L2 book; :class:`hftsig.market.book.OrderBook` wraps it."""
     cdef readonly _Side bids, asks
     cdef readonly Py_ssize_t depth
     cdef uint8_t exch

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Kernels of :mod:`hftsig.logsignature`: tensor logarithm and Lyndon projection.
+"""Kernels of :mod:`hftsig.signatures.logsignature`: tensor logarithm and Lyndon projection.
 
 Tensors are rows in the signature layout: level 0 left out, level ``l``
 (``d**l`` coefficients, words in lexicographic order) after levels

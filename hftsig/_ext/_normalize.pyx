@@ -20,8 +20,8 @@ cimport numpy as cnp
 import json
 import numpy as np
 
-from hftsig import ticks as _ticks
-from hftsig import symbols as _symbols
+from hftsig.market import ticks as _ticks
+from hftsig.market import symbols as _symbols
 
 cnp.import_array()
 

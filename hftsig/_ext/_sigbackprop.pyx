@@ -1,11 +1,11 @@
 # cython: freethreading_compatible = True
-"""Typed kernels behind :mod:`hftsig.signature_grad`.
+"""Typed kernels behind :mod:`hftsig.signatures.gradients`.
 
 The arithmetic lives in ``sigbackprop.h`` (hand-written C, vectorised across
-path pieces like ``sigkernels.h``); this module allocates every buffer as a
+path pieces like ``signature_c.h``); this module allocates every buffer as a
 numpy array (so Python's allocator, and ``tracemalloc``, see all of it) and
 calls the C code with the GIL released.  Arguments are validated by
-:mod:`hftsig.signature_grad` before they reach these functions.
+:mod:`hftsig.signatures.gradients` before they reach these functions.
 """
 import numpy as np
 
@@ -193,7 +193,7 @@ def sig_backprop(const double[:, :, ::1] X, const double[:, ::1] G, int N, int n
     """dL/dX (batch, length, dim) given G = dL/dsig (batch, siglength).
 
     A batch too small to fill every lane of every thread is cut into pieces
-    (as :func:`hftsig.signature.sig` does): the gradient with respect to
+    (as :func:`hftsig.signatures.signature.sig` does): the gradient with respect to
     each piece's signature follows from Chen's identity, and the pieces are
     then run side by side.
     """

@@ -1,18 +1,18 @@
 # cython: freethreading_compatible = True
-"""Typed kernels behind :mod:`hftsig.signature`.
+"""Typed kernels behind :mod:`hftsig.signatures.signature`.
 
-The arithmetic lives in ``sigkernels.h`` (hand-written C, vectorised across
+The arithmetic lives in ``signature_c.h`` (hand-written C, vectorised across
 paths); this module hands it C-contiguous float64 buffers with the GIL
 released, and holds :class:`SignatureStream`, whose per-tick ``push`` must stay
 well under a microsecond and so avoids any array allocation.  Arguments are
-validated by :mod:`hftsig.signature` before they reach these functions; the
+validated by :mod:`hftsig.signatures.signature` before they reach these functions; the
 kernels still refuse sizes that do not fit (``ValueError``) rather than
 allocate a wrapped-around buffer.
 
 It also holds what every signature entry point shares and that
 :class:`SignatureStream` needs at this level: :func:`check_int`, the one
 integer-argument check, and the memory limit (:func:`max_output_bytes`,
-:func:`check_bytes`) that :func:`hftsig.signature.set_config` sets.
+:func:`check_bytes`) that :func:`hftsig.signatures.signature.set_config` sets.
 """
 import numbers
 import os
@@ -28,7 +28,7 @@ from libc.string cimport memcpy, memset
 cnp.import_array()
 
 
-cdef extern from "sigkernels.h" nogil:
+cdef extern from "signature_c.h" nogil:
     ctypedef struct sk_work:
         int d
         int N
@@ -73,7 +73,7 @@ _INT64_MAX = (1 << 63) - 1
 #: Default of :func:`max_output_bytes` (2 GiB).
 DEFAULT_MAX_OUTPUT_BYTES = 2 << 30
 ENV_MAX_OUTPUT_BYTES = "HFTSIG_MAX_OUTPUT_BYTES"
-_max_output_bytes = None  # set by hftsig.signature.set_config; None: environment/default
+_max_output_bytes = None  # set by hftsig.signatures.signature.set_config; None: environment/default
 
 
 def show_int(value):
@@ -115,7 +115,7 @@ def format_bytes(n):
 def max_output_bytes():
     """The memory one signature call may allocate, in bytes.
 
-    The value given to :func:`hftsig.signature.set_config`, else the
+    The value given to :func:`hftsig.signatures.signature.set_config`, else the
     environment variable ``HFTSIG_MAX_OUTPUT_BYTES`` (a positive integer),
     else :data:`DEFAULT_MAX_OUTPUT_BYTES`.
     """
@@ -163,7 +163,7 @@ def check_bytes(nbytes, argument, what, hint=""):
         raise ValueError(
             f"{argument}: {what} would take {format_bytes(nbytes)}, more than the limit of "
             f"{format_bytes(limit)} (max_output_bytes){'; ' + hint if hint else ''}; the limit "
-            f"is set by hftsig.signature.set_config(max_output_bytes=...) or the environment "
+            f"is set by hftsig.signatures.signature.set_config(max_output_bytes=...) or the environment "
             f"variable {ENV_MAX_OUTPUT_BYTES}")
 
 

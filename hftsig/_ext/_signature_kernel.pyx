@@ -1,10 +1,10 @@
 # cython: freethreading_compatible = True
-"""Typed kernels behind :mod:`hftsig.signature_kernel`.
+"""Typed kernels behind :mod:`hftsig.signatures.kernels`.
 
 The Goursat PDE solver lives in ``goursat_pde.h`` (hand-written C,
 vectorised across pairs of paths); this module hands it C-contiguous float64
 paths and lists of pairs, and runs blocks of pairs on OpenMP threads with the
-GIL released.  Arguments are validated by :mod:`hftsig.signature_kernel`
+GIL released.  Arguments are validated by :mod:`hftsig.signatures.kernels`
 before they reach these functions.
 """
 import numpy as np

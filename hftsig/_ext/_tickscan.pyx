@@ -13,7 +13,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 cimport numpy as cnp
 import numpy as np
 
-from hftsig import ticks as _ticks
+from hftsig.market import ticks as _ticks
 
 cnp.import_array()
 
@@ -194,7 +194,7 @@ def message_parts(cnp.ndarray ticks):
 
     Examples
     --------
-    >>> from hftsig.ticks import empty_ticks, FLAG_LAST
+    >>> from hftsig.market.ticks import empty_ticks, FLAG_LAST
     >>> t = empty_ticks(3)
     >>> t["symbol"] = [b"A", b"A", b"B"]
     >>> t["kind"] = 3

@@ -13,7 +13,7 @@
  *     a = 1 + I/2 + I^2/12,  b = 1 - I^2/12,
  * is swept row by row in one buffer of grid values.
  *
- * Pairs are vectorised ACROSS pairs, as the signatures in sigkernels.h are
+ * Pairs are vectorised ACROSS pairs, as the signatures in signature_c.h are
  * across paths: a block of GP_VL pairs with the same lengths is solved at
  * once, every grid value one GCC vector holding it for the GP_VL pairs.  The
  * sweep's recurrence K[i+1][j+1] <- K[i+1][j] is a chain of dependent

@@ -1,10 +1,10 @@
 /* Gradients of truncated signatures (hand-written C, called from
- * _sigbackprop.pyx).  Layout as in sigkernels.h: level 0 left out, levels
+ * _sigbackprop.pyx).  Layout as in signature_c.h: level 0 left out, levels
  * 1..N concatenated, words lexicographic; level k at lvl_off[k].
  *
  * sb_block_fn_{v,s} run the backward pass over blocks of path pieces (see
  * sigbackprop_impl.h); the per-step arithmetic is instantiated for the
- * SIMD lane type of sigkernels.h (SK_VL pieces per register) and for plain
+ * SIMD lane type of signature_c.h (SK_VL pieces per register) and for plain
  * double.  Memory is one signature and one gradient per piece, whatever the
  * length: the signature before each step is recomputed from the one after.
  * Scratch is handed in by the caller (so that Python's allocator, and its
@@ -13,7 +13,7 @@
 #ifndef HFTSIG_SIGBACKPROP_H
 #define HFTSIG_SIGBACKPROP_H
 
-#include "sigkernels.h"
+#include "signature_c.h"
 
 /* A backward pass over n_items pieces.  base holds the path X (batch, len,
  * d), N, lvl_off, siglen and the pieces (path_idx, start, end: steps

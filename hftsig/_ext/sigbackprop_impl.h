@@ -1,7 +1,7 @@
 /* One lane-width instance of the signature backpropagation kernel.
  *
  * Included by sigbackprop.h once per lane width with SK_T, SK_L, SK_NAME,
- * SK_GET and SK_SET defined as for sigkernel_impl.h: a block of SK_L path
+ * SK_GET and SK_SET defined as for signature_impl.h: a block of SK_L path
  * pieces is processed together, every tensor coordinate one SK_T holding
  * that coordinate for all SK_L pieces (batch innermost).
  *

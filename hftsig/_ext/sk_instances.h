@@ -2,7 +2,7 @@
  * instance (suffix _v, SK_VL paths per block, with SK_SPECIALISE for the
  * hand-specialised low levels) and the scalar one (suffix _s, one path).
  * Include it with SK_IMPL defined, e.g.
- *     #define SK_IMPL "sigkernel_impl.h"
+ *     #define SK_IMPL "signature_impl.h"
  *     #include "sk_instances.h"
  * No include guard: every template is instantiated once through it. */
 #ifndef SK_IMPL

@@ -1,4 +1,4 @@
-# The C view of one TICK_DTYPE record (hftsig/ticks.py), shared by every kernel
+# The C view of one TICK_DTYPE record (hftsig/market/ticks.py), shared by every kernel
 # that reads or writes tick arrays. Natural alignment leaves no padding: 104 bytes,
 # the same as TICK_DTYPE.itemsize; each kernel checks that at import.
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint32_t
@@ -22,7 +22,7 @@ cdef struct Tick:
     int64_t seq_first
 
 
-# The codes of hftsig/ticks.py as C constants (compared with it at import by
+# The codes of hftsig/market/ticks.py as C constants (compared with it at import by
 # check_tick_layout).
 cdef enum:
     EX_BINANCE = 1
@@ -45,7 +45,7 @@ cdef enum:
 
 cdef inline int check_tick_layout(object ticks) except -1:
     """ImportError unless Tick is TICK_DTYPE byte for byte and the codes above are
-    those of ``ticks`` (the hftsig.ticks module); every kernel calls it at import."""
+    those of ``ticks`` (the hftsig.market.ticks module); every kernel calls it at import."""
     cdef Tick t
     cdef char* b = <char*>&t
     got = {
@@ -73,5 +73,5 @@ cdef inline int check_tick_layout(object ticks) except -1:
     }
     wrong = {k: (v, getattr(ticks, k)) for k, v in codes.items() if getattr(ticks, k) != v}
     if wrong:
-        raise ImportError(f"kernel codes differ from hftsig.ticks (kernel, ticks): {wrong}")
+        raise ImportError(f"kernel codes differ from hftsig.market.ticks (kernel, ticks): {wrong}")
     return 0
