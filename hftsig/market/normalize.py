@@ -106,12 +106,14 @@ from __future__ import annotations
 
 import threading
 
+from hftsig import venues
 from hftsig._ext._normalize import MalformedMessage, Normalizer
 
 __all__ = ["normalize", "Normalizer", "MalformedMessage", "EXCHANGES"]
 
-#: exchanges the normalizer understands
-EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
+#: exchanges registered at import (:func:`hftsig.venues.names` is live; each
+#: venue's normalizer is its :attr:`~hftsig.venues.Venue.normalizer`)
+EXCHANGES = venues.names()
 
 
 def normalize(exchange, message, ts_recv=None, symbol=None):
@@ -129,7 +131,7 @@ def normalize(exchange, message, ts_recv=None, symbol=None):
         key = str(exchange).lower()
         n = cache.get(key)
         if n is None:
-            n = cache[key] = Normalizer(key, chunk_size=_CHUNK)
+            n = cache[key] = venues.get(key).make_normalizer(chunk_size=_CHUNK)
         if type(exchange) is str:
             cache[exchange] = n
     return n.parse(message, ts_recv, symbol)
