@@ -261,6 +261,19 @@ def test_toy_venue_in_the_command_line_checks():
         assert cli._url_overrides(args)["toyx"] == {"ws_url": "ws://127.0.0.1:9/ws"}
 
 
+def test_the_bus_accepts_a_venue_registered_after_import():
+    from hftsig.distributed import bus
+
+    t = empty_ticks(1)
+    t["exchange"], t["kind"], t["symbol"] = 200, KIND_QUOTE, b"TOY-USD"
+    entry = {b"v": bus._V, b"k": bus._KIND_TICKS, b"d": t.tobytes()}
+    assert bus._decode(entry) is None  # code 200 is foreign
+    with venues.registered(toyx_venue()):
+        kind, ticks = bus._decode(entry)
+        assert kind == bus._KIND_TICKS and ticks["exchange"].tolist() == [200]
+    assert bus._decode(entry) is None
+
+
 # -- the registry API ---------------------------------------------------------------------------
 def test_built_in_venues_keep_their_codes_and_order():
     assert venues.names() == BUILT_IN
