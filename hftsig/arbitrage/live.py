@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 
+from hftsig import venues as registry
 from hftsig.arbitrage.cycles import DEFAULT_TAKER_FEES_BPS, CycleArbitrage, quotes_from_model
 
 __all__ = ["ArbWatch", "demo_plugin", "run_arb", "ARB_SYMBOLS"]
@@ -198,7 +199,7 @@ def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0, until=None):
     agg.on_tick(det.update, kinds=("quote", "book_delta", "book_snapshot", "status"))
     stop = threading.Event()
     if sim is not None and inject_every:
-        venues = [v for v in sim.exchanges if v in DEFAULT_TAKER_FEES_BPS]
+        venues = [v for v in sim.exchanges if registry.get(v).order_book]
         fees = _fees_for(venues, None)
         rng = random.Random(seed)
 
@@ -227,11 +228,13 @@ def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0, until=None):
 
 def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_edge_bps=0.0,
             max_quote_age_ms=2000.0, notional=None, inject_every=2.0, seed=0,
-            cross_venue=True, report="best", stream=None, exchanges=("binance", "kraken",
-                                                                         "coinbase"),
+            cross_venue=True, report="best", stream=None, exchanges=None,
             show="episodes", bus=None):
     """Print arbitrage episodes (or reports) as they appear for ``seconds``; returns an exit code.
 
+    ``exchanges=None`` watches the registry's order-book venues
+    (:func:`hftsig.venues.names` with ``order_book=True``; with
+    ``source="sim"`` those with a simulator).
     ``fees=None`` takes :data:`hftsig.arbitrage.cycles.DEFAULT_TAKER_FEES_BPS`;
     ``show`` is :class:`ArbWatch`'s (``"episodes"`` or ``"updates"``).  ``bus``
     (``{"url": ..., "streams": ..., "group": ..., "consumer": ...}``) takes the
@@ -240,6 +243,9 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
     """
     if bus is not None:
         source = "bus"
+    if exchanges is None:
+        exchanges = registry.names(order_book=True, simulator=True if source in ("sim", "model")
+                                   else None)
     out = sys.stdout if stream is None else stream
     print_lock = threading.Lock()
 
@@ -249,10 +255,8 @@ def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_e
 
     if source == "sim" and bus is None:
         try:
-            from hftsig import connectors
-
-            for name in ("BinanceConnector", "KrakenConnector", "CoinbaseConnector"):
-                getattr(connectors, name)
+            for name in exchanges:
+                registry.get(name).connector_class()
         except (ImportError, AttributeError) as exc:
             emit(f"# connectors unavailable ({exc}); using the in-process market model")
             source = "model"

@@ -18,6 +18,7 @@ import json
 
 import numpy as np
 
+from hftsig import venues
 from hftsig.connectors.base import BookFeed, MalformedFrame, WebSocketConnector, _preview
 from hftsig._ext._tickscan import message_parts
 from hftsig.market.book import OrderBook
@@ -60,8 +61,9 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     default_ws_url = "wss://advanced-trade-ws.coinbase.com"
     #: heartbeats arrive every second
     stale_after = 15.0
-    #: market_trades sends the trades of each 250 ms in one message
-    batched_kinds = {"trade": 0.25}
+    #: market_trades sends the trades of each 250 ms in one message (declared
+    #: in the registry, :attr:`hftsig.venues.Venue.batched_kinds`)
+    batched_kinds = dict(venues.get("coinbase").batched_kinds)
 
     def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
                  backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None,

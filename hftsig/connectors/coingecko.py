@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from hftsig import venues
 from hftsig.connectors.base import RestPollingConnector
 from hftsig.connectors.credentials import Secret, load_credentials
 from hftsig.market.normalize import Normalizer
@@ -74,8 +75,14 @@ class CoinGeckoConnector(RestPollingConnector):
 
     @property
     def batched_kinds(self):
-        """Prices are polled every :attr:`interval` seconds (see :class:`Connector`)."""
-        return {"price": self.interval}
+        """Prices are polled every :attr:`interval` seconds (see :class:`Connector`).
+
+        The registry declares what is polled
+        (:attr:`hftsig.venues.Venue.batched_kinds`, period ``None``: the
+        connector's interval).
+        """
+        return {kind: self.interval if period is None else period
+                for kind, period in venues.get(self.exchange).batched_kinds.items()}
 
     def __init__(self, symbols, *, channels=None, rest_url=None, api_key=None, plan=None,
                  on_tick=None, backoff=None, interval=None, stale_after=600.0, timeout=10.0):

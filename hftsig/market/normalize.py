@@ -110,6 +110,7 @@ from __future__ import annotations
 import abc
 import threading
 
+from hftsig import venues
 from hftsig._ext._normalize_binance import BinanceNormalizer
 from hftsig._ext._normalize_coinbase import CoinbaseNormalizer
 from hftsig._ext._normalize_coingecko import CoinGeckoNormalizer
@@ -129,8 +130,9 @@ NORMALIZERS = {
     "coingecko": CoinGeckoNormalizer,
 }
 
-#: exchanges the normalizer understands
-EXCHANGES = tuple(NORMALIZERS)
+#: exchanges registered at import (:func:`hftsig.venues.names` is live; each
+#: venue's normalizer is its :attr:`~hftsig.venues.Venue.normalizer`)
+EXCHANGES = venues.names()
 
 _TIME_UNITS = ("auto", "ms", "us")
 
@@ -240,7 +242,7 @@ def normalize(exchange, message, ts_recv=None, symbol=None):
         key = str(exchange).lower()
         n = cache.get(key)
         if n is None:
-            n = cache[key] = Normalizer(key, chunk_size=_CHUNK)
+            n = cache[key] = venues.get(key).make_normalizer(chunk_size=_CHUNK)
         if type(exchange) is str:
             cache[exchange] = n
     return n.parse(message, ts_recv, symbol)
