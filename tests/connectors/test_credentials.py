@@ -66,7 +66,8 @@ def test_no_key_in_logs_or_exceptions(caplog):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from connector_support import wait_for
-    from hftsig.connectors.base import Backoff, HTTPStatusError
+    from hftsig.connectors.base import Backoff
+    from hftsig.connectors.rest import HTTPStatusError
     from hftsig.connectors.coingecko import CoinGeckoConnector
 
     class Handler(BaseHTTPRequestHandler):
