@@ -105,8 +105,12 @@ Examples
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from hftsig._ext._normalize import MalformedMessage, Normalizer
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["normalize", "Normalizer", "MalformedMessage", "EXCHANGES"]
 
@@ -114,7 +118,8 @@ __all__ = ["normalize", "Normalizer", "MalformedMessage", "EXCHANGES"]
 EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
 
 
-def normalize(exchange, message, ts_recv=None, symbol=None):
+def normalize(exchange: str, message: str | bytes, ts_recv: int | None = None,
+              symbol: str | None = None) -> np.ndarray:
     """Ticks of one message without keeping a :class:`Normalizer`.
 
     See :class:`Normalizer` and the module docstring.  For a stream of
