@@ -8,12 +8,14 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from hftsig import venues
 from hftsig.interrupts import SignalNap, terminate_as_interrupt
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
 
-EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
+#: venues registered at import (the parsers read :mod:`hftsig.venues` when built)
+EXCHANGES = venues.names()
 DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT", "ETH-BTC")
 
 
@@ -86,9 +88,11 @@ def _cmd_demo(args):
 
 
 def _add_simulate(sub):
+    simulated = venues.names(simulator=True)
     sim = sub.add_parser(
         "simulate",
-        help="run the loopback exchange simulators (Binance, Kraken, Coinbase, CoinGecko)",
+        help="run the loopback exchange simulators "
+        f"({', '.join(venues.get(v).display_name for v in simulated)})",
         description="Start the exchange simulators, print their URLs (one line per exchange: "
         "'<exchange> ws_url=... rest_url=...') and message rates; runs until Ctrl-C or "
         "--seconds. They listen on ephemeral ports of 127.0.0.1 unless --host/--port say "
@@ -106,7 +110,7 @@ def _add_simulate(sub):
                      "coinbase, coingecko (default: ephemeral ports)")
     sim.add_argument("--seconds", type=_seconds, default=None, help="stop after this long (default: until Ctrl-C)")
     sim.add_argument("--symbols", default=None, help="comma-separated BASE-QUOTE symbols (default: built-in set)")
-    sim.add_argument("--exchanges", default="binance,kraken,coinbase,coingecko", help="comma-separated exchanges")
+    sim.add_argument("--exchanges", default=",".join(simulated), help="comma-separated exchanges")
     sim.add_argument("--seed", type=int, default=0, help="market model seed (default 0)")
     sim.add_argument("--rate", type=_positive, default=20.0, help="book updates per second per symbol (default 20)")
     sim.add_argument("--depth", type=_count, default=20, help="book levels per side (default 20)")
@@ -141,9 +145,10 @@ def _env_list(name, default):
 
 def _add_source_args(p):
     g = p.add_argument_group("market data source")
-    g.add_argument("--exchanges", type=_csv, default=_env_list("HFTSIG_EXCHANGES", EXCHANGES),
+    g.add_argument("--exchanges", type=_csv,
+                   default=_env_list("HFTSIG_EXCHANGES", venues.names()),
                    help="comma-separated exchanges (default: $HFTSIG_EXCHANGES or "
-                   f"{','.join(EXCHANGES)})")
+                   f"{','.join(venues.names())})")
     g.add_argument("--symbols", type=_csv,
                    default=_env_list("HFTSIG_SYMBOLS", DEFAULT_SYMBOLS),
                    help="comma-separated canonical symbols BASE-QUOTE (default: "
@@ -274,11 +279,11 @@ def _url_overrides(args):
     for opt, key in ((args.ws_url, "ws_url"), (args.rest_url, "rest_url")):
         for item in opt:
             ex, sep, url = item.partition("=")
-            if not sep or ex.strip().lower() not in EXCHANGES or not url:
+            if not sep or ex.strip().lower() not in venues.names() or not url:
                 raise ValueError(f"argument --{key.replace('_', '-')}: expected EXCHANGE=URL "
-                                 f"with EXCHANGE one of {','.join(EXCHANGES)}, got {item!r}")
+                                 f"with EXCHANGE one of {','.join(venues.names())}, got {item!r}")
             urls.setdefault(ex.strip().lower(), {})[key] = url
-    for ex in EXCHANGES:
+    for ex in venues.names():
         for key in ("ws_url", "rest_url"):
             env = os.environ.get(f"HFTSIG_{ex.upper()}_{key.upper()}")
             if env:
@@ -332,7 +337,7 @@ class _Session:
         from hftsig.market.aggregator import Aggregator
 
         a = self.args
-        check_exchanges(a.exchanges, EXCHANGES)
+        check_exchanges(a.exchanges, venues.names())
         check_symbols(a.symbols, simulated=a.simulate)
         endpoints = _url_overrides(a)
         if a.simulate:
@@ -599,8 +604,9 @@ def _add_arb_parser(sub):
     p.add_argument("--symbols", default=None,
                    help="comma-separated BASE-QUOTE symbols (default BTC-USDT,ETH-USDT,"
                    "ETH-BTC,SOL-USDT,SOL-BTC)")
-    p.add_argument("--exchanges", default="binance,kraken,coinbase",
-                   help="comma-separated venues (default binance,kraken,coinbase)")
+    arb_venues = ",".join(venues.names(order_book=True, simulator=True))
+    p.add_argument("--exchanges", default=arb_venues,
+                   help=f"comma-separated order-book venues (default {arb_venues})")
     p.add_argument("--fees", default=None,
                    help="taker fees in bps, e.g. 'binance=10,kraken=40' or one number for all "
                    "(default: hftsig.arbitrage.cycles.DEFAULT_TAKER_FEES_BPS)")
@@ -631,7 +637,9 @@ def _cmd_arb(args):
 
     symbols = tuple(_csv(args.symbols)) if args.symbols else ARB_SYMBOLS
     check_symbols(symbols, simulated=args.source != "live")
-    check_exchanges(_csv(args.exchanges), VENUES)
+    # live: any order-book venue; simulated sources: those the market model simulates
+    check_exchanges(_csv(args.exchanges),
+                    venues.names(order_book=True) if args.source == "live" else VENUES)
     try:
         fees = _parse_fees(args.fees)
     except ValueError:

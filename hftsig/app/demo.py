@@ -58,7 +58,6 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
     parts it needs are missing.
     """
     from hftsig.market.aggregator import Aggregator
-    from hftsig.app.cli import EXCHANGES
     from hftsig.app.liveview import LiveView, ignore_interrupts, render_summary
 
     seconds = float(seconds)
@@ -74,8 +73,9 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
     plugins = _default_plugins() + PLUGINS if plugins is None else plugins
     # `docker stop` (SIGTERM) ends the demo as Ctrl-C does: feeds stopped, summary printed
     with terminate_as_interrupt(), SimulatedExchanges(symbols=list(symbols), seed=seed) as sim:
-        conns = make_connectors(EXCHANGES, symbols,
-                                {ex: sim.connector_kwargs(ex) for ex in EXCHANGES},
+        exchanges = sim.exchanges  # every registered venue with a simulator
+        conns = make_connectors(exchanges, symbols,
+                                {ex: sim.connector_kwargs(ex) for ex in exchanges},
                                 {"coingecko": {"interval": 1.0}})
         agg = Aggregator(conns, drain_size=0)
         view = LiveView(agg, stream=out, interval=refresh, symbols=list(symbols),

@@ -52,6 +52,7 @@ import time
 import numpy as np
 
 from hftsig._ext._tickscan import message_parts
+from hftsig import venues as registry
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.ticks import KIND_BOOK_DELTA, KIND_PRICE, KIND_TRADE
@@ -71,14 +72,6 @@ __all__ = [
     "render_table",
 ]
 
-VENUES = ("binance", "kraken", "coinbase", "coingecko")
-#: symbols the doctor watches on each venue
-DEFAULT_SYMBOLS = {
-    "binance": ("BTC-USDT", "ETH-USDT"),
-    "kraken": ("BTC-USD", "ETH-USD"),
-    "coinbase": ("BTC-USD", "ETH-USD"),
-    "coingecko": ("BTC-USD", "ETH-USD"),
-}
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 #: largest |median(ts_recv - ts_event)| taken as a healthy clock, in ns
 MAX_CLOCK_OFFSET_NS = 2_000_000_000
@@ -522,6 +515,10 @@ def check_coingecko(frames):
 
 _CHECKS = {"binance": check_binance, "kraken": check_kraken, "coinbase": check_coinbase,
            "coingecko": check_coingecko}
+#: venues of the registry (:mod:`hftsig.venues`) the doctor has checks for
+VENUES = tuple(name for name in registry.names() if name in _CHECKS)
+#: symbols the doctor watches on each venue (each venue's ``example_symbols``)
+DEFAULT_SYMBOLS = {name: registry.get(name).example_symbols for name in VENUES}
 
 
 def check_frames(venue, frames, **kwargs):

@@ -90,6 +90,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hftsig import venues
 from hftsig._ext._arbitrage import (
     STOP_UNKNOWN_MARKET,
     ArbCore,
@@ -129,13 +130,10 @@ __all__ = [
 #: the demo and the notebook.  The numbers are the lowest-volume spot taker
 #: tiers published by the venues (Kraken Pro 0.40 %, Coinbase Advanced 1.20 %);
 #: schedules change and depend on your volume tier, so override them with yours
-#: (``fees=`` or ``hftsig arb --fees``).
-DEFAULT_TAKER_FEES_BPS = {
-    "binance": 10.0,
-    "kraken": 40.0,
-    "coinbase": 120.0,
-    "simulated": 10.0,
-}
+#: (``fees=`` or ``hftsig arb --fees``).  A read-only view of each registered
+#: venue's :attr:`~hftsig.venues.Venue.taker_fee_bps`, plus the in-process
+#: market model's ``"simulated"``; ``dict(DEFAULT_TAKER_FEES_BPS)`` to edit.
+DEFAULT_TAKER_FEES_BPS = venues.VenueTable(lambda v: v.taker_fee_bps, extra={"simulated": 10.0})
 
 _DEFAULT_START = ("USD", "USDT", "USDC", "EUR", "BTC", "ETH")
 _INVALID_TS = -(1 << 62)  # hftsig/_ext/_arbitrage.pyx: a market without a usable quote

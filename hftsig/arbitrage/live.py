@@ -24,6 +24,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from hftsig import venues as registry
 from hftsig.arbitrage.cycles import DEFAULT_TAKER_FEES_BPS, CycleArbitrage, quotes_from_model
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ def demo_plugin(agg: Aggregator, view: Any, sim: SimulatedExchanges | None = Non
     agg.on_tick(det.update, kinds=("quote", "book_delta", "book_snapshot", "status"))
     stop = threading.Event()
     if sim is not None and inject_every:
-        venues = [v for v in sim.exchanges if v in DEFAULT_TAKER_FEES_BPS]
+        venues = [v for v in sim.exchanges if registry.get(v).order_book]
         fees = _fees_for(venues, None)
         rng = random.Random(seed)
 
@@ -242,10 +243,13 @@ def run_arb(seconds: float = 20.0, *, source: str = "sim", symbols: Sequence[str
             max_quote_age_ms: float = 2000.0, notional: float | None = None,
             inject_every: float = 2.0, seed: int = 0, cross_venue: bool = True,
             report: str = "best", stream: TextIO | None = None,
-            exchanges: Sequence[str] = ("binance", "kraken", "coinbase"), show: str = "episodes",
+            exchanges: Sequence[str] | None = None, show: str = "episodes",
             bus: Mapping[str, Any] | None = None) -> int:
     """Print arbitrage episodes (or reports) as they appear for ``seconds``; returns an exit code.
 
+    ``exchanges=None`` watches the registry's order-book venues
+    (:func:`hftsig.venues.names` with ``order_book=True``; with
+    ``source="sim"`` those with a simulator).
     ``fees=None`` takes :data:`hftsig.arbitrage.cycles.DEFAULT_TAKER_FEES_BPS`;
     ``show`` is :class:`ArbWatch`'s (``"episodes"`` or ``"updates"``).  ``bus``
     (``{"url": ..., "streams": ..., "group": ..., "consumer": ...}``) takes the
@@ -254,6 +258,9 @@ def run_arb(seconds: float = 20.0, *, source: str = "sim", symbols: Sequence[str
     """
     if bus is not None:
         source = "bus"
+    if exchanges is None:
+        exchanges = registry.names(order_book=True, simulator=True if source in ("sim", "model")
+                                   else None)
     out = sys.stdout if stream is None else stream
     print_lock = threading.Lock()
 
@@ -263,10 +270,8 @@ def run_arb(seconds: float = 20.0, *, source: str = "sim", symbols: Sequence[str
 
     if source == "sim" and bus is None:
         try:
-            from hftsig import connectors
-
-            for name in ("BinanceConnector", "KrakenConnector", "CoinbaseConnector"):
-                getattr(connectors, name)
+            for name in exchanges:
+                registry.get(name).connector_class()
         except (ImportError, AttributeError) as exc:
             emit(f"# connectors unavailable ({exc}); using the in-process market model")
             source = "model"

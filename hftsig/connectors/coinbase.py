@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hftsig import venues
 from hftsig.connectors.base import BookFeed, MalformedFrame, _preview
 from hftsig.connectors.websocket import WebSocketConnector
 from hftsig._ext._tickscan import message_parts
@@ -70,8 +71,9 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     default_ws_url = "wss://advanced-trade-ws.coinbase.com"
     #: heartbeats arrive every second
     stale_after = 15.0
-    #: market_trades sends the trades of each 250 ms in one message
-    batched_kinds = {"trade": 0.25}
+    #: market_trades sends the trades of each 250 ms in one message (declared
+    #: in the registry, :attr:`hftsig.venues.Venue.batched_kinds`)
+    batched_kinds = dict(venues.get("coinbase").batched_kinds)
 
     def __init__(self, symbols: str | Iterable[str], *, channels: str | Iterable[str] | None = None,
                  ws_url: str | None = None, rest_url: str | None = None,

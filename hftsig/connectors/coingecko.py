@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hftsig import venues
 from hftsig.connectors.credentials import Secret, load_credentials
 from hftsig.connectors.rest import RestPollingConnector
 from hftsig.market.normalize import Normalizer
@@ -83,8 +84,14 @@ class CoinGeckoConnector(RestPollingConnector):
 
     @property
     def batched_kinds(self):
-        """Prices are polled every :attr:`interval` seconds (see :class:`Connector`)."""
-        return {"price": self.interval}
+        """Prices are polled every :attr:`interval` seconds (see :class:`Connector`).
+
+        The registry declares what is polled
+        (:attr:`hftsig.venues.Venue.batched_kinds`, period ``None``: the
+        connector's interval).
+        """
+        return {kind: self.interval if period is None else period
+                for kind, period in venues.get(self.exchange).batched_kinds.items()}
 
     def __init__(self, symbols: str | Iterable[str], *, channels: str | Iterable[str] | None = None,
                  rest_url: str | None = None, api_key: str | Secret | None = None,

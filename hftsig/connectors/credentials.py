@@ -38,9 +38,10 @@ import os
 import re
 import threading
 
+from hftsig import venues
+
 __all__ = ["Secret", "Credentials", "load_credentials", "redact", "RedactingFilter"]
 
-_EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
 _known = set()
 _known_lock = threading.Lock()
 # Shorter values would redact ordinary words; real API keys are far longer.
@@ -201,21 +202,23 @@ def load_credentials(exchange: str, environ: dict[str, str] | None = None) -> Cr
     Credentials('coingecko', api_key=Secret('***'), api_secret=None, plan='demo')
     """
     exchange = str(exchange).lower()
-    if exchange not in _EXCHANGES:
-        raise ValueError(f"exchange must be one of {_EXCHANGES}, got {exchange!r}")
+    if exchange not in venues.names():
+        raise ValueError(f"exchange must be one of {venues.names()}, got {exchange!r}")
     env = os.environ if environ is None else environ
     values = {}
     path = env.get("HFTSIG_CREDENTIALS_FILE")
     if path:
         values.update(_read_file(path))
     values.update({k: v for k, v in env.items() if k.startswith("HFTSIG_")})
-    prefix = f"HFTSIG_{exchange.upper()}_"
+    # the variables the venue declares in the registry, by what they hold
+    declared = {suffix: name for name in venues.get(exchange).credentials
+                for suffix in ("API_KEY", "API_SECRET", "API_PLAN") if name.endswith("_" + suffix)}
     plan = None
-    if exchange == "coingecko":
-        plan = (values.get(prefix + "API_PLAN") or "demo").strip().lower()
+    if "API_PLAN" in declared:
+        plan = (values.get(declared["API_PLAN"]) or "demo").strip().lower()
         if plan not in ("demo", "pro"):
             # the value is not shown: a key pasted into the wrong variable would be
-            raise ValueError(f"{prefix}API_PLAN must be 'demo' or 'pro' (the value set is "
+            raise ValueError(f"{declared['API_PLAN']} must be 'demo' or 'pro' (the value set is "
                              f"neither; not shown in case it is a key)")
-    return Credentials(exchange, values.get(prefix + "API_KEY"), values.get(prefix + "API_SECRET"),
-                       plan)
+    return Credentials(exchange, values.get(declared.get("API_KEY")),
+                       values.get(declared.get("API_SECRET")), plan)

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hftsig.market.ticks import TICK_DTYPE, exchange_name
+from hftsig.market.ticks import EXCHANGES, TICK_DTYPE, exchange_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -85,8 +85,18 @@ _REC = TICK_DTYPE.itemsize  # 104 bytes
 _V = b"1"
 _KIND_TICKS, _KIND_SNAPSHOT, _KIND_BEGIN = b"t", b"s", b"b"
 _MAX_KIND = 6  # highest KIND_* code: a record above it is foreign
-_EXCHANGE_CODES = np.zeros(256, dtype=bool)
-_EXCHANGE_CODES[[c for c in range(256) if not exchange_name(c).startswith("unknown")]] = True
+
+
+def _exchange_table():
+    """code -> known, over the codes of :data:`hftsig.market.ticks.EXCHANGES` now."""
+    table = np.zeros(256, dtype=bool)
+    table[list(EXCHANGES)] = True
+    return table
+
+
+# the codes known at import; a venue registered later (hftsig.venues.register)
+# is looked up again when a batch carries a code this table lacks
+_EXCHANGE_CODES = _exchange_table()
 
 
 def _redis():
@@ -580,7 +590,10 @@ def _decode(fields):
         return None
     ticks = np.frombuffer(data, dtype=TICK_DTYPE)
     k = ticks["kind"]
-    if (k == 0).any() or (k > _MAX_KIND).any() or not _EXCHANGE_CODES[ticks["exchange"]].all():
+    if (k == 0).any() or (k > _MAX_KIND).any():
+        return None
+    if not _EXCHANGE_CODES[ticks["exchange"]].all() and \
+            not _exchange_table()[ticks["exchange"]].all():
         return None
     return kind, ticks
 

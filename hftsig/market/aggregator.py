@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from hftsig import venues
 from hftsig._ext._tickscan import batch_latency as _batch_latency
 from hftsig._ext._tickscan import scan_chunk as _scan_chunk
 from hftsig._ext._tickscan import select as _select
@@ -209,6 +210,21 @@ def _as_symbol(symbol):
     if isinstance(symbol, str):
         return symbol.upper().encode("ascii")
     raise TypeError(f"symbol must be str or bytes, got {type(symbol).__name__}")
+
+
+def _batched_kinds(connector):
+    """The connector's ``batched_kinds``; when it declares none, its venue's in the
+    registry (a period of ``None`` there: the connector's polling ``interval``)."""
+    own = getattr(connector, "batched_kinds", None)
+    if own:
+        return own
+    try:
+        declared = venues.get(str(connector.exchange)).batched_kinds
+    except KeyError:  # not a registered venue (a bus or replay source)
+        return None
+    interval = getattr(connector, "interval", None)
+    return {kind: interval if period is None else period for kind, period in declared.items()
+            if period is not None or interval is not None}
 
 
 def _as_exchange(exchange):
@@ -652,7 +668,7 @@ class Aggregator:
             names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
         self.names = names
         self._queue = _Queue(queue_size, overflow, len(connectors))
-        self._cstats = [_ConnStats(n, str(c.exchange), getattr(c, "batched_kinds", None))
+        self._cstats = [_ConnStats(n, str(c.exchange), _batched_kinds(c))
                         for n, c in zip(names, connectors)]
 
         self._lock = threading.Lock()  # guards the state below

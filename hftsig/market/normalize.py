@@ -3,7 +3,8 @@
 One websocket frame or REST body in, a (possibly empty) batch of ticks out,
 with no connection at all: live connectors, recorded data and the tests go
 through the same code.  The work is done by a Cython scanner over the raw
-bytes (``hftsig/_ext/_normalize.pyx``): one pass validates the JSON and picks
+bytes (``hftsig/_ext/json_scan.pxd``, inlined into one module per venue,
+``hftsig/_ext/_normalize_<venue>.pyx``): one pass validates the JSON and picks
 the fields each message type needs by key (nested containers are parsed in
 place when the exchange sends the type keys first, as they do; any key order
 is still understood), numbers are parsed from their decimal text straight
@@ -101,21 +102,133 @@ Examples
 >>> n = Normalizer("kraken")
 >>> len(n.parse('{"channel":"heartbeat"}', 0)), n.last_type
 (0, 'heartbeat')
+>>> type(n).__name__, isinstance(n, Normalizer), n is not Normalizer("kraken")
+('KrakenNormalizer', True, True)
 """
 from __future__ import annotations
 
+import abc
 import threading
 from typing import TYPE_CHECKING
 
-from hftsig._ext._normalize import MalformedMessage, Normalizer
+from hftsig import venues
+from hftsig._ext._normalize_binance import BinanceNormalizer
+from hftsig._ext._normalize_coinbase import CoinbaseNormalizer
+from hftsig._ext._normalize_coingecko import CoinGeckoNormalizer
+from hftsig._ext._normalize_kraken import KrakenNormalizer
+from hftsig._ext._normalizer_base import NormalizerBase
+from hftsig._ext.json_scan import MalformedMessage
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["normalize", "Normalizer", "MalformedMessage", "EXCHANGES"]
+__all__ = ["normalize", "Normalizer", "MalformedMessage", "EXCHANGES", "NORMALIZERS",
+           "BinanceNormalizer", "KrakenNormalizer", "CoinbaseNormalizer",
+           "CoinGeckoNormalizer"]
 
-#: exchanges the normalizer understands
-EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
+#: exchange name -> its normalizer class
+NORMALIZERS = {
+    "binance": BinanceNormalizer,
+    "kraken": KrakenNormalizer,
+    "coinbase": CoinbaseNormalizer,
+    "coingecko": CoinGeckoNormalizer,
+}
+
+#: exchanges registered at import (:func:`hftsig.venues.names` is live; each
+#: venue's normalizer is its :attr:`~hftsig.venues.Venue.normalizer`)
+EXCHANGES = venues.names()
+
+_TIME_UNITS = ("auto", "ms", "us")
+
+
+class Normalizer(abc.ABC):
+    """Parser of one exchange's messages into tick records.
+
+    ``Normalizer(exchange)`` makes the exchange's own class
+    (:data:`NORMALIZERS`: :class:`BinanceNormalizer`,
+    :class:`KrakenNormalizer`, :class:`CoinbaseNormalizer`,
+    :class:`CoinGeckoNormalizer`), and every one of them is a
+    ``Normalizer`` (``isinstance`` and ``issubclass`` hold: this class is
+    their abstract base, with the Cython classes registered).  See the
+    module docstring for the messages understood.
+
+    Parameters
+    ----------
+    exchange : {"binance", "kraken", "coinbase", "coingecko"}
+        Case-insensitive.
+    symbols : dict, optional
+        Extra ``{exchange symbol: canonical}`` pairs (e.g. from
+        :func:`hftsig.market.symbols.parse_binance_exchange_info`), looked up before
+        the default tables.
+    time_unit : {"auto", "ms", "us"}
+        Binance timestamp unit; ``"auto"`` takes values >= 1e14 as µs.
+        Checked for every exchange, used by Binance only.
+    chunk_size : int
+        Records per preallocated output chunk.
+
+    Attributes
+    ----------
+    exchange : str
+        The exchange's name.
+    last_type, last_channel, last_seq, last_seq_first, last_checksum, last_symbol, last_error
+        The last message (also one that raised): its kind (``"data"``,
+        ``"heartbeat"``, ``"subscribed"``, ``"unsubscribed"``, ``"status"``,
+        ``"error"``, ``"shutdown"`` or ``"unknown"``), channel, sequence
+        numbers (-1 if none), Kraken book checksum, canonical symbol (its
+        last one) and error text (None if none).
+    last_skipped, skipped : int
+        Entries of the last accepted message left out (Kraken
+        ``instrument`` pairs without a canonical name or with bad
+        precisions), and their total since construction.
+    precisions : dict
+        ``{symbol: (price_precision, qty_precision)}`` from Kraken
+        ``instrument`` messages (an empty dict for other exchanges).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``exchange`` or ``time_unit``, or ``chunk_size`` < 1.
+
+    Notes
+    -----
+    ``parse(message, ts_recv=None, symbol=None)`` returns a view into the
+    current chunk; chunks are never reused, so a batch stays valid while
+    referenced (keeping one tick alive keeps its whole chunk, ``chunk_size *
+    104`` bytes, alive; ``.copy()`` what you store for long).  A Normalizer
+    keeps per-connection state and is not thread-safe: use one per
+    connection.
+
+    Examples
+    --------
+    >>> n = Normalizer("coinbase")
+    >>> msg = ('{"channel":"l2_data","timestamp":"2023-02-09T20:32:50.714964855Z",'
+    ...        '"sequence_num":7,"events":[{"type":"update","product_id":"BTC-USD",'
+    ...        '"updates":[{"side":"offer","event_time":"2023-02-09T20:32:50.714964855Z",'
+    ...        '"price_level":"21921.74","new_quantity":"0"}]}]}')
+    >>> t = n.parse(msg, ts_recv=0)
+    >>> int(t["side"][0]), float(t["price"][0]), float(t["size"][0]), n.last_seq
+    (-1, 21921.74, 0.0, 7)
+    >>> type(n) is CoinbaseNormalizer
+    True
+    """
+
+    def __new__(cls, exchange, *, symbols=None, time_unit="auto", chunk_size=4096):
+        name = str(exchange).lower()
+        venue = NORMALIZERS.get(name)
+        if venue is None:
+            raise ValueError(f"exchange must be one of {sorted(NORMALIZERS)}, got {exchange!r}")
+        if time_unit not in _TIME_UNITS:
+            raise ValueError(f"time_unit must be 'auto', 'ms' or 'us', got {time_unit!r}")
+        if venue is BinanceNormalizer:
+            return venue(symbols=symbols, time_unit=time_unit, chunk_size=chunk_size)
+        return venue(symbols=symbols, chunk_size=chunk_size)
+
+    # the entry point every venue class inherits, documented here once
+    parse = NormalizerBase.parse
+
+
+# every venue class is a NormalizerBase: registering the base makes each a Normalizer
+Normalizer.register(NormalizerBase)
 
 
 def normalize(exchange: str, message: str | bytes, ts_recv: int | None = None,
@@ -134,7 +247,7 @@ def normalize(exchange: str, message: str | bytes, ts_recv: int | None = None,
         key = str(exchange).lower()
         n = cache.get(key)
         if n is None:
-            n = cache[key] = Normalizer(key, chunk_size=_CHUNK)
+            n = cache[key] = venues.get(key).make_normalizer(chunk_size=_CHUNK)
         if type(exchange) is str:
             cache[exchange] = n
     return n.parse(message, ts_recv, symbol)

@@ -44,8 +44,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any
 
+from hftsig import venues
+
 __all__ = [
     "EXCHANGE_NAMES",
+    "SymbolRules",
     "canonical",
     "to_canonical",
     "from_canonical",
@@ -55,7 +58,8 @@ __all__ = [
     "COINGECKO_IDS",
 ]
 
-EXCHANGE_NAMES = ("binance", "kraken", "coinbase", "coingecko")
+#: names of the venues registered at import (:func:`hftsig.venues.names` is live)
+EXCHANGE_NAMES = venues.names()
 
 _CANON_RE = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 
@@ -90,17 +94,127 @@ COINGECKO_IDS = {
     "first-digital-usd": "FDUSD",
 }
 
-# exchange -> {exchange symbol: canonical}; filled from tables and register()
-_TO = {name: {} for name in EXCHANGE_NAMES}
-# exchange -> {canonical: exchange symbol}
-_FROM = {name: {} for name in EXCHANGE_NAMES}
+class SymbolRules:
+    """How one venue spells symbols: a table of explicit pairs, then a rule.
+
+    The table (filled by :meth:`register` and the built-in defaults) wins;
+    a symbol it does not hold goes through the venue's rule.  This base
+    class is the rule of venues that spell symbols canonically
+    (``BTC-USD``, Coinbase); a venue with another spelling subclasses it
+    and overrides :meth:`_rule_to` and :meth:`_rule_from`.  The registry
+    names one instance per venue (:attr:`hftsig.venues.Venue.symbols`).
+
+    Parameters
+    ----------
+    venue : str
+        The venue's name, for error messages.
+    """
+
+    def __init__(self, venue):
+        self.venue = venue
+        self.to_table = {}  # exchange symbol -> canonical
+        self.from_table = {}  # canonical -> exchange symbol
+
+    def register(self, raw, canon):
+        """Add one ``exchange symbol -> canonical`` pair (both ways)."""
+        canon = canonical(canon)
+        self.to_table[str(raw)] = canon
+        self.from_table.setdefault(canon, str(raw))
+
+    def to_canonical(self, symbol):
+        """Exchange spelling -> canonical; ``ValueError`` if it cannot be mapped."""
+        if isinstance(symbol, bytes):
+            symbol = symbol.decode("ascii", "replace")
+        if not isinstance(symbol, str):
+            raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
+        hit = self.to_table.get(symbol)
+        if hit is not None:
+            return hit
+        try:
+            return canonical(self._rule_to(symbol))
+        except ValueError:
+            raise ValueError(f"unknown {self.venue} symbol {symbol!r}") from None
+
+    def from_canonical(self, symbol):
+        """Canonical -> the exchange's spelling."""
+        canon = canonical(symbol)
+        hit = self.from_table.get(canon)
+        if hit is not None:
+            return hit
+        base, quote = canon.split("-")
+        return self._rule_from(base, quote)
+
+    def _rule_to(self, symbol):
+        return symbol
+
+    def _rule_from(self, base, quote):
+        return f"{base}-{quote}"
 
 
-def _check_exchange(exchange):
-    name = str(exchange).lower()
-    if name not in _TO:
-        raise ValueError(f"exchange must be one of {list(EXCHANGE_NAMES)}, got {exchange!r}")
-    return name
+class _BinanceSymbols(SymbolRules):
+    """``BTCUSDT``: base and quote glued, split at a known quote asset."""
+
+    def _rule_to(self, symbol):
+        split = _binance_split(symbol.upper())
+        if split is None:
+            raise ValueError(symbol)
+        return split
+
+    def _rule_from(self, base, quote):
+        return base + quote
+
+
+class _KrakenSymbols(SymbolRules):
+    """``BTC/USD``; the legacy ``XBT``/``XDG`` are read as ``BTC``/``DOGE``."""
+
+    def _rule_to(self, symbol):
+        base, quote = symbol.upper().split("/")
+        return f"{_KRAKEN_ALIASES.get(base, base)}-{_KRAKEN_ALIASES.get(quote, quote)}"
+
+    def _rule_from(self, base, quote):
+        return f"{base}/{quote}"
+
+
+class _CoinGeckoSymbols(SymbolRules):
+    """A ``(coin_id, vs_currency)`` pair; coin ids from :data:`COINGECKO_IDS`."""
+
+    def register(self, raw, canon):
+        """Add a ``coin id -> asset ticker`` pair (``"pepe", "PEPE"``)."""
+        COINGECKO_IDS[str(raw).lower()] = str(canon).upper()
+
+    def to_canonical(self, symbol):
+        try:
+            coin, vs = symbol
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"coingecko symbol must be a (coin_id, vs_currency) pair, got {symbol!r}"
+            ) from None
+        base = COINGECKO_IDS.get(str(coin).lower())
+        if base is None:
+            raise ValueError(f"unknown coingecko coin id {coin!r}; add it with register()")
+        return canonical(f"{base}-{str(vs).upper()}")
+
+    def from_canonical(self, symbol):
+        base, quote = canonical(symbol).split("-")
+        for coin, ticker in COINGECKO_IDS.items():
+            if ticker == base:
+                return coin, quote.lower()
+        raise ValueError(f"no coingecko coin id known for {base!r} (in {symbol!r}); "
+                         f"add it with register()")
+
+
+#: the built-in venues' rules, named by their :class:`hftsig.venues.Venue`
+BINANCE_SYMBOLS = _BinanceSymbols("binance")
+KRAKEN_SYMBOLS = _KrakenSymbols("kraken")
+COINBASE_SYMBOLS = SymbolRules("coinbase")
+COINGECKO_SYMBOLS = _CoinGeckoSymbols("coingecko")
+
+
+def _rules(exchange):
+    try:
+        return venues.get(exchange).symbol_rules()
+    except KeyError:
+        raise ValueError(f"exchange must be one of {list(venues.names())}, got {exchange!r}") from None
 
 
 def canonical(symbol: str | bytes) -> str:
@@ -128,14 +242,9 @@ def register(exchange: str, mapping: Mapping[str, str]) -> None:
     For CoinGecko the keys are coin ids and the values asset tickers
     (``{"pepe": "PEPE"}``).
     """
-    name = _check_exchange(exchange)
+    rules = _rules(exchange)
     for raw, canon in dict(mapping).items():
-        if name == "coingecko":
-            COINGECKO_IDS[str(raw).lower()] = str(canon).upper()
-            continue
-        canon = canonical(canon)
-        _TO[name][str(raw)] = canon
-        _FROM[name].setdefault(canon, str(raw))
+        rules.register(raw, canon)
 
 
 def _binance_split(raw):
@@ -149,46 +258,15 @@ def to_canonical(exchange: str, symbol: str | bytes) -> str:
     """Exchange spelling -> canonical ``BASE-QUOTE``.
 
     ``symbol`` is a str (``"BTCUSDT"``, ``"BTC/USD"``, ``"BTC-USD"``) or,
-    for CoinGecko, a ``(coin_id, vs_currency)`` pair.
+    for CoinGecko, a ``(coin_id, vs_currency)`` pair.  The venue's
+    :class:`SymbolRules` (from the registry, :mod:`hftsig.venues`) do it.
 
     Raises
     ------
     ValueError
         For a name that cannot be mapped.
     """
-    name = _check_exchange(exchange)
-    if name == "coingecko":
-        try:
-            coin, vs = symbol
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"coingecko symbol must be a (coin_id, vs_currency) pair, got {symbol!r}"
-            ) from None
-        base = COINGECKO_IDS.get(str(coin).lower())
-        if base is None:
-            raise ValueError(f"unknown coingecko coin id {coin!r}; add it with register()")
-        return canonical(f"{base}-{str(vs).upper()}")
-    if isinstance(symbol, bytes):
-        symbol = symbol.decode("ascii", "replace")
-    if not isinstance(symbol, str):
-        raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
-    hit = _TO[name].get(symbol)
-    if hit is not None:
-        return hit
-    try:
-        if name == "binance":
-            split = _binance_split(symbol.upper())
-            if split is None:
-                raise ValueError
-            return canonical(split)
-        if name == "kraken":
-            base, quote = symbol.upper().split("/")
-            base = _KRAKEN_ALIASES.get(base, base)
-            quote = _KRAKEN_ALIASES.get(quote, quote)
-            return canonical(f"{base}-{quote}")
-        return canonical(symbol)  # coinbase
-    except ValueError:
-        raise ValueError(f"unknown {name} symbol {symbol!r}") from None
+    return _rules(exchange).to_canonical(symbol)
 
 
 def from_canonical(exchange: str, symbol: str) -> str:
@@ -197,22 +275,7 @@ def from_canonical(exchange: str, symbol: str) -> str:
     Binance gives ``"BTCUSDT"``, Kraken ``"BTC/USD"``, Coinbase ``"BTC-USD"``,
     CoinGecko a ``(coin_id, vs_currency)`` pair.
     """
-    name = _check_exchange(exchange)
-    canon = canonical(symbol)
-    hit = _FROM[name].get(canon)
-    if hit is not None:
-        return hit
-    base, quote = canon.split("-")
-    if name == "binance":
-        return base + quote
-    if name == "kraken":
-        return f"{base}/{quote}"
-    if name == "coinbase":
-        return canon
-    for coin, ticker in COINGECKO_IDS.items():
-        if ticker == base:
-            return coin, quote.lower()
-    raise ValueError(f"no coingecko coin id known for {base!r} (in {symbol!r}); add it with register()")
+    return _rules(exchange).from_canonical(symbol)
 
 
 def coingecko_query(symbols: Iterable[str]) -> tuple[str, str]:
@@ -272,11 +335,11 @@ def _fill_defaults():
     for b in _COMMON_BASES:
         for q in _COMMON_QUOTES:
             if b != q:
-                _TO["binance"][b + q] = f"{b}-{q}"
-                _FROM["binance"][f"{b}-{q}"] = b + q
+                BINANCE_SYMBOLS.to_table[b + q] = f"{b}-{q}"
+                BINANCE_SYMBOLS.from_table[f"{b}-{q}"] = b + q
     for legacy, modern in _KRAKEN_ALIASES.items():
         for q in ("USD", "EUR", "USDT", "USDC", "GBP"):
-            _TO["kraken"][f"{legacy}/{q}"] = f"{modern}-{q}"
+            KRAKEN_SYMBOLS.to_table[f"{legacy}/{q}"] = f"{modern}-{q}"
 
 
 _fill_defaults()

@@ -70,9 +70,12 @@ True
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from hftsig import venues
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -96,21 +99,39 @@ __all__ = [
     "symbols",
 ]
 
-EXCHANGE_BINANCE = 1
-EXCHANGE_KRAKEN = 2
-EXCHANGE_COINBASE = 3
-EXCHANGE_COINGECKO = 4
+# the built-in venues' codes, from the registry (the Cython kernels compare
+# them with theirs at import: hftsig/_ext/tick.pxd check_tick_layout)
+EXCHANGE_BINANCE = venues.get("binance").code
+EXCHANGE_KRAKEN = venues.get("kraken").code
+EXCHANGE_COINBASE = venues.get("coinbase").code
+EXCHANGE_COINGECKO = venues.get("coingecko").code
+#: the in-process market model's pseudo-exchange (a code the registry reserves)
 EXCHANGE_SIMULATED = 5
 
-#: exchange code -> name
-EXCHANGES = {
-    EXCHANGE_BINANCE: "binance",
-    EXCHANGE_KRAKEN: "kraken",
-    EXCHANGE_COINBASE: "coinbase",
-    EXCHANGE_COINGECKO: "coingecko",
-    EXCHANGE_SIMULATED: "simulated",
-}
-_EXCHANGE_CODES = {v: k for k, v in EXCHANGES.items()}
+
+class _ExchangeNames(Mapping):
+    """exchange code -> name: every registered venue, live, then ``"simulated"``."""
+
+    def _items(self):
+        out = {v.code: v.name for v in venues.all_venues()}
+        out[EXCHANGE_SIMULATED] = venues.RESERVED_CODES[EXCHANGE_SIMULATED]
+        return out
+
+    def __getitem__(self, code):
+        return self._items()[code]
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self):
+        return len(self._items())
+
+    def __repr__(self):
+        return repr(self._items())
+
+
+#: exchange code -> name (a read-only view of :mod:`hftsig.venues`)
+EXCHANGES = _ExchangeNames()
 
 KIND_QUOTE = 1  # top of book (best bid/ask with sizes)
 KIND_TRADE = 2
@@ -242,17 +263,26 @@ def empty_ticks(n: int) -> np.ndarray:
 
 def exchange_code(name: str) -> int:
     """Exchange name (``"binance"``...) -> code; ``ValueError`` for unknown names."""
+    key = str(name).lower()
+    if key == "simulated":
+        return EXCHANGE_SIMULATED
     try:
-        return _EXCHANGE_CODES[str(name).lower()]
+        return venues.get(key).code
     except KeyError:
         raise ValueError(
-            f"exchange must be one of {sorted(_EXCHANGE_CODES)}, got {name!r}"
+            f"exchange must be one of {sorted(venues.names() + ('simulated',))}, got {name!r}"
         ) from None
 
 
 def exchange_name(code: int) -> str:
     """Exchange code -> name."""
-    return EXCHANGES.get(int(code), f"unknown({int(code)})")
+    code = int(code)
+    if code == EXCHANGE_SIMULATED:
+        return "simulated"
+    try:
+        return venues.by_code(code).name
+    except KeyError:
+        return f"unknown({code})"
 
 
 def kind_code(name: str) -> int:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hftsig import venues as registry
 from hftsig.interrupts import join_thread
 from hftsig.simulator.binance import BinanceServer
 from hftsig.simulator.coinbase import CoinbaseServer
@@ -43,9 +44,14 @@ if TYPE_CHECKING:
 
 __all__ = ["SimulatedExchanges", "EXCHANGES", "FAULTS", "PORT_NAMES", "consecutive_ports"]
 
-EXCHANGES = ("binance", "kraken", "coinbase", "coingecko")
-#: the servers' names in ``SimulatedExchanges(ports=...)``, in the order of :func:`consecutive_ports`
-PORT_NAMES = ("binance", "binance_rest", "kraken", "coinbase", "coingecko")
+#: the venues of the registry with a simulator (:func:`hftsig.venues.names`)
+EXCHANGES = registry.names(simulator=True)
+#: the servers' names in ``SimulatedExchanges(ports=...)``, in the order of
+#: :func:`consecutive_ports`: each venue's, then ``<venue>_rest`` for a venue
+#: that speaks both websocket and REST
+PORT_NAMES = tuple(port for name in EXCHANGES
+                   for port in ((name, f"{name}_rest") if registry.get(name).transports
+                                == ("ws_url", "rest_url") else (name,)))
 
 
 def consecutive_ports(first: int) -> dict[str, int]:
@@ -273,7 +279,8 @@ class SimulatedExchanges:
         # due time, in seconds: see schedule_stats()
         self._late = collections.deque(maxlen=100_000)  # ~3 MB at most
         self.exchanges = exchanges
-        venues = tuple(e for e in ("binance", "kraken", "coinbase") if e in exchanges) or ("binance",)
+        venues = (tuple(e for e in exchanges if registry.get(e).order_book)
+                  or registry.names(order_book=True, simulator=True)[:1])
         self.model = MarketModel(symbols, venues, seed=seed, rate=rate, depth=depth, **model_kwargs)
         self.symbols = self.model.symbols
         self.api_key = api_key

@@ -38,6 +38,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from hftsig import venues as registry
 from hftsig._ext._simbook import levels, quote, requote_fast, requote_full
 
 __all__ = [
@@ -51,8 +52,9 @@ __all__ = [
     "format_fixed",
 ]
 
-#: venues with order books (CoinGecko is a reference-price source only)
-VENUES = ("binance", "kraken", "coinbase")
+#: venues with order books that the model simulates (those of the registry,
+#: :func:`hftsig.venues.names`; CoinGecko is a reference-price source only)
+VENUES = registry.names(order_book=True, simulator=True)
 
 DEFAULT_SYMBOLS = (
     "BTC-USDT",

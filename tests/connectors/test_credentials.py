@@ -67,8 +67,8 @@ def test_no_key_in_logs_or_exceptions(caplog):
 
     from connector_support import wait_for
     from hftsig.connectors.base import Backoff
-    from hftsig.connectors.rest import HTTPStatusError
     from hftsig.connectors.coingecko import CoinGeckoConnector
+    from hftsig.connectors.rest import HTTPStatusError
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hftsig
+from hftsig._ext.json_scan import parse_decimal, validate_json
 from hftsig.market import ticks as T
-from hftsig._ext._normalize import parse_decimal, validate_json
 from hftsig.market.normalize import MalformedMessage, Normalizer, normalize
 
 DATA = pathlib.Path(__file__).parents[1] / "data" / "samples"
@@ -788,3 +788,93 @@ def test_kraken_instrument_bad_precision_keeps_the_previous(bad):
     assert '"price_precision": ' + bad in msg
     n.parse(msg, TR)  # neither OverflowError nor a plain ValueError
     assert n.precisions == {"BTC-USD": (1, 8), "ETH-USD": (0, 18)} and n.last_skipped == 1
+
+
+# ---------------------------------------------------------------------------
+# one class per venue (hftsig.market.normalize.NORMALIZERS)
+# ---------------------------------------------------------------------------
+
+def test_normalizers_cover_every_exchange_of_the_tick_codes():
+    """Every exchange code but the simulator's pseudo-venue has a normalizer whose records
+    carry that code."""
+    from hftsig.market.normalize import EXCHANGES, NORMALIZERS
+    assert set(NORMALIZERS) == set(T.EXCHANGES.values()) - {"simulated"}
+    assert EXCHANGES == tuple(NORMALIZERS)
+    for exchange, msg in _all_samples():
+        sym = "BNBBTC" if b"lastUpdateId" in msg else None
+        out = NORMALIZERS[exchange]().parse(msg, TR, sym)
+        assert all(T.EXCHANGES[code] == exchange for code in out["exchange"]), exchange
+
+
+@pytest.mark.parametrize("exchange,msg", _all_samples())
+def test_venue_class_parses_its_samples_as_the_factory(exchange, msg):
+    """Normalizer(exchange) is the venue's class, and both parse a sample the same way."""
+    from hftsig.market.normalize import NORMALIZERS
+    made = Normalizer(exchange)
+    venue = NORMALIZERS[exchange]()
+    assert type(made) is NORMALIZERS[exchange] and made.exchange == venue.exchange == exchange
+    assert isinstance(venue, Normalizer) and issubclass(NORMALIZERS[exchange], Normalizer)
+    sym = "BNBBTC" if b"lastUpdateId" in msg else None
+    a, b = made.parse(msg, TR, sym), venue.parse(msg, TR, sym)
+    assert a.tobytes() == b.tobytes()
+    assert (made.last_type, made.last_channel, made.last_seq, made.last_symbol) == \
+        (venue.last_type, venue.last_channel, venue.last_seq, venue.last_symbol)
+
+
+@pytest.mark.parametrize("msg", MALFORMED)
+def test_venue_classes_reject_what_the_factory_rejects(msg):
+    from hftsig.market.normalize import NORMALIZERS
+    for exchange, cls in NORMALIZERS.items():
+        outcomes = []
+        for n in (Normalizer(exchange), cls()):
+            try:
+                outcomes.append(n.parse(msg, TR).tobytes())
+            except MalformedMessage as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], (exchange, msg)
+
+
+def test_venue_classes_reject_another_venues_frame():
+    """A Binance frame is an unknown message to the other venues' classes: each parses
+    its own venue's frames only."""
+    from hftsig.market.normalize import (BinanceNormalizer, CoinbaseNormalizer, CoinGeckoNormalizer,
+                                  KrakenNormalizer)
+    frame = sample("binance", "bookTicker")
+    assert len(BinanceNormalizer().parse(frame, TR)) == 1
+    for cls in (KrakenNormalizer, CoinbaseNormalizer, CoinGeckoNormalizer):
+        n = cls()
+        assert len(n.parse(frame, TR)) == 0 and n.last_type == "unknown"
+
+
+def test_factory_and_venue_argument_errors_name_the_argument():
+    from hftsig._ext._normalizer_base import NormalizerBase
+    from hftsig.market.normalize import BinanceNormalizer, KrakenNormalizer, NORMALIZERS
+    with pytest.raises(ValueError, match=r"exchange must be one of \['binance', 'coinbase', "
+                                         r"'coingecko', 'kraken'\], got 'bitstamp'"):
+        Normalizer("bitstamp")
+    with pytest.raises(ValueError, match="time_unit"):
+        Normalizer("kraken", time_unit="s")  # checked for every exchange, as before
+    with pytest.raises(ValueError, match="time_unit"):
+        BinanceNormalizer(time_unit="s")
+    for cls in NORMALIZERS.values():
+        with pytest.raises(ValueError, match="chunk_size"):
+            cls(chunk_size=0)
+    # a venue class takes only the arguments that mean something for it
+    with pytest.raises(TypeError, match="time_unit"):
+        KrakenNormalizer(time_unit="ms")
+    with pytest.raises(TypeError, match="Normalizer"):
+        NormalizerBase()
+    assert Normalizer("BINANCE", time_unit="us").time_unit == "us"
+    assert Normalizer("kraken", time_unit="ms").exchange == "kraken"
+
+
+def test_precisions_belong_to_kraken_and_read_empty_elsewhere():
+    n = Normalizer("kraken")
+    n.parse(json.dumps({"channel": "instrument", "type": "snapshot", "data": {
+        "assets": [], "pairs": [{"symbol": "BTC/USD", "price_precision": 1,
+                                 "qty_precision": 8}]}}), TR)
+    assert n.precisions == {"BTC-USD": (1, 8)}
+    n.precisions = {}
+    assert n.precisions == {}
+    for exchange in ("binance", "coinbase", "coingecko"):
+        assert Normalizer(exchange).precisions == {}
