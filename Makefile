@@ -9,7 +9,7 @@ SRC     = $(shell find hftsig connectors -name '*.pyx' -o -name '*.pxd' -o -name
 PIPQ    = --disable-pip-version-check -q
 
 .PHONY: redis-server all demo test test-all test-random test-frameworks bench build clean distclean venv asan fuzz fuzz-replay docs
-.PHONY: lab notebook test-pythons
+.PHONY: lab notebook test-pythons lint
 
 all: test
 
@@ -43,6 +43,11 @@ demo: $(STAMP)
 
 test: $(STAMP) redis-server
 	$(PY) -m pytest -q
+
+# ruff (pinned in the test extra, configured in pyproject.toml [tool.ruff]): pycodestyle,
+# pyflakes, import order, bugbear; .ci/run runs it before the tests
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 # Debian's redis-server for the tick bus tests (tests/redis_server.py starts its own
 # instances); installed only when missing and we are root with apt, else they skip.

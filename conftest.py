@@ -13,6 +13,7 @@ def _installed(name):
 # so its doctests are not collected (tests/signatures/test_torch.py skips too).
 # The same for hftsig.signatures.jax without JAX (tests/signatures/test_jax.py skips too),
 # and hftsig.distributed.on_dask without Dask (tests/distributed/test_on_dask.py skips too).
-collect_ignore = [path for module, path in (("torch", "hftsig/signatures/torch.py"), ("jax", "hftsig/signatures/jax.py"),
+collect_ignore = [path for module, path in (("torch", "hftsig/signatures/torch.py"),
+                                            ("jax", "hftsig/signatures/jax.py"),
                                             ("dask", "hftsig/distributed/on_dask.py"))
                   if not _installed(module)]

@@ -5,7 +5,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from hftsig.market.ticks import KIND_STATUS, empty_ticks
 
@@ -96,17 +95,3 @@ def delta_chains_intact(ticks, symbol):
             prev = int(rec["seq"])
             events += 1
     return events > 0
-
-
-@pytest.fixture(autouse=True)
-def no_thread_leaks():
-    """Fail a test that leaves a connector thread running (imported by the connector tests)."""
-    yield
-    names = ("-connector", "-snapshots")
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        left = [t.name for t in threading.enumerate() if t.is_alive() and t.name.endswith(names)]
-        if not left:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"threads left running: {left}")

@@ -82,8 +82,9 @@ def kraken_book_frames():
 
 # A Kraken v2 ``instrument`` snapshot with a handful of entries.  The envelope is the
 # documented one (``channel``, ``type``, ``data`` with ``assets`` and ``pairs``:
-# https://docs.kraken.com/exchange/api-reference/spot-websocket-v2/instrument).  Each entry is quoted field for field, in
-# the recording's order and with its number text (``1.00``, ``0.025000``, ``1E-8``), from a real
+# https://docs.kraken.com/exchange/api-reference/spot-websocket-v2/instrument).  Each entry is
+# quoted field for field, in the recording's order and with its number text (``1.00``,
+# ``0.025000``, ``1E-8``), from a real
 # snapshot of 683 pairs and 296 assets: torquey66/kraken-data-recorder,
 # test/data/instrument_snapshot.json at 68ad4291f4128a0311c59a28135c2f597163bd0c (CC BY-ND 4.0,
 # so not copied here whole).  They are the shapes the venue sends: assets with and without

@@ -1,8 +1,8 @@
 """A real ``redis-server`` for tests: started on a unix socket, stopped by pid.
 
-Imported by tests/conftest.py (fixture ``redis_url``: one server per test
-session, persistence off) and used directly for servers with other settings
-(AOF on, for the crash test).  Tests that need one skip, saying why, when
+tests/conftest.py starts one per test session (fixtures ``redis_server`` and
+``redis_url``: persistence off); tests use :class:`RedisServer` directly for
+servers with other settings (AOF on, for the crash test).  Tests that need one skip, saying why, when
 ``redis-server`` is not installed (``.ci/run`` installs Debian's).
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -91,32 +90,3 @@ class RedisServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-@pytest.fixture(scope="session")
-def redis_server():
-    """A redis-server for the whole session (persistence off)."""
-    pytest.importorskip("redis", reason="the Redis client is the 'bus' extra: "
-                        "pip install 'hftsig[bus]'")
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; "
-                    ".ci/run installs it)")
-    # a short path: unix socket paths are limited to ~107 bytes
-    directory = tempfile.mkdtemp(prefix="hftsig-redis-")
-    server = RedisServer(directory).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def redis_url(redis_server):
-    """URL of the session's server (db 0), emptied for each test."""
-    import redis
-
-    c = redis.Redis(unix_socket_path=redis_server.socket)
-    c.flushdb()  # db 0 only: module fixtures may keep data in other dbs
-    c.close()
-    return redis_server.url

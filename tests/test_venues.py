@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from websockets.sync.server import serve
 
-from connector_support import book_side, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
+from connector_support import book_side, wait_for
 from hftsig import venues
 from hftsig.connectors import make_connectors
 from hftsig.connectors.base import MalformedFrame
@@ -40,6 +40,9 @@ from hftsig.market.ticks import (
     exchange_code,
     exchange_name,
 )
+
+# every connector thread the toy venue starts is gone when its test ends
+pytestmark = pytest.mark.usefixtures("no_thread_leaks")
 
 BUILT_IN = ("binance", "kraken", "coinbase", "coingecko")
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -10,14 +10,16 @@ kernels still refuse sizes that do not fit (``ValueError``) rather than
 allocate a wrapped-around buffer.
 
 It also holds what every signature entry point shares and that
-:class:`SignatureStream` needs at this level: :func:`check_int`, the one
-integer-argument check, and the memory limit (:func:`max_output_bytes`,
-:func:`check_bytes`) that :func:`hftsig.signatures.signature.set_config` sets.
+:class:`SignatureStream` needs at this level: the memory limit
+(:func:`max_output_bytes`, :func:`check_bytes`) that
+:func:`hftsig.signatures.signature.set_config` sets.  Integer arguments are
+checked by :func:`hftsig._validation.check_int`, as everywhere in hftsig.
 """
-import numbers
 import os
 
 import numpy as np
+
+from hftsig._validation import check_int, show_int
 
 cimport numpy as cnp
 from libc.math cimport isfinite
@@ -76,31 +78,6 @@ ENV_MAX_OUTPUT_BYTES = "HFTSIG_MAX_OUTPUT_BYTES"
 _max_output_bytes = None  # set by hftsig.signatures.signature.set_config; None: environment/default
 
 
-def show_int(value):
-    """``value`` for an error message; an int too long to print is described."""
-    if -10**30 < value < 10**30:
-        return str(value)
-    return f"an int of {value.bit_length()} bits"
-
-
-def check_int(value, name, minimum, maximum=_INT64_MAX):
-    """``value`` as a Python int in ``minimum .. maximum``.
-
-    Integers of any kind are accepted (``int``, numpy signed and unsigned);
-    ``bool`` and everything else (floats too, even integral ones) raise
-    ``TypeError``; a value out of range raises ``ValueError``.  Both messages
-    start with ``name``.
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {show_int(minimum)}, got {show_int(value)}")
-    if value > maximum:
-        raise ValueError(f"{name}: must be <= {show_int(maximum)}, got {show_int(value)}")
-    return value
-
-
 def format_bytes(n):
     """``n`` bytes in binary units for a message (``"8.3 GiB"``)."""
     if n >= 1 << 80:  # beyond any machine, and n / size could overflow a float
@@ -138,7 +115,7 @@ def set_max_output_bytes(value):
     """Set (an int) or clear (``None``) the limit of :func:`max_output_bytes`."""
     global _max_output_bytes
     if value is not None:
-        value = check_int(value, "max_output_bytes", 1)
+        value = check_int(value, "max_output_bytes", minimum=1)
     _max_output_bytes = value
 
 
@@ -401,12 +378,12 @@ cdef class SignatureStream:
         self._w.d = 0
 
     def __init__(self, dim, depth, *, window=None, n_paths=None):
-        dim = check_int(dim, "dim", 1, MAX_DIM)
-        depth = check_int(depth, "depth", 1, MAX_DEPTH)
+        dim = check_int(dim, "dim", minimum=1, maximum=MAX_DIM)
+        depth = check_int(depth, "depth", minimum=1, maximum=MAX_DEPTH)
         if window is not None:
-            window = check_int(window, "window", 1)
+            window = check_int(window, "window", minimum=1)
         if n_paths is not None:
-            n_paths = check_int(n_paths, "n_paths", 1)
+            n_paths = check_int(n_paths, "n_paths", minimum=1)
         npath = 1 if n_paths is None else n_paths
         win = -1 if window is None else window - 1
         # every buffer size in Python ints first: a product that wraps in C

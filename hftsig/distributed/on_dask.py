@@ -59,6 +59,8 @@ import numbers
 
 import numpy as np
 
+from hftsig._validation import check_int
+
 try:
     import dask
     import dask.array as da
@@ -170,14 +172,6 @@ def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False
 
 
 # -- simulation on the workers ---------------------------------------------------------
-def _check_count(value, name, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _seed_sequences(random_state, n, name="random_state"):
     """``n`` independent child seeds of ``random_state`` (None, int or SeedSequence)."""
     if isinstance(random_state, np.random.SeedSequence):
@@ -247,9 +241,9 @@ def simulate(generator, n_paths, n_steps, *, chunk_size=250_000, random_state=No
         generator = getattr(path_generators, generator)
     elif not callable(generator):
         raise TypeError(f"generator must be a name or a callable, got {type(generator).__name__}")
-    n_paths = _check_count(n_paths, "n_paths")
-    n_steps = _check_count(n_steps, "n_steps")
-    chunk_size = _check_count(chunk_size, "chunk_size")
+    n_paths = check_int(n_paths, "n_paths", minimum=1)
+    n_steps = check_int(n_steps, "n_steps", minimum=1)
+    chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
     sizes = [chunk_size] * (n_paths // chunk_size)
     if n_paths % chunk_size:
         sizes.append(n_paths % chunk_size)
@@ -664,7 +658,7 @@ def dual_upper_bound(stopper, paths, payoffs, simulator, *, n_inner=100, lower=N
     -------
     hftsig.stopping.stoppers.UpperBound
     """
-    from hftsig.stopping.stoppers import StoppingValue, UpperBound, _check_int
+    from hftsig.stopping.stoppers import StoppingValue, UpperBound
 
     paths = _check_fitted_paths(stopper, paths)
     if not callable(payoffs):
@@ -672,8 +666,8 @@ def dual_upper_bound(stopper, paths, payoffs, simulator, *, n_inner=100, lower=N
                         "(it is evaluated on simulated continuations)")
     if not callable(simulator):
         raise TypeError("simulator must be a callable simulator(history, n_inner, n_future, rng)")
-    n_inner = _check_int(n_inner, "n_inner", 1)
-    max_batch = _check_int(max_batch, "max_batch", 1)
+    n_inner = check_int(n_inner, "n_inner", minimum=1)
+    max_batch = check_int(max_batch, "max_batch", minimum=1)
     if lower is not None and not isinstance(lower, StoppingValue):
         raise TypeError(f"lower must be a StoppingValue from value(), got {type(lower).__name__}")
     blocks = paths.to_delayed().ravel().tolist()

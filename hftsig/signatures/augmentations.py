@@ -21,43 +21,27 @@ array([0., 1., 3., 2.])
 >>> augmentations.cumsum(x)[:, 0]
 array([1., 4., 6.])
 """
-import math
-import numbers
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from hftsig._validation import check_paths, check_real
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["time_augment", "lead_lag", "basepoint", "cumsum"]
 
 
-def _as_path(path, name="path"):
-    try:
-        arr = np.asarray(path)
-    except ValueError as exc:  # ragged nested sequences: paths of different lengths
-        raise ValueError(f"{name}: not an array of paths of one shape ({exc})") from None
-    if arr.dtype.kind not in "fiu" or arr.dtype == np.float16:
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    if arr.ndim not in (2, 3):
-        raise ValueError(
-            f"{name}: expected shape (length, dim) or (batch, length, dim), "
-            f"got {arr.ndim} dimension(s)")
-    if arr.dtype != np.float32:
-        arr = arr.astype(np.float64, copy=False)
-    return arr
+def _as_path(path: ArrayLike) -> np.ndarray:
+    # float32 stays float32 (the transforms keep the caller's precision);
+    # empty paths are left to each transform
+    return check_paths(path, "path", dtype="float", finite=False, min_points=0)
 
 
-def _check_time(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    try:
-        value = float(value)
-    except OverflowError:  # an int beyond the float range
-        value = math.inf
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: must be finite, got {value}")
-    return value
-
-
-def time_augment(path, *, start=0.0, end=1.0):
+def time_augment(path: ArrayLike, *, start: float = 0.0, end: float = 1.0) -> np.ndarray:
     """Append time as the last channel.
 
     Parameters
@@ -72,8 +56,8 @@ def time_augment(path, *, start=0.0, end=1.0):
     -------
     ndarray, shape (..., length, dim + 1)
     """
-    start = _check_time(start, "start")
-    end = _check_time(end, "end")
+    start = check_real(start, "start")
+    end = check_real(end, "end")
     x = _as_path(path)
     length = x.shape[-2]
     t = np.linspace(start, end, length, dtype=x.dtype) if length > 1 else np.full(
@@ -82,7 +66,7 @@ def time_augment(path, *, start=0.0, end=1.0):
     return np.concatenate([x, t], axis=-1)
 
 
-def lead_lag(path):
+def lead_lag(path: ArrayLike) -> np.ndarray:
     """Lead-lag transform, lead channels first.
 
     For points ``x_0, ..., x_{L-1}`` the result has ``2L - 1`` points of
@@ -110,7 +94,7 @@ def lead_lag(path):
     return np.concatenate([lead, lag], axis=-1)
 
 
-def basepoint(path, point=None):
+def basepoint(path: ArrayLike, point: ArrayLike | None = None) -> np.ndarray:
     """Prepend a starting point (the origin by default).
 
     Makes the signature see the path's starting value, not only its
@@ -141,7 +125,7 @@ def basepoint(path, point=None):
     return np.concatenate([first, x], axis=-2)
 
 
-def cumsum(path):
+def cumsum(path: ArrayLike) -> np.ndarray:
     """Cumulative sum along the length axis.
 
     Turns a series of increments (returns, order flow) into the path they

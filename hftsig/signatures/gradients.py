@@ -39,15 +39,21 @@ array([[-2. , -0.5],
        [ 1. , -0.5],
        [ 1. ,  1. ]])
 """
+from __future__ import annotations
+
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hftsig._ext import _sigbackprop as _k
+from hftsig._validation import check_finite, check_int, check_numeric
 from hftsig.signatures.logsignature import _check_basis, _lyndon_system
 from hftsig.signatures.signature import (
-    _as_sigs, _check_finite, _check_int, _check_size, _join_args, _n_threads, _numeric, _SigPlan,
-    sig, siglength)
+    _as_sigs, _check_size, _join_args, _n_threads, _SigPlan, sig, siglength)
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["sigbackprop", "logsigbackprop", "sig_to_logsig_backprop", "sigcombinebackprop",
            "sigjoinbackprop", "sigscale", "sigscalebackprop"]
@@ -55,11 +61,11 @@ __all__ = ["sigbackprop", "logsigbackprop", "sig_to_logsig_backprop", "sigcombin
 
 def _as_grad(grad_out, shape, what):
     g = np.asarray(grad_out)
-    _numeric(g, "grad_out")
+    check_numeric(g, "grad_out")
     if g.shape != shape:
         raise ValueError(f"grad_out: expected the shape of {what}, {shape}, got {g.shape}")
     g = np.ascontiguousarray(g, dtype=np.float64)
-    _check_finite(g, "grad_out")
+    check_finite(g, "grad_out")
     return g
 
 
@@ -85,8 +91,9 @@ def _untransform(g, lead_lag, time_aug, basepoint):
     return np.ascontiguousarray(g)
 
 
-def sigbackprop(grad_out, path, depth, *, stream=False, at=None, basepoint=False,
-                time_aug=False, lead_lag=False, n_jobs=1):
+def sigbackprop(grad_out: ArrayLike, path: ArrayLike, depth: int, *, stream: bool = False,
+                at: ArrayLike | None = None, basepoint: bool = False, time_aug: bool = False,
+                lead_lag: bool = False, n_jobs: int | None = 1) -> np.ndarray:
     """Gradient of a loss with respect to a path, given its gradient with respect to ``sig``.
 
     Parameters
@@ -187,7 +194,8 @@ def _lyndon_backprop(gy, dim, depth):
     return out
 
 
-def sig_to_logsig_backprop(grad_out, signature, dim, depth, *, basis="lyndon", n_jobs=1):
+def sig_to_logsig_backprop(grad_out: ArrayLike, signature: ArrayLike, dim: int, depth: int, *,
+                           basis: str = "lyndon", n_jobs: int | None = 1) -> np.ndarray:
     """Gradient through :func:`hftsig.signatures.logsignature.sig_to_logsig`.
 
     Parameters
@@ -221,19 +229,19 @@ def sig_to_logsig_backprop(grad_out, signature, dim, depth, *, basis="lyndon", n
     >>> sig_to_logsig_backprop(np.array([1.0, 2.0, 3.0]), np.zeros(6), 2, 2)
     array([1., 2., 0., 3., 0., 0.])
     """
-    dim = _check_int(dim, "dim", 1)
-    depth = _check_int(depth, "depth", 1)
+    dim = check_int(dim, "dim", minimum=1)
+    depth = check_int(depth, "depth", minimum=1)
     basis = _check_basis(basis)
     nthreads = _n_threads(n_jobs)
     s = np.asarray(signature)
-    _numeric(s, "signature")
+    check_numeric(s, "signature")
     n = _check_size(dim, depth)
     if s.ndim < 1 or s.shape[-1] != n:
         raise ValueError(f"signature: last axis must have siglength(dim={dim}, depth={depth}) "
                          f"= {n}, got shape {s.shape}")
     lead = s.shape[:-1]
     rows = np.ascontiguousarray(s.reshape(-1, n), dtype=np.float64)
-    _check_finite(rows, "signature")
+    check_finite(rows, "signature")
     width = n if basis == "expanded" else _lyndon_system(dim, depth)[0].shape[0]
     g = _as_grad(grad_out, lead + (width,), f"sig_to_logsig(..., basis={basis!r})")
     g = g.reshape(-1, width)
@@ -244,8 +252,10 @@ def sig_to_logsig_backprop(grad_out, signature, dim, depth, *, basis="lyndon", n
     return out.reshape(lead + (n,))
 
 
-def logsigbackprop(grad_out, path, depth, *, basis="lyndon", stream=False, at=None,
-                   time_aug=False, lead_lag=False, basepoint=False, n_jobs=1):
+def logsigbackprop(grad_out: ArrayLike, path: ArrayLike, depth: int, *, basis: str = "lyndon",
+                   stream: bool = False, at: ArrayLike | None = None, time_aug: bool = False,
+                   lead_lag: bool = False, basepoint: bool = False,
+                   n_jobs: int | None = 1) -> np.ndarray:
     """Gradient of a loss with respect to a path, given its gradient with respect to ``logsig``.
 
     Parameters
@@ -276,7 +286,7 @@ def logsigbackprop(grad_out, path, depth, *, basis="lyndon", stream=False, at=No
            [ 0. ,  0.5]])
     """
     basis = _check_basis(basis)
-    depth = _check_int(depth, "depth", 1)
+    depth = check_int(depth, "depth", minimum=1)
     opts = dict(stream=stream, at=at, time_aug=time_aug, lead_lag=lead_lag,
                 basepoint=basepoint, n_jobs=n_jobs)
     s = sig(path, depth, **opts)
@@ -293,7 +303,8 @@ def _dim_of_signature(length, depth):
     return dim
 
 
-def sigcombinebackprop(grad_out, s1, s2, dim, depth):
+def sigcombinebackprop(grad_out: ArrayLike, s1: ArrayLike, s2: ArrayLike, dim: int,
+                       depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Gradients through :func:`hftsig.sigcombine` (the Chen product ``s1 (x) s2``).
 
     Parameters
@@ -314,8 +325,8 @@ def sigcombinebackprop(grad_out, s1, s2, dim, depth):
     >>> sigcombinebackprop(np.array([0.0, 1.0]), a, b, 1, 2)  # level 2: a2 + a1 b1 + b2
     (array([2., 1.]), array([1., 1.]))
     """
-    dim = _check_int(dim, "dim", 1)
-    depth = _check_int(depth, "depth", 1)
+    dim = check_int(dim, "dim", minimum=1)
+    depth = check_int(depth, "depth", minimum=1)
     a = _as_sigs(s1, "s1", dim, depth)
     b = _as_sigs(s2, "s2", dim, depth)
     if a.shape != b.shape:
@@ -326,7 +337,8 @@ def sigcombinebackprop(grad_out, s1, s2, dim, depth):
     return da.reshape(a.shape), db.reshape(a.shape)
 
 
-def sigjoinbackprop(grad_out, s, segment, depth):
+def sigjoinbackprop(grad_out: ArrayLike, s: ArrayLike, segment: ArrayLike,
+                    depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Gradients through :func:`hftsig.sigjoin` (``s (x) exp(segment)``).
 
     Parameters
@@ -375,21 +387,21 @@ def _word_letters(dim, depth):
 
 
 def _scale_inputs(s, scales, depth):
-    depth = _check_int(depth, "depth", 1)
+    depth = check_int(depth, "depth", minimum=1)
     c = np.asarray(scales)
-    _numeric(c, "scales")
+    check_numeric(c, "scales")
     if c.ndim not in (1, 2) or c.shape[-1] < 1:
         raise ValueError(f"scales: expected shape (dim,) or (batch, dim), got {c.shape}")
     dim = c.shape[-1]
     a = _as_sigs(s, "s", dim, depth)
     c = np.ascontiguousarray(c, dtype=np.float64)
-    _check_finite(c, "scales")
+    check_finite(c, "scales")
     if a.shape[:-1] != c.shape[:-1]:
         raise ValueError(f"scales: batch {c.shape[:-1]} does not match s's {a.shape[:-1]}")
     return a, c, dim, depth
 
 
-def sigscale(s, scales, depth):
+def sigscale(s: ArrayLike, scales: ArrayLike, depth: int) -> np.ndarray:
     """Signature of the path with channel ``i`` multiplied by ``scales[i]``.
 
     Coordinate ``w`` of the signature is multiplied by
@@ -425,7 +437,8 @@ def sigscale(s, scales, depth):
     return out
 
 
-def sigscalebackprop(grad_out, s, scales, depth):
+def sigscalebackprop(grad_out: ArrayLike, s: ArrayLike, scales: ArrayLike,
+                     depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Gradients through :func:`sigscale`.
 
     Parameters

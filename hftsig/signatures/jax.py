@@ -41,8 +41,9 @@ except ImportError as exc:  # hftsig's other modules never import this one
 import numpy as np
 
 import hftsig
-from hftsig.signatures.signature import _check_int, _n_threads
-from hftsig.signatures.kernels import (_check_bool, _dyadic, _static,
+from hftsig._validation import check_bool, check_int
+from hftsig.signatures.signature import _n_threads
+from hftsig.signatures.kernels import (_dyadic, _static,
                                      sig_kernel as _sig_kernel,
                                      sig_kernel_backprop as _sig_kernel_backprop,
                                      sig_kernel_gram as _sig_kernel_gram,
@@ -160,8 +161,8 @@ def _logsig_function(dim, depth, basis, basepoint, time_aug, lead_lag, n_jobs):
 
 
 def _transform_flags(basepoint, time_aug, lead_lag):
-    return (_check_bool(basepoint, "basepoint"), _check_bool(time_aug, "time_aug"),
-            _check_bool(lead_lag, "lead_lag"))
+    return (check_bool(basepoint, "basepoint"), check_bool(time_aug, "time_aug"),
+            check_bool(lead_lag, "lead_lag"))
 
 
 def sig(path, depth, *, basepoint=False, time_aug=False, lead_lag=False, n_jobs=1):
@@ -192,7 +193,7 @@ def sig(path, depth, *, basepoint=False, time_aug=False, lead_lag=False, n_jobs=
     [[-3.0], [0.0], [3.0]]
     """
     path = _paths(path, "path")
-    depth = _check_int(depth, "depth", 1)
+    depth = check_int(depth, "depth", minimum=1)
     flags = _transform_flags(basepoint, time_aug, lead_lag)
     _n_threads(n_jobs)
     return _sig_function(path.shape[-1], depth, *flags, n_jobs)(path)
@@ -230,7 +231,7 @@ def logsig(path, depth, *, basis="lyndon", basepoint=False, time_aug=False, lead
     [[-0.5, 0.0], [0.5, -0.5], [0.0, 0.5]]
     """
     path = _paths(path, "path")
-    depth = _check_int(depth, "depth", 1)
+    depth = check_int(depth, "depth", minimum=1)
     if not isinstance(basis, str):
         raise TypeError(f"basis: expected 'lyndon' or 'expanded', got {type(basis).__name__}")
     flags = _transform_flags(basepoint, time_aug, lead_lag)
@@ -399,7 +400,7 @@ def sig_mmd(X, Y, *, unbiased=True, dyadic_order=0, static_kernel="linear", sigm
     >>> g.shape, bool(jax.numpy.isfinite(g).all())
     ((8, 5, 2), True)
     """
-    unbiased = _check_bool(unbiased, "unbiased")
+    unbiased = check_bool(unbiased, "unbiased")
     X = _paths(X, "X", ndim=3)
     Y = _paths(Y, "Y", ndim=3)
     m, n = X.shape[0], Y.shape[0]

@@ -12,11 +12,18 @@ numbers (``paths.reshape(n, -1)``, point after point) and
 
 Importing this module imports scikit-learn; ``import hftsig`` does not.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.gaussian_process.kernels import Kernel
 
-from hftsig.signatures.signature import _check_int
+from hftsig._validation import check_int
 from hftsig.signatures.kernels import _dyadic, _static, sig_kernel, sig_kernel_gram
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["SignatureKernel"]
 
@@ -61,7 +68,9 @@ class SignatureKernel(Kernel):
     True
     """
 
-    def __init__(self, dim=1, dyadic_order=0, static_kernel="linear", sigma=1.0, n_jobs=1):
+    def __init__(self, dim: int = 1, dyadic_order: int | tuple[int, int] = 0,
+                 static_kernel: str = "linear", sigma: float = 1.0,
+                 n_jobs: int | None = 1) -> None:
         self.dim = dim
         self.dyadic_order = dyadic_order
         self.static_kernel = static_kernel
@@ -75,7 +84,7 @@ class SignatureKernel(Kernel):
                     sigma=self.sigma, n_jobs=self.n_jobs)
 
     def _paths(self, X, name):
-        dim = _check_int(self.dim, "dim", 1)
+        dim = check_int(self.dim, "dim", minimum=1)
         arr = np.asarray(X)
         if arr.ndim == 3:  # already (n, length, dim)
             if arr.shape[2] != dim:
@@ -89,7 +98,8 @@ class SignatureKernel(Kernel):
                              f"dim={dim}")
         return arr.reshape(arr.shape[0], arr.shape[1] // dim, dim)
 
-    def __call__(self, X, Y=None, eval_gradient=False):
+    def __call__(self, X: ArrayLike, Y: ArrayLike | None = None,
+                 eval_gradient: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Gram matrix ``K[i, j] = k(X[i], Y[j])`` (``Y`` default ``X``).
 
         With ``eval_gradient`` (only for ``Y=None``) also the gradient with
@@ -107,20 +117,20 @@ class SignatureKernel(Kernel):
             return K, np.empty((K.shape[0], K.shape[0], 0))
         return K
 
-    def diag(self, X):
+    def diag(self, X: ArrayLike) -> np.ndarray:
         """``k(X[i], X[i])`` for every row, without the rest of the Gram matrix."""
         Xp = self._paths(X, "X")
         return sig_kernel(Xp, Xp, **self._options())
 
-    def is_stationary(self):
+    def is_stationary(self) -> bool:
         """The signature kernel is not a function of ``x - y``."""
         return False
 
     @property
-    def requires_vector_input(self):
+    def requires_vector_input(self) -> bool:
         """Rows are flattened paths: numeric vectors."""
         return True
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"SignatureKernel(dim={self.dim}, dyadic_order={self.dyadic_order}, "
                 f"static_kernel={self.static_kernel!r}, sigma={self.sigma})")

@@ -35,13 +35,23 @@ released.
 >>> round(1.0 + float(s[0] @ s[1]), 4)
 1.5486
 """
+from __future__ import annotations
+
 from collections import namedtuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hftsig._ext import _signature_kernel as _k
 from hftsig._ext._signature import check_bytes as _check_bytes
-from hftsig.signatures.signature import _check_finite, _check_int, _n_threads, _numeric
+from hftsig._validation import (check_bool, check_finite, check_int, check_numeric, check_paths,
+                                check_positive, check_random_state)
+from hftsig.signatures.signature import _n_threads
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from hftsig._validation import RandomStateLike
 
 __all__ = ["sig_kernel", "sig_kernel_backprop", "sig_kernel_gram",
            "sig_kernel_gram_backprop", "sig_mmd", "sig_mmd_test", "MMDTestResult"]
@@ -52,33 +62,15 @@ _MAX_DYADIC_ORDER = 16
 _STATIC = {"linear": 0, "rbf": 1}
 
 
-def _as_paths(paths, name):
-    try:
-        arr = np.asarray(paths)
-    except ValueError as exc:  # ragged nested sequences
-        raise ValueError(f"{name}: not an array of paths of one shape ({exc})") from None
-    _numeric(arr, name)
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"{name}: expected shape (length, dim) or (batch, length, dim), "
-                         f"got {arr.ndim} dimension(s) {arr.shape}")
-    if arr.shape[-1] < 1:
-        raise ValueError(f"{name}: dim must be >= 1, got shape {arr.shape}")
-    if arr.shape[-2] < 1:
-        raise ValueError(f"{name}: needs at least one point, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    _check_finite(arr, name)
-    return arr
-
-
 def _dyadic(dyadic_order):
     """``dyadic_order`` as (order of x, order of y)."""
     if isinstance(dyadic_order, (tuple, list)):
         if len(dyadic_order) != 2:
             raise ValueError("dyadic_order: expected an int or a pair of ints, got "
                              f"{len(dyadic_order)} values")
-        ox, oy = (_check_int(o, "dyadic_order", 0) for o in dyadic_order)
+        ox, oy = (check_int(o, "dyadic_order", minimum=0) for o in dyadic_order)
     else:
-        ox = oy = _check_int(dyadic_order, "dyadic_order", 0)
+        ox = oy = check_int(dyadic_order, "dyadic_order", minimum=0)
     if max(ox, oy) > _MAX_DYADIC_ORDER:
         raise ValueError(f"dyadic_order: at most {_MAX_DYADIC_ORDER}, got {dyadic_order}")
     return ox, oy
@@ -91,13 +83,7 @@ def _static(static_kernel, sigma):
                         f"{type(static_kernel).__name__}")
     if static_kernel not in _STATIC:
         raise ValueError(f"static_kernel: expected 'linear' or 'rbf', got {static_kernel!r}")
-    if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, (int, float, np.integer,
-                                                                     np.floating)):
-        raise TypeError(f"sigma: expected a positive number, got {type(sigma).__name__}")
-    sigma = float(sigma)
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma: must be positive and finite, got {sigma!r}")
-    return _STATIC[static_kernel], 1.0 / sigma
+    return _STATIC[static_kernel], 1.0 / check_positive(sigma, "sigma")
 
 
 def _check_grid(lx, ly, ox, oy):
@@ -151,8 +137,8 @@ def _same_dim(x, y, xname, yname):
 
 
 def _pair_setup(x, y, dyadic_order, static_kernel, sigma, n_jobs):
-    x = _as_paths(x, "x")
-    y = _as_paths(y, "y")
+    x = check_paths(x, "x")
+    y = check_paths(y, "y")
     _same_dim(x, y, "x", "y")
     if x.ndim != y.ndim:
         raise ValueError(f"y: expected a {'batch of paths' if x.ndim == 3 else 'single path'} "
@@ -170,7 +156,9 @@ def _pair_setup(x, y, dyadic_order, static_kernel, sigma, n_jobs):
     return X, Y, idx, single, (kind, inv_sigma, ox, oy, nthreads)
 
 
-def sig_kernel(x, y, *, dyadic_order=0, static_kernel="linear", sigma=1.0, n_jobs=1):
+def sig_kernel(x: ArrayLike, y: ArrayLike, *, dyadic_order: int | tuple[int, int] = 0,
+               static_kernel: str = "linear", sigma: float = 1.0,
+               n_jobs: int | None = 1) -> float | np.ndarray:
     """Signature kernel ``<S(x), S(y)>`` of a pair of paths or of pairs in a batch.
 
     Parameters
@@ -217,8 +205,10 @@ def sig_kernel(x, y, *, dyadic_order=0, static_kernel="linear", sigma=1.0, n_job
     return float(out[0]) if single else out
 
 
-def sig_kernel_backprop(grad_out, x, y, *, dyadic_order=0, static_kernel="linear", sigma=1.0,
-                        n_jobs=1):
+def sig_kernel_backprop(grad_out: ArrayLike, x: ArrayLike, y: ArrayLike, *,
+                        dyadic_order: int | tuple[int, int] = 0, static_kernel: str = "linear",
+                        sigma: float = 1.0,
+                        n_jobs: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``sum(grad_out * sig_kernel(x, y))`` with respect to ``x`` and ``y``.
 
     The adjoint of the PDE scheme is swept back from the far corner of the
@@ -252,12 +242,12 @@ def sig_kernel_backprop(grad_out, x, y, *, dyadic_order=0, static_kernel="linear
     X, Y, idx, single, (kind, inv_sigma, ox, oy, nt) = _pair_setup(
         x, y, dyadic_order, static_kernel, sigma, n_jobs)
     g = np.asarray(grad_out)
-    _numeric(g, "grad_out")
+    check_numeric(g, "grad_out")
     want = () if single else (X.shape[0],)
     if g.shape != want:
         raise ValueError(f"grad_out: expected shape {want} (one value per pair), got {g.shape}")
     g = np.ascontiguousarray(g, dtype=np.float64).reshape(-1)
-    _check_finite(g, "grad_out")
+    check_finite(g, "grad_out")
     grads = (X.size + Y.size) * (1 + max(1, min(nt, len(idx))))  # result + per-thread sums
     _check_memory(len(idx), grads, (X.shape[1], Y.shape[1], X.shape[2]), ox, oy, nt, True,
                   ("x", "x"))
@@ -266,14 +256,14 @@ def sig_kernel_backprop(grad_out, x, y, *, dyadic_order=0, static_kernel="linear
 
 
 def _gram_setup(X, Y, dyadic_order, static_kernel, sigma, n_jobs):
-    X = _as_paths(X, "X")
+    X = check_paths(X, "X")
     if X.ndim == 2:
         raise ValueError(f"X: expected a batch of paths (batch, length, dim), got shape {X.shape}")
     symmetric = Y is None or Y is X
     if symmetric:
         Y = X
     else:
-        Y = _as_paths(Y, "Y")
+        Y = check_paths(Y, "Y")
         if Y.ndim == 2:
             raise ValueError(f"Y: expected a batch of paths (batch, length, dim), "
                              f"got shape {Y.shape}")
@@ -296,7 +286,9 @@ def _gram_pairs(n, m, symmetric):
     return a, b
 
 
-def sig_kernel_gram(X, Y=None, *, dyadic_order=0, static_kernel="linear", sigma=1.0, n_jobs=1):
+def sig_kernel_gram(X: ArrayLike, Y: ArrayLike | None = None, *,
+                    dyadic_order: int | tuple[int, int] = 0, static_kernel: str = "linear",
+                    sigma: float = 1.0, n_jobs: int | None = 1) -> np.ndarray:
     """Gram matrix ``G[i, j] = sig_kernel(X[i], Y[j])``.
 
     Parameters
@@ -338,8 +330,10 @@ def sig_kernel_gram(X, Y=None, *, dyadic_order=0, static_kernel="linear", sigma=
     return G
 
 
-def sig_kernel_gram_backprop(grad_out, X, Y=None, *, dyadic_order=0, static_kernel="linear",
-                             sigma=1.0, n_jobs=1):
+def sig_kernel_gram_backprop(
+        grad_out: ArrayLike, X: ArrayLike, Y: ArrayLike | None = None, *,
+        dyadic_order: int | tuple[int, int] = 0, static_kernel: str = "linear", sigma: float = 1.0,
+        n_jobs: int | None = 1) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Gradients of ``sum(grad_out * sig_kernel_gram(X, Y))``.
 
     Parameters
@@ -367,11 +361,11 @@ def sig_kernel_gram_backprop(grad_out, X, Y=None, *, dyadic_order=0, static_kern
     same_input = Y is X
     n, m = X.shape[0], Y.shape[0]
     g = np.asarray(grad_out)
-    _numeric(g, "grad_out")
+    check_numeric(g, "grad_out")
     if g.shape != (n, m):
         raise ValueError(f"grad_out: expected shape {(n, m)}, got {g.shape}")
     g = np.ascontiguousarray(g, dtype=np.float64)
-    _check_finite(g, "grad_out")
+    check_finite(g, "grad_out")
     n_pairs = n * (n + 1) // 2 if symmetric else n * m
     grads = (X.size + (0 if same_input else Y.size)) * (1 + max(1, min(nt, n_pairs)))
     _check_memory(n_pairs, n_pairs + grads, (X.shape[1], Y.shape[1], X.shape[2]), ox, oy, nt,
@@ -389,12 +383,6 @@ def sig_kernel_gram_backprop(grad_out, X, Y=None, *, dyadic_order=0, static_kern
     return _k.backward_pairs(X, Y, a, b, w, kind, inv_sigma, ox, oy, nt, False)
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
-    return bool(value)
-
-
 def _mmd_from_blocks(kxx, kyy, kxy, unbiased):
     m, n = kxx.shape[0], kyy.shape[0]
     if unbiased:
@@ -407,9 +395,9 @@ def _mmd_from_blocks(kxx, kyy, kxy, unbiased):
 
 
 def _two_samples(X, Y, unbiased):
-    unbiased = _check_bool(unbiased, "unbiased")
-    X = _as_paths(X, "X")
-    Y = _as_paths(Y, "Y")
+    unbiased = check_bool(unbiased, "unbiased")
+    X = check_paths(X, "X")
+    Y = check_paths(Y, "Y")
     for arr, name in ((X, "X"), (Y, "Y")):
         if arr.ndim != 3:
             raise ValueError(f"{name}: expected a batch of paths (batch, length, dim), "
@@ -428,8 +416,9 @@ def _blocks(X, Y, kw):
     return kxx, kyy, kxy
 
 
-def sig_mmd(X, Y, *, unbiased=True, dyadic_order=0, static_kernel="linear", sigma=1.0,
-            n_jobs=1):
+def sig_mmd(X: ArrayLike, Y: ArrayLike, *, unbiased: bool = True,
+            dyadic_order: int | tuple[int, int] = 0, static_kernel: str = "linear",
+            sigma: float = 1.0, n_jobs: int | None = 1) -> float:
     """Squared maximum mean discrepancy between two samples of paths.
 
     ``MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y)`` with the signature
@@ -481,21 +470,10 @@ null_distribution : ndarray of shape (n_permutations,)
 """
 
 
-def _rng(random_state):
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or isinstance(random_state, (int, np.integer,
-                                                         np.random.SeedSequence)):
-        if isinstance(random_state, (bool, np.bool_)):
-            raise TypeError("random_state: expected None, an int, a SeedSequence or a "
-                            "Generator, got bool")
-        return np.random.default_rng(random_state)
-    raise TypeError("random_state: expected None, an int, a SeedSequence or a Generator, "
-                    f"got {type(random_state).__name__}")
-
-
-def sig_mmd_test(X, Y, *, n_permutations=1000, random_state=None, unbiased=True,
-                 dyadic_order=0, static_kernel="linear", sigma=1.0, n_jobs=1):
+def sig_mmd_test(X: ArrayLike, Y: ArrayLike, *, n_permutations: int = 1000,
+                 random_state: RandomStateLike = None, unbiased: bool = True,
+                 dyadic_order: int | tuple[int, int] = 0, static_kernel: str = "linear",
+                 sigma: float = 1.0, n_jobs: int | None = 1) -> MMDTestResult:
     """Permutation two-sample test: do ``X`` and ``Y`` come from one law of paths?
 
     The Gram matrix of the pooled sample is computed once; each permutation
@@ -531,8 +509,8 @@ def sig_mmd_test(X, Y, *, n_permutations=1000, random_state=None, unbiased=True,
     True
     """
     X, Y, unbiased = _two_samples(X, Y, unbiased)
-    n_permutations = _check_int(n_permutations, "n_permutations", 1)
-    rng = _rng(random_state)
+    n_permutations = check_int(n_permutations, "n_permutations", minimum=1)
+    rng = check_random_state(random_state)
     kw = dict(dyadic_order=dyadic_order, static_kernel=static_kernel, sigma=sigma,
               n_jobs=n_jobs)
     kxx, kyy, kxy = _blocks(X, Y, kw)

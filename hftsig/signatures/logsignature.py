@@ -45,14 +45,21 @@ still fit.  Errors and limits are otherwise those of
 :mod:`hftsig.signatures.signature`: the right answer, or ``TypeError``/``ValueError``
 naming the argument, never a crash, a hang or an allocation beyond the limit.
 """
+from __future__ import annotations
+
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hftsig._ext import _logsignature
 from hftsig._ext import _signature as _k
-from hftsig.signatures.signature import (_MAX_DEPTH, _MAX_DIM, _check_finite, _check_int,
-                              _is_dask_array, _n_threads, _numeric, _SigPlan)
+from hftsig._validation import check_finite, check_int, check_numeric
+from hftsig.signatures.signature import _MAX_DEPTH, _MAX_DIM, _is_dask_array, _n_threads, _SigPlan
+
+if TYPE_CHECKING:
+    import dask.array as da
+    from numpy.typing import ArrayLike
 
 __all__ = ["logsig", "logsiglength", "lyndon_words", "lyndon_brackets", "sig_to_logsig"]
 
@@ -83,7 +90,8 @@ def _lyndon_count(dim, level):
 
 
 def _check_dim_depth(dim, depth):
-    return _check_int(dim, "dim", 1, _MAX_DIM), _check_int(depth, "depth", 1, _MAX_DEPTH)
+    return (check_int(dim, "dim", minimum=1, maximum=_MAX_DIM),
+            check_int(depth, "depth", minimum=1, maximum=_MAX_DEPTH))
 
 
 # Python memory per Lyndon word of length <= depth while the words are
@@ -143,7 +151,7 @@ def _check_logsig_memory(dim, depth, basis, n_rows, n_threads, check=None):
                    f"pass fewer signatures per call or lower depth{hint}")
 
 
-def logsiglength(dim, depth):
+def logsiglength(dim: int, depth: int) -> int:
     """Number of log-signature coordinates of a ``dim``-channel path at ``depth``.
 
     It is the number of Lyndon words of length 1 to ``depth`` over ``dim``
@@ -192,7 +200,7 @@ def _lyndon_words_cached(dim, depth):
     return tuple(words)
 
 
-def lyndon_words(dim, depth):
+def lyndon_words(dim: int, depth: int) -> list[tuple[int, ...]]:
     """Lyndon words up to length ``depth`` over letters ``0 .. dim-1``.
 
     They index the Lyndon-basis log-signature: coordinate ``i`` of
@@ -233,7 +241,7 @@ def _standard_factorisation(word, lyndon_set):
     raise AssertionError(f"{word} is not a Lyndon word")
 
 
-def lyndon_brackets(dim, depth):
+def lyndon_brackets(dim: int, depth: int) -> list[str]:
     """The Lie brackets ``P_w`` of the Lyndon basis, as strings.
 
     Each Lyndon word is bracketed by its standard factorisation; letters are
@@ -416,7 +424,8 @@ def _check_basis(basis):
     return basis
 
 
-def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
+def sig_to_logsig(signature: ArrayLike, dim: int, depth: int, *, basis: str = "lyndon",
+                  n_jobs: int | None = 1) -> np.ndarray:
     """Log-signature from a signature already computed.
 
     Parameters
@@ -453,14 +462,14 @@ def sig_to_logsig(signature, dim, depth, *, basis="lyndon", n_jobs=1):
     basis = _check_basis(basis)
     n_threads = _n_threads(n_jobs)
     s = np.asarray(signature)
-    _numeric(s, "signature")
+    check_numeric(s, "signature")
     length = _k.signature_length(dim, depth)
     if s.ndim < 1 or s.shape[-1] != length:
         raise ValueError(
             f"signature: last axis must have siglength(dim={dim}, depth={depth}) = "
             f"{_k.show_int(length)}, got shape {s.shape}"
         )
-    _check_finite(s, "signature")
+    check_finite(s, "signature")
     n_rows = s.size // length
     n_threads = _threads_for(n_rows, length, depth, n_threads)
     _check_logsig_memory(dim, depth, basis, n_rows, n_threads)
@@ -494,8 +503,9 @@ def _log_of_signatures(s, dim, depth, basis, n_threads):
     return out.reshape(lead + out.shape[-1:])
 
 
-def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False, lead_lag=False,
-           basepoint=False, n_jobs=1):
+def logsig(path: ArrayLike | da.Array, depth: int, *, basis: str = "lyndon", stream: bool = False,
+           at: ArrayLike | None = None, time_aug: bool = False, lead_lag: bool = False,
+           basepoint: bool = False, n_jobs: int | None = 1) -> np.ndarray | da.Array:
     """Log-signature of a path, or of a batch of paths.
 
     Parameters
@@ -558,7 +568,7 @@ def logsig(path, depth, *, basis="lyndon", stream=False, at=None, time_aug=False
         path = np.asarray(path)
     except ValueError as exc:  # ragged nested sequences
         raise ValueError(f"path: not an array of paths of one shape ({exc})") from None
-    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
+    depth = check_int(depth, "depth", minimum=1, maximum=_MAX_DEPTH)
     basis = _check_basis(basis)
     plan = _SigPlan(path, depth, stream=stream, at=at, basepoint=basepoint, time_aug=time_aug,
                     lead_lag=lead_lag, n_jobs=n_jobs)

@@ -53,17 +53,26 @@ True
 >>> stream.signature
 array([1. , 2. , 0.5, 2. , 0. , 2. ])
 """
+from __future__ import annotations
+
 import contextlib
 import numbers
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hftsig.signatures import augmentations as _tr
 from hftsig._ext import _signature as _k
 from hftsig._ext._signature import SignatureStream
-from hftsig._ext._signature import check_int as _check_int
+from hftsig._validation import check_bool, check_finite, check_int, check_numeric, check_paths
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import dask.array as da
+    from numpy.typing import ArrayLike
 
 __all__ = ["sig", "siglength", "sigcombine", "sigjoin", "siginv", "SignatureStream",
            "set_config", "get_config", "config_context"]
@@ -73,7 +82,7 @@ _MAX_DIM = _k.MAX_DIM
 _MAX_JOBS = _k.MAX_JOBS
 
 
-def get_config():
+def get_config() -> dict[str, int]:
     """The settings of the signature functions, as a dict.
 
     Returns
@@ -92,7 +101,7 @@ def get_config():
     return {"max_output_bytes": _k.max_output_bytes()}
 
 
-def set_config(*, max_output_bytes=None):
+def set_config(*, max_output_bytes: int | None = None) -> None:
     """Change the settings of the signature functions (for this process).
 
     Parameters
@@ -125,7 +134,7 @@ def set_config(*, max_output_bytes=None):
 
 
 @contextlib.contextmanager
-def config_context(*, max_output_bytes=None):
+def config_context(*, max_output_bytes: int | None = None) -> Iterator[None]:
     """:func:`set_config` for the duration of a ``with`` block, then the previous settings.
 
     Examples
@@ -142,7 +151,7 @@ def config_context(*, max_output_bytes=None):
         _k.set_max_output_bytes(previous)
 
 
-def siglength(dim, depth):
+def siglength(dim: int, depth: int) -> int:
     """Number of signature coordinates: ``dim + dim**2 + … + dim**depth``.
 
     Parameters
@@ -159,8 +168,8 @@ def siglength(dim, depth):
     >>> siglength(3, 4)
     120
     """
-    dim = _check_int(dim, "dim", 1, _MAX_DIM)
-    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
+    dim = check_int(dim, "dim", minimum=1, maximum=_MAX_DIM)
+    depth = check_int(depth, "depth", minimum=1, maximum=_MAX_DEPTH)
     return _k.signature_length(dim, depth)
 
 
@@ -180,7 +189,7 @@ def _check_size(dim, depth):
 def _n_threads(n_jobs):
     if n_jobs is None:  # scikit-learn's spelling of one thread
         return 1
-    n_jobs = _check_int(n_jobs, "n_jobs", -_MAX_JOBS, _MAX_JOBS)
+    n_jobs = check_int(n_jobs, "n_jobs", minimum=-_MAX_JOBS, maximum=_MAX_JOBS)
     if n_jobs == 0:
         raise ValueError("n_jobs: must be a positive int or negative (-1 = all cores), got 0")
     budget = _dask_worker_threads()
@@ -208,45 +217,9 @@ def _dask_worker_threads():
     return max(1, state.nthreads // max(1, state.executing_count))
 
 
-def _check_flag(value, name):
-    # a truthy array or string must not silently switch a transform on
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
-    return bool(value)
-
-
-def _numeric(arr, name):
-    if arr.dtype.kind not in "fiu" or arr.dtype == np.float16:
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-
-
-def _check_finite(arr, name):
-    # a sum is far cheaper than isfinite(arr).all(); it can only overflow
-    # for finite data, in which case the exact check decides
-    if arr.size and not np.isfinite(np.add.reduce(arr, axis=None)):
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name}: contains NaN or inf")
-
-
-def _as_path(path):
-    try:
-        arr = np.asarray(path)
-    except ValueError as exc:  # ragged nested sequences: paths of different lengths
-        raise ValueError(f"path: not an array of paths of one shape ({exc})") from None
-    _numeric(arr, "path")
-    if arr.ndim not in (2, 3):
-        raise ValueError(
-            "path: expected shape (length, dim) or (batch, length, dim), "
-            f"got {arr.ndim} dimension(s) {arr.shape}")
-    if arr.shape[-1] < 1:
-        raise ValueError(f"path: dim must be >= 1, got shape {arr.shape}")
-    if arr.shape[-2] < 1:
-        raise ValueError(f"path: needs at least one point, got shape {arr.shape}")
-    return arr
-
-
-def sig(path, depth, *, stream=False, at=None, basepoint=False, time_aug=False,
-        lead_lag=False, n_jobs=1):
+def sig(path: ArrayLike | da.Array, depth: int, *, stream: bool = False,
+        at: ArrayLike | None = None, basepoint: bool = False, time_aug: bool = False,
+        lead_lag: bool = False, n_jobs: int | None = 1) -> np.ndarray | da.Array:
     """Truncated signature of a path or of a batch of paths.
 
     Parameters
@@ -340,13 +313,14 @@ class _SigPlan:
     any of it is allocated (:func:`hftsig.logsig` adds its own share)."""
 
     def __init__(self, path, depth, *, stream, at, basepoint, time_aug, lead_lag, n_jobs):
-        arr = _as_path(path)
-        self.depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
+        # the dtype is kept: the transforms compute float32 paths in float32
+        arr = check_paths(path, "path", dtype=None, finite=False)
+        self.depth = check_int(depth, "depth", minimum=1, maximum=_MAX_DEPTH)
         self.nthreads = _n_threads(n_jobs)
-        self.stream = _check_flag(stream, "stream")
-        basepoint = _check_flag(basepoint, "basepoint")
-        time_aug = _check_flag(time_aug, "time_aug")
-        lead_lag = _check_flag(lead_lag, "lead_lag")
+        self.stream = check_bool(stream, "stream")
+        basepoint = check_bool(basepoint, "basepoint")
+        time_aug = check_bool(time_aug, "time_aug")
+        lead_lag = check_bool(lead_lag, "lead_lag")
         if self.stream and at is not None:
             raise ValueError("stream: cannot be combined with at")
         if lead_lag:
@@ -359,7 +333,7 @@ class _SigPlan:
         X = np.ascontiguousarray(arr, dtype=np.float64)
         if self.single:
             X = X[None]
-        _check_finite(X, "path")
+        check_finite(X, "path")
         self.X = X
         self.batch, self.length, self.dim = X.shape
         self.siglen = _check_size(self.dim, self.depth)
@@ -470,17 +444,17 @@ def _as_indices(at, length):
 
 def _as_sigs(s, name, dim, depth):
     arr = np.asarray(s)
-    _numeric(arr, name)
+    check_numeric(arr, name)
     n = _check_size(dim, depth)
     if arr.ndim not in (1, 2) or arr.shape[-1] != n:
         raise ValueError(f"{name}: expected shape ({n},) or (batch, {n}) for dim={dim}, "
                          f"depth={depth}, got {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
-    _check_finite(arr, name)
+    check_finite(arr, name)
     return arr
 
 
-def sigcombine(s1, s2, dim, depth):
+def sigcombine(s1: ArrayLike, s2: ArrayLike, dim: int, depth: int) -> np.ndarray:
     """Chen product: the signature of path 1 followed by path 2.
 
     Parameters
@@ -502,8 +476,8 @@ def sigcombine(s1, s2, dim, depth):
     >>> sigcombine(a, b, 2, 2)
     array([1. , 1. , 0.5, 1. , 0. , 0.5])
     """
-    dim = _check_int(dim, "dim", 1, _MAX_DIM)
-    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
+    dim = check_int(dim, "dim", minimum=1, maximum=_MAX_DIM)
+    depth = check_int(depth, "depth", minimum=1, maximum=_MAX_DEPTH)
     a = _as_sigs(s1, "s1", dim, depth)
     b = _as_sigs(s2, "s2", dim, depth)
     if a.shape != b.shape:
@@ -514,7 +488,7 @@ def sigcombine(s1, s2, dim, depth):
     return out.reshape(a.shape)
 
 
-def sigjoin(s, segment, depth):
+def sigjoin(s: ArrayLike, segment: ArrayLike, depth: int) -> np.ndarray:
     """Extend a signature by a straight segment: ``s (x) exp(segment)``.
 
     Parameters
@@ -552,15 +526,15 @@ def sigjoin(s, segment, depth):
 
 def _join_args(s, segment, depth):
     """Checked ``(s, segment, dim, depth, batch_shape)`` of ``sigjoin`` and its backprop."""
-    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
+    depth = check_int(depth, "depth", minimum=1, maximum=_MAX_DEPTH)
     z = np.asarray(segment)
-    _numeric(z, "segment")
+    check_numeric(z, "segment")
     if z.ndim not in (1, 2) or z.shape[-1] < 1:
         raise ValueError(f"segment: expected shape (dim,) or (batch, dim), got {z.shape}")
     dim = z.shape[-1]
     a = _as_sigs(s, "s", dim, depth)
     z = np.ascontiguousarray(z, dtype=np.float64)
-    _check_finite(z, "segment")
+    check_finite(z, "segment")
     try:
         batch_shape = np.broadcast_shapes(a.shape[:-1], z.shape[:-1])
     except ValueError as exc:
@@ -569,7 +543,7 @@ def _join_args(s, segment, depth):
     return a, z, dim, depth, batch_shape
 
 
-def siginv(s, dim, depth):
+def siginv(s: ArrayLike, dim: int, depth: int) -> np.ndarray:
     """Inverse in the truncated tensor algebra: the signature of the reversed path.
 
     ``sigcombine(s, siginv(s, dim, depth), dim, depth)`` is zero (the
@@ -591,8 +565,8 @@ def siginv(s, dim, depth):
     >>> bool(np.allclose(siginv(sig(x, 3), 2, 3), sig(x[::-1], 3)))
     True
     """
-    dim = _check_int(dim, "dim", 1, _MAX_DIM)
-    depth = _check_int(depth, "depth", 1, _MAX_DEPTH)
+    dim = check_int(dim, "dim", minimum=1, maximum=_MAX_DIM)
+    depth = check_int(depth, "depth", minimum=1, maximum=_MAX_DEPTH)
     a = _as_sigs(s, "s", dim, depth)
     _k.check_bytes(a.nbytes, "s", f"the inverses (shape {a.shape})",
                    "pass fewer signatures per call")

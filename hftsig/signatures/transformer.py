@@ -1,55 +1,24 @@
 """scikit-learn transformer turning paths into (log-)signature features."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from hftsig._ext import _signature as _k
+from hftsig._validation import check_bool, check_int, check_path_batch, set_path_input_tags
 from hftsig.signatures.logsignature import logsig, lyndon_words
-from hftsig.signatures.signature import _MAX_DEPTH, _check_int, _is_dask_array, _n_threads, sig
+from hftsig.signatures.signature import _MAX_DEPTH, _is_dask_array, _n_threads, sig
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import dask.array as da
+    from numpy.typing import ArrayLike
 
 __all__ = ["SignatureTransformer"]
-
-
-def _as_path_batch(X, name):
-    """``X`` as a real 3-d ndarray, refusing what is not a dense batch of paths.
-
-    Object arrays of numbers are converted (as scikit-learn's ``check_array``
-    does); everything else that is not real numbers is refused here, before
-    the signature kernels see it, with an error naming ``name``.
-    """
-    if sp.issparse(X):
-        raise TypeError(
-            f"{name}: sparse input is not supported; pass a dense array of paths "
-            f"(n_samples, length, dim)"
-        )
-    try:
-        X = np.asarray(X)
-    except ValueError as exc:
-        # numpy refuses lists of paths of different lengths or channel counts
-        raise ValueError(
-            f"{name}: paths must share one length and one number of channels "
-            f"(a regular (n_samples, length, dim) array), got ragged input"
-        ) from exc
-    if X.dtype == object:
-        if any(isinstance(x, (np.ndarray, list, tuple)) for x in X.flat):
-            raise ValueError(
-                f"{name}: paths must share one length and one number of channels "
-                f"(a regular (n_samples, length, dim) array), got ragged input"
-            )
-        try:
-            X = X.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name}: expected real numbers, got non-numeric objects") from None
-    if np.issubdtype(X.dtype, np.complexfloating):
-        raise ValueError(f"{name}: Complex data not supported; paths must be real numbers")
-    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise TypeError(f"{name}: expected real numbers, got dtype {X.dtype}")
-    if X.ndim != 3:
-        raise ValueError(
-            f"{name}: expected a 3-d array (n_samples, length, dim), got shape {X.shape}"
-        )
-    return X
 
 
 def _words(dim, depth):
@@ -120,8 +89,9 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
     """
 
     def __init__(
-        self, depth=2, logsig=False, time_aug=False, lead_lag=False, basepoint=False, n_jobs=1
-    ):
+        self, depth: int = 2, logsig: bool = False, time_aug: bool = False,
+        lead_lag: bool = False, basepoint: bool = False, n_jobs: int | None = 1
+    ) -> None:
         self.depth = depth
         self.logsig = logsig
         self.time_aug = time_aug
@@ -138,11 +108,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         # runs them on a probe that claims 2-d input and lists the checks that
         # cannot apply to paths as expected failures.  (scikit-learn < 1.6 reads
         # no __sklearn_tags__ and sees the default tags.)
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
-        return tags
+        return set_path_input_tags(tags)
 
     def _check_X(self, X):
         if _is_dask_array(X):
@@ -152,17 +118,10 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
                 raise ValueError(f"X: expected a 3-d dask array (n_samples, length, dim), "
                                  f"got shape {X.shape}")
             return X
-        X = _as_path_batch(X, "X")
-        if X.shape[0] < 1 or X.shape[1] < 1 or X.shape[2] < 1:
-            raise ValueError(
-                f"X: found array with shape {X.shape} (n_samples, length, dim); "
-                f"at least 1 sample, 1 point and 1 channel are required"
-            )
-        if not np.isfinite(X).all():
-            raise ValueError("X: input contains NaN or infinity; paths must be finite")
-        return X
+        return check_path_batch(X, "X")
 
-    def fit(self, X, y=None, channel_names=None):
+    def fit(self, X: ArrayLike | da.Array, y: object = None,
+            channel_names: Sequence[str] | None = None) -> SignatureTransformer:
         """Check the parameters and record the number (and names) of channels.
 
         Parameters
@@ -187,11 +146,10 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         TypeError
             If X is sparse or not real numbers.
         """
-        _check_int(self.depth, "depth", 1, _MAX_DEPTH)
+        check_int(self.depth, "depth", minimum=1, maximum=_MAX_DEPTH)
         _n_threads(self.n_jobs)
         for name in ("logsig", "time_aug", "lead_lag", "basepoint"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+            check_bool(getattr(self, name), name)
         X = self._check_X(X)
         n_channels = X.shape[2]
         names = None
@@ -210,7 +168,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
             self.feature_names_in_ = names
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike | da.Array) -> np.ndarray | da.Array:
         """Signature (or log-signature) features of each path.
 
         Parameters
@@ -248,7 +206,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
             return logsig(X, self.depth, **kwargs)
         return sig(X, self.depth, **kwargs)
 
-    def get_feature_names_out(self, input_features=None):
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         """Names of the output features: the words of the coordinates.
 
         Parameters
@@ -285,7 +243,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         if self.logsig:
             prefix, words = "L", lyndon_words(len(channels), self.depth)
         else:
-            dim, depth = len(channels), _check_int(self.depth, "depth", 1, _MAX_DEPTH)
+            dim, depth = len(channels), check_int(self.depth, "depth", minimum=1, maximum=_MAX_DEPTH)
             n = _k.signature_length(dim, depth)
             # a word tuple and a name string (with list and array slots) per coordinate
             per_name = 200 + depth * (16 + max(len(c) for c in channels))

@@ -31,51 +31,31 @@ True
 """
 from __future__ import annotations
 
-import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hftsig._validation import check_int, check_positive, check_random_state, check_real
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from hftsig._validation import RandomStateLike
+
 __all__ = ["gbm", "fbm", "ornstein_uhlenbeck", "GBMContinuation", "FBMContinuation"]
-
-
-def _rng(random_state):
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
-        return np.random.default_rng(random_state)
-    raise TypeError(
-        "random_state must be None, an int, a numpy SeedSequence or a numpy Generator, "
-        f"got {type(random_state).__name__}")
-
-
-def _check_count(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_positive(value, name, allow_zero=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
-    return v
 
 
 def _per_asset(value, name, dim, *, positive=False, allow_zero=True):
     """Broadcast a scalar or per-asset parameter to shape ``(dim,)`` (dim None: infer)."""
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim > 1:
-        raise ValueError(f"{name} must be a scalar or a 1-d array, got shape {arr.shape}")
+        raise ValueError(f"{name}: must be a scalar or a 1-d array, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite")
+        raise ValueError(f"{name}: must be finite")
     if positive and (np.any(arr < 0) or (not allow_zero and np.any(arr == 0))):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        raise ValueError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     if arr.ndim == 1 and dim is not None and arr.shape[0] != dim:
-        raise ValueError(f"{name} has {arr.shape[0]} entries but the model has dim={dim}")
+        raise ValueError(f"{name}: has {arr.shape[0]} entries but the model has dim={dim}")
     return arr
 
 
@@ -84,15 +64,15 @@ def _cholesky_corr(corr, dim):
         return None
     c = np.asarray(corr, dtype=np.float64)
     if c.shape != (dim, dim):
-        raise ValueError(f"corr must have shape ({dim}, {dim}), got {c.shape}")
+        raise ValueError(f"corr: must have shape ({dim}, {dim}), got {c.shape}")
     if not np.all(np.isfinite(c)):
-        raise ValueError("corr must be finite")
+        raise ValueError("corr: must be finite")
     if not np.allclose(c, c.T) or not np.allclose(np.diag(c), 1.0):
-        raise ValueError("corr must be a symmetric matrix with unit diagonal")
+        raise ValueError("corr: must be a symmetric matrix with unit diagonal")
     try:
         return np.linalg.cholesky(c)
     except np.linalg.LinAlgError:
-        raise ValueError("corr must be positive definite") from None
+        raise ValueError("corr: must be positive definite") from None
 
 
 def _correlated_normals(rng, shape, chol):
@@ -102,7 +82,9 @@ def _correlated_normals(rng, shape, chol):
     return z
 
 
-def gbm(n_paths, n_steps, *, s0, mu, sigma, corr=None, T=1.0, random_state=None):
+def gbm(n_paths: int, n_steps: int, *, s0: ArrayLike, mu: ArrayLike, sigma: ArrayLike,
+        corr: ArrayLike | None = None, T: float = 1.0,
+        random_state: RandomStateLike = None) -> np.ndarray:
     r"""Correlated geometric Brownian motion, simulated exactly.
 
     ``S^i_t = S^i_0 exp((mu_i - sigma_i^2 / 2) t + sigma_i W^i_t)`` with
@@ -135,9 +117,9 @@ def gbm(n_paths, n_steps, *, s0, mu, sigma, corr=None, T=1.0, random_state=None)
     >>> bool(abs(s[:, -1, 0].mean() - np.exp(0.2)) < 0.02)
     True
     """
-    n_paths = _check_count(n_paths, "n_paths")
-    n_steps = _check_count(n_steps, "n_steps")
-    T = _check_positive(T, "T")
+    n_paths = check_int(n_paths, "n_paths", minimum=1)
+    n_steps = check_int(n_steps, "n_steps", minimum=1)
+    T = check_positive(T, "T")
     params = {"s0": s0, "mu": mu, "sigma": sigma}
     dims = {np.ndim(v) and np.shape(v)[0] for v in params.values()} - {0}
     if len(dims) > 1:
@@ -147,7 +129,7 @@ def gbm(n_paths, n_steps, *, s0, mu, sigma, corr=None, T=1.0, random_state=None)
     mu = _per_asset(mu, "mu", dim)
     sigma = _per_asset(sigma, "sigma", dim, positive=True)
     chol = _cholesky_corr(corr, dim)
-    rng = _rng(random_state)
+    rng = check_random_state(random_state)
     dt = T / n_steps
     z = _correlated_normals(rng, (n_paths, n_steps, dim), chol)
     log_inc = (mu - 0.5 * sigma ** 2) * dt + sigma * np.sqrt(dt) * z
@@ -162,7 +144,7 @@ def gbm(n_paths, n_steps, *, s0, mu, sigma, corr=None, T=1.0, random_state=None)
 def _validate_history(history):
     h = np.asarray(history, dtype=np.float64)
     if h.ndim != 3:
-        raise ValueError(f"history must have shape (m, t+1, dim), got {h.shape}")
+        raise ValueError(f"history: must have shape (m, t+1, dim), got {h.shape}")
     return h
 
 
@@ -191,26 +173,28 @@ class GBMContinuation:
     (3, 4, 2, 1)
     """
 
-    def __init__(self, *, mu, sigma, corr=None, dt, antithetic=True):
+    def __init__(self, *, mu: ArrayLike, sigma: ArrayLike, corr: ArrayLike | None = None,
+                 dt: float, antithetic: bool = True) -> None:
         self.mu = mu
         self.sigma = sigma
         self.corr = corr
         self.dt = dt
         self.antithetic = antithetic
 
-    def __call__(self, history, n_inner, n_future, rng):
+    def __call__(self, history: ArrayLike, n_inner: int, n_future: int,
+                 rng: RandomStateLike) -> np.ndarray:
         h = _validate_history(history)
         m, _, dim = h.shape
-        n_inner = _check_count(n_inner, "n_inner")
-        n_future = _check_count(n_future, "n_future")
-        dt = _check_positive(self.dt, "dt")
+        n_inner = check_int(n_inner, "n_inner", minimum=1)
+        n_future = check_int(n_future, "n_future", minimum=1)
+        dt = check_positive(self.dt, "dt")
         mu = _per_asset(self.mu, "mu", dim)
         sigma = _per_asset(self.sigma, "sigma", dim, positive=True)
         chol = _cholesky_corr(self.corr, dim)
-        rng = _rng(rng)
+        rng = check_random_state(rng, "rng")
         if self.antithetic:
             if n_inner % 2:
-                raise ValueError(f"n_inner must be even with antithetic=True, got {n_inner}")
+                raise ValueError(f"n_inner: must be even with antithetic=True, got {n_inner}")
             half = _correlated_normals(rng, (m, n_inner // 2, n_future, dim), chol)
             z = np.concatenate([half, -half], axis=1)
         else:
@@ -228,7 +212,9 @@ def _fgn_autocov(n, hurst):
     return 0.5 * (np.abs(k + 1) ** h2 - 2 * k ** h2 + np.abs(k - 1) ** h2)
 
 
-def fbm(n_paths, n_steps, hurst, *, T=1.0, random_state=None, method="auto"):
+def fbm(n_paths: int, n_steps: int, hurst: float, *, T: float = 1.0,
+        random_state: RandomStateLike = None,
+        method: str = "auto") -> np.ndarray:
     """Fractional Brownian motion on a uniform grid, simulated exactly.
 
     ``Cov(W_s, W_t) = (s^{2H} + t^{2H} - |t - s|^{2H}) / 2``.  The
@@ -258,17 +244,15 @@ def fbm(n_paths, n_steps, hurst, *, T=1.0, random_state=None, method="auto"):
     >>> bool(abs(w[:, -1, 0].var() - 1.0) < 0.03)
     True
     """
-    n_paths = _check_count(n_paths, "n_paths")
-    n_steps = _check_count(n_steps, "n_steps")
-    T = _check_positive(T, "T")
-    if isinstance(hurst, (bool, np.bool_)) or not isinstance(hurst, numbers.Real):
-        raise TypeError(f"hurst must be a real number, got {type(hurst).__name__}")
-    hurst = float(hurst)
+    n_paths = check_int(n_paths, "n_paths", minimum=1)
+    n_steps = check_int(n_steps, "n_steps", minimum=1)
+    T = check_positive(T, "T")
+    hurst = check_real(hurst, "hurst")
     if not 0.0 < hurst < 1.0:
-        raise ValueError(f"hurst must be in (0, 1), got {hurst}")
+        raise ValueError(f"hurst: must be in (0, 1), got {hurst}")
     if method not in ("auto", "davies-harte", "cholesky"):
-        raise ValueError(f"method must be 'auto', 'davies-harte' or 'cholesky', got {method!r}")
-    rng = _rng(random_state)
+        raise ValueError(f"method: must be 'auto', 'davies-harte' or 'cholesky', got {method!r}")
+    rng = check_random_state(random_state)
     n = n_steps
     gamma = _fgn_autocov(n, hurst)
     scale = (T / n) ** hurst
@@ -323,7 +307,7 @@ class FBMContinuation:
     (2, 3, 6, 1)
     """
 
-    def __init__(self, *, hurst, n_steps, T=1.0):
+    def __init__(self, *, hurst: float, n_steps: int, T: float = 1.0) -> None:
         self.hurst = hurst
         self.n_steps = n_steps
         self.T = T
@@ -332,16 +316,16 @@ class FBMContinuation:
         key = (float(self.hurst), int(self.n_steps), float(self.T))
         if getattr(self, "_chol_key", None) != key:
             if not 0.0 < key[0] < 1.0:
-                raise ValueError(f"hurst must be in (0, 1), got {self.hurst}")
-            n = _check_count(self.n_steps, "n_steps")
-            T = _check_positive(self.T, "T")
+                raise ValueError(f"hurst: must be in (0, 1), got {self.hurst}")
+            n = check_int(self.n_steps, "n_steps", minimum=1)
+            T = check_positive(self.T, "T")
             gamma = _fgn_autocov(n, key[0]) * (T / n) ** (2 * key[0])
             idx = np.arange(n)
             self._chol = np.linalg.cholesky(gamma[np.abs(idx[:, None] - idx[None, :])])
             self._chol_key = key
         return self._chol
 
-    def martingale(self, paths):
+    def martingale(self, paths: ArrayLike) -> np.ndarray:
         """The Doob martingale ``M_t = E[W_T | F_t]`` at every point of fBm paths.
 
         With ``dW = L z`` (``z`` the i.i.d. standard normal innovations,
@@ -378,26 +362,27 @@ class FBMContinuation:
         chol = self._cholesky()
         n = chol.shape[0]
         if h.shape[1:] != (n + 1, 1):
-            raise ValueError(f"paths must have shape (n_paths, n_steps + 1, 1) = (n_paths, {n + 1}, 1), "
+            raise ValueError(f"paths: must have shape (n_paths, n_steps + 1, 1) = (n_paths, {n + 1}, 1), "
                              f"got {h.shape}")
         z = solve_triangular(chol, np.diff(h[:, :, 0], axis=1).T, lower=True).T
         out = np.zeros((h.shape[0], n + 1))
         np.cumsum(z * chol.sum(axis=0), axis=1, out=out[:, 1:])
         return out
 
-    def __call__(self, history, n_inner, n_future, rng):
+    def __call__(self, history: ArrayLike, n_inner: int, n_future: int,
+                 rng: RandomStateLike) -> np.ndarray:
         h = _validate_history(history)
         m, t1, dim = h.shape
         if dim != 1:
-            raise ValueError(f"history must have dim 1 for fBm, got {dim}")
-        n_inner = _check_count(n_inner, "n_inner")
-        n_future = _check_count(n_future, "n_future")
+            raise ValueError(f"history: must have dim 1 for fBm, got {dim}")
+        n_inner = check_int(n_inner, "n_inner", minimum=1)
+        n_future = check_int(n_future, "n_future", minimum=1)
         chol = self._cholesky()
         t = t1 - 1
         if t + n_future > chol.shape[0]:
             raise ValueError(f"history of {t} steps plus n_future={n_future} exceeds "
                              f"n_steps={chol.shape[0]}")
-        rng = _rng(rng)
+        rng = check_random_state(rng, "rng")
         past = np.diff(h[:, :, 0], axis=1)
         if t:
             from scipy.linalg import solve_triangular
@@ -413,8 +398,10 @@ class FBMContinuation:
         return out[..., None]
 
 
-def ornstein_uhlenbeck(n_paths, n_steps, *, theta, mu=0.0, sigma, x0=None, corr=None,
-                       T=1.0, random_state=None):
+def ornstein_uhlenbeck(n_paths: int, n_steps: int, *, theta: ArrayLike, mu: ArrayLike = 0.0,
+                       sigma: ArrayLike, x0: ArrayLike | None = None,
+                       corr: ArrayLike | None = None, T: float = 1.0,
+                       random_state: RandomStateLike = None) -> np.ndarray:
     """Ornstein--Uhlenbeck process ``dX = theta (mu - X) dt + sigma dW``, exact steps.
 
     The transition over a step ``dt`` is Gaussian with mean
@@ -448,9 +435,9 @@ def ornstein_uhlenbeck(n_paths, n_steps, *, theta, mu=0.0, sigma, x0=None, corr=
     >>> bool(abs(x[:, -1, 0].mean() - (1 + 2 * np.exp(-2.0))) < 0.01)
     True
     """
-    n_paths = _check_count(n_paths, "n_paths")
-    n_steps = _check_count(n_steps, "n_steps")
-    T = _check_positive(T, "T")
+    n_paths = check_int(n_paths, "n_paths", minimum=1)
+    n_steps = check_int(n_steps, "n_steps", minimum=1)
+    T = check_positive(T, "T")
     params = {"theta": theta, "mu": mu, "sigma": sigma, "x0": x0 if x0 is not None else 0.0}
     dims = {np.ndim(v) and np.shape(v)[0] for v in params.values()} - {0}
     if len(dims) > 1:
@@ -461,7 +448,7 @@ def ornstein_uhlenbeck(n_paths, n_steps, *, theta, mu=0.0, sigma, x0=None, corr=
     sigma = np.broadcast_to(_per_asset(sigma, "sigma", dim, positive=True), (dim,))
     x0 = mu if x0 is None else np.broadcast_to(_per_asset(x0, "x0", dim), (dim,))
     chol = _cholesky_corr(corr, dim)
-    rng = _rng(random_state)
+    rng = check_random_state(random_state)
     dt = T / n_steps
     decay = np.exp(-theta * dt)
     with np.errstate(divide="ignore", invalid="ignore"):

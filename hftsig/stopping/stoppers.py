@@ -87,6 +87,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
+from hftsig._validation import check_int, check_positive, check_random_state, set_path_input_tags
 from hftsig.signatures.signature import _is_dask_array, sig
 
 __all__ = ["SignatureStopper", "PolynomialStopper", "StoppingValue", "UpperBound"]
@@ -125,24 +126,6 @@ gap, gap_std_error : float
 _MIN_ROWS = 2
 
 
-def _check_int(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_nonneg(value, name):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
-    return v
-
-
 def _as_paths(paths):
     if isinstance(paths, (str, bytes)) or paths is None:
         raise TypeError(f"paths must be an array of shape (n_paths, n_points, dim), got {type(paths).__name__}")
@@ -174,12 +157,6 @@ def _as_paths(paths):
     if not np.isfinite(arr).all():
         raise ValueError("paths contains NaN or infinite values")
     return arr
-
-
-def _rng(random_state):
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    return np.random.default_rng(random_state)
 
 
 def _first_true(mask):
@@ -355,10 +332,7 @@ class _BackwardInduction(BaseEstimator):
         # dim=1 shorthand (n_paths, n_points), not as scikit-learn's
         # (n_samples, n_features) table, so two_d_array stays False.  fit needs
         # the payoffs, which play the role of y.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
+        set_path_input_tags(tags)
         tags.target_tags.required = True
         return tags
 
@@ -387,10 +361,10 @@ class _BackwardInduction(BaseEstimator):
     # -- validation -------------------------------------------------------------
     def _check_params(self):
         if not (isinstance(self.alpha, str) and self.alpha == "auto"):
-            _check_nonneg(self.alpha, "alpha")
+            check_positive(self.alpha, "alpha", allow_zero=True)
         if not isinstance(self.include_payoff, (bool, np.bool_)):
             raise TypeError(f"include_payoff must be a bool, got {type(self.include_payoff).__name__}")
-        _check_int(self.payoff_degree, "payoff_degree", 0)
+        check_int(self.payoff_degree, "payoff_degree", minimum=0)
         if self.in_the_money not in ("auto", True, False):
             raise ValueError(f"in_the_money must be 'auto', True or False, got {self.in_the_money!r}")
 
@@ -764,11 +738,11 @@ class _BackwardInduction(BaseEstimator):
                             "(it is evaluated on simulated continuations)")
         if not callable(simulator):
             raise TypeError("simulator must be a callable simulator(history, n_inner, n_future, rng)")
-        n_inner = _check_int(n_inner, "n_inner", 1)
+        n_inner = check_int(n_inner, "n_inner", minimum=1)
         if lower is not None and not isinstance(lower, StoppingValue):
             raise TypeError(f"lower must be a StoppingValue from value(), got {type(lower).__name__}")
-        max_batch = _check_int(max_batch, "max_batch", 1)
-        rng = _rng(self.random_state if random_state is None else random_state)
+        max_batch = check_int(max_batch, "max_batch", minimum=1)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
         n_outer, n_points, dim = paths.shape
         n_dates, idx = self.n_dates_, self.exercise_idx_
 
@@ -1097,9 +1071,9 @@ class SignatureStopper(_BackwardInduction):
 
     def _check_params(self):
         if not _is_auto(self.depth):
-            _check_int(self.depth, "depth", 1)
+            check_int(self.depth, "depth", minimum=1)
         if not _is_auto(self.lags):
-            _check_int(self.lags, "lags", 0)
+            check_int(self.lags, "lags", minimum=0)
         if not (_is_auto(self.sign_split) or isinstance(self.sign_split, (bool, np.bool_))):
             raise TypeError(f"sign_split must be 'auto' or a bool, got {self.sign_split!r}")
         frac = self.validation_fraction
@@ -1382,7 +1356,7 @@ class PolynomialStopper(_BackwardInduction):
         self.progress = progress
 
     def _check_params(self):
-        _check_int(self.degree, "degree", 1)
+        check_int(self.degree, "degree", minimum=1)
         super()._check_params()
 
     def _path_features(self, paths, exercise_idx):

@@ -23,7 +23,6 @@ from real_sessions import (
     kraken_book_frames,
     kraken_instrument_frame,
 )
-from connector_support import no_thread_leaks  # noqa: F401 (autouse fixture)
 from hftsig.app.cli import main
 from hftsig.app.doctor import (
     DEFAULT_SYMBOLS,
@@ -42,6 +41,9 @@ from hftsig.app.doctor import (
 from hftsig.simulator import SimulatedExchanges
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# the doctor runs real connectors: none may be left running (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("no_thread_leaks")
 
 
 def by_check(results):

@@ -43,7 +43,7 @@ def test_triangle_exact_edge_with_fees():
     assert ev.kind == "triangle"
     assert ev.cycle == ("USDT", "ETH", "BTC", "USDT")
     assert ev.venues == ("binance",) * 3
-    assert [(l.symbol, l.side, l.price, l.size) for l in ev.legs] == [
+    assert [(leg.symbol, leg.side, leg.price, leg.size) for leg in ev.legs] == [
         ("ETH-USDT", "buy", 10.01, 5.0), ("ETH-BTC", "sell", 0.1005, 5.0),
         ("BTC-USDT", "sell", 100.0, 1.0)]
     gross = (1 / 10.01) * 0.1005 * 100.0
@@ -77,7 +77,7 @@ def test_other_direction_and_size_limit():
     assert len(evs) == 1
     ev = evs[0]
     assert ev.cycle == ("USDT", "BTC", "ETH", "USDT")
-    assert [(l.symbol, l.side) for l in ev.legs] == [
+    assert [(leg.symbol, leg.side) for leg in ev.legs] == [
         ("BTC-USDT", "buy"), ("ETH-BTC", "buy"), ("ETH-USDT", "sell")]
     gross = (1 / 100.1) * (1 / 0.0991) * 10.0
     assert ev.net_edge_bps == pytest.approx((gross - 1) * 1e4, rel=1e-12)
@@ -149,7 +149,7 @@ def test_spatial_cross_exchange_exact():
     assert ev.kind == "spatial"
     assert ev.cycle == ("USD", "BTC", "USD")
     assert ev.venues == ("coinbase", "kraken")
-    assert [(l.side, l.price) for l in ev.legs] == [("buy", 100.0), ("sell", 101.0)]
+    assert [(leg.side, leg.price) for leg in ev.legs] == [("buy", 100.0), ("sell", 101.0)]
     net = (101.0 / 100.0) * (1 - 26e-4) * (1 - 40e-4)
     assert ev.net_edge_bps == pytest.approx((net - 1) * 1e4, rel=1e-12)
     assert ev.gross_edge_bps == pytest.approx(100.0, rel=1e-12)
@@ -440,7 +440,6 @@ def brute_force_update(quotes, fees, updated, now, max_age_ns, cross_venue, thr)
 @pytest.mark.parametrize("cross_venue", [False, True])
 def test_random_stream_matches_brute_force(cross_venue):
     rng = np.random.default_rng(7)
-    assets = ["USD", "BTC", "ETH", "SOL", "XRP"]
     value = {"USD": 1.0, "BTC": 100.0, "ETH": 10.0, "SOL": 2.0, "XRP": 0.5}
     pairs = [("BTC", "USD"), ("ETH", "USD"), ("ETH", "BTC"), ("SOL", "USD"), ("SOL", "ETH"),
              ("XRP", "USD"), ("XRP", "BTC"), ("SOL", "BTC")]
@@ -466,9 +465,9 @@ def test_random_stream_matches_brute_force(cross_venue):
         evs = arb.update(quote_ticks([row]))
         got = set()
         for ev in evs:
-            keys = frozenset((l.venue, l.symbol) for l in ev.legs)
+            keys = frozenset((leg.venue, leg.symbol) for leg in ev.legs)
             # direction: the asset the updated market's leg starts from
-            i = [(l.venue, l.symbol) for l in ev.legs].index((v, f"{b}-{q}"))
+            i = [(leg.venue, leg.symbol) for leg in ev.legs].index((v, f"{b}-{q}"))
             leg = ev.legs[i]
             base, quote = leg.symbol.split("-")
             got.add(keys | {("dir", base if leg.side == "sell" else quote)})
@@ -527,7 +526,7 @@ def test_simulator_mispricings_above_fees_reported_below_not():
             model.step()
             found += arb.update(quotes_from_model(model))
         if big:
-            assert any((venue, symbol) in {(l.venue, l.symbol) for l in ev.legs}
+            assert any((venue, symbol) in {(leg.venue, leg.symbol) for leg in ev.legs}
                        for ev in found), (venue, symbol, bps)
             assert all(ev.net_edge_bps > 0 for ev in found)
         else:
@@ -577,7 +576,7 @@ def test_simulator_stale_and_one_sided_venues_rejected():
     one = run((), True)
     assert one  # coinbase still pairs with binance
     for ev in one:
-        assert ("kraken", "BTC-USDT") not in {(l.venue, l.symbol) for l in ev.legs}
+        assert ("kraken", "BTC-USDT") not in {(leg.venue, leg.symbol) for leg in ev.legs}
 
 
 # ---------------------------------------------------------------- episodes

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from connector_support import Collector, books_converge, delta_chains_intact, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
+from connector_support import Collector, books_converge, delta_chains_intact, wait_for
 from hftsig.connectors import BinanceConnector
 from hftsig.connectors.base import Backoff
 from hftsig.simulator import SimulatedExchanges

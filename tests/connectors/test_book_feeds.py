@@ -13,11 +13,10 @@ import json
 
 import numpy as np
 
-from connector_support import (  # noqa: F401 (autouse fixture)
+from connector_support import (
     Collector,
     book_side,
     books_converge,
-    no_thread_leaks,
     wait_for,
 )
 from hftsig.connectors import BinanceConnector, CoinbaseConnector, KrakenConnector

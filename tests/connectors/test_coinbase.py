@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import websocket
 
-from connector_support import Collector, books_converge, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
+from connector_support import Collector, books_converge, wait_for
 from hftsig.connectors import CoinbaseConnector
 from hftsig.connectors.base import Backoff
 from hftsig.market.normalize import Normalizer

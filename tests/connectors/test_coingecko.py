@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from connector_support import Collector, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
+from connector_support import Collector, wait_for
 from hftsig.connectors import CoinGeckoConnector
 from hftsig.connectors.base import Backoff
 from hftsig.simulator import SimulatedExchanges

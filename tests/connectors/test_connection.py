@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from websockets.sync.server import serve
 
-from connector_support import Collector, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
+from connector_support import Collector, wait_for
 from hftsig.connectors.base import Backoff, MalformedFrame
 from hftsig.connectors.rest import HTTPStatusError, RestClient, RestPollingConnector
 from hftsig.connectors.websocket import WebSocketConnector

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from websockets.sync.server import serve
 
-from connector_support import Collector, books_converge, wait_for, no_thread_leaks  # noqa: F401 (autouse fixture)
+from connector_support import Collector, books_converge, wait_for
 from hftsig.connectors import KrakenConnector
 from hftsig.connectors.base import Backoff
 from hftsig.simulator import SimulatedExchanges

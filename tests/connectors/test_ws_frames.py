@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from connector_support import Collector, no_thread_leaks, wait_for  # noqa: F401 (autouse fixture)
+from connector_support import Collector, wait_for
 from hftsig.connectors.base import Backoff, MalformedFrame
 from hftsig.connectors.websocket import DEFAULT_MAX_MESSAGE_SIZE, WebSocketConnector
 from hftsig.market.connector_protocol import Connector

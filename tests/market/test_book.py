@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hftsig.market import ticks as T
 from hftsig.market.book import OrderBook
@@ -71,7 +73,8 @@ def test_kraken_updates_track_reference_checksum():
             side = rng.choice(["bids", "asks"])
             base = Decimal("45284.3") + (Decimal(rng.randrange(1, 200)) / 10) * (1 if side == "asks" else -1)
             price = f"{base:.1f}"
-            qty = "0.00000000" if rng.random() < 0.3 and ref[side] else f"{Decimal(rng.randrange(1, 10**9)) / 10**8:.8f}"
+            qty = ("0.00000000" if rng.random() < 0.3 and ref[side]
+                   else f"{Decimal(rng.randrange(1, 10**9)) / 10**8:.8f}")
             if qty.startswith("0.00000000") and ref[side]:
                 price = f"{rng.choice(sorted(ref[side])):.1f}"
             (bids if side == "bids" else asks).append((price, qty))
@@ -103,9 +106,10 @@ def test_snapshot_replaces_and_deltas_set_and_remove():
 
     def upd(side, price, qty, seq):
         return json.dumps({"channel": "l2_data", "timestamp": "2023-02-09T20:32:50.714964855Z",
-                           "sequence_num": seq, "events": [{"type": "update", "product_id": "BTC-USD",
-                                                            "updates": [{"side": side, "event_time": "2023-02-09T20:32:50.9Z",
-                                                                         "price_level": price, "new_quantity": qty}]}]})
+                           "sequence_num": seq, "events": [{
+                               "type": "update", "product_id": "BTC-USD",
+                               "updates": [{"side": side, "event_time": "2023-02-09T20:32:50.9Z",
+                                            "price_level": price, "new_quantity": qty}]}]})
     book.apply(n.parse(upd("offer", "21922.5", "1.5", 1), 0))
     book.apply(n.parse(upd("bid", "21921.73", "0", 2), 0))
     book.apply(n.parse(upd("bid", "21000", "0", 3), 0))  # absent level: ignored
@@ -210,9 +214,6 @@ def test_bad_arguments():
     bad["exchange"], bad["kind"], bad["symbol"], bad["side"] = T.EXCHANGE_KRAKEN, T.KIND_BOOK_DELTA, b"BTC-USD", 1
     with pytest.raises(ValueError, match="valid book level"):
         book.apply(bad)  # NaN price
-
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @settings(max_examples=150, deadline=None)

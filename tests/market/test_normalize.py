@@ -468,7 +468,9 @@ def test_key_order_does_not_matter(exchange, msg):
         shuffled = json.dumps(_reorder(json.loads(msg, parse_float=lambda s: float(s)), rng))
         got = n.parse(shuffled, TR, sym)
         # the same records; within a symbol group the order of bids/asks may differ
-        key = lambda t: sorted(t.tobytes()[k * 104:(k + 1) * 104] for k in range(len(t)))
+        def key(t):
+            return sorted(t.tobytes()[k * 104:(k + 1) * 104] for k in range(len(t)))
+
         clean, ref = got.copy(), want.copy()
         for t in (clean, ref):
             t["flags"] = 0

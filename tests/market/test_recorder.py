@@ -248,7 +248,7 @@ def test_replay_through_the_aggregator_is_exact_and_deterministic(tmp_path):
             assert sum(s["messages"] for s in stats.values()) == len(cuts)
         else:
             assert stats["replay"]["messages"] == int((t["flags"] & FLAG_LAST).sum())
-    for ticks, nb, q in runs:
+    for ticks, _nbbo, _quotes in runs:
         assert_bit_equal(ticks, t)
     assert runs[0][1] == runs[1][1] == runs[2][1]
     assert runs[0][2].equals(runs[1][2]) and runs[0][2].equals(runs[2][2])

@@ -65,6 +65,26 @@ def test_count_errors():
         paths.fbm(3, 4, 0.3, random_state="seed")
 
 
+def test_argument_errors_share_the_package_style():
+    # "name: what was expected, got what was given", as in hftsig.signatures
+    with pytest.raises(TypeError, match=r"^n_steps: expected an int, got float$"):
+        paths.gbm(3, 2.5, s0=1.0, mu=0.0, sigma=0.2)
+    with pytest.raises(ValueError, match=r"^n_paths: must be >= 1, got 0$"):
+        paths.fbm(0, 3, 0.3)
+    with pytest.raises(ValueError, match=r"^T: must be > 0 and finite, got -1.0$"):
+        paths.ornstein_uhlenbeck(3, 2, theta=1.0, sigma=1.0, T=-1.0)
+    with pytest.raises(TypeError, match=r"^hurst: expected a real number, got str$"):
+        paths.fbm(3, 4, "0.3")
+    # a bool is no seed: True used to be taken as the seed 1
+    with pytest.raises(TypeError, match=r"^random_state: expected None, an int, a SeedSequence "
+                                        r"or a Generator, got bool$"):
+        paths.gbm(3, 2, s0=1.0, mu=0.0, sigma=0.2, random_state=True)
+    sim = paths.GBMContinuation(mu=0.0, sigma=0.2, dt=0.1)
+    hist = paths.gbm(2, 2, s0=1.0, mu=0.0, sigma=0.2, random_state=0)
+    with pytest.raises(TypeError, match=r"^rng: expected None, an int, a SeedSequence"):
+        sim(hist, 2, 1, np.random.RandomState(0))
+
+
 def test_gbm_continuation_matches_the_model():
     sim = paths.GBMContinuation(mu=0.05, sigma=0.25, dt=0.1)
     hist = paths.gbm(3, 4, s0=[10.0], mu=0.05, sigma=0.25, T=0.4, random_state=0)

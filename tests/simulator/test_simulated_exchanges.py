@@ -1,4 +1,8 @@
-"""The exchange simulators, exercised with real clients (websocket-client, requests)."""
+"""The exchange simulators, exercised with real clients (websocket-client, requests).
+
+Their text kernels are tested in test_simformat.py, ``hftsig simulate`` in
+tests/app/test_cli_simulate.py.
+"""
 import json
 import math
 import re
@@ -163,7 +167,8 @@ def test_binance_counts_sent_equal_received(sim):
         kind = d.get("e", "bookTicker")
         got[kind] = got.get(kind, 0) + 1
     assert conn["sent"] == got
-    assert conn["last_seq"]["ethbtc@depth@100ms"] == max(json.loads(f)["data"].get("u", 0) for f in frames if "depth" in f)
+    assert conn["last_seq"]["ethbtc@depth@100ms"] == max(
+        json.loads(f)["data"].get("u", 0) for f in frames if "depth" in f)
 
 
 def test_binance_raw_stream_and_live_subscribe(sim):
@@ -411,7 +416,9 @@ def _kraken_connect(sim):
 def test_kraken_book_checksums_and_truth(sim):
     ws, prec = _kraken_connect(sim)
     assert prec["BTC/USDT"] == (1, 8)
-    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USDT"], "depth": 10}, "req_id": 5}))
+    ws.send(json.dumps({"method": "subscribe",
+                        "params": {"channel": "book", "symbol": ["BTC/USDT"], "depth": 10},
+                        "req_id": 5}))
     ack = recv_until(ws, lambda m: m.get("method") == "subscribe")
     assert ack["success"] is True and ack["req_id"] == 5
     assert ack["result"] == {"channel": "book", "depth": 10, "snapshot": True, "symbol": "BTC/USDT"}
@@ -494,7 +501,8 @@ def test_kraken_ticker_trade_ping_heartbeat_and_errors(sim):
     ws, _ = _kraken_connect(sim)
     # subscribed to the quiet instrument channel only: heartbeats keep the line alive
     assert recv_until(ws, lambda m: m.get("channel") == "heartbeat", timeout=1.0) == {"channel": "heartbeat"}
-    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["ETH/USDT"], "event_trigger": "bbo"}}))
+    ws.send(json.dumps({"method": "subscribe", "params": {
+        "channel": "ticker", "symbol": ["ETH/USDT"], "event_trigger": "bbo"}}))
     ws.send(json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": ["ETH/USDT"]}}))
     ws.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["DOGE/USD"]}, "req_id": 9}))
     ws.send(json.dumps({"method": "ping", "req_id": 42}))
@@ -766,7 +774,8 @@ def test_same_seed_same_stream():
     # both froze at some step; replay the model to the later one and compare
     from hftsig.simulator.market import MarketModel
 
-    m1, m2 = MarketModel(["ETH-BTC"], ("binance",), seed=42, rate=50), MarketModel(["ETH-BTC"], ("binance",), seed=42, rate=50)
+    m1 = MarketModel(["ETH-BTC"], ("binance",), seed=42, rate=50)
+    m2 = MarketModel(["ETH-BTC"], ("binance",), seed=42, rate=50)
     for _ in range(n1):
         m1.step()
     for _ in range(n2):
@@ -799,110 +808,6 @@ def test_clean_quick_shutdown():
         assert ws.recv() == ""  # the close frame
     except (websocket.WebSocketConnectionClosedException, ConnectionError):
         pass
-
-
-def test_simulate_command_prints_urls_and_rates(capsys):
-    import gc
-
-    from hftsig.app.cli import main
-
-    thresholds = gc.get_threshold()
-    assert main(["simulate", "--seconds", "0.4", "--interval", "0.2", "--symbols", "BTC-USDT,ETH-USDT",
-                 "--exchanges", "binance,kraken", "--size-churn", "0.5"]) == 0
-    out = capsys.readouterr().out
-    assert "binance" in out and "ws://127.0.0.1:" in out and "/v2" in out
-    assert "book updates/s=" in out and "simulators stopped" in out
-    assert re.search(r"schedule: \d+ releases, late p50 \d+ us p99 \d+ us max \d+ us", out)
-    assert "coinbase" not in out
-    # it tunes the collector while it streams, and leaves it as it was
-    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
-
-
-def test_simulate_command_leaves_the_signal_wakeup_fd_as_it_was():
-    import signal
-
-    from hftsig.app.cli import main
-
-    r, w = socket.socketpair()
-    w.setblocking(False)
-    previous = signal.set_wakeup_fd(w.fileno())
-    try:
-        assert main(["simulate", "--seconds", "0.2", "--interval", "0.1", "--symbols", "BTC-USDT",
-                     "--exchanges", "kraken"]) == 0
-        assert signal.set_wakeup_fd(previous) == w.fileno()
-    finally:
-        signal.set_wakeup_fd(previous)
-        r.close()
-        w.close()
-
-
-class _Lines:
-    """A text sink for run_simulate's output, read line by line from another thread."""
-
-    def __init__(self):
-        import queue
-
-        self.lines = queue.Queue()
-        self._part = ""
-
-    def write(self, text):
-        self._part += text
-        while "\n" in self._part:
-            line, self._part = self._part.split("\n", 1)
-            self.lines.put(line)
-
-    def flush(self):
-        pass
-
-    def wait_for(self, prefix, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            if line.startswith(prefix):
-                return line
-
-
-def test_simulate_answers_a_signal_the_kernel_gives_another_thread():
-    """Python runs signal handlers on the main thread only.  A signal the kernel
-    hands to another thread (a busy simulator thread, a native library's worker)
-    used to wait until the main thread's ``time.sleep`` ended: a benchmark's
-    SIGUSR1 mark was answered half a minute late.  Here each SIGUSR1 goes to a
-    thread that is not the main one, and must be answered at once."""
-    import signal
-
-    from hftsig.app.cli import build_parser
-    from hftsig.simulator.cli import run_simulate
-
-    if not hasattr(signal, "pthread_kill") or not hasattr(signal, "SIGUSR1"):
-        pytest.skip("needs pthread_kill and SIGUSR1")
-    out = _Lines()
-    args = build_parser().parse_args(["simulate", "--seconds", "30", "--interval", "3600",
-                                      "--symbols", "BTC-USDT", "--exchanges", "kraken"])
-    delays, errors = [], []
-
-    def poke():
-        try:
-            out.wait_for("messages/s sent", 20)
-            for _ in range(5):
-                t0 = time.monotonic()
-                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # this thread only
-                out.wait_for("schedule: ", 10)
-                delays.append(time.monotonic() - t0)
-        except Exception as exc:  # reported below, on the test's thread
-            errors.append(exc)
-        finally:
-            # `docker stop`: SIGTERM ends it as cleanly as Ctrl-C
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
-
-    t0 = time.monotonic()
-    helper = threading.Thread(target=poke)
-    helper.start()
-    assert run_simulate(args, out) == 0
-    helper.join(10)
-    assert not errors and len(delays) == 5
-    assert max(delays) < 2.0, delays
-    assert time.monotonic() - t0 < 20  # stopped by the SIGTERM, not by --seconds
-    assert out.wait_for("simulators stopped", 5)
 
 
 # ------------------------------------------- frames through hftsig.market.normalize
@@ -953,7 +858,8 @@ def test_binance_frames_normalize_and_rebuild_the_book(sim):
         elif msg.get("e") == "trade":
             assert int(t["side"][0]) == (-1 if msg["m"] else 1) and float(t["price"][0]) == float(msg["p"])
         elif "u" in msg:
-            assert int(t["kind"][0]) == KIND_QUOTE and float(t["bid_px"][0]) == float(msg["b"]) and int(t["seq"][0]) == msg["u"]
+            assert int(t["kind"][0]) == KIND_QUOTE and float(t["bid_px"][0]) == float(msg["b"])
+            assert int(t["seq"][0]) == msg["u"]
     assert {KIND_QUOTE, KIND_TRADE, KIND_BOOK_DELTA} <= kinds
     _book_equals_truth(book, sim.book("binance", "ETH-BTC", depth=100))
 
@@ -1027,7 +933,9 @@ def test_coingecko_body_normalizes_to_prices():
     t = norm.normalize("coingecko", body, ts_recv=1)
     assert (t["kind"] == KIND_PRICE).all()
     got = {(s.decode(), round(float(p), 6)) for s, p in zip(t["symbol"], t["price"])}
-    want = {("BTC-USD", round(json.loads(body)["bitcoin"]["usd"], 6)), ("ETH-BTC", round(json.loads(body)["ethereum"]["btc"], 6))}
+    prices = json.loads(body)
+    want = {("BTC-USD", round(prices["bitcoin"]["usd"], 6)),
+            ("ETH-BTC", round(prices["ethereum"]["btc"], 6))}
     assert want <= got
     assert (t["ts_event"] == json.loads(body)["bitcoin"]["last_updated_at"] * 1_000_000_000).all()
 
@@ -1069,29 +977,6 @@ def test_kraken_checksum_matches_the_documented_example():
         return [(int(Decimal(lv["price"]) * 10), int(Decimal(lv["qty"]) * 10**8)) for lv in levels]
 
     assert kraken_checksum(ticks(d["bids"]), ticks(d["asks"]), 1, 8) == d["checksum"] == 3310070434
-
-
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_simulate_command_stops_on_signals(sig):
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=root)
-    proc = subprocess.Popen([sys.executable, "-m", "hftsig", "simulate", "--exchanges", "kraken,coingecko",
-                             "--symbols", "BTC-USD"], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        lines = [proc.stdout.readline() for _ in range(3)]
-        assert any(line.split()[:1] == ["kraken"] for line in lines)
-        proc.send_signal(getattr(signal, sig))
-        out, _ = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0 and "simulators stopped" in out
 
 
 def test_coingecko_pro_key_query_key_and_stall():
@@ -1277,192 +1162,6 @@ def test_stagger_spreads_each_step_over_its_interval_and_pause_flushes():
     assert len(stamps) > 1.5 * steps0
     gaps = np.diff(stamps) / 1e3  # ms
     assert (gaps < 150).sum() >= steps0 // 2
-
-
-# ------------------------------------------------------------ text kernels
-# hftsig/_ext/_simformat.pyx writes the numbers and level lists of every
-# protocol; these references are the Python formatting it replaced, so the
-# frames stay byte for byte what they were.
-
-def _py_fixed(n, decimals):
-    if decimals == 0:
-        return str(n)
-    sign, n = ("-", -n) if n < 0 else ("", n)
-    whole, frac = divmod(n, 10**decimals)
-    return "%s%d.%0*d" % (sign, whole, decimals, frac)
-
-
-def _py_trim1(n, decimals):  # Kraken JSON numbers
-    s = _py_fixed(n, decimals)
-    if "." in s:
-        s = s.rstrip("0")
-        if s.endswith("."):
-            s += "0"
-    return s
-
-
-def _py_trim0(n, decimals):  # Coinbase strings
-    s = _py_fixed(n, decimals)
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s
-
-
-def _py_eight(n, decimals):  # Binance strings
-    if decimals <= 8:
-        return _py_fixed(n * 10 ** (8 - decimals), 8)
-    return _py_fixed(n, decimals)
-
-
-def test_format_number_equals_the_python_formatting():
-    from hftsig._ext._simformat import format_number
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    from hftsig.simulator.market import format_fixed
-
-    refs = {"fixed": _py_fixed, "trim1": _py_trim1, "trim0": _py_trim0, "eight": _py_eight}
-
-    @settings(max_examples=400, deadline=None)
-    @given(st.one_of(st.integers(-10**6, 10**6), st.integers(-2**63, 2**63 - 1)), st.integers(0, 18),
-           st.sampled_from(sorted(refs)))
-    def check(n, decimals, mode):
-        if mode == "eight" and decimals <= 8 and abs(n) * 10 ** (8 - decimals) >= 2**63:
-            n //= 10 ** (8 - decimals)
-        assert format_number(n, decimals, mode) == refs[mode](n, decimals)
-        assert format_fixed(n, decimals) == _py_fixed(n, decimals)
-
-    check()
-    for n, d in [(0, 0), (0, 5), (10, 1), (100, 2), (-1, 3), (2**63 - 1, 18), (-(2**63), 18), (-(2**63), 0)]:
-        for mode, ref in refs.items():
-            if mode == "eight" and d <= 8 and abs(n) * 10 ** (8 - d) >= 2**63:
-                continue
-            assert format_number(n, d, mode) == ref(n, d), (n, d, mode)
-
-
-def test_format_number_rejects_bad_arguments():
-    from hftsig._ext._simformat import coinbase_updates, format_number, kraken_levels
-
-    with pytest.raises(ValueError, match="decimals"):
-        format_number(1, 19)
-    with pytest.raises(ValueError, match="decimals"):
-        kraken_levels([(1, 2)], -1, 2)
-    with pytest.raises(ValueError, match="mode"):
-        format_number(1, 2, "nine")
-    with pytest.raises(OverflowError):
-        format_number(2**63, 2)
-    with pytest.raises(TypeError):
-        coinbase_updates([(1, 2)], 1, 1, "T")  # not (side, ticks, lots)
-
-
-def _levels_strategy():
-    from hypothesis import strategies as st
-
-    return st.lists(st.tuples(st.integers(0, 10**12), st.integers(0, 10**12)), max_size=30)
-
-
-def test_level_lists_equal_the_python_formatting():
-    from hftsig._ext._simformat import binance_levels, coinbase_updates, kraken_levels
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    @settings(max_examples=200, deadline=None)
-    @given(_levels_strategy(), st.integers(0, 10), st.integers(0, 10), st.lists(st.sampled_from([1, -1]), min_size=30))
-    def check(levels, pd, qd, sides):
-        assert kraken_levels(levels, pd, qd) == ",".join(
-            '{"price":%s,"qty":%s}' % (_py_trim1(p, pd), _py_trim1(q, qd)) for p, q in levels)
-        assert binance_levels(levels, pd, qd) == ",".join(
-            '["%s","%s"]' % (_py_eight(p, pd), _py_eight(q, qd)) for p, q in levels)
-        changes = [(s, p, q) for s, (p, q) in zip(sides, levels)]
-        et = "2023-02-09T20:32:50.714964855Z"
-        text = coinbase_updates(changes, pd, qd, et)
-        assert text == ",".join(
-            '{"side":"%s","event_time":"%s","price_level":"%s","new_quantity":"%s"}'
-            % ("bid" if s > 0 else "offer", et, _py_trim0(p, pd), _py_trim0(q, qd)) for s, p, q in changes)
-        assert json.loads("[%s]" % text) == [
-            {"side": "bid" if s > 0 else "offer", "event_time": et, "price_level": _py_trim0(p, pd),
-             "new_quantity": _py_trim0(q, qd)} for s, p, q in changes]
-
-    check()
-    assert kraken_levels(iter([(1, 1)]), 1, 1) == '{"price":0.1,"qty":0.1}'
-
-
-def test_kraken_update_and_checksum_kernels_equal_the_python_ones():
-    from hftsig._ext._simformat import (
-        kraken_checksum,
-        kraken_levels,
-        kraken_side_update,
-    )
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    def unique(levels):
-        return list(dict(levels).items())
-
-    @settings(max_examples=300, deadline=None)
-    @given(_levels_strategy().map(unique), _levels_strategy().map(unique), st.sampled_from([10, 25, 100]),
-           _levels_strategy().map(unique))
-    def check(old, full, depth, other):
-        old = old[:depth]
-        # the Python diff of KrakenServer._book_update before the kernel
-        od, new = dict(old), full[:depth]
-        nd, still = dict(new), {p for p, _ in full}
-        ref = [(p, 0) for p in od if p not in nd and p not in still]
-        ref += [(p, q) for p, q in new if od.get(p) != q]
-        assert kraken_side_update(old, full, depth, 2, 8) == (kraken_levels(ref, 2, 8), len(ref))
-        parts = [str(x) for p, q in other[:10] for x in (p, q)] + [str(x) for p, q in full[:10] for x in (p, q)]
-        assert kraken_checksum(full, other) == zlib.crc32("".join(parts).encode())
-
-    check()
-
-
-def test_rfc3339_kernel_equals_strftime():
-    from hftsig._ext._simformat import rfc3339
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    from hftsig.simulator._wsbase import rfc3339_ns, rfc3339_us
-
-    def ref(ns, digits):
-        s, rem = divmod(ns, 1_000_000_000)
-        frac = f"{rem:09d}" if digits == 9 else f"{rem // 1000:06d}"
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + "." + frac + "Z"
-
-    @settings(max_examples=400, deadline=None)
-    @given(st.integers(-(2**63), 2**63 - 1), st.sampled_from([6, 9]))  # years 1677..2262
-    def check(ns, digits):
-        assert rfc3339(ns, digits) == ref(ns, digits)
-
-    check()
-    for ns in (0, 951_782_400 * 10**9, 4_107_542_399 * 10**9 + 999_999_999, time.time_ns()):  # incl. 2000-02-29
-        assert rfc3339_ns(ns) == ref(ns, 9) and rfc3339_us(ns) == ref(ns, 6)
-    with pytest.raises(ValueError, match="digits"):
-        rfc3339(0, 3)
-    assert rfc3339_ns(-40_000_000_000 * 10**9) == ref(-40_000_000_000 * 10**9, 9)  # year 702: the Python path
-
-
-def test_binance_accumulate_keeps_the_last_size_per_level():
-    from hftsig._ext._simformat import accumulate, level_key
-
-    acc = {}
-    accumulate(acc, [[(1, 100, 5), (-1, 101, 2), (1, 99, 1)], [(1, 100, 0), (-1, 100, 7)]])
-    assert acc == {level_key(1, 100): 0, level_key(-1, 101): 2, level_key(1, 99): 1, level_key(-1, 100): 7}
-    assert sorted(((k >> 1, q) for k, q in acc.items() if k & 1), reverse=True) == [(100, 0), (99, 1)]
-    assert sorted((k >> 1, q) for k, q in acc.items() if not k & 1) == [(100, 7), (101, 2)]
-
-
-def test_batched_frames_are_the_frames_websockets_writes():
-    # Queued data frames go out in one socket write built by ws_text_frames;
-    # each must be byte for byte the frame websockets writes for send(text).
-    from hftsig._ext._simformat import ws_text_frames
-    from websockets.frames import Frame, Opcode
-
-    payloads = [c * n for n in (0, 1, 125, 126, 127, 65535, 65536, 70001) for c in ("a", "é", "€")]
-    assert ws_text_frames(payloads) == b"".join(
-        Frame(Opcode.TEXT, p.encode()).serialize(mask=False) for p in payloads)
-    assert ws_text_frames([]) == b""
-    with pytest.raises(TypeError):
-        ws_text_frames([b"bytes"])
 
 
 @pytest.mark.parametrize("stagger", [1, 3])
