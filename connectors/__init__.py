@@ -9,9 +9,11 @@ import sys
 from hftsig import connectors as _connectors
 from hftsig.connectors import (  # noqa: F401
     BinanceConnector, CoinbaseConnector, CoinGeckoConnector, KrakenConnector, make_connectors)
-from hftsig.connectors import base, binance, coinbase, coingecko, credentials, kraken  # noqa: F401
+from hftsig.connectors import (  # noqa: F401
+    base, binance, coinbase, coingecko, credentials, kraken, rest, websocket)
 
 __all__ = _connectors.__all__
 
-for _name in ("base", "binance", "coinbase", "coingecko", "credentials", "kraken"):
+for _name in ("base", "binance", "coinbase", "coingecko", "credentials", "kraken", "rest",
+              "websocket"):
     sys.modules[f"{__name__}.{_name}"] = getattr(_connectors, _name)

@@ -20,7 +20,8 @@ from websockets.sync.server import serve
 from connector_support import book_side, wait_for
 from hftsig import venues
 from hftsig.connectors import make_connectors
-from hftsig.connectors.base import MalformedFrame, WebSocketConnector
+from hftsig.connectors.base import MalformedFrame
+from hftsig.connectors.websocket import WebSocketConnector
 from hftsig.market.aggregator import Aggregator
 from hftsig.market.normalize import normalize
 from hftsig.market.symbols import SymbolRules, from_canonical, to_canonical
@@ -246,6 +247,12 @@ def test_toy_venue_registered_at_run_time_goes_through_normalize_and_aggregator(
     with pytest.raises(ValueError, match="unknown exchange 'toyx'"):
         make_connectors(["toyx"], ["TOY-USD"])
     assert exchange_name(200) == "unknown(200)"
+
+
+def test_the_toy_venue_connector_keeps_the_connector_protocol():
+    from hftsig.market.connector_protocol import Connector
+    with venues.registered(toyx_venue()):
+        assert isinstance(ToyXConnector(["TOY-USD"]), Connector)
 
 
 def test_toy_venue_in_the_command_line_checks():

@@ -6,9 +6,13 @@ import math
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from hftsig import venues
 from hftsig.interrupts import SignalNap, terminate_as_interrupt
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Sequence
 
 #: venues registered at import (the parsers read :mod:`hftsig.venues` when built)
 EXCHANGES = venues.names()
@@ -54,7 +58,7 @@ def _port(text):
     return value
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hftsig",
         description="hftsig: high-frequency crypto market lab (connectors, aggregator, "
@@ -287,14 +291,14 @@ def _url_overrides(args):
     return urls
 
 
-def check_exchanges(names, known):
+def check_exchanges(names: Iterable[str], known: Collection[str]) -> None:
     """Refuse an exchange name not in ``known``, in command-line terms (ValueError)."""
     for name in names:
         if name.strip().lower() not in known:
             raise ValueError(f"unknown exchange {name!r} (known: {', '.join(known)})")
 
 
-def check_symbols(symbols, *, simulated):
+def check_symbols(symbols: Iterable[str], *, simulated: bool) -> None:
     """Refuse a symbol the command cannot serve, in command-line terms (ValueError).
 
     Every symbol must be ``BASE-QUOTE``; a simulated one must also be made of
@@ -676,7 +680,7 @@ def _cmd_doctor(args):
     return run_doctor(args.venues, seconds=args.seconds, simulate=args.simulate)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     command = None
     try:
         parser = build_parser()

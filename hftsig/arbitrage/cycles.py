@@ -86,6 +86,7 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -104,6 +105,14 @@ from hftsig.market.ticks import (
     exchange_code,
     exchange_name,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any
+
+    import pandas as pd
+
+    from hftsig.simulator.market import MarketModel
 
 __all__ = [
     "DEFAULT_TAKER_FEES_BPS",
@@ -216,7 +225,7 @@ class Opportunity:
     episode_id: int | None = field(default=None)
 
     @property
-    def start(self):
+    def start(self) -> str:
         """Start (and end) asset of the cycle."""
         return self.cycle[0]
 
@@ -335,18 +344,18 @@ class Episode:
         self.state = "closed"
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """Whether the episode has ended."""
         return self.end_ts is not None
 
     @property
-    def duration_s(self):
+    def duration_s(self) -> float:
         """Seconds from opening to ``end_ts`` (to ``last_ts`` while open)."""
         end = self.last_ts if self.end_ts is None else self.end_ts
         return (end - self.start_ts) / 1e9
 
     @property
-    def mean_edge_bps(self):
+    def mean_edge_bps(self) -> float:
         """Time-weighted mean net edge (bps) up to ``end_ts`` (``last_ts`` while open)."""
         end = self.last_ts if self.end_ts is None else self.end_ts
         if end > self.start_ts:
@@ -368,7 +377,7 @@ class Episode:
                 f"{self.n_updates} updates, {size}, {status}")
 
 
-def quote_ticks(rows):
+def quote_ticks(rows: Iterable[tuple[str, str, float, float, float, float, int]]) -> np.ndarray:
     """Build a ``KIND_QUOTE`` tick batch from ``(venue, symbol, bid, bid_sz, ask, ask_sz, ts_ns)``.
 
     A convenience for tests, notebooks and examples.
@@ -396,7 +405,8 @@ def quote_ticks(rows):
     return out
 
 
-def quotes_from_model(model, venues=None, symbols=None, ts=None):
+def quotes_from_model(model: MarketModel, venues: Sequence[str] | None = None,
+                      symbols: Sequence[str] | None = None, ts: int | None = None) -> np.ndarray:
     """Quote ticks of the current top of book of a simulator market model.
 
     Bridges :class:`hftsig.simulator.market.MarketModel` (or
@@ -509,25 +519,25 @@ class CycleArbitrage:
 
     def __init__(
         self,
-        fees=None,
-        min_edge_bps=0.0,
-        max_quote_age_ms=1000.0,
-        venues=None,
-        notional=None,
+        fees: float | Mapping[str, float] | None = None,
+        min_edge_bps: float = 0.0,
+        max_quote_age_ms: float = 1000.0,
+        venues: Iterable[str] | None = None,
+        notional: float | None = None,
         *,
-        cross_venue=True,
-        spatial=True,
-        books=None,
-        tops=None,
-        book_quotes=False,
-        report="all",
-        on_opportunity=None,
-        notify="episodes",
-        max_events=10000,
-        fee_unit="bps",
-        usd_assets=("USD", "USDT", "USDC"),
-        start_assets=None,
-    ):
+        cross_venue: bool = True,
+        spatial: bool = True,
+        books: Callable[[str, str], Any] | None = None,
+        tops: Callable[[str, str], Any] | None = None,
+        book_quotes: bool = False,
+        report: str = "all",
+        on_opportunity: Callable[[Opportunity], Any] | None = None,
+        notify: str = "episodes",
+        max_events: int = 10000,
+        fee_unit: str = "bps",
+        usd_assets: tuple[str, ...] = ("USD", "USDT", "USDC"),
+        start_assets: tuple[str, ...] | None = None,
+    ) -> None:
         self.fees = fees
         self.min_edge_bps = min_edge_bps
         self.max_quote_age_ms = max_quote_age_ms
@@ -632,7 +642,7 @@ class CycleArbitrage:
         self._usd = set(self.usd_assets)
         self._usd_ids = []
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget all markets, quotes, events and episodes (open ones are dropped, not closed)."""
         with self._get_lock():
             self.core_ = None
@@ -739,7 +749,7 @@ class CycleArbitrage:
             arr["ask_px"][i], arr["ask_sz"][i] = ba if ba is not None else (np.nan, np.nan)
         return arr
 
-    def update(self, ticks):
+    def update(self, ticks: np.void | np.ndarray) -> list[Opportunity]:
         """Feed ticks (one record or a batch); return the new opportunities.
 
         Only ``KIND_QUOTE`` ticks (and ``KIND_STATUS`` disconnects, which
@@ -796,7 +806,8 @@ class CycleArbitrage:
     __call__ = update
 
     # ---------------------------------------------------------------- episodes
-    def on_episode(self, callback, *, states=("opened", "closed")):
+    def on_episode(self, callback: Callable[[Episode], Any], *,
+                   states: Iterable[str] = ("opened", "closed")) -> Callable[[Episode], Any]:
         """Call ``callback(episode)`` when an episode opens, changes or closes.
 
         Parameters
@@ -824,14 +835,14 @@ class CycleArbitrage:
             self.__dict__.setdefault("_episode_callbacks", []).append((callback, states))
         return callback
 
-    def open_episodes(self):
+    def open_episodes(self) -> list[Episode]:
         """Copies of the episodes still open, oldest first."""
         with self._get_lock():
             self._ensure_state()
             return [dataclasses.replace(ep) for ep in
                     sorted(self._open_eps.values(), key=lambda ep: ep.id)]
 
-    def close_episodes(self, now=None):
+    def close_episodes(self, now: int | None = None) -> list[Episode]:
         """Close every open episode (``close_reason="stopped"``), e.g. when the feed stops.
 
         Parameters
@@ -1125,7 +1136,7 @@ class CycleArbitrage:
         return lo, out / lo
 
     # ------------------------------------------------------------ inspection
-    def quotes(self):
+    def quotes(self) -> pd.DataFrame:
         """DataFrame of the current quote of every market."""
         import pandas as pd
 
@@ -1146,7 +1157,7 @@ class CycleArbitrage:
                 }
             )
 
-    def rate_graph(self, now=None):
+    def rate_graph(self, now: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Best net rate between assets from the current valid quotes.
 
         Returns
@@ -1181,7 +1192,8 @@ class CycleArbitrage:
                 rates[q, b], edges[q, b] = buy, 2 * m + 1
         return rates, edges
 
-    def find_cycles(self, max_len=4, min_edge_bps=None, now=None):
+    def find_cycles(self, max_len: int = 4, min_edge_bps: float | None = None,
+                    now: int | None = None) -> list[Opportunity]:
         """Profitable cycles of up to ``max_len`` legs on the current quote graph.
 
         Length-bounded Bellman-Ford: from every asset, ``max_len`` min-plus
@@ -1242,7 +1254,8 @@ class CycleArbitrage:
 TriangularArbitrage = CycleArbitrage
 
 
-def bounded_negative_cycles(rates, max_len, min_edge_bps=0.0):
+def bounded_negative_cycles(rates: np.ndarray, max_len: int,
+                            min_edge_bps: float = 0.0) -> list[tuple[tuple[int, ...], float]]:
     """Simple cycles of at most ``max_len`` edges whose rate product beats the threshold.
 
     Parameters

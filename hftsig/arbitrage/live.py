@@ -22,9 +22,17 @@ import random
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from hftsig import venues as registry
 from hftsig.arbitrage.cycles import DEFAULT_TAKER_FEES_BPS, CycleArbitrage, quotes_from_model
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, TextIO
+
+    from hftsig.market.aggregator import Aggregator
+    from hftsig.simulator.exchanges import SimulatedExchanges
 
 __all__ = ["ArbWatch", "demo_plugin", "run_arb", "ARB_SYMBOLS"]
 
@@ -50,7 +58,8 @@ class ArbWatch:
         duration, peak and mean edge), or the individual reports.
     """
 
-    def __init__(self, detector, emit, repeat_s=1.0, show="episodes"):
+    def __init__(self, detector: CycleArbitrage, emit: Callable[[str], Any], repeat_s: float = 1.0,
+                 show: str = "episodes") -> None:
         if show not in ("episodes", "updates"):
             raise ValueError(f"show must be 'episodes' or 'updates', got {show!r}")
         self.detector = detector
@@ -84,8 +93,9 @@ class ArbWatch:
             self.n_shown += 1
         self.emit(str(ev))
 
-    def inject(self, target, rng, venues, symbols, fees, spreads=None, noise_bps=0.0,
-               duration_s=1.0):
+    def inject(self, target: Any, rng: random.Random, venues: Sequence[str], symbols: Sequence[str],
+               fees: Mapping[str, float], spreads: Mapping[str, float] | None = None,
+               noise_bps: float = 0.0, duration_s: float = 1.0) -> dict[str, Any]:
         """Inject one random mispricing through ``target.inject_mispricing``.
 
         Half are clearly above fees and spreads (detectable), half below the
@@ -112,7 +122,7 @@ class ArbWatch:
                   f"({'above' if big else 'below'} fees)")
         return rec
 
-    def summary(self):
+    def summary(self) -> list[str]:
         """Lines describing what was seen and how injections were detected.
 
         Call the detector's ``close_episodes()`` first when the feed has
@@ -183,7 +193,9 @@ def _fees_for(venues, fees):
     return {v: det._fee_bps(v) for v in venues}
 
 
-def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0, until=None):
+def demo_plugin(agg: Aggregator, view: Any, sim: SimulatedExchanges | None = None, *,
+                inject_every: float = 3.0, seed: int = 0,
+                until: float | None = None) -> Callable[[], str]:
     """Show arbitrage signals in the demo's live view.
 
     Registers a :class:`CycleArbitrage` as an aggregator callback (quotes,
@@ -226,10 +238,13 @@ def demo_plugin(agg, view, sim=None, *, inject_every=3.0, seed=0, until=None):
     return summary
 
 
-def run_arb(seconds=20.0, *, source="sim", symbols=ARB_SYMBOLS, fees=None, min_edge_bps=0.0,
-            max_quote_age_ms=2000.0, notional=None, inject_every=2.0, seed=0,
-            cross_venue=True, report="best", stream=None, exchanges=None,
-            show="episodes", bus=None):
+def run_arb(seconds: float = 20.0, *, source: str = "sim", symbols: Sequence[str] = ARB_SYMBOLS,
+            fees: float | Mapping[str, float] | None = None, min_edge_bps: float = 0.0,
+            max_quote_age_ms: float = 2000.0, notional: float | None = None,
+            inject_every: float = 2.0, seed: int = 0, cross_venue: bool = True,
+            report: str = "best", stream: TextIO | None = None,
+            exchanges: Sequence[str] | None = None, show: str = "episodes",
+            bus: Mapping[str, Any] | None = None) -> int:
     """Print arbitrage episodes (or reports) as they appear for ``seconds``; returns an exit code.
 
     ``exchanges=None`` watches the registry's order-book venues

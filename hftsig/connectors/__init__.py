@@ -4,21 +4,33 @@
 >>> BinanceConnector(["BTC-USDT"]).exchange
 'binance'
 
-Every connector keeps one contract (see :mod:`hftsig.connectors.base`): attributes
-``exchange`` and ``symbols``, ``start()``, ``stop(timeout=1.0)``, ``on_tick``
-and ``stats()``.
+Every connector keeps one contract, the ``Connector`` protocol
+(:class:`hftsig.market.connector_protocol.Connector`, re-exported here; see
+:mod:`hftsig.connectors.base`): attributes ``exchange`` and ``symbols``,
+``start()``, ``stop(timeout=1.0)``, ``on_tick`` and ``stats()``.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from hftsig import venues
 from hftsig.connectors.binance import BinanceConnector
 from hftsig.connectors.coinbase import CoinbaseConnector
 from hftsig.connectors.coingecko import CoinGeckoConnector
 from hftsig.connectors.kraken import KrakenConnector
+from hftsig.market.connector_protocol import Connector
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 __all__ = ["BinanceConnector", "KrakenConnector", "CoinbaseConnector", "CoinGeckoConnector",
-           "make_connectors"]
+           "Connector", "make_connectors"]
 
 
-def make_connectors(exchanges, symbols, endpoints=None, options=None):
+def make_connectors(exchanges: Iterable[str], symbols: Iterable[str],
+                    endpoints: Mapping[str, Mapping[str, str | None]] | None = None,
+                    options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Connector]:
     """One connector per exchange name, for ``symbols``, with optional endpoint kwargs.
 
     Any venue of the registry (:mod:`hftsig.venues`) may be named, those

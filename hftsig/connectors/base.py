@@ -1,12 +1,18 @@
-"""Shared connection machinery: websocket and REST-polling connector bases.
+"""The connector base: thread, reconnect schedule, stats and status ticks.
 
 Every exchange connector is a small declarative class on top of
-:class:`WebSocketConnector` or :class:`RestPollingConnector`: endpoints,
-channels and limits are class attributes, and a few hooks say what to send
-on connect and what to do with each parsed message.  The machinery here owns
-the thread, the socket, reconnects, the watchdog, stats and status ticks.
+:class:`~hftsig.connectors.websocket.WebSocketConnector` (one websocket
+connection, :mod:`hftsig.connectors.websocket`) or
+:class:`~hftsig.connectors.rest.RestPollingConnector` (REST polling,
+:mod:`hftsig.connectors.rest`): endpoints, channels and limits are class
+attributes, and a few hooks say what to send on connect and what to do with
+each parsed message.  Both build on :class:`BaseConnector`, which owns the
+thread, the reconnect :class:`Backoff`, stats, error accounting and status
+ticks; :class:`BookFeed` adds the local books of the book-carrying feeds and
+:class:`SnapshotWorker` fetches their REST snapshots off the websocket thread.
 
-The connector contract (what the aggregator relies on):
+The connector contract (what the aggregator relies on, written down as the
+:class:`hftsig.market.connector_protocol.Connector` protocol):
 
 ``exchange``
     exchange name (``"binance"``...).
@@ -34,17 +40,14 @@ its best ask and when it no longer does.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import queue
 import random
 import re
-import socket
 import threading
 import time
-import weakref
-
-import requests
-import websocket
+from typing import TYPE_CHECKING
 
 from hftsig.connectors.credentials import redact
 from hftsig.interrupts import join_thread
@@ -62,17 +65,42 @@ from hftsig.market.ticks import (
     exchange_code,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Iterable
+    from typing import Any
+
+    import numpy as np
+    import numpy.typing as npt
+
+    from hftsig.market.book import OrderBook
+
 __all__ = [
     "Backoff",
-    "Connector",
-    "WebSocketConnector",
-    "RestClient",
-    "RestPollingConnector",
-    "HTTPStatusError",
+    "BaseConnector",
     "MalformedFrame",
-    "FrameTooLarge",
-    "DEFAULT_MAX_MESSAGE_SIZE",
 ]
+
+# Names that lived here before the websocket and REST machinery got modules of
+# their own: ``from hftsig.connectors.base import WebSocketConnector`` keeps
+# working.  They are looked up on first use: those modules import this one, so
+# importing them here would be a cycle.
+_MOVED = {
+    "WebSocketConnector": "hftsig.connectors.websocket",
+    "FrameTooLarge": "hftsig.connectors.websocket",
+    "DEFAULT_MAX_MESSAGE_SIZE": "hftsig.connectors.websocket",
+    "RestClient": "hftsig.connectors.rest",
+    "RestPollingConnector": "hftsig.connectors.rest",
+    "HTTPStatusError": "hftsig.connectors.rest",
+}
+
+
+def __getattr__(name):
+    """A name moved to :mod:`hftsig.connectors.websocket` or :mod:`hftsig.connectors.rest`."""
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 logger = logging.getLogger("connectors")
 
@@ -88,14 +116,6 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,12}-[A-Z0-9]{1,12}$")
 
 class MalformedFrame(ValueError):
     """A frame the connector itself could not make sense of (bad JSON, missing fields)."""
-
-
-class HTTPStatusError(RuntimeError):
-    """A REST call failed for good (non-retryable status, or retries exhausted)."""
-
-    def __init__(self, message, status=None):
-        super().__init__(redact(message))
-        self.status = status
 
 
 class Backoff:
@@ -125,7 +145,8 @@ class Backoff:
     [0.1, 0.2, 0.4, 0.8, 1.0]
     """
 
-    def __init__(self, initial=0.5, maximum=30.0, factor=2.0, jitter=0.5, seed=None):
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0,
+                 jitter: float = 0.5, seed: int | None = None) -> None:
         if not initial > 0:
             raise ValueError(f"initial must be > 0, got {initial!r}")
         if not maximum >= initial:
@@ -140,7 +161,7 @@ class Backoff:
         self.jitter = float(jitter)
         self._rng = random.Random(seed)
 
-    def delay(self, attempt):
+    def delay(self, attempt: int) -> float:
         """Delay in seconds before retry number ``attempt`` (0-based)."""
         attempt = max(0, int(attempt))
         # cap the exponent so huge attempt counts never overflow
@@ -175,7 +196,7 @@ def _validate_symbols(symbols):
     return tuple(out)
 
 
-class Connector:
+class BaseConnector:
     """Thread, stats, status ticks and error accounting shared by every connector.
 
     Subclasses set the class attributes and implement :meth:`_run`.
@@ -204,7 +225,9 @@ class Connector:
     #: channels used when the caller names none
     default_channels: tuple = ()
 
-    def __init__(self, symbols, *, channels=None, on_tick=None, backoff=None):
+    def __init__(self, symbols: str | Iterable[str], *, channels: str | Iterable[str] | None = None,
+                 on_tick: Callable[[npt.NDArray[np.void]], Any] | None = None,
+                 backoff: Backoff | None = None) -> None:
         self.symbols = _validate_symbols(symbols)
         if channels is None:
             channels = self.default_channels
@@ -241,7 +264,7 @@ class Connector:
         self._logged = set()
 
     # -- public contract -------------------------------------------------
-    def start(self):
+    def start(self) -> BaseConnector:
         """Start the connector thread and return at once."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError(f"{self!r} is already running")
@@ -251,7 +274,7 @@ class Connector:
         self._thread.start()
         return self
 
-    def stop(self, timeout=1.0):
+    def stop(self, timeout: float = 1.0) -> bool:
         """Stop the connector; join its thread(s) within ``timeout`` seconds.
 
         Returns True when every thread has ended.
@@ -267,7 +290,7 @@ class Connector:
             ok = join_thread(t, max(0.0, deadline - time.monotonic())) and ok
         return ok
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """Counters since construction, as a plain dict.
 
         Keys: messages, ticks, reconnects, gaps, checksum_failures, malformed,
@@ -296,14 +319,14 @@ class Connector:
         return out
 
     @property
-    def running(self):
+    def running(self) -> bool:
         """True while the connector thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
-    def __enter__(self):
+    def __enter__(self) -> BaseConnector:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def __repr__(self):
@@ -354,7 +377,7 @@ class Connector:
         """Hand one tick array to ``on_tick``; a failing callback is counted, not fatal.
 
         While the connection thread works through frames that arrived together
-        (see :meth:`WebSocketConnector._run_connection`) the arrays are held and
+        (see :meth:`hftsig.connectors.websocket.WebSocketConnector._run_connection`) the arrays are held and
         handed over as one, in order, once the read buffer is empty.
         """
         n = len(ticks)
@@ -429,6 +452,11 @@ class Connector:
         return self._stop.wait(max(0.0, seconds))
 
 
+#: The former name of :class:`BaseConnector`, kept importable; the connector
+#: contract itself is :class:`hftsig.connectors.Connector` (a protocol).
+Connector = BaseConnector
+
+
 class BookFeed:
     """Local L2 books of a book-carrying websocket feed (Binance, Kraken, Coinbase).
 
@@ -454,11 +482,11 @@ class BookFeed:
             raise ValueError(f"symbol {symbol!r} is not one of {self.symbols}")
         return key
 
-    def book(self, symbol):
+    def book(self, symbol: str) -> OrderBook:
         """The local :class:`hftsig.market.book.OrderBook` of ``symbol`` (updated on the connector thread)."""
         return self._books[self._book_symbol(symbol)]
 
-    def synced(self, symbol):
+    def synced(self, symbol: str) -> bool:
         """True once ``symbol``'s book snapshot arrived and no resync is pending."""
         symbol = self._book_symbol(symbol)
         return self.stats()["connected"] and symbol not in self._awaiting
@@ -499,560 +527,6 @@ class BookFeed:
             self._emit_status(STATUS_UNCROSSED, symbol)
 
 
-#: Default cap on one websocket frame and on one (reassembled) message, in bytes.
-#: The largest messages the venues send are full-book snapshots: a Coinbase
-#: level2 snapshot of a busy product (tens of thousands of levels at ~110 bytes:
-#: a few MB) and Kraken's instrument snapshot (hundreds of pairs: a few hundred
-#: KB).  16 MiB leaves several times that, and bounds what a broken or hostile
-#: peer can make a connection hold (a header may claim 2**63 bytes).
-DEFAULT_MAX_MESSAGE_SIZE = 16 << 20
-
-_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
-_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
-_OPCODES = frozenset((_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG))
-# close codes a peer may send (RFC 6455 7.4; 1004-1006 and 1015 are never on the wire)
-_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013,
-                          1014))
-
-
-class FrameTooLarge(websocket.WebSocketProtocolException):
-    """A websocket frame or message above the connection's size limit (close code 1009)."""
-
-
-class _BufferedWebSocket(websocket.WebSocket):
-    """websocket-client's WebSocket with its own, checked, frame reader.
-
-    websocket-client reads a frame's header, its length and its payload with a
-    ``recv`` each, so every frame costs three system calls (each dropping and
-    retaking the GIL); a feed sends thousands of frames a second, in bursts.
-    Here the socket is read 64 KiB at a time and a burst of frames costs one
-    call.  The reader also holds the peer to the protocol before it reads a
-    payload: no masked frames (a server must not mask, RFC 6455 5.1), no
-    reserved bits, control frames short and whole, a frame and a message no
-    longer than ``max_frame_size``/``max_message_size`` (a header claiming 2**62
-    bytes is refused before a byte of payload is read), close frames with a
-    valid code and a UTF-8 reason.  A breach raises
-    ``websocket.WebSocketProtocolException`` (:class:`FrameTooLarge` for sizes).
-
-    Fragments are collected in a list and joined once (linear in the message),
-    the running total checked as each fragment's header arrives.
-    :meth:`recv_data` returns after each socket read that did not complete a
-    message, with ``(None, None)``, so that the caller's loop (watchdog, stop,
-    reconnect requests) runs during a long message too; a read timeout or a
-    closed socket surface as websocket-client's exceptions, with nothing lost.
-    """
-
-    _CHUNK = 1 << 16
-
-    def __init__(self, *args, max_frame_size=DEFAULT_MAX_MESSAGE_SIZE,
-                 max_message_size=DEFAULT_MAX_MESSAGE_SIZE, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_frame_size = int(max_frame_size)
-        self.max_message_size = int(max_message_size)
-        self._rbuf = b""
-        self._rpos = 0
-        self._hbuf = bytearray()  # header bytes of the next frame, until complete
-        self._frame = None  # (fin, opcode, length) of the frame whose payload is read
-        self._parts = []  # that payload so far
-        self._got = 0
-        self._msg_opcode = None  # opcode of the fragmented message in progress
-        self._msg_parts = []
-        self._msg_size = 0
-
-    def recv_data(self, control_frame=False):
-        """``(opcode, payload)`` of the next message, as websocket-client's; or
-        ``(None, None)`` after a socket read that did not complete one.
-
-        A whole unfragmented text or binary frame already in the buffer is cut
-        out at once (the common case: a server's data frames are unmasked and
-        unfragmented); anything else goes through :meth:`_next_frame`.
-        """
-        # (the fast path does not validate UTF-8: only for connections that skip it)
-        if self._frame is None and not self._hbuf and self._msg_opcode is None \
-                and self.frame_buffer.skip_utf8_validation:
-            buf, pos = self._rbuf, self._rpos
-            if pos >= len(buf):
-                self._fill()  # may time out: nothing lost
-                buf, pos = self._rbuf, 0
-            avail = len(buf) - pos
-            if avail >= 2 and buf[pos] in (0x81, 0x82):  # FIN, no RSV, text/binary
-                b1 = buf[pos + 1]  # b1 >= 128 (masked) goes the checked way
-                if b1 < 126:
-                    hdr, ln = 2, b1
-                elif b1 == 126 and avail >= 4:
-                    hdr, ln = 4, int.from_bytes(buf[pos + 2:pos + 4], "big")
-                else:  # 64-bit lengths (>= 64 KiB, never whole in one read) and the rest
-                    hdr = ln = 0
-                if hdr and hdr + ln <= avail and ln <= self.max_frame_size \
-                        and ln <= self.max_message_size:
-                    end = pos + hdr + ln
-                    self._rpos = end
-                    return buf[pos] & 0x0F, buf[pos + hdr:end]
-        while True:
-            frame = self._next_frame()
-            if frame is None:
-                return None, None
-            fin, opcode, payload = frame
-            if opcode == _OP_TEXT or opcode == _OP_BINARY:
-                if fin:
-                    return opcode, self._checked_text(opcode, payload)
-                self._msg_opcode = opcode
-                self._msg_parts = [payload]
-                self._msg_size = len(payload)
-                return None, None
-            if opcode == _OP_CONT:
-                self._msg_parts.append(payload)
-                self._msg_size += len(payload)
-                if not fin:
-                    return None, None
-                opcode, data = self._msg_opcode, b"".join(self._msg_parts)
-                self._msg_opcode = None
-                self._msg_parts = []
-                self._msg_size = 0
-                return opcode, self._checked_text(opcode, data)
-            if opcode == _OP_CLOSE:
-                self._check_close(payload)
-                self.send_close()
-                return opcode, payload
-            if opcode == _OP_PING:
-                self.pong(payload)
-            if control_frame:
-                return opcode, payload
-
-    def buffered(self):
-        """True when bytes read from the socket are waiting to be parsed."""
-        return self._rpos < len(self._rbuf)
-
-    # -- frame reader ------------------------------------------------------------
-    def _fill(self):
-        """One socket read into the (empty) buffer; a timeout raises with nothing lost."""
-        self._rbuf = websocket.WebSocket._recv(self, self._CHUNK)
-        self._rpos = 0
-
-    def _take(self, n):
-        buf, pos = self._rbuf, self._rpos
-        end = pos + n
-        self._rpos = end if end < len(buf) else len(buf)
-        return buf[pos:end]
-
-    def _next_frame(self):
-        """``(fin, opcode, payload)`` of the next frame, or None after one socket read
-        that did not complete it (what was read is kept for the next call)."""
-        read = False
-        if self._frame is None:
-            hb = self._hbuf
-            while True:
-                need = self._header_size(hb)
-                if len(hb) >= need:
-                    break
-                if self._rpos >= len(self._rbuf):
-                    if read:
-                        return None
-                    self._fill()
-                    read = True
-                hb += self._take(need - len(hb))
-            self._frame = self._check_header(hb)
-            self._hbuf = bytearray()
-            self._parts = []
-            self._got = 0
-        fin, opcode, length = self._frame
-        parts = self._parts
-        while self._got < length:
-            if self._rpos >= len(self._rbuf):
-                if read:
-                    return None
-                self._fill()
-                read = True
-            chunk = self._take(length - self._got)
-            parts.append(chunk)
-            self._got += len(chunk)
-        self._frame = None
-        self._parts = []
-        return fin, opcode, parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _header_size(self, hb):
-        """Bytes in the header that starts ``hb``; checks its first two bytes once there."""
-        if len(hb) < 2:
-            return 2
-        b0, b1 = hb[0], hb[1]
-        if b0 & 0x70:
-            raise websocket.WebSocketProtocolException(
-                "frame with reserved bits set (no extension was negotiated)")
-        opcode = b0 & 0x0F
-        if opcode not in _OPCODES:
-            raise websocket.WebSocketProtocolException(f"frame with unknown opcode {opcode:#x}")
-        if b1 & 0x80:
-            raise websocket.WebSocketProtocolException(
-                "masked frame from the server (RFC 6455 5.1: a server must not mask)")
-        ln = b1 & 0x7F
-        if opcode >= _OP_CLOSE and (not b0 & 0x80 or ln > 125):
-            raise websocket.WebSocketProtocolException(
-                "control frame fragmented or longer than 125 bytes")
-        return 2 if ln < 126 else (4 if ln == 126 else 10)
-
-    def _check_header(self, hb):
-        b0, b1 = hb[0], hb[1] & 0x7F
-        opcode = b0 & 0x0F
-        length = b1 if b1 < 126 else int.from_bytes(hb[2:], "big")
-        if length >> 63:
-            raise websocket.WebSocketProtocolException("frame length with the top bit set")
-        if opcode < _OP_CLOSE:
-            if opcode == _OP_CONT:
-                if self._msg_opcode is None:
-                    raise websocket.WebSocketProtocolException(
-                        "continuation frame outside a fragmented message")
-                total = self._msg_size + length
-            else:
-                if self._msg_opcode is not None:
-                    raise websocket.WebSocketProtocolException(
-                        "new message inside a fragmented message")
-                total = length
-            if length > self.max_frame_size:
-                raise FrameTooLarge(f"frame of {length} bytes is above max_frame_size="
-                                    f"{self.max_frame_size}")
-            if total > self.max_message_size:
-                raise FrameTooLarge(f"message of at least {total} bytes is above "
-                                    f"max_message_size={self.max_message_size}")
-        return bool(b0 & 0x80), opcode, length
-
-    def _checked_text(self, opcode, data):
-        if opcode == _OP_TEXT and not self.frame_buffer.skip_utf8_validation:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise websocket.WebSocketPayloadException("text message is not UTF-8") from None
-        return data
-
-    @staticmethod
-    def _check_close(payload):
-        if not payload:
-            return
-        if len(payload) == 1:
-            raise websocket.WebSocketProtocolException("close frame with a 1-byte body")
-        code = int.from_bytes(payload[:2], "big")
-        if code not in _CLOSE_CODES and not 3000 <= code <= 4999:
-            raise websocket.WebSocketProtocolException(f"close frame with invalid code {code}")
-        try:
-            payload[2:].decode("utf-8")
-        except UnicodeDecodeError:
-            raise websocket.WebSocketProtocolException(
-                "close frame whose reason is not UTF-8") from None
-
-    def _recv(self, bufsize):
-        # websocket-client's own readers (recv(), recv_frame()) share the buffer
-        buf, pos = self._rbuf, self._rpos
-        if pos >= len(buf):
-            buf = super()._recv(max(bufsize, self._CHUNK))
-            pos = 0
-            if len(buf) <= bufsize:  # all of it is wanted: no copy
-                self._rbuf, self._rpos = b"", 0
-                return buf
-            self._rbuf = buf
-        end = pos + bufsize
-        self._rpos = end
-        return buf[pos:end]
-
-
-class WebSocketConnector(Connector):
-    """One websocket connection on its own thread (websocket-client).
-
-    The thread connects, sends :meth:`_subscribe_messages`, then reads frames
-    with a short socket timeout so it notices :meth:`stop` and the watchdog.
-    Pings are answered by websocket-client with the ping's payload; every
-    frame (data, heartbeat, ping, pong) counts as liveness for the watchdog,
-    which reconnects only after ``stale_after`` seconds of real silence.
-    A dropped connection is retried after :attr:`backoff` delays; the
-    backoff resets once a connection has delivered a message.
-
-    Parameters
-    ----------
-    symbols, channels, on_tick, backoff
-        See :class:`Connector`.
-    ws_url : str or None
-        Websocket base URL; ``None`` uses :attr:`default_ws_url`.
-    rest_url : str or None
-        REST base URL where the exchange needs one; ``None`` uses
-        :attr:`default_rest_url`.
-    stale_after : float or None
-        Seconds of silence before the watchdog reconnects; ``None`` uses
-        the class default.
-    connect_timeout : float
-        Seconds for the TCP connect and websocket handshake.
-    max_connection_age : float or None
-        Reconnect proactively after this many seconds (Binance ends
-        connections at 24 h); ``None`` uses the class default.
-    max_message_size, max_frame_size : int or None
-        Largest message (fragments reassembled) and largest single frame
-        accepted, in bytes; ``None`` uses the class default
-        (:data:`DEFAULT_MAX_MESSAGE_SIZE`, 16 MiB).  A larger one, a masked
-        frame or another breach of the protocol closes the connection
-        (counted as ``protocol_errors``, sizes also as ``oversized``) and the
-        connector reconnects.
-
-    Notes
-    -----
-    An exchange class sets the class attributes (``exchange``,
-    ``valid_channels``, ``default_channels``, ``default_ws_url``,
-    ``stale_after``, ``app_ping_interval``, ``max_connection_age``) and
-    fills in the hooks, all called on the connector thread:
-    ``_ws_endpoint()`` (URL with stream names), ``_on_open()`` (reset
-    per-connection state), ``_subscribe_messages()`` (sent on every
-    connect, so reconnects resubscribe), ``_on_message(raw, ts_recv)``
-    (raise ``ValueError`` for a malformed frame: it is counted and logged
-    once), ``_app_ping()``, ``_on_idle()`` and ``_on_close()``.
-    """
-
-    default_ws_url = ""
-    default_rest_url = ""
-    #: seconds of silence that count as a stalled feed
-    stale_after = 30.0
-    #: send an application-level ping after this many idle seconds (None: never)
-    app_ping_interval = None
-    #: reconnect before the exchange ends the connection (seconds, None: never)
-    max_connection_age = None
-    #: socket read timeout: how often the thread looks at stop and the watchdog
-    poll_interval = 0.1
-    #: largest message and frame accepted (bytes)
-    max_message_size = DEFAULT_MAX_MESSAGE_SIZE
-    max_frame_size = DEFAULT_MAX_MESSAGE_SIZE
-
-    def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
-                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None,
-                 max_message_size=None, max_frame_size=None):
-        super().__init__(symbols, channels=channels, on_tick=on_tick, backoff=backoff)
-        for name, value in (("max_message_size", max_message_size),
-                            ("max_frame_size", max_frame_size)):
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
-                setattr(self, name, value)
-        self.ws_url = _check_url(ws_url or self.default_ws_url, ("ws://", "wss://"), "ws_url")
-        rest = rest_url or self.default_rest_url
-        self.rest_url = _check_url(rest, ("http://", "https://"), "rest_url") if rest else ""
-        if stale_after is not None:
-            if not stale_after > 0:
-                raise ValueError(f"stale_after must be > 0 seconds, got {stale_after!r}")
-            self.stale_after = float(stale_after)
-        if max_connection_age is not None:
-            if not max_connection_age > 0:
-                raise ValueError(f"max_connection_age must be > 0, got {max_connection_age!r}")
-            self.max_connection_age = float(max_connection_age)
-        if not connect_timeout > 0:
-            raise ValueError(f"connect_timeout must be > 0, got {connect_timeout!r}")
-        self.connect_timeout = float(connect_timeout)
-        self._ws = None
-        self._ws_lock = threading.Lock()
-        self._reconnect_reason = None
-        self._planned = False
-        self._connections = 0
-
-    # -- hooks -----------------------------------------------------------
-    def _ws_endpoint(self):
-        """Full URL to connect to (e.g. with a combined-stream query)."""
-        return self.ws_url
-
-    def _on_open(self):
-        """Reset per-connection state; called before subscribing."""
-
-    def _subscribe_messages(self):
-        """Messages (str) sent right after connecting."""
-        return []
-
-    def _on_message(self, raw, ts_recv):
-        """Handle one text/binary frame. Raise ValueError for malformed frames."""
-        raise NotImplementedError
-
-    def _app_ping(self):
-        """Application-level ping message (str) or None."""
-        return None
-
-    def _on_idle(self):
-        """Called on every read timeout (between frames) on the connector thread."""
-
-    # -- helpers for subclasses --------------------------------------------
-    def send(self, message):
-        """Send a text message on the current connection (connector thread or not)."""
-        ws = self._ws
-        if ws is None or not ws.connected:
-            raise ConnectionError(f"{self.exchange}: not connected")
-        ws.send(message)
-
-    def request_reconnect(self, reason):
-        """Drop the connection and reconnect (from the connector thread)."""
-        self._reconnect_reason = reason
-
-    # -- machinery ---------------------------------------------------------
-    def _interrupt(self):
-        with self._ws_lock:
-            ws = self._ws
-        if ws is not None:
-            sock = ws.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def _run(self):
-        attempt = 0
-        while not self._stop.is_set():
-            self._planned = False
-            delivered = self._run_connection()
-            if self._stop.is_set():
-                break
-            if self._planned and delivered:  # serverShutdown, connection age: at once
-                attempt = 0
-                continue
-            if delivered:
-                attempt = 0
-            delay = self.backoff.delay(attempt)
-            attempt += 1
-            if self._sleep(delay):
-                break
-
-    def _connect(self):
-        ws = _BufferedWebSocket(enable_multithread=True, skip_utf8_validation=True,
-                                max_frame_size=self.max_frame_size,
-                                max_message_size=self.max_message_size)
-        with self._ws_lock:
-            self._ws = ws
-        url = self._ws_endpoint()
-        try:
-            ws.connect(url, timeout=self.connect_timeout, suppress_origin=True)
-        except Exception as exc:
-            self._count("connect_failures")
-            self._log_once(("connect", type(exc)), "connect to %s failed: %r", url, exc)
-            self._close_ws(ws)
-            return None
-        ws.settimeout(self.poll_interval)
-        return ws
-
-    def _close_ws(self, ws):
-        with self._ws_lock:
-            if self._ws is ws:
-                self._ws = None
-        try:
-            ws.shutdown()
-        except Exception:
-            pass
-
-    def _run_connection(self):
-        """Connect, subscribe, read until the connection ends. True if a frame arrived."""
-        ws = self._connect()
-        if ws is None or self._stop.is_set():
-            if ws is not None:
-                self._close_ws(ws)
-            return False
-        self._connections += 1
-        if self._connections > 1:
-            self._count("reconnects")
-        self._reconnect_reason = None
-        delivered = False
-        opened = time.monotonic()
-        last_alive = opened
-        last_sent = opened
-        try:
-            self._on_open()
-            for msg in self._subscribe_messages():
-                ws.send(msg)
-            self._set_connected(True)
-            self._emit_status(STATUS_CONNECTED)
-            # Frames that arrived together are worked through before their ticks
-            # are handed over, as one array: each hand-over costs the consumers a
-            # pass; a burst pays it once (_emit).  Nothing is held across a read
-            # that could wait.
-            self._held_by = _get_ident()
-            self._held = []
-            while not self._stop.is_set():
-                if self._reconnect_reason is not None:
-                    self._log_once(("reconnect", self._reconnect_reason),
-                                   "reconnecting: %s", self._reconnect_reason)
-                    self._planned = True
-                    break
-                now = time.monotonic()
-                if now - last_alive > self.stale_after:
-                    self._count("stale")
-                    self._log_once(("stale",), "no frame for %.1f s, reconnecting",
-                                   now - last_alive)
-                    self._emit_status(STATUS_STALE)
-                    break
-                if self.max_connection_age is not None and now - opened > self.max_connection_age:
-                    self._count("age_reconnects")
-                    self._planned = True
-                    break
-                ping = self.app_ping_interval
-                if ping is not None and now - max(last_alive, last_sent) > ping:
-                    msg = self._app_ping()
-                    if msg is not None:
-                        ws.send(msg)
-                        last_sent = now
-                if self._held and not ws.buffered():
-                    self._release_held()
-                try:
-                    opcode, data = ws.recv_data(control_frame=True)
-                except websocket.WebSocketTimeoutException:
-                    self._on_idle()
-                    continue
-                ts_recv = time.time_ns()
-                last_alive = time.monotonic()
-                if opcode is None:  # part of a message arrived: alive, checks run again
-                    continue
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    break
-                if opcode == websocket.ABNF.OPCODE_PING:
-                    self._count_type("ping")
-                    continue
-                if opcode == websocket.ABNF.OPCODE_PONG:
-                    self._count_type("pong")
-                    continue
-                delivered = True
-                self._count("messages")
-                try:
-                    self._on_message(data, ts_recv)
-                except ValueError as exc:  # MalformedMessage / MalformedFrame / JSON errors
-                    self._count("malformed")
-                    self._count_type("malformed")
-                    self._log_once(("malformed", type(exc).__name__),
-                                   "malformed frame (%s: %s): %r", type(exc).__name__, exc,
-                                   _preview(data))
-                except (websocket.WebSocketException, OSError):
-                    raise
-                except Exception as exc:
-                    self._count("errors")
-                    self._log_once(("handler", type(exc)), "handler failed on %r: %r",
-                                   _preview(data), exc, exc_info=True)
-        except (websocket.WebSocketProtocolException, websocket.WebSocketPayloadException) as exc:
-            # the peer broke the protocol (or a size limit): this connection is done
-            self._count("protocol_errors")
-            too_big = isinstance(exc, FrameTooLarge)
-            if too_big:
-                self._count("oversized")
-            self._log_once(("protocol", str(exc)[:40]), "protocol error, reconnecting: %s", exc)
-            try:
-                ws.send_close(websocket.STATUS_MESSAGE_TOO_BIG if too_big
-                              else websocket.STATUS_PROTOCOL_ERROR)
-            except Exception:  # best effort: the socket may be gone already
-                pass
-        except (websocket.WebSocketException, OSError) as exc:
-            if not self._stop.is_set():
-                self._log_once(("dropped", type(exc)), "connection dropped: %r", exc)
-        finally:
-            try:
-                self._release_held()
-            finally:
-                self._held = None
-            self._close_ws(ws)
-            was = self.stats()["connected"]
-            self._set_connected(False)
-            if was:
-                self._emit_status(STATUS_DISCONNECTED)
-            self._on_close()
-        return delivered
-
-    def _on_close(self):
-        """Called after each connection ends (connector thread)."""
-
-
 def _preview(data, n=200):
     if isinstance(data, (bytes, bytearray)):
         data = bytes(data[:n]).decode("utf-8", "replace")
@@ -1065,257 +539,6 @@ def _check_url(url, schemes, name):
     return url.rstrip("/")
 
 
-def _retry_after(resp):
-    """Seconds from a Retry-After header (delta-seconds only), or None."""
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-class _SocketRegistry:
-    """Sockets of the session's live HTTP connections, so stop() can cut a hung request."""
-
-    def __init__(self):
-        self._conns = weakref.WeakSet()
-        self._lock = threading.Lock()
-
-    def add(self, conn):
-        with self._lock:
-            self._conns.add(conn)
-
-    def abort_all(self):
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-def _tracking_adapter(registry):
-    """An HTTPAdapter whose connections register their sockets in ``registry``."""
-    from requests.adapters import HTTPAdapter
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-    class Conn(HTTPConnection):
-        def connect(self):
-            super().connect()
-            registry.add(self)
-
-    class SConn(HTTPSConnection):
-        def connect(self):
-            super().connect()
-            registry.add(self)
-
-    class Pool(HTTPConnectionPool):
-        ConnectionCls = Conn
-
-    class SPool(HTTPSConnectionPool):
-        ConnectionCls = SConn
-
-    class Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SPool}
-
-    return Adapter()
-
-
-class _CredentialSession(requests.Session):
-    """A session that drops credential headers on a redirect to another origin.
-
-    requests strips only ``Authorization`` when a redirect leaves the host; an
-    API key travelling in its own header (``x-cg-demo-api-key``...) would be
-    sent to whatever host the redirect names.  The same rule as requests'
-    (:meth:`requests.Session.should_strip_auth`: another host, port or scheme,
-    except http -> https on the default ports) now covers those headers too.
-    """
-
-    def __init__(self, secret_headers=()):
-        super().__init__()
-        self.secret_headers = tuple(secret_headers)
-
-    def rebuild_auth(self, prepared_request, response):
-        if self.secret_headers and self.should_strip_auth(response.request.url,
-                                                          prepared_request.url):
-            for name in self.secret_headers:
-                prepared_request.headers.pop(name, None)
-        super().rebuild_auth(prepared_request, response)
-
-
-class RestClient:
-    """A ``requests.Session`` with timeouts, retries and redacted errors.
-
-    429 and 418 (Binance ban) honour ``Retry-After`` when present and back
-    off by ``backoff`` otherwise; 5xx and connection errors back off too.
-    Every outcome is counted in the owning connector's stats:
-    ``http_requests``, ``http_429``, ``http_418``, ``http_5xx``,
-    ``http_errors``, ``http_retries``.
-
-    Parameters
-    ----------
-    base_url : str
-        ``http(s)://host[:port][/prefix]``.
-    owner : Connector
-        Receives counters and provides stop/backoff.
-    headers : dict or None
-        Extra headers (values may be :class:`~hftsig.connectors.credentials.Secret`).
-        Headers holding a ``Secret`` are credentials: a redirect to another
-        host, port or scheme is followed without them.
-    timeout : float
-        Per-request timeout in seconds.
-    max_retries : int
-        Retries after the first attempt before :class:`HTTPStatusError`.
-    max_retry_after : float
-        Cap on a server-given ``Retry-After`` (seconds).
-    """
-
-    def __init__(self, base_url, owner, *, headers=None, timeout=5.0, max_retries=5,
-                 max_retry_after=60.0):
-        self.base_url = _check_url(base_url, ("http://", "https://"), "rest_url")
-        self.owner = owner
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.max_retry_after = float(max_retry_after)
-        self._headers = dict(headers or {})
-        self._sockets = _SocketRegistry()
-        self.session = _CredentialSession(
-            k for k, v in self._headers.items() if hasattr(v, "reveal"))
-        adapter = _tracking_adapter(self._sockets)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-
-    def __repr__(self):
-        return f"RestClient({redact(self.base_url)!r}, headers={sorted(self._headers)!r})"
-
-    def close(self):
-        """Close the session and cut any request in flight (it fails at once)."""
-        self._sockets.abort_all()
-        self.session.close()
-
-    def get(self, path, params=None):
-        """GET ``base_url + path``; returns the ``requests.Response`` of a 2xx answer.
-
-        Raises :class:`HTTPStatusError` for 4xx other than 429/418, or when
-        retries are exhausted, and ``InterruptedError`` when the owner stops.
-        """
-        owner = self.owner
-        url = self.base_url + path
-        # Secrets are revealed only here, into the outgoing request.
-        headers = {k: (v.reveal() if hasattr(v, "reveal") else v) for k, v in self._headers.items()}
-        attempt = 0
-        while True:
-            if owner._stop.is_set():
-                raise InterruptedError("connector stopped")
-            owner._count("http_requests")
-            wait = None
-            try:
-                resp = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
-            except requests.RequestException as exc:
-                if owner._stop.is_set():  # stop() cut the request
-                    raise InterruptedError("connector stopped") from None
-                owner._count("http_errors")
-                owner._log_once(("http-exc", type(exc)), "GET %s failed: %s", url, exc)
-                status = None
-            else:
-                status = resp.status_code
-                if 200 <= status < 300:
-                    return resp
-                if status in (429, 418):
-                    owner._count(f"http_{status}")
-                    wait = _retry_after(resp)
-                    if wait is not None:
-                        wait = min(wait, self.max_retry_after)
-                elif status >= 500:
-                    owner._count("http_5xx")
-                else:
-                    owner._count("http_errors")
-                    raise HTTPStatusError(
-                        f"GET {url} -> HTTP {status}: {resp.text[:200]}", status=status)
-                owner._log_once(("http", status), "GET %s -> HTTP %s (Retry-After %s)",
-                                url, status, resp.headers.get("Retry-After"))
-            if attempt >= self.max_retries:
-                raise HTTPStatusError(f"GET {url} failed after {attempt + 1} attempts "
-                                      f"(last status {status})", status=status)
-            if wait is None:
-                wait = owner.backoff.delay(attempt)
-            owner._count("http_retries")
-            attempt += 1
-            if owner._sleep(wait):
-                raise InterruptedError("connector stopped")
-
-    def get_json(self, path, params=None):
-        """:meth:`get` and decode JSON; undecodable bodies raise :class:`MalformedFrame`."""
-        resp = self.get(path, params)
-        try:
-            return resp.json()
-        except ValueError as exc:
-            raise MalformedFrame(f"GET {redact(self.base_url + path)}: body is not JSON "
-                                 f"({_preview(resp.content)!r})") from exc
-
-
-class RestPollingConnector(Connector):
-    """Polls a REST endpoint every ``interval`` seconds on its own thread.
-
-    Subclasses implement :meth:`_poll` (one round; return nothing) using
-    :attr:`rest` (a :class:`RestClient`).  A failed round is counted and the
-    next one waits an extra backoff delay; malformed bodies are counted as
-    ``malformed``.
-    """
-
-    default_rest_url = ""
-    #: seconds between polls
-    interval = 10.0
-
-    def __init__(self, symbols, *, channels=None, rest_url=None, on_tick=None, backoff=None,
-                 interval=None, timeout=5.0, headers=None):
-        super().__init__(symbols, channels=channels, on_tick=on_tick, backoff=backoff)
-        if interval is not None:
-            if not interval > 0:
-                raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
-            self.interval = float(interval)
-        self.rest_url = _check_url(rest_url or self.default_rest_url, ("http://", "https://"),
-                                   "rest_url")
-        self.rest = RestClient(self.rest_url, self, headers=headers, timeout=timeout)
-
-    def _poll(self):
-        raise NotImplementedError
-
-    def _interrupt(self):
-        self.rest.close()
-
-    def _run(self):
-        failures = 0
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self._poll()
-            except InterruptedError:
-                break
-            except HTTPStatusError as exc:
-                failures += 1
-                self._set_connected(False)
-                self._log_once(("poll", exc.status), "poll failed: %s", exc)
-            except ValueError as exc:
-                failures += 1
-                self._count("malformed")
-                self._log_once(("malformed", type(exc).__name__), "malformed body: %s", exc)
-            else:
-                failures = 0
-            extra = self.backoff.delay(failures - 1) if failures else 0.0
-            if self._sleep(self.interval - (time.monotonic() - started) + extra):
-                break
-        self.rest.close()
-
-
 class SnapshotWorker:
     """One helper thread running REST snapshot fetches off the websocket thread.
 
@@ -1324,7 +547,7 @@ class SnapshotWorker:
     websocket thread, so book state is only ever touched by that thread.
     """
 
-    def __init__(self, owner, fetch):
+    def __init__(self, owner: BaseConnector, fetch: Callable[[Hashable], Any]) -> None:
         self.owner = owner
         self.fetch = fetch
         self._requests = queue.Queue()
@@ -1332,7 +555,7 @@ class SnapshotWorker:
         self._pending = set()
         self._thread = None
 
-    def start(self):
+    def start(self) -> None:
         # fresh queues: a stop() leaves a wake-up marker and stale requests behind
         self._requests = queue.Queue()
         self._results = queue.Queue()
@@ -1342,17 +565,17 @@ class SnapshotWorker:
         self._thread.start()
 
     @property
-    def thread(self):
+    def thread(self) -> threading.Thread | None:
         return self._thread
 
-    def request(self, key, generation):
+    def request(self, key: Hashable, generation: int) -> None:
         """Ask for a snapshot of ``key``; duplicates while one is pending are ignored."""
         if (key, generation) in self._pending:
             return
         self._pending.add((key, generation))
         self._requests.put((key, generation))
 
-    def results(self):
+    def results(self) -> list[tuple[Hashable, int, Any]]:
         """Finished fetches: list of (key, generation, result or exception)."""
         if not self._pending:
             return []
@@ -1365,7 +588,7 @@ class SnapshotWorker:
             self._pending.discard(item[:2])
             out.append(item)
 
-    def wake(self):
+    def wake(self) -> None:
         self._requests.put(None)
 
     def _main(self):

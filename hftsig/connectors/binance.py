@@ -26,19 +26,24 @@ connection is renewed before Binance's 24 h limit and at once on
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from hftsig.connectors.base import (
-    BookFeed,
-    MalformedFrame,
-    RestClient,
-    SnapshotWorker,
-    WebSocketConnector,
-    _preview,
-)
+from hftsig.connectors.base import BookFeed, MalformedFrame, SnapshotWorker, _preview
+from hftsig.connectors.rest import RestClient
+from hftsig.connectors.websocket import WebSocketConnector
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.symbols import from_canonical
 from hftsig.market.ticks import STATUS_RESYNC
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    import numpy as np
+    import numpy.typing as npt
+
+    from hftsig.connectors.base import Backoff
 
 __all__ = ["BinanceConnector"]
 
@@ -85,9 +90,9 @@ class BinanceConnector(BookFeed, WebSocketConnector):
     depth_speed : str
         ``"100ms"`` or ``"1000ms"`` diff-depth stream.
     backoff, stale_after, connect_timeout, max_connection_age, rest_timeout
-        See :class:`hftsig.connectors.base.WebSocketConnector`.
+        See :class:`hftsig.connectors.websocket.WebSocketConnector`.
     max_message_size, max_frame_size
-        Size limits, see :class:`hftsig.connectors.base.WebSocketConnector`.
+        Size limits, see :class:`hftsig.connectors.websocket.WebSocketConnector`.
 
     Examples
     --------
@@ -110,10 +115,14 @@ class BinanceConnector(BookFeed, WebSocketConnector):
     #: diff events kept per symbol while waiting for a snapshot
     max_buffered_events = 10_000
 
-    def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
-                 depth_limit=1000, depth_speed="100ms", backoff=None, stale_after=None,
-                 connect_timeout=5.0, max_connection_age=None, rest_timeout=5.0,
-                 max_message_size=None, max_frame_size=None):
+    def __init__(self, symbols: str | Iterable[str], *, channels: str | Iterable[str] | None = None,
+                 ws_url: str | None = None, rest_url: str | None = None,
+                 on_tick: Callable[[npt.NDArray[np.void]], Any] | None = None,
+                 depth_limit: int = 1000, depth_speed: str = "100ms",
+                 backoff: Backoff | None = None, stale_after: float | None = None,
+                 connect_timeout: float = 5.0, max_connection_age: float | None = None,
+                 rest_timeout: float = 5.0, max_message_size: int | None = None,
+                 max_frame_size: int | None = None) -> None:
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
                          connect_timeout=connect_timeout, max_connection_age=max_connection_age,
@@ -135,12 +144,12 @@ class BinanceConnector(BookFeed, WebSocketConnector):
         self._snapshots = SnapshotWorker(self, self._fetch_snapshot)
 
     # -- public -----------------------------------------------------------
-    def synced(self, symbol):
+    def synced(self, symbol: str) -> bool:
         """True while ``symbol``'s local book is in sync with the stream."""
         return self._depth[self._book_symbol(symbol)].synced
 
     # -- machinery hooks ------------------------------------------------------
-    def start(self):
+    def start(self) -> BinanceConnector:
         super().start()
         if "depth" in self.channels:
             self._snapshots.start()

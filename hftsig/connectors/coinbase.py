@@ -15,16 +15,26 @@ message the book rejects (it changes nothing) resyncs at once.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hftsig import venues
-from hftsig.connectors.base import BookFeed, MalformedFrame, WebSocketConnector, _preview
+from hftsig.connectors.base import BookFeed, MalformedFrame, _preview
+from hftsig.connectors.websocket import WebSocketConnector
 from hftsig._ext._tickscan import message_parts
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.symbols import from_canonical
 from hftsig.market.ticks import FLAG_LAST, KIND_BOOK_SNAPSHOT, KIND_TRADE, STATUS_RESYNC
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    import numpy.typing as npt
+
+    from hftsig.connectors.base import Backoff
 
 __all__ = ["CoinbaseConnector"]
 
@@ -44,9 +54,9 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     on_tick : callable or None
         Called with each message's tick array on the connector thread.
     backoff, stale_after, connect_timeout, max_connection_age
-        See :class:`hftsig.connectors.base.WebSocketConnector`.
+        See :class:`hftsig.connectors.websocket.WebSocketConnector`.
     max_message_size, max_frame_size
-        Size limits, see :class:`hftsig.connectors.base.WebSocketConnector`.
+        Size limits, see :class:`hftsig.connectors.websocket.WebSocketConnector`.
 
     Examples
     --------
@@ -65,9 +75,12 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     #: in the registry, :attr:`hftsig.venues.Venue.batched_kinds`)
     batched_kinds = dict(venues.get("coinbase").batched_kinds)
 
-    def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
-                 backoff=None, stale_after=None, connect_timeout=5.0, max_connection_age=None,
-                 max_message_size=None, max_frame_size=None):
+    def __init__(self, symbols: str | Iterable[str], *, channels: str | Iterable[str] | None = None,
+                 ws_url: str | None = None, rest_url: str | None = None,
+                 on_tick: Callable[[npt.NDArray[np.void]], Any] | None = None,
+                 backoff: Backoff | None = None, stale_after: float | None = None,
+                 connect_timeout: float = 5.0, max_connection_age: float | None = None,
+                 max_message_size: int | None = None, max_frame_size: int | None = None) -> None:
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
                          connect_timeout=connect_timeout, max_connection_age=max_connection_age,

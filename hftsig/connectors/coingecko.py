@@ -12,7 +12,7 @@ pro   ``https://pro-api.coingecko.com/api/v3`` ``x-cg-pro-api-key``
 The key comes from ``api_key`` or ``HFTSIG_COINGECKO_API_KEY`` (plan from
 ``HFTSIG_COINGECKO_API_PLAN``), see :mod:`hftsig.connectors.credentials`; without a
 key the public API is used with no header.  429 (with or without
-``Retry-After``) and 5xx back off (:class:`hftsig.connectors.base.RestClient`).
+``Retry-After``) and 5xx back off (:class:`hftsig.connectors.rest.RestClient`).
 A price is emitted once per new ``last_updated_at``; a price whose
 ``last_updated_at`` is older than ``stale_after`` seconds is flagged once
 with a ``STATUS_STALE`` tick for its symbol (counted as ``stale_prices``).
@@ -20,15 +20,24 @@ with a ``STATUS_STALE`` tick for its symbol (counted as ``stale_prices``).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hftsig import venues
-from hftsig.connectors.base import RestPollingConnector
 from hftsig.connectors.credentials import Secret, load_credentials
+from hftsig.connectors.rest import RestPollingConnector
 from hftsig.market.normalize import Normalizer
 from hftsig.market.symbols import coingecko_query
 from hftsig.market.ticks import KIND_PRICE, STATUS_STALE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    import numpy.typing as npt
+
+    from hftsig.connectors.base import Backoff
 
 __all__ = ["CoinGeckoConnector"]
 
@@ -57,7 +66,7 @@ class CoinGeckoConnector(RestPollingConnector):
     stale_after : float
         Age in seconds of ``last_updated_at`` that makes a price stale.
     on_tick, backoff, timeout
-        See :class:`hftsig.connectors.base.RestPollingConnector`.
+        See :class:`hftsig.connectors.rest.RestPollingConnector`.
 
     Examples
     --------
@@ -84,8 +93,12 @@ class CoinGeckoConnector(RestPollingConnector):
         return {kind: self.interval if period is None else period
                 for kind, period in venues.get(self.exchange).batched_kinds.items()}
 
-    def __init__(self, symbols, *, channels=None, rest_url=None, api_key=None, plan=None,
-                 on_tick=None, backoff=None, interval=None, stale_after=600.0, timeout=10.0):
+    def __init__(self, symbols: str | Iterable[str], *, channels: str | Iterable[str] | None = None,
+                 rest_url: str | None = None, api_key: str | Secret | None = None,
+                 plan: str | None = None,
+                 on_tick: Callable[[npt.NDArray[np.void]], Any] | None = None,
+                 backoff: Backoff | None = None, interval: float | None = None,
+                 stale_after: float = 600.0, timeout: float = 10.0) -> None:
         creds = load_credentials("coingecko")
         if plan is None:
             plan = creds.plan

@@ -63,7 +63,7 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value):
+    def __init__(self, value: str | Secret) -> None:
         if isinstance(value, Secret):
             value = value.reveal()
         if not isinstance(value, str):
@@ -79,7 +79,7 @@ class Secret:
     def __setattr__(self, name, value):
         raise AttributeError("Secret is immutable")
 
-    def reveal(self):
+    def reveal(self) -> str:
         """The secret value itself."""
         return self._value
 
@@ -107,7 +107,7 @@ class Secret:
         return True
 
 
-def redact(text):
+def redact(text: str) -> str:
     """Return ``text`` with every known secret and key-like parameter replaced by ``***``."""
     if not isinstance(text, str):
         text = str(text)
@@ -122,7 +122,7 @@ def redact(text):
 class RedactingFilter(logging.Filter):
     """Logging filter that formats the record, then redacts it (message and traceback)."""
 
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         try:
             msg = record.getMessage()
         except Exception:
@@ -152,7 +152,8 @@ class Credentials:
 
     __slots__ = ("exchange", "api_key", "api_secret", "plan")
 
-    def __init__(self, exchange, api_key=None, api_secret=None, plan=None):
+    def __init__(self, exchange: str, api_key: str | Secret | None = None,
+                 api_secret: str | Secret | None = None, plan: str | None = None) -> None:
         self.exchange = exchange
         self.api_key = None if api_key in (None, "") else Secret(api_key)
         self.api_secret = None if api_secret in (None, "") else Secret(api_secret)
@@ -190,7 +191,7 @@ def _read_file(path):
     return values
 
 
-def load_credentials(exchange, environ=None):
+def load_credentials(exchange: str, environ: dict[str, str] | None = None) -> Credentials:
     """Credentials of ``exchange`` from ``environ`` (default ``os.environ``) and the file.
 
     Raises ``ValueError`` for an unknown exchange or a CoinGecko plan other

@@ -21,14 +21,25 @@ quiet; an application ``ping`` is sent when the line is idle.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 
-from hftsig.connectors.base import BookFeed, MalformedFrame, WebSocketConnector, _preview
+from hftsig.connectors.base import BookFeed, MalformedFrame, _preview
+from hftsig.connectors.websocket import WebSocketConnector
 from hftsig._ext._tickscan import message_parts
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.symbols import from_canonical
 from hftsig.market.ticks import KIND_BOOK_SNAPSHOT, STATUS_RESYNC
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
+
+    import numpy as np
+    import numpy.typing as npt
+
+    from hftsig.connectors.base import Backoff
 
 __all__ = ["KrakenConnector"]
 
@@ -52,9 +63,9 @@ class KrakenConnector(BookFeed, WebSocketConnector):
         ``{symbol: (price_decimals, qty_decimals)}``; ``None`` learns them
         from the ``instrument`` channel.
     backoff, stale_after, connect_timeout, max_connection_age
-        See :class:`hftsig.connectors.base.WebSocketConnector`.
+        See :class:`hftsig.connectors.websocket.WebSocketConnector`.
     max_message_size, max_frame_size
-        Size limits, see :class:`hftsig.connectors.base.WebSocketConnector`.
+        Size limits, see :class:`hftsig.connectors.websocket.WebSocketConnector`.
 
     Examples
     --------
@@ -72,10 +83,13 @@ class KrakenConnector(BookFeed, WebSocketConnector):
     app_ping_interval = 5.0
     depths = (10, 25, 100, 500, 1000)
 
-    def __init__(self, symbols, *, channels=None, ws_url=None, rest_url=None, on_tick=None,
-                 depth=10, precisions=None, backoff=None, stale_after=None, connect_timeout=5.0,
-                 max_connection_age=None,
-                 max_message_size=None, max_frame_size=None):
+    def __init__(self, symbols: str | Iterable[str], *, channels: str | Iterable[str] | None = None,
+                 ws_url: str | None = None, rest_url: str | None = None,
+                 on_tick: Callable[[npt.NDArray[np.void]], Any] | None = None,
+                 depth: int = 10, precisions: Mapping[str, tuple[int, int]] | None = None,
+                 backoff: Backoff | None = None, stale_after: float | None = None,
+                 connect_timeout: float = 5.0, max_connection_age: float | None = None,
+                 max_message_size: int | None = None, max_frame_size: int | None = None) -> None:
         super().__init__(symbols, channels=channels, ws_url=ws_url, rest_url=rest_url,
                          on_tick=on_tick, backoff=backoff, stale_after=stale_after,
                          connect_timeout=connect_timeout, max_connection_age=max_connection_age,
@@ -107,7 +121,7 @@ class KrakenConnector(BookFeed, WebSocketConnector):
         self._book_subscribed = False
 
     # -- public -----------------------------------------------------------
-    def precisions(self):
+    def precisions(self) -> dict[str, tuple[int, int]]:
         """``{symbol: (price_decimals, qty_decimals)}`` known so far."""
         return dict(self._precisions)
 

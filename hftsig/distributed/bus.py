@@ -58,10 +58,19 @@ import socket
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hftsig.market.ticks import EXCHANGES, TICK_DTYPE, exchange_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    import redis
+
+    from hftsig.market.aggregator import Aggregator
 
 __all__ = ["FORMAT_VERSION", "DEFAULT_STREAM", "Publisher", "BusConnector", "BusRecorder",
            "bus_connectors", "connection_errors", "discover_streams", "record_from_bus",
@@ -99,7 +108,7 @@ def _redis():
     return redis
 
 
-def connect(url):
+def connect(url: str) -> redis.Redis:
     """A Redis client for ``url`` (``redis://host:port/db``, ``rediss://``, ``unix://path``).
 
     Raises ValueError naming ``url`` when it is not a Redis URL, ImportError
@@ -111,7 +120,7 @@ def connect(url):
     return redis.Redis.from_url(url)
 
 
-def connection_errors():
+def connection_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean Redis cannot be reached (for callers that report them)."""
     redis = _redis()
     return (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
@@ -133,7 +142,7 @@ _UNIT_S = {None: 1.0, "s": 1.0, "sec": 1.0, "ms": 1e-3, "min": 60.0, "m": 60.0, 
            "d": 86400.0}
 
 
-def parse_since(since, now_ms):
+def parse_since(since: str | float, now_ms: int) -> str:
     """Start position of a reader: a stream id to read *after*, or ``"$"``.
 
     ``since`` is ``"$"``/``"now"`` (new entries only), ``"0"``/``"first"``
@@ -166,7 +175,7 @@ def _server_ms(client):
     return int(sec) * 1000 + int(usec) // 1000
 
 
-def discover_streams(client, prefix=DEFAULT_STREAM):
+def discover_streams(client: redis.Redis, prefix: str = DEFAULT_STREAM) -> list[str]:
     """Names of the tick streams announced under ``prefix`` that exist now, sorted."""
     names = sorted(_id_str(n) for n in client.smembers(STREAMS_KEY))
     out = [n for n in names if (n == prefix or n.startswith(prefix + ":"))
@@ -268,8 +277,9 @@ class Publisher:
     what is queued (up to its timeout) and stops.
     """
 
-    def __init__(self, url, *, stream=DEFAULT_STREAM, per_venue=False, retention=600.0,
-                 entry_records=512, queue_size=1_000_000, snapshot_interval=1.0):
+    def __init__(self, url: str, *, stream: str = DEFAULT_STREAM, per_venue: bool = False,
+                 retention: float = 600.0, entry_records: int = 512,
+                 queue_size: int = 1_000_000, snapshot_interval: float | None = 1.0) -> None:
         if not isinstance(stream, str) or not stream:
             raise ValueError(f"stream must be a non-empty string, got {stream!r}")
         retention = float(retention)
@@ -314,7 +324,7 @@ class Publisher:
         return f"Publisher(stream={self.stream!r}, per_venue={self.per_venue})"
 
     # -- feeding -------------------------------------------------------------------------
-    def attach(self, aggregator):
+    def attach(self, aggregator: Aggregator) -> Publisher:
         """Publish every chunk of ``aggregator`` (and its book snapshots); returns ``self``.
 
         ``aggregator`` may also be a list of connectors: they get an
@@ -348,7 +358,7 @@ class Publisher:
                 if len(snap):
                     self._outbox.put(_KIND_SNAPSHOT, snap.tobytes())
 
-    def publish(self, ticks):
+    def publish(self, ticks: np.ndarray) -> None:
         """Queue a TICK_DTYPE batch (whole messages) for sending; never blocks."""
         ticks = np.asarray(ticks)
         if ticks.dtype != TICK_DTYPE:
@@ -357,7 +367,7 @@ class Publisher:
             self._outbox.put(_KIND_TICKS, np.ascontiguousarray(ticks.reshape(-1)).tobytes())
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self):
+    def start(self) -> Publisher:
         """Start the sending thread; returns ``self``."""
         if self._thread is not None:
             raise RuntimeError("Publisher already started")
@@ -366,7 +376,7 @@ class Publisher:
         self._thread.start()
         return self
 
-    def flush(self, timeout=None):
+    def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far was sent; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(self._outbox._items) or self._outbox.busy:
@@ -377,7 +387,7 @@ class Publisher:
             time.sleep(0.005)
         return True
 
-    def close(self, timeout=5.0):
+    def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (up to ``timeout`` seconds), then stop the thread."""
         if self._thread is None:
             return
@@ -391,13 +401,13 @@ class Publisher:
         except Exception:  # closing a dead connection
             pass
 
-    def __enter__(self):
+    def __enter__(self) -> Publisher:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """Counters: ticks/entries/snapshots sent, dropped (outbox overflow), errors.
 
         ``queued`` ticks wait in the outbox, ``sending`` ticks were taken by the
@@ -804,8 +814,10 @@ class BusConnector:
     ticks, malformed entries, snapshots used and reconnects.
     """
 
-    def __init__(self, url, stream, *, group=None, consumer=None, since=None, snapshots=True,
-                 count=64, on_tick=None):
+    def __init__(self, url: str, stream: str, *, group: str | None = None,
+                 consumer: str | None = None, since: str | float | None = None,
+                 snapshots: bool = True, count: int = 64,
+                 on_tick: Callable[[np.ndarray], Any] | None = None) -> None:
         if not isinstance(stream, str) or not stream:
             raise ValueError(f"stream must be a non-empty string, got {stream!r}")
         if group is not None and (not isinstance(group, str) or not group):
@@ -844,7 +856,7 @@ class BusConnector:
         self.deliver_errors = 0
         self.connected = None
 
-    def start(self):
+    def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("BusConnector already started")
         self._thread = threading.Thread(target=self._run, name=f"hftsig-bus-{self.stream}",
@@ -899,12 +911,12 @@ class BusConnector:
         except connection_errors():
             pass  # not acknowledged: a restarted consumer gets them again
 
-    def stop(self, timeout=1.0):
+    def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         r = self._reader
         last = r.last.get(self.stream)
         return {
@@ -936,7 +948,10 @@ def _streams(client, streams):
     return streams
 
 
-def bus_connectors(url, *, streams=None, group=None, consumer=None, since=None, snapshots=True):
+def bus_connectors(url: str, *, streams: str | Iterable[str] | None = None,
+                   group: str | None = None, consumer: str | None = None,
+                   since: str | float | None = None,
+                   snapshots: bool = True) -> list[BusConnector]:
     """One :class:`BusConnector` per stream (default: every announced tick stream)."""
     client = connect(url)
     try:
@@ -974,8 +989,10 @@ class BusRecorder:
         Passed to :class:`hftsig.market.recorder.Recorder` (``flush_interval``...).
     """
 
-    def __init__(self, url, path, *, streams=None, group="recorder", consumer="recorder",
-                 since=None, **recorder_kwargs):
+    def __init__(self, url: str, path: str | os.PathLike, *,
+                 streams: str | Iterable[str] | None = None, group: str = "recorder",
+                 consumer: str = "recorder", since: str | float | None = None,
+                 **recorder_kwargs: Any) -> None:
         from hftsig.market.recorder import Recorder, recording_marks
 
         client = connect(url)
@@ -1024,7 +1041,8 @@ class BusRecorder:
                 # by its stream id
                 pass
 
-    def run(self, seconds=None, progress=None):
+    def run(self, seconds: float | None = None,
+            progress: Callable[[BusRecorder], Any] | None = None) -> None:
         """Record until ``seconds`` pass or :attr:`stop_event` is set; then close."""
         end = None if seconds is None else time.monotonic() + seconds
         reader = self._reader
@@ -1055,7 +1073,7 @@ class BusRecorder:
         finally:
             self.close()
 
-    def close(self):
+    def close(self) -> None:
         """Flush and compact (acknowledging what became durable), then disconnect; idempotent."""
         self.recorder.close()
         self._reader.close()
@@ -1064,14 +1082,15 @@ class BusRecorder:
         except Exception:  # a dead connection
             pass
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         return {"streams": self.streams, "entries": self._reader.entries,
                 "malformed": self._reader.malformed, "duplicates": self.duplicates,
                 "acked": self.acked, "rows_written": self.recorder.rows_written,
                 "reconnects": self._reader.reconnects}
 
 
-def record_from_bus(url, path, *, seconds=None, **kwargs):
+def record_from_bus(url: str, path: str | os.PathLike, *, seconds: float | None = None,
+                    **kwargs: Any) -> dict[str, Any]:
     """Record tick streams into ``path`` (see :class:`BusRecorder`); returns its stats."""
     rec = BusRecorder(url, path, **kwargs)
     rec.run(seconds)

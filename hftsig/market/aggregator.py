@@ -1,8 +1,9 @@
 """One tick stream from many connectors: a bounded queue, books, quotes, NBBO, stats.
 
 :class:`Aggregator` takes any objects keeping the connector contract
-(``exchange``, ``symbols``, ``on_tick``, ``start()``, ``stop(timeout)``,
-``stats()``), points every connector's ``on_tick`` at one bounded queue of tick
+(:class:`~hftsig.market.connector_protocol.Connector`: ``exchange``,
+``symbols``, ``on_tick``, ``start()``, ``stop(timeout)``, ``stats()``),
+points every connector's ``on_tick`` at one bounded queue of tick
 batches and drains it on one thread at a time: a worker thread
 (``dispatch="worker"``, the default), or with ``dispatch="connector"`` (and
 ``overflow="block"``) the connector thread whose batch finds nobody draining
@@ -69,7 +70,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -78,6 +79,7 @@ from hftsig._ext._tickscan import batch_latency as _batch_latency
 from hftsig._ext._tickscan import scan_chunk as _scan_chunk
 from hftsig._ext._tickscan import select as _select
 from hftsig.interrupts import join_thread
+from hftsig.market.connector_protocol import CONNECTOR_MEMBERS, missing_members
 from hftsig.market.ticks import (
     FLAG_LAST,
     FLAG_SNAPSHOT_BEGIN,
@@ -102,6 +104,16 @@ from hftsig.market.ticks import (
     to_pandas,
 )
 from hftsig.market.ticks import symbols as _tick_symbols
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any
+
+    import pandas as pd
+
+    from hftsig.market.book import OrderBook
+    from hftsig.market.connector_protocol import Connector
+    from hftsig.market.ticks import Tick
 
 __all__ = ["Aggregator", "TickArray", "Top", "NBBO", "concat_ticks"]
 
@@ -149,12 +161,12 @@ class TickArray(np.ndarray):
     is a ``str``); ``ticks["symbol"]`` keeps the field's bytes.
     """
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame:
         """Return the ticks as a DataFrame (see :func:`hftsig.market.ticks.to_pandas`)."""
         return to_pandas(self.view(np.ndarray))
 
     @property
-    def symbols(self):
+    def symbols(self) -> np.ndarray:
         """The symbols as ``str`` (see :func:`hftsig.market.ticks.symbols`)."""
         return _tick_symbols(self.view(np.ndarray))
 
@@ -554,8 +566,9 @@ class Aggregator:
 
     Parameters
     ----------
-    connectors : sequence
-        Objects keeping the connector contract (see :mod:`connectors`): each
+    connectors : sequence of Connector
+        Objects keeping the connector contract
+        (:class:`~hftsig.market.connector_protocol.Connector`): each
         has ``exchange``, ``symbols``, a settable ``on_tick``, ``start()``,
         ``stop(timeout)`` and ``stats()``.  The aggregator sets their
         ``on_tick``; a connector must not be shared between aggregators.
@@ -596,18 +609,19 @@ class Aggregator:
         suffixed ``#2``... when several connectors share one).
     """
 
-    def __init__(self, connectors, *, queue_size=100_000, overflow="block", dispatch="worker",
-                 stale_after=5.0, drain_size=250_000, clock="wall", book_depth=None,
-                 require_book_snapshot=False):
+    def __init__(self, connectors: Iterable[Connector], *, queue_size: int = 100_000,
+                 overflow: str = "block", dispatch: str = "worker", stale_after: float = 5.0,
+                 drain_size: int = 250_000, clock: str = "wall", book_depth: int | None = None,
+                 require_book_snapshot: bool = False) -> None:
         connectors = list(connectors)
         if not connectors:
             raise ValueError("connectors must hold at least one connector")
         for c in connectors:
-            for attr in ("exchange", "start", "stop"):
-                if not hasattr(c, attr):
-                    raise TypeError(
-                        f"connectors: {c!r} lacks {attr!r}; it does not keep the connector "
-                        "contract")
+            missing = missing_members(c)
+            if missing:
+                raise TypeError(
+                    f"connectors: {c!r} lacks {missing[0]!r}; it does not keep the connector "
+                    f"contract (hftsig.connectors.Connector: {', '.join(CONNECTOR_MEMBERS)})")
         queue_size = int(queue_size)
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
@@ -682,7 +696,7 @@ class Aggregator:
         self._t_start = None
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self):
+    def start(self) -> Aggregator:
         """Start the worker thread, then every connector.  Returns ``self``."""
         if self._started:
             raise RuntimeError("Aggregator already started")
@@ -696,7 +710,7 @@ class Aggregator:
             c.start()
         return self
 
-    def stop(self, timeout=2.0):
+    def stop(self, timeout: float = 2.0) -> None:
         """Stop every connector, process what is queued, stop the worker, end iterators."""
         if not self._started or self._worker is None:
             return
@@ -719,15 +733,17 @@ class Aggregator:
         for sub in list(self._subs):
             sub.end()
 
-    def __enter__(self):
+    def __enter__(self) -> Aggregator:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @classmethod
-    def from_bus(cls, url, *, streams=None, group=None, consumer=None, since=None,
-                 snapshots=True, **kwargs):
+    def from_bus(cls, url: str, *, streams: str | Iterable[str] | None = None,
+                 group: str | None = None, consumer: str | None = None,
+                 since: str | float | None = None, snapshots: bool = True,
+                 **kwargs: Any) -> Aggregator:
         """An aggregator (not started) fed from a Redis Streams tick bus.
 
         One :class:`hftsig.distributed.bus.BusConnector` per stream; the rest of the API
@@ -757,7 +773,7 @@ class Aggregator:
         kwargs.setdefault("require_book_snapshot", True)
         return cls(conns, **kwargs)
 
-    def book_snapshot_ticks(self):
+    def book_snapshot_ticks(self) -> np.ndarray:
         """Every known book as ``KIND_BOOK_SNAPSHOT`` records, one snapshot per book.
 
         The first record of each book has ``FLAG_SNAPSHOT_BEGIN`` and its last
@@ -849,7 +865,7 @@ class Aggregator:
 
         return on_tick
 
-    def wait_finished(self, timeout=None):
+    def wait_finished(self, timeout: float | None = None) -> bool:
         """Wait until every finite connector (e.g. a replay) has sent everything and the
         aggregator has processed it.  Returns False on timeout.
 
@@ -864,7 +880,7 @@ class Aggregator:
                     return False
         return self.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
-    def flush(self, timeout=None):
+    def flush(self, timeout: float | None = None) -> bool:
         """Wait until the queue is empty and the worker idle; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -878,7 +894,10 @@ class Aggregator:
             time.sleep(0.002)
 
     # -- consumers -----------------------------------------------------------------------
-    def on_tick(self, callback, *, kinds=None, symbols=None, exchanges=None):
+    def on_tick(self, callback: Callable[[TickArray], Any], *,
+                kinds: str | Iterable[str] | None = None,
+                symbols: str | Iterable[str] | None = None,
+                exchanges: str | Iterable[str] | None = None) -> _Callback:
         """Call ``callback(ticks)`` for every chunk of ticks.
 
         Callbacks run on the draining thread (a connector thread with
@@ -924,12 +943,13 @@ class Aggregator:
             self._callbacks = self._callbacks + [cb]
         return cb
 
-    def remove_callback(self, handle):
+    def remove_callback(self, handle: _Callback) -> None:
         """Stop calling a callback registered with :meth:`on_tick`."""
         with self._lock:
             self._callbacks = [c for c in self._callbacks if c is not handle]
 
-    def ticks(self, timeout=None, *, batches=False):
+    def ticks(self, timeout: float | None = None, *,
+              batches: bool = False) -> Iterator[Tick | TickArray]:
         """Iterate over every tick from now on.
 
         Yields single tick records (:class:`hftsig.market.ticks.Tick`: ``tick["price"]``
@@ -959,7 +979,7 @@ class Aggregator:
         with self._lock:
             self._subs = [s for s in self._subs if s is not sub]
 
-    def drain(self):
+    def drain(self) -> TickArray:
         """Return every tick processed since the last call, as a :class:`TickArray`.
 
         At most ``drain_size`` ticks are kept between calls; when more arrive, the
@@ -978,7 +998,7 @@ class Aggregator:
     def _now(self):
         return time.time_ns() if self.clock == "wall" else self._data_now
 
-    def book(self, exchange, symbol):
+    def book(self, exchange: str | int, symbol: str) -> OrderBook | None:
         """A copy of the aggregator's order book of (exchange, symbol), or None.
 
         The copy is an :class:`hftsig.market.book.OrderBook` the caller may read freely
@@ -994,7 +1014,7 @@ class Aggregator:
                 return None
             return _copy_book(b)
 
-    def top(self, exchange, symbol):
+    def top(self, exchange: str | int, symbol: str) -> Top | None:
         """Latest top of book of (exchange, symbol) as a :class:`Top`, or None."""
         key = (_as_exchange(exchange), _as_symbol(symbol))
         with self._lock:
@@ -1005,7 +1025,7 @@ class Aggregator:
         return Top(exchange_name(key[0]), key[1].decode(), r[_R_BID], r[_R_BSZ], r[_R_ASK],
                    r[_R_ASZ], r[_R_QTE], r[_R_QTR], _SOURCE_NAMES[r[_R_SRC]])
 
-    def nbbo(self, symbol, *, max_age=None):
+    def nbbo(self, symbol: str, *, max_age: float | None = None) -> NBBO:
         """Best bid and offer of ``symbol`` across exchanges, as an :class:`NBBO`.
 
         Quotes older than ``max_age`` seconds (default ``stale_after``), quotes
@@ -1048,13 +1068,13 @@ class Aggregator:
         return NBBO(sym.decode(), bid_px, bid_sz, bid_venue, ask_px, ask_sz, ask_venue, ts,
                     len(sel))
 
-    def symbols(self):
+    def symbols(self) -> list[str]:
         """Sorted canonical symbols seen so far."""
         with self._lock:
             syms = list(self._by_symbol)
         return sorted(s.decode() for s in syms)
 
-    def quotes(self):
+    def quotes(self) -> pd.DataFrame:
         """DataFrame of the latest state of every (exchange, symbol) seen.
 
         Columns: exchange, symbol, bid_px, bid_sz, ask_px, ask_sz, source (of the
@@ -1080,7 +1100,7 @@ class Aggregator:
         })
         return df.sort_values(["symbol", "exchange"], kind="stable").reset_index(drop=True)
 
-    def stats(self):
+    def stats(self) -> dict[str, dict[str, Any]]:
         """Per-connector statistics, keyed by connector name (see :attr:`names`).
 
         Each value holds: ``exchange``; ``messages`` and ``ticks`` received;
@@ -1135,7 +1155,7 @@ class Aggregator:
             out[self.names[i]] = d
         return out
 
-    def aggregator_stats(self):
+    def aggregator_stats(self) -> dict[str, Any]:
         """The aggregator's own counters: queue, chunks, callbacks, iterators, drain."""
         with self._lock:
             cbs = [{"callback": c.name, "calls": c.calls, "errors": c.errors}

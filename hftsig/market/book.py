@@ -104,7 +104,7 @@ class OrderBook:
         ``ts_event`` of the last applied record (ns).
     """
 
-    def __init__(self, exchange, symbol, depth=None):
+    def __init__(self, exchange: str, symbol: str, depth: int | None = None) -> None:
         self.exchange = str(exchange).lower()
         self.symbol = canonical(symbol)
         if depth is not None:
@@ -118,28 +118,28 @@ class OrderBook:
                 f"bids={self._core.count(1)}, asks={self._core.count(-1)})")
 
     @property
-    def updates(self):
+    def updates(self) -> int:
         return self._core.updates
 
     @property
-    def last_checksum(self):
+    def last_checksum(self) -> int:
         return self._core.last_checksum
 
     @property
-    def last_seq(self):
+    def last_seq(self) -> int:
         return self._core.last_seq
 
     @property
-    def ts_event(self):
+    def ts_event(self) -> int:
         return self._core.ts_event
 
     @property
-    def crossed(self):
+    def crossed(self) -> bool:
         """True when the best bid is at or above the best ask (crossed or locked)."""
         return self._core.cross_state != 0
 
     @property
-    def status(self):
+    def status(self) -> str:
         """``"crossed"`` (best bid above best ask), ``"locked"`` (equal),
         ``"one_sided"``, ``"empty"`` or ``"ok"``."""
         state = self._core.cross_state
@@ -152,7 +152,7 @@ class OrderBook:
             return "empty"
         return "ok" if nb and na else "one_sided"
 
-    def apply(self, ticks):
+    def apply(self, ticks: np.ndarray) -> int:
         """Apply the book records of a tick batch; return how many were used.
 
         Raises
@@ -170,30 +170,30 @@ class OrderBook:
         ticks = np.ascontiguousarray(ticks.reshape(-1))
         return self._core.apply(ticks)
 
-    def clear(self):
+    def clear(self) -> None:
         """Remove every level (e.g. on a disconnect)."""
         self._core.clear()
 
-    def set_level(self, side, price, size):
+    def set_level(self, side: str | int, price: float, size: float) -> None:
         """Set one level by hand (size 0 removes it); no depth truncation.
 
         ``price`` must be finite and > 0, ``size`` finite and >= 0 (ValueError).
         """
         self._core.set_level(_side(side), float(price), float(size))
 
-    def best_bid(self):
+    def best_bid(self) -> tuple[float, float]:
         """``(price, size)`` of the best bid; ``(nan, nan)`` when there is none."""
         return self._core.best(1)
 
-    def best_ask(self):
+    def best_ask(self) -> tuple[float, float]:
         """``(price, size)`` of the best ask; ``(nan, nan)`` when there is none."""
         return self._core.best(-1)
 
-    def mid(self):
+    def mid(self) -> float:
         """Mid price, nan when a side is empty."""
         return 0.5 * (self._core.best(1)[0] + self._core.best(-1)[0])
 
-    def levels(self, side, n=None):
+    def levels(self, side: str | int, n: int | None = None) -> np.ndarray:
         """Top ``n`` levels of a side (all when None) as a ``(k, 2)`` array of price, size.
 
         Bids come best (highest) first, asks best (lowest) first.
@@ -202,7 +202,7 @@ class OrderBook:
             n = _int_arg("n", n, 0, what="a non-negative integer (or None)")
         return self._core.levels(_side(side), -1 if n is None else n)
 
-    def fill(self, side, size):
+    def fill(self, side: str | int, size: float) -> tuple[float, float]:
         """``(vwap, filled)`` of taking up to ``size`` from a side of the book.
 
         ``side="ask"`` walks the asks (a buy), ``"bid"`` the bids (a sell).
@@ -215,7 +215,7 @@ class OrderBook:
         notional, got = self._core.fill(_side(side), size)
         return (notional / got if got > 0 else math.nan), got
 
-    def vwap(self, side, size):
+    def vwap(self, side: str | int, size: float) -> float:
         """Volume-weighted price of taking ``size`` from a side (depth-limited).
 
         Returns nan when the book holds less than ``size`` on that side; use
@@ -224,7 +224,7 @@ class OrderBook:
         vwap, got = self.fill(side, size)
         return vwap if got >= float(size) * (1 - 1e-12) else math.nan
 
-    def kraken_checksum(self, price_decimals, qty_decimals):
+    def kraken_checksum(self, price_decimals: int, qty_decimals: int) -> int:
         """Kraken WebSocket v2 book checksum of the current book (unsigned CRC32).
 
         The top 10 asks (ascending) then the top 10 bids (descending); for

@@ -109,6 +109,7 @@ from __future__ import annotations
 
 import abc
 import threading
+from typing import TYPE_CHECKING
 
 from hftsig import venues
 from hftsig._ext._normalize_binance import BinanceNormalizer
@@ -117,6 +118,9 @@ from hftsig._ext._normalize_coingecko import CoinGeckoNormalizer
 from hftsig._ext._normalize_kraken import KrakenNormalizer
 from hftsig._ext._normalizer_base import NormalizerBase
 from hftsig._ext.json_scan import MalformedMessage
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["normalize", "Normalizer", "MalformedMessage", "EXCHANGES", "NORMALIZERS",
            "BinanceNormalizer", "KrakenNormalizer", "CoinbaseNormalizer",
@@ -227,7 +231,8 @@ class Normalizer(abc.ABC):
 Normalizer.register(NormalizerBase)
 
 
-def normalize(exchange, message, ts_recv=None, symbol=None):
+def normalize(exchange: str, message: str | bytes, ts_recv: int | None = None,
+              symbol: str | None = None) -> np.ndarray:
     """Ticks of one message without keeping a :class:`Normalizer`.
 
     See :class:`Normalizer` and the module docstring.  For a stream of

@@ -40,6 +40,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,6 +53,12 @@ from hftsig.market.ticks import (
     concat_ticks,
     exchange_name,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from hftsig.market.aggregator import Aggregator
 
 __all__ = ["Recorder", "read_ticks", "recording_book_depths", "closing_status_mask", "recording_marks",
            "replay", "ReplayConnector", "tick_files"]
@@ -82,7 +89,7 @@ def _merge_marks(into, marks):
     return into
 
 
-def recording_marks(path):
+def recording_marks(path: str | os.PathLike) -> dict[str, Any]:
     """Marks stored with a recording's ticks: ``{key: newest value}`` (may be empty).
 
     :meth:`Recorder.write` takes a ``mark`` (``{key: value}``, e.g. a Redis
@@ -142,7 +149,7 @@ def _check_depths(book_depths):
     return out
 
 
-def recording_book_depths(path):
+def recording_book_depths(path: str | os.PathLike) -> dict[str, int]:
     """Book depths a recording was made with: ``{exchange: levels}`` (may be empty).
 
     A feed whose books are cut at a subscribed depth (Kraken) leaves levels
@@ -222,7 +229,7 @@ def _resolve(path_or_dir):
     return p, "ticks"
 
 
-def tick_files(path):
+def tick_files(path: str | os.PathLike) -> list[Path]:
     """The Parquet files holding a recording, in order, skipping superseded parts.
 
     ``path`` is a directory written by :class:`Recorder`, the ``*.parquet``
@@ -253,7 +260,7 @@ def tick_files(path):
     return out
 
 
-def read_ticks(path):
+def read_ticks(path: str | os.PathLike) -> np.ndarray:
     """Read a recording back as one TICK_DTYPE array, in recorded order.
 
     Parameters
@@ -311,8 +318,9 @@ class Recorder:
         Called as ``on_flush(rows_written)`` after each flush that wrote data.
     """
 
-    def __init__(self, path_or_dir, *, rotate_bytes=64 << 20, rotate_seconds=3600.0,
-                 flush_interval=1.0, fsync=True, book_depths=None):
+    def __init__(self, path_or_dir: str | os.PathLike, *, rotate_bytes: int = 64 << 20,
+                 rotate_seconds: float = 3600.0, flush_interval: float = 1.0, fsync: bool = True,
+                 book_depths: Mapping[str, int] | None = None) -> None:
         book_depths = _check_depths(book_depths)
         rotate_bytes = int(rotate_bytes)
         if rotate_bytes < 1:
@@ -358,7 +366,7 @@ class Recorder:
         return (f"Recorder({str(self.path_or_dir)!r}, rotate_bytes={self.rotate_bytes}, "
                 f"rotate_seconds={self.rotate_seconds}, flush_interval={self.flush_interval})")
 
-    def write(self, ticks, mark=None):
+    def write(self, ticks: np.ndarray, mark: Mapping[str, Any] | None = None) -> None:
         """Buffer a TICK_DTYPE array for the next flush.
 
         ``mark`` (``{key: value}``, JSON-serialisable) is stored with these
@@ -393,7 +401,7 @@ class Recorder:
                 log.exception("recorder flush failed")
                 return
 
-    def flush(self):
+    def flush(self) -> None:
         """Write everything buffered as one part file now; rotate if due."""
         with self._buf_lock:
             buf, self._buf = self._buf, []
@@ -445,7 +453,7 @@ class Recorder:
         self._seg_bytes = 0
         self._seg_t0 = None
 
-    def close(self):
+    def close(self) -> None:
         """Flush, compact the last segment and stop the flush thread."""
         if self._closed:
             return
@@ -457,10 +465,10 @@ class Recorder:
             if self._parts:
                 self._compact()
 
-    def __enter__(self):
+    def __enter__(self) -> Recorder:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -489,7 +497,9 @@ class ReplayConnector:
 
     exchange = "replay"
 
-    def __init__(self, ticks, *, speed=None, batch_size=1000, on_tick=None, book_depths=None):
+    def __init__(self, ticks: np.ndarray | str | os.PathLike, *, speed: float | None = None,
+                 batch_size: int = 1000, on_tick: Callable[[np.ndarray], Any] | None = None,
+                 book_depths: Mapping[str, int] | None = None) -> None:
         book_depths = _check_depths(book_depths)
         if isinstance(ticks, (str, os.PathLike)):
             if book_depths is None:
@@ -520,7 +530,7 @@ class ReplayConnector:
         self._parts = None  # exchange code -> _VenueReplay, after by_venue()
         self._parts_started = 0
 
-    def by_venue(self):
+    def by_venue(self) -> list[_VenueReplay]:
         """One connector per exchange of the recording, all fed by this one's thread.
 
         Each keeps the connector contract (``exchange`` is the venue's name, its
@@ -552,7 +562,7 @@ class ReplayConnector:
             ends = np.union1d(ends, np.flatnonzero(ex[1:] != ex[:-1]) + 1)
         return ends
 
-    def start(self):
+    def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("ReplayConnector already started")
         self._thread = threading.Thread(target=self._run, name="hftsig-replay", daemon=True)
@@ -589,16 +599,16 @@ class ReplayConnector:
         finally:
             self._done.set()
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> bool:
         """Block until everything was sent (or the connector stopped); False on timeout."""
         return self._done.wait(timeout)
 
-    def stop(self, timeout=1.0):
+    def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         return {
             "messages": self._sent_messages,
             "ticks": self._sent_ticks,
@@ -664,7 +674,7 @@ class _VenueReplay:
 CLOSING_GRACE_NS = 2_000_000_000
 
 
-def closing_status_mask(ticks, grace_ns=CLOSING_GRACE_NS):
+def closing_status_mask(ticks: np.ndarray, grace_ns: int = CLOSING_GRACE_NS) -> np.ndarray:
     """Mask of the status records written because the recording stopped.
 
     A recorder that stops stops its feeds first, so each feed's last record is
@@ -711,8 +721,9 @@ def closing_status_mask(ticks, grace_ns=CLOSING_GRACE_NS):
     return mask
 
 
-def replay(path, speed=None, *, by_venue=True, closing_statuses=False, book_depths=None,
-           **aggregator_kwargs):
+def replay(path: str | os.PathLike, speed: float | None = None, *, by_venue: bool = True,
+           closing_statuses: bool = False, book_depths: Mapping[str, int] | None = None,
+           **aggregator_kwargs: Any) -> Aggregator:
     """An :class:`~hftsig.market.aggregator.Aggregator` (not started) replaying a recording.
 
     ``path`` is anything :func:`read_ticks` accepts (or a TICK_DTYPE array);

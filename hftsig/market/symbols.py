@@ -38,6 +38,11 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 from hftsig import venues
 
@@ -212,7 +217,7 @@ def _rules(exchange):
         raise ValueError(f"exchange must be one of {list(venues.names())}, got {exchange!r}") from None
 
 
-def canonical(symbol):
+def canonical(symbol: str | bytes) -> str:
     """Validate and normalise a canonical symbol (``"btc-usdt"`` -> ``"BTC-USDT"``).
 
     Raises
@@ -231,7 +236,7 @@ def canonical(symbol):
     return s
 
 
-def register(exchange, mapping):
+def register(exchange: str, mapping: Mapping[str, str]) -> None:
     """Add ``{exchange symbol: canonical}`` pairs to the tables (both ways).
 
     For CoinGecko the keys are coin ids and the values asset tickers
@@ -249,7 +254,7 @@ def _binance_split(raw):
     return None
 
 
-def to_canonical(exchange, symbol):
+def to_canonical(exchange: str, symbol: str | bytes) -> str:
     """Exchange spelling -> canonical ``BASE-QUOTE``.
 
     ``symbol`` is a str (``"BTCUSDT"``, ``"BTC/USD"``, ``"BTC-USD"``) or,
@@ -264,7 +269,7 @@ def to_canonical(exchange, symbol):
     return _rules(exchange).to_canonical(symbol)
 
 
-def from_canonical(exchange, symbol):
+def from_canonical(exchange: str, symbol: str) -> str:
     """Canonical ``BASE-QUOTE`` -> the exchange's spelling.
 
     Binance gives ``"BTCUSDT"``, Kraken ``"BTC/USD"``, Coinbase ``"BTC-USD"``,
@@ -273,7 +278,7 @@ def from_canonical(exchange, symbol):
     return _rules(exchange).from_canonical(symbol)
 
 
-def coingecko_query(symbols):
+def coingecko_query(symbols: Iterable[str]) -> tuple[str, str]:
     """Canonical symbols -> ``(ids, vs_currencies)`` strings for ``/simple/price``.
 
     >>> coingecko_query(["BTC-USD", "ETH-USD", "ETH-EUR"])
@@ -288,7 +293,7 @@ def coingecko_query(symbols):
     return ",".join(ids), ",".join(sorted(vs))
 
 
-def parse_binance_exchange_info(body):
+def parse_binance_exchange_info(body: bytes | str | Mapping[str, Any]) -> dict[str, str]:
     """Symbol table from a Binance ``GET /api/v3/exchangeInfo`` body.
 
     Parameters

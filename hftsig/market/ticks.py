@@ -71,10 +71,16 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hftsig import venues
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pandas as pd
 
 __all__ = [
     "TICK_DTYPE",
@@ -202,17 +208,17 @@ class Tick(np.record):
     __slots__ = ()
 
     @property
-    def symbol(self):
+    def symbol(self) -> str:
         """The canonical symbol as ``str`` (``"BTC-USDT"``)."""
         return self["symbol"].decode("ascii", "replace")
 
     @property
-    def exchange_name(self):
+    def exchange_name(self) -> str:
         """The exchange's name (``"binance"``...)."""
         return exchange_name(self["exchange"])
 
     @property
-    def kind_name(self):
+    def kind_name(self) -> str:
         """The kind's name (``"quote"``, ``"trade"``...)."""
         return kind_name(self["kind"])
 
@@ -222,7 +228,7 @@ class Tick(np.record):
 TICK_RECORD_DTYPE = np.dtype((Tick, TICK_DTYPE))
 
 
-def as_records(ticks):
+def as_records(ticks: np.ndarray) -> np.ndarray:
     """A view of a tick batch whose elements are :class:`Tick` (no copy)."""
     ticks = np.asarray(ticks)
     if ticks.dtype != TICK_DTYPE:
@@ -230,7 +236,7 @@ def as_records(ticks):
     return ticks.view(TICK_RECORD_DTYPE)
 
 
-def symbols(ticks):
+def symbols(ticks: np.ndarray) -> np.ndarray:
     """The ``symbol`` field of a tick batch as ``str`` (a numpy ``<U16`` array).
 
     The batch keeps its bytes field (fixed width, what the C passes and
@@ -242,7 +248,7 @@ def symbols(ticks):
     return ticks["symbol"].astype("U16")
 
 
-def empty_ticks(n):
+def empty_ticks(n: int) -> np.ndarray:
     """Return ``n`` blank ticks: NaN prices, ``-1`` sequences, zeros elsewhere."""
     n = int(n)
     if n < 0:
@@ -255,7 +261,7 @@ def empty_ticks(n):
     return out
 
 
-def exchange_code(name):
+def exchange_code(name: str) -> int:
     """Exchange name (``"binance"``...) -> code; ``ValueError`` for unknown names."""
     key = str(name).lower()
     if key == "simulated":
@@ -268,7 +274,7 @@ def exchange_code(name):
         ) from None
 
 
-def exchange_name(code):
+def exchange_name(code: int) -> str:
     """Exchange code -> name."""
     code = int(code)
     if code == EXCHANGE_SIMULATED:
@@ -279,7 +285,7 @@ def exchange_name(code):
         return f"unknown({code})"
 
 
-def kind_code(name):
+def kind_code(name: str) -> int:
     """Kind name (``"quote"``...) -> code; ``ValueError`` for unknown names."""
     try:
         return _KIND_CODES[str(name).lower()]
@@ -287,12 +293,12 @@ def kind_code(name):
         raise ValueError(f"kind must be one of {sorted(_KIND_CODES)}, got {name!r}") from None
 
 
-def kind_name(code):
+def kind_name(code: int) -> str:
     """Kind code -> name."""
     return KINDS.get(int(code), f"unknown({int(code)})")
 
 
-def to_pandas(ticks):
+def to_pandas(ticks: np.ndarray) -> pd.DataFrame:
     """Turn a tick batch into a DataFrame with readable columns.
 
     Timestamps become ``datetime64[ns, UTC]``, exchange and kind become
@@ -323,7 +329,7 @@ def to_pandas(ticks):
     return df
 
 
-def concat_ticks(arrays):
+def concat_ticks(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """Concatenate TICK_DTYPE arrays, fast; the result may be read-only (copy to write).
 
     ``np.concatenate`` promotes structured dtypes field by field for every input

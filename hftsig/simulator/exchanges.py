@@ -26,6 +26,7 @@ import math
 import threading
 import time
 import urllib.parse
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,10 @@ from hftsig.simulator.coinbase import CoinbaseServer
 from hftsig.simulator.coingecko import CoinGeckoServer
 from hftsig.simulator.kraken import KrakenServer
 from hftsig.simulator.market import DEFAULT_SYMBOLS, MarketModel
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 __all__ = ["SimulatedExchanges", "EXCHANGES", "FAULTS", "PORT_NAMES", "consecutive_ports"]
 
@@ -49,7 +54,7 @@ PORT_NAMES = tuple(port for name in EXCHANGES
                                 == ("ws_url", "rest_url") else (name,)))
 
 
-def consecutive_ports(first):
+def consecutive_ports(first: int) -> dict[str, int]:
     """``{server: port}`` from ``first`` on, in :data:`PORT_NAMES` order.
 
     The same server always gets the same offset whichever exchanges run, so
@@ -233,24 +238,24 @@ class SimulatedExchanges:
 
     def __init__(
         self,
-        symbols=DEFAULT_SYMBOLS,
-        exchanges=EXCHANGES,
+        symbols: Iterable[str] = DEFAULT_SYMBOLS,
+        exchanges: Iterable[str] = EXCHANGES,
         *,
-        seed=0,
-        rate=20.0,
-        depth=20,
-        api_key=None,
-        key_type="demo",
-        ping_interval=20.0,
-        heartbeat_interval=1.0,
-        subscribe_timeout=5.0,
-        coingecko_refresh_s=1.0,
-        max_queue=200_000,
-        stagger=1,
-        host="127.0.0.1",
-        ports=None,
-        **model_kwargs,
-    ):
+        seed: int = 0,
+        rate: float = 20.0,
+        depth: int = 20,
+        api_key: str | None = None,
+        key_type: str = "demo",
+        ping_interval: float | None = 20.0,
+        heartbeat_interval: float = 1.0,
+        subscribe_timeout: float | None = 5.0,
+        coingecko_refresh_s: float = 1.0,
+        max_queue: int = 200_000,
+        stagger: int = 1,
+        host: str = "127.0.0.1",
+        ports: Mapping[str, int] | None = None,
+        **model_kwargs: Any,
+    ) -> None:
         exchanges = tuple(exchanges)
         ports = dict(ports or {})
         for name, port in ports.items():
@@ -294,7 +299,7 @@ class SimulatedExchanges:
         self._paused = False
 
     # ---------------------------------------------------------- lifecycle
-    def start(self):
+    def start(self) -> SimulatedExchanges:
         """Start every server; returns self once all ports listen."""
         if self._started:
             raise RuntimeError("SimulatedExchanges already started")
@@ -456,7 +461,7 @@ class SimulatedExchanges:
             due, units = self._pending.popleft()
             self._release_units(None if ahead else due, units)
 
-    def stop(self, timeout=1.0):
+    def stop(self, timeout: float = 1.0) -> None:
         """Close every connection and port; returns within about ``timeout`` seconds."""
         self._running = False
         for r in self.rest.values():
@@ -465,7 +470,7 @@ class SimulatedExchanges:
             join_thread(self._thread, timeout)  # also after a start() a Ctrl-C cut short
         self._thread = None
 
-    def pause(self):
+    def pause(self) -> None:
         """Freeze the market model (no book changes or trades; heartbeats go on).
 
         Returns once the model has stopped: no step runs after it.  Pending
@@ -484,21 +489,21 @@ class SimulatedExchanges:
 
             asyncio.run_coroutine_threadsafe(observed(), self._loop).result(timeout=5.0)
 
-    def resume(self):
+    def resume(self) -> None:
         """Restart the market model after :meth:`pause`."""
         self._paused = False
 
-    def __enter__(self):
+    def __enter__(self) -> SimulatedExchanges:
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def __repr__(self):
         return f"SimulatedExchanges(exchanges={self.exchanges!r}, symbols={list(self.symbols)!r}, urls={self.urls()!r})"
 
     # --------------------------------------------------------------- URLs
-    def connector_kwargs(self, exchange):
+    def connector_kwargs(self, exchange: str) -> dict[str, str | None]:
         """``{"ws_url": ..., "rest_url": ...}`` for the connector of ``exchange``
         (see the module docstring for each URL's shape)."""
         if exchange not in self.exchanges:
@@ -517,39 +522,40 @@ class SimulatedExchanges:
             return {"ws_url": f"ws://{h}:{self.servers['coinbase'].port}", "rest_url": None}
         return {"ws_url": None, "rest_url": f"http://{h}:{self.rest['coingecko'].port}/api/v3"}
 
-    def urls(self):
+    def urls(self) -> dict[str, dict[str, str | None]]:
         """``{exchange: connector_kwargs(exchange)}`` for every running exchange."""
         if not self._started:
             return {}
         return {e: self.connector_kwargs(e) for e in self.exchanges}
 
     # -------------------------------------------------------------- truth
-    def book(self, exchange, symbol, depth=None):
+    def book(self, exchange: str, symbol: str, depth: int | None = None) -> dict[str, Any]:
         """The venue's book now (see :meth:`MarketModel.book`)."""
         return self.model.book(exchange, symbol, depth)
 
-    def top(self, exchange, symbol):
+    def top(self, exchange: str, symbol: str) -> tuple[float, float, float, float]:
         """``(bid, bid_qty, ask, ask_qty)`` on ``exchange`` now."""
         return self.model.top(exchange, symbol)
 
-    def nbbo(self, symbol):
+    def nbbo(self, symbol: str) -> dict[str, Any]:
         """Best bid/offer across the simulated venues (see :meth:`MarketModel.nbbo`)."""
         return self.model.nbbo(symbol)
 
-    def mid(self, symbol):
+    def mid(self, symbol: str) -> float:
         return self.model.mid(symbol)
 
-    def inject_mispricing(self, exchange, symbol, bps, duration_s):
+    def inject_mispricing(self, exchange: str, symbol: str, bps: float,
+                          duration_s: float) -> dict[str, Any]:
         """Shift ``exchange``'s quotes of ``symbol`` by ``bps`` for ``duration_s``
         seconds; returns the record also kept in :attr:`mispricings`."""
         return self.model.inject_mispricing(exchange, symbol, bps, duration_s)
 
     @property
-    def mispricings(self):
+    def mispricings(self) -> list[dict[str, Any]]:
         return self.model.mispricings
 
     # ------------------------------------------------------------- faults
-    def inject(self, exchange, fault, **kw):
+    def inject(self, exchange: str, fault: str, **kw: Any) -> dict[str, Any]:
         """Inject ``fault`` into ``exchange``'s simulator now.
 
         Faults (keyword arguments in brackets):
@@ -611,7 +617,7 @@ class SimulatedExchanges:
         return rec
 
     # ------------------------------------------------------------ counters
-    def connections(self, exchange, open_only=False):
+    def connections(self, exchange: str, open_only: bool = False) -> list[dict[str, Any]]:
         """Per-connection counters of ``exchange``: frames sent by type
         (``sent``), records inside them (``items``: book levels, trades),
         frames dropped by gap faults, client requests, last sequence numbers
@@ -634,18 +640,18 @@ class SimulatedExchanges:
             return asyncio.run_coroutine_threadsafe(collect(), self._loop).result(timeout=2.0)
         return [c.info() for c in (srv.conns if open_only else srv.history)]
 
-    def sent(self, exchange):
+    def sent(self, exchange: str) -> dict[str, int]:
         """Frames sent to all connections of ``exchange`` so far, by type."""
         total = collections.Counter()
         for c in self.connections(exchange):
             total.update(c["sent"])
         return dict(total)
 
-    def rest_stats(self, exchange):
+    def rest_stats(self, exchange: str) -> dict[str, Any]:
         """REST requests by path and responses by status (``"malformed"`` counted too)."""
         return self.rest[exchange].info()
 
-    def stats(self):
+    def stats(self) -> dict[str, dict[str, Any]]:
         """Summary per exchange: open connections, frames sent by type, REST counters."""
         out = {}
         for e in self.exchanges:
@@ -658,7 +664,7 @@ class SimulatedExchanges:
             out[e] = d
         return out
 
-    def schedule_stats(self, reset=False):
+    def schedule_stats(self, reset: bool = False) -> dict[str, float]:
         """How punctually the driver released the model's steps (or their
         ``stagger`` slices): the last 100,000 releases since the start or the
         last ``reset``.
@@ -682,7 +688,7 @@ class SimulatedExchanges:
         return {"releases": len(late), "late_p50_us": float(p50), "late_p99_us": float(p99),
                 "late_max_us": float(late.max())}
 
-    def wait_for_connections(self, exchange, n=1, timeout=2.0):
+    def wait_for_connections(self, exchange: str, n: int = 1, timeout: float = 2.0) -> bool:
         """Block until ``exchange`` has at least ``n`` open connections; returns success."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

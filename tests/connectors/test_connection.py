@@ -21,14 +21,10 @@ import pytest
 from websockets.sync.server import serve
 
 from connector_support import Collector, wait_for
-from hftsig.connectors.base import (
-    Backoff,
-    HTTPStatusError,
-    MalformedFrame,
-    RestClient,
-    RestPollingConnector,
-    WebSocketConnector,
-)
+from hftsig.connectors.base import Backoff, MalformedFrame
+from hftsig.connectors.rest import HTTPStatusError, RestClient, RestPollingConnector
+from hftsig.connectors.websocket import WebSocketConnector
+from hftsig.market.connector_protocol import Connector, missing_members
 from hftsig.market.ticks import (
     KIND_PRICE,
     STATUS_CONNECTED,
@@ -407,6 +403,34 @@ class ToyPoller(RestPollingConnector):
         self._count("messages")
         self._emit(t)
 
+
+def test_toy_connectors_keep_the_connector_protocol():
+    for conn in (ToyConnector(["BTC-USD"]), PingingToy(["BTC-USD"]), SlowFirstToy(["BTC-USD"]),
+                 ToyPoller(["BTC-USD"])):
+        assert isinstance(conn, Connector), type(conn).__name__
+        assert missing_members(conn) == ()
+
+
+def test_names_moved_out_of_base_still_import_from_base():
+    from hftsig.connectors import base, rest, websocket
+    from hftsig.connectors.base import (
+        DEFAULT_MAX_MESSAGE_SIZE,
+        BaseConnector,
+        FrameTooLarge,
+    )
+    from hftsig.connectors.base import Connector as OldConnector
+    from hftsig.connectors.base import HTTPStatusError as OldHTTPStatusError
+    from hftsig.connectors.base import RestClient as OldRestClient
+    from hftsig.connectors.base import RestPollingConnector as OldRestPollingConnector
+    from hftsig.connectors.base import WebSocketConnector as OldWebSocketConnector
+    assert OldWebSocketConnector is WebSocketConnector is websocket.WebSocketConnector
+    assert OldRestClient is RestClient and OldRestPollingConnector is RestPollingConnector
+    assert OldHTTPStatusError is HTTPStatusError is rest.HTTPStatusError
+    assert FrameTooLarge is websocket.FrameTooLarge
+    assert DEFAULT_MAX_MESSAGE_SIZE == websocket.DEFAULT_MAX_MESSAGE_SIZE == 16 << 20
+    # the base class's old name is the base class, not the protocol
+    assert OldConnector is BaseConnector and issubclass(WebSocketConnector, BaseConnector)
+    assert not hasattr(base, "no_such_name")
 
 def test_rest_client_retries_429_with_and_without_retry_after_and_5xx():
     script = [(429, {"Retry-After": "0"}, "slow down"), (429, {}, "again"),

@@ -66,8 +66,9 @@ def test_no_key_in_logs_or_exceptions(caplog):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from connector_support import wait_for
-    from hftsig.connectors.base import Backoff, HTTPStatusError
+    from hftsig.connectors.base import Backoff
     from hftsig.connectors.coingecko import CoinGeckoConnector
+    from hftsig.connectors.rest import HTTPStatusError
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):

@@ -19,7 +19,9 @@ import time
 import pytest
 
 from connector_support import Collector, wait_for
-from hftsig.connectors.base import DEFAULT_MAX_MESSAGE_SIZE, Backoff, MalformedFrame, WebSocketConnector
+from hftsig.connectors.base import Backoff, MalformedFrame
+from hftsig.connectors.websocket import DEFAULT_MAX_MESSAGE_SIZE, WebSocketConnector
+from hftsig.market.connector_protocol import Connector
 from hftsig.market.ticks import KIND_PRICE, empty_ticks
 
 FAST = dict(initial=0.02, maximum=0.1, jitter=0.5, seed=1)
@@ -48,6 +50,9 @@ class Toy(WebSocketConnector):
         t["seq"] = seq
         self._emit(t)
 
+
+def test_the_toy_keeps_the_connector_protocol():
+    assert isinstance(Toy(["BTC-USD"]), Connector)
 
 def frame(payload, opcode=0x1, fin=True, mask=None, length=None):
     """One websocket frame; ``length`` overrides the header's length field."""

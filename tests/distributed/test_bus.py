@@ -127,6 +127,13 @@ def test_bad_arguments_name_the_argument(redis_url):
         Aggregator.from_bus(redis_url)  # nothing announced yet
 
 
+def test_bus_connector_keeps_the_connector_protocol(redis_url):
+    from hftsig.market.connector_protocol import Connector, missing_members
+    conn = BusConnector(redis_url, STREAM, group="g", consumer="c")
+    assert isinstance(conn, Connector)
+    assert missing_members(conn) == ()
+    conn.stop()
+
 def test_parse_since():
     now = 1_700_000_000_000
     assert parse_since("-5min", now) == f"{now - 300_000}-0"
