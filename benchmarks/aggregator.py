@@ -735,7 +735,6 @@ def bench_loopback(seconds=10.0, rate=2000.0, separate_process=True, size_churn=
 def _bench_loopback(seconds, rate, separate_process, size_churn, stagger, pins, syms,
                     stage_timing, dispatch):
     from hftsig import connectors  # noqa: F401
-
     from hftsig.connectors import make_connectors
     from hftsig.simulator import SimulatedExchanges
 

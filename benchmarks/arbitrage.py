@@ -33,7 +33,6 @@ import time
 import numpy as np
 
 from benchmarks.machine import describe
-
 from hftsig.arbitrage.cycles import CycleArbitrage
 from hftsig.market.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code, exchange_name
 

@@ -185,8 +185,8 @@ def _proc_cpu(pid):
 def _hftsig_run(url, ticks, rate, via_aggregator=False, warmup=0.2, server_pid=None):
     """One hftsig run: (ticks/s, latency samples in us, publisher stats) as seen by the
     consumer; the publisher stats also get the CPU microseconds per tick each side used."""
-    from hftsig.market.aggregator import Aggregator
     from hftsig.distributed.bus import BusConnector, connect
+    from hftsig.market.aggregator import Aggregator
 
     c = connect(url)
     c.delete(STREAM)

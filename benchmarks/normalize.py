@@ -38,7 +38,6 @@ import time
 import numpy as np
 
 from benchmarks.machine import describe
-
 from hftsig.market import ticks as T
 from hftsig.market.normalize import Normalizer
 

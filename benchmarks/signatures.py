@@ -20,17 +20,16 @@ import time
 
 import numpy as np
 
-from benchmarks.machine import describe
-
 import hftsig
+from benchmarks.machine import describe
 
 try:
     import iisignature
 except ImportError:  # pragma: no cover - optional peer
     iisignature = None
 try:
-    import torch  # noqa: F401  (pysiglib needs torch imported first)
     import pysiglib
+    import torch  # noqa: F401  (pysiglib needs torch imported first)
 except ImportError:  # pragma: no cover - optional peer
     pysiglib = None
 

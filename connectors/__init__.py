@@ -7,10 +7,21 @@ same objects.
 import sys
 
 from hftsig import connectors as _connectors
-from hftsig.connectors import (  # noqa: F401
-    BinanceConnector, CoinbaseConnector, CoinGeckoConnector, KrakenConnector, make_connectors)
-from hftsig.connectors import (  # noqa: F401
-    base, binance, coinbase, coingecko, credentials, kraken, rest, websocket)
+from hftsig.connectors import (  # noqa: F401  # noqa: F401
+    BinanceConnector,
+    CoinbaseConnector,
+    CoinGeckoConnector,
+    KrakenConnector,
+    base,
+    binance,
+    coinbase,
+    coingecko,
+    credentials,
+    kraken,
+    make_connectors,
+    rest,
+    websocket,
+)
 
 __all__ = _connectors.__all__
 

@@ -663,6 +663,7 @@ def websocket_frames(data):
     stays open and nothing more arrives.
     """
     import websocket
+
     from hftsig.connectors.websocket import _BufferedWebSocket
     # a leading 0 byte: the rest is the server's bytes as they are (raw mode,
     # also how a regression input spells out a stream); else frames are drawn

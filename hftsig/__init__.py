@@ -19,22 +19,42 @@ __version__ = "0.2.0"
 from hftsig import _moved
 
 # Public API re-exports, one line per module (keep this list sorted by module).
-from hftsig.arbitrage.cycles import CycleArbitrage, Opportunity, TriangularArbitrage  # noqa: E402
-from hftsig.market.aggregator import Aggregator  # noqa: E402
-from hftsig.market.normalize import normalize  # noqa: E402
-from hftsig.market.recorder import Recorder, ReplayConnector, read_ticks, replay  # noqa: E402
-from hftsig.market.ticks import TICK_DTYPE, empty_ticks, to_pandas  # noqa: E402
-from hftsig.signatures import augmentations  # noqa: E402
-from hftsig.signatures.gradients import (  # noqa: E402
-    logsigbackprop, sigbackprop, sigcombinebackprop, sigjoinbackprop, sigscale, sigscalebackprop)
-from hftsig.signatures.kernels import (  # noqa: E402
-    MMDTestResult, sig_kernel, sig_kernel_backprop, sig_kernel_gram, sig_kernel_gram_backprop,
-    sig_mmd, sig_mmd_test)
-from hftsig.signatures.logsignature import logsig, logsiglength  # noqa: E402
-from hftsig.signatures.signature import (  # noqa: E402
-    SignatureStream, config_context, get_config, set_config, sig, sigcombine, siginv, sigjoin,
-    siglength)
-from hftsig.stopping import processes  # noqa: E402
+from hftsig.arbitrage.cycles import CycleArbitrage, Opportunity, TriangularArbitrage
+from hftsig.market.aggregator import Aggregator
+from hftsig.market.normalize import normalize
+from hftsig.market.recorder import Recorder, ReplayConnector, read_ticks, replay
+from hftsig.market.ticks import TICK_DTYPE, empty_ticks, to_pandas
+from hftsig.signatures import augmentations
+from hftsig.signatures.gradients import (
+    logsigbackprop,
+    sigbackprop,
+    sigcombinebackprop,
+    sigjoinbackprop,
+    sigscale,
+    sigscalebackprop,
+)
+from hftsig.signatures.kernels import (
+    MMDTestResult,
+    sig_kernel,
+    sig_kernel_backprop,
+    sig_kernel_gram,
+    sig_kernel_gram_backprop,
+    sig_mmd,
+    sig_mmd_test,
+)
+from hftsig.signatures.logsignature import logsig, logsiglength
+from hftsig.signatures.signature import (
+    SignatureStream,
+    config_context,
+    get_config,
+    set_config,
+    sig,
+    sigcombine,
+    siginv,
+    sigjoin,
+    siglength,
+)
+from hftsig.stopping import processes
 
 __all__ = [
     "Aggregator", "CycleArbitrage", "MMDTestResult", "Opportunity", "PolynomialStopper",

@@ -10,7 +10,6 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
-
 import pytest
 
 aggbench = pytest.importorskip("benchmarks.aggregator")
@@ -74,11 +73,10 @@ def test_simulator_process_marks_windows_and_gives_up_on_a_silent_simulator():
 def test_offline_replay_delivers_exactly_the_ticks_the_live_run_delivered():
     pytest.importorskip("hftsig.market.normalize", reason="needs the Cython normalizer built in place")
     from hftsig import connectors  # noqa: F401
-
-    from hftsig.market.aggregator import Aggregator
     from hftsig.connectors import make_connectors
-    from hftsig.simulator import SimulatedExchanges
+    from hftsig.market.aggregator import Aggregator
     from hftsig.market.ticks import KIND_STATUS
+    from hftsig.simulator import SimulatedExchanges
 
     symbols = ["BTC-USDT", "ETH-USDT"]
     exchanges = list(aggbench._REPLAYED)

@@ -5,6 +5,7 @@ The fuzzing itself (``make fuzz``) runs under AddressSanitizer outside the
 test suite; see docs/fuzzing.md.
 """
 import os
+
 import numpy as np
 import pytest
 

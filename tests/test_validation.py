@@ -9,8 +9,19 @@ import numpy as np
 import pytest
 
 from hftsig._validation import (
-    INT64_MAX, check_bool, check_finite, check_int, check_numeric, check_path_batch, check_paths,
-    check_positive, check_random_state, check_real, set_path_input_tags, show_int)
+    INT64_MAX,
+    check_bool,
+    check_finite,
+    check_int,
+    check_numeric,
+    check_path_batch,
+    check_paths,
+    check_positive,
+    check_random_state,
+    check_real,
+    set_path_input_tags,
+    show_int,
+)
 
 
 # -- check_int ---------------------------------------------------------------------------

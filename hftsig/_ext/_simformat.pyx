@@ -6,7 +6,7 @@ power of ten; at thousands of book updates per second the per-number Python
 formatting (``divmod``, ``%``, ``rstrip``, ``join``) was most of their CPU.
 These kernels write whole level lists of one protocol into one C buffer and
 return one ``str``; each is checked against the Python formatting it replaces
-in ``tests/simulator/test_simulator.py``.
+in ``tests/simulator/test_simformat.py``.
 
 Number styles (``mode``):
 

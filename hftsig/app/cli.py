@@ -304,9 +304,9 @@ def check_symbols(symbols: Iterable[str], *, simulated: bool) -> None:
     Every symbol must be ``BASE-QUOTE``; a simulated one must also be made of
     assets the market model has a start price for.
     """
+    from hftsig.market.symbols import canonical
     from hftsig.simulator.market import DEFAULT_SYMBOLS as SIM_SYMBOLS
     from hftsig.simulator.market import SIMULATED_ASSETS
-    from hftsig.market.symbols import canonical
 
     if not symbols:
         raise ValueError("no symbols given (e.g. --symbols BTC-USDT,ETH-USDT)")
@@ -463,8 +463,8 @@ def _cmd_record(args):
 
 
 def _record_from_bus(args):
-    from hftsig.distributed.bus import BusRecorder, connection_errors
     from hftsig.app.liveview import ignore_interrupts
+    from hftsig.distributed.bus import BusRecorder, connection_errors
 
     # `docker stop` (SIGTERM) ends it as Ctrl-C does: the last flush durable, then acknowledged
     with terminate_as_interrupt():
@@ -494,7 +494,12 @@ def _record_from_bus(args):
 
 def _cmd_replay(args):
     from hftsig.app.liveview import LiveView, render_summary
-    from hftsig.market.recorder import closing_status_mask, read_ticks, recording_book_depths, replay
+    from hftsig.market.recorder import (
+        closing_status_mask,
+        read_ticks,
+        recording_book_depths,
+        replay,
+    )
 
     try:
         ticks = read_ticks(args.path)
@@ -632,7 +637,6 @@ def _add_arb_parser(sub):
 
 def _cmd_arb(args):
     from hftsig.arbitrage.live import ARB_SYMBOLS, _parse_fees, run_arb
-
     from hftsig.simulator.market import VENUES
 
     symbols = tuple(_csv(args.symbols)) if args.symbols else ARB_SYMBOLS

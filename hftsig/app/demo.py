@@ -57,8 +57,8 @@ def run_demo(seconds=20, *, symbols=DEMO_SYMBOLS, seed=0, stream=None, plugins=N
     feed stayed silent for the whole run (the summary says which), 2 when the
     parts it needs are missing.
     """
-    from hftsig.market.aggregator import Aggregator
     from hftsig.app.liveview import LiveView, ignore_interrupts, render_summary
+    from hftsig.market.aggregator import Aggregator
 
     seconds = float(seconds)
     if not seconds > 0:

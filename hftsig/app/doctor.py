@@ -51,8 +51,8 @@ import time
 
 import numpy as np
 
-from hftsig._ext._tickscan import message_parts
 from hftsig import venues as registry
+from hftsig._ext._tickscan import message_parts
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.ticks import KIND_BOOK_DELTA, KIND_PRICE, KIND_TRADE

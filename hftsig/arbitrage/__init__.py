@@ -3,9 +3,17 @@
 and depth-aware) and its live runner (:mod:`~hftsig.arbitrage.live`:
 ``hftsig arb``, the demo's plug-in).
 """
-from hftsig.arbitrage.cycles import (  # noqa: F401
-    DEFAULT_TAKER_FEES_BPS, CycleArbitrage, Episode, Leg, Opportunity, TriangularArbitrage,
-    bounded_negative_cycles, quote_ticks, quotes_from_model)
+from hftsig.arbitrage.cycles import (
+    DEFAULT_TAKER_FEES_BPS,
+    CycleArbitrage,
+    Episode,
+    Leg,
+    Opportunity,
+    TriangularArbitrage,
+    bounded_negative_cycles,
+    quote_ticks,
+    quotes_from_model,
+)
 
 __all__ = ["CycleArbitrage", "TriangularArbitrage", "Opportunity", "Episode", "Leg",
            "DEFAULT_TAKER_FEES_BPS", "quote_ticks", "quotes_from_model",

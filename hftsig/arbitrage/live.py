@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from hftsig import venues as registry
-from hftsig.arbitrage.cycles import DEFAULT_TAKER_FEES_BPS, CycleArbitrage, quotes_from_model
+from hftsig.arbitrage.cycles import CycleArbitrage, quotes_from_model
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -308,8 +308,8 @@ def run_arb(seconds: float = 20.0, *, source: str = "sim", symbols: Sequence[str
         except KeyboardInterrupt:
             pass
     else:
-        from hftsig.market.aggregator import Aggregator
         from hftsig.connectors import make_connectors
+        from hftsig.market.aggregator import Aggregator
 
         sim = None
         endpoints = {}

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hftsig import venues
+from hftsig._ext._tickscan import message_parts
 from hftsig.connectors.base import BookFeed, MalformedFrame, _preview
 from hftsig.connectors.websocket import WebSocketConnector
-from hftsig._ext._tickscan import message_parts
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.symbols import from_canonical

@@ -23,10 +23,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-
+from hftsig._ext._tickscan import message_parts
 from hftsig.connectors.base import BookFeed, MalformedFrame, _preview
 from hftsig.connectors.websocket import WebSocketConnector
-from hftsig._ext._tickscan import message_parts
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.symbols import from_canonical

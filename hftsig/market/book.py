@@ -50,8 +50,8 @@ import sys
 
 import numpy as np
 
-from hftsig.market import ticks as _ticks
 from hftsig._ext._book import BOOK_CROSSED, BOOK_LOCKED, BookCore
+from hftsig.market import ticks as _ticks
 from hftsig.market.symbols import canonical
 
 __all__ = ["OrderBook"]

@@ -141,7 +141,7 @@ EXCHANGES = venues.names()
 _TIME_UNITS = ("auto", "ms", "us")
 
 
-class Normalizer(abc.ABC):
+class Normalizer(abc.ABC):  # noqa: B024 (an ABC for register(): the Cython classes join it)
     """Parser of one exchange's messages into tick records.
 
     ``Normalizer(exchange)`` makes the exchange's own class

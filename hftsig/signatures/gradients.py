@@ -50,7 +50,14 @@ from hftsig._ext import _sigbackprop as _k
 from hftsig._validation import check_finite, check_int, check_numeric
 from hftsig.signatures.logsignature import _check_basis, _lyndon_system
 from hftsig.signatures.signature import (
-    _as_sigs, _check_size, _join_args, _n_threads, _SigPlan, sig, siglength)
+    _as_sigs,
+    _check_size,
+    _join_args,
+    _n_threads,
+    _SigPlan,
+    sig,
+    siglength,
+)
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike

@@ -42,12 +42,12 @@ import numpy as np
 
 import hftsig
 from hftsig._validation import check_bool, check_int
+from hftsig.signatures.kernels import _dyadic, _static
+from hftsig.signatures.kernels import sig_kernel as _sig_kernel
+from hftsig.signatures.kernels import sig_kernel_backprop as _sig_kernel_backprop
+from hftsig.signatures.kernels import sig_kernel_gram as _sig_kernel_gram
+from hftsig.signatures.kernels import sig_kernel_gram_backprop as _sig_kernel_gram_backprop
 from hftsig.signatures.signature import _n_threads
-from hftsig.signatures.kernels import (_dyadic, _static,
-                                     sig_kernel as _sig_kernel,
-                                     sig_kernel_backprop as _sig_kernel_backprop,
-                                     sig_kernel_gram as _sig_kernel_gram,
-                                     sig_kernel_gram_backprop as _sig_kernel_gram_backprop)
 
 __all__ = ["sig", "logsig", "sig_kernel", "sig_kernel_gram", "sig_mmd"]
 

@@ -44,8 +44,15 @@ import numpy as np
 
 from hftsig._ext import _signature_kernel as _k
 from hftsig._ext._signature import check_bytes as _check_bytes
-from hftsig._validation import (check_bool, check_finite, check_int, check_numeric, check_paths,
-                                check_positive, check_random_state)
+from hftsig._validation import (
+    check_bool,
+    check_finite,
+    check_int,
+    check_numeric,
+    check_paths,
+    check_positive,
+    check_random_state,
+)
 from hftsig.signatures.signature import _n_threads
 
 if TYPE_CHECKING:

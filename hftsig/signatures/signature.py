@@ -63,10 +63,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hftsig.signatures import augmentations as _tr
 from hftsig._ext import _signature as _k
 from hftsig._ext._signature import SignatureStream
 from hftsig._validation import check_bool, check_finite, check_int, check_numeric, check_paths
+from hftsig.signatures import augmentations as _tr
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 import hftsig
-from hftsig.signatures.kernels import (sig_kernel as _sig_kernel,
-                                     sig_kernel_backprop as _sig_kernel_backprop,
-                                     sig_kernel_gram as _sig_kernel_gram,
-                                     sig_kernel_gram_backprop as _sig_kernel_gram_backprop)
+from hftsig.signatures.kernels import sig_kernel as _sig_kernel
+from hftsig.signatures.kernels import sig_kernel_backprop as _sig_kernel_backprop
+from hftsig.signatures.kernels import sig_kernel_gram as _sig_kernel_gram
+from hftsig.signatures.kernels import sig_kernel_gram_backprop as _sig_kernel_gram_backprop
 
 __all__ = ["sig", "sig_kernel", "sig_kernel_gram", "sig_mmd"]
 

@@ -8,15 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from hftsig.market.aggregator import Aggregator
 from hftsig.app.cli import build_parser, main
 from hftsig.app.liveview import LiveView, render_summary
+from hftsig.market.aggregator import Aggregator
 from hftsig.market.recorder import (
     Recorder,
     ReplayConnector,
+    closing_status_mask,
     read_ticks,
     recording_book_depths,
-    closing_status_mask,
 )
 from hftsig.market.ticks import FLAG_LAST, KIND_QUOTE, empty_ticks, exchange_code, exchange_name
 

@@ -16,18 +16,12 @@ import threading
 
 import pytest
 
-from real_sessions import (
-    binance_session,
-    coinbase_session,
-    coingecko_frames,
-    kraken_book_frames,
-    kraken_instrument_frame,
-)
 from hftsig.app.cli import main
 from hftsig.app.doctor import (
     DEFAULT_SYMBOLS,
     CheckResult,
     Frame,
+    _recording_connector,
     capture,
     check_binance,
     check_coinbase,
@@ -36,9 +30,15 @@ from hftsig.app.doctor import (
     check_kraken,
     render_table,
     run_doctor,
-    _recording_connector,
 )
 from hftsig.simulator import SimulatedExchanges
+from real_sessions import (
+    binance_session,
+    coinbase_session,
+    coingecko_frames,
+    kraken_book_frames,
+    kraken_instrument_frame,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

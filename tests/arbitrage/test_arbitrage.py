@@ -9,9 +9,9 @@ import pytest
 
 from hftsig.arbitrage.cycles import (
     DEFAULT_TAKER_FEES_BPS,
+    CycleArbitrage,
     Episode,
     Opportunity,
-    CycleArbitrage,
     bounded_negative_cycles,
     quote_ticks,
 )
@@ -263,7 +263,12 @@ def test_bad_input():
 def order_book(venue, symbol, bids, asks):
     """A real hftsig.market.book.OrderBook holding the given levels (one snapshot message)."""
     from hftsig.market.book import OrderBook
-    from hftsig.market.ticks import FLAG_LAST, FLAG_SNAPSHOT_BEGIN, KIND_BOOK_SNAPSHOT, exchange_code
+    from hftsig.market.ticks import (
+        FLAG_LAST,
+        FLAG_SNAPSHOT_BEGIN,
+        KIND_BOOK_SNAPSHOT,
+        exchange_code,
+    )
 
     levels = [(1, p, q) for p, q in bids] + [(-1, p, q) for p, q in asks]
     t = empty_ticks(len(levels))

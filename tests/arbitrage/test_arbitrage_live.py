@@ -34,9 +34,9 @@ def test_cli_arb(capsys):
 
 
 def test_demo_plugin_through_a_real_aggregator():
-    from hftsig.market.aggregator import Aggregator
-    from hftsig.arbitrage.live import demo_plugin
     from hftsig.app.liveview import LiveView
+    from hftsig.arbitrage.live import demo_plugin
+    from hftsig.market.aggregator import Aggregator
     from hftsig.market.recorder import ReplayConnector
     from hftsig.simulator.market import MarketModel
 
@@ -61,11 +61,16 @@ def test_demo_plugin_through_a_real_aggregator():
 
 def test_book_feeds_through_aggregator_tops():
     """Venues sending only book records: the detector reads tops from the aggregator."""
-    from hftsig.market.aggregator import Aggregator
     from hftsig.arbitrage.cycles import CycleArbitrage
+    from hftsig.market.aggregator import Aggregator
     from hftsig.market.recorder import ReplayConnector
-    from hftsig.market.ticks import (FLAG_LAST, FLAG_SNAPSHOT_BEGIN, KIND_BOOK_SNAPSHOT, empty_ticks,
-                              exchange_code)
+    from hftsig.market.ticks import (
+        FLAG_LAST,
+        FLAG_SNAPSHOT_BEGIN,
+        KIND_BOOK_SNAPSHOT,
+        empty_ticks,
+        exchange_code,
+    )
 
     msgs = []
     for i, (venue, bid, ask) in enumerate([("kraken", 101.0, 101.2), ("coinbase", 99.8, 100.0)]):
@@ -116,9 +121,9 @@ def test_stalled_venue_never_makes_an_opportunity_end_to_end():
     """Kraken stalls (connection open, no data): its quotes age out of every opportunity."""
     import time
 
-    from hftsig.market.aggregator import Aggregator
     from hftsig.arbitrage.cycles import CycleArbitrage
     from hftsig.connectors import make_connectors
+    from hftsig.market.aggregator import Aggregator
     from hftsig.simulator import SimulatedExchanges
 
     venues = ("binance", "kraken", "coinbase")
@@ -162,9 +167,9 @@ def test_one_second_mispricing_on_the_simulators_is_one_episode_per_cycle():
     market is one episode for each cycle through it, closed once the shift is over."""
     import time
 
-    from hftsig.market.aggregator import Aggregator
     from hftsig.arbitrage.cycles import CycleArbitrage
     from hftsig.connectors import make_connectors
+    from hftsig.market.aggregator import Aggregator
     from hftsig.simulator import SimulatedExchanges
 
     venues = ("binance", "kraken", "coinbase")
@@ -215,8 +220,8 @@ def test_one_second_mispricing_on_the_simulators_is_one_episode_per_cycle():
 
 
 def test_cli_arb_uses_the_default_fee_table_and_prints_episodes(capsys):
-    from hftsig.arbitrage.cycles import DEFAULT_TAKER_FEES_BPS
     from hftsig.app.cli import main
+    from hftsig.arbitrage.cycles import DEFAULT_TAKER_FEES_BPS
 
     assert main(["arb", "--seconds", "3", "--source", "model", "--inject-every", "0.4",
                  "--seed", "3"]) == 0

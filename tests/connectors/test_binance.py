@@ -9,7 +9,6 @@ import pytest
 from connector_support import Collector, books_converge, delta_chains_intact, wait_for
 from hftsig.connectors import BinanceConnector
 from hftsig.connectors.base import Backoff
-from hftsig.simulator import SimulatedExchanges
 from hftsig.market.ticks import (
     KIND_BOOK_DELTA,
     KIND_BOOK_SNAPSHOT,
@@ -20,6 +19,7 @@ from hftsig.market.ticks import (
     STATUS_RESYNC,
     STATUS_STALE,
 )
+from hftsig.simulator import SimulatedExchanges
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT"]
 FAST = Backoff(initial=0.02, maximum=0.1, seed=0)

@@ -21,7 +21,6 @@ from connector_support import (
 )
 from hftsig.connectors import BinanceConnector, CoinbaseConnector, KrakenConnector
 from hftsig.connectors.base import Backoff
-from hftsig.simulator import SimulatedExchanges
 from hftsig.market.ticks import (
     FLAG_LAST,
     KIND_BOOK_SNAPSHOT,
@@ -32,6 +31,7 @@ from hftsig.market.ticks import (
     empty_ticks,
     exchange_code,
 )
+from hftsig.simulator import SimulatedExchanges
 
 FAST = dict(initial=0.02, maximum=0.1, seed=0)
 SPURIOUS = 1.25  # far below every simulated price: only a bad message can put it there
@@ -180,8 +180,8 @@ def test_nbbo_and_arbitrage_leave_a_crossed_venue_out():
     """Kraken's book is crossed (bid 101 over ask 99, lost messages); Coinbase quotes
     100/100.2.  Taken at face value that is a 'best bid' of 101 above every ask and
     a free cross-venue trade; neither the NBBO nor the detector may take it."""
-    from hftsig.market.aggregator import Aggregator
     from hftsig.arbitrage.cycles import CycleArbitrage
+    from hftsig.market.aggregator import Aggregator
     from hftsig.market.recorder import ReplayConnector
 
     t = empty_ticks(3)

@@ -12,7 +12,6 @@ from connector_support import Collector, books_converge, wait_for
 from hftsig.connectors import CoinbaseConnector
 from hftsig.connectors.base import Backoff
 from hftsig.market.normalize import Normalizer
-from hftsig.simulator import SimulatedExchanges
 from hftsig.market.ticks import (
     KIND_BOOK_SNAPSHOT,
     KIND_TRADE,
@@ -21,6 +20,7 @@ from hftsig.market.ticks import (
     STATUS_RESYNC,
     STATUS_STALE,
 )
+from hftsig.simulator import SimulatedExchanges
 
 SYMBOLS = ["BTC-USD", "ETH-USD"]
 

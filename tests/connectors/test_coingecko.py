@@ -9,8 +9,8 @@ import requests
 from connector_support import Collector, wait_for
 from hftsig.connectors import CoinGeckoConnector
 from hftsig.connectors.base import Backoff
-from hftsig.simulator import SimulatedExchanges
 from hftsig.market.ticks import KIND_PRICE, STATUS_STALE
+from hftsig.simulator import SimulatedExchanges
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "ETH-BTC"]
 KEY = "CG-simulatorDemoKey123"

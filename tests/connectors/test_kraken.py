@@ -13,7 +13,6 @@ from websockets.sync.server import serve
 from connector_support import Collector, books_converge, wait_for
 from hftsig.connectors import KrakenConnector
 from hftsig.connectors.base import Backoff
-from hftsig.simulator import SimulatedExchanges
 from hftsig.market.ticks import (
     KIND_BOOK_SNAPSHOT,
     KIND_QUOTE,
@@ -23,6 +22,7 @@ from hftsig.market.ticks import (
     STATUS_RESYNC,
     STATUS_STALE,
 )
+from hftsig.simulator import SimulatedExchanges
 
 SYMBOLS = ["BTC-USD", "ETH-USD"]
 DEPTH = 10

@@ -21,13 +21,25 @@ import pytest
 pytest.importorskip("redis", reason="the Redis client is the 'bus' extra: "
                     "pip install 'hftsig[bus]'")
 
-from hftsig.market.aggregator import Aggregator
 from hftsig.distributed.bus import (
-    BusConnector, BusRecorder, Publisher, connect, discover_streams, parse_since)
+    BusConnector,
+    BusRecorder,
+    Publisher,
+    connect,
+    discover_streams,
+    parse_since,
+)
+from hftsig.market.aggregator import Aggregator
 from hftsig.market.recorder import ReplayConnector, read_ticks, recording_marks, replay
 from hftsig.market.ticks import (
-    FLAG_LAST, FLAG_SNAPSHOT_BEGIN, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_QUOTE, TICK_DTYPE,
-    empty_ticks)
+    FLAG_LAST,
+    FLAG_SNAPSHOT_BEGIN,
+    KIND_BOOK_DELTA,
+    KIND_BOOK_SNAPSHOT,
+    KIND_QUOTE,
+    TICK_DTYPE,
+    empty_ticks,
+)
 from redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]

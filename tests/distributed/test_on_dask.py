@@ -15,9 +15,9 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 import hftsig  # noqa: E402
-from hftsig.stopping import processes as paths  # noqa: E402
 from hftsig.distributed.on_dask import simulate  # noqa: E402
 from hftsig.signatures.signature import _n_threads  # noqa: E402
+from hftsig.stopping import processes as paths  # noqa: E402
 from hftsig.stopping.stoppers import PolynomialStopper, SignatureStopper  # noqa: E402
 
 # the in-memory fit itself moves its coefficients by ~2e-9 (relative) when the

@@ -839,8 +839,12 @@ def test_venue_classes_reject_what_the_factory_rejects(msg):
 def test_venue_classes_reject_another_venues_frame():
     """A Binance frame is an unknown message to the other venues' classes: each parses
     its own venue's frames only."""
-    from hftsig.market.normalize import (BinanceNormalizer, CoinbaseNormalizer, CoinGeckoNormalizer,
-                                  KrakenNormalizer)
+    from hftsig.market.normalize import (
+        BinanceNormalizer,
+        CoinbaseNormalizer,
+        CoinGeckoNormalizer,
+        KrakenNormalizer,
+    )
     frame = sample("binance", "bookTicker")
     assert len(BinanceNormalizer().parse(frame, TR)) == 1
     for cls in (KrakenNormalizer, CoinbaseNormalizer, CoinGeckoNormalizer):
@@ -850,7 +854,7 @@ def test_venue_classes_reject_another_venues_frame():
 
 def test_factory_and_venue_argument_errors_name_the_argument():
     from hftsig._ext._normalizer_base import NormalizerBase
-    from hftsig.market.normalize import BinanceNormalizer, KrakenNormalizer, NORMALIZERS
+    from hftsig.market.normalize import NORMALIZERS, BinanceNormalizer, KrakenNormalizer
     with pytest.raises(ValueError, match=r"exchange must be one of \['binance', 'coinbase', "
                                          r"'coingecko', 'kraken'\], got 'bitstamp'"):
         Normalizer("bitstamp")

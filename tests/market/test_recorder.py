@@ -15,8 +15,8 @@ import pytest
 from hftsig.market.recorder import (
     Recorder,
     ReplayConnector,
-    read_ticks,
     closing_status_mask,
+    read_ticks,
     replay,
     tick_files,
 )

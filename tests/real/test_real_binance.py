@@ -20,12 +20,6 @@ from decimal import Decimal
 
 import pytest
 
-from real_sessions import (
-    BINANCE_REST_LEVELS_KEPT,
-    binance_rest_frames,
-    binance_session,
-    binance_ws_frames,
-)
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.ticks import (
@@ -35,6 +29,12 @@ from hftsig.market.ticks import (
     KIND_BOOK_SNAPSHOT,
     KIND_QUOTE,
     KIND_TRADE,
+)
+from real_sessions import (
+    BINANCE_REST_LEVELS_KEPT,
+    binance_rest_frames,
+    binance_session,
+    binance_ws_frames,
 )
 
 SYMBOLS = {"SXPBTC": "SXP-BTC"}

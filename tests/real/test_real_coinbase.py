@@ -11,11 +11,16 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-
-from real_sessions import coinbase_lines, rfc3339_ns
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
-from hftsig.market.ticks import FLAG_LAST, FLAG_SNAPSHOT_BEGIN, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT, KIND_TRADE
+from hftsig.market.ticks import (
+    FLAG_LAST,
+    FLAG_SNAPSHOT_BEGIN,
+    KIND_BOOK_DELTA,
+    KIND_BOOK_SNAPSHOT,
+    KIND_TRADE,
+)
+from real_sessions import coinbase_lines, rfc3339_ns
 
 
 def messages():

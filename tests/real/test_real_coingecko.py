@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from real_sessions import coingecko_frames
 from hftsig.market.normalize import Normalizer
 from hftsig.market.ticks import KIND_PRICE
+from real_sessions import coingecko_frames
 
 COINS = {"bitcoin": "BTC", "ethereum": "ETH"}
 

@@ -15,11 +15,10 @@ import re
 import zlib
 from decimal import Decimal
 
-
-from real_sessions import KRAKEN_INSTRUMENT_EXCERPT, kraken_book_frames, kraken_book_messages
 from hftsig.market.book import OrderBook
 from hftsig.market.normalize import Normalizer
 from hftsig.market.ticks import FLAG_LAST, FLAG_SNAPSHOT_BEGIN, KIND_BOOK_DELTA, KIND_BOOK_SNAPSHOT
+from real_sessions import KRAKEN_INSTRUMENT_EXCERPT, kraken_book_frames, kraken_book_messages
 
 DEPTH = 10  # the session subscribed to depth 10: its snapshot has 10 levels a side
 

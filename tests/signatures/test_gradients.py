@@ -15,11 +15,16 @@ import pytest
 
 import hftsig
 from hftsig import logsig, sig, sigcombine, sigjoin, siglength
-from hftsig.signatures.logsignature import sig_to_logsig
 from hftsig.signatures.gradients import (
-    logsigbackprop, sig_to_logsig_backprop, sigbackprop, sigcombinebackprop,
-    sigjoinbackprop, sigscale, sigscalebackprop)
-
+    logsigbackprop,
+    sig_to_logsig_backprop,
+    sigbackprop,
+    sigcombinebackprop,
+    sigjoinbackprop,
+    sigscale,
+    sigscalebackprop,
+)
+from hftsig.signatures.logsignature import sig_to_logsig
 from iisignature_reference import iisignature  # iisignature 0.24, or its stored outputs
 
 EXACT = 1e-10

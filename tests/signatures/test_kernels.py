@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 import hftsig
-from hftsig import (sig_kernel, sig_kernel_backprop, sig_kernel_gram, sig_kernel_gram_backprop,
-                    sig_mmd, sig_mmd_test)
+from hftsig import (
+    sig_kernel,
+    sig_kernel_backprop,
+    sig_kernel_gram,
+    sig_kernel_gram_backprop,
+    sig_mmd,
+    sig_mmd_test,
+)
 from hftsig.signatures.augmentations import time_augment
 
 

@@ -13,7 +13,6 @@ from hftsig.signatures.logsignature import (
     lyndon_words,
     sig_to_logsig,
 )
-
 from iisignature_reference import iisignature  # iisignature 0.24, or its stored outputs
 
 RNG = np.random.default_rng(20261125)

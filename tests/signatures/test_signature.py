@@ -6,7 +6,6 @@ import pytest
 
 import hftsig
 from hftsig.signatures.signature import SignatureStream, sig, sigcombine, siginv, sigjoin, siglength
-
 from iisignature_reference import iisignature  # iisignature 0.24, or its stored outputs
 
 RTOL = 1e-10

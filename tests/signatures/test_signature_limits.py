@@ -15,12 +15,26 @@ import textwrap
 import numpy as np
 import pytest
 
-from hftsig.signatures import augmentations as transforms
 from hftsig._ext import _logsignature, _signature
-from hftsig.signatures.logsignature import (logsig, logsiglength, lyndon_brackets, lyndon_words,
-                                 sig_to_logsig)
-from hftsig.signatures.signature import (SignatureStream, config_context, get_config, set_config, sig,
-                              sigcombine, siginv, sigjoin, siglength)
+from hftsig.signatures import augmentations as transforms
+from hftsig.signatures.logsignature import (
+    logsig,
+    logsiglength,
+    lyndon_brackets,
+    lyndon_words,
+    sig_to_logsig,
+)
+from hftsig.signatures.signature import (
+    SignatureStream,
+    config_context,
+    get_config,
+    set_config,
+    sig,
+    sigcombine,
+    siginv,
+    sigjoin,
+    siglength,
+)
 from hftsig.signatures.transformer import SignatureTransformer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

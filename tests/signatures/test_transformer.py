@@ -11,7 +11,6 @@ from sklearn.preprocessing import StandardScaler
 from hftsig import SignatureTransformer, logsiglength
 from hftsig.signatures.augmentations import lead_lag as lead_lag_transform
 from hftsig.signatures.augmentations import time_augment
-
 from iisignature_reference import iisignature  # iisignature 0.24, or its stored outputs
 
 RNG = np.random.default_rng(7)

@@ -74,9 +74,10 @@ def _requote_case(data):
 
 
 def test_requote_kernels_equal_the_python_requote():
-    from hftsig._ext._simbook import requote_fast, requote_full
     from hypothesis import given, settings
     from hypothesis import strategies as st
+
+    from hftsig._ext._simbook import requote_fast, requote_full
 
     @settings(max_examples=300, deadline=None)
     @given(st.data())
@@ -137,9 +138,10 @@ def _py_quote(log_base, log_quote, bps, spread_bps, level_gap_bps, tick, lot):
 
 
 def test_quote_kernel_equals_the_python_arithmetic():
-    from hftsig._ext._simbook import quote
     from hypothesis import given, settings
     from hypothesis import strategies as st
+
+    from hftsig._ext._simbook import quote
 
     @settings(max_examples=1000, deadline=None)
     @given(st.floats(-5.0, 12.0), st.floats(-5.0, 12.0), st.floats(-50.0, 50.0), st.floats(0.0, 20.0),

@@ -43,10 +43,10 @@ def _py_eight(n, decimals):  # Binance strings
 
 
 def test_format_number_equals_the_python_formatting():
-    from hftsig._ext._simformat import format_number
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
+    from hftsig._ext._simformat import format_number
     from hftsig.simulator.market import format_fixed
 
     refs = {"fixed": _py_fixed, "trim1": _py_trim1, "trim0": _py_trim0, "eight": _py_eight}
@@ -90,9 +90,10 @@ def _levels_strategy():
 
 
 def test_level_lists_equal_the_python_formatting():
-    from hftsig._ext._simformat import binance_levels, coinbase_updates, kraken_levels
     from hypothesis import given, settings
     from hypothesis import strategies as st
+
+    from hftsig._ext._simformat import binance_levels, coinbase_updates, kraken_levels
 
     @settings(max_examples=200, deadline=None)
     @given(_levels_strategy(), st.integers(0, 10), st.integers(0, 10), st.lists(st.sampled_from([1, -1]), min_size=30))
@@ -116,13 +117,14 @@ def test_level_lists_equal_the_python_formatting():
 
 
 def test_kraken_update_and_checksum_kernels_equal_the_python_ones():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
     from hftsig._ext._simformat import (
         kraken_checksum,
         kraken_levels,
         kraken_side_update,
     )
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
 
     def unique(levels):
         return list(dict(levels).items())
@@ -145,10 +147,10 @@ def test_kraken_update_and_checksum_kernels_equal_the_python_ones():
 
 
 def test_rfc3339_kernel_equals_strftime():
-    from hftsig._ext._simformat import rfc3339
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
+    from hftsig._ext._simformat import rfc3339
     from hftsig.simulator._wsbase import rfc3339_ns, rfc3339_us
 
     def ref(ns, digits):
@@ -182,8 +184,9 @@ def test_binance_accumulate_keeps_the_last_size_per_level():
 def test_batched_frames_are_the_frames_websockets_writes():
     # Queued data frames go out in one socket write built by ws_text_frames;
     # each must be byte for byte the frame websockets writes for send(text).
-    from hftsig._ext._simformat import ws_text_frames
     from websockets.frames import Frame, Opcode
+
+    from hftsig._ext._simformat import ws_text_frames
 
     payloads = [c * n for n in (0, 1, 125, 126, 127, 65535, 65536, 70001) for c in ("a", "é", "€")]
     assert ws_text_frames(payloads) == b"".join(

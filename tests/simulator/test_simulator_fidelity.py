@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 import websocket
 
+from hftsig.simulator import SimulatedExchanges
 from real_sessions import (
     BINANCE_REST,
     KRAKEN_INSTRUMENT_EXCERPT,
@@ -28,7 +29,6 @@ from real_sessions import (
     coingecko_frames,
     kraken_book_messages,
 )
-from hftsig.simulator import SimulatedExchanges
 
 SAMPLES = REAL.parent / "samples"
 SYMBOLS = ["BTC-USDT", "ETH-USDT", "BTC-USD", "ETH-USD"]

@@ -3,7 +3,6 @@ import pytest
 
 from hftsig.stopping import processes as paths
 
-
 # -- gbm ---------------------------------------------------------------------------
 
 def test_gbm_shape_start_and_lognormal_moments():
