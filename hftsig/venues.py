@@ -345,16 +345,20 @@ class VenueTable(Mapping):
     """A read-only, live ``{venue name: value}`` view of the registry.
 
     ``value(venue)`` gives each venue's entry; venues for which it returns
-    ``None`` are left out.  ``extra`` adds fixed entries after the venues'.
-    It follows :func:`register`/:func:`unregister` as they happen.
+    ``None`` are left out.  ``key(venue)`` gives its key (default: the
+    name).  ``extra`` adds fixed entries after the venues'.  It follows
+    :func:`register`/:func:`unregister` as they happen.
 
     >>> fees = VenueTable(lambda v: v.taker_fee_bps)
     >>> dict(fees)
     {'binance': 10.0, 'kraken': 40.0, 'coinbase': 120.0}
+    >>> dict(VenueTable(lambda v: v.name, key=lambda v: v.code))
+    {1: 'binance', 2: 'kraken', 3: 'coinbase', 4: 'coingecko'}
     """
 
-    def __init__(self, value, extra=None):
+    def __init__(self, value, extra=None, *, key=None):
         self._value = value
+        self._key = key
         self._extra = dict(extra or {})
 
     def _items(self):
@@ -362,7 +366,7 @@ class VenueTable(Mapping):
         for v in all_venues():
             x = self._value(v)
             if x is not None:
-                out[v.name] = x
+                out[v.name if self._key is None else self._key(v)] = x
         for k, x in self._extra.items():
             out.setdefault(k, x)
         return out

@@ -70,7 +70,6 @@ True
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -107,31 +106,10 @@ EXCHANGE_COINBASE = venues.get("coinbase").code
 EXCHANGE_COINGECKO = venues.get("coingecko").code
 #: the in-process market model's pseudo-exchange (a code the registry reserves)
 EXCHANGE_SIMULATED = 5
-
-
-class _ExchangeNames(Mapping):
-    """exchange code -> name: every registered venue, live, then ``"simulated"``."""
-
-    def _items(self):
-        out = {v.code: v.name for v in venues.all_venues()}
-        out[EXCHANGE_SIMULATED] = venues.RESERVED_CODES[EXCHANGE_SIMULATED]
-        return out
-
-    def __getitem__(self, code):
-        return self._items()[code]
-
-    def __iter__(self):
-        return iter(self._items())
-
-    def __len__(self):
-        return len(self._items())
-
-    def __repr__(self):
-        return repr(self._items())
-
-
-#: exchange code -> name (a read-only view of :mod:`hftsig.venues`)
-EXCHANGES = _ExchangeNames()
+#: exchange code -> name: every registered venue, live, then ``"simulated"``
+EXCHANGES = venues.VenueTable(
+    lambda v: v.name, {EXCHANGE_SIMULATED: venues.RESERVED_CODES[EXCHANGE_SIMULATED]},
+    key=lambda v: v.code)
 
 KIND_QUOTE = 1  # top of book (best bid/ask with sizes)
 KIND_TRADE = 2
