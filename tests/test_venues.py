@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 import pytest
+import requests
 from websockets.sync.server import serve
 
 from connector_support import book_side, wait_for
@@ -40,6 +41,8 @@ from hftsig.market.ticks import (
     exchange_code,
     exchange_name,
 )
+from hftsig.simulator import SimulatedExchanges
+from hftsig.simulator.coingecko import CoinGeckoServer
 
 # every connector thread the toy venue starts is gone when its test ends
 pytestmark = pytest.mark.usefixtures("no_thread_leaks")
@@ -253,6 +256,38 @@ def test_the_toy_venue_connector_keeps_the_connector_protocol():
     from hftsig.market.connector_protocol import Connector
     with venues.registered(toyx_venue()):
         assert isinstance(ToyXConnector(["TOY-USD"]), Connector)
+
+
+class ToyPriceServer(CoinGeckoServer):
+    """A REST-only toy venue's simulator: CoinGecko's price API under another name."""
+
+    name = "toyp"
+    REST_PATH = "/toy/v1"
+    FAULTS = ("http_500", "stall")
+
+
+def test_simulated_exchanges_start_a_venue_registered_at_run_time():
+    toy = venues.Venue("toyp", 201, "Toy P", connector="hftsig.connectors.coingecko:CoinGeckoConnector",
+                       normalizer="hftsig.market.normalize:CoinGeckoNormalizer",
+                       symbols="hftsig.market.symbols:COINGECKO_SYMBOLS",
+                       simulator=f"{__name__}:ToyPriceServer", transports=("rest_url",),
+                       order_book=False)
+    with venues.registered(toy):
+        with SimulatedExchanges(["BTC-USDT"], exchanges=("toyp", "kraken"), seed=3) as sim:
+            urls = sim.urls()
+            assert urls["toyp"]["ws_url"] is None
+            assert urls["toyp"]["rest_url"].endswith("/toy/v1")
+            assert urls["kraken"]["ws_url"].endswith("/v2") and urls["kraken"]["rest_url"] is None
+            body = requests.get(urls["toyp"]["rest_url"] + "/simple/price",
+                                params={"ids": "bitcoin", "vs_currencies": "usd"}, timeout=5)
+            assert body.status_code == 200 and body.json()["bitcoin"]["usd"] > 0
+            sim.inject("toyp", "http_500")
+            assert requests.get(urls["toyp"]["rest_url"] + "/ping", timeout=5).status_code == 500
+            with pytest.raises(ValueError, match="fault 'gap' not supported for toyp"):
+                sim.inject("toyp", "gap")
+    # gone from the registry, gone from the simulators
+    with pytest.raises(ValueError, match="exchanges: unknown exchange 'toyp'"):
+        SimulatedExchanges(["BTC-USDT"], exchanges=("toyp",))
 
 
 def test_toy_venue_in_the_command_line_checks():

@@ -52,6 +52,18 @@ def _s8(n, decimals):
 
 class BinanceServer(WsExchangeServer):
     name = "binance"
+    #: what SimulatedExchanges.inject may do to this venue
+    FAULTS = ("disconnect", "malformed", "gap", "stall", "shutdown", "http_429", "http_418",
+              "http_500", "http_malformed")
+    WS_PATH = ""
+    REST_PATH = ""
+
+    @classmethod
+    def from_settings(cls, model, settings):
+        """The server SimulatedExchanges runs, from its ``settings`` (a dict)."""
+        return cls(model, ping_interval=settings["ping_interval"],
+                   heartbeat_interval=settings["heartbeat_interval"],
+                   max_queue=settings["max_queue"])
 
     def __init__(self, model, *, ping_interval=20.0, **kw):
         super().__init__(model, **kw)

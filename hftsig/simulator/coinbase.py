@@ -54,6 +54,16 @@ _SEND_TIME = "@send-time@"  # replaced by the send time before a frame goes out
 class CoinbaseServer(WsExchangeServer):
     name = "coinbase"
     ping_interval = None
+    #: what SimulatedExchanges.inject may do to this venue
+    FAULTS = ("disconnect", "malformed", "gap", "stall")
+    WS_PATH = ""
+
+    @classmethod
+    def from_settings(cls, model, settings):
+        """The server SimulatedExchanges runs, from its ``settings`` (a dict)."""
+        return cls(model, subscribe_timeout=settings["subscribe_timeout"],
+                   heartbeat_interval=settings["heartbeat_interval"],
+                   max_queue=settings["max_queue"])
 
     def __init__(self, model, *, subscribe_timeout=5.0, **kw):
         super().__init__(model, **kw)

@@ -54,6 +54,15 @@ _ERR = '{"status":{"error_code":%d,"error_message":"%s"}}'
 
 class CoinGeckoServer:
     name = "coingecko"
+    #: what SimulatedExchanges.inject may do to this venue (a stall delays responses)
+    FAULTS = ("http_429", "http_500", "http_malformed", "stall")
+    REST_PATH = "/api/v3"
+
+    @classmethod
+    def from_settings(cls, model, settings):
+        """The server SimulatedExchanges runs, from its ``settings`` (a dict)."""
+        return cls(model, api_key=settings["api_key"], key_type=settings["key_type"],
+                   refresh_s=settings["coingecko_refresh_s"])
 
     def __init__(self, model, *, api_key=None, key_type="demo", refresh_s=1.0):
         if key_type not in ("demo", "pro"):
@@ -110,12 +119,12 @@ class CoinGeckoServer:
 
     def handle_rest(self, path, query, headers):
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
-        if not path.startswith("/api/v3/"):
+        if not path.startswith(self.REST_PATH + "/"):
             return 404, {}, '{"error":"Not Found"}'
         denied = self.check_key(q, headers)
         if denied is not None:
             return denied
-        sub = path[len("/api/v3"):]
+        sub = path[len(self.REST_PATH):]
         if sub == "/ping":
             return 200, {}, '{"gecko_says":"(V3) To the Moon!"}'
         if sub == "/simple/supported_vs_currencies":

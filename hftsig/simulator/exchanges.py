@@ -32,10 +32,6 @@ import numpy as np
 
 from hftsig import venues as registry
 from hftsig.interrupts import join_thread
-from hftsig.simulator.binance import BinanceServer
-from hftsig.simulator.coinbase import CoinbaseServer
-from hftsig.simulator.coingecko import CoinGeckoServer
-from hftsig.simulator.kraken import KrakenServer
 from hftsig.simulator.market import DEFAULT_SYMBOLS, MarketModel
 
 if TYPE_CHECKING:
@@ -44,14 +40,20 @@ if TYPE_CHECKING:
 
 __all__ = ["SimulatedExchanges", "EXCHANGES", "FAULTS", "PORT_NAMES", "consecutive_ports"]
 
-#: the venues of the registry with a simulator (:func:`hftsig.venues.names`)
+#: the venues of the registry with a simulator (:func:`hftsig.venues.names`), at import
 EXCHANGES = registry.names(simulator=True)
+
+
+def _port_names(names):
+    return tuple(port for name in names
+                 for port in ((name, f"{name}_rest") if registry.get(name).transports
+                              == ("ws_url", "rest_url") else (name,)))
+
+
 #: the servers' names in ``SimulatedExchanges(ports=...)``, in the order of
 #: :func:`consecutive_ports`: each venue's, then ``<venue>_rest`` for a venue
 #: that speaks both websocket and REST
-PORT_NAMES = tuple(port for name in EXCHANGES
-                   for port in ((name, f"{name}_rest") if registry.get(name).transports
-                                == ("ws_url", "rest_url") else (name,)))
+PORT_NAMES = _port_names(EXCHANGES)
 
 
 def consecutive_ports(first: int) -> dict[str, int]:
@@ -68,12 +70,14 @@ def consecutive_ports(first: int) -> dict[str, int]:
         raise ValueError(f"first port must be 1..{65535 - len(PORT_NAMES) + 1}, got {first}")
     return {name: first + i for i, name in enumerate(PORT_NAMES)}
 #: faults each exchange accepts in :meth:`SimulatedExchanges.inject`
-FAULTS = {
-    "binance": ("disconnect", "malformed", "gap", "stall", "shutdown", "http_429", "http_418", "http_500", "http_malformed"),
-    "kraken": ("disconnect", "malformed", "gap", "bad_checksum", "stall"),
-    "coinbase": ("disconnect", "malformed", "gap", "stall"),
-    "coingecko": ("http_429", "http_500", "http_malformed", "stall"),
-}
+#: venue -> the faults :meth:`SimulatedExchanges.inject` can make there (each
+#: simulator class's ``FAULTS``), for every registered venue with a simulator
+FAULTS = registry.VenueTable(lambda v: None if v.simulator is None else v.simulator_class().FAULTS)
+
+
+def _rest_port_name(venue):
+    # a venue speaking websocket and REST has a second server, "<venue>_rest"
+    return f"{venue.name}_rest" if "ws_url" in venue.transports else venue.name
 
 
 _TIMER_SLACK_S = 0.0015  # below this the driver sleeps off the loop, precisely (see _drive)
@@ -179,9 +183,12 @@ class SimulatedExchanges:
     ----------
     symbols : sequence of str
         Canonical ``BASE-QUOTE`` symbols listed on every simulated venue.
-    exchanges : sequence of str
-        Which servers to start (any of ``binance``, ``kraken``, ``coinbase``,
-        ``coingecko``).
+    exchanges : sequence of str, optional
+        Which servers to start: any venue of the registry with a simulator
+        (:func:`hftsig.venues.names`; default: all of them).  Each is built by
+        its simulator class's ``from_settings(model, settings)``; its
+        ``WS_PATH``/``REST_PATH`` complete the URLs and ``FAULTS`` lists what
+        :meth:`inject` may do there.
     seed : int
         Seed of the market model (same seed, same books and trades step by step).
     rate : float
@@ -239,7 +246,7 @@ class SimulatedExchanges:
     def __init__(
         self,
         symbols: Iterable[str] = DEFAULT_SYMBOLS,
-        exchanges: Iterable[str] = EXCHANGES,
+        exchanges: Iterable[str] | None = None,
         *,
         seed: int = 0,
         rate: float = 20.0,
@@ -256,18 +263,21 @@ class SimulatedExchanges:
         ports: Mapping[str, int] | None = None,
         **model_kwargs: Any,
     ) -> None:
-        exchanges = tuple(exchanges)
+        # the registry as it is now: a venue registered after import runs too
+        known = registry.names(simulator=True)
+        exchanges = known if exchanges is None else tuple(exchanges)
+        port_names = _port_names(known)
         ports = dict(ports or {})
         for name, port in ports.items():
-            if name not in PORT_NAMES:
-                raise ValueError(f"ports: unknown server {name!r}; expected some of {PORT_NAMES}")
+            if name not in port_names:
+                raise ValueError(f"ports: unknown server {name!r}; expected some of {port_names}")
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"ports: {name} must be a port number 0..65535, got {port!r}")
         self.host = str(host)
         self.ports = ports
         for e in exchanges:
-            if e not in EXCHANGES:
-                raise ValueError(f"exchanges: unknown exchange {e!r}; expected some of {EXCHANGES}")
+            if e not in known:
+                raise ValueError(f"exchanges: unknown exchange {e!r}; expected some of {known}")
         if key_type not in ("demo", "pro"):
             raise ValueError(f"key_type must be 'demo' or 'pro', got {key_type!r}")
         stagger = int(stagger)
@@ -312,26 +322,15 @@ class SimulatedExchanges:
         return self
 
     def _start_servers(self):
-        cfg = self._cfg
-        m = self.model
-        if "binance" in self.exchanges:
-            self.servers["binance"] = BinanceServer(m, ping_interval=cfg["ping_interval"],
-                                                    heartbeat_interval=cfg["heartbeat_interval"],
-                                                    max_queue=cfg["max_queue"])
-            self.rest["binance"] = _RestServer(self.servers["binance"], "binance", self.host,
-                                               self.ports.get("binance_rest", 0))
-        if "kraken" in self.exchanges:
-            self.servers["kraken"] = KrakenServer(m, heartbeat_interval=cfg["heartbeat_interval"],
-                                                  max_queue=cfg["max_queue"])
-        if "coinbase" in self.exchanges:
-            self.servers["coinbase"] = CoinbaseServer(m, subscribe_timeout=cfg["subscribe_timeout"],
-                                                      heartbeat_interval=cfg["heartbeat_interval"],
-                                                      max_queue=cfg["max_queue"])
-        if "coingecko" in self.exchanges:
-            self.coingecko = CoinGeckoServer(m, api_key=self.api_key, key_type=self.key_type,
-                                             refresh_s=cfg["coingecko_refresh_s"])
-            self.rest["coingecko"] = _RestServer(self.coingecko, "coingecko", self.host,
-                                                 self.ports.get("coingecko", 0))
+        settings = dict(self._cfg, api_key=self.api_key, key_type=self.key_type)
+        for name in self.exchanges:
+            venue = registry.get(name)
+            server = venue.simulator_class().from_settings(self.model, settings)
+            if "ws_url" in venue.transports:
+                self.servers[name] = server
+            if "rest_url" in venue.transports:
+                self.rest[name] = _RestServer(server, name, self.host,
+                                              self.ports.get(_rest_port_name(venue), 0))
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="hftsig-sim-loop", daemon=True)
         self._running = True
@@ -513,14 +512,10 @@ class SimulatedExchanges:
         # a server on every interface is reached here through loopback
         h = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
         h = f"[{h}]" if ":" in h else h
-        if exchange == "binance":
-            return {"ws_url": f"ws://{h}:{self.servers['binance'].port}",
-                    "rest_url": f"http://{h}:{self.rest['binance'].port}"}
-        if exchange == "kraken":
-            return {"ws_url": f"ws://{h}:{self.servers['kraken'].port}/v2", "rest_url": None}
-        if exchange == "coinbase":
-            return {"ws_url": f"ws://{h}:{self.servers['coinbase'].port}", "rest_url": None}
-        return {"ws_url": None, "rest_url": f"http://{h}:{self.rest['coingecko'].port}/api/v3"}
+        ws, rest = self.servers.get(exchange), self.rest.get(exchange)
+        return {"ws_url": None if ws is None else f"ws://{h}:{ws.port}{ws.WS_PATH}",
+                "rest_url": None if rest is None else
+                f"http://{h}:{rest.port}{rest.handler.REST_PATH}"}
 
     def urls(self) -> dict[str, dict[str, str | None]]:
         """``{exchange: connector_kwargs(exchange)}`` for every running exchange."""
@@ -603,7 +598,7 @@ class SimulatedExchanges:
                     else:
                         rest.faults.append((int(fault[5:]), kw.get("retry_after", 1)))
             detail = {"count": count}
-        elif exchange == "coingecko":
+        elif exchange not in self.servers:  # a REST-only venue: a stall delays responses
             rest = self.rest[exchange]
             seconds = float(kw.get("seconds", 2.0))
             with rest.lock:

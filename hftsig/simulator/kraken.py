@@ -71,6 +71,15 @@ def _stamped_at_send(head):
 class KrakenServer(WsExchangeServer):
     name = "kraken"
     ping_interval = None
+    #: what SimulatedExchanges.inject may do to this venue
+    FAULTS = ("disconnect", "malformed", "gap", "bad_checksum", "stall")
+    WS_PATH = "/v2"
+
+    @classmethod
+    def from_settings(cls, model, settings):
+        """The server SimulatedExchanges runs, from its ``settings`` (a dict)."""
+        return cls(model, heartbeat_interval=settings["heartbeat_interval"],
+                   max_queue=settings["max_queue"])
 
     def __init__(self, model, **kw):
         super().__init__(model, **kw)
