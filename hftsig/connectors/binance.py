@@ -32,7 +32,7 @@ from hftsig.connectors.base import BookFeed, MalformedFrame, SnapshotWorker, _pr
 from hftsig.connectors.rest import RestClient
 from hftsig.connectors.websocket import WebSocketConnector
 from hftsig.market.book import OrderBook
-from hftsig.market.normalize import Normalizer
+from hftsig.market.normalize import BinanceNormalizer
 from hftsig.market.symbols import from_canonical
 from hftsig.market.ticks import STATUS_RESYNC
 
@@ -137,7 +137,7 @@ class BinanceConnector(BookFeed, WebSocketConnector):
         n_streams = len(self.symbols) * len(self.channels)
         if n_streams > self.max_streams:
             raise ValueError(f"{n_streams} streams exceed Binance's {self.max_streams} per connection")
-        self._normalizer = Normalizer("binance")
+        self._normalizer = BinanceNormalizer()
         self._books = {s: OrderBook(self.exchange, s) for s in self.symbols}
         self._depth = {s: _DepthState() for s in self.symbols}
         self.rest = RestClient(self.rest_url, self, timeout=rest_timeout)

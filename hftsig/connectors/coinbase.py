@@ -24,7 +24,7 @@ from hftsig._ext._tickscan import message_parts
 from hftsig.connectors.base import BookFeed, MalformedFrame, _preview
 from hftsig.connectors.websocket import WebSocketConnector
 from hftsig.market.book import OrderBook
-from hftsig.market.normalize import Normalizer
+from hftsig.market.normalize import CoinbaseNormalizer
 from hftsig.market.symbols import from_canonical
 from hftsig.market.ticks import FLAG_LAST, KIND_BOOK_SNAPSHOT, KIND_TRADE, STATUS_RESYNC
 
@@ -87,7 +87,7 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
                          max_message_size=max_message_size, max_frame_size=max_frame_size)
         self._venue = {s: from_canonical("coinbase", s) for s in self.symbols}
         self._canon_b = {s.encode(): s for s in self.symbols}
-        self._normalizer = Normalizer("coinbase")
+        self._normalizer = CoinbaseNormalizer()
         self._books = {s: OrderBook(self.exchange, s) for s in self.symbols}
         self._awaiting = set(self.symbols)
         self._last_seq = -1
@@ -108,7 +108,7 @@ class CoinbaseConnector(BookFeed, WebSocketConnector):
     def _on_open(self):
         self._last_seq = -1
         self._awaiting = set(self.symbols)
-        self._normalizer = Normalizer("coinbase")
+        self._normalizer = CoinbaseNormalizer()
 
     def _on_message(self, raw, ts_recv):
         norm = self._normalizer

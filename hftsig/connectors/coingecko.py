@@ -27,7 +27,7 @@ import numpy as np
 from hftsig import venues
 from hftsig.connectors.credentials import Secret, load_credentials
 from hftsig.connectors.rest import RestPollingConnector
-from hftsig.market.normalize import Normalizer
+from hftsig.market.normalize import CoinGeckoNormalizer
 from hftsig.market.symbols import coingecko_query
 from hftsig.market.ticks import KIND_PRICE, STATUS_STALE
 
@@ -117,7 +117,7 @@ class CoinGeckoConnector(RestPollingConnector):
                          backoff=backoff, interval=interval, timeout=timeout, headers=headers)
         ids, vs = coingecko_query(self.symbols)
         self.params = {"ids": ids, "vs_currencies": vs, "include_last_updated_at": "true"}
-        self._normalizer = Normalizer("coingecko")
+        self._normalizer = CoinGeckoNormalizer()
         self._wanted = {s.encode() for s in self.symbols}
         self._last_seen = {}  # symbol -> (last_updated_at ns, price)
         self._stale = set()

@@ -27,7 +27,7 @@ from hftsig._ext._tickscan import message_parts
 from hftsig.connectors.base import BookFeed, MalformedFrame, _preview
 from hftsig.connectors.websocket import WebSocketConnector
 from hftsig.market.book import OrderBook
-from hftsig.market.normalize import Normalizer
+from hftsig.market.normalize import KrakenNormalizer
 from hftsig.market.symbols import from_canonical
 from hftsig.market.ticks import KIND_BOOK_SNAPSHOT, STATUS_RESYNC
 
@@ -111,7 +111,7 @@ class KrakenConnector(BookFeed, WebSocketConnector):
                     raise ValueError(f"precisions of {s} must be decimals in [0, 18], got {(pd, qd)!r}")
                 self._fixed_precisions[s] = (int(pd), int(qd))
         self._precisions = dict(self._fixed_precisions)
-        self._normalizer = Normalizer("kraken")
+        self._normalizer = KrakenNormalizer()
         # the book cuts itself to the subscribed depth: Kraken sends no deletes
         # for levels pushed out of it
         self._books = {s: OrderBook(self.exchange, s, depth=self.depth) for s in self.symbols}
@@ -164,7 +164,7 @@ class KrakenConnector(BookFeed, WebSocketConnector):
         self._awaiting = set(self.symbols)
         self._book_subscribed = False
         self._precisions = dict(self._fixed_precisions)
-        self._normalizer = Normalizer("kraken")
+        self._normalizer = KrakenNormalizer()
 
     # -- dispatch ---------------------------------------------------------------
     def _on_message(self, raw, ts_recv):
