@@ -336,3 +336,11 @@ def set_path_input_tags(tags: Any) -> Any:
     tags.input_tags.sparse = False
     tags.input_tags.allow_nan = False
     return tags
+
+
+def is_dask_array(obj) -> bool:
+    """True for a ``dask.array.Array`` (the functions that accept one hand it
+    to :mod:`hftsig.distributed.on_dask`); never imports Dask."""
+    # without dask.array imported, nothing can be one of its arrays
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(obj, dask_array.Array)

@@ -636,7 +636,7 @@ def _add_arb_parser(sub):
 
 
 def _cmd_arb(args):
-    from hftsig.arbitrage.live import ARB_SYMBOLS, _parse_fees, run_arb
+    from hftsig.arbitrage.live import ARB_SYMBOLS, parse_fees, run_arb
     from hftsig.simulator.market import VENUES
 
     symbols = tuple(_csv(args.symbols)) if args.symbols else ARB_SYMBOLS
@@ -645,7 +645,7 @@ def _cmd_arb(args):
     check_exchanges(_csv(args.exchanges),
                     venues.names(order_book=True) if args.source == "live" else VENUES)
     try:
-        fees = _parse_fees(args.fees)
+        fees = parse_fees(args.fees)
     except ValueError:
         raise ValueError(f"argument --fees: expected bps like 'binance=10,kraken=40' or one "
                          f"number, got {args.fees!r}") from None

@@ -175,7 +175,7 @@ class ArbWatch:
         return lines
 
 
-def _parse_fees(text):
+def parse_fees(text):
     if not text:
         return None
     out = {}

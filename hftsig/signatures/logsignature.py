@@ -54,8 +54,8 @@ import numpy as np
 
 from hftsig._ext import _logsignature
 from hftsig._ext import _signature as _k
-from hftsig._validation import check_finite, check_int, check_numeric
-from hftsig.signatures.signature import _MAX_DEPTH, _MAX_DIM, _is_dask_array, _n_threads, _SigPlan
+from hftsig._validation import check_finite, check_int, check_numeric, is_dask_array
+from hftsig.signatures.signature import _MAX_DEPTH, _MAX_DIM, _n_threads, _SigPlan
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -559,7 +559,7 @@ def logsig(path: ArrayLike | da.Array, depth: int, *, basis: str = "lyndon", str
     >>> hftsig.logsig(np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]), 2)
     array([1. , 1. , 0.5])
     """
-    if _is_dask_array(path):
+    if is_dask_array(path):
         from hftsig.distributed.on_dask import logsig as logsig_on_dask
 
         return logsig_on_dask(path, depth, basis=basis, stream=stream, at=at, time_aug=time_aug,

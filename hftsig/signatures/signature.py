@@ -65,7 +65,14 @@ import numpy as np
 
 from hftsig._ext import _signature as _k
 from hftsig._ext._signature import SignatureStream
-from hftsig._validation import check_bool, check_finite, check_int, check_numeric, check_paths
+from hftsig._validation import (
+    check_bool,
+    check_finite,
+    check_int,
+    check_numeric,
+    check_paths,
+    is_dask_array,
+)
 from hftsig.signatures import augmentations as _tr
 
 if TYPE_CHECKING:
@@ -290,7 +297,7 @@ def sig(path: ArrayLike | da.Array, depth: int, *, stream: bool = False,
            [0.],
            [1.]])
     """
-    if _is_dask_array(path):
+    if is_dask_array(path):
         from hftsig.distributed.on_dask import sig as sig_on_dask
 
         return sig_on_dask(path, depth, stream=stream, at=at, basepoint=basepoint,
@@ -299,12 +306,6 @@ def sig(path: ArrayLike | da.Array, depth: int, *, stream: bool = False,
                     lead_lag=lead_lag, n_jobs=n_jobs)
     plan.check_memory()
     return plan.run()
-
-
-def _is_dask_array(obj):
-    # without dask.array imported, nothing can be one of its arrays
-    dask_array = sys.modules.get("dask.array")
-    return dask_array is not None and isinstance(obj, dask_array.Array)
 
 
 class _SigPlan:

@@ -8,9 +8,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from hftsig._ext import _signature as _k
-from hftsig._validation import check_bool, check_int, check_path_batch, set_path_input_tags
+from hftsig._validation import (
+    check_bool,
+    check_int,
+    check_path_batch,
+    is_dask_array,
+    set_path_input_tags,
+)
 from hftsig.signatures.logsignature import logsig, lyndon_words
-from hftsig.signatures.signature import _MAX_DEPTH, _is_dask_array, _n_threads, sig
+from hftsig.signatures.signature import _MAX_DEPTH, _n_threads, sig
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -111,7 +117,7 @@ class SignatureTransformer(TransformerMixin, BaseEstimator):
         return set_path_input_tags(tags)
 
     def _check_X(self, X):
-        if _is_dask_array(X):
+        if is_dask_array(X):
             # only the shape is checked here: the values stay on the workers,
             # where sig/logsig check them block by block
             if X.ndim != 3:

@@ -87,8 +87,14 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
-from hftsig._validation import check_int, check_positive, check_random_state, set_path_input_tags
-from hftsig.signatures.signature import _is_dask_array, sig
+from hftsig._validation import (
+    check_int,
+    check_positive,
+    check_random_state,
+    is_dask_array,
+    set_path_input_tags,
+)
+from hftsig.signatures.signature import sig
 
 __all__ = ["SignatureStopper", "PolynomialStopper", "StoppingValue", "UpperBound"]
 
@@ -473,7 +479,7 @@ class _BackwardInduction(BaseEstimator):
         -------
         self
         """
-        if _is_dask_array(paths):
+        if is_dask_array(paths):
             from hftsig.distributed.on_dask import fit_stopper
 
             return fit_stopper(self, paths, payoffs, exercise_idx=exercise_idx,
@@ -652,7 +658,7 @@ class _BackwardInduction(BaseEstimator):
         StoppingValue
             ``(value, std_error, n_paths)``.
         """
-        if _is_dask_array(paths):
+        if is_dask_array(paths):
             from hftsig.distributed.on_dask import stopping_value
 
             return stopping_value(self, paths, payoffs, control=control)
@@ -726,7 +732,7 @@ class _BackwardInduction(BaseEstimator):
         -------
         UpperBound
         """
-        if _is_dask_array(paths):
+        if is_dask_array(paths):
             from hftsig.distributed.on_dask import dual_upper_bound
 
             return dual_upper_bound(self, paths, payoffs, simulator, n_inner=n_inner, lower=lower,
