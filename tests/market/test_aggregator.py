@@ -607,7 +607,7 @@ def test_e2e_every_exchange_delivers_and_nbbo_matches_the_simulator(live_sim):
     with agg:
         assert _wait_until(lambda: _all_quoted(agg) and all(
             s["ticks"] > 0 for s in agg.stats().values()), 20), agg.stats()
-        assert _wait_until(lambda: agg.quotes()["price"].notna().any(), 10)
+        assert _wait_until(lambda: agg.quotes()["price"].notna().any(), 10), agg.stats()["coingecko"]
         rate = sim.model.rate
         sim.model.rate = 1e-9  # freeze the market: the truth stops moving
         try:
@@ -619,7 +619,10 @@ def test_e2e_every_exchange_delivers_and_nbbo_matches_the_simulator(live_sim):
                            for k, t in tops.items())
 
             # the last messages may still be in flight on a loaded machine
-            assert _wait_until(caught_up, 20)
+            assert _wait_until(caught_up, 20), {
+                k: ((t.bid_px, t.bid_sz, t.ask_px, t.ask_sz), truth_tops[k], agg.stats()[k[0]])
+                for k, t in ((k, agg.top(*k)) for k in truth_tops)
+                if (t.bid_px, t.bid_sz, t.ask_px, t.ask_sz) != truth_tops[k]}
             for sym in E2E_SYMBOLS:
                 truth = sim.nbbo(sym)
                 nb = agg.nbbo(sym)
