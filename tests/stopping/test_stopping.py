@@ -617,17 +617,25 @@ def _linear_path_martingale(w):
 
 
 # outer x inner paths of the dual upper bound of the default rule, per H.  The estimated
-# gap is skewed (a few outer paths carry most of it): at H = 0.4, 40 outer paths gave
-# 1.33 % +- 0.44 % and 200 gave 1.79 % +- 0.23 % (docs/stopping_validation.md)
+# gap is skewed (a few outer paths carry most of it), so few outer paths tend to understate
+# it: at H = 0.4, 40 outer paths gave 1.33 % +- 0.44 % and 200 gave 1.79 % +- 0.23 %; at
+# H = 0.6, 40 gave 0.51 % and 600 gave 1.61 % +- 0.18 % (docs/stopping_validation.md).
+# From H = 0.4 up the counts are those at which two standard errors of the gap are well
+# under 1 % (at H = 0.9 not reached; see its xfail)
 FBM_DEFAULT_DUAL = {0.01: (40, 200), 0.05: (40, 200), 0.1: (40, 200), 0.2: (50, 300), 0.3: (60, 400),
-                    0.4: (200, 300), 0.6: (40, 500), 0.7: (40, 400), 0.8: (40, 300), 0.9: (40, 300)}
+                    0.4: (200, 300), 0.6: (600, 500), 0.7: (200, 400), 0.8: (200, 300), 0.9: (600, 300)}
 FBM_DEFAULT_HURST = [0.01, 0.05, 0.1, 0.2, 0.3,
                      pytest.param(0.4, marks=pytest.mark.xfail(
                          strict=True, reason="issue 19 target not met: the default rule (0.15565 +- 0.00022) "
                          "is 1.79 % +- 0.23 % below its dual upper bound 0.15848 +- 0.00043 (200 x 300); "
                          "no setting of the grid or beyond it does better on 50,000 training paths "
                          "(docs/stopping_validation.md)")),
-                     0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+                     0.5,
+                     pytest.param(0.6, marks=pytest.mark.xfail(
+                         strict=True, reason="issue 19 target not met: the default rule (0.11592 +- 0.00023) "
+                         "is 1.61 % +- 0.18 % below its dual upper bound 0.11782 +- 0.00031 (600 x 500) "
+                         "(docs/stopping_validation.md)")),
+                     0.7, 0.8, 0.9, 1.0]
 
 
 @pytest.mark.slow
