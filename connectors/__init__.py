@@ -4,27 +4,16 @@ The connectors live in :mod:`hftsig.connectors`; ``from connectors import
 BinanceConnector`` and ``import connectors.binance`` still work and give the
 same objects.
 """
+import importlib
+import pkgutil
 import sys
 
 from hftsig import connectors as _connectors
-from hftsig.connectors import (  # noqa: F401  # noqa: F401
-    BinanceConnector,
-    CoinbaseConnector,
-    CoinGeckoConnector,
-    KrakenConnector,
-    base,
-    binance,
-    coinbase,
-    coingecko,
-    credentials,
-    kraken,
-    make_connectors,
-    rest,
-    websocket,
-)
+from hftsig.connectors import *  # noqa: F403 (the same public names)
 
 __all__ = _connectors.__all__
 
-for _name in ("base", "binance", "coinbase", "coingecko", "credentials", "kraken", "rest",
-              "websocket"):
-    sys.modules[f"{__name__}.{_name}"] = getattr(_connectors, _name)
+# every module of hftsig.connectors answers as connectors.<name> too
+for _module in pkgutil.iter_modules(_connectors.__path__):
+    globals()[_module.name] = sys.modules[f"{__name__}.{_module.name}"] = \
+        importlib.import_module(f"hftsig.connectors.{_module.name}")
