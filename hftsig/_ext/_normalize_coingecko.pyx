@@ -160,6 +160,10 @@ cdef class CoinGeckoNormalizer(NormalizerBase):
                 self._buf[j].ts_event = upd * 1000000000 if has_upd else tr
             item_done(&it, ic.i)
         expect_end(c, it.i)
+        if self._ltype == T_UNKNOWN and self._pos > self._start:
+            # prices were read beside a member of another shape: the body is
+            # data (the other member is skipped), as every record says
+            self._ltype = T_DATA
         return 0
 
     cdef int _other(self, Ctx* c, Val* k, Val* v) except -1:

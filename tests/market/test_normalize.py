@@ -884,3 +884,13 @@ def test_precisions_belong_to_kraken_and_read_empty_elsewhere():
     assert n.precisions == {}
     for exchange in ("binance", "coinbase", "coingecko"):
         assert Normalizer(exchange).precisions == {}
+
+
+def test_coingecko_prices_beside_a_member_of_another_shape_are_data():
+    # a fuzzer's input: records came out while last_type said "unknown"
+    n = Normalizer("coingecko")
+    body = (b'{"bitcoin":{"usd":60053.0,"eur":55604.63,"last_updated_at":1796397760},'
+            b'"etd_at":1711}')
+    t = n.parse(body, TR)
+    assert len(t) == 2 and n.last_type == "data"
+    assert len(n.parse(b'{"etd_at":1711}', TR)) == 0 and n.last_type == "unknown"
