@@ -307,15 +307,21 @@ def _payoff_blocks(payoffs, paths, n_dates, name="payoffs"):
     return payoffs.rechunk((paths.chunks[0], -1)).to_delayed().ravel().tolist()
 
 
-def _check_block(stopper, paths, payoffs, n_dates):
-    """First pass: check a chunk; start its state: cash flows at the last date, payoffs."""
+def _check_block(stopper, paths, payoffs, n_dates, control=None):
+    """First pass: check a chunk; start its state: cash flows at the last date, payoffs
+    (and with a control its values at the exercise dates, and ``Z_tau - M_tau``)."""
     paths = np.asarray(paths, dtype=np.float64)
     if not np.isfinite(paths).all():
         raise ValueError("paths contains NaN or infinite values")
     z = stopper._payoffs(payoffs, paths, n_dates) * stopper.discount_factors_
     # one array per date, so that each pass drops the dates it has done with
     by_date = [np.ascontiguousarray(z[:, j]) for j in range(n_dates - 1)]
-    return {"cash": z[:, -1].copy(), "z": by_date}, bool(np.all(z >= 0))
+    state = {"cash": z[:, -1].copy(), "z": by_date}
+    if control is not None:
+        mart = stopper._control_values(control, paths)[:, stopper.exercise_idx_]
+        state["m"] = [np.ascontiguousarray(mart[:, j]) for j in range(n_dates - 1)]
+        state["adj"] = z[:, -1] - mart[:, -1]
+    return state, bool(np.all(z >= 0))
 
 
 def _moments(x, y):
@@ -363,13 +369,19 @@ def _date_block(stopper, paths, state, k, rule, itm_only):
     also those of each side of zero payoff: ``(all, positive, other)``.
     """
     cash = state["cash"].copy()
+    # with a control: adj is Z_tau - M_tau, and the target at date k is adj + M_k
+    adj = state["adj"].copy() if "adj" in state else None
     if rule is not None and state.get("rows") is not None:
         stop = state["z_rows"] >= _continuation_of(rule, state["x"], state["z_rows"])
         cash[state["rows"][stop]] = state["z_rows"][stop]
+        if adj is not None:
+            adj[state["rows"][stop]] = state["z_rows"][stop] - state["m_rows"][stop]
     if k < 0:
         return {"cash": cash}, (cash.size, float(cash.sum()))
     zk = state["z"][k]
     later = {"cash": cash, "z": state["z"][:k]}
+    if adj is not None:
+        later.update(adj=adj, m=state["m"][:k])
     rows = np.flatnonzero(zk > 0) if itm_only else np.arange(zk.size)
     if rows.size == 0:
         empty = _moments(np.empty((0, 0)), np.empty(0))
@@ -380,6 +392,9 @@ def _date_block(stopper, paths, state, k, rule, itm_only):
     x = stopper._design(stopper._path_features(prefix, np.array([t]))[0], zk[rows], split=False)
     later.update(rows=rows, x=x, z_rows=zk[rows])
     y = cash[rows]
+    if adj is not None:
+        later["m_rows"] = state["m"][k][rows]
+        y = adj[rows] + later["m_rows"]
     if not stopper.sign_split_:
         return later, (_moments(x, y), None, None)
     pos = zk[rows] > 0
@@ -454,7 +469,7 @@ def _one_pass(task, blocks, per_chunk, stopper, *args):
 _AUTO_SETTINGS = ("depth", "lags", "alpha", "sign_split")
 
 
-def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times):
+def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times, control=None):
     """Set the settings the fit uses (``depth_``, ``lags_``, ``alpha_``, ``sign_split_``).
 
     Settings left at "auto" are chosen as in memory, on the evenly spaced
@@ -476,7 +491,7 @@ def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times):
         payoffs = np.asarray(payoffs[rows] if isinstance(payoffs, da.Array)
                              else np.asarray(payoffs)[rows])
     probe = clone(stopper).fit(sample, payoffs, exercise_idx=exercise_idx, discount=discount,
-                               times=times)
+                               times=times, control=control)
     for name in _AUTO_SETTINGS:
         setattr(stopper, name + "_", getattr(probe, name + "_"))
     for name in ("best_params_", "cv_results_", "n_folds_", "n_selection_paths_",
@@ -485,7 +500,7 @@ def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times):
 
 
 def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, times=None,
-                persist=True):
+                persist=True, control=None):
     """Fit a stopper's backward induction on a dask array of paths.
 
     The same estimator as ``stopper.fit(paths.compute(), ...)`` (equal
@@ -511,6 +526,10 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
         With False each pass recomputes them from their graph (a simulation
         graph from :func:`simulate` gives the same paths every time), which
         trades compute for memory.
+    control : callable, optional
+        A martingale ``control(paths) -> (n_paths, n_points)``, as in
+        :meth:`SignatureStopper.fit`; it runs on each chunk's paths on the
+        workers (picklable, like ``payoffs``).
 
     Returns
     -------
@@ -520,6 +539,9 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
 
     _check_stopper(stopper)
     stopper._check_params()
+    if control is not None and not callable(control):
+        raise TypeError("control must be a callable control(paths) -> (n_paths, n_points) "
+                        f"martingale values, got {type(control).__name__}")
     paths = _stopping_paths(paths)
     n_paths, n_points, dim = paths.shape
     if n_paths < 2:
@@ -536,13 +558,13 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
     stopper.n_points_, stopper.dim_, stopper.n_dates_ = n_points, dim, n_dates
     stopper.n_features_in_ = dim
     stopper.exercise_idx_ = idx
-    _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times)
+    _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times, control)
     # the workers get the settings and the grid, never the coefficients being fitted
     features = copy.copy(stopper)
     probe = np.zeros((2, n_points, dim))
     n_features = stopper._design(stopper._path_features(probe, idx[:1])[0], probe[:, 0, 0]).shape[1]
 
-    states, checks = _one_pass(_check_block, blocks, payoff_blocks, features, n_dates)
+    states, checks = _one_pass(_check_block, blocks, payoff_blocks, features, n_dates, control)
     nonneg = all(checks)
     stopper.itm_only_ = nonneg if stopper.in_the_money == "auto" else bool(stopper.in_the_money)
     stopper.n_features_ = n_features

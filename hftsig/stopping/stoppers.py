@@ -249,7 +249,8 @@ def _selection_folds(n_paths, n_folds):
     return np.arange(n_paths) % n_folds
 
 
-def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits, itm_only, progress=None):
+def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits, itm_only, progress=None,
+                         mart=None):
     """Longstaff--Schwartz for many settings at once; their cash flows on held-out paths.
 
     ``design(k, rows)`` is the widest regression design at date ``k`` on the
@@ -259,7 +260,10 @@ def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits,
     the rows of ``fit_mask``: the Gram matrix of a date is shared, and the
     cross products with every candidate's cash flows are one matrix product.
     Returns the discounted cash flow of each candidate's rule on the rows of
-    ``val_mask``, shape ``(n_val, n_candidates)``.
+    ``val_mask``, shape ``(n_val, n_candidates)``.  With ``mart`` (a
+    martingale's values at the exercise dates, ``(n_paths, n_dates)``) the
+    regressions and the returned cash flows are those of
+    ``Z_tau - (M_tau - M_t)`` (see :meth:`_BackwardInduction.fit`).
     """
     n_dates = z.shape[1]
     n_cand, width = len(columns), len(columns[0])
@@ -272,7 +276,9 @@ def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits,
     any_split = bool(splits.any())
     fit_rows, val_rows = np.flatnonzero(fit_mask), np.flatnonzero(val_mask)
     zf, zv = z[fit_rows], z[val_rows]
-    cash = np.repeat(zf[:, -1:], n_cand, axis=1)
+    mf = None if mart is None else mart[fit_rows]
+    # with a control, cash holds Z_tau - M_tau: the target at date k adds M_k back
+    cash = np.repeat(zf[:, -1:] if mf is None else zf[:, -1:] - mf[:, -1:], n_cand, axis=1)
     coef = np.zeros((n_dates, 2, width, n_cand))   # side 0: payoff > 0, side 1: <= 0
     intercept = np.full((n_dates, 2, n_cand), np.inf)
     dates = range(n_dates - 2, -1, -1)
@@ -284,7 +290,7 @@ def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits,
         if rows.size < _MIN_ROWS:
             continue
         x = design(k, fit_rows[rows])
-        y = cash[rows]
+        y = cash[rows] if mf is None else cash[rows] + mf[rows, k, None]
         pos = zk[rows] > 0
         if any_split:
             sides = [_moments(x[pos], y[pos]), _moments(x[~pos], y[~pos])]
@@ -310,8 +316,11 @@ def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits,
             cont = np.where(pos[:, None], cont, x @ coef[k, 1] + intercept[k, 1])
         zr = zk[rows, None]
         cash[rows] = np.where(zr >= cont, zr, y)
+        if mf is not None:
+            cash[rows] -= mf[rows, k, None]
     # the fitted rules on the held-out paths
     out = np.zeros((val_rows.size, n_cand))
+    mv = None if mart is None else mart[val_rows]
     alive = np.ones((val_rows.size, n_cand), dtype=bool)
     for k in range(n_dates - 1):
         zk = zv[:, k]
@@ -324,9 +333,11 @@ def _validate_candidates(design, z, fit_mask, val_mask, columns, alphas, splits,
             if any_split:
                 cont = np.where((zk[live] > 0)[:, None], cont, x @ coef[k, 1] + intercept[k, 1])
         stop = alive[live] & (zk[live, None] >= cont)
-        out[live] = np.where(stop, zk[live, None], out[live])
+        gain = zk[live, None] if mv is None else zk[live, None] - (mv[live, k, None] - mv[live, :1])
+        out[live] = np.where(stop, gain, out[live])
         alive[live] &= ~stop
-    return np.where(alive, zv[:, -1:], out)
+    last = zv[:, -1:] if mv is None else zv[:, -1:] - (mv[:, -1:] - mv[:, :1])
+    return np.where(alive, last, out)
 
 
 class _BackwardInduction(BaseEstimator):
@@ -449,7 +460,7 @@ class _BackwardInduction(BaseEstimator):
         return arr
 
     # -- fitting ------------------------------------------------------------------
-    def fit(self, paths, payoffs, *, exercise_idx=None, discount=None, times=None):
+    def fit(self, paths, payoffs, *, exercise_idx=None, discount=None, times=None, control=None):
         """Fit the continuation-value regressions by backward induction.
 
         Parameters
@@ -474,6 +485,19 @@ class _BackwardInduction(BaseEstimator):
         times : array_like of shape (n_points,), optional
             Times of the path's points (default ``linspace(0, 1, n_points)``);
             used only for discounting.
+        control : callable, optional
+            A martingale of the model, ``control(paths) -> (n_paths,
+            n_points)`` (discounted like the payoffs), as in :meth:`value`.
+            Each date's regression target is then ``Z_tau - (M_tau - M_t)``
+            instead of the realised cash flow ``Z_tau``: by optional sampling
+            it has the same conditional mean, so the regression estimates the
+            same continuation value, with far less noise when ``M`` tracks
+            the payoff (stopping fBm at H = 0.4 from 50,000 paths: 0.1557
+            without, 0.1569 with ``FBMContinuation.martingale``).  The "auto"
+            selection uses it too, for its regressions and to compare the
+            candidates' held-out values.  Any callable that is not a
+            martingale leaves the rule's value on fresh paths a lower bound
+            but biases its regressions.
 
         Returns
         -------
@@ -483,16 +507,16 @@ class _BackwardInduction(BaseEstimator):
             from hftsig.distributed.on_dask import fit_stopper
 
             return fit_stopper(self, paths, payoffs, exercise_idx=exercise_idx,
-                               discount=discount, times=times)
+                               discount=discount, times=times, control=control)
         self._check_params()
         # The regressions are many small dense products: on a shared machine
         # OpenBLAS's own threads make them many times slower than one thread.
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit(paths, payoffs, exercise_idx, discount, times)
+            return self._fit(paths, payoffs, exercise_idx, discount, times, control)
 
-    def _fit(self, paths, payoffs, exercise_idx, discount, times):
+    def _fit(self, paths, payoffs, exercise_idx, discount, times, control=None):
         paths = _as_paths(paths)
         n_paths, n_points, dim = paths.shape
         if n_paths < 2:
@@ -507,8 +531,9 @@ class _BackwardInduction(BaseEstimator):
         self.n_features_in_ = dim
         self.exercise_idx_ = idx
         self.itm_only_ = bool(np.all(z >= 0)) if self.in_the_money == "auto" else bool(self.in_the_money)
+        mart = None if control is None else self._control_values(control, paths)[:, idx]
 
-        self._choose_params(paths, z, idx)
+        self._choose_params(paths, z, idx, mart)
         feats = self._path_features(paths, idx)
         n_features = self._design(feats[0, :1], z[:1, 0]).shape[1]
         self.n_features_ = n_features
@@ -518,6 +543,8 @@ class _BackwardInduction(BaseEstimator):
         self.n_regression_paths_ = np.zeros(n_dates, dtype=np.intp)
 
         cash = z[:, -1].copy()
+        # with a control, adj is Z_tau - M_tau and the target at date k is adj + M_k
+        adj = None if mart is None else cash - mart[:, -1]
         dates = range(n_dates - 2, -1, -1)
         progress = self._progress(n_paths * n_dates)
         if progress is not None:
@@ -530,9 +557,12 @@ class _BackwardInduction(BaseEstimator):
             if rows.size < _MIN_ROWS:
                 continue
             x = self._design(feats[k][rows], zk[rows], split=False)
-            cont = self._fit_date(k, x, cash[rows], zk[rows])
+            y = cash[rows] if adj is None else adj[rows] + mart[rows, k]
+            cont = self._fit_date(k, x, y, zk[rows])
             stop = zk[rows] >= cont
             cash[rows[stop]] = zk[rows[stop]]
+            if adj is not None:
+                adj[rows[stop]] = zk[rows[stop]] - mart[rows[stop], k]
         self.in_sample_value_ = float(cash.mean())
         return self
 
@@ -545,7 +575,7 @@ class _BackwardInduction(BaseEstimator):
             return tqdm(it, disable=None if self.progress is None else False, leave=False, **kw)
         return bar
 
-    def _choose_params(self, paths, z, exercise_idx):
+    def _choose_params(self, paths, z, exercise_idx, mart=None):
         """Resolve the settings used by the fit (``alpha_``, ``sign_split_``)."""
         self.alpha_ = float(self.alpha)
         self.sign_split_ = False
@@ -1055,7 +1085,9 @@ class SignatureStopper(_BackwardInduction):
     simple least-squares approach.  Bayer, Pelizzari & Schoenmakers (2023),
     Primal and dual optimal stopping with signatures.  Andersen & Broadie
     (2004), Primal-dual simulation algorithm for pricing multidimensional
-    American options.
+    American options.  Rasmussen (2005), Control variates for Monte Carlo
+    valuation of American options (control variates in the regressions:
+    ``fit(control=...)``).
     """
 
     def __init__(self, depth="auto", alpha="auto", time_aug=True, include_payoff=True, logsig=False,
@@ -1128,7 +1160,7 @@ class SignatureStopper(_BackwardInduction):
             return logsiglength(d, depth)
         return sum(d ** k for k in range(1, depth + 1))
 
-    def _choose_params(self, paths, z, exercise_idx):
+    def _choose_params(self, paths, z, exercise_idx, mart=None):
         """Set depth_, lags_, alpha_, sign_split_: explicit, or best on held-out paths."""
         depths, lags, alphas, splits = self._auto_grid(z)
         if len(depths) * len(lags) * len(alphas) * len(splits) == 1:
@@ -1169,6 +1201,7 @@ class SignatureStopper(_BackwardInduction):
             return cols
 
         zs = z[chosen]
+        ms = None if mart is None else mart[chosen]
 
         def design(k, rows):
             return self._design(feats[k][rows], zs[rows, k], split=False)
@@ -1186,7 +1219,8 @@ class SignatureStopper(_BackwardInduction):
         for f in range(n_folds):
             held = fold == f
             cash[held] = _validate_candidates(design, zs, ~held, held, col_sets, [c["alpha"] for c in cands],
-                                              [c["sign_split"] for c in cands], self.itm_only_, progress)
+                                              [c["sign_split"] for c in cands], self.itm_only_, progress,
+                                              mart=ms)
         n_val = chosen.size
         values = cash.mean(axis=0)
         diffs = cash - cash[:, [int(np.argmax(values))]]

@@ -192,6 +192,28 @@ def test_dask_fit_with_payoff_array_exercise_dates_and_polynomial_stopper(client
     assert got.in_sample_value_ == pytest.approx(ref.in_sample_value_, rel=1e-12)
 
 
+def _fbm_payoff(w):
+    return w[..., 0]
+
+
+def test_dask_fit_with_a_control_equals_in_memory(client):
+    from hftsig.stopping.processes import FBMContinuation
+
+    x = paths.fbm(2000, 20, 0.4, random_state=11)
+    ctl = FBMContinuation(hurst=0.4, n_steps=20).martingale
+    params = dict(depth=2, lags=2, alpha=1e-6, sign_split=False, progress=False)
+    ref = SignatureStopper(**params).fit(x, _fbm_payoff, control=ctl)
+    plain = SignatureStopper(**params).fit(x, _fbm_payoff)
+    assert not np.allclose(ref.coef_, plain.coef_)
+    for chunks in (600, 2000):
+        got = SignatureStopper(**params).fit(da.from_array(x, chunks=(chunks, -1, -1)), _fbm_payoff,
+                                             control=ctl)
+        _coef_close(got, ref)
+        assert got.in_sample_value_ == pytest.approx(ref.in_sample_value_, rel=1e-12)
+    with pytest.raises(TypeError, match="control must be a callable"):
+        SignatureStopper(**params).fit(da.from_array(x, chunks=600), _fbm_payoff, control=3)
+
+
 def test_dask_fit_on_simulated_paths_never_gathers_them(client):
     x = simulate("gbm", 3000, 10, chunk_size=1000, random_state=3, s0=36.0, mu=0.06, sigma=0.2)
     # (explicit settings: "auto" would gather its selection sample)
