@@ -389,7 +389,7 @@ def _date_block(stopper, paths, state, k, rule, itm_only):
     t = stopper.exercise_idx_[k]
     # the features at date k see the path up to its point t only
     prefix = np.asarray(paths)[rows, :t + 1]
-    x = stopper._design(stopper._path_features(prefix, np.array([t]))[0], zk[rows], split=False)
+    x = stopper._design(stopper._path_features(prefix, np.array([t]))[0], zk[rows], split=False, k=k)
     later.update(rows=rows, x=x, z_rows=zk[rows])
     y = cash[rows]
     if adj is not None:
@@ -475,23 +475,33 @@ def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times, co
     Settings left at "auto" are chosen as in memory, on the evenly spaced
     selection sample the in-memory fit would use (at most 60,000 paths),
     gathered to the client: the only paths that ever leave the workers.
+    The hinges of ``payoff_hinges`` are placed at the quantiles of the same
+    sample's payoffs, as in memory.
     """
     from sklearn.base import clone
 
-    from hftsig.stopping.stoppers import _MAX_SELECTION_PATHS, _is_auto
+    from hftsig.stopping.stoppers import _hinge_knots, _is_auto, _selection_rows
 
     auto = [n for n in _AUTO_SETTINGS if _is_auto(getattr(stopper, n, None))]
-    if not auto:
+    hinges = bool(getattr(stopper, "payoff_hinges", False))
+    stopper.hinge_knots_ = None
+    if not auto and not hinges:
         stopper._choose_params(None, None, stopper.exercise_idx_)
         return
-    n = paths.shape[0]
-    rows = np.unique(np.linspace(0, n - 1, min(n, _MAX_SELECTION_PATHS)).round().astype(np.intp))
+    rows = _selection_rows(paths.shape[0])
     sample = paths[rows].compute()
     if not callable(payoffs):
         payoffs = np.asarray(payoffs[rows] if isinstance(payoffs, da.Array)
                              else np.asarray(payoffs)[rows])
+    if not auto:
+        # only the hinges need the sample: the quantiles of its payoffs, as in memory
+        z = stopper._payoffs(payoffs, sample, stopper.n_dates_) * stopper.discount_factors_
+        stopper.hinge_knots_ = _hinge_knots(z)
+        stopper._choose_params(None, None, stopper.exercise_idx_)
+        return
     probe = clone(stopper).fit(sample, payoffs, exercise_idx=exercise_idx, discount=discount,
                                times=times, control=control)
+    stopper.hinge_knots_ = probe.hinge_knots_
     for name in _AUTO_SETTINGS:
         setattr(stopper, name + "_", getattr(probe, name + "_"))
     for name in ("best_params_", "cv_results_", "n_folds_", "n_selection_paths_",
@@ -562,7 +572,7 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
     # the workers get the settings and the grid, never the coefficients being fitted
     features = copy.copy(stopper)
     probe = np.zeros((2, n_points, dim))
-    n_features = stopper._design(stopper._path_features(probe, idx[:1])[0], probe[:, 0, 0]).shape[1]
+    n_features = stopper._design(stopper._path_features(probe, idx[:1])[0], probe[:, 0, 0], k=0).shape[1]
 
     states, checks = _one_pass(_check_block, blocks, payoff_blocks, features, n_dates, control)
     nonneg = all(checks)

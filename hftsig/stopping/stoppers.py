@@ -183,6 +183,19 @@ _MAX_LAG_FEATURES = 50
 # final fit uses every path.
 _MAX_SELECTION_PATHS = 60_000
 _SELECTION_BYTES = 768 * 2 ** 20
+# quantiles of each date's payoffs at which payoff_hinges places its hinges:
+# dense in the tails, where one smooth fit to the bulk of the paths goes wrong
+_HINGE_QUANTILES = (0.001, 0.005, 0.02, 0.1, 0.5, 0.9, 0.98, 0.995, 0.999)
+
+
+def _selection_rows(n):
+    """The evenly spaced paths (at most ``_MAX_SELECTION_PATHS``) the settings are chosen on."""
+    return np.unique(np.linspace(0, n - 1, min(n, _MAX_SELECTION_PATHS)).round().astype(np.intp))
+
+
+def _hinge_knots(z):
+    """Per-date hinge locations: the ``_HINGE_QUANTILES`` of the payoffs ``z`` (n, n_dates)."""
+    return np.ascontiguousarray(np.quantile(z, _HINGE_QUANTILES, axis=0).T)
 
 
 def _is_auto(value):
@@ -358,9 +371,11 @@ class _BackwardInduction(BaseEstimator):
         """Features of the path history at each exercise date, date-major: (n_dates, n, f)."""
         raise NotImplementedError
 
-    def _design(self, path_feats, z, split=None):
-        """Regression design at one date from path features and payoffs.
+    def _design(self, path_feats, z, split=None, k=None):
+        """Regression design at date ``k`` from path features and payoffs.
 
+        With hinges (``hinge_knots_``), ``max(z - q, 0)`` for the date's
+        knots ``q`` follow the payoff powers.
         With the sign split (``sign_split_``), every column appears twice,
         multiplied by the indicators of ``z > 0`` and ``z <= 0``, followed by
         the indicator of ``z > 0``: one linear map on this design is a
@@ -370,6 +385,9 @@ class _BackwardInduction(BaseEstimator):
         if self.include_payoff and self.payoff_degree > 0:
             powers = [z[:, None] ** p for p in range(1, self.payoff_degree + 1)]
             x = np.concatenate([path_feats] + powers, axis=1)
+        knots = getattr(self, "hinge_knots_", None)
+        if knots is not None:
+            x = np.concatenate([x, np.maximum(z[:, None] - knots[k][None, :], 0.0)], axis=1)
         if self.sign_split_ if split is None else split:
             pos = (z > 0)[:, None]
             x = np.concatenate([x * pos, x * ~pos, pos.astype(np.float64)], axis=1)
@@ -532,10 +550,12 @@ class _BackwardInduction(BaseEstimator):
         self.exercise_idx_ = idx
         self.itm_only_ = bool(np.all(z >= 0)) if self.in_the_money == "auto" else bool(self.in_the_money)
         mart = None if control is None else self._control_values(control, paths)[:, idx]
+        self.hinge_knots_ = (_hinge_knots(z[_selection_rows(n_paths)])
+                             if getattr(self, "payoff_hinges", False) else None)
 
         self._choose_params(paths, z, idx, mart)
         feats = self._path_features(paths, idx)
-        n_features = self._design(feats[0, :1], z[:1, 0]).shape[1]
+        n_features = self._design(feats[0, :1], z[:1, 0], k=0).shape[1]
         self.n_features_ = n_features
         self.coef_ = np.zeros((n_dates, n_features))
         self.intercept_ = np.full(n_dates, np.inf)  # inf: never exercise (no regression)
@@ -556,7 +576,7 @@ class _BackwardInduction(BaseEstimator):
             self.n_regression_paths_[k] = rows.size
             if rows.size < _MIN_ROWS:
                 continue
-            x = self._design(feats[k][rows], zk[rows], split=False)
+            x = self._design(feats[k][rows], zk[rows], split=False, k=k)
             y = cash[rows] if adj is None else adj[rows] + mart[rows, k]
             cont = self._fit_date(k, x, y, zk[rows])
             stop = zk[rows] >= cont
@@ -630,7 +650,7 @@ class _BackwardInduction(BaseEstimator):
         n, n_dates = z.shape
         cont = np.empty((n, n_dates))
         for k in range(n_dates):
-            cont[:, k] = self._design(feats[k], z[:, k]) @ self.coef_[k] + self.intercept_[k]
+            cont[:, k] = self._design(feats[k], z[:, k], k=k) @ self.coef_[k] + self.intercept_[k]
         cont[:, -1] = -np.inf
         return cont
 
@@ -866,7 +886,7 @@ class _BackwardInduction(BaseEstimator):
             if rows.size == 0:
                 continue
             zr = zl[rows, j]
-            c = self._design(feats_at(j, rows), zr) @ self.coef_[kk] + self.intercept_[kk]
+            c = self._design(feats_at(j, rows), zr, k=kk) @ self.coef_[kk] + self.intercept_[kk]
             stop = rows[zr >= c]
             cash[stop] = zl[stop, j]
             stop_at[stop] = later[j]
@@ -1008,6 +1028,17 @@ class SignatureStopper(_BackwardInduction):
         are exchangeable, and the choice then depends on the data alone (not
         on ``random_state``).  More folds fit the candidates on more paths
         and cost proportionally more.  Unused when no setting is "auto".
+    payoff_hinges : bool, default False
+        Also use ``max(Z_t - q, 0)`` at nine quantiles ``q`` of each date's
+        training payoffs (0.1, 0.5, 2, 10, 50, 90, 98, 99.5 and 99.9 %, from
+        the evenly spaced selection paths) as features.  One smooth fit is
+        ruled by the bulk of the paths and can be far off in the payoff's
+        tails, where the continuation may fall away from the payoff (stopping
+        fBm at H = 0.9: on the lowest 0.2 % of payoffs at an early date the
+        rule without hinges continues where its own continuation value is
+        0.4 below the payoff); the hinges let the fit bend there.  The rule's
+        value barely moves (those paths are rare), but the decisions off its
+        path do, and with them the gap of :meth:`dual_upper_bound`.
 
     Attributes
     ----------
@@ -1030,6 +1061,9 @@ class SignatureStopper(_BackwardInduction):
         for each fold ``f`` (value on that fold's paths, of the rules fitted
         on the other folds).  Values and differences are over all the
         selection paths, each valued by the rules of the folds it was not in.
+    hinge_knots_ : ndarray of shape (n_dates, 9) or None
+        With ``payoff_hinges``, each date's hinge locations (quantiles of the
+        training payoffs); None without.
     n_selection_paths_ : tuple of int
         Paths that fitted each fold's candidates (the fewest over the folds)
         and paths that validated them (all the selection paths); only after
@@ -1092,7 +1126,7 @@ class SignatureStopper(_BackwardInduction):
 
     def __init__(self, depth="auto", alpha="auto", time_aug=True, include_payoff=True, logsig=False,
                  n_jobs=1, random_state=None, payoff_degree=3, in_the_money="auto", progress=None,
-                 lags="auto", sign_split="auto", validation_fraction=1 / 3):
+                 lags="auto", sign_split="auto", validation_fraction=1 / 3, payoff_hinges=False):
         self.depth = depth
         self.alpha = alpha
         self.time_aug = time_aug
@@ -1106,6 +1140,7 @@ class SignatureStopper(_BackwardInduction):
         self.lags = lags
         self.sign_split = sign_split
         self.validation_fraction = validation_fraction
+        self.payoff_hinges = payoff_hinges
 
     def _check_params(self):
         if not _is_auto(self.depth):
@@ -1123,7 +1158,7 @@ class SignatureStopper(_BackwardInduction):
             raise TypeError(f"n_jobs must be an integer, got {type(self.n_jobs).__name__}")
         if self.n_jobs == 0:
             raise ValueError("n_jobs must be a non-zero integer (-1: all cores)")
-        for name in ("time_aug", "logsig"):
+        for name in ("time_aug", "logsig", "payoff_hinges"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         super()._check_params()
@@ -1192,9 +1227,11 @@ class SignatureStopper(_BackwardInduction):
         feats = self._path_features(paths[chosen], exercise_idx)
         n_sig = self._sig_len_at(self.depth_)
         n_path_cols = feats.shape[2]
+        n_design = self._design(feats[0, :1], z[:1, 0], split=False, k=0).shape[1]
 
         def columns(depth, n_lags):
-            cols = np.zeros(n_path_cols + (self.payoff_degree if self.include_payoff else 0), dtype=bool)
+            # the payoff's powers and hinges follow the path features
+            cols = np.zeros(n_design, dtype=bool)
             cols[:self._sig_len_at(depth)] = True
             cols[n_sig:n_sig + n_lags * self.dim_] = True
             cols[n_path_cols:] = True
@@ -1204,7 +1241,7 @@ class SignatureStopper(_BackwardInduction):
         ms = None if mart is None else mart[chosen]
 
         def design(k, rows):
-            return self._design(feats[k][rows], zs[rows, k], split=False)
+            return self._design(feats[k][rows], zs[rows, k], split=False, k=k)
         cands = [dict(depth=d, lags=g, alpha=a, sign_split=sp_)
                  for d in depths for g in lags for sp_ in splits for a in alphas]
         widths = np.array([columns(c["depth"], c["lags"]).sum() * (2 if c["sign_split"] else 1)

@@ -214,6 +214,19 @@ def test_dask_fit_with_a_control_equals_in_memory(client):
         SignatureStopper(**params).fit(da.from_array(x, chunks=600), _fbm_payoff, control=3)
 
 
+@pytest.mark.parametrize("params", [dict(depth=2, lags=2, alpha=1e-6, sign_split=False), dict(depth=2)])
+def test_dask_fit_with_payoff_hinges_equals_in_memory(client, params):
+    # the hinges sit at the quantiles of the evenly spaced selection sample, which the
+    # dask fit gathers whether or not any setting is "auto"
+    x = paths.fbm(2000, 20, 0.9, random_state=12)
+    ref = SignatureStopper(payoff_hinges=True, progress=False, **params).fit(x, _fbm_payoff)
+    got = SignatureStopper(payoff_hinges=True, progress=False, **params).fit(
+        da.from_array(x, chunks=(700, -1, -1)), _fbm_payoff)
+    np.testing.assert_array_equal(got.hinge_knots_, ref.hinge_knots_)
+    assert got.best_params_ == ref.best_params_
+    _coef_close(got, ref)
+
+
 def test_dask_fit_on_simulated_paths_never_gathers_them(client):
     x = simulate("gbm", 3000, 10, chunk_size=1000, random_state=3, s0=36.0, mu=0.06, sigma=0.2)
     # (explicit settings: "auto" would gather its selection sample)

@@ -581,6 +581,76 @@ def test_fit_control_lifts_the_default_rule_at_hurst_0_4():
     assert b.value > a.value + 2 * a.std_error
 
 
+def test_payoff_hinges_are_hinges_at_the_payoff_quantiles():
+    from hftsig.stopping.stoppers import _HINGE_QUANTILES
+
+    x = paths.fbm(2_000, 10, 0.9, random_state=99)
+    z = fbm_payoff(x)
+    kw = dict(depth=2, lags=1, alpha=1e-4, sign_split=False)
+    plain = SignatureStopper(**kw).fit(x, fbm_payoff)
+    st = SignatureStopper(payoff_hinges=True, **kw).fit(x, fbm_payoff)
+    assert plain.hinge_knots_ is None
+    np.testing.assert_allclose(st.hinge_knots_, np.quantile(z, _HINGE_QUANTILES, axis=0).T)
+    assert st.n_features_ == plain.n_features_ + len(_HINGE_QUANTILES)
+    k = 6
+    feats = st._path_features(x, st.exercise_idx_)
+    design = st._design(feats[k], z[:, k], k=k)
+    np.testing.assert_array_equal(design[:, :plain.n_features_], plain._design(feats[k], z[:, k], k=k))
+    np.testing.assert_allclose(design[:, plain.n_features_:],
+                               np.maximum(z[:, k, None] - st.hinge_knots_[k][None, :], 0.0))
+    # the rule with hinges is another rule, and the dual (inner features) takes them too
+    assert not np.array_equal(st.stopping_times(x, fbm_payoff), plain.stopping_times(x, fbm_payoff))
+    sim = paths.FBMContinuation(hurst=0.9, n_steps=10)
+    low = st.value(paths.fbm(4_000, 10, 0.9, random_state=100), fbm_payoff, control=sim.martingale)
+    up = st.dual_upper_bound(paths.fbm(20, 10, 0.9, random_state=101), fbm_payoff, sim, n_inner=50,
+                             lower=low, random_state=0, control=sim.martingale)
+    assert np.isfinite(up.value) and up.gap >= 0
+    with pytest.raises(TypeError, match="payoff_hinges"):
+        SignatureStopper(payoff_hinges="yes", **kw).fit(x, fbm_payoff)
+
+
+def test_payoff_hinges_in_the_selection_equal_the_refitted_rule():
+    from hftsig.stopping.stoppers import _validate_candidates
+
+    x = paths.fbm(3_000, 20, 0.9, random_state=102)
+    fit_mask = np.arange(3_000) < 2_000
+    st = SignatureStopper(depth=2, lags=1, alpha=1e-4, sign_split=False, payoff_hinges=True)
+    st.fit(x[fit_mask], fbm_payoff)
+    z = fbm_payoff(x)
+    tau = st.stopping_times(x[~fit_mask], fbm_payoff)
+    expected = z[~fit_mask][np.arange(1_000), tau]
+    feats = st._path_features(x, st.exercise_idx_)
+
+    def design(k, rows):
+        return st._design(feats[k][rows], z[rows, k], split=False, k=k)
+    cols = np.ones(6 + 1 + 3 + 9, dtype=bool)
+    cash = _validate_candidates(design, z, fit_mask, ~fit_mask, [cols], [1e-4], [False], st.itm_only_)
+    assert np.mean(cash[:, 0] == expected) > 0.995
+    # the "auto" selection carries the hinge columns in every candidate
+    auto = SignatureStopper(payoff_hinges=True, random_state=0).fit(x, fbm_payoff)
+    plain = SignatureStopper(random_state=0).fit(x, fbm_payoff)
+    assert np.all(auto.cv_results_["n_columns"] - plain.cv_results_["n_columns"]
+                  == 9 * np.where(plain.cv_results_["param_sign_split"], 2, 1))
+
+
+def test_payoff_hinges_bend_the_fit_in_the_payoff_tail():
+    # stopping fBm at H = 0.9: on the lowest payoffs at an early date the rule without
+    # hinges keeps going although its own continuation falls far below the payoff
+    sim = paths.FBMContinuation(hurst=0.9, n_steps=100)
+    x = paths.fbm(20_000, 100, 0.9, random_state=103)
+    z = fbm_payoff(x)
+    share = {}
+    for hinges in (False, True):
+        st = SignatureStopper(depth=3, lags=5, alpha=1e-4, sign_split=False, payoff_hinges=hinges)
+        st.fit(x, fbm_payoff, control=sim.martingale)
+        cont = st._continuation(st._path_features(x, st.exercise_idx_), z)
+        k = 5
+        tail = z[:, k] < np.quantile(z[:, k], 0.005)
+        share[hinges] = float(np.mean(cont[tail, k] > z[tail, k]))
+    print(f"share of the lowest 0.5 % payoffs at date 5 where the rule continues: {share}")
+    assert share[True] < share[False] - 0.3
+
+
 def test_sign_split_coefficients_are_two_regressions():
     x = paths.fbm(2_000, 10, 0.3, random_state=94)
     st = SignatureStopper(depth=2, lags=0, alpha=1e-6, sign_split=True).fit(x, fbm_payoff)
