@@ -226,7 +226,7 @@ def _format_row(r):
 # existed (the earlier README tables), fitted on the same paths as the default.
 TUNED = {"put": dict(depth=2, lags=0, alpha=1e-6, sign_split=False),
          "max_call": dict(depth=3, lags=0, alpha=1e-6, sign_split=False),
-         "fbm": dict(depth=3, lags=5, alpha=1e-6, sign_split=False)}
+         "fbm": dict(depth=3, lags=5, alpha=1e-6, sign_split=False, payoff_hinges=False)}
 # Bermudan max-call on 5 assets (same parameters as the 2-asset case): Becker,
 # Cheridito & Jentzen (2019), Table 1, d = 5, the values quoted in issue 19.
 MAX_CALL_5 = {90: 16.64, 100: 26.16, 110: 36.77}

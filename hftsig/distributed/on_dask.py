@@ -483,7 +483,8 @@ def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times, co
     from hftsig.stopping.stoppers import _hinge_knots, _is_auto, _selection_rows
 
     auto = [n for n in _AUTO_SETTINGS if _is_auto(getattr(stopper, n, None))]
-    hinges = bool(getattr(stopper, "payoff_hinges", False))
+    # "auto" hinges depend on the payoffs' signs: decided on the sample below
+    hinges = _is_auto(getattr(stopper, "payoff_hinges", False)) or bool(getattr(stopper, "payoff_hinges", False))
     stopper.hinge_knots_ = None
     if not auto and not hinges:
         stopper._choose_params(None, None, stopper.exercise_idx_)
@@ -495,8 +496,12 @@ def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times, co
                              else np.asarray(payoffs)[rows])
     if not auto:
         # only the hinges need the sample: the quantiles of its payoffs, as in memory
+        from hftsig.stopping.stoppers import _uses_hinges
+
         z = stopper._payoffs(payoffs, sample, stopper.n_dates_) * stopper.discount_factors_
-        stopper.hinge_knots_ = _hinge_knots(z)
+        itm = bool(np.all(z >= 0)) if stopper.in_the_money == "auto" else bool(stopper.in_the_money)
+        if _uses_hinges(stopper.payoff_hinges, z, itm):
+            stopper.hinge_knots_ = _hinge_knots(z)
         stopper._choose_params(None, None, stopper.exercise_idx_)
         return
     probe = clone(stopper).fit(sample, payoffs, exercise_idx=exercise_idx, discount=discount,

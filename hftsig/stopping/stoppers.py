@@ -198,6 +198,14 @@ def _hinge_knots(z):
     return np.ascontiguousarray(np.quantile(z, _HINGE_QUANTILES, axis=0).T)
 
 
+def _uses_hinges(setting, z, itm_only):
+    """Whether ``payoff_hinges`` is on: as given, or for "auto" when the payoffs take both
+    signs and the regressions are not restricted to in-the-money paths (as for the sign split)."""
+    if _is_auto(setting):
+        return bool((z > 0).any() and (z < 0).any()) and not itm_only
+    return bool(setting)
+
+
 def _is_auto(value):
     return isinstance(value, str) and value == "auto"
 
@@ -551,7 +559,8 @@ class _BackwardInduction(BaseEstimator):
         self.itm_only_ = bool(np.all(z >= 0)) if self.in_the_money == "auto" else bool(self.in_the_money)
         mart = None if control is None else self._control_values(control, paths)[:, idx]
         self.hinge_knots_ = (_hinge_knots(z[_selection_rows(n_paths)])
-                             if getattr(self, "payoff_hinges", False) else None)
+                             if _uses_hinges(getattr(self, "payoff_hinges", False), z, self.itm_only_)
+                             else None)
 
         self._choose_params(paths, z, idx, mart)
         feats = self._path_features(paths, idx)
@@ -1028,7 +1037,7 @@ class SignatureStopper(_BackwardInduction):
         are exchangeable, and the choice then depends on the data alone (not
         on ``random_state``).  More folds fit the candidates on more paths
         and cost proportionally more.  Unused when no setting is "auto".
-    payoff_hinges : bool, default False
+    payoff_hinges : bool or "auto", default "auto"
         Also use ``max(Z_t - q, 0)`` at nine quantiles ``q`` of each date's
         training payoffs (0.1, 0.5, 2, 10, 50, 90, 98, 99.5 and 99.9 %, from
         the evenly spaced selection paths) as features.  One smooth fit is
@@ -1038,7 +1047,11 @@ class SignatureStopper(_BackwardInduction):
         rule without hinges continues where its own continuation value is
         0.4 below the payoff); the hinges let the fit bend there.  The rule's
         value barely moves (those paths are rare), but the decisions off its
-        path do, and with them the gap of :meth:`dual_upper_bound`.
+        path do, and with them the gap of :meth:`dual_upper_bound` (H = 0.9:
+        1.51 % without, 0.77 % with).  "auto" turns them on when the training
+        payoffs take both signs and the regressions are not restricted to
+        in-the-money paths (stopping a process; as for ``sign_split``), and
+        off for options, whose regressions see positive payoffs only.
 
     Attributes
     ----------
@@ -1126,7 +1139,7 @@ class SignatureStopper(_BackwardInduction):
 
     def __init__(self, depth="auto", alpha="auto", time_aug=True, include_payoff=True, logsig=False,
                  n_jobs=1, random_state=None, payoff_degree=3, in_the_money="auto", progress=None,
-                 lags="auto", sign_split="auto", validation_fraction=1 / 3, payoff_hinges=False):
+                 lags="auto", sign_split="auto", validation_fraction=1 / 3, payoff_hinges="auto"):
         self.depth = depth
         self.alpha = alpha
         self.time_aug = time_aug
@@ -1158,7 +1171,9 @@ class SignatureStopper(_BackwardInduction):
             raise TypeError(f"n_jobs must be an integer, got {type(self.n_jobs).__name__}")
         if self.n_jobs == 0:
             raise ValueError("n_jobs must be a non-zero integer (-1: all cores)")
-        for name in ("time_aug", "logsig", "payoff_hinges"):
+        if not (_is_auto(self.payoff_hinges) or isinstance(self.payoff_hinges, (bool, np.bool_))):
+            raise TypeError(f"payoff_hinges must be 'auto' or a bool, got {self.payoff_hinges!r}")
+        for name in ("time_aug", "logsig"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
         super()._check_params()
