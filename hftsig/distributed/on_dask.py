@@ -480,11 +480,18 @@ def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times, co
     """
     from sklearn.base import clone
 
-    from hftsig.stopping.stoppers import _hinge_knots, _is_auto, _selection_rows
+    from hftsig.stopping.stoppers import (
+        _hinge_knots,
+        _is_auto,
+        _itm_only,
+        _selection_rows,
+        _uses_hinges,
+    )
 
     auto = [n for n in _AUTO_SETTINGS if _is_auto(getattr(stopper, n, None))]
     # "auto" hinges depend on the payoffs' signs: decided on the sample below
-    hinges = _is_auto(getattr(stopper, "payoff_hinges", False)) or bool(getattr(stopper, "payoff_hinges", False))
+    hinge_setting = getattr(stopper, "payoff_hinges", False)
+    hinges = _is_auto(hinge_setting) or bool(hinge_setting)
     stopper.hinge_knots_ = None
     if not auto and not hinges:
         stopper._choose_params(None, None, stopper.exercise_idx_)
@@ -496,11 +503,8 @@ def _resolve_settings(stopper, paths, payoffs, exercise_idx, discount, times, co
                              else np.asarray(payoffs)[rows])
     if not auto:
         # only the hinges need the sample: the quantiles of its payoffs, as in memory
-        from hftsig.stopping.stoppers import _uses_hinges
-
         z = stopper._payoffs(payoffs, sample, stopper.n_dates_) * stopper.discount_factors_
-        itm = bool(np.all(z >= 0)) if stopper.in_the_money == "auto" else bool(stopper.in_the_money)
-        if _uses_hinges(stopper.payoff_hinges, z, itm):
+        if _uses_hinges(hinge_setting, z, _itm_only(stopper.in_the_money, np.all(z >= 0))):
             stopper.hinge_knots_ = _hinge_knots(z)
         stopper._choose_params(None, None, stopper.exercise_idx_)
         return
@@ -550,7 +554,7 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
     -------
     stopper
     """
-    from hftsig.stopping.stoppers import _MIN_ROWS
+    from hftsig.stopping.stoppers import _MIN_ROWS, _itm_only
 
     _check_stopper(stopper)
     stopper._check_params()
@@ -581,7 +585,7 @@ def fit_stopper(stopper, paths, payoffs, *, exercise_idx=None, discount=None, ti
 
     states, checks = _one_pass(_check_block, blocks, payoff_blocks, features, n_dates, control)
     nonneg = all(checks)
-    stopper.itm_only_ = nonneg if stopper.in_the_money == "auto" else bool(stopper.in_the_money)
+    stopper.itm_only_ = _itm_only(stopper.in_the_money, nonneg)
     stopper.n_features_ = n_features
     stopper.coef_ = np.zeros((n_dates, n_features))
     stopper.intercept_ = np.full(n_dates, np.inf)  # inf: never exercise (no regression)
